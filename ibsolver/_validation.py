@@ -1,0 +1,144 @@
+"""Input checks done once, at the public boundary.
+
+Every message names the argument, what it must be and what was received. Nothing
+that fails here reaches a backend.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+#: tolerance on sum(p_xy) == 1 before we call a table unnormalised
+SUM_TOL = 1e-9
+
+
+def check_joint(p_xy, *, name: str = "p_xy", normalize: bool = False) -> np.ndarray:
+    """Return p_xy as a C-contiguous float64 2-D array that sums to 1.
+
+    Integer and non-contiguous arrays are converted. Negative, NaN or infinite entries,
+    all-zero rows or columns, and a total off 1 (unless ``normalize``) raise.
+    """
+    if hasattr(p_xy, "detach"):  # a torch tensor: leave torch out of ibsolver
+        p_xy = p_xy.detach().cpu().numpy()
+    arr = np.asarray(p_xy)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
+    ):
+        raise TypeError(f"{name} must be a numeric array (got dtype {arr.dtype})")
+    if np.iscomplexobj(arr):
+        raise TypeError(f"{name} must be real (got dtype {arr.dtype})")
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D table p(x, y) of shape (n_x, n_y) (got shape {arr.shape})"
+        )
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one row and one column (got shape {arr.shape})")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(
+            f"{name} must be finite (got {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)})"
+        )
+    if np.any(arr < 0):
+        bad = np.argwhere(arr < 0)[0]
+        raise ValueError(
+            f"{name} must be non-negative (got {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)})"
+        )
+    zero_rows = np.flatnonzero(arr.sum(axis=1) == 0)
+    if zero_rows.size:
+        raise ValueError(
+            f"{name} has all-zero rows (x with p(x) = 0) at indices {zero_rows[:10].tolist()}; "
+            "drop them before solving"
+        )
+    zero_cols = np.flatnonzero(arr.sum(axis=0) == 0)
+    if zero_cols.size:
+        raise ValueError(
+            f"{name} has all-zero columns (y with p(y) = 0) at indices {zero_cols[:10].tolist()}; "
+            "drop them before solving"
+        )
+    total = float(arr.sum())
+    if abs(total - 1.0) > SUM_TOL:
+        if not normalize:
+            raise ValueError(
+                f"{name} must sum to 1 (got {total:.6g}); pass normalize=True to rescale"
+            )
+    if normalize or total != 1.0:
+        arr = arr / total
+    return arr
+
+
+def check_distribution(p, *, name: str = "p") -> np.ndarray:
+    """A 1-D probability vector (non-negative, finite, sums to 1)."""
+    arr = np.asarray(p, dtype=np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D probability vector (got shape {arr.shape})")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name} must be finite and non-negative (got {arr[~np.isfinite(arr) | (arr < 0)][:3]})")
+    total = arr.sum()
+    if abs(total - 1.0) > SUM_TOL:
+        raise ValueError(f"{name} must sum to 1 (got {total:.6g})")
+    return arr
+
+
+def check_real(value, *, name: str, low: float | None = None, high: float | None = None,
+               low_inclusive: bool = True) -> float:
+    """A finite real scalar within [low, high] (or (low, high] if not low_inclusive)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number (got {value!r} of type {type(value).__name__})")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite (got {v})")
+    if low is not None and (v < low or (v == low and not low_inclusive)):
+        op = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be {op} {low} (got {v})")
+    if high is not None and v > high:
+        raise ValueError(f"{name} must be <= {high} (got {v})")
+    return v
+
+
+def check_int(value, *, name: str, low: int | None = None, allow_none: bool = False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer (got {value!r} of type {type(value).__name__})")
+    v = int(value)
+    if low is not None and v < low:
+        raise ValueError(f"{name} must be >= {low} (got {v})")
+    return v
+
+
+def check_encoder(encoder, *, n_x: int, name: str = "encoder") -> np.ndarray:
+    """An (n_x, n_t) row-stochastic matrix p(t|x); rows are renormalised within 1e-6."""
+    arr = np.asarray(encoder)
+    if arr.ndim != 2 or arr.shape[0] != n_x or arr.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (n_x={n_x}, n_t) (got shape {arr.shape})")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name} must be finite and non-negative")
+    rows = arr.sum(axis=1)
+    worst = int(np.argmax(np.abs(rows - 1.0)))
+    if abs(rows[worst] - 1.0) > 1e-6:
+        raise ValueError(
+            f"{name} rows must sum to 1 (row {worst} sums to {rows[worst]:.6g})"
+        )
+    return arr / rows[:, None]
+
+
+def check_random_state(random_state) -> np.random.Generator:
+    """None, an int seed or a Generator -> a Generator (never the global RNG)."""
+    if random_state is None or isinstance(random_state, (numbers.Integral, np.random.SeedSequence)):
+        if isinstance(random_state, bool):
+            raise TypeError(f"random_state must be None, an int or a numpy Generator (got {random_state!r})")
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    raise TypeError(
+        f"random_state must be None, an int or a numpy Generator (got {type(random_state).__name__})"
+    )
+
+
+def check_choice(value, *, name: str, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)} (got {value!r})")
+    return value

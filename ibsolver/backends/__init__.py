@@ -1,0 +1,61 @@
+"""Backend registry: the same fused BA kernel in C++, numba and numpy.
+
+Every backend module exposes ``NAME``, ``run_iterations`` and ``encoder`` with the
+signatures and semantics documented in :mod:`ibsolver.backends.numpy_backend`.
+"""
+from __future__ import annotations
+
+import importlib
+
+from ..exceptions import BackendUnavailableError
+
+#: fastest first; "auto" takes the first one that imports
+ORDER = ("cpp", "numba", "numpy")
+
+_MODULES = {
+    "cpp": "ibsolver.backends.cpp_backend",
+    "numba": "ibsolver.backends.numba_backend",
+    "numpy": "ibsolver.backends.numpy_backend",
+}
+
+_HINTS = {
+    "cpp": "the C++ extension ibsolver._core was not built; reinstall with a C++17 compiler "
+           "available (`pip install --force-reinstall --no-cache-dir ibsolver`)",
+    "numba": "numba is not installed; `pip install 'ibsolver[numba]'` (or `pip install numba`)",
+    "numpy": "numpy is missing",
+}
+
+_loaded: dict = {}
+_errors: dict = {}
+
+
+def _load(name: str):
+    if name not in _loaded and name not in _errors:
+        try:
+            _loaded[name] = importlib.import_module(_MODULES[name])
+        except ImportError as exc:  # missing extension or optional dependency
+            _errors[name] = exc
+    return _loaded.get(name)
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that import on this machine, fastest first."""
+    return [name for name in ORDER if _load(name) is not None]
+
+
+def get_backend(name: str = "auto"):
+    """The backend module for ``name`` ("auto", "cpp", "numba" or "numpy")."""
+    if name == "auto":
+        for candidate in ORDER:
+            module = _load(candidate)
+            if module is not None:
+                return module
+        raise BackendUnavailableError("no backend could be imported")  # numpy always can
+    if name not in _MODULES:
+        raise ValueError(f"backend must be one of {['auto', *ORDER]} (got {name!r})")
+    module = _load(name)
+    if module is None:
+        raise BackendUnavailableError(
+            f"backend {name!r} is not available: {_HINTS[name]} (import error: {_errors[name]})"
+        )
+    return module

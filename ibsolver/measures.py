@@ -1,0 +1,143 @@
+"""Information measures of discrete distributions, in bits.
+
+Conventions: 0 log 0 = 0; a KL divergence with q(i) = 0 < p(i) is +inf.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._validation import check_joint
+
+LN2 = np.log(2.0)
+
+
+def _xlogy(x, y):
+    """x * log(y) with 0 * log(0) = 0 (natural log)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    out = np.zeros(np.broadcast(x, y).shape)
+    mask = np.broadcast_to(x > 0, out.shape)
+    xb = np.broadcast_to(x, out.shape)
+    yb = np.broadcast_to(y, out.shape)
+    with np.errstate(divide="ignore"):
+        out[mask] = xb[mask] * np.log(yb[mask])
+    return out
+
+
+def entropy(p, axis=None) -> float | np.ndarray:
+    """Shannon entropy H(p) in bits of a probability vector (or of every slice along ``axis``).
+
+    ``p`` need not be normalised along an axis when ``axis`` is given; it is used as is.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    if np.any(p < 0) or not np.all(np.isfinite(p)):
+        raise ValueError("p must be finite and non-negative")
+    return -_xlogy(p, p).sum(axis=axis) / LN2
+
+
+def kl_divergence(p, q) -> float:
+    """Kullback-Leibler divergence D(p || q) in bits; +inf where q = 0 < p."""
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    if p.shape != q.shape:
+        raise ValueError(f"p and q must have the same shape (got {p.shape} and {q.shape})")
+    if np.any((q == 0) & (p > 0)):
+        return float("inf")
+    return float((_xlogy(p, p) - _xlogy(p, q)).sum() / LN2)
+
+
+def mutual_information(p_xy, *, normalize: bool = False) -> float:
+    """I(X;Y) in bits of a joint table p(x, y)."""
+    p_xy = check_joint(p_xy, normalize=normalize)
+    p_x = p_xy.sum(axis=1, keepdims=True)
+    p_y = p_xy.sum(axis=0, keepdims=True)
+    val = (_xlogy(p_xy, p_xy) - _xlogy(p_xy, p_x * p_y)).sum() / LN2
+    return float(max(val, 0.0))
+
+
+def conditional_entropy(p_xy, *, normalize: bool = False) -> float:
+    """H(Y|X) in bits of a joint table p(x, y)."""
+    p_xy = check_joint(p_xy, normalize=normalize)
+    p_x = p_xy.sum(axis=1, keepdims=True)
+    return float(max(-(_xlogy(p_xy, p_xy) - _xlogy(p_xy, p_x)).sum() / LN2, 0.0))
+
+
+def maximal_correlation(p_xy, *, normalize: bool = False) -> float:
+    """Hirschfeld-Gebelein-Renyi maximal correlation of X and Y.
+
+    The second singular value s2 of B[x, y] = p(x, y) / sqrt(p(x) p(y)); the largest is 1.
+    The trivial IB solution loses local stability at beta = 1 / s2**2.
+    Returns 0 when X or Y takes a single value.
+    """
+    p_xy = check_joint(p_xy, normalize=normalize)
+    if min(p_xy.shape) < 2:
+        return 0.0
+    p_x = p_xy.sum(axis=1)
+    p_y = p_xy.sum(axis=0)
+    b = p_xy / np.sqrt(np.outer(p_x, p_y))
+    s = np.linalg.svd(b, compute_uv=False)
+    return float(min(s[1], 1.0))
+
+
+def joint_from_counts(counts) -> np.ndarray:
+    """p(x, y) from a table of co-occurrence counts (rows x, columns y).
+
+    Rows or columns with no counts are an error (drop those symbols first).
+    """
+    return check_joint(counts, name="counts", normalize=True)
+
+
+def joint_from_samples(x, y):
+    """Empirical p(x, y) from paired samples.
+
+    Returns ``(p_xy, x_values, y_values)``: the table and the sorted distinct values that
+    index its rows and columns. Samples may be any hashable-sortable labels; a 2-D ``x``
+    is treated as one symbol per row (e.g. binary patterns).
+    """
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must have the same number of samples (got {x.shape[0]} and {y.shape[0]})")
+    if x.shape[0] == 0:
+        raise ValueError("x and y must contain at least one sample (got 0)")
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D (got shape {y.shape})")
+    if x.ndim == 1:
+        x_values, xi = np.unique(x, return_inverse=True)
+    elif x.ndim == 2:
+        x_values, xi = np.unique(x, axis=0, return_inverse=True)
+    else:
+        raise ValueError(f"x must be 1-D or 2-D (got shape {x.shape})")
+    y_values, yi = np.unique(y, return_inverse=True)
+    counts = np.zeros((len(x_values), len(y_values)))
+    np.add.at(counts, (xi.ravel(), yi.ravel()), 1.0)
+    return counts / counts.sum(), x_values, y_values
+
+
+def encoder_information(p_xy, encoder) -> dict:
+    """I(X;T), I(T;Y), H(T) and H(T|X), in bits, of an encoder p(t|x) applied to p(x, y).
+
+    Works for any (n_x, n_t) row-stochastic ``encoder``, optimal or not (a binned network
+    layer is one). ``p_xy`` and ``encoder`` are validated.
+    """
+    from ._validation import check_encoder
+
+    p_xy = check_joint(p_xy)
+    q = check_encoder(encoder, n_x=p_xy.shape[0])
+    return _encoder_information(p_xy, q)
+
+
+def _encoder_information(p_xy: np.ndarray, q: np.ndarray) -> dict:
+    p_x = p_xy.sum(axis=1)
+    p_y = p_xy.sum(axis=0)
+    p_t = p_x @ q
+    p_ty = q.T @ p_xy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = q / p_t[None, :]
+        joint_ratio = p_ty / np.outer(p_t, p_y)
+    i_xt = float((p_x[:, None] * _xlogy(q, ratio)).sum() / LN2)
+    i_ty = float(_xlogy(p_ty, joint_ratio).sum() / LN2)
+    h_t = float(entropy(p_t))
+    h_t_given_x = float((p_x[:, None] * -_xlogy(q, q)).sum() / LN2)
+    return {"i_xt": max(i_xt, 0.0), "i_ty": max(i_ty, 0.0), "h_t": h_t,
+            "h_t_given_x": max(h_t_given_x, 0.0)}

@@ -1,0 +1,211 @@
+"""Solve the (generalised) Information Bottleneck at one beta."""
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _validation as v
+from .backends import get_backend
+from .exceptions import ConvergenceWarning
+from .measures import LN2, _encoder_information, entropy
+from .results import IBResult
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOL = 1e-10
+DEFAULT_MAX_ITER = 10_000
+#: default cap on the number of clusters when n_clusters is None
+MAX_DEFAULT_CLUSTERS = 1024
+#: clusters lighter than this are dropped (they carry no information worth the cost)
+DROP_MASS = 1e-14
+#: iterations between checks for empty or coincident clusters
+CHUNK = 200
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A validated joint distribution with the derived quantities every solver needs."""
+
+    p_xy: np.ndarray
+    p_x: np.ndarray
+    p_y_given_x: np.ndarray
+    p_y: np.ndarray
+
+    @classmethod
+    def from_joint(cls, p_xy, *, normalize: bool = False) -> "Problem":
+        p_xy = v.check_joint(p_xy, normalize=normalize)
+        p_x = p_xy.sum(axis=1)
+        return cls(p_xy, p_x, p_xy / p_x[:, None], p_xy.sum(axis=0))
+
+    @property
+    def h_y(self) -> float:
+        return float(entropy(self.p_y))
+
+    def n_distinct_rows(self) -> int:
+        """Number of distinct conditionals p(y|x): the clusters the beta -> inf optimum needs."""
+        return int(np.unique(np.round(self.p_y_given_x, 12), axis=0).shape[0])
+
+
+@dataclass
+class State:
+    """Decoder state (natural logs): log p(t), shape (k,), and log p(y|t), shape (k, m)."""
+
+    log_p_t: np.ndarray
+    log_p_y_given_t: np.ndarray
+
+    @classmethod
+    def from_encoder(cls, problem: Problem, q: np.ndarray) -> "State":
+        p_t = problem.p_x @ q
+        keep = p_t > 0
+        p_ty = q[:, keep].T @ problem.p_xy
+        return cls.from_joint(p_t[keep], p_ty)
+
+    @classmethod
+    def from_joint(cls, p_t: np.ndarray, p_ty: np.ndarray) -> "State":
+        with np.errstate(divide="ignore"):
+            log_p_t = np.log(p_t)
+            log_p_y_given_t = np.log(p_ty) - log_p_t[:, None]
+        return cls(log_p_t, log_p_y_given_t)
+
+    @property
+    def n_clusters(self) -> int:
+        return self.log_p_t.size
+
+    def prune(self, merge_tol: float) -> bool:
+        """Drop clusters lighter than DROP_MASS and merge clusters whose decoders agree
+        within ``merge_tol``. Returns whether anything changed."""
+        p_t = np.exp(self.log_p_t)
+        p_y_given_t = np.exp(self.log_p_y_given_t)
+        keep = p_t > DROP_MASS
+        if not keep.any():  # cannot happen for a valid state; keep the heaviest
+            keep[np.argmax(p_t)] = True
+        p_t, p_y_given_t = p_t[keep], p_y_given_t[keep]
+        keys = np.round(p_y_given_t / merge_tol)
+        _, first, group = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        changed = (not keep.all()) or first.size < p_t.size
+        if first.size < p_t.size:
+            order = np.argsort(first)  # keep clusters in their original order
+            rank = np.empty_like(order)
+            rank[order] = np.arange(order.size)
+            group = rank[group.ravel()]
+            merged_t = np.zeros(first.size)
+            merged_ty = np.zeros((first.size, p_y_given_t.shape[1]))
+            np.add.at(merged_t, group, p_t)
+            np.add.at(merged_ty, group, p_t[:, None] * p_y_given_t)
+            new = State.from_joint(merged_t, merged_ty)
+            self.log_p_t, self.log_p_y_given_t = new.log_p_t, new.log_p_y_given_t
+        elif changed:
+            self.log_p_t = self.log_p_t[keep]
+            self.log_p_y_given_t = self.log_p_y_given_t[keep]
+        return changed
+
+
+def random_encoder(n_x: int, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+    """A random soft encoder: Dirichlet(1) rows."""
+    return rng.dirichlet(np.ones(n_clusters), size=n_x)
+
+
+def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
+          tol=DEFAULT_TOL, max_iter=DEFAULT_MAX_ITER, n_threads=None, random_state=None,
+          normalize=False, merge_tol=1e-9) -> IBResult:
+    """Solve the Information Bottleneck at one trade-off parameter beta.
+
+    Minimises ``H(T) - alpha H(T|X) - beta I(T;Y)`` over encoders p(t|x) by the fused
+    Blahut-Arimoto iteration (a local optimum, reached monotonically). With ``alpha=1``
+    this is the IB Lagrangian ``I(X;T) - beta I(T;Y)``; ``alpha=0`` is the deterministic
+    IB (hard assignments). All information in the result is in bits; beta is the true
+    multiplier (it does not depend on the unit).
+
+    Parameters
+    ----------
+    p_xy : (n_x, n_y) array_like
+        Joint distribution of X and Y. Integer or non-contiguous arrays are converted.
+    beta : float >= 0
+        Trade-off parameter (1e8 and 0 are fine).
+    n_clusters : int >= 1, optional
+        Number of clusters to start from when ``init`` is None. Default: the number of
+        distinct rows p(y|x) (enough for every beta), capped at 1024.
+    alpha : float >= 0
+        Generalised IB parameter: 1 is the IB, 0 the deterministic IB.
+    init : (n_x, k) array_like, optional
+        Encoder to warm start from (rows are renormalised). Overrides ``n_clusters``.
+    backend : {"auto", "cpp", "numba", "numpy"}
+        "auto" takes the fastest available; the result records which ran.
+    tol : float
+        Stop when max |change of p(t, y)| between iterations is <= tol.
+    max_iter : int
+        Iteration budget; if exhausted, ``converged=False`` and a ConvergenceWarning.
+    n_threads : int, optional
+        Threads for the C++ and numba backends (None: all cores, or OMP_NUM_THREADS).
+    random_state : None, int or numpy.random.Generator
+        Seeds the random initial encoder (ignored with ``init``).
+    normalize : bool
+        Rescale ``p_xy`` to sum to 1 instead of raising.
+    merge_tol : float
+        Clusters whose decoders p(y|t) agree within this are merged.
+    """
+    problem = Problem.from_joint(p_xy, normalize=normalize)
+    beta = v.check_real(beta, name="beta", low=0.0)
+    alpha = v.check_real(alpha, name="alpha", low=0.0)
+    tol = v.check_real(tol, name="tol", low=0.0)
+    merge_tol = v.check_real(merge_tol, name="merge_tol", low=0.0, low_inclusive=False)
+    max_iter = v.check_int(max_iter, name="max_iter", low=1)
+    n_threads = v.check_int(n_threads, name="n_threads", low=1, allow_none=True)
+    n_clusters = v.check_int(n_clusters, name="n_clusters", low=1, allow_none=True)
+    kernel = get_backend(v.check_choice(backend, name="backend",
+                                        choices={"auto", "cpp", "numba", "numpy"}))
+    n_x = problem.p_x.size
+    if init is not None:
+        q0 = v.check_encoder(init, n_x=n_x, name="init")
+    else:
+        if n_clusters is None:
+            n_clusters = min(problem.n_distinct_rows(), MAX_DEFAULT_CLUSTERS)
+        q0 = random_encoder(n_x, n_clusters, v.check_random_state(random_state))
+    state = State.from_encoder(problem, q0)
+    return solve_from_state(problem, state, beta, alpha=alpha, kernel=kernel, tol=tol,
+                            max_iter=max_iter, n_threads=n_threads, merge_tol=merge_tol)
+
+
+def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: float, kernel,
+                     tol: float, max_iter: int, n_threads, merge_tol: float,
+                     warn: bool = True) -> IBResult:
+    """Iterate a validated problem from ``state`` (modified in place) to a fixed point."""
+    histories = []
+    n_iter = 0
+    residual = np.inf
+    state.prune(merge_tol)
+    while n_iter < max_iter:
+        chunk = min(CHUNK, max_iter - n_iter)
+        log_p_t, log_p_y_given_t, done, residual, history = kernel.run_iterations(
+            problem.p_x, problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
+            beta, alpha, chunk, tol, n_threads)
+        state.log_p_t, state.log_p_y_given_t = log_p_t, log_p_y_given_t
+        n_iter += done
+        histories.append(history)
+        changed = state.prune(merge_tol)
+        if residual <= tol and not changed:
+            break
+        if changed:
+            residual = np.inf  # the merged state has not been iterated yet
+    converged = residual <= tol
+    q = kernel.encoder(problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
+                       beta, alpha, n_threads)
+    q = q[:, problem.p_x @ q > 0]
+    info = _encoder_information(problem.p_xy, q)
+    lagrangian = info["h_t"] - alpha * info["h_t_given_x"] - beta * info["i_ty"]
+    history_bits = (np.concatenate(histories) - beta * problem.h_y * LN2) / LN2
+    if not converged and warn:
+        warnings.warn(
+            f"BA did not converge at beta={beta:.6g} within max_iter={max_iter} iterations "
+            f"(residual {residual:.3g} > tol={tol:.3g}); increase max_iter or loosen tol. "
+            "Slow convergence is expected near a phase transition.",
+            ConvergenceWarning, stacklevel=3)
+    p_t = problem.p_x @ q
+    return IBResult(
+        encoder=q, p_t=p_t, p_y_given_t=(q.T @ problem.p_xy) / p_t[:, None],
+        i_xt=info["i_xt"], i_ty=info["i_ty"], h_t=info["h_t"], lagrangian=float(lagrangian),
+        beta=beta, alpha=alpha, n_iter=n_iter, converged=bool(converged),
+        residual=float(residual), backend=kernel.NAME, lagrangian_history=history_bits)
