@@ -32,7 +32,7 @@ def entropy(p, axis=None) -> float | np.ndarray:
     p = np.asarray(p, dtype=np.float64)
     if np.any(p < 0) or not np.all(np.isfinite(p)):
         raise ValueError("p must be finite and non-negative")
-    return -_xlogy(p, p).sum(axis=axis) / LN2
+    return -_xlogy(p, p).sum(axis=axis) / LN2 + 0.0  # no -0.0
 
 
 def kl_divergence(p, q) -> float:
@@ -137,7 +137,7 @@ def _encoder_information(p_xy: np.ndarray, q: np.ndarray) -> dict:
         joint_ratio = p_ty / np.outer(p_t, p_y)
     i_xt = float((p_x[:, None] * _xlogy(q, ratio)).sum() / LN2)
     i_ty = float(_xlogy(p_ty, joint_ratio).sum() / LN2)
-    h_t = float(entropy(p_t))
+    h_t = float(entropy(p_t)) + 0.0  # no -0.0 for a single cluster
     h_t_given_x = float((p_x[:, None] * -_xlogy(q, q)).sum() / LN2)
     return {"i_xt": max(i_xt, 0.0), "i_ty": max(i_ty, 0.0), "h_t": h_t,
             "h_t_given_x": max(h_t_given_x, 0.0)}

@@ -6,8 +6,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from . import _validation as v
+from .accelerate import squarem_iterations
 from .backends import get_backend
 from .exceptions import ConvergenceWarning
 from .measures import LN2, _encoder_information, entropy
@@ -83,16 +85,12 @@ class State:
         if not keep.any():  # cannot happen for a valid state; keep the heaviest
             keep[np.argmax(p_t)] = True
         p_t, p_y_given_t = p_t[keep], p_y_given_t[keep]
-        keys = np.round(p_y_given_t / merge_tol)
-        _, first, group = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-        changed = (not keep.all()) or first.size < p_t.size
-        if first.size < p_t.size:
-            order = np.argsort(first)  # keep clusters in their original order
-            rank = np.empty_like(order)
-            rank[order] = np.arange(order.size)
-            group = rank[group.ravel()]
-            merged_t = np.zeros(first.size)
-            merged_ty = np.zeros((first.size, p_y_given_t.shape[1]))
+        group = _coincident_groups(p_y_given_t, merge_tol)
+        n_groups = int(group.max()) + 1 if group.size else 0
+        changed = (not keep.all()) or n_groups < p_t.size
+        if n_groups < p_t.size:
+            merged_t = np.zeros(n_groups)
+            merged_ty = np.zeros((n_groups, p_y_given_t.shape[1]))
             np.add.at(merged_t, group, p_t)
             np.add.at(merged_ty, group, p_t[:, None] * p_y_given_t)
             new = State.from_joint(merged_t, merged_ty)
@@ -103,6 +101,31 @@ class State:
         return changed
 
 
+def _coincident_groups(points: np.ndarray, tol: float) -> np.ndarray:
+    """Group label per row, rows within ``tol`` (max-norm, transitively) sharing a group.
+
+    Groups are numbered in order of their first member, so cluster order is kept.
+    """
+    k = points.shape[0]
+    parent = np.arange(k)
+    if k > 1:
+        pairs = cKDTree(points).query_pairs(r=tol, p=np.inf, output_type="ndarray")
+
+        def find(i):
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for i, j in pairs:
+            ri, rj = find(i), find(j)
+            if ri != rj:
+                parent[max(ri, rj)] = min(ri, rj)
+        parent = np.array([find(i) for i in range(k)])
+    _, group = np.unique(parent, return_inverse=True)  # roots are the first members
+    return group.ravel()
+
+
 def random_encoder(n_x: int, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
     """A random soft encoder: Dirichlet(1) rows."""
     return rng.dirichlet(np.ones(n_clusters), size=n_x)
@@ -110,7 +133,7 @@ def random_encoder(n_x: int, n_clusters: int, rng: np.random.Generator) -> np.nd
 
 def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
           tol=DEFAULT_TOL, max_iter=DEFAULT_MAX_ITER, n_threads=None, random_state=None,
-          normalize=False, merge_tol=1e-9) -> IBResult:
+          normalize=False, merge_tol=1e-7, accelerate=False) -> IBResult:
     """Solve the Information Bottleneck at one trade-off parameter beta.
 
     Minimises ``H(T) - alpha H(T|X) - beta I(T;Y)`` over encoders p(t|x) by the fused
@@ -145,7 +168,10 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
     normalize : bool
         Rescale ``p_xy`` to sum to 1 instead of raising.
     merge_tol : float
-        Clusters whose decoders p(y|t) agree within this are merged.
+        Clusters whose decoders p(y|t) agree within this (max-norm) are merged.
+    accelerate : bool
+        Use SQUAREM extrapolation (monotone, same fixed point); pays off near phase
+        transitions where plain BA needs thousands of iterations.
     """
     problem = Problem.from_joint(p_xy, normalize=normalize)
     beta = v.check_real(beta, name="beta", low=0.0)
@@ -166,12 +192,13 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
         q0 = random_encoder(n_x, n_clusters, v.check_random_state(random_state))
     state = State.from_encoder(problem, q0)
     return solve_from_state(problem, state, beta, alpha=alpha, kernel=kernel, tol=tol,
-                            max_iter=max_iter, n_threads=n_threads, merge_tol=merge_tol)
+                            max_iter=max_iter, n_threads=n_threads, merge_tol=merge_tol,
+                            accelerate=bool(accelerate))
 
 
 def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: float, kernel,
                      tol: float, max_iter: int, n_threads, merge_tol: float,
-                     warn: bool = True) -> IBResult:
+                     accelerate: bool = False, warn: bool = True) -> IBResult:
     """Iterate a validated problem from ``state`` (modified in place) to a fixed point."""
     histories = []
     n_iter = 0
@@ -179,9 +206,13 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
     state.prune(merge_tol)
     while n_iter < max_iter:
         chunk = min(CHUNK, max_iter - n_iter)
-        log_p_t, log_p_y_given_t, done, residual, history = kernel.run_iterations(
-            problem.p_x, problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
-            beta, alpha, chunk, tol, n_threads)
+        args = (problem.p_x, problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
+                beta, alpha, chunk, tol, n_threads)
+        if accelerate:
+            out = squarem_iterations(kernel, *args)
+        else:
+            out = kernel.run_iterations(*args)
+        log_p_t, log_p_y_given_t, done, residual, history = out
         state.log_p_t, state.log_p_y_given_t = log_p_t, log_p_y_given_t
         n_iter += done
         histories.append(history)
