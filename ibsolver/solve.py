@@ -208,7 +208,7 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         chunk = min(CHUNK, max_iter - n_iter)
         args = (problem.p_x, problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
                 beta, alpha, chunk, tol, n_threads)
-        if accelerate:
+        if accelerate and n_iter > 0:  # plain compiled chunk first: most solves need no more
             out = squarem_iterations(kernel, *args)
         else:
             out = kernel.run_iterations(*args)

@@ -1,0 +1,67 @@
+// The fused decoder-state Blahut-Arimoto iteration for the (generalised) Information
+// Bottleneck, in plain C++17: raw pointers and sizes, no Python.
+//
+// The specification is ibsolver/backends/numpy_backend.py; this kernel reproduces it to
+// round-off. Natural logs throughout; -inf stands for a zero probability.
+//
+// Layouts (row-major, C-contiguous, float64):
+//   p_x            (n)      p(x)
+//   p_y_given_x    (n, m)   p(y|x)
+//   log_p_t        (k)      log p(t)
+//   log_p_y_given_t(k, m)   log p(y|t)
+//   q              (n, k)   encoder q(t|x)
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ibsolver {
+
+enum class Status : int {
+    ok = 0,
+    no_admissible_cluster = 1,  // some x has every logit equal to -inf
+};
+
+/// Human-readable message for a non-ok status.
+const char* status_message(Status status);
+
+struct IterationResult {
+    std::int64_t n_iter = 0;  // iterations done (<= max_iter)
+    double residual = 0.0;    // max_{t,y} |p_new(t,y) - p_old(t,y)| of the last iteration
+    Status status = Status::ok;
+};
+
+/// Iterates the state (log_p_t, log_p_y_given_t), updated in place, at most max_iter
+/// times, stopping once the residual is <= tol. history[i] receives, for the encoder of
+/// iteration i, H(T) - alpha H(T|X) + beta H(Y|T) in nats; it needs room for max_iter
+/// entries. n_threads <= 0 means all available (omp_get_max_threads()).
+/// On a non-ok status the state and history are unspecified.
+/// Throws std::bad_alloc if the workspace cannot be allocated.
+IterationResult run_iterations(const double* p_x, const double* p_y_given_x, std::int64_t n,
+                               std::int64_t m, double* log_p_t, double* log_p_y_given_t,
+                               std::int64_t k, double beta, double alpha, std::int64_t max_iter,
+                               double tol, int n_threads, double* history);
+
+/// Writes to q (n, k) the encoder q(t|x) that one iteration builds from the state.
+Status encoder(const double* p_y_given_x, std::int64_t n, std::int64_t m,
+               const double* log_p_t, const double* log_p_y_given_t, std::int64_t k,
+               double beta, double alpha, int n_threads, double* q);
+
+/// Whether the kernel was compiled with OpenMP.
+bool has_openmp();
+
+/// Threads a run with n_threads <= 0 would use (omp_get_max_threads(); 1 without OpenMP).
+int max_threads();
+
+/// The instruction set the hot loops run with on this CPU: "avx512", "avx2+fma" or "sse2".
+const char* simd_target();
+
+/// The instruction sets this CPU can run the hot loops with, best first.
+std::vector<std::string> simd_targets();
+
+/// Forces one of simd_targets() ("" or "best": the best); false if unknown or unsupported.
+/// For tests and benchmarks; not thread-safe with respect to running kernels.
+bool set_simd_target(const std::string& name);
+
+}  // namespace ibsolver

@@ -1,0 +1,165 @@
+// Python bindings of the BA kernel: the private module ibsolver._core.
+//
+// The only file that knows about Python. It converts the inputs to C-contiguous float64
+// (any dtype or stride is accepted), checks shapes, copies the state so the caller's
+// arrays are never modified, releases the GIL around the kernel and turns kernel errors
+// into Python exceptions (FloatingPointError, as the numpy reference backend raises).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "ba_kernel.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+std::string shape_str(const Array& a) {
+    std::ostringstream os;
+    os << "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) os << (i ? ", " : "") << a.shape(i);
+    os << (a.ndim() == 1 ? ",)" : ")");
+    return os.str();
+}
+
+void check_ndim(const Array& a, int ndim, const char* name) {
+    if (a.ndim() != ndim) {
+        throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) +
+                              "-D (got shape " + shape_str(a) + ")");
+    }
+}
+
+/// Shapes of (p_y_given_x, log_p_t, log_p_y_given_t); returns (n, m, k).
+void check_state(const Array& p_y_given_x, const Array& log_p_t, const Array& log_p_y_given_t,
+                 std::int64_t& n, std::int64_t& m, std::int64_t& k) {
+    check_ndim(p_y_given_x, 2, "p_y_given_x");
+    check_ndim(log_p_t, 1, "log_p_t");
+    check_ndim(log_p_y_given_t, 2, "log_p_y_given_t");
+    n = p_y_given_x.shape(0);
+    m = p_y_given_x.shape(1);
+    k = log_p_t.shape(0);
+    if (k < 1) throw py::value_error("log_p_t must have at least one cluster (got shape (0,))");
+    if (log_p_y_given_t.shape(0) != k || log_p_y_given_t.shape(1) != m) {
+        throw py::value_error("log_p_y_given_t must have shape (k, n_y) = (" + std::to_string(k) +
+                              ", " + std::to_string(m) + ") (got " +
+                              shape_str(log_p_y_given_t) + ")");
+    }
+}
+
+void check_params(double beta, double alpha) {
+    if (!(beta >= 0.0)) {
+        throw py::value_error("beta must be >= 0 (got " + std::to_string(beta) + ")");
+    }
+    if (!(alpha >= 0.0) || std::isinf(alpha)) {
+        throw py::value_error("alpha must be finite and >= 0 (got " + std::to_string(alpha) + ")");
+    }
+}
+
+int thread_count(std::optional<int> n_threads) { return n_threads ? *n_threads : 0; }
+
+[[noreturn]] void raise_status(ibsolver::Status status) {
+    PyErr_SetString(PyExc_FloatingPointError, ibsolver::status_message(status));
+    throw py::error_already_set();
+}
+
+Array copy_of(const Array& a) {
+    Array out(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
+    if (a.size() > 0) std::memcpy(out.mutable_data(), a.data(), a.size() * sizeof(double));
+    return out;
+}
+
+py::tuple run_iterations(Array p_x, Array p_y_given_x, Array log_p_t, Array log_p_y_given_t,
+                         double beta, double alpha, std::int64_t max_iter, double tol,
+                         std::optional<int> n_threads) {
+    std::int64_t n, m, k;
+    check_state(p_y_given_x, log_p_t, log_p_y_given_t, n, m, k);
+    check_ndim(p_x, 1, "p_x");
+    if (p_x.shape(0) != n) {
+        throw py::value_error("p_x must have n_x = " + std::to_string(n) + " entries (got " +
+                              std::to_string(p_x.shape(0)) + ")");
+    }
+    check_params(beta, alpha);
+    if (max_iter < 0) {
+        throw py::value_error("max_iter must be >= 0 (got " + std::to_string(max_iter) + ")");
+    }
+    if (std::isnan(tol)) throw py::value_error("tol must not be NaN");
+
+    Array out_t = copy_of(log_p_t);
+    Array out_ty = copy_of(log_p_y_given_t);
+    std::vector<double> history(static_cast<std::size_t>(max_iter));
+    const int nth = thread_count(n_threads);
+    ibsolver::IterationResult res;
+    {
+        py::gil_scoped_release release;
+        res = ibsolver::run_iterations(p_x.data(), p_y_given_x.data(), n, m,
+                                       out_t.mutable_data(), out_ty.mutable_data(), k, beta,
+                                       alpha, max_iter, tol, nth, history.data());
+    }
+    if (res.status != ibsolver::Status::ok) raise_status(res.status);
+    Array hist(static_cast<py::ssize_t>(res.n_iter));
+    if (res.n_iter > 0)
+        std::memcpy(hist.mutable_data(), history.data(), res.n_iter * sizeof(double));
+    return py::make_tuple(out_t, out_ty, res.n_iter, res.residual, hist);
+}
+
+Array encoder(Array p_y_given_x, Array log_p_t, Array log_p_y_given_t, double beta, double alpha,
+              std::optional<int> n_threads) {
+    std::int64_t n, m, k;
+    check_state(p_y_given_x, log_p_t, log_p_y_given_t, n, m, k);
+    check_params(beta, alpha);
+    Array q({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)});
+    const int nth = thread_count(n_threads);
+    ibsolver::Status status;
+    {
+        py::gil_scoped_release release;
+        status = ibsolver::encoder(p_y_given_x.data(), n, m, log_p_t.data(),
+                                   log_p_y_given_t.data(), k, beta, alpha, nth,
+                                   q.mutable_data());
+    }
+    if (status != ibsolver::Status::ok) raise_status(status);
+    return q;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, mod) {
+    mod.doc() =
+        "ibsolver's compiled kernel: the fused Blahut-Arimoto IB iteration (private; use "
+        "ibsolver.backends.cpp_backend).";
+
+    mod.def("run_iterations", &run_iterations, py::arg("p_x"), py::arg("p_y_given_x"),
+            py::arg("log_p_t"), py::arg("log_p_y_given_t"), py::arg("beta"), py::arg("alpha"),
+            py::arg("max_iter"), py::arg("tol"), py::arg("n_threads") = py::none(),
+            "Iterate from the given state; returns (log_p_t, log_p_y_given_t, n_iter, residual, "
+            "history). See ibsolver.backends.numpy_backend.run_iterations.");
+    mod.def("encoder", &encoder, py::arg("p_y_given_x"), py::arg("log_p_t"),
+            py::arg("log_p_y_given_t"), py::arg("beta"), py::arg("alpha"),
+            py::arg("n_threads") = py::none(),
+            "The encoder q(t|x), shape (n, k), that one iteration builds from the state.");
+    mod.def("has_openmp", &ibsolver::has_openmp, "Whether the kernel was built with OpenMP.");
+    mod.def("max_threads", &ibsolver::max_threads,
+            "Threads used when n_threads is None (respects OMP_NUM_THREADS).");
+    mod.def("simd_target", [] { return std::string(ibsolver::simd_target()); },
+            "Instruction set the hot loops run with on this CPU (chosen at run time).");
+    mod.def("simd_targets", &ibsolver::simd_targets,
+            "Instruction sets this CPU supports for the hot loops, best first.");
+    mod.def(
+        "_set_simd_target",
+        [](const std::string& name) {
+            if (!ibsolver::set_simd_target(name)) {
+                throw py::value_error("unknown or unsupported SIMD target " + name);
+            }
+        },
+        py::arg("name"),
+        "Force an instruction set for the hot loops ('best' restores); for tests only.");
+}

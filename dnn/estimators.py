@@ -1,0 +1,574 @@
+"""Estimators of I(X;T) and I(T;Y) for network layers T, in bits (numpy only, no torch).
+
+Inputs are the layer's activations on a probe set of N rows (one row per input x) and the
+probe's exact joint ``p_xy`` (N, n_classes): p(x) over the probe rows times the task's
+p(y|x). For a sampled task, use uniform p(x) and the one-hot labels.
+
+Binning
+    Each unit is discretised; the binned layer T_b(x) is a deterministic function of X, i.e.
+    a real (hard) encoder of X. Then I(X;T_b) = H(T_b) and I(T_b;Y) follow exactly from
+    p(x, y) (the same numbers as ``ibsolver.encoder_information(p_xy, hard_encoder(t))``,
+    computed here by counting instead of through the (N, n_t) one-hot matrix). Every binned
+    point is an achievable point of the IB problem and lies on or below the IB bound.
+    Strategies: ``"count"`` (B equal bins over a range: each layer's own range, the range of
+    all recorded layers, or a fixed (lo, hi)), ``"width"`` (bins of fixed width anchored at 0),
+    ``"mass"`` (per unit, B bins of equal p(x)-mass).
+
+KDE (Kolchinsky & Tracey 2017; Saxe et al. 2018)
+    T + N(0, s^2 I) is a mixture of Gaussians centred on the activations; pairwise-distance
+    bounds on its entropy give
+        upper:  I(X;T) <= - sum_i p_i log sum_j p_j exp(-|h_i - h_j|^2 / (2 s^2))
+        lower:  I(X;T) >= - sum_i p_i log sum_j p_j exp(-|h_i - h_j|^2 / (8 s^2))
+    and I(T;Y) = the same quantity minus its label-conditional average (weights p(x|y)).
+    For uniform p(x) this is theory.md section 4. Both carry the knob ``noise_var`` = s^2.
+
+Every result carries the estimator's name and knobs, the probe size N, the ceilings
+log2 N and H(Y), and flags for saturation (I(X;T) >= 0.99 log2 N) and for violations of the
+data-processing inequality across consecutive layers.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+LN2 = math.log(2.0)
+#: I(X;T) within this fraction of log2 N counts as saturated
+SATURATION = 0.01
+#: tolerance (bits) on the data-processing checks
+DPI_TOL = 1e-9
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class InfoEstimate:
+    """Information of each layer of one network at one moment, in bits.
+
+    Attributes
+    ----------
+    estimator : "binning", "kde_upper" or "kde_lower".
+    knobs : the estimator's settings (e.g. {"n_bins": 30, "strategy": "count", ...}).
+    layers : layer names, in feed-forward order.
+    i_xt, i_ty : (n_layers,) arrays, I(X;T) and I(T;Y) in bits.
+    n_probe : N, the number of probe rows.
+    log2_n : log2 N, the ceiling of I(X;T) for uniform p(x) on the probe (bits).
+    h_x : H(X) of the probe's p(x) (the actual ceiling of I(X;T); = log2 N when uniform).
+    h_y : H(Y) of the probe joint (a ceiling of I(T;Y)), bits.
+    exact : True when T is a deterministic function of X (binning), so the point is an
+        achievable IB point; False for the KDE bounds.
+    n_clusters : (n_layers,) int array, the number of distinct binned states (binning), else -1.
+    saturated : (n_layers,) bool, I(X;T) >= (1 - 0.01) log2 N.
+    dpi_violations : tuple of dicts {"layer", "previous", "quantity", "excess_bits"} for each
+        consecutive pair where a later layer has more information than an earlier one.
+    ceiling_violations : tuple of dicts for values above log2 N / H(X) / H(Y) / I(X;T).
+    """
+
+    estimator: str
+    knobs: dict
+    layers: tuple
+    i_xt: np.ndarray
+    i_ty: np.ndarray
+    n_probe: int
+    log2_n: float
+    h_x: float
+    h_y: float
+    exact: bool
+    n_clusters: np.ndarray
+    saturated: np.ndarray
+    dpi_violations: tuple = field(default_factory=tuple)
+    ceiling_violations: tuple = field(default_factory=tuple)
+
+    def as_dict(self) -> dict:
+        return {"estimator": self.estimator, "knobs": dict(self.knobs),
+                "layers": list(self.layers), "i_xt_bits": self.i_xt.tolist(),
+                "i_ty_bits": self.i_ty.tolist(), "n_probe": self.n_probe,
+                "log2_n": self.log2_n, "h_x": self.h_x, "h_y": self.h_y, "exact": self.exact,
+                "n_clusters": self.n_clusters.tolist(), "saturated": self.saturated.tolist(),
+                "dpi_violations": list(self.dpi_violations),
+                "ceiling_violations": list(self.ceiling_violations)}
+
+
+def _entropy_bits(p) -> float:
+    p = np.asarray(p, dtype=np.float64)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum() / LN2)
+
+
+def check_probe_joint(p_xy, n_rows: int | None = None) -> np.ndarray:
+    """Validate a probe joint p(x, y): (N, n_classes), non-negative, sums to 1."""
+    arr = np.asarray(p_xy, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"p_xy must be a 2-D table (N, n_classes) (got shape {arr.shape})")
+    if n_rows is not None and arr.shape[0] != n_rows:
+        raise ValueError(f"p_xy must have one row per probe row (N={n_rows}) "
+                         f"(got {arr.shape[0]} rows)")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError("p_xy must be finite and non-negative")
+    total = arr.sum()
+    if abs(total - 1.0) > 1e-9:
+        raise ValueError(f"p_xy must sum to 1 (got {total:.6g})")
+    return arr
+
+
+def probe_joint(p_x, p_y_given_x, index=None) -> np.ndarray:
+    """The joint on probe rows ``index``: p(x) renormalised over them times p(y|x)."""
+    p_x = np.asarray(p_x, dtype=np.float64)
+    p_y_given_x = np.asarray(p_y_given_x, dtype=np.float64)
+    if index is not None:
+        p_x = p_x[index]
+        p_y_given_x = p_y_given_x[index]
+    if p_x.size == 0:
+        raise ValueError("the probe set is empty (index selects no rows)")
+    return (p_x / p_x.sum())[:, None] * p_y_given_x
+
+
+def _flags(estimator, layers, i_xt, i_ty, log2_n, h_x, h_y, exact):
+    saturated = i_xt >= (1.0 - SATURATION) * log2_n
+    dpi = []
+    for k in range(1, len(layers)):
+        for name, vals in (("I(X;T)", i_xt), ("I(T;Y)", i_ty)):
+            excess = float(vals[k] - vals[k - 1])
+            if excess > DPI_TOL:
+                dpi.append({"layer": layers[k], "previous": layers[k - 1], "quantity": name,
+                            "excess_bits": excess})
+    ceil = []
+    for k, layer in enumerate(layers):
+        for name, val, cap in (("I(X;T)", i_xt[k], h_x), ("I(T;Y)", i_ty[k], h_y),
+                               ("I(T;Y) vs I(X;T)", i_ty[k], i_xt[k])):
+            if val > cap + 1e-9:
+                ceil.append({"layer": layer, "quantity": name, "value_bits": float(val),
+                             "ceiling_bits": float(cap)})
+    if ceil and exact:
+        logger.error("%s: exact estimates above their ceilings: %s", estimator, ceil)
+    return saturated, tuple(dpi), tuple(ceil)
+
+
+def _make_estimate(estimator, knobs, layers, i_xt, i_ty, p_xy, exact, n_clusters=None):
+    p_xy = np.asarray(p_xy)
+    n = p_xy.shape[0]
+    log2_n = math.log2(n)
+    h_x = _entropy_bits(p_xy.sum(axis=1))
+    h_y = _entropy_bits(p_xy.sum(axis=0))
+    i_xt = np.asarray(i_xt, dtype=np.float64)
+    i_ty = np.asarray(i_ty, dtype=np.float64)
+    if n_clusters is None:
+        n_clusters = np.full(len(layers), -1, dtype=np.int64)
+    saturated, dpi, ceil = _flags(estimator, layers, i_xt, i_ty, log2_n, h_x, h_y, exact)
+    return InfoEstimate(estimator=estimator, knobs=dict(knobs), layers=tuple(layers),
+                        i_xt=i_xt, i_ty=i_ty, n_probe=n, log2_n=log2_n, h_x=h_x, h_y=h_y,
+                        exact=exact, n_clusters=np.asarray(n_clusters, dtype=np.int64),
+                        saturated=saturated, dpi_violations=dpi, ceiling_violations=ceil)
+
+
+def _as_layers(activations):
+    """{name: (N, w) array} (dict order = feed-forward order) from a dict or a single array."""
+    if isinstance(activations, np.ndarray) or hasattr(activations, "shape"):
+        activations = {"T": activations}
+    if not isinstance(activations, dict) or not activations:
+        raise TypeError("activations must be a non-empty dict {layer: (N, width) array} "
+                        f"(got {type(activations).__name__})")
+    out = {}
+    n = None
+    for name, arr in activations.items():
+        if hasattr(arr, "detach"):
+            arr = arr.detach().cpu().numpy()
+        arr = np.asarray(arr, dtype=np.float64)
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2:
+            raise ValueError(f"activations[{name!r}] must be (N, width) (got shape {arr.shape})")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"activations[{name!r}] must be finite (got NaN or inf)")
+        if n is None:
+            n = arr.shape[0]
+        elif arr.shape[0] != n:
+            raise ValueError(f"every layer needs the same N rows (got {n} and "
+                             f"{arr.shape[0]} for {name!r})")
+        out[str(name)] = arr
+    return out
+
+
+# --------------------------------------------------------------------------- hard encoders
+def _rows_to_clusters(codes: np.ndarray) -> np.ndarray:
+    """Cluster index (0 .. n_t-1) of each row of an integer code matrix (N, w)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if codes.shape[1] == 0:
+        return np.zeros(codes.shape[0], dtype=np.int64)
+    codes = codes - codes.min(axis=0, keepdims=True)
+    radix = codes.max(axis=0) + 1
+    if np.sum(np.log2(radix.astype(np.float64))) < 62:
+        mult = np.concatenate([[1], np.cumprod(radix[:-1])]).astype(np.int64)
+        _, inverse = np.unique(codes @ mult, return_inverse=True)
+    else:
+        _, inverse = np.unique(codes, axis=0, return_inverse=True)
+    return inverse.ravel().astype(np.int64)
+
+
+def hard_encoder(clusters) -> np.ndarray:
+    """The (N, n_t) one-hot encoder p(t|x) of a deterministic assignment ``clusters`` (N,)."""
+    clusters = np.asarray(clusters, dtype=np.int64)
+    _, t = np.unique(clusters, return_inverse=True)
+    enc = np.zeros((clusters.size, int(t.max()) + 1 if t.size else 0))
+    enc[np.arange(clusters.size), t.ravel()] = 1.0
+    return enc
+
+
+def hard_information(p_xy, clusters) -> tuple[float, float]:
+    """(I(X;T), I(T;Y)) in bits of the deterministic encoder T = clusters[x].
+
+    I(X;T) = H(T). Equal to ``ibsolver.encoder_information(p_xy, hard_encoder(clusters))``.
+    """
+    p_xy = np.asarray(p_xy, dtype=np.float64)
+    t = np.asarray(clusters, dtype=np.int64)
+    _, t = np.unique(t, return_inverse=True)
+    t = t.ravel()
+    n_t = int(t.max()) + 1
+    p_x = p_xy.sum(axis=1)
+    p_y = p_xy.sum(axis=0)
+    p_t = np.bincount(t, weights=p_x, minlength=n_t)
+    p_ty = np.stack([np.bincount(t, weights=p_xy[:, y], minlength=n_t)
+                     for y in range(p_xy.shape[1])], axis=1)
+    h_t = _entropy_bits(p_t)
+    mask = p_ty > 0
+    ratio = p_ty[mask] / (np.broadcast_to(p_t[:, None], p_ty.shape)[mask]
+                          * np.broadcast_to(p_y[None, :], p_ty.shape)[mask])
+    i_ty = float((p_ty[mask] * np.log(ratio)).sum() / LN2)
+    return max(h_t, 0.0), min(max(i_ty, 0.0), max(h_t, 0.0))
+
+
+# --------------------------------------------------------------------------- binning
+BIN_STRATEGIES = ("count", "width", "mass")
+
+
+class Binning:
+    """Binning estimator: T_b = bin(layer output), a deterministic function of X.
+
+    Parameters
+    ----------
+    n_bins : bins per unit for ``strategy="count"`` and ``"mass"`` (30 in Shwartz-Ziv &
+        Tishby).
+    strategy : "count" (n_bins equal bins over ``range``), "width" (bins of width
+        ``bin_width`` anchored at 0, any number of them), "mass" (per unit, n_bins quantile
+        bins of equal p(x)-mass; ties can merge bins).
+    range : for "count": "layer" (each layer's min..max at that moment), "global" (min..max
+        over all the layers passed together) or a fixed (lo, hi), e.g. (-1, 1) for tanh.
+    bin_width : for "width".
+    """
+
+    name = "binning"
+    keys = ("binning",)
+    exact = True
+
+    def __init__(self, n_bins: int = 30, *, strategy: str = "count", range="layer",
+                 bin_width: float | None = None):
+        if strategy not in BIN_STRATEGIES:
+            raise ValueError(f"strategy must be one of {list(BIN_STRATEGIES)} (got {strategy!r})")
+        if isinstance(n_bins, bool) or int(n_bins) != n_bins or n_bins < 1:
+            raise ValueError(f"n_bins must be a positive integer (got {n_bins!r})")
+        if strategy == "width":
+            if bin_width is None or not (float(bin_width) > 0 and math.isfinite(float(bin_width))):
+                raise ValueError(f"bin_width must be a positive number for strategy='width' "
+                                 f"(got {bin_width!r})")
+            bin_width = float(bin_width)
+        if isinstance(range, str):
+            if range not in ("layer", "global"):
+                raise ValueError(f"range must be 'layer', 'global' or (lo, hi) (got {range!r})")
+        else:
+            try:
+                lo, hi = (float(v) for v in range)
+            except (TypeError, ValueError):
+                raise ValueError(f"range must be 'layer', 'global' or (lo, hi) (got {range!r})") from None
+            if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+                raise ValueError(f"range must satisfy lo < hi, both finite (got {range!r})")
+            range = (lo, hi)
+        self.n_bins = int(n_bins)
+        self.strategy = strategy
+        self.range = range
+        self.bin_width = bin_width
+
+    @property
+    def knobs(self) -> dict:
+        k = {"strategy": self.strategy}
+        if self.strategy in ("count", "mass"):
+            k["n_bins"] = self.n_bins
+        if self.strategy == "count":
+            k["range"] = self.range if isinstance(self.range, str) else list(self.range)
+        if self.strategy == "width":
+            k["bin_width"] = self.bin_width
+        return k
+
+    def spec(self) -> dict:
+        return {"name": self.name, **self.knobs}
+
+    def __repr__(self) -> str:
+        return "Binning(" + ", ".join(f"{k}={v!r}" for k, v in self.knobs.items()) + ")"
+
+    def codes(self, activations, p_x=None) -> dict:
+        """{layer: (N, w) int array}: the bin index of every unit of every row."""
+        acts = _as_layers(activations)
+        out = {}
+        if self.strategy == "count":
+            if self.range == "global":
+                lo = min(a.min() for a in acts.values())
+                hi = max(a.max() for a in acts.values())
+            for name, a in acts.items():
+                if self.range == "layer":
+                    lo, hi = a.min(), a.max()
+                elif self.range != "global":
+                    lo, hi = self.range
+                if hi > lo:
+                    c = np.floor((a - lo) / (hi - lo) * self.n_bins).astype(np.int64)
+                    out[name] = np.clip(c, 0, self.n_bins - 1)
+                else:
+                    out[name] = np.zeros(a.shape, dtype=np.int64)
+        elif self.strategy == "width":
+            for name, a in acts.items():
+                out[name] = np.floor(a / self.bin_width).astype(np.int64)
+        else:  # mass
+            for name, a in acts.items():
+                n = a.shape[0]
+                w = np.full(n, 1.0 / n) if p_x is None else np.asarray(p_x, dtype=np.float64)
+                c = np.empty(a.shape, dtype=np.int64)
+                for u in range(a.shape[1]):
+                    order = np.argsort(a[:, u], kind="stable")
+                    cdf = np.cumsum(w[order])
+                    targets = np.arange(1, self.n_bins) / self.n_bins * cdf[-1]
+                    pos = np.searchsorted(cdf, targets, side="left")
+                    edges = np.unique(a[order[np.minimum(pos, n - 1)], u])
+                    c[:, u] = np.searchsorted(edges, a[:, u], side="right")
+                out[name] = c
+        return out
+
+    def clusters(self, activations, p_x=None) -> dict:
+        """{layer: (N,) int array}: the binned state T_b(x) of every row, numbered 0..n_t-1."""
+        return {name: _rows_to_clusters(c) for name, c in self.codes(activations, p_x).items()}
+
+    def estimate(self, activations, p_xy) -> list:
+        """[InfoEstimate] for ``activations`` ({layer: (N, w)}, in feed-forward order)."""
+        acts = _as_layers(activations)
+        n = next(iter(acts.values())).shape[0]
+        p_xy = check_probe_joint(p_xy, n)
+        clusters = self.clusters(acts, p_xy.sum(axis=1))
+        i_xt, i_ty, n_t = [], [], []
+        for name in acts:
+            a, b = hard_information(p_xy, clusters[name])
+            i_xt.append(a)
+            i_ty.append(b)
+            n_t.append(int(clusters[name].max()) + 1)
+        return [_make_estimate(self.name, self.knobs, list(acts), i_xt, i_ty, p_xy, True, n_t)]
+
+
+# --------------------------------------------------------------------------- KDE
+def _pairwise_terms(h: np.ndarray, weights: np.ndarray, scales, chunk: int = 512):
+    """For each scale c: log sum_j W[j, k] exp(-|h_i - h_j|^2 / c), shape (N, K) per scale.
+
+    Distances in float64; the kernel and its weighted sums in float32 (numpy's float32 exp is
+    an order of magnitude faster), logs in float64. The diagonal term keeps every sum > 0
+    wherever the row's own weight is.
+    """
+    n = h.shape[0]
+    sq = np.einsum("ij,ij->i", h, h)
+    w32 = np.ascontiguousarray(weights, dtype=np.float32)
+    outs = [np.empty((n, weights.shape[1])) for _ in scales]
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        d = h[start:stop] @ h.T
+        d *= -2.0
+        d += sq[start:stop, None]
+        d += sq[None, :]
+        np.maximum(d, 0.0, out=d)
+        d[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        for out, c in zip(outs, scales):
+            k = np.exp((d * (-1.0 / c)).astype(np.float32))
+            s = (k @ w32).astype(np.float64)
+            with np.errstate(divide="ignore"):
+                out[start:stop] = np.log(s)
+    return outs
+
+
+def kde_information(h, p_xy, noise_var: float) -> dict:
+    """KDE bounds for one layer: {"upper": (I(X;T), I(T;Y)), "lower": (...)}, bits.
+
+    ``h`` (N, w) activations, ``p_xy`` (N, C) the probe joint, ``noise_var`` = s^2 > 0.
+    """
+    h = np.asarray(h, dtype=np.float64)
+    if h.ndim == 1:
+        h = h[:, None]
+    p_xy = np.asarray(p_xy, dtype=np.float64)
+    p_x = p_xy.sum(axis=1)
+    p_y = p_xy.sum(axis=0)
+    keep = p_y > 0
+    p_x_given_y = p_xy[:, keep] / p_y[keep][None, :]
+    weights = np.concatenate([p_x[:, None], p_x_given_y], axis=1)
+    out = {}
+    terms = _pairwise_terms(h, weights, (2.0 * noise_var, 8.0 * noise_var))
+    for kind, logs in zip(("upper", "lower"), terms):
+        with np.errstate(invalid="ignore"):
+            marg = -float(np.sum(np.where(p_x > 0, p_x * logs[:, 0], 0.0)))
+            cond = 0.0
+            for k, py in enumerate(p_y[keep]):
+                w = p_x_given_y[:, k]
+                cond += py * -float(np.sum(np.where(w > 0, w * logs[:, k + 1], 0.0)))
+        out[kind] = (marg / LN2, (marg - cond) / LN2)
+    return out
+
+
+class KDE:
+    """Kolchinsky-Tracey pairwise-distance bounds for T + N(0, noise_var I).
+
+    Produces two estimates, "kde_upper" and "kde_lower" (knob ``noise_var`` = s^2 in the
+    units of the activations squared; Saxe et al. used 1e-1). Cost O(N^2 w) per layer.
+    """
+
+    name = "kde"
+    keys = ("kde_upper", "kde_lower")
+    exact = False
+
+    def __init__(self, noise_var: float = 0.1):
+        try:
+            v = float(noise_var)
+        except (TypeError, ValueError):
+            raise ValueError(f"noise_var must be a positive number (got {noise_var!r})") from None
+        if not (v > 0 and math.isfinite(v)):
+            raise ValueError(f"noise_var must be a positive number (got {noise_var!r})")
+        self.noise_var = v
+
+    @property
+    def knobs(self) -> dict:
+        return {"noise_var": self.noise_var}
+
+    def spec(self) -> dict:
+        return {"name": self.name, **self.knobs}
+
+    def __repr__(self) -> str:
+        return f"KDE(noise_var={self.noise_var!r})"
+
+    def estimate(self, activations, p_xy) -> list:
+        """[upper, lower] InfoEstimates for ``activations`` ({layer: (N, w)})."""
+        acts = _as_layers(activations)
+        n = next(iter(acts.values())).shape[0]
+        p_xy = check_probe_joint(p_xy, n)
+        vals = {name: kde_information(a, p_xy, self.noise_var) for name, a in acts.items()}
+        res = []
+        for kind in ("upper", "lower"):
+            i_xt = [vals[name][kind][0] for name in acts]
+            i_ty = [vals[name][kind][1] for name in acts]
+            res.append(_make_estimate(f"kde_{kind}", self.knobs, list(acts), i_xt, i_ty,
+                                      p_xy, False))
+        return res
+
+
+def make_estimator(spec):
+    """An estimator from an instance, a name ("binning", "kde") or a spec dict
+    ({"name": "binning", "n_bins": 30, ...})."""
+    if isinstance(spec, (Binning, KDE)):
+        return spec
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(f"estimator must be Binning(...), KDE(...), 'binning', 'kde' or a "
+                         f"spec dict with 'name' (got {spec!r})")
+    knobs = {k: v for k, v in spec.items() if k != "name"}
+    if spec["name"] == "binning":
+        if isinstance(knobs.get("range"), list):
+            knobs["range"] = tuple(knobs["range"])
+        return Binning(**knobs)
+    if spec["name"] == "kde":
+        return KDE(**knobs)
+    raise ValueError(f"estimator name must be 'binning' or 'kde' (got {spec['name']!r})")
+
+
+def estimate_ensemble(estimator, activations, p_xy) -> dict:
+    """Run ``estimator`` on every ensemble member.
+
+    ``activations`` {layer: (S, N, w)}. Returns {key: {"i_xt": (S, L), "i_ty": (S, L),
+    "n_clusters": (S, L), "estimates": [InfoEstimate per member]}} for each of the
+    estimator's keys ("binning", or "kde_upper" and "kde_lower").
+    """
+    est = make_estimator(estimator)
+    layers = list(activations)
+    n_members = np.asarray(activations[layers[0]]).shape[0]
+    per_key = {k: [] for k in est.keys}
+    for s in range(n_members):
+        res = est.estimate({name: np.asarray(activations[name][s]) for name in layers}, p_xy)
+        for r in res:
+            per_key[r.estimator].append(r)
+    out = {}
+    for key, rs in per_key.items():
+        out[key] = {"i_xt": np.stack([r.i_xt for r in rs]),
+                    "i_ty": np.stack([r.i_ty for r in rs]),
+                    "n_clusters": np.stack([r.n_clusters for r in rs]),
+                    "estimates": rs}
+    return out
+
+
+# --------------------------------------------------------------------------- sensitivity
+@dataclass(frozen=True)
+class Sensitivity:
+    """How an estimate moves with its knob, in bits.
+
+    estimator : "binning", "kde_upper" or "kde_lower"; knob : "n_bins", "bin_width" or
+    "noise_var"; values : (V,) knob values; layers; i_xt, i_ty : (V, n_layers);
+    spread_xt, spread_ty : (n_layers,) max - min over the values;
+    estimates : the InfoEstimate of each value.
+    """
+
+    estimator: str
+    knob: str
+    values: np.ndarray
+    layers: tuple
+    i_xt: np.ndarray
+    i_ty: np.ndarray
+    spread_xt: np.ndarray
+    spread_ty: np.ndarray
+    estimates: tuple
+
+    def as_dict(self) -> dict:
+        return {"estimator": self.estimator, "knob": self.knob, "values": self.values.tolist(),
+                "layers": list(self.layers), "i_xt_bits": self.i_xt.tolist(),
+                "i_ty_bits": self.i_ty.tolist(), "spread_xt_bits": self.spread_xt.tolist(),
+                "spread_ty_bits": self.spread_ty.tolist()}
+
+
+DEFAULT_SWEEPS = {"n_bins": (5, 10, 20, 30, 50, 100, 300),
+                  "noise_var": (1e-3, 1e-2, 1e-1, 1.0),
+                  "bin_width": (0.5, 0.2, 0.1, 0.05, 0.01)}
+
+
+def sensitivity(activations, p_xy, *, estimator: str = "binning", values=None,
+                **knobs) -> list:
+    """Sweep the main knob of an estimator on fixed activations ({layer: (N, w)}).
+
+    ``estimator="binning"`` sweeps ``n_bins`` (or ``bin_width`` with strategy="width");
+    ``estimator="kde"`` sweeps ``noise_var``. Other knobs are passed through. Returns a list of
+    :class:`Sensitivity` (one for binning, upper and lower for KDE).
+    """
+    if estimator == "binning":
+        knob = "bin_width" if knobs.get("strategy") == "width" else "n_bins"
+    elif estimator == "kde":
+        knob = "noise_var"
+    else:
+        raise ValueError(f"estimator must be 'binning' or 'kde' (got {estimator!r})")
+    values = DEFAULT_SWEEPS[knob] if values is None else values
+    values = list(values)
+    if not values:
+        raise ValueError("values must list at least one knob value (got none)")
+    acts = _as_layers(activations)
+    per_key: dict = {}
+    for v in values:
+        est = make_estimator({"name": estimator, **knobs, knob: v})
+        for r in est.estimate(acts, p_xy):
+            per_key.setdefault(r.estimator, []).append(r)
+    out = []
+    for key, rs in per_key.items():
+        i_xt = np.stack([r.i_xt for r in rs])
+        i_ty = np.stack([r.i_ty for r in rs])
+        out.append(Sensitivity(estimator=key, knob=knob, values=np.asarray(values, dtype=float),
+                               layers=tuple(acts), i_xt=i_xt, i_ty=i_ty,
+                               spread_xt=i_xt.max(0) - i_xt.min(0),
+                               spread_ty=i_ty.max(0) - i_ty.min(0), estimates=tuple(rs)))
+    return out

@@ -1,0 +1,156 @@
+"""What is recorded during training: layer outputs via forward hooks, the epochs to record,
+and the per-layer gradient signal-to-noise ratio over an epoch's minibatches."""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+def log_epochs(epochs: int, n_records: int) -> np.ndarray:
+    """Sorted distinct epochs 0 .. ``epochs`` spaced evenly in log(epoch), at most ``n_records``.
+
+    Epoch 0 is the initial network; ``epochs`` (the last) is always included.
+    """
+    if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer (got {epochs!r})")
+    if isinstance(n_records, bool) or int(n_records) != n_records or n_records < 2:
+        raise ValueError(f"n_records must be an integer >= 2 (got {n_records!r})")
+    epochs, n_records = int(epochs), int(n_records)
+    if n_records >= epochs + 1:
+        return np.arange(epochs + 1)
+    # grow the number of log-spaced points until rounding leaves n_records distinct epochs
+    k = n_records - 1
+    out = np.array([0])
+    while k <= 10 * n_records:
+        pts = np.unique(np.round(np.logspace(0.0, math.log10(epochs), k)).astype(np.int64))
+        cand = np.unique(np.concatenate([[0], pts, [epochs]]))
+        if cand.size > n_records:
+            break
+        out = cand
+        k += 1
+    return out
+
+
+class LayerRecorder:
+    """Forward hooks on named submodules of any ``nn.Module``; keeps their latest outputs.
+
+    >>> rec = LayerRecorder(model, ["act1", "act2"])
+    >>> with rec:                      # hooks live only inside the block
+    ...     model(x)
+    >>> rec.outputs["act1"]            # detached tensor
+
+    ``transforms`` maps a layer name to a function applied to its output before it is kept
+    (e.g. a softmax for the output layer). Unknown names raise with the available ones.
+    """
+
+    def __init__(self, module: nn.Module, layers, transforms=None):
+        names = dict(module.named_modules())
+        layers = list(layers)
+        missing = [name for name in layers if name not in names]
+        if missing:
+            available = [n for n in names if n]
+            raise ValueError(f"layers {missing} are not submodules of the model "
+                             f"(available: {available})")
+        if len(set(layers)) != len(layers):
+            raise ValueError(f"layers must be distinct (got {layers})")
+        self.module = module
+        self.layers = layers
+        self.transforms = dict(transforms or {})
+        self.outputs: dict = {}
+        self._handles = []
+        self._modules = names
+
+    def _hook(self, name):
+        def hook(_module, _inputs, output):
+            out = output.detach()
+            if name in self.transforms:
+                out = self.transforms[name](out)
+            self.outputs[name] = out
+        return hook
+
+    def __enter__(self):
+        self.outputs = {}
+        for name in self.layers:
+            self._handles.append(self._modules[name].register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        return False
+
+    @torch.no_grad()
+    def capture(self, *inputs) -> dict:
+        """Run the module on ``inputs`` with the hooks on; return {layer: output}."""
+        with self:
+            self.module(*inputs)
+        missing = [name for name in self.layers if name not in self.outputs]
+        if missing:
+            raise RuntimeError(f"layers {missing} were not called in the forward pass")
+        return dict(self.outputs)
+
+
+class GradientSNR:
+    """Per-layer gradient signal-to-noise over the minibatches of one epoch.
+
+    For each layer (its weight and bias flattened together) and each ensemble member,
+    ``snr = |mean_b g_b| / |std_b g_b|`` with g_b the minibatch gradient, mean and (population)
+    standard deviation taken elementwise over the epoch's minibatches, and |.| the Euclidean
+    norm. High = drift phase, low = diffusion phase. Not cumulative: :meth:`reset` at the start
+    of each recorded epoch. Accumulates in float64.
+    """
+
+    def __init__(self, layer_params, n_members: int, stacked: bool):
+        # layer_params: list of lists of parameters, one list per layer
+        self.layer_params = [list(ps) for ps in layer_params]
+        self.n_members = int(n_members)
+        self.stacked = bool(stacked)
+        self.reset()
+
+    def reset(self):
+        self.count = 0
+        self._sum = [None] * len(self.layer_params)
+        self._sumsq = [None] * len(self.layer_params)
+
+    def _flat(self, params):
+        parts = []
+        for p in params:
+            g = p.grad if p.grad is not None else torch.zeros_like(p)
+            parts.append(g.detach().reshape(self.n_members, -1) if self.stacked
+                         else g.detach().reshape(1, -1))
+        return torch.cat(parts, dim=1).double()
+
+    @torch.no_grad()
+    def accumulate(self):
+        """Add the current ``.grad`` of every layer (call after backward, before the step)."""
+        for i, params in enumerate(self.layer_params):
+            g = self._flat(params)
+            if self._sum[i] is None:
+                self._sum[i] = g.clone()
+                self._sumsq[i] = g * g
+            else:
+                self._sum[i] += g
+                self._sumsq[i] += g * g
+        self.count += 1
+
+    @torch.no_grad()
+    def snr(self) -> np.ndarray:
+        """(n_members, n_layers) float64 array; NaN with fewer than two minibatches."""
+        out = np.full((self.n_members, len(self.layer_params)), np.nan)
+        if self.count < 2:
+            return out
+        for i in range(len(self.layer_params)):
+            mean = self._sum[i] / self.count
+            var = (self._sumsq[i] / self.count - mean * mean).clamp_min(0.0)
+            num = torch.linalg.vector_norm(mean, dim=1)
+            den = torch.sqrt(var.sum(dim=1))
+            val = torch.where(den > 0, num / den, torch.full_like(num, float("inf")))
+            out[:, i] = val.cpu().numpy()
+        return out

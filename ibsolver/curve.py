@@ -1,0 +1,618 @@
+"""The whole IB curve by forward and reverse deterministic annealing.
+
+Two branches are traced over one grid of beta (theory.md section 2):
+
+* reverse: from the finest encoder (one cluster per distinct p(y|x)) at large beta down to
+  beta = 1, warm starting each beta from the last; clusters merge as they coincide and die
+  as their mass vanishes. This branch follows cluster *births* down to where they occur.
+* forward: from the trivial one-cluster solution up, splitting a cluster exactly where
+  ``beta * lambda_2(C(t)) = 1`` along the eigen-direction (a *split*).
+
+At every beta the lower Lagrangian wins; the reported curve is the upper concave envelope
+of the winners (plus the exact end point of the minimal sufficient statistic), so it is
+concave and non-decreasing by construction. Both branches stay available.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _validation as v
+from .backends import get_backend
+from scipy.optimize import brentq
+
+from .bifurcation import (cluster_stability, first_instability, hypercontractivity,
+                          invasion_rate, split_cluster)
+from .envelope import interpolate_envelope, upper_concave_envelope
+from .measures import conditional_entropy, entropy, mutual_information
+from .results import IBResult
+from .solve import Problem, State, solve_from_state
+
+logger = logging.getLogger(__name__)
+
+#: relative precision to which split points are located
+SPLIT_RTOL = 1e-7
+#: relative beta gap to which refinement resolves a change of the winning branch
+BIRTH_RTOL = 5e-4
+#: clusters lighter than this are not counted when looking for transitions (a cluster being
+#: born or dying has vanishing mass; its decay below the onset is slow)
+BIRTH_MASS = 1e-6
+#: relative beta gap below which refinement stops where the cluster count changes
+COUNT_RTOL = 1e-2
+#: two branches whose I(X;T) differ by more than this are distinct solutions
+JUMP_BITS = 1e-3
+
+
+def n_effective(result: IBResult) -> int:
+    """Number of clusters heavier than BIRTH_MASS."""
+    return int(np.sum(result.p_t > BIRTH_MASS))
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A phase transition of an IB branch. Information in bits.
+
+    kind: "split" (a cluster loses stability, beta * lambda_2(C(t)) = 1), "birth" (a cluster
+    of vanishing mass appears, invisible to the eigen-analysis) or "jump" (I(X;T) is
+    discontinuous in beta where two branches exchange optimality).
+    ``eigenvalue`` and ``direction`` (the split direction v(x)) are set for splits.
+    ``beta_bracket`` is the interval known to contain the transition.
+    ``lagrangian`` is the branch's Lagrangian at ``beta`` (bits); ``optimal`` says whether
+    that branch is the optimal one there.
+    """
+
+    beta: float
+    kind: str
+    branch: str
+    n_clusters_before: int
+    n_clusters_after: int
+    i_xt_before: float
+    i_xt_after: float
+    i_ty_before: float
+    i_ty_after: float
+    beta_bracket: tuple
+    lagrangian: float = float("nan")
+    optimal: bool = True
+    eigenvalue: float | None = None
+    direction: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        out = {k: getattr(self, k) for k in (
+            "beta", "kind", "branch", "n_clusters_before", "n_clusters_after", "i_xt_before",
+            "i_xt_after", "i_ty_before", "i_ty_after", "lagrangian", "optimal", "eigenvalue")}
+        out["beta_bracket"] = list(self.beta_bracket)
+        out["direction"] = None if self.direction is None else self.direction.tolist()
+        return out
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One annealing branch: per-beta solutions, ascending in beta."""
+
+    name: str
+    results: tuple  # of IBResult
+
+    def _arr(self, attr):
+        return np.array([getattr(r, attr) for r in self.results])
+
+    @property
+    def beta(self):
+        return self._arr("beta")
+
+    @property
+    def i_xt(self):
+        return self._arr("i_xt")
+
+    @property
+    def i_ty(self):
+        return self._arr("i_ty")
+
+    @property
+    def lagrangian(self):
+        return self._arr("lagrangian")
+
+    @property
+    def n_clusters(self):
+        return self._arr("n_clusters")
+
+    @property
+    def n_iter(self):
+        return self._arr("n_iter")
+
+
+@dataclass(frozen=True)
+class IBCurve:
+    """The IB curve of p(x, y). All information in bits.
+
+    Per-beta arrays (ascending beta) describe the optimal solution found at each beta:
+    ``beta, i_xt, i_ty, h_t, lagrangian, n_clusters, n_iter, converged, branch``.
+    ``envelope_i_xt, envelope_i_ty`` are the vertices of the upper concave envelope;
+    ``bound(i_xt)`` interpolates it. ``transitions`` lists the phase transitions on the
+    optimal path (``all_transitions`` also those on sub-optimal branches).
+    ``first_instability`` = 1/s2^2; ``onset_beta`` = first beta with a non-trivial optimum
+    (located on the curve); ``onset_beta_s_star`` = 1/s* from the hypercontractivity
+    coefficient (an independent estimate of the same number).
+    """
+
+    beta: np.ndarray
+    i_xt: np.ndarray
+    i_ty: np.ndarray
+    h_t: np.ndarray
+    lagrangian: np.ndarray
+    n_clusters: np.ndarray
+    n_iter: np.ndarray
+    converged: np.ndarray
+    branch: np.ndarray
+    envelope_i_xt: np.ndarray
+    envelope_i_ty: np.ndarray
+    transitions: tuple
+    all_transitions: tuple
+    branches: dict
+    i_xy: float
+    h_y: float
+    first_instability: float
+    onset_beta: float
+    onset_beta_s_star: float
+    deterministic: bool = False
+    encoders: tuple | None = None
+    complete: bool = True
+
+    def bound(self, i_xt):
+        """The best I(T;Y) achievable at the given I(X;T) (bits), on the concave envelope."""
+        scalar = np.ndim(i_xt) == 0
+        out = interpolate_envelope(self.envelope_i_xt, self.envelope_i_ty, i_xt)
+        return float(out) if scalar else out
+
+    @property
+    def onset_kind(self) -> str:
+        """"birth" when the optimum leaves the trivial solution before it is unstable."""
+        if not np.isfinite(self.onset_beta):
+            return "none"
+        return "birth" if self.onset_beta < self.first_instability * (1 - 1e-4) else "split"
+
+    def summary(self) -> str:
+        lines = [f"IB curve: {self.beta.size} betas, I(X;Y) = {self.i_xy:.6f} bit, "
+                 f"H(Y) = {self.h_y:.6f} bit" + ("" if self.complete else " (INTERRUPTED)"),
+                 f"  first instability 1/s2^2 = {self.first_instability:.6g}; optimum leaves "
+                 f"zero at beta_0 = {self.onset_beta:.6g} ({self.onset_kind}); "
+                 f"1/s* = {self.onset_beta_s_star:.6g}"]
+        for t in self.transitions:
+            lines.append(f"  {t.kind:5s} at beta = {t.beta:.7g}: clusters {t.n_clusters_before} -> "
+                         f"{t.n_clusters_after}, I(X;T) {t.i_xt_before:.4f} -> {t.i_xt_after:.4f}")
+        return "\n".join(lines)
+
+    def to_npz(self, path) -> None:
+        """Save the per-beta table, the envelope and the branches as a numpy .npz file."""
+        arrays = {k: getattr(self, k) for k in (
+            "beta", "i_xt", "i_ty", "h_t", "lagrangian", "n_clusters", "n_iter", "converged",
+            "envelope_i_xt", "envelope_i_ty")}
+        arrays["branch"] = self.branch.astype(str)
+        for name, br in self.branches.items():
+            for attr in ("beta", "i_xt", "i_ty", "lagrangian", "n_clusters", "n_iter"):
+                arrays[f"{name}_{attr}"] = getattr(br, attr)
+        arrays["scalars"] = np.array([self.i_xy, self.h_y, self.first_instability,
+                                      self.onset_beta, self.onset_beta_s_star])
+        np.savez(path, **arrays)
+
+    def transitions_dict(self) -> dict:
+        return {"i_xy": self.i_xy, "h_y": self.h_y, "first_instability": self.first_instability,
+                "onset_beta": self.onset_beta, "onset_kind": self.onset_kind,
+                "onset_beta_s_star": self.onset_beta_s_star, "deterministic": self.deterministic,
+                "complete": self.complete,
+                "transitions": [t.to_dict() for t in self.transitions],
+                "all_transitions": [t.to_dict() for t in self.all_transitions]}
+
+
+class _Tracer:
+    """Holds the problem and solver settings while the branches are traced."""
+
+    def __init__(self, problem, *, kernel, tol, max_iter, n_threads, merge_tol, accelerate):
+        self.problem = problem
+        self.opts = dict(alpha=1.0, kernel=kernel, tol=tol, max_iter=max_iter,
+                         n_threads=n_threads, merge_tol=merge_tol, accelerate=accelerate,
+                         warn=False)
+        self.n_solves = 0
+
+    def solve(self, state: State, beta: float) -> IBResult:
+        self.n_solves += 1
+        return solve_from_state(self.problem, State(state.log_p_t.copy(),
+                                                    state.log_p_y_given_t.copy()),
+                                beta, **self.opts)
+
+    def state(self, result: IBResult) -> State:
+        return State.from_encoder(self.problem, result.encoder)
+
+    def finest_state(self) -> State:
+        """One cluster per distinct p(y|x): the beta -> infinity optimum."""
+        _, group = np.unique(np.round(self.problem.p_y_given_x, 12), axis=0, return_inverse=True)
+        group = group.ravel()
+        q = np.zeros((group.size, group.max() + 1))
+        q[np.arange(group.size), group] = 1.0
+        return State.from_encoder(self.problem, q)
+
+    def trivial_state(self) -> State:
+        return State.from_joint(np.ones(1), self.problem.p_y[None, :])
+
+    def stabilities(self, result: IBResult):
+        return [cluster_stability(self.problem.p_x, self.problem.p_y_given_x, result.encoder[:, t])
+                for t in range(result.n_clusters)]
+
+    # -- forward branch ---------------------------------------------------------------
+    def forward_step(self, prev: IBResult, beta: float, locate: bool, transitions: list):
+        """Solve at ``beta`` from ``prev`` (at a lower beta), splitting unstable clusters."""
+        stab = self.stabilities(prev)
+        crossing = [t for t, s in enumerate(stab) if s.eigenvalue > 0 and beta * s.eigenvalue >= 1.0]
+        if not crossing:
+            return self.solve(self.state(prev), beta)
+        encoder = prev.encoder
+        seeds = []
+        for t in sorted(crossing, reverse=True):  # split right to left keeps indices valid
+            if locate and prev.beta * stab[t].eigenvalue < 1.0:
+                b_star, at, s = self._locate_split(prev, beta, t)
+            else:
+                b_star, at, s = beta, prev, stab[t]
+            seeds.append((t, b_star, at, s))
+            encoder = split_cluster(encoder, t, s.direction)
+        after = self.solve(State.from_encoder(self.problem, encoder), beta)
+        if n_effective(after) <= n_effective(prev):
+            return after  # the children merged again: no transition on this branch
+        for t, b_star, at, s in seeds:
+            transitions.append(Transition(
+                beta=b_star, kind="split", branch="forward",
+                n_clusters_before=n_effective(at), n_clusters_after=n_effective(after),
+                i_xt_before=at.i_xt, i_xt_after=after.i_xt, i_ty_before=at.i_ty,
+                i_ty_after=after.i_ty, beta_bracket=(prev.beta, beta), lagrangian=at.lagrangian,
+                eigenvalue=s.eigenvalue, direction=s.direction))
+        return after
+
+    def _locate_split(self, prev: IBResult, beta: float, t: int):
+        """Solve beta * lambda_2(C(t; solution(beta))) = 1 on (prev.beta, beta]."""
+        s = cluster_stability(self.problem.p_x, self.problem.p_y_given_x, prev.encoder[:, t])
+        if prev.n_clusters == 1:  # the trivial solution does not move with beta: exact
+            return 1.0 / s.eigenvalue, prev, s
+        lo, hi, at_lo = prev.beta, beta, prev
+        s_lo = s
+        while (hi - lo) > SPLIT_RTOL * lo:
+            mid = 0.5 * (lo + hi)
+            res = self.solve(self.state(at_lo), mid)
+            if n_effective(res) != n_effective(prev):
+                hi = mid  # the branch changed on its own: stay below
+                continue
+            s_mid = cluster_stability(self.problem.p_x, self.problem.p_y_given_x, res.encoder[:, t])
+            if mid * s_mid.eigenvalue >= 1.0:
+                hi = mid
+            else:
+                lo, at_lo, s_lo = mid, res, s_mid
+        return 0.5 * (lo + hi), at_lo, s_lo
+
+    # -- reverse branch ---------------------------------------------------------------
+    def locate_birth(self, r_lo: IBResult, r_hi: IBResult, t: int):
+        """Where the light cluster t of ``r_hi`` is born above the solution ``r_lo``: the
+        root of G(beta) = 1, G the invasion rate of a zero-mass cluster (see
+        :func:`ibsolver.bifurcation.invasion_rate`) on ``r_lo``'s branch continued to beta.
+
+        Returns ``(beta, base)`` with base the branch solution there, or None if G does
+        not cross 1 on the bracket (then the caller keeps the bracket)."""
+        decoder = r_hi.p_y_given_t[r_hi.p_t > BIRTH_MASS][t]
+        cache = {}
+
+        def growth(beta):
+            if n_effective(r_lo) == 1:
+                base = IBResult(**{**r_lo.__dict__, "beta": beta})  # trivial: beta-independent
+            else:
+                base = self.solve(self.state(r_lo), beta)
+            g, _ = invasion_rate(self.problem.p_x, self.problem.p_y_given_x, base.p_t,
+                                 base.p_y_given_t, beta, decoder)
+            cache[beta] = base
+            return g - 1.0
+
+        lo, hi = r_lo.beta, r_hi.beta
+        if not (growth(hi) > 0 >= growth(lo)):
+            return None
+        b_star = brentq(growth, lo, hi, xtol=1e-12, rtol=1e-10)
+        growth(b_star)
+        return b_star, cache[b_star]
+
+
+def _default_grid(problem: Problem, n_betas: int) -> np.ndarray:
+    beta_c = first_instability(problem.p_xy)
+    top = 1e3 * max(beta_c, 1.0)
+    # not on beta_c itself: BA converges only algebraically at a critical point
+    return np.geomspace(1.0, top, n_betas)
+
+
+def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
+             max_points=300, tol=1e-11, max_iter=50_000, accelerate=True, backend="auto",
+             n_threads=None, merge_tol=1e-7, return_encoders=False, normalize=False,
+             progress=False, interruptible=False) -> IBCurve:
+    """Trace the whole IB curve of p(x, y) and its phase transitions.
+
+    Parameters
+    ----------
+    p_xy : (n_x, n_y) array_like, the joint distribution.
+    betas : array_like, optional
+        The betas to solve at. Default: ``n_betas`` log-spaced from 1 to 1000/s2^2, refined
+        adaptively until linear interpolation between neighbours is within ``curve_tol``
+        bits of the curve, and wherever the cluster count or the winning branch changes,
+        up to ``max_points`` betas.
+        Explicit betas are used as given (no refinement); transitions are still located.
+    method : {"both", "reverse", "forward"}
+        Which annealing branches to trace ("both" keeps the lower Lagrangian at each beta).
+    tol, max_iter, accelerate, backend, n_threads, merge_tol : as in :func:`ibsolver.solve`
+        (``accelerate`` defaults to True here: SQUAREM near transitions).
+    return_encoders : keep p(t|x) of every optimal point in ``curve.encoders``.
+    progress : show a tqdm progress bar.
+    interruptible : on Ctrl-C, stop and return the curve traced so far
+        (``complete=False``) instead of raising.
+
+    For a deterministic rule (H(Y|X) = 0) the Lagrangian only reaches the corners of the
+    curve min(I(X;T), H(Y)); the interior points come from the squared IB instead
+    (:func:`ibsolver.deterministic.squared_ib_curve`).
+    """
+    problem = Problem.from_joint(p_xy, normalize=normalize)
+    v.check_choice(method, name="method", choices={"both", "reverse", "forward"})
+    n_betas = v.check_int(n_betas, name="n_betas", low=2)
+    max_points = v.check_int(max_points, name="max_points", low=2)
+    curve_tol = v.check_real(curve_tol, name="curve_tol", low=0.0, low_inclusive=False)
+    tol = v.check_real(tol, name="tol", low=0.0)
+    max_iter = v.check_int(max_iter, name="max_iter", low=1)
+    kernel = get_backend(v.check_choice(backend, name="backend",
+                                        choices={"auto", "cpp", "numba", "numpy"}))
+    if conditional_entropy(problem.p_xy) < 1e-12 and problem.p_y.size > 1:
+        from .deterministic import squared_ib_curve
+        return squared_ib_curve(problem.p_xy, betas=betas, backend=backend)
+    if betas is None:
+        grid, refine = _default_grid(problem, n_betas), True
+    else:
+        grid = np.unique(np.asarray(betas, dtype=np.float64))
+        if grid.size == 0 or np.any(~np.isfinite(grid)) or np.any(grid < 0):
+            raise ValueError(f"betas must be finite and non-negative (got {np.asarray(betas)})")
+        refine = False
+
+    tracer = _Tracer(problem, kernel=kernel, tol=tol, max_iter=max_iter, n_threads=n_threads,
+                     merge_tol=merge_tol, accelerate=bool(accelerate))
+    fwd: dict = {}
+    rev: dict = {}
+    fwd_transitions: list = []
+    bar = _progress(progress, total=grid.size * (2 if method == "both" else 1))
+    complete = True
+    try:
+        if method in ("both", "reverse"):
+            state = tracer.finest_state()
+            for b in grid[::-1]:
+                res = tracer.solve(state, b)
+                rev[b] = res
+                state = tracer.state(res)
+                bar.update()
+        if method in ("both", "forward"):
+            prev = tracer.solve(tracer.trivial_state(), grid[0])
+            fwd[grid[0]] = prev
+            bar.update()
+            for b in grid[1:]:
+                prev = tracer.forward_step(prev, b, True, fwd_transitions)
+                fwd[b] = prev
+                bar.update()
+        if refine:
+            _refine(tracer, fwd, rev, fwd_transitions, method, curve_tol, max_points, bar)
+    except KeyboardInterrupt:
+        if not interruptible or not (fwd or rev):
+            raise
+        complete = False
+        warnings.warn("ib_curve interrupted: returning the part traced so far", RuntimeWarning)
+    finally:
+        bar.close()
+
+    best = _best_points(fwd, rev)
+    transitions = fwd_transitions + _reverse_transitions(tracer, rev, complete)
+    curve_betas = np.array(sorted(best))
+    transitions = _mark_optimal(tracer, transitions, fwd, rev)
+    transitions += _jumps(fwd, rev, best)
+    transitions.sort(key=lambda t: t.beta)
+    results = [best[b][0] for b in curve_betas]
+    onset = _onset(transitions, best)
+    s_star, _ = hypercontractivity(problem.p_xy)
+    h_sufficient = _h_sufficient(problem)
+    i_xy = mutual_information(problem.p_xy)
+    env_x, env_y = upper_concave_envelope(
+        np.concatenate([[0.0, h_sufficient], [r.i_xt for r in results]]),
+        np.concatenate([[0.0, i_xy], [r.i_ty for r in results]]))
+    logger.info("ib_curve: %d betas, %d solves, %d transitions", curve_betas.size,
+                tracer.n_solves, len(transitions))
+    return IBCurve(
+        beta=curve_betas,
+        i_xt=np.array([r.i_xt for r in results]), i_ty=np.array([r.i_ty for r in results]),
+        h_t=np.array([r.h_t for r in results]),
+        lagrangian=np.array([r.lagrangian for r in results]),
+        n_clusters=np.array([n_effective(r) for r in results]),
+        n_iter=np.array([r.n_iter for r in results]),
+        converged=np.array([r.converged for r in results]),
+        branch=np.array([best[b][1] for b in curve_betas]),
+        envelope_i_xt=env_x, envelope_i_ty=env_y,
+        transitions=tuple(t for t in transitions if t.optimal),
+        all_transitions=tuple(transitions),
+        branches={name: Branch(name, tuple(d[b] for b in sorted(d)))
+                  for name, d in (("forward", fwd), ("reverse", rev)) if d},
+        i_xy=i_xy, h_y=problem.h_y, first_instability=first_instability(problem.p_xy),
+        onset_beta=onset, onset_beta_s_star=(1.0 / s_star if s_star > 0 else np.inf),
+        encoders=tuple(r.encoder for r in results) if return_encoders else None,
+        complete=complete)
+
+
+def _h_sufficient(problem: Problem) -> float:
+    """H of the minimal sufficient statistic (classes of equal p(y|x)): where F reaches I(X;Y)."""
+    _, group = np.unique(np.round(problem.p_y_given_x, 12), axis=0, return_inverse=True)
+    mass = np.bincount(group.ravel(), weights=problem.p_x)
+    return float(entropy(mass))
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(enabled, total):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc="IB curve", unit="beta")
+
+
+def _best_points(fwd: dict, rev: dict) -> dict:
+    """beta -> (result, branch name): the lower Lagrangian. Lagrangians within 1e-10 bit are
+    the same solution reached twice; then fewer clusters, then the reverse branch, win."""
+    best = {}
+    for b in set(fwd) | set(rev):
+        cands = [(d[b], name) for name, d in (("reverse", rev), ("forward", fwd)) if b in d]
+        low = min(r.lagrangian for r, _ in cands)
+        cands = [c for c in cands if c[0].lagrangian <= low + 1e-10]
+        best[b] = min(cands, key=lambda c: n_effective(c[0]))
+    return best
+
+
+def _refine(tracer, fwd, rev, fwd_transitions, method, curve_tol, max_points, bar):
+    """Insert betas between neighbours whose optimal points differ too much."""
+    while True:
+        best = _best_points(fwd, rev)
+        bs = sorted(best)
+        if len(bs) >= max_points:
+            logger.info("refinement stopped at max_points=%d", max_points)
+            return
+        todo = []
+        for lo, hi in zip(bs[:-1], bs[1:]):
+            (r0, br0), (r1, br1) = best[lo], best[hi]
+            gap = (hi - lo) / lo
+            # a concave piece with end slopes 1/lo and 1/hi lies at most this far above
+            # its chord: resolve the curve to curve_tol bits
+            deficit = abs(r1.i_xt - r0.i_xt) * (1.0 / lo - 1.0 / hi) / 4.0
+            if ((deficit > curve_tol and gap > BIRTH_RTOL)
+                    or (n_effective(r0) != n_effective(r1) and gap > COUNT_RTOL)
+                    or (br0 != br1 and abs(r1.i_xt - r0.i_xt) > JUMP_BITS and gap > BIRTH_RTOL)):
+                todo.append(np.sqrt(lo * hi))
+        if not todo:
+            return
+        todo = todo[: max_points - len(bs)]
+        for mid in todo:
+            if method in ("both", "reverse"):
+                above = min(b for b in rev if b > mid)
+                rev[mid] = tracer.solve(tracer.state(rev[above]), mid)
+                bar.update()
+            if method in ("both", "forward"):
+                below = max(b for b in fwd if b < mid)
+                fwd[mid] = tracer.forward_step(fwd[below], mid, False, [])
+                bar.update()
+
+
+def _reverse_transitions(tracer, rev: dict, complete: bool) -> list:
+    """Cluster births and merges seen going down the reverse branch.
+
+    Where the count of clusters drops, the lightest cluster is tried as a birth (root of
+    the invasion rate G = 1); failing that the drop is a merge, which going up is a split
+    located by the eigen-analysis. A drop neither explains is logged and kept as a birth
+    known only to its bracket.
+    """
+    out = []
+    bs = sorted(rev)
+    for lo, hi in zip(bs[:-1], bs[1:]):
+        r_lo, r_hi = rev[lo], rev[hi]
+        if n_effective(r_lo) >= n_effective(r_hi):
+            continue
+        if complete:
+            t = int(np.argmin(r_hi.p_t[r_hi.p_t > BIRTH_MASS]))
+            located = tracer.locate_birth(r_lo, r_hi, t)
+            if located is None:
+                splits = _merge_as_split(tracer, r_lo, r_hi)
+                if splits:
+                    out.extend(splits)
+                    continue
+                logger.warning("cluster count changes on (%g, %g) with neither a birth nor a "
+                               "split found; reported as a birth at the bracket midpoint", lo, hi)
+        else:
+            located = None
+        b_star, base = located if located else (0.5 * (lo + hi), r_lo)
+        out.append(Transition(
+            beta=b_star, kind="birth", branch="reverse",
+            n_clusters_before=n_effective(r_lo), n_clusters_after=n_effective(r_hi),
+            i_xt_before=base.i_xt, i_xt_after=r_hi.i_xt, i_ty_before=base.i_ty,
+            i_ty_after=r_hi.i_ty, beta_bracket=(lo, hi), lagrangian=base.lagrangian))
+    return out
+
+
+def _merge_as_split(tracer, r_lo: IBResult, r_hi: IBResult) -> list:
+    out = []
+    transitions: list = []
+    after = tracer.forward_step(r_lo, r_hi.beta, True, transitions)
+    for t in transitions:
+        out.append(Transition(**{**t.__dict__, "branch": "reverse",
+                                 "n_clusters_after": n_effective(r_hi),
+                                 "i_xt_after": r_hi.i_xt, "i_ty_after": r_hi.i_ty}))
+    del after
+    return out
+
+
+def _mark_optimal(tracer, transitions, fwd, rev) -> list:
+    """Flag transitions whose branch is optimal (to 1e-8 relative) at the transition beta,
+    against the other branch solved there; of one split seen from both branches keep the
+    optimal copy (the forward one if both are)."""
+    def other_lagrangian(name, beta):
+        d = fwd if name == "forward" else rev
+        side = [b for b in d if b <= beta] if name == "forward" else [b for b in d if b >= beta]
+        if not side:
+            return np.inf
+        start = d[max(side)] if name == "forward" else d[min(side)]
+        return tracer.solve(tracer.state(start), beta).lagrangian
+
+    flagged = []
+    for t in transitions:
+        optimal = True
+        if fwd and rev and t.kind != "jump":
+            other = "reverse" if t.branch == "forward" else "forward"
+            # at a critical point the other branch converges only algebraically: compare
+            # to a tolerance well above its residual error, far below a branch's real lead
+            slack = 1e-8 * (1.0 + abs(t.lagrangian))
+            optimal = t.lagrangian <= other_lagrangian(other, t.beta) + slack
+        flagged.append(Transition(**{**t.__dict__, "optimal": bool(optimal)}))
+    out = []
+    for t in sorted(flagged, key=lambda t: (not t.optimal, t.branch != "forward", t.beta)):
+        if not any(abs(t.beta - u.beta) <= 1e-5 * t.beta and t.kind == u.kind for u in out):
+            out.append(t)
+    return sorted(out, key=lambda t: t.beta)
+
+
+def _jumps(fwd: dict, rev: dict, best: dict) -> list:
+    """Places where the two branches, distinct solutions at both ends of an interval,
+    exchange optimality: I(X;T) of the optimum is discontinuous there."""
+    out = []
+    bs = sorted(b for b in best if b in fwd and b in rev)
+    for lo, hi in zip(bs[:-1], bs[1:]):
+        (r0, br0), (r1, br1) = best[lo], best[hi]
+        distinct = all(abs(fwd[b].i_xt - rev[b].i_xt) > JUMP_BITS for b in (lo, hi))
+        if br0 != br1 and distinct:
+            out.append(Transition(
+                beta=0.5 * (lo + hi), kind="jump", branch=f"{br0}->{br1}",
+                n_clusters_before=n_effective(r0), n_clusters_after=n_effective(r1),
+                i_xt_before=r0.i_xt, i_xt_after=r1.i_xt, i_ty_before=r0.i_ty,
+                i_ty_after=r1.i_ty, beta_bracket=(lo, hi)))
+    return out
+
+
+def _onset(transitions, best) -> float:
+    """First beta with a non-trivial optimum: the first optimal transition out of 1 cluster."""
+    for t in sorted(transitions, key=lambda t: t.beta):
+        if t.optimal and t.n_clusters_before == 1 and t.kind in ("split", "birth", "jump"):
+            return float(t.beta)
+    nontrivial = [b for b in sorted(best) if best[b][0].i_xt > 1e-9]
+    return float(nontrivial[0]) if nontrivial else float("inf")
+
+
+def phase_transitions(p_xy, **kwargs) -> tuple:
+    """The phase transitions on the optimal IB path (see :func:`ib_curve`)."""
+    return ib_curve(p_xy, **kwargs).transitions
+
+
+__all__ = ["IBCurve", "Transition", "Branch", "ib_curve", "phase_transitions"]
