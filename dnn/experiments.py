@@ -67,12 +67,31 @@ class TrainingRecord:
         return rows
 
 
-def seeded_mlp(widths, activation: str = "relu", random_state=0):
-    """``dnn.models.mlp`` initialised from ``random_state`` without touching the global RNG."""
+def seeded_mlp(widths, activation: str = "relu", random_state=0, *, init: str = "he"):
+    """``dnn.models.mlp`` initialised from ``random_state`` without touching the global RNG.
+
+    init : "he" -- weights N(0, gain^2 / fan_in) with the activation's gain (2 for ReLU,
+        1 for tanh), biases 0: keeps the signal alive through narrow ReLU layers such as
+        Small FC's 5-4-3; "torch" -- PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    """
+    import torch
+
     from ._info_utils import build, make_generator
     from .models import mlp
 
-    return build(lambda: mlp(widths, activation), make_generator(random_state))
+    if init not in ("he", "torch"):
+        raise ValueError(f"init must be 'he' or 'torch' (got {init!r})")
+    gen = make_generator(random_state)
+    model = build(lambda: mlp(widths, activation), gen)
+    if init == "he":
+        gain = {"relu": 2.0, "leaky_relu": 2.0 / (1 + 0.2 ** 2), "elu": 2.0}.get(activation, 1.0)
+        with torch.no_grad():
+            for name, sub in model.named_children():
+                if name.startswith("fc"):
+                    std = (gain / sub.in_features) ** 0.5
+                    sub.weight.copy_(torch.randn(sub.weight.shape, generator=gen) * std)
+                    sub.bias.zero_()
+    return model
 
 
 def _record_layers(model):

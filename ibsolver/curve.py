@@ -264,7 +264,9 @@ class _Tracer:
                 beta=b_star, kind="split", branch="forward",
                 n_clusters_before=n_effective(at), n_clusters_after=n_effective(after),
                 i_xt_before=at.i_xt, i_xt_after=after.i_xt, i_ty_before=at.i_ty,
-                i_ty_after=after.i_ty, beta_bracket=(prev.beta, beta), lagrangian=at.lagrangian,
+                i_ty_after=after.i_ty, beta_bracket=(prev.beta, beta),
+                # dL/dbeta = -I(T;Y) (envelope theorem): carry L from at.beta to b_star
+                lagrangian=at.lagrangian - at.i_ty * (b_star - at.beta),
                 eigenvalue=s.eigenvalue, direction=s.direction))
         return after
 
