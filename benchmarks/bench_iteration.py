@@ -90,7 +90,8 @@ def time_backends(names, problem, state, beta, alpha, threads, repeats):
                 start = time.perf_counter()
                 done = kernel.run_iterations(*args, inner[name], 0.0, threads)[2]
                 samples[name].append((time.perf_counter() - start) / done)
-    return {name: statistics.median(s) for name, s in samples.items()}, inner
+    medians = {name: statistics.median(s) for name, s in samples.items()}
+    return medians, {name: min(s) for name, s in samples.items()}, inner
 
 
 def lagrangian_after(name, p_xy, q0, beta, alpha, threads):
@@ -105,12 +106,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default=DEFAULT_SIZES,
                         help=f"comma-separated n_x x n_t x n_y (default {DEFAULT_SIZES})")
-    parser.add_argument("--repeats", type=int, default=21, help="timing samples per row (default 21)")
+    parser.add_argument("--repeats", type=int, default=21,
+                        help="timing samples per row (default 21)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--backends", default=None,
                         help="comma-separated subset of the available backends")
     parser.add_argument("--beta", type=float, default=50.0,
-                        help="trade-off (default 50: past the first transition at every default size)")
+                        help="trade-off (default 50: past the first transition at every "
+                             "default size)")
     parser.add_argument("--alpha", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the table as JSON here")
@@ -128,7 +131,8 @@ def main(argv=None):
         names = [b for b in names if b in wanted]
     if "numpy" not in names:
         names.append("numpy")  # the reference every ratio is taken against
-    names.sort(key=lambda b: ("numpy", "numba", "cpp").index(b) if b in ("numpy", "numba", "cpp") else 9)
+    order = ("numpy", "numba", "cpp")
+    names.sort(key=lambda b: order.index(b) if b in order else len(order))
 
     from ibsolver._config import config
     info = config()
@@ -145,10 +149,12 @@ def main(argv=None):
           f"alpha={opts.alpha:g}, median of {opts.repeats} samples; backends {', '.join(names)}")
     print(f"cpus={os.cpu_count()}  load average at start={meta['loadavg_start'][0]:.2f}  "
           f"numpy threads via threadpoolctl: {'yes' if threadpool_limits else 'NO (nominal)'}")
-    print("ratio = this backend's time / numpy's time at the same thread count (< 1 is faster);"
-          f" L200 = Lagrangian after {LAGRANGIAN_ITERS} iterations (bits)")
-    header = (f"{'size':>14} {'backend':>7} {'threads':>7} {'ms/iter':>10} {'ratio':>8} "
-              f"{'speedup':>8} {'L200 (bits)':>20}")
+    print("ms/iter: median (and min) over the samples; ratio = median time / numpy's median at "
+          "the same thread count (< 1 is faster);")
+    print(f"L200 = solve(...).lagrangian, H(T) - alpha H(T|X) - beta I(T;Y) in bits, after "
+          f"{LAGRANGIAN_ITERS} iterations from the common start")
+    header = (f"{'size':>14} {'backend':>7} {'threads':>7} {'ms/iter':>10} {'(min)':>9} "
+              f"{'ratio':>7} {'speedup':>8} {'L200 (bits)':>19}")
     print(header)
     print("-" * len(header))
     rows = []
@@ -158,18 +164,20 @@ def main(argv=None):
         state = State.from_encoder(problem, q0)
         label = f"{n_x}x{n_t}x{n_y}"
         for threads in threads_list:
-            medians, inner = time_backends(names, problem, state, opts.beta, opts.alpha,
+            medians, minima, inner = time_backends(names, problem, state, opts.beta, opts.alpha,
                                            threads, opts.repeats)
             for name in names:
                 lag = lagrangian_after(name, p_xy, q0, opts.beta, opts.alpha, threads)
                 ratio = medians[name] / medians["numpy"]
                 row = {"size": label, "n_x": n_x, "n_t": n_t, "n_y": n_y, "backend": name,
                        "threads": threads, "ms_per_iter": medians[name] * 1e3,
+                       "min_ms_per_iter": minima[name] * 1e3,
                        "ratio_to_numpy": ratio, "iters_per_sample": inner[name],
                        "lagrangian_bits": lag}
                 rows.append(row)
                 print(f"{label:>14} {name:>7} {threads:>7} {row['ms_per_iter']:>10.4f} "
-                      f"{ratio:>8.3f} {1 / ratio:>7.2f}x {lag:>20.12f}", flush=True)
+                      f"{row['min_ms_per_iter']:>9.4f} {ratio:>7.3f} {1 / ratio:>7.2f}x "
+                      f"{lag:>19.12f}", flush=True)
     meta["loadavg_end"] = os.getloadavg()
     print(f"load average at end={meta['loadavg_end'][0]:.2f}"
           + ("  (machine was busy: timings are noisy)" if max(meta["loadavg_end"][0],

@@ -40,10 +40,17 @@ namespace {
 using std::int64_t;
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kTiny = std::numeric_limits<double>::denorm_min();
+constexpr double kLn2 = 0x1.62e42fefa39efp-1;
+constexpr double kLog2e = 0x1.71547652b82fep+0;
 
 /// Clusters per register block; a multiple of every vector width used. The cluster axis
 /// is padded to a multiple of it (padding: log p(t) = -inf, so q = 0 there).
 constexpr int64_t kBlock = 16;
+
+/// Rows per group in the accumulation pass, and clusters per tile there.
+constexpr int kRows = 4;
+constexpr int64_t kTile = 512;
 
 /// Below this much work (about n * k * (m + 16) flops) per thread, extra threads cost
 /// more in barriers than they save; tiny problems therefore run on fewer threads.
@@ -77,24 +84,33 @@ int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 // ------------------------------------------------------------------------------------
 
 /// What every thread reads during the row loop.
+///
+/// The logits are kept scaled: z = scale * logit with scale = log2(e)/alpha (alpha > 0;
+/// q = 2^(z - max z) is then the softmax of logit/alpha, and the exp2 range reduction
+/// is exact) or scale = 1 (alpha = 0, where only the argmax matters).
 struct Shared {
     const double* p_x;          // (n); unused in encoder mode
     const double* p_y_given_x;  // (n, m)
     int64_t m, k, kp;
-    const double* lpt_scaled;  // (kp) log p(t)/alpha (log p(t) if alpha = 0); pad -inf
+    const double* lpt_scaled;  // (kp) scale * log p(t); padding -inf
     const double* log_dec_t;   // (m, kp) log p(y|t) transposed, non-finite -> -inf; pad 0
-    double coef;               // beta/alpha (beta if alpha = 0)
+    double coef;               // scale * beta
     bool use_beta;             // beta > 0 (beta = 0: logits are log p(t) alone)
     bool hard;                 // alpha = 0: one-hot at the first maximum
 };
 
 /// Per-thread scratch and accumulators.
 struct alignas(64) Workspace {
-    Buffer<double> acc_t;   // (kp)     sum_x p(x) q(t|x)
-    Buffer<double> acc_ty;  // (m, kp)  sum_x p(x, y) q(t|x)
-    Buffer<double> z;       // (kp)     logits, then exp(logit - max)
-    Buffer<double> coef;    // (m)      p(y|x) of the active y, then their weights
-    Buffer<int64_t> ys;     // (m)      the active y: p(y|x) > 0
+    Buffer<double> acc_t;   // (kp)          sum_x p(x) q(t|x)
+    Buffer<double> acc_ty;  // (m, kp)       sum_x p(x, y) q(t|x)
+    Buffer<double> z;       // (kRows, kp)   logits, then 2^(logit - max), of a row group
+    Buffer<double> coef;    // (m)           p(y|x) of the active y
+    Buffer<double> wts;     // (m)           their weights in the logits
+    Buffer<double> gw_t;    // (kRows)       p(x)/s(x) for the rows of the group
+    Buffer<double> gw_ty;   // (m, kRows)    p(x, y)/s(x) for the rows of the group
+    Buffer<int64_t> ys;     // (m)           the active y of a row: p(y|x) > 0
+    Buffer<int64_t> gys;    // (m)           the y active in some row of the group
+    Buffer<int64_t> ystamp; // (m)           first row of the last group that had y active
     double neg_h = 0.0;     // sum_x p(x) sum_t q log q
 
     void allocate(int64_t m, int64_t kp, bool accumulators) {
@@ -102,14 +118,41 @@ struct alignas(64) Workspace {
             acc_t = make_buffer<double>(kp);
             acc_ty = make_buffer<double>(m * kp);
         }
-        z = make_buffer<double>(kp);
+        z = make_buffer<double>(kRows * kp);
         coef = make_buffer<double>(m);
+        wts = make_buffer<double>(m);
+        gw_t = make_buffer<double>(kRows);
+        gw_ty = make_buffer<double>(m * kRows);
         ys = make_buffer<int64_t>(m);
+        gys = make_buffer<int64_t>(m);
+        ystamp = make_buffer<int64_t>(m);
+        std::fill(ystamp.get(), ystamp.get() + m, int64_t{-1});
     }
 };
 
+/// acc[t] += sum_r w[r] e[r * kp + t] for t in [t0, t1), rows in order r = 0, 1, ...
+/// (the same rounding as adding the rows one after the other).
+template <class W>
+IBS_INLINE void accumulate_group(double* acc, const double* w, const double* e, int64_t kp,
+                                 int64_t t0, int64_t t1) {
+    using vd = typename W::vd;
+    static_assert(kRows == 4, "accumulate_group is written for groups of 4 rows");
+    const double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+    for (int64_t t = t0; t < t1; t += W::lanes) {
+        vd a = simd::load<W>(acc + t);
+        a += w0 * simd::load<W>(e + t);
+        a += w1 * simd::load<W>(e + kp + t);
+        a += w2 * simd::load<W>(e + 2 * kp + t);
+        a += w3 * simd::load<W>(e + 3 * kp + t);
+        simd::store<W>(acc + t, a);
+    }
+}
+
 /// Processes rows [first, last): accumulates into w (q_out == nullptr) or writes the
 /// encoder rows to q_out (n, k). Returns false if some x has no admissible cluster.
+///
+/// Rows go in groups of kRows: passes A and B per row, pass C once per group, so that
+/// the accumulators are loaded and stored once per group instead of once per row.
 template <class W>
 IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64_t last,
                              double* q_out) {
@@ -119,103 +162,142 @@ IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64
     static_assert(kBlock % L == 0, "kBlock must be a multiple of the vector width");
 
     const int64_t m = s.m, k = s.k, kp = s.kp;
-    double* const z = w.z.get();
     double* const coef = w.coef.get();
+    double* const wts = w.wts.get();
     int64_t* const ys = w.ys.get();
+    double* const gw_t = w.gw_t.get();
+    double* const gw_ty = w.gw_ty.get();
+    int64_t* const gys = w.gys.get();
+    int64_t* const ystamp = w.ystamp.get();
     const vd zero = {};
+    const bool accumulate = q_out == nullptr;
 
-    for (int64_t x = first; x < last; ++x) {
-        const double* row = s.p_y_given_x + x * m;
-        int64_t na = 0;
-        for (int64_t y = 0; y < m; ++y) {
-            if (row[y] > 0.0) {
-                ys[na] = y;
-                coef[na] = row[y];
-                ++na;
-            }
+    for (int64_t x0 = first; x0 < last; x0 += kRows) {
+        const int rows = static_cast<int>(std::min<int64_t>(kRows, last - x0));
+        if (accumulate && !s.hard) {
+            std::fill(gw_t, gw_t + kRows, 0.0);
+            std::fill(gw_ty, gw_ty + m * kRows, 0.0);
         }
+        int64_t ngy = 0;  // number of y active in the group
 
-        // Pass A: logits z[t] and their maximum.
-        vd vmax = simd::splat<W>(-kInf);
-        if (s.use_beta) {
-            for (int64_t t = 0; t < kp; t += kBlock) {
-                vd a[U];
-                for (int u = 0; u < U; ++u) a[u] = zero;
+        for (int r = 0; r < rows; ++r) {
+            const int64_t x = x0 + r;
+            double* const z = w.z.get() + r * kp;
+            const double* row = s.p_y_given_x + x * m;
+            int64_t na = 0;
+            for (int64_t y = 0; y < m; ++y) {
+                if (row[y] > 0.0) {
+                    ys[na] = y;
+                    coef[na] = row[y];
+                    ++na;
+                }
+            }
+
+            // Pass A: z[t] = lpt_scaled[t] + sum_j (coef * p(y_j|x)) log p(y_j|t), max.
+            vd vmax[U];
+            for (int u = 0; u < U; ++u) vmax[u] = simd::splat<W>(-kInf);
+            if (s.use_beta) {
                 for (int64_t j = 0; j < na; ++j) {
-                    const double c = coef[j];
-                    const double* lr = s.log_dec_t + ys[j] * kp + t;
-                    for (int u = 0; u < U; ++u) a[u] += c * simd::load<W>(lr + u * L);
+                    // > 0 even if the product underflows, so that -inf * weight stays -inf
+                    wts[j] = std::max(s.coef * coef[j], kTiny);
                 }
-                for (int u = 0; u < U; ++u) {
-                    const vd zu = simd::load<W>(s.lpt_scaled + t + u * L) + s.coef * a[u];
-                    simd::store<W>(z + t + u * L, zu);
-                    vmax = zu > vmax ? zu : vmax;
+                for (int64_t t = 0; t < kp; t += kBlock) {
+                    vd a[U];
+                    for (int u = 0; u < U; ++u) a[u] = simd::load<W>(s.lpt_scaled + t + u * L);
+                    for (int64_t j = 0; j < na; ++j) {
+                        const double c = wts[j];
+                        const double* lr = s.log_dec_t + ys[j] * kp + t;
+                        for (int u = 0; u < U; ++u) a[u] += c * simd::load<W>(lr + u * L);
+                    }
+                    for (int u = 0; u < U; ++u) {
+                        simd::store<W>(z + t + u * L, a[u]);
+                        vmax[u] = a[u] > vmax[u] ? a[u] : vmax[u];
+                    }
                 }
-            }
-        } else {
-            for (int64_t t = 0; t < kp; t += L) {
-                const vd zu = simd::load<W>(s.lpt_scaled + t);
-                simd::store<W>(z + t, zu);
-                vmax = zu > vmax ? zu : vmax;
-            }
-        }
-        const double zmax = simd::hmax<W>(vmax);
-        if (!(zmax > -kInf)) return false;  // every cluster is impossible for this x
-
-        if (s.hard) {  // deterministic IB: one-hot at the first maximum
-            int64_t best = 0;
-            while (best < k && !(z[best] == zmax)) ++best;
-            if (q_out != nullptr) {
-                double* qr = q_out + x * k;
-                std::fill(qr, qr + k, 0.0);
-                qr[best] = 1.0;
             } else {
-                const double px = s.p_x[x];
-                w.acc_t[best] += px;
-                for (int64_t j = 0; j < na; ++j) w.acc_ty[ys[j] * kp + best] += px * coef[j];
+                for (int64_t t = 0; t < kp; t += kBlock) {
+                    for (int u = 0; u < U; ++u) {
+                        const vd a = simd::load<W>(s.lpt_scaled + t + u * L);
+                        simd::store<W>(z + t + u * L, a);
+                        vmax[u] = a > vmax[u] ? a : vmax[u];
+                    }
+                }
             }
-            continue;
-        }
+            for (int u = 1; u < U; ++u) vmax[0] = vmax[u] > vmax[0] ? vmax[u] : vmax[0];
+            const double zmax = simd::hmax<W>(vmax[0]);
+            if (!(zmax > -kInf)) return false;  // every cluster is impossible for this x
 
-        // Pass B: e = exp(z - max) (in place), s = sum e, sum e (z - max) where e > 0.
-        vd vs = zero, vh = zero;
-        for (int64_t t = 0; t < kp; t += L) {
-            const vd d = simd::load<W>(z + t) - zmax;
-            const vd e = simd::exp_nonpositive<W>(d);
-            vs += e;
-            vh += e > 0.0 ? e * d : zero;  // q log q = 0 where q = 0 (d may be -inf there)
-            simd::store<W>(z + t, e);
-        }
-        const double sum_e = simd::hsum<W>(vs);
-
-        if (q_out != nullptr) {
-            double* qr = q_out + x * k;
-            for (int64_t t = 0; t < k; ++t) qr[t] = z[t] / sum_e;
-            continue;
-        }
-
-        const double inv_s = 1.0 / sum_e;
-        const double px = s.p_x[x];
-        // sum_t q log q = sum_t (e/s) (d - log s) = sum_t e d / s - log s
-        w.neg_h += px * (simd::hsum<W>(vh) * inv_s - std::log(sum_e));
-
-        // Pass C: accumulate p(x) q(t|x) and p(x, y) q(t|x).
-        const double wt = px * inv_s;
-        for (int64_t j = 0; j < na; ++j) coef[j] = (px * coef[j]) * inv_s;
-        double* const acc_t = w.acc_t.get();
-        double* const acc_ty = w.acc_ty.get();
-        for (int64_t t = 0; t < kp; t += kBlock) {
-            vd e[U];
-            for (int u = 0; u < U; ++u) {
-                e[u] = simd::load<W>(z + t + u * L);
-                double* at = acc_t + t + u * L;
-                simd::store<W>(at, simd::load<W>(at) + wt * e[u]);
+            if (s.hard) {  // deterministic IB: one-hot at the first maximum
+                int64_t best = 0;
+                while (best < k && !(z[best] == zmax)) ++best;
+                if (!accumulate) {
+                    double* qr = q_out + x * k;
+                    std::fill(qr, qr + k, 0.0);
+                    qr[best] = 1.0;
+                } else {
+                    const double px = s.p_x[x];
+                    w.acc_t[best] += px;
+                    for (int64_t j = 0; j < na; ++j) w.acc_ty[ys[j] * kp + best] += px * coef[j];
+                }
+                continue;
             }
+
+            // Pass B: e = 2^(z - max) (in place), s = sum e, sum e (z - max). z - max is
+            // clamped at -1080 for the second sum, so that e = 0 (z = -inf) contributes 0:
+            // q log q = 0 where q = 0. Two accumulators each, to shorten the dependency chains.
+            const vd floor = simd::splat<W>(-1080.0);
+            vd vs0 = zero, vs1 = zero, vh0 = zero, vh1 = zero;
+            for (int64_t t = 0; t < kp; t += 2 * L) {
+                vd d0 = simd::load<W>(z + t) - zmax;
+                vd d1 = simd::load<W>(z + t + L) - zmax;
+                d0 = d0 > floor ? d0 : floor;
+                d1 = d1 > floor ? d1 : floor;
+                const vd e0 = simd::exp2_nonpositive<W>(d0);
+                const vd e1 = simd::exp2_nonpositive<W>(d1);
+                vs0 += e0;
+                vs1 += e1;
+                vh0 += e0 * d0;
+                vh1 += e1 * d1;
+                simd::store<W>(z + t, e0);
+                simd::store<W>(z + t + L, e1);
+            }
+            const double sum_e = simd::hsum<W>(vs0 + vs1);
+
+            if (!accumulate) {
+                double* qr = q_out + x * k;
+                for (int64_t t = 0; t < k; ++t) qr[t] = z[t] / sum_e;
+                continue;
+            }
+
+            const double inv_s = 1.0 / sum_e;
+            const double px = s.p_x[x];
+            // sum_t q ln q = sum_t (e/s)(ln2 (z - max) - ln s) = ln2 sum_t e (z - max)/s - ln s
+            w.neg_h += px * (kLn2 * simd::hsum<W>(vh0 + vh1) * inv_s - std::log(sum_e));
+
+            // weights of this row in pass C
+            gw_t[r] = px * inv_s;
             for (int64_t j = 0; j < na; ++j) {
-                const double c = coef[j];
-                double* ar = acc_ty + ys[j] * kp + t;
-                for (int u = 0; u < U; ++u)
-                    simd::store<W>(ar + u * L, simd::load<W>(ar + u * L) + c * e[u]);
+                const int64_t y = ys[j];
+                if (ystamp[y] != x0) {  // first row of the group with this y
+                    ystamp[y] = x0;
+                    gys[ngy++] = y;
+                }
+                gw_ty[y * kRows + r] = (px * coef[j]) * inv_s;
+            }
+        }
+        if (!accumulate || s.hard) continue;
+
+        // Pass C, once for the group: acc_t[t] += sum_r p(x_r) q(t|x_r) and
+        // acc_ty[y][t] += sum_r p(x_r, y) q(t|x_r), tile by tile so that the group's rows
+        // of e stay in cache across the accumulators. Rows missing from a short last
+        // group have weight 0 (their rows of e hold finite values from earlier groups).
+        const double* e = w.z.get();
+        for (int64_t t0 = 0; t0 < kp; t0 += kTile) {
+            const int64_t t1 = std::min(kp, t0 + kTile);
+            accumulate_group<W>(w.acc_t.get(), gw_t, e, kp, t0, t1);
+            for (int64_t j = 0; j < ngy; ++j) {
+                const int64_t y = gys[j];
+                accumulate_group<W>(w.acc_ty.get() + y * kp, gw_ty + y * kRows, e, kp, t0, t1);
             }
         }
     }
@@ -225,7 +307,7 @@ IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64
 using RowFn = bool (*)(const Shared&, Workspace&, int64_t, int64_t, double*);
 
 bool rows_baseline(const Shared& s, Workspace& w, int64_t first, int64_t last, double* q) {
-    return process_rows<simd::W4>(s, w, first, last, q);
+    return process_rows<simd::W2>(s, w, first, last, q);
 }
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -298,7 +380,10 @@ struct KernelState {
         std::fill(lpt_scaled.get() + k, lpt_scaled.get() + kp, -kInf);
     }
 
-    void set_lpt(int64_t t, double lpt) { lpt_scaled[t] = alpha > 0.0 ? lpt / alpha : lpt; }
+    /// log2(e)/alpha for alpha > 0 (see Shared), 1 for alpha = 0.
+    double scale() const { return alpha > 0.0 ? kLog2e / alpha : 1.0; }
+
+    void set_lpt(int64_t t, double lpt) { lpt_scaled[t] = scale() * lpt; }
 
     void set_log_dec(int64_t t, int64_t y, double v) {
         // non-finite log p(y|t) means p(y|t) = 0, as in the numpy reference
@@ -321,7 +406,7 @@ struct KernelState {
         s.kp = kp;
         s.lpt_scaled = lpt_scaled.get();
         s.log_dec_t = log_dec_t.get();
-        s.coef = alpha > 0.0 ? beta / alpha : beta;
+        s.coef = scale() * beta;
         s.use_beta = beta > 0.0;
         s.hard = !(alpha > 0.0);
         return s;

@@ -52,9 +52,11 @@ class EnsembleLinear(nn.Module):
 def ensemble_mlp(widths, activation: str = "tanh", n_members: int = 1) -> nn.Sequential:
     """An ensemble of ``n_members`` MLPs with layers ``fc1, act1, ..., fcL`` (zero weights;
     fill them with :func:`init_ensemble`)."""
-    single = mlp(widths, activation)  # validates widths and activation
-    del single
     widths = [int(w) for w in widths]
+    if len(widths) < 2 or min(widths) < 1:
+        raise ValueError(f"widths must list at least two positive layer sizes (got {widths})")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)} (got {activation!r})")
     if isinstance(n_members, bool) or int(n_members) != n_members or n_members < 1:
         raise ValueError(f"n_members must be a positive integer (got {n_members!r})")
     layers: "OrderedDict[str, nn.Module]" = OrderedDict()
@@ -109,6 +111,14 @@ def load_single(model: nn.Module, params) -> nn.Module:
     return model
 
 
+def single_mlp(widths, activation: str, params) -> nn.Sequential:
+    """A :func:`dnn.models.mlp` holding ``params``, built without drawing from (or changing)
+    torch's global random state."""
+    with torch.random.fork_rng(devices=[]):
+        model = mlp(widths, activation)
+    return load_single(model, params)
+
+
 @torch.no_grad()
 def load_member(model: nn.Module, member: int, params) -> nn.Module:
     """Copy one network's ``params`` into member ``member`` of an ensemble."""
@@ -128,7 +138,9 @@ def member_module(model: nn.Module, member: int, activation: str = "tanh") -> nn
     if not 0 <= member < lins[0].n_members:
         raise ValueError(f"member must be in [0, {lins[0].n_members}) (got {member})")
     widths = [lins[0].in_features] + [lin.out_features for lin in lins]
-    single = mlp(widths, activation).to(lins[0].weight.device)
+    with torch.random.fork_rng(devices=[]):
+        single = mlp(widths, activation)
+    single = single.to(lins[0].weight.device)
     for lin, dst in zip(lins, _linears(single)):
         dst.weight.copy_(lin.weight[member].t())
         dst.bias.copy_(lin.bias[member])

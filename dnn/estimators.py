@@ -337,7 +337,9 @@ class Binning:
                     order = np.argsort(a[:, u], kind="stable")
                     cdf = np.cumsum(w[order])
                     targets = np.arange(1, self.n_bins) / self.n_bins * cdf[-1]
-                    pos = np.searchsorted(cdf, targets, side="left")
+                    # first row past each mass target: bin k holds the rows whose
+                    # cumulative mass is within (k/B, (k+1)/B] (up to round-off)
+                    pos = np.searchsorted(cdf, targets * (1 + 1e-9), side="right")
                     edges = np.unique(a[order[np.minimum(pos, n - 1)], u])
                     c[:, u] = np.searchsorted(edges, a[:, u], side="right")
                 out[name] = c

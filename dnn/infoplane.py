@@ -98,26 +98,41 @@ def _joint_of(obj) -> np.ndarray:
     return np.asarray(obj, dtype=np.float64)
 
 
-def _bound_for(task, **curve_kwargs) -> Bound:
+BOUND_METHODS = ("auto", "solver", "exact")
+
+
+def _bound_for(task, method: str = "auto", **curve_kwargs) -> Bound:
     """The IB bound for a Task, a TrainResult (its probe joint) or a p(x, y) table.
 
-    Uses ``ibsolver.ib_curve`` when available; otherwise the exact min(r, H(Y)) for a
-    deterministic rule, and NotImplementedError for a noisy one.
+    method "auto": ``ibsolver.ib_curve`` when available; otherwise the exact min(r, H(Y))
+    for a deterministic rule, and NotImplementedError for a noisy one. "solver": always
+    ``ib_curve`` (NotImplementedError when missing). "exact": the closed form, for
+    deterministic rules only (ValueError otherwise). ``curve_kwargs`` go to ``ib_curve``.
     """
     import ibsolver
 
+    if method not in BOUND_METHODS:
+        raise ValueError(f"method must be one of {list(BOUND_METHODS)} (got {method!r})")
     p_xy = _joint_of(task)
     if p_xy.ndim != 2:
         raise ValueError(f"task must be a Task, a TrainResult or a 2-D p(x, y) (got shape {p_xy.shape})")
     h_x = _entropy_bits(p_xy.sum(axis=1))
     h_y = _entropy_bits(p_xy.sum(axis=0))
     i_xy = float(ibsolver.mutual_information(p_xy, normalize=True))
-    if hasattr(ibsolver, "ib_curve"):
+    deterministic = _is_deterministic(p_xy)
+    if method == "exact" and not deterministic:
+        raise ValueError("method='exact' needs a deterministic rule (one-hot p(y|x)); this "
+                         "p(x, y) is noisy: use method='solver' or 'auto'")
+    has_solver = hasattr(ibsolver, "ib_curve")
+    if method == "solver" or (method == "auto" and has_solver):
+        if not has_solver:
+            raise NotImplementedError("method='solver' needs ibsolver.ib_curve, which this "
+                                      "version of ibsolver does not provide")
         curve = ibsolver.ib_curve(p_xy, **curve_kwargs)
         trans = [{"beta": float(t.beta), "kind": str(t.kind), "i_xt": float(t.i_xt_after),
                   "i_ty": float(t.i_ty_after)} for t in getattr(curve, "transitions", [])]
         return Bound("ib_curve", h_x, h_y, i_xy, curve, trans)
-    if _is_deterministic(p_xy):
+    if deterministic:
         return Bound("deterministic", h_x, h_y, i_xy, None,
                      [{"beta": 1.0, "kind": "corner", "i_xt": h_y, "i_ty": h_y}])
     raise NotImplementedError(
@@ -477,11 +492,13 @@ def _figure(figsize=(6.4, 4.8), ncols=1):
     return fig, axes
 
 
-def save_figures(result, out_dir, *, key: str = "binning", bound: Bound | None = None,
+def save_figures(result, out_dir, *, key: str = "binning", bound="auto",
                  sensitivity=None, dpi: int = 120) -> dict:
     """Write infoplane.png, gap.png (when a bound is known), grad_snr.png, loss.png and,
     given a sensitivity result, sensitivity.png to ``out_dir`` (Agg canvas, no pyplot).
-    Returns {name: path}."""
+
+    ``bound``: a :class:`Bound`, "auto" (computed by :func:`_bound_for` when possible) or
+    None (no bound drawn). Returns {name: path}."""
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     paths = {}
@@ -491,11 +508,14 @@ def save_figures(result, out_dir, *, key: str = "binning", bound: Bound | None =
         fig.savefig(path, dpi=dpi)
         paths[name.rsplit(".", 1)[0]] = path
 
-    if bound is None:
+    if isinstance(bound, str):
+        if bound != "auto":
+            raise ValueError(f"bound must be a Bound, 'auto' or None (got {bound!r})")
         try:
             bound = _bound_for(result)
         except NotImplementedError as exc:
             logger.warning("figures without the IB bound: %s", exc)
+            bound = None
     fig, ax = _figure((7.5, 5.2))
     plot_infoplane(result, key, bound, ax=ax, show_bound=bound is not None)
     save(fig, "infoplane.png")

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .ensemble import ensemble_mlp, init_parameters, load_member, load_single
+from .ensemble import ensemble_mlp, init_parameters, load_member, single_mlp
 from .estimators import (SATURATION, Binning, estimate_ensemble, make_estimator,
                          probe_joint)
-from .models import ACTIVATIONS, mlp, resolve_device
+from .models import ACTIVATIONS, resolve_device
 from .record import GradientSNR, LayerRecorder, log_epochs
 from .tasks.base import Task
 
@@ -451,7 +451,7 @@ class _Run:
             for s, params in enumerate(inits):
                 load_member(model, s, params)
         else:
-            model = load_single(mlp(cfg.widths, cfg.activation), inits[0])
+            model = single_mlp(cfg.widths, cfg.activation, inits[0])
         self.model = model.to(device)
         params = list(self.model.parameters())
         if cfg.optimizer == "sgd":

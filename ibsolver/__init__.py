@@ -19,7 +19,12 @@ from .measures import (
     maximal_correlation,
     mutual_information,
 )
+from .bifurcation import first_instability, hypercontractivity
+from .curve import IBCurve, Transition, ib_curve, phase_transitions
+from .deterministic import is_deterministic, solve_squared_ib
+from .gaussian import GaussianIB, discretize_gaussian, gaussian_ib
 from .results import IBResult
+from .score import EncoderScore, score_encoder
 from .solve import solve
 
 __version__ = "0.1.0"
@@ -27,8 +32,10 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
-    "BackendUnavailableError", "ConvergenceWarning", "IBResult", "available_backends",
-    "conditional_entropy", "encoder_information", "entropy", "joint_from_counts",
-    "joint_from_samples", "kl_divergence", "maximal_correlation", "mutual_information",
-    "show_config", "solve",
+    "BackendUnavailableError", "ConvergenceWarning", "EncoderScore", "GaussianIB", "IBCurve",
+    "IBResult", "Transition", "available_backends", "conditional_entropy", "discretize_gaussian",
+    "encoder_information", "entropy", "first_instability", "gaussian_ib", "hypercontractivity",
+    "ib_curve", "is_deterministic", "joint_from_counts", "joint_from_samples", "kl_divergence",
+    "maximal_correlation", "mutual_information", "phase_transitions", "score_encoder",
+    "show_config", "solve", "solve_squared_ib",
 ]

@@ -173,6 +173,11 @@ class IBCurve:
             return "none"
         return "birth" if self.onset_beta < self.first_instability * (1 - 1e-4) else "split"
 
+    def optimal_results(self) -> list:
+        """The IBResult of the optimal branch at each beta of the curve (ascending)."""
+        lookup = {name: {r.beta: r for r in br.results} for name, br in self.branches.items()}
+        return [lookup[name][b] for b, name in zip(self.beta, self.branch)]
+
     def summary(self) -> str:
         lines = [f"IB curve: {self.beta.size} betas, I(X;Y) = {self.i_xy:.6f} bit, "
                  f"H(Y) = {self.h_y:.6f} bit" + ("" if self.complete else " (INTERRUPTED)"),
@@ -226,12 +231,8 @@ class _Tracer:
         return State.from_encoder(self.problem, result.encoder)
 
     def finest_state(self) -> State:
-        """One cluster per distinct p(y|x): the beta -> infinity optimum."""
-        _, group = np.unique(np.round(self.problem.p_y_given_x, 12), axis=0, return_inverse=True)
-        group = group.ravel()
-        q = np.zeros((group.size, group.max() + 1))
-        q[np.arange(group.size), group] = 1.0
-        return State.from_encoder(self.problem, q)
+        """One cluster per row of the (compressed) problem: the beta -> infinity optimum."""
+        return State.from_encoder(self.problem, np.eye(self.problem.p_x.size))
 
     def trivial_state(self) -> State:
         return State.from_joint(np.ones(1), self.problem.p_y[None, :])
@@ -354,7 +355,8 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     curve min(I(X;T), H(Y)); the interior points come from the squared IB instead
     (:func:`ibsolver.deterministic.squared_ib_curve`).
     """
-    problem = Problem.from_joint(p_xy, normalize=normalize)
+    full = Problem.from_joint(p_xy, normalize=normalize)
+    problem, group = full.compressed()  # exact, see Problem.compressed
     v.check_choice(method, name="method", choices={"both", "reverse", "forward"})
     n_betas = v.check_int(n_betas, name="n_betas", low=2)
     max_points = v.check_int(max_points, name="max_points", low=2)
@@ -365,7 +367,7 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
                                         choices={"auto", "cpp", "numba", "numpy"}))
     if conditional_entropy(problem.p_xy) < 1e-12 and problem.p_y.size > 1:
         from .deterministic import squared_ib_curve
-        return squared_ib_curve(problem.p_xy, betas=betas, backend=backend)
+        return squared_ib_curve(problem.p_xy, betas=betas)
     if betas is None:
         grid, refine = _default_grid(problem, n_betas), True
     else:
@@ -416,7 +418,7 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     results = [best[b][0] for b in curve_betas]
     onset = _onset(transitions, best)
     s_star, _ = hypercontractivity(problem.p_xy)
-    h_sufficient = _h_sufficient(problem)
+    h_sufficient = float(entropy(problem.p_x))  # H(S), S the minimal sufficient statistic
     i_xy = mutual_information(problem.p_xy)
     env_x, env_y = upper_concave_envelope(
         np.concatenate([[0.0, h_sufficient], [r.i_xt for r in results]]),
@@ -439,19 +441,17 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
                   for name, d in (("forward", fwd), ("reverse", rev)) if d},
         i_xy=i_xy, h_y=problem.h_y, first_instability=first_instability(problem.p_xy),
         onset_beta=onset, onset_beta_s_star=(1.0 / s_star if s_star > 0 else np.inf),
-        encoders=tuple(r.encoder for r in results) if return_encoders else None,
+        encoders=tuple(r.encoder[group] for r in results) if return_encoders else None,
         complete=complete)
 
 
-def _h_sufficient(problem: Problem) -> float:
-    """H of the minimal sufficient statistic (classes of equal p(y|x)): where F reaches I(X;Y)."""
-    _, group = np.unique(np.round(problem.p_y_given_x, 12), axis=0, return_inverse=True)
-    mass = np.bincount(group.ravel(), weights=problem.p_x)
-    return float(entropy(mass))
-
-
 class _NoBar:
+    total = 0
+
     def update(self, n=1):
+        pass
+
+    def refresh(self):
         pass
 
     def close(self):
@@ -462,7 +462,7 @@ def _progress(enabled, total):
     if not enabled:
         return _NoBar()
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc="IB curve", unit="beta")
+    return tqdm(total=total, desc="IB curve", unit="solve")
 
 
 def _best_points(fwd: dict, rev: dict) -> dict:
@@ -499,6 +499,8 @@ def _refine(tracer, fwd, rev, fwd_transitions, method, curve_tol, max_points, ba
         if not todo:
             return
         todo = todo[: max_points - len(bs)]
+        bar.total += len(todo) * (2 if method == "both" else 1)  # refinement adds solves
+        bar.refresh()
         for mid in todo:
             if method in ("both", "reverse"):
                 above = min(b for b in rev if b > mid)

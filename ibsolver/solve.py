@@ -46,9 +46,27 @@ class Problem:
     def h_y(self) -> float:
         return float(entropy(self.p_y))
 
+    def sufficient_classes(self) -> np.ndarray:
+        """Class index per x: x with equal p(y|x) (to 1e-12) share a class."""
+        _, group = np.unique(np.round(self.p_y_given_x, 12), axis=0, return_inverse=True)
+        return group.ravel()
+
     def n_distinct_rows(self) -> int:
         """Number of distinct conditionals p(y|x): the clusters the beta -> inf optimum needs."""
-        return int(np.unique(np.round(self.p_y_given_x, 12), axis=0).shape[0])
+        return int(self.sufficient_classes().max()) + 1
+
+    def compressed(self) -> tuple["Problem", np.ndarray]:
+        """The problem on the minimal sufficient statistic S of X for Y, and s(x).
+
+        The IB curve of (S, Y) is that of (X, Y): a T built from X can be replaced by one
+        built from S with the same I(T;Y) and no more I(X;T), and after one BA step the
+        encoder depends on x only through p(y|x). An encoder of S maps back by q(t|s(x)).
+        """
+        group = self.sufficient_classes()
+        p_sy = np.zeros((group.max() + 1, self.p_xy.shape[1]))
+        np.add.at(p_sy, group, self.p_xy)
+        p_s = p_sy.sum(axis=1)
+        return Problem(p_sy, p_s, p_sy / p_s[:, None], self.p_y), group
 
 
 @dataclass

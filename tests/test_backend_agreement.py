@@ -146,9 +146,9 @@ def test_no_admissible_cluster_raises(backend, alpha):
         with pytest.raises(FloatingPointError, match="no admissible cluster"):
             module.encoder(p_y_given_x, log_p_t, log_p_y_given_t, 2.0, alpha)
     # with beta = 0 the decoder is ignored, so the same state is fine and agrees
-    want = reference.run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, 0.0, alpha, 3, NEVER)
-    got = backend.run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, 0.0, alpha, 3, NEVER)
-    assert_same_run(got, want)
+    state = (p_x, p_y_given_x, log_p_t, log_p_y_given_t)
+    want = reference.run_iterations(*state, 0.0, alpha, 3, NEVER)
+    assert_same_run(backend.run_iterations(*state, 0.0, alpha, 3, NEVER), want)
 
 
 @pytest.mark.parametrize(("n_y", "beta", "alpha"),
@@ -185,6 +185,7 @@ def test_numba_thread_count_changes_only_round_off(numba_backend, alpha):
     problem = Problem.from_joint(random_joint(rng, 2000, 8))  # big enough to be split
     start = random_start(rng, problem, 16)
     args = (problem.p_x, problem.p_y_given_x, start.log_p_t, start.log_p_y_given_t, 5.0, alpha)
+    assert numba_backend._n_blocks(2, 2000, 16, 8) == 2  # two threads really split the rows
     before = numba.get_num_threads()
     one = numba_backend.run_iterations(*args, 40, NEVER, n_threads=1)
     two = numba_backend.run_iterations(*args, 40, NEVER, n_threads=2)
@@ -193,8 +194,9 @@ def test_numba_thread_count_changes_only_round_off(numba_backend, alpha):
     np.testing.assert_allclose(numba_backend.encoder(*args[1:], n_threads=2),
                                numba_backend.encoder(*args[1:], n_threads=1),
                                rtol=1e-12, atol=1e-12)
-    # a thread count above the cores numba has is accepted (three row blocks)
-    many = numba_backend.run_iterations(*args, 40, NEVER, n_threads=numba.config.NUMBA_NUM_THREADS + 1)
+    # a thread count above the cores numba has is accepted (more row blocks than threads)
+    n_many = numba.config.NUMBA_NUM_THREADS + 1
+    many = numba_backend.run_iterations(*args, 40, NEVER, n_threads=n_many)
     assert_same_run(many, one, rtol=1e-12, atol=1e-12)
 
 

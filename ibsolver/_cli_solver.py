@@ -1,0 +1,171 @@
+"""CLI subcommands of the solver: demo, curve, transitions, solve."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: built-in problems for `ibsolver demo`
+DEMO_PROBLEMS = ("birth", "dsbs", "gaussian")
+
+
+def demo_problem(name: str):
+    """(p_xy, description) of a built-in problem."""
+    if name == "birth":
+        p = np.random.default_rng(1).dirichlet(np.ones(24)).reshape(8, 3)
+        return p, ("random 8x3 p(x,y) (numpy seed 1): the optimum leaves zero by a cluster "
+                   "birth before the first instability 1/s2^2")
+    if name == "dsbs":
+        eps = 0.1
+        return (np.array([[1 - eps, eps], [eps, 1 - eps]]) / 2,
+                "doubly symmetric binary source, eps = 0.1: one split at beta = 1/(1-2 eps)^2")
+    if name == "gaussian":
+        from .gaussian import discretize_gaussian
+        return (discretize_gaussian(0.8, 24, 24),
+                "discretised Gaussian pair, rho = 0.8, 24x24 bins: first split near 1/rho^2")
+    raise ValueError(f"--problem must be one of {DEMO_PROBLEMS} (got {name!r})")
+
+
+def _write_outputs(curve, out: Path, title: str) -> list:
+    from .plotting import plot_summary
+
+    out.mkdir(parents=True, exist_ok=True)
+    curve.to_npz(out / "curve.npz")
+    (out / "transitions.json").write_text(json.dumps(curve.transitions_dict(), indent=2))
+    plot_summary(curve, out / "curve.png", title=title)
+    return [out / "curve.npz", out / "transitions.json", out / "curve.png"]
+
+
+def _print_table(curve, rows: int = 12) -> None:
+    idx = np.unique(np.linspace(0, curve.beta.size - 1, min(rows, curve.beta.size)).astype(int))
+    print(f"{'beta':>10} {'I(X;T)':>9} {'I(T;Y)':>9} {'H(T)':>8} {'clusters':>8} {'iters':>6} branch")
+    for i in idx:
+        print(f"{curve.beta[i]:10.4g} {curve.i_xt[i]:9.5f} {curve.i_ty[i]:9.5f} {curve.h_t[i]:8.4f} "
+              f"{curve.n_clusters[i]:8d} {curve.n_iter[i]:6d} {curve.branch[i]}")
+    print("(information in bits)")
+
+
+def _curve_kwargs(args) -> dict:
+    kw = {"backend": args.backend, "progress": not args.quiet, "interruptible": True}
+    if args.betas:
+        kw["betas"] = np.array([float(b) for b in args.betas.split(",")])
+    if args.n_betas:
+        kw["n_betas"] = args.n_betas
+    return kw
+
+
+def cmd_demo(args) -> int:
+    from .curve import ib_curve
+
+    p_xy, text = demo_problem(args.problem)
+    print(f"ibsolver demo: {text}")
+    t0 = time.perf_counter()
+    curve = ib_curve(p_xy, backend=args.backend, progress=not args.quiet, interruptible=True)
+    print(f"traced in {time.perf_counter() - t0:.1f} s\n")
+    print(curve.summary() + "\n")
+    _print_table(curve)
+    files = _write_outputs(curve, Path(args.out), f"ibsolver demo: {args.problem}")
+    print("\nwrote " + ", ".join(str(f) for f in files))
+    return 0 if curve.complete else 130
+
+
+def cmd_curve(args) -> int:
+    from .curve import ib_curve
+    from .io import load_joint
+
+    p_xy = load_joint(args.input, counts=True if args.counts else None)
+    curve = ib_curve(p_xy, **_curve_kwargs(args))
+    print(curve.summary())
+    files = _write_outputs(curve, Path(args.out), Path(args.input).name)
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0 if curve.complete else 130
+
+
+def cmd_transitions(args) -> int:
+    from .curve import ib_curve
+    from .io import load_joint
+
+    p_xy = load_joint(args.input, counts=True if args.counts else None)
+    curve = ib_curve(p_xy, **_curve_kwargs(args))
+    if args.json:
+        print(json.dumps(curve.transitions_dict(), indent=2))
+    else:
+        print(curve.summary())
+    return 0
+
+
+def cmd_solve(args) -> int:
+    from .io import load_joint
+    from .solve import solve
+
+    p_xy = load_joint(args.input, counts=True if args.counts else None)
+    res = solve(p_xy, args.beta, alpha=args.alpha, backend=args.backend,
+                random_state=args.seed, accelerate=True)
+    print(res)
+    if args.out:
+        np.savez(args.out, encoder=res.encoder, p_t=res.p_t, p_y_given_t=res.p_y_given_t,
+                 i_xt=res.i_xt, i_ty=res.i_ty, beta=res.beta)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _common(p, *, curve=True):
+    p.add_argument("--backend", default="auto", choices=["auto", "cpp", "numba", "numpy"],
+                   help="BA kernel (default: fastest available)")
+    if curve:
+        p.add_argument("--betas", help="comma-separated betas (default: chosen and refined "
+                                       "adaptively)")
+        p.add_argument("--n-betas", type=int, default=None,
+                       help="size of the initial log-spaced grid (default 60)")
+        p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _input(p):
+    p.add_argument("input", help="joint table p(x,y) or counts: .npy, .npz (key p_xy or counts) "
+                                 "or .csv (rows x, columns y)")
+    p.add_argument("--counts", action="store_true",
+                   help="the table holds counts: normalise it (integer tables not summing to "
+                        "1 are treated as counts anyway)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="trace the IB curve of a built-in problem (the quick tour)",
+                       description="Trace the whole IB curve of a built-in problem, print its "
+                                   "phase transitions and a table, and write curve.npz, "
+                                   "transitions.json and curve.png. Takes seconds.")
+    p.add_argument("--problem", default="birth", choices=DEMO_PROBLEMS,
+                   help="which built-in problem (default: birth)")
+    p.add_argument("--out", default="ibsolver-demo", help="output folder (default ./ibsolver-demo)")
+    _common(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("curve", help="trace the IB curve of a joint table and save it",
+                       description="Trace the IB curve of INPUT by forward and reverse "
+                                   "annealing and write curve.npz, transitions.json and "
+                                   "curve.png to --out. Ctrl-C stops and saves what was traced.")
+    _input(p)
+    p.add_argument("--out", required=True, help="output folder")
+    _common(p)
+    p.set_defaults(func=cmd_curve)
+
+    p = sub.add_parser("transitions", help="print the phase transitions of a joint table",
+                       description="Locate the phase transitions (splits, births, jumps) of "
+                                   "the IB curve of INPUT and print them.")
+    _input(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _common(p)
+    p.set_defaults(func=cmd_transitions)
+
+    p = sub.add_parser("solve", help="solve the IB at one beta",
+                       description="Solve the (generalised) IB of INPUT at one beta from a "
+                                   "random start and print the result (bits).")
+    _input(p)
+    p.add_argument("--beta", type=float, required=True, help="trade-off parameter beta >= 0")
+    p.add_argument("--alpha", type=float, default=1.0,
+                   help="generalised IB alpha (1: IB, 0: deterministic IB)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random initial encoder")
+    p.add_argument("--out", help="save encoder and decoders to this .npz")
+    _common(p, curve=False)
+    p.set_defaults(func=cmd_solve)

@@ -1,0 +1,234 @@
+"""Training: batched ensembles equal single runs, resume equals an uninterrupted run."""
+import json
+import os
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import numpy as np  # noqa: E402
+
+from dnn.ensemble import ensemble_mlp, init_parameters, load_member, member_module  # noqa: E402
+from dnn.estimators import KDE, Binning  # noqa: E402
+from dnn.record import GradientSNR, log_epochs  # noqa: E402
+from dnn.tasks.tishby12 import tishby12  # noqa: E402
+from dnn.train import CHECKPOINT, TrainConfig, TrainResult, stratified_split, train  # noqa: E402
+
+TINY = dict(widths=(12, 6, 4, 2), epochs=6, batch_size=512, n_records=4, lr=0.01)
+ARRAYS = ("train_loss", "test_loss", "train_acc", "test_acc", "grad_snr")
+
+
+@pytest.fixture(scope="module")
+def task():
+    return tishby12()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def assert_same_record(a: TrainResult, b: TrainResult, atol=1e-6, info_atol=None):
+    """Same record to float tolerance. Binned information is discontinuous in the
+    activations (a pattern on a bin edge moves with round-off), so batched and looped runs
+    compare it with ``info_atol`` bits (a few patterns changing bins); identical code paths
+    (resume) pass info_atol=None and must agree to ``atol``."""
+    info_atol = atol if info_atol is None else info_atol
+    np.testing.assert_array_equal(a.epochs, b.epochs)
+    for name in ARRAYS:
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-5, atol=atol,
+                                   err_msg=name)
+    assert a.info.keys() == b.info.keys()
+    for key in a.info:
+        for q in ("i_xt", "i_ty"):
+            np.testing.assert_allclose(a.info[key][q], b.info[key][q], rtol=0, atol=info_atol,
+                                       err_msg=f"{key}/{q}")
+    for layer in a.final_activations:
+        np.testing.assert_allclose(a.final_activations[layer], b.final_activations[layer],
+                                   rtol=1e-5, atol=1e-5, err_msg=layer)
+
+
+# --------------------------------------------------------------------------- ensemble
+def test_ensemble_members_start_from_the_single_init():
+    widths = (12, 5, 3, 2)
+    seeds = (3, 7)
+    model = ensemble_mlp(widths, "tanh", len(seeds))
+    for s, seed in enumerate(seeds):
+        load_member(model, s, init_parameters(widths, torch.Generator().manual_seed(seed)))
+    x = torch.rand(len(seeds), 9, 12, generator=torch.Generator().manual_seed(0))
+    out = model(x)
+    for s, seed in enumerate(seeds):
+        single = member_module(model, s, "tanh")
+        ref = init_parameters(widths, torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(single.fc1.weight, ref[0][0], rtol=0, atol=0)
+        torch.testing.assert_close(single(x[s]), out[s], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_ensemble_equals_separate_runs(task, optimizer):
+    cfg = TrainConfig(seeds=(0, 1, 2), optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0,
+                      **TINY)
+    batched = train(task, cfg, device="cpu")
+    looped = train(task, cfg, device="cpu", batched=False)
+    assert batched.batched and not looped.batched
+    assert batched.train_loss.shape == (len(batched.epochs), 3)
+    assert batched.grad_snr.shape == (len(batched.epochs), 3, 3)
+    assert_same_record(batched, looped, info_atol=5e-3)
+    # training moved the weights: records differ between epochs and between seeds
+    assert not np.allclose(batched.train_loss[0], batched.train_loss[-1])
+    assert not np.allclose(batched.train_loss[-1, 0], batched.train_loss[-1, 1])
+
+
+def test_a_seed_trains_the_same_in_any_ensemble(task):
+    both = train(task, TrainConfig(seeds=(4, 9), **TINY), device="cpu")
+    alone = train(task, TrainConfig(seeds=(9,), **TINY), device="cpu")
+    for name in ARRAYS:
+        np.testing.assert_allclose(getattr(both, name)[:, 1], getattr(alone, name)[:, 0],
+                                   rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(both.info["binning"]["i_xt"][:, 1],
+                               alone.info["binning"]["i_xt"][:, 0], rtol=0, atol=5e-3)
+    for layer in both.final_activations:
+        np.testing.assert_allclose(both.final_activations[layer][1],
+                                   alone.final_activations[layer][0], rtol=1e-5, atol=1e-6)
+
+
+def test_training_leaves_global_rng_alone(task):
+    torch_state = torch.get_rng_state()
+    np_state = np.random.get_state()
+    train(task, TrainConfig(seeds=(0,), **{**TINY, "epochs": 1, "n_records": 2}), device="cpu")
+    assert torch.equal(torch_state, torch.get_rng_state())
+    after = np.random.get_state()
+    assert np_state[0] == after[0] and np.array_equal(np_state[1], after[1])
+
+
+# --------------------------------------------------------------------------- resume
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_equals_uninterrupted(task, tmp_path):
+    cfg = TrainConfig(seeds=(0, 1), probe="test", **{**TINY, "epochs": 9, "n_records": 5})
+    assert 7 not in cfg.record_epochs  # interrupt between records: epochs get replayed
+    ests = [Binning(30), KDE(0.1)]
+    full = train(task, cfg, out_dir=tmp_path / "a", estimators=ests, device="cpu",
+                 keep_activations=1)
+
+    def stop_at_7(epoch):
+        if epoch == 7:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(task, cfg, out_dir=tmp_path / "b", estimators=ests, device="cpu",
+              keep_activations=1, callback=stop_at_7)
+    saved = torch.load(tmp_path / "b" / CHECKPOINT, weights_only=True)
+    assert saved["run"]["epoch"] < 7 and saved["run"]["records"]["epochs"][-1] <= 7
+    with pytest.raises(ValueError, match="resume=True"):
+        train(task, cfg, out_dir=tmp_path / "b", estimators=ests, device="cpu", keep_activations=1)
+    with pytest.raises(ValueError, match="lr"):
+        train(task, cfg, out_dir=tmp_path / "b", estimators=ests, device="cpu", keep_activations=1,
+              resume=True, lr=0.5)
+    resumed = train(task, cfg, out_dir=tmp_path / "b", estimators=ests, device="cpu",
+                    keep_activations=1, resume=True)
+    assert_same_record(full, resumed, atol=1e-7)
+    for layer in full.activations:
+        np.testing.assert_allclose(full.activations[layer], resumed.activations[layer],
+                                   rtol=0, atol=1e-6)
+    # resuming a finished run returns its record without training
+    again = train(task, cfg, out_dir=tmp_path / "b", estimators=ests, device="cpu",
+                  keep_activations=1, resume=True)
+    assert_same_record(full, again, atol=0)
+
+
+def test_resume_refuses_another_task(task, tmp_path):
+    cfg = TrainConfig(seeds=(0,), **{**TINY, "epochs": 2, "n_records": 2})
+    train(task, cfg, out_dir=tmp_path, device="cpu")
+    with pytest.raises(ValueError, match="task_fingerprint"):
+        train(tishby12(1.0), cfg, out_dir=tmp_path, device="cpu", resume=True)
+
+
+# --------------------------------------------------------------------------- result files
+def test_result_round_trip(task, tmp_path):
+    cfg = TrainConfig(seeds=(0, 1), **{**TINY, "epochs": 3, "n_records": 3})
+    res = train(task, cfg, device="cpu", estimators=["binning"], keep_activations=True)
+    path = res.save_npz(tmp_path / "r.npz")
+    back = TrainResult.load_npz(path)
+    assert back.config == res.config and back.layers == res.layers
+    assert_same_record(res, back, atol=0)
+    assert back.activations["act1"].shape == (3, 2, 4096, 6)
+    rows = res.tidy_rows(bound=lambda x: np.minimum(x, res.h_y))
+    assert len(rows) == 3 * 2 * 3
+    assert {"epoch", "seed", "layer", "estimator", "knobs", "i_xt_bits", "i_ty_bits",
+            "gap_bits", "grad_snr"} <= set(rows[0])
+    assert json.loads(rows[0]["knobs"])["n_bins"] == 30
+    res.write_csv(tmp_path / "r.csv")
+    assert os.path.getsize(tmp_path / "r.csv") > 0
+
+
+# --------------------------------------------------------------------------- pieces
+def test_log_epochs():
+    e = log_epochs(3000, 40)
+    assert e[0] == 0 and e[-1] == 3000 and len(e) <= 40 and len(e) >= 30
+    assert np.all(np.diff(e) > 0)
+    np.testing.assert_array_equal(log_epochs(5, 40), np.arange(6))
+    with pytest.raises(ValueError, match="n_records"):
+        log_epochs(10, 1)
+
+
+def test_stratified_split(task):
+    tr, te = stratified_split(task.labels, 0.8, seed=3)
+    assert np.intersect1d(tr, te).size == 0 and tr.size + te.size == 4096
+    for c in (0, 1):
+        n_c = (task.labels == c).sum()
+        assert (task.labels[tr] == c).sum() == round(0.8 * n_c)
+    tr2, _ = stratified_split(task.labels, 0.8, seed=4)
+    assert not np.array_equal(tr, tr2)
+    np.testing.assert_array_equal(tr, stratified_split(task.labels, 0.8, seed=3)[0])
+
+
+def test_gradient_snr_by_hand():
+    p = torch.nn.Parameter(torch.zeros(2, 3))  # an "ensemble" of 2 members, 3 weights each
+    acc = GradientSNR([[p]], n_members=2, stacked=True)
+    grads = [torch.tensor([[1.0, 2.0, 0.0], [1.0, 0.0, 0.0]]),
+             torch.tensor([[3.0, 2.0, 0.0], [-1.0, 0.0, 0.0]])]
+    for g in grads:
+        p.grad = g.clone()
+        acc.accumulate()
+    snr = acc.snr()
+    # member 0: mean (2, 2, 0), std (1, 0, 0) -> sqrt(8) / 1; member 1: mean 0 -> 0
+    np.testing.assert_allclose(snr[:, 0], [np.sqrt(8.0), 0.0], rtol=1e-12)
+    acc.reset()
+    assert np.isnan(acc.snr()).all()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"optimizer": "rmsprop"}, "optimizer"), ({"lr": 0}, "lr"), ({"train_fraction": 0}, "train_fraction"),
+    ({"seeds": (1, 1)}, "seeds"), ({"batch_size": 0}, "batch_size"), ({"probe": "all"}, "probe"),
+    ({"activation": "swish"}, "activation")])
+def test_config_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_train_validation(task, tmp_path):
+    with pytest.raises(ValueError, match="widths"):
+        train(task, widths=(10, 2), epochs=1, device="cpu")
+    with pytest.raises(ValueError, match="batched"):
+        train(task, epochs=1, out_dir=tmp_path, batched=False, device="cpu")
+    with pytest.raises(TypeError, match="epoch"):
+        train(task, epoch=1)
+
+
+# --------------------------------------------------------------------------- CUDA
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+def test_cuda_matches_cpu(task):
+    cfg = TrainConfig(seeds=(0, 1, 2), **TINY)
+    gpu = train(task, cfg, device="cuda")
+    assert gpu.device.startswith("cuda")
+    cpu = train(task, cfg, device="cpu")
+    for name in ("train_loss", "test_loss", "train_acc"):
+        np.testing.assert_allclose(getattr(gpu, name), getattr(cpu, name), rtol=1e-3, atol=1e-3)
+    auto = train(task, TrainConfig(seeds=(0,), **{**TINY, "epochs": 1, "n_records": 2}))
+    assert auto.device.startswith("cuda")
