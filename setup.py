@@ -28,6 +28,12 @@ def _warn(message):
     sys.stderr.flush()
 
 
+_HOW_TO_FIX = ("ibsolver is installed WITHOUT it: backend='cpp' is unavailable and 'auto' "
+               "falls back to numba or numpy. Install a C++17 compiler (g++ >= 8 or "
+               "clang >= 7) and reinstall to get it; ibsolver.show_config() says what was "
+               "built.")
+
+
 class OptionalBuildExt(build_ext):
     """build_ext that probes compiler flags, adds OpenMP if it works, and never fails."""
 
@@ -41,19 +47,27 @@ class OptionalBuildExt(build_ext):
                 objects = self.compiler.compile([path], output_dir=tmp, extra_postargs=flags)
                 if link:
                     self.compiler.link_executable(objects, "probe", output_dir=tmp,
-                                                  extra_postargs=flags,
-                                                  target_lang="c++")
+                                                  extra_postargs=flags, target_lang="c++")
             except Exception:  # noqa: BLE001 - any failure means "not supported"
                 return False
         return True
+
+    def _skip(self, ext, why):
+        self._skipped = getattr(self, "_skipped", set()) | {ext.name}
+        _warn(f"could not build the C++ extension {ext.name} ({why}). {_HOW_TO_FIX}")
 
     def build_extensions(self):
         if self.compiler.compiler_type == "msvc":
             base, openmp = ["/std:c++17", "/O2", "/EHsc"], ["/openmp"]
         else:
-            base = ["-std=c++17", "-O3", "-g0", "-fvisibility=hidden"]
+            base, openmp = ["-std=c++17", "-O3", "-g0", "-fvisibility=hidden"], ["-fopenmp"]
+        if not self._compiles("#include <vector>\nint main(){ std::vector<int> v{1}; }\n", base):
+            for ext in self.extensions:
+                self._skip(ext, "no working C++17 compiler was found")
+            return
+        if self.compiler.compiler_type != "msvc":
+            # the 512-bit vector types of the AVX-512 kernel otherwise warn about the ABI
             base += [f for f in ("-Wno-psabi",) if self._compiles("int main(){}\n", ["-Werror", f])]
-            openmp = ["-fopenmp"]
         probe = "#include <omp.h>\nint main(){ return omp_get_max_threads() > 0 ? 0 : 1; }\n"
         use_openmp = self._compiles(probe, base + openmp, link=True)
         if not use_openmp:
@@ -64,23 +78,26 @@ class OptionalBuildExt(build_ext):
             ext.extra_link_args = openmp if use_openmp else []
         super().build_extensions()
 
-    def run(self):
-        try:
-            super().run()
-        except Exception as exc:  # noqa: BLE001 - the extension is optional
-            _warn(f"could not build the C++ extension ibsolver._core ({exc}). ibsolver is "
-                  "installed WITHOUT it: backend='cpp' is unavailable and 'auto' falls back "
-                  "to numba or numpy. Install a C++17 compiler (g++ >= 8 or clang >= 7) and "
-                  "reinstall to get it; ibsolver.show_config() says what was built.")
-
     def build_extension(self, ext):
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001 - the extension is optional
-            _warn(f"could not build the C++ extension {ext.name} ({exc}). ibsolver is "
-                  "installed WITHOUT it: backend='cpp' is unavailable and 'auto' falls back "
-                  "to numba or numpy. Install a C++17 compiler (g++ >= 8 or clang >= 7) and "
-                  "reinstall to get it; ibsolver.show_config() says what was built.")
+            self._skip(ext, exc)
+
+    def copy_extensions_to_source(self):  # --inplace: copy only what was built
+        skipped = getattr(self, "_skipped", set())
+        built = self.extensions
+        self.extensions = [ext for ext in built if ext.name not in skipped]
+        try:
+            super().copy_extensions_to_source()
+        finally:
+            self.extensions = built
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:  # noqa: BLE001 - last resort: the extension is optional
+            _warn(f"building the C++ extension failed ({exc}). {_HOW_TO_FIX}")
 
 
 ext_modules = []

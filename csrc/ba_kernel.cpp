@@ -1,20 +1,26 @@
 // The fused decoder-state Blahut-Arimoto IB iteration (see ba_kernel.hpp and
 // ibsolver/backends/numpy_backend.py, the specification).
 //
-// One iteration, parallel over rows x (OpenMP, static contiguous blocks, one block per
-// thread), three passes over the clusters t per row, all over contiguous memory:
-//   A  z[t] = log p(t)/alpha + (beta/alpha) sum_{y: p(y|x) > 0} p(y|x) log p(y|t)  and max_t z
-//      (log p(y|t) is kept transposed, (m, kp), so the loop over t is contiguous; only y
-//      with p(y|x) > 0 are visited, so 0 * -inf never happens)
-//   B  e[t] = exp(z[t] - max), s = sum_t e, sum_t e (z - max)   (vectorised exp)
-//   C  acc_t[t] += p(x) e[t]/s,  acc_ty[y][t] += p(x) p(y|x) e[t]/s
-// into per-thread accumulators. After a barrier each thread reduces the accumulators of a
-// slice of clusters (in thread order), takes logs, the residual and its share of the
-// entropies; one thread then writes history[it] and decides whether to stop.
+// One iteration, parallel over rows x (OpenMP, one contiguous block of rows per thread),
+// with per-thread accumulators. Per row, over the clusters t (contiguous memory):
+//   A  z[t] = c [log p(t) + beta sum_{y: p(y|x) > 0} p(y|x) log p(y|t)] and max_t z,
+//      c = log2(e)/alpha (c = 1 for alpha = 0). log p(y|t) is kept transposed (and in
+//      blocks of clusters), so the loop over t is contiguous; only the y with p(y|x) > 0
+//      are visited, so 0 * -inf never happens.
+//   B  e[t] = 2^(z[t] - max) (a vectorised exp2: base 2 makes the range reduction
+//      exact), s = sum_t e, sum_t e (z - max) for sum_t q log q.
+// and per group of kRows rows:
+//   C  acc_t[t] += sum_x p(x) e_x[t]/s_x,  acc_ty[y][t] += sum_x p(x, y) e_x[t]/s_x.
+// alpha = 0 replaces B and C by a one-hot at the first maximum. After a barrier each
+// thread reduces the accumulators of a slice of clusters (threads in a fixed order),
+// takes logs, the residual and its share of the entropies; after a second barrier every
+// thread combines the per-thread partials, thread 0 writes history[it], and all stop
+// together once the residual is <= tol.
 //
-// The hot row loop is compiled three times, for AVX-512, AVX2+FMA and baseline x86-64
-// (target attributes on thin wrappers around one always_inline template), and the best
-// version the CPU supports is picked at run time: no -march flag is needed at build time.
+// The row kernel is compiled three times, for AVX-512, AVX2+FMA and baseline x86-64
+// (target attributes on thin wrappers around one always_inline template written with
+// GCC vector extensions), and the best version the CPU supports is picked at run time:
+// no -march flag is needed at build time.
 #include "ba_kernel.hpp"
 
 #include <algorithm>
@@ -44,9 +50,12 @@ constexpr double kTiny = std::numeric_limits<double>::denorm_min();
 constexpr double kLn2 = 0x1.62e42fefa39efp-1;
 constexpr double kLog2e = 0x1.71547652b82fep+0;
 
-/// Clusters per register block; a multiple of every vector width used. The cluster axis
-/// is padded to a multiple of it (padding: log p(t) = -inf, so q = 0 there).
+/// Clusters per register block in pass A; a multiple of every vector width used.
 constexpr int64_t kBlock = 16;
+
+/// The cluster axis is padded to a multiple of this (four of the widest vectors, for pass
+/// B; padding: log p(t) = -inf, so q = 0 there).
+constexpr int64_t kPad = 32;
 
 /// Rows per group in the accumulation pass, and clusters per tile there.
 constexpr int kRows = 4;
@@ -83,6 +92,14 @@ int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 // the row kernel
 // ------------------------------------------------------------------------------------
 
+/// Where log p(y|t) is kept: transposed and blocked, (kp / kBlock, m, kBlock). A block of
+/// kBlock clusters is contiguous for one y (so the loop over t is contiguous), and the
+/// blocks of all y for the same clusters are next to each other (so that a pass over t
+/// for many y streams through memory in order, which the prefetchers follow).
+inline int64_t dec_index(int64_t m, int64_t y, int64_t t) {
+    return (t / kBlock) * (m * kBlock) + y * kBlock + t % kBlock;
+}
+
 /// What every thread reads during the row loop.
 ///
 /// The logits are kept scaled: z = scale * logit with scale = log2(e)/alpha (alpha > 0;
@@ -93,7 +110,8 @@ struct Shared {
     const double* p_y_given_x;  // (n, m)
     int64_t m, k, kp;
     const double* lpt_scaled;  // (kp) scale * log p(t); padding -inf
-    const double* log_dec_t;   // (m, kp) log p(y|t) transposed, non-finite -> -inf; pad 0
+    const double* log_dec_t;   // log p(y|t), non-finite -> -inf, pad 0, in blocks (see
+                               // KernelState): element (y, t) at dec_index(m, y, t)
     double coef;               // scale * beta
     bool use_beta;             // beta > 0 (beta = 0: logits are log p(t) alone)
     bool hard;                 // alpha = 0: one-hot at the first maximum
@@ -104,13 +122,17 @@ struct alignas(64) Workspace {
     Buffer<double> acc_t;   // (kp)          sum_x p(x) q(t|x)
     Buffer<double> acc_ty;  // (m, kp)       sum_x p(x, y) q(t|x)
     Buffer<double> z;       // (kRows, kp)   logits, then 2^(logit - max), of a row group
-    Buffer<double> coef;    // (m)           p(y|x) of the active y
-    Buffer<double> wts;     // (m)           their weights in the logits
+    Buffer<double> zmax;    // (kRows)       their maxima
+    Buffer<int64_t> na;     // (kRows)       number of active y (p(y|x) > 0) of each row
+    Buffer<int64_t> ys;     // (kRows, m)    the active y of each row
+    Buffer<double> coef;    // (kRows, m)    their p(y|x)
+    Buffer<double> wts;     // (kRows, m)    their weights in the logits
+    Buffer<const double*> rows_j;  // (kRows, m)  their rows of log p(y|t)
     Buffer<double> gw_t;    // (kRows)       p(x)/s(x) for the rows of the group
     Buffer<double> gw_ty;   // (m, kRows)    p(x, y)/s(x) for the rows of the group
-    Buffer<int64_t> ys;     // (m)           the active y of a row: p(y|x) > 0
     Buffer<int64_t> gys;    // (m)           the y active in some row of the group
-    Buffer<int64_t> ystamp; // (m)           first row of the last group that had y active
+    Buffer<int64_t> ystamp; // (m)           the last group that had y active
+    int64_t groups = 0;     // groups processed so far (their ids)
     double neg_h = 0.0;     // sum_x p(x) sum_t q log q
 
     void allocate(int64_t m, int64_t kp, bool accumulators) {
@@ -119,14 +141,16 @@ struct alignas(64) Workspace {
             acc_ty = make_buffer<double>(m * kp);
         }
         z = make_buffer<double>(kRows * kp);
-        coef = make_buffer<double>(m);
-        wts = make_buffer<double>(m);
+        zmax = make_buffer<double>(kRows);
+        na = make_buffer<int64_t>(kRows);
+        ys = make_buffer<int64_t>(kRows * m);
+        coef = make_buffer<double>(kRows * m);
+        wts = make_buffer<double>(kRows * m);
+        rows_j = make_buffer<const double*>(kRows * m);
         gw_t = make_buffer<double>(kRows);
         gw_ty = make_buffer<double>(m * kRows);
-        ys = make_buffer<int64_t>(m);
         gys = make_buffer<int64_t>(m);
-        ystamp = make_buffer<int64_t>(m);
-        std::fill(ystamp.get(), ystamp.get() + m, int64_t{-1});
+        ystamp = make_buffer<int64_t>(m);  // zero: no group yet
     }
 };
 
@@ -137,34 +161,176 @@ IBS_INLINE void accumulate_group(double* acc, const double* w, const double* e, 
                                  int64_t t0, int64_t t1) {
     using vd = typename W::vd;
     static_assert(kRows == 4, "accumulate_group is written for groups of 4 rows");
+    constexpr int64_t L = W::lanes;
     const double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-    for (int64_t t = t0; t < t1; t += W::lanes) {
+    for (int64_t t = t0; t < t1; t += 2 * L) {  // two independent chains per step
         vd a = simd::load<W>(acc + t);
+        vd b = simd::load<W>(acc + t + L);
         a += w0 * simd::load<W>(e + t);
+        b += w0 * simd::load<W>(e + t + L);
         a += w1 * simd::load<W>(e + kp + t);
+        b += w1 * simd::load<W>(e + kp + t + L);
         a += w2 * simd::load<W>(e + 2 * kp + t);
+        b += w2 * simd::load<W>(e + 2 * kp + t + L);
         a += w3 * simd::load<W>(e + 3 * kp + t);
+        b += w3 * simd::load<W>(e + 3 * kp + t + L);
         simd::store<W>(acc + t, a);
+        simd::store<W>(acc + t + L, b);
+    }
+}
+
+/// accumulate_group for two accumulators at once (wa, wb: their weights), sharing the
+/// loads of e: fewer loads per FMA when there are many y.
+template <class W>
+IBS_INLINE void accumulate_group2(double* acc_a, const double* wa, double* acc_b,
+                                  const double* wb, const double* e, int64_t kp, int64_t t0,
+                                  int64_t t1) {
+    using vd = typename W::vd;
+    static_assert(kRows == 4, "accumulate_group2 is written for groups of 4 rows");
+    const double a0 = wa[0], a1 = wa[1], a2 = wa[2], a3 = wa[3];
+    const double b0 = wb[0], b1 = wb[1], b2 = wb[2], b3 = wb[3];
+    for (int64_t t = t0; t < t1; t += W::lanes) {
+        const vd e0 = simd::load<W>(e + t);
+        const vd e1 = simd::load<W>(e + kp + t);
+        const vd e2 = simd::load<W>(e + 2 * kp + t);
+        const vd e3 = simd::load<W>(e + 3 * kp + t);
+        vd a = simd::load<W>(acc_a + t);
+        vd b = simd::load<W>(acc_b + t);
+        a += a0 * e0;
+        b += b0 * e0;
+        a += a1 * e1;
+        b += b1 * e1;
+        a += a2 * e2;
+        b += b2 * e2;
+        a += a3 * e3;
+        b += b3 * e3;
+        simd::store<W>(acc_a + t, a);
+        simd::store<W>(acc_b + t, b);
+    }
+}
+
+/// z[t] = base[t] + sum_{j < NJ} c[j] log p(y_j|t) for t < kp, added in this order, and
+/// vmax[u] = max(vmax[u], z) (U vectors, lane-wise). rows[j] points to the first block of
+/// y_j in the blocked layout (blocks `stride` apart). For rows with few active y: their
+/// weights and pointers stay in registers.
+template <class W, int NJ>
+IBS_INLINE void logit_chunk(const double* base, const double* const* rows, const double* c,
+                            double* z, int64_t kp, int64_t stride, typename W::vd* vmax) {
+    using vd = typename W::vd;
+    constexpr int64_t L = W::lanes;
+    constexpr int U = static_cast<int>(kBlock / L);
+    const double* r[NJ > 0 ? NJ : 1];
+    double cj[NJ > 0 ? NJ : 1];
+    for (int j = 0; j < NJ; ++j) {
+        r[j] = rows[j];
+        cj[j] = c[j];
+    }
+    for (int64_t t = 0, off = 0; t < kp; t += kBlock, off += stride) {
+        vd a[U];
+        for (int u = 0; u < U; ++u) a[u] = simd::load<W>(base + t + u * L);
+        for (int j = 0; j < NJ; ++j)
+            for (int u = 0; u < U; ++u) a[u] += cj[j] * simd::load<W>(r[j] + off + u * L);
+        for (int u = 0; u < U; ++u) {
+            simd::store<W>(z + t + u * L, a[u]);
+            vmax[u] = simd::vmax<W>(a[u], vmax[u]);
+        }
+    }
+}
+
+/// Pass A for one row with na <= 4 active y: z = lpt_scaled + sum_j wts[j] log p(y_j|t),
+/// returns max_t z.
+template <class W>
+IBS_INLINE double logits_row(const Shared& s, int64_t na, const double* const* rows,
+                             const double* wts, double* z) {
+    using vd = typename W::vd;
+    constexpr int U = static_cast<int>(kBlock / W::lanes);
+    vd vmax[U];
+    for (int u = 0; u < U; ++u) vmax[u] = simd::splat<W>(-kInf);
+    const int64_t kp = s.kp, st = s.m * kBlock;
+    const double* lpt = s.lpt_scaled;
+    switch (na) {
+        case 0: logit_chunk<W, 0>(lpt, rows, wts, z, kp, st, vmax); break;
+        case 1: logit_chunk<W, 1>(lpt, rows, wts, z, kp, st, vmax); break;
+        case 2: logit_chunk<W, 2>(lpt, rows, wts, z, kp, st, vmax); break;
+        case 3: logit_chunk<W, 3>(lpt, rows, wts, z, kp, st, vmax); break;
+        default: logit_chunk<W, 4>(lpt, rows, wts, z, kp, st, vmax); break;
+    }
+    for (int u = 1; u < U; ++u) vmax[0] = simd::vmax<W>(vmax[u], vmax[0]);
+    return simd::hmax<W>(vmax[0]);
+}
+
+/// Pass A for a group of rows with any number of active y: clusters outermost, so that
+/// each block of log p(y|t) (all y, contiguous) is read from memory once per group (then
+/// from L1) instead of once per row. The sum over y goes into P partial sums per vector
+/// (y = j mod P), so that the dependency chains are short; they are added to log p(t) at
+/// the end. Writes z (rows, kp) and the row maxima.
+template <class W>
+IBS_INLINE void logits_group(const Shared& s, int rows, const int64_t* na,
+                             const double* const* rows_j, const double* wts, double* z,
+                             double* zmax) {
+    using vd = typename W::vd;
+    constexpr int64_t L = W::lanes;
+    constexpr int U = static_cast<int>(kBlock / L);
+    constexpr int P = U >= 8 ? 1 : 8 / U;  // 8 independent chains per block
+    const int64_t m = s.m, kp = s.kp;
+    const vd zero = {};
+    vd vmax[kRows][U];
+    for (int r = 0; r < kRows; ++r)
+        for (int u = 0; u < U; ++u) vmax[r][u] = simd::splat<W>(-kInf);
+    for (int64_t t = 0, off = 0; t < kp; t += kBlock, off += m * kBlock) {
+        for (int r = 0; r < rows; ++r) {
+            vd a[P][U];
+            for (int p = 0; p < P; ++p)
+                for (int u = 0; u < U; ++u) a[p][u] = zero;
+            const double* const* rj = rows_j + r * m;
+            const double* c = wts + r * m;
+            int64_t j = 0;
+            for (; j + P <= na[r]; j += P) {
+                for (int p = 0; p < P; ++p) {
+                    const double* lr = rj[j + p] + off;
+                    for (int u = 0; u < U; ++u) a[p][u] += c[j + p] * simd::load<W>(lr + u * L);
+                }
+            }
+            for (int p = 0; j < na[r]; ++j, ++p) {
+                const double* lr = rj[j] + off;
+                for (int u = 0; u < U; ++u) a[p][u] += c[j] * simd::load<W>(lr + u * L);
+            }
+            double* zr = z + r * kp + t;
+            for (int u = 0; u < U; ++u) {
+                vd sum = a[0][u];
+                for (int p = 1; p < P; ++p) sum += a[p][u];
+                const vd zu = simd::load<W>(s.lpt_scaled + t + u * L) + sum;
+                simd::store<W>(zr + u * L, zu);
+                vmax[r][u] = simd::vmax<W>(zu, vmax[r][u]);
+            }
+        }
+    }
+    for (int r = 0; r < rows; ++r) {
+        for (int u = 1; u < U; ++u) vmax[r][0] = simd::vmax<W>(vmax[r][u], vmax[r][0]);
+        zmax[r] = simd::hmax<W>(vmax[r][0]);
     }
 }
 
 /// Processes rows [first, last): accumulates into w (q_out == nullptr) or writes the
 /// encoder rows to q_out (n, k). Returns false if some x has no admissible cluster.
 ///
-/// Rows go in groups of kRows: passes A and B per row, pass C once per group, so that
-/// the accumulators are loaded and stored once per group instead of once per row.
+/// Rows go in groups of kRows: pass A per row (per group when rows have more than four
+/// active y), pass B per row, pass C once per group, so that the accumulators are
+/// loaded and stored once per group instead of once per row.
 template <class W>
 IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64_t last,
                              double* q_out) {
     using vd = typename W::vd;
     constexpr int64_t L = W::lanes;
-    constexpr int U = static_cast<int>(kBlock / L);  // vectors per register block
-    static_assert(kBlock % L == 0, "kBlock must be a multiple of the vector width");
+    static_assert(kBlock % L == 0 && kPad % (4 * L) == 0, "padding too small for W");
 
     const int64_t m = s.m, k = s.k, kp = s.kp;
+    int64_t* const na = w.na.get();
+    int64_t* const ys = w.ys.get();
     double* const coef = w.coef.get();
     double* const wts = w.wts.get();
-    int64_t* const ys = w.ys.get();
+    const double** const rows_j = w.rows_j.get();
+    double* const zmax = w.zmax.get();
     double* const gw_t = w.gw_t.get();
     double* const gw_ty = w.gw_ty.get();
     int64_t* const gys = w.gys.get();
@@ -174,62 +340,45 @@ IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64
 
     for (int64_t x0 = first; x0 < last; x0 += kRows) {
         const int rows = static_cast<int>(std::min<int64_t>(kRows, last - x0));
-        if (accumulate && !s.hard) {
-            std::fill(gw_t, gw_t + kRows, 0.0);
-            std::fill(gw_ty, gw_ty + m * kRows, 0.0);
-        }
-        int64_t ngy = 0;  // number of y active in the group
 
+        // The active y of each row, their weights in the logits and rows of log p(y|t).
+        int64_t max_na = 0;
         for (int r = 0; r < rows; ++r) {
-            const int64_t x = x0 + r;
-            double* const z = w.z.get() + r * kp;
-            const double* row = s.p_y_given_x + x * m;
-            int64_t na = 0;
+            const double* row = s.p_y_given_x + (x0 + r) * m;
+            int64_t cnt = 0;
             for (int64_t y = 0; y < m; ++y) {
                 if (row[y] > 0.0) {
-                    ys[na] = y;
-                    coef[na] = row[y];
-                    ++na;
+                    ys[r * m + cnt] = y;
+                    coef[r * m + cnt] = row[y];
+                    // > 0 even if the product underflows: -inf * weight stays -inf
+                    wts[r * m + cnt] = std::max(s.coef * row[y], kTiny);
+                    rows_j[r * m + cnt] = s.log_dec_t + y * kBlock;  // + block * m * kBlock
+                    ++cnt;
                 }
             }
+            na[r] = cnt;
+            max_na = std::max(max_na, cnt);
+        }
 
-            // Pass A: z[t] = lpt_scaled[t] + sum_j (coef * p(y_j|x)) log p(y_j|t), max.
-            vd vmax[U];
-            for (int u = 0; u < U; ++u) vmax[u] = simd::splat<W>(-kInf);
-            if (s.use_beta) {
-                for (int64_t j = 0; j < na; ++j) {
-                    // > 0 even if the product underflows, so that -inf * weight stays -inf
-                    wts[j] = std::max(s.coef * coef[j], kTiny);
-                }
-                for (int64_t t = 0; t < kp; t += kBlock) {
-                    vd a[U];
-                    for (int u = 0; u < U; ++u) a[u] = simd::load<W>(s.lpt_scaled + t + u * L);
-                    for (int64_t j = 0; j < na; ++j) {
-                        const double c = wts[j];
-                        const double* lr = s.log_dec_t + ys[j] * kp + t;
-                        for (int u = 0; u < U; ++u) a[u] += c * simd::load<W>(lr + u * L);
-                    }
-                    for (int u = 0; u < U; ++u) {
-                        simd::store<W>(z + t + u * L, a[u]);
-                        vmax[u] = a[u] > vmax[u] ? a[u] : vmax[u];
-                    }
-                }
-            } else {
-                for (int64_t t = 0; t < kp; t += kBlock) {
-                    for (int u = 0; u < U; ++u) {
-                        const vd a = simd::load<W>(s.lpt_scaled + t + u * L);
-                        simd::store<W>(z + t + u * L, a);
-                        vmax[u] = a > vmax[u] ? a : vmax[u];
-                    }
-                }
-            }
-            for (int u = 1; u < U; ++u) vmax[0] = vmax[u] > vmax[0] ? vmax[u] : vmax[0];
-            const double zmax = simd::hmax<W>(vmax[0]);
-            if (!(zmax > -kInf)) return false;  // every cluster is impossible for this x
+        // Pass A: z[t] = lpt_scaled[t] + sum_j wts[j] log p(y_j|t), and max_t z
+        // (beta = 0: the logits are log p(t) alone). Few y per row: row by row, with the
+        // weights in registers; more: the whole group at once, cluster block by block.
+        if (s.use_beta && max_na > 4) {
+            logits_group<W>(s, rows, na, rows_j, wts, w.z.get(), zmax);
+        } else {
+            for (int r = 0; r < rows; ++r)
+                zmax[r] = logits_row<W>(s, s.use_beta ? na[r] : 0, rows_j + r * m,
+                                        wts + r * m, w.z.get() + r * kp);
+        }
+        for (int r = 0; r < rows; ++r)
+            if (!(zmax[r] > -kInf)) return false;  // every cluster is impossible for x
 
-            if (s.hard) {  // deterministic IB: one-hot at the first maximum
+        if (s.hard) {  // deterministic IB: one-hot at the first maximum
+            for (int r = 0; r < rows; ++r) {
+                const int64_t x = x0 + r;
+                const double* z = w.z.get() + r * kp;
                 int64_t best = 0;
-                while (best < k && !(z[best] == zmax)) ++best;
+                while (best < k && !(z[best] == zmax[r])) ++best;
                 if (!accumulate) {
                     double* qr = q_out + x * k;
                     std::fill(qr, qr + k, 0.0);
@@ -237,31 +386,44 @@ IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64
                 } else {
                     const double px = s.p_x[x];
                     w.acc_t[best] += px;
-                    for (int64_t j = 0; j < na; ++j) w.acc_ty[ys[j] * kp + best] += px * coef[j];
+                    for (int64_t j = 0; j < na[r]; ++j)
+                        w.acc_ty[ys[r * m + j] * kp + best] += px * coef[r * m + j];
                 }
-                continue;
             }
+            continue;
+        }
+
+        if (accumulate) {
+            std::fill(gw_t, gw_t + kRows, 0.0);
+            std::fill(gw_ty, gw_ty + m * kRows, 0.0);
+        }
+        int64_t ngy = 0;  // number of y active in the group
+        const int64_t group = ++w.groups;
+
+        for (int r = 0; r < rows; ++r) {
+            const int64_t x = x0 + r;
+            double* const z = w.z.get() + r * kp;
 
             // Pass B: e = 2^(z - max) (in place), s = sum e, sum e (z - max). z - max is
-            // clamped at -1080 for the second sum, so that e = 0 (z = -inf) contributes 0:
-            // q log q = 0 where q = 0. Two accumulators each, to shorten the dependency chains.
-            const vd floor = simd::splat<W>(-1080.0);
-            vd vs0 = zero, vs1 = zero, vh0 = zero, vh1 = zero;
-            for (int64_t t = 0; t < kp; t += 2 * L) {
-                vd d0 = simd::load<W>(z + t) - zmax;
-                vd d1 = simd::load<W>(z + t + L) - zmax;
-                d0 = d0 > floor ? d0 : floor;
-                d1 = d1 > floor ? d1 : floor;
-                const vd e0 = simd::exp2_nonpositive<W>(d0);
-                const vd e1 = simd::exp2_nonpositive<W>(d1);
-                vs0 += e0;
-                vs1 += e1;
-                vh0 += e0 * d0;
-                vh1 += e1 * d1;
-                simd::store<W>(z + t, e0);
-                simd::store<W>(z + t + L, e1);
+            // clamped at -1080 (where 2^x is 0) for the second sum, so that e = 0
+            // (z = -inf) contributes 0: q log q = 0 where q = 0. Four vectors per step,
+            // each stage for all four before the next: the four exp2 polynomials then
+            // interleave, which hides their latency.
+            const vd floor = simd::opaque<W>(simd::splat<W>(simd::kExp2Floor));
+            vd vs[4] = {zero, zero, zero, zero}, vh[4] = {zero, zero, zero, zero};
+            for (int64_t t = 0; t < kp; t += 4 * L) {
+                vd d[4], e[4];
+                for (int u = 0; u < 4; ++u)
+                    d[u] = simd::clamp_exp2_arg<W>(simd::load<W>(z + t + u * L) - zmax[r],
+                                                   floor);
+                for (int u = 0; u < 4; ++u) e[u] = simd::exp2_clamped<W>(d[u]);
+                for (int u = 0; u < 4; ++u) {
+                    vs[u] += e[u];
+                    vh[u] += e[u] * d[u];
+                    simd::store<W>(z + t + u * L, e[u]);
+                }
             }
-            const double sum_e = simd::hsum<W>(vs0 + vs1);
+            const double sum_e = simd::hsum<W>((vs[0] + vs[1]) + (vs[2] + vs[3]));
 
             if (!accumulate) {
                 double* qr = q_out + x * k;
@@ -272,60 +434,98 @@ IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64
             const double inv_s = 1.0 / sum_e;
             const double px = s.p_x[x];
             // sum_t q ln q = sum_t (e/s)(ln2 (z - max) - ln s) = ln2 sum_t e (z - max)/s - ln s
-            w.neg_h += px * (kLn2 * simd::hsum<W>(vh0 + vh1) * inv_s - std::log(sum_e));
+            const double sum_ed = simd::hsum<W>((vh[0] + vh[1]) + (vh[2] + vh[3]));
+            w.neg_h += px * (kLn2 * sum_ed * inv_s - std::log(sum_e));
 
             // weights of this row in pass C
             gw_t[r] = px * inv_s;
-            for (int64_t j = 0; j < na; ++j) {
-                const int64_t y = ys[j];
-                if (ystamp[y] != x0) {  // first row of the group with this y
-                    ystamp[y] = x0;
+            for (int64_t j = 0; j < na[r]; ++j) {
+                const int64_t y = ys[r * m + j];
+                if (ystamp[y] != group) {  // first row of the group with this y
+                    ystamp[y] = group;
                     gys[ngy++] = y;
                 }
-                gw_ty[y * kRows + r] = (px * coef[j]) * inv_s;
+                gw_ty[y * kRows + r] = (px * coef[r * m + j]) * inv_s;
             }
         }
-        if (!accumulate || s.hard) continue;
+        if (!accumulate) continue;
 
         // Pass C, once for the group: acc_t[t] += sum_r p(x_r) q(t|x_r) and
         // acc_ty[y][t] += sum_r p(x_r, y) q(t|x_r), tile by tile so that the group's rows
         // of e stay in cache across the accumulators. Rows missing from a short last
-        // group have weight 0 (their rows of e hold finite values from earlier groups).
+        // group have weight 0 (their rows of e hold finite values from earlier groups, or
+        // the zeros the buffer was allocated with).
         const double* e = w.z.get();
         for (int64_t t0 = 0; t0 < kp; t0 += kTile) {
             const int64_t t1 = std::min(kp, t0 + kTile);
-            accumulate_group<W>(w.acc_t.get(), gw_t, e, kp, t0, t1);
-            for (int64_t j = 0; j < ngy; ++j) {
-                const int64_t y = gys[j];
-                accumulate_group<W>(w.acc_ty.get() + y * kp, gw_ty + y * kRows, e, kp, t0, t1);
+            double* const acc_ty = w.acc_ty.get();
+            int64_t j = 0;
+            if (ngy % 2 == 0) {
+                accumulate_group<W>(w.acc_t.get(), gw_t, e, kp, t0, t1);
+            } else {  // acc_t pairs with the first y
+                const int64_t y = gys[j++];
+                accumulate_group2<W>(w.acc_t.get(), gw_t, acc_ty + y * kp, gw_ty + y * kRows,
+                                     e, kp, t0, t1);
+            }
+            for (; j < ngy; j += 2) {
+                const int64_t ya = gys[j], yb = gys[j + 1];
+                accumulate_group2<W>(acc_ty + ya * kp, gw_ty + ya * kRows, acc_ty + yb * kp,
+                                     gw_ty + yb * kRows, e, kp, t0, t1);
             }
         }
     }
     return true;
 }
 
+/// y[i] = 2^x[i] with the kernel's vectorised exp2 (for tests of its accuracy).
+template <class W>
+IBS_INLINE void exp2_array(const double* x, double* y, int64_t n) {
+    constexpr int64_t L = W::lanes;
+    const typename W::vd floor = simd::opaque<W>(simd::splat<W>(simd::kExp2Floor));
+    auto exp2 = [&](const double* in, double* out) {
+        simd::store<W>(out, simd::exp2_clamped<W>(simd::clamp_exp2_arg<W>(simd::load<W>(in), floor)));
+    };
+    int64_t i = 0;
+    for (; i + L <= n; i += L) exp2(x + i, y + i);
+    if (i < n) {  // tail through a padded copy
+        double buf[L] = {};
+        std::copy(x + i, x + n, buf);
+        exp2(buf, buf);
+        std::copy(buf, buf + (n - i), y + i);
+    }
+}
+
 using RowFn = bool (*)(const Shared&, Workspace&, int64_t, int64_t, double*);
+using Exp2Fn = void (*)(const double*, double*, int64_t);
 
 bool rows_baseline(const Shared& s, Workspace& w, int64_t first, int64_t last, double* q) {
     return process_rows<simd::W2>(s, w, first, last, q);
 }
+void exp2_baseline(const double* x, double* y, int64_t n) { exp2_array<simd::W2>(x, y, n); }
 
 #if defined(__x86_64__) || defined(__i386__)
 #define IBS_X86 1
-__attribute__((target("avx2,fma"))) bool rows_avx2(const Shared& s, Workspace& w,
-                                                    int64_t first, int64_t last, double* q) {
+#define IBS_AVX2 __attribute__((target("avx2,fma")))
+#define IBS_AVX512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
+
+IBS_AVX2 bool rows_avx2(const Shared& s, Workspace& w, int64_t first, int64_t last, double* q) {
     return process_rows<simd::W4>(s, w, first, last, q);
 }
+IBS_AVX2 void exp2_avx2(const double* x, double* y, int64_t n) { exp2_array<simd::W4>(x, y, n); }
 
-__attribute__((target("avx512f,avx512dq,avx2,fma"))) bool rows_avx512(
-    const Shared& s, Workspace& w, int64_t first, int64_t last, double* q) {
+IBS_AVX512 bool rows_avx512(const Shared& s, Workspace& w, int64_t first, int64_t last,
+                            double* q) {
     return process_rows<simd::W8>(s, w, first, last, q);
+}
+IBS_AVX512 void exp2_avx512(const double* x, double* y, int64_t n) {
+    exp2_array<simd::W8>(x, y, n);
 }
 #endif
 
 struct Target {
     const char* name;
-    RowFn fn;
+    RowFn rows;
+    Exp2Fn exp2;
     bool (*supported)();
 };
 
@@ -344,11 +544,11 @@ bool always() { return true; }
 /// Best first.
 const Target kTargets[] = {
 #ifdef IBS_X86
-    {"avx512", rows_avx512, cpu_has_avx512},
-    {"avx2+fma", rows_avx2, cpu_has_avx2},
-    {"sse2", rows_baseline, always},
+    {"avx512", rows_avx512, exp2_avx512, cpu_has_avx512},
+    {"avx2+fma", rows_avx2, exp2_avx2, cpu_has_avx2},
+    {"sse2", rows_baseline, exp2_baseline, always},
 #else
-    {"generic", rows_baseline, always},
+    {"generic", rows_baseline, exp2_baseline, always},
 #endif
 };
 
@@ -372,10 +572,10 @@ struct KernelState {
     int64_t m, k, kp;
     double alpha;
     Buffer<double> lpt_scaled;  // (kp)
-    Buffer<double> log_dec_t;   // (m, kp)
+    Buffer<double> log_dec_t;   // (kp / kBlock, m, kBlock), see dec_index
 
     KernelState(int64_t m_, int64_t k_, double alpha_)
-        : m(m_), k(k_), kp(round_up(k_, kBlock)), alpha(alpha_),
+        : m(m_), k(k_), kp(round_up(k_, kPad)), alpha(alpha_),
           lpt_scaled(make_buffer<double>(kp)), log_dec_t(make_buffer<double>(m_ * kp)) {
         std::fill(lpt_scaled.get() + k, lpt_scaled.get() + kp, -kInf);
     }
@@ -387,7 +587,7 @@ struct KernelState {
 
     void set_log_dec(int64_t t, int64_t y, double v) {
         // non-finite log p(y|t) means p(y|t) = 0, as in the numpy reference
-        log_dec_t[y * kp + t] = std::isfinite(v) ? v : -kInf;
+        log_dec_t[dec_index(m, y, t)] = std::isfinite(v) ? v : -kInf;
     }
 
     void load(const double* log_p_t, const double* log_p_y_given_t) {
@@ -477,7 +677,7 @@ IterationResult run_iterations(const double* p_x, const double* p_y_given_x, int
     state.load(log_p_t, log_p_y_given_t);
     const int64_t kp = state.kp;
     const Shared sh = state.shared(p_x, p_y_given_x, beta);
-    const RowFn rows = current_target().load()->fn;
+    const RowFn rows = current_target().load()->rows;
 
     const int nth = resolve_threads(n_threads, n, kp, m);
     std::vector<Workspace> ws(nth);
@@ -485,7 +685,6 @@ IterationResult run_iterations(const double* p_x, const double* p_y_given_x, int
     std::vector<Partial> part(nth);
 
     int error = 0;
-    bool stop = false;
     int64_t n_iter = 0;
     double residual = kInf;
 
@@ -536,26 +735,30 @@ IterationResult run_iterations(const double* p_x, const double* p_y_given_x, int
             }
             part[tid] = p;
 #pragma omp barrier
-#pragma omp single
-            {
-                double res = 0.0, h_t = 0.0, h_yt = 0.0, neg_h = 0.0;
-                bool nan = false;
-                for (int th = 0; th < team; ++th) {
-                    const double r = part[th].residual;
-                    if (r != r) nan = true;
-                    else if (r > res) res = r;
-                    h_t += part[th].h_t;
-                    h_yt += part[th].h_y_given_t;
-                    neg_h += part[th].neg_h;
+            // Every thread combines the partials (in the same order, so to the same
+            // values) and takes the same decision; thread 0 records it. Two barriers per
+            // iteration: the partials are next written after the next one.
+            double res = 0.0, h_t = 0.0, h_yt = 0.0, neg_h = 0.0;
+            bool nan = false;
+            for (int th = 0; th < team; ++th) {
+                const double r = part[th].residual;
+                if (r != r) {
+                    nan = true;
+                } else if (r > res) {
+                    res = r;
                 }
-                if (nan) res = std::numeric_limits<double>::quiet_NaN();
+                h_t += part[th].h_t;
+                h_yt += part[th].h_y_given_t;
+                neg_h += part[th].neg_h;
+            }
+            if (nan) res = std::numeric_limits<double>::quiet_NaN();
+            if (tid == 0) {
                 const double h_t_given_x = -neg_h;
                 history[it] = h_t - alpha * h_t_given_x + beta * h_yt;
                 n_iter = it + 1;
                 residual = res;
-                stop = res <= tol;
-            }  // implicit barrier
-            if (stop) break;
+            }
+            if (res <= tol) break;
         }
     }
 
@@ -574,7 +777,7 @@ Status encoder(const double* p_y_given_x, int64_t n, int64_t m, const double* lo
     KernelState state(m, k, alpha);
     state.load(log_p_t, log_p_y_given_t);
     const Shared sh = state.shared(nullptr, p_y_given_x, beta);
-    const RowFn rows = current_target().load()->fn;
+    const RowFn rows = current_target().load()->rows;
 
     const int nth = resolve_threads(n_threads, n, state.kp, m);
     std::vector<Workspace> ws(nth);
@@ -611,6 +814,8 @@ int max_threads() {
 }
 
 const char* simd_target() { return current_target().load()->name; }
+
+void exp2(const double* x, double* y, int64_t n) { current_target().load()->exp2(x, y, n); }
 
 std::vector<std::string> simd_targets() {
     std::vector<std::string> names;

@@ -60,6 +60,9 @@ const char* simd_target();
 /// The instruction sets this CPU can run the hot loops with, best first.
 std::vector<std::string> simd_targets();
 
+/// y[i] = 2^x[i] (x <= 900) with the vectorised exp2 of the hot loop (for tests).
+void exp2(const double* x, double* y, std::int64_t n);
+
 /// Forces one of simd_targets() ("" or "best": the best); false if unknown or unsupported.
 /// For tests and benchmarks; not thread-safe with respect to running kernels.
 bool set_simd_target(const std::string& name);

@@ -154,6 +154,14 @@ PYBIND11_MODULE(_core, mod) {
     mod.def("simd_targets", &ibsolver::simd_targets,
             "Instruction sets this CPU supports for the hot loops, best first.");
     mod.def(
+        "_exp2",
+        [](Array x) {
+            Array y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+            ibsolver::exp2(x.data(), y.mutable_data(), x.size());
+            return y;
+        },
+        py::arg("x"), "2^x with the kernel's vectorised exp2 (x <= 900); for tests only.");
+    mod.def(
         "_set_simd_target",
         [](const std::string& name) {
             if (!ibsolver::set_simd_target(name)) {

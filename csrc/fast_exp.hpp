@@ -13,6 +13,7 @@
 
 #include <cstdint>
 
+
 #define IBS_INLINE inline __attribute__((always_inline))
 
 namespace ibsolver {
@@ -64,6 +65,20 @@ IBS_INLINE typename W::vd splat(double x) {
     return v + x;
 }
 
+/// a > b ? a : b, lane-wise (max(NaN, b) = b): one maxpd when b is not a constant.
+template <class W>
+IBS_INLINE typename W::vd vmax(typename W::vd a, typename W::vd b) {
+    return a > b ? a : b;
+}
+
+/// v, hidden from constant folding: GCC turns a > c ? a : c into maxpd only when c is not
+/// a known constant (otherwise it emits compare + blend, one more instruction).
+template <class W>
+IBS_INLINE typename W::vd opaque(typename W::vd v) {
+    __asm__("" : "+v"(v));
+    return v;
+}
+
 template <class W>
 IBS_INLINE double hsum(typename W::vd v) {
     double s = 0.0;
@@ -78,28 +93,27 @@ IBS_INLINE double hmax(typename W::vd v) {
     return m;
 }
 
-/// 2^x, element-wise, for x <= 900 (the kernel calls it with x <= 0).
+/// 2^x, element-wise, for -1080 <= x <= 900 (see exp2_nonpositive for any x <= 0).
 ///
 /// The kernel keeps its logits in base 2 (scaled by log2(e) once, up front), so the
 /// range reduction is exact: x = n + f with n = round(x), |f| <= 1/2, f = x - n computed
 /// without rounding error. 2^f comes from a degree-11 polynomial (near-minimax Chebyshev
-/// fit on [-0.5, 0.5], relative error 2e-17 with the coefficients rounded to double;
-/// Horner with FMA where the target has it) and 2^n is built from exponent bits. The
+/// fit on [-1/2, 1/2], relative error 2e-17 with the coefficients rounded to double;
+/// Horner, with FMA where the target has it) and 2^n is built from exponent bits. The
 /// coefficients carry a factor 2^-64 and the scale is 2^(n+64), so results in the
 /// subnormal range are rounded once, correctly.
 /// Accuracy: at most 0.9 ulp (1.2 ulp without FMA), checked against long double exp2
-/// over [-1080, 0], subnormal results included. 2^x = 0 exactly for x < -1075 and for
-/// x = -inf; 2^0 = 1. NaN input gives 0 (the kernel never produces NaN logits from a
-/// valid state). No branches, no table look-ups, no division.
+/// over [-1080, 0], subnormal results included (tests/test_backend_cpp.py).
+/// 2^x = 0 exactly for x < -1075; 2^0 = 1. No branches, no table look-ups, no division.
+/// (A 16-entry table with a degree-6 polynomial was tried for AVX-512: no faster on Zen 4
+/// and less accurate.)
 template <class W>
-IBS_INLINE typename W::vd exp2_nonpositive(typename W::vd x) {
+IBS_INLINE typename W::vd exp2_clamped(typename W::vd x) {
     using vd = typename W::vd;
     using vi = typename W::vi;
     const double shifter = 0x1.8p52;  // adding it rounds to an integer held in the low bits
     const double s = 0x1p-64;         // folded into the coefficients, undone by the scale
 
-    const vd floor = splat<W>(-1080.0);  // 2^-1080 rounds to 0; keeps the exponent in range
-    x = x > floor ? x : floor;           // (a max; -inf -> -1080)
     const vd kd = x + shifter;
     const vd f = x - (kd - shifter);  // exact, |f| <= 1/2
 
@@ -120,6 +134,23 @@ IBS_INLINE typename W::vd exp2_nonpositive(typename W::vd x) {
     // adding the bits of 2^64 (exponent 1023 + 64) gives 2^(n + 64), n >= -1080.
     const vi scale = ((vi)kd << 52) + 0x43f0000000000000LL;
     return p * (vd)scale;
+}
+
+/// The lower bound exp2_clamped needs: 2^-1080 rounds to 0, like 2^x for any x below.
+constexpr double kExp2Floor = -1080.0;
+
+/// max(x, floor) with floor = splat(kExp2Floor) (pass opaque(...) of it, made once
+/// outside the loop): maps -inf (and NaN) to the floor.
+template <class W>
+IBS_INLINE typename W::vd clamp_exp2_arg(typename W::vd x, typename W::vd floor) {
+    return vmax<W>(x, floor);
+}
+
+/// 2^x for x <= 900, including x = -inf (-> 0) and x < -1075 (-> 0 exactly).
+/// NaN gives 0 (the kernel never produces NaN logits from a valid state).
+template <class W>
+IBS_INLINE typename W::vd exp2_nonpositive(typename W::vd x) {
+    return exp2_clamped<W>(clamp_exp2_arg<W>(x, opaque<W>(splat<W>(kExp2Floor))));
 }
 
 }  // namespace simd

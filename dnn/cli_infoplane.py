@@ -53,9 +53,10 @@ def register(subparsers) -> None:
     g.add_argument("--data", default=None,
                    help=f"path of var_u.mat for --task var_u (default: {DEFAULT_VAR_U})")
     g = p.add_argument_group("network and training")
-    g.add_argument("--widths", default="12,10,7,5,4,3,2",
-                   help="layer sizes, input to output, comma-separated (default: 12,10,7,5,4,3,2;"
-                        " the first and last must match the task)")
+    g.add_argument("--widths", default=None,
+                   help="layer sizes, input to output, comma-separated; the first and last must "
+                        "match the task (default: the task's input size, 10,7,5,4,3, its number "
+                        "of classes: 12,10,7,5,4,3,2 for tishby12)")
     g.add_argument("--activation", default="tanh", help="tanh, relu, ... (default: tanh)")
     g.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                    help="(default: adam)")
@@ -144,7 +145,7 @@ def _make_task(args):
 
 def _command(args) -> int:
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
         raise SystemExit("ibsolver infoplane: error: this command needs torch; install it with "
                          "pip install 'ibsolver[dnn]'") from None
@@ -152,7 +153,7 @@ def _command(args) -> int:
 
     from .estimators import KDE, Binning, sensitivity
     from .infoplane import (_bound_for, check_below_bound, plot_infoplane, save_figures,
-                            summary, trajectory_sensitivity)
+                            score_final_layers, summary, trajectory_sensitivity)
     from .train import CHECKPOINT, TrainConfig, train
 
     seeds_arg = str(args.seeds)
@@ -164,7 +165,10 @@ def _command(args) -> int:
             raise ValueError(f"--seeds must be >= 1 (got {n})")
         seeds = list(range(n))
     task = _make_task(args)
-    widths = _parse_ints(args.widths, "--widths")
+    if args.widths is None:
+        widths = [int(task.x.shape[1]), 10, 7, 5, 4, 3, int(task.n_classes)]
+    else:
+        widths = _parse_ints(args.widths, "--widths")
     if args.bin_range in ("layer", "global"):
         bin_range = args.bin_range
     else:
@@ -175,7 +179,10 @@ def _command(args) -> int:
                       bin_width=args.bin_width)
     estimators = [binning]
     if args.estimator == "kde":
-        estimators.append(KDE(args.noise_var))
+        kde_device = None if args.device == "cpu" else (
+            "cuda" if args.device == "auto" and torch.cuda.is_available() else
+            (None if args.device == "auto" else args.device))
+        estimators.append(KDE(args.noise_var, device=kde_device))
     key = "kde_upper" if args.estimator == "kde" else "binning"
     cfg = TrainConfig(widths=tuple(widths), activation=args.activation,
                       optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
@@ -267,6 +274,9 @@ def _command(args) -> int:
             paths[f"infoplane_{other}"] = path
 
     summ = summary(result, key, bound, check)
+    if bound is not None and bound.curve is not None:
+        # the solver's own verdict on each binned final layer of the first seed
+        summ["solver_scores_seed0"] = score_final_layers(result, bound, binning)
     if key != "binning":
         summ["binning"] = summary(result, "binning", bound, check)["layers"]
     summ["config"] = cfg.to_dict()

@@ -222,6 +222,14 @@ def train_and_record(model, x_train, y_train, *, x_probe=None, x_test=None, y_te
     return rec
 
 
+def _decoder_opts(options) -> dict:
+    """Decoder options with "epochs" renamed (the curves' ``epochs`` are the recorded ones)."""
+    opts = dict(options or {})
+    if "epochs" in opts:
+        opts["decoder_epochs"] = opts.pop("epochs")
+    return opts
+
+
 def _split(n, test_fraction, gen):
     import torch
 
@@ -278,7 +286,7 @@ def checkerboard_experiment(n_colors: int = 2, *, hidden=None, activation: str |
     curves = usable_information_over_training(
         rec.activations, {"direction": y[probe], "color": color[probe]}, epochs=rec.epochs,
         decoder=decoder, n_classes={"direction": n, "color": n}, random_state=seed_from(gen),
-        progress=progress, **(decoder_options or {}))
+        progress=progress, **_decoder_opts(decoder_options))
     return rec, curves
 
 
@@ -328,7 +336,7 @@ def digits_coarse_fine(*, hidden=(64, 32, 16), activation: str = "relu", epochs:
     curves = usable_information_over_training(
         rec.activations, {"fine": fine[te], "coarse": y[te]}, epochs=rec.epochs,
         decoder=decoder, n_classes={"fine": 10, "coarse": 2}, random_state=seed_from(gen),
-        progress=progress, **(decoder_options or {}))
+        progress=progress, **_decoder_opts(decoder_options))
     return rec, curves
 
 

@@ -81,13 +81,21 @@ def _select_params(model, params):
     return names
 
 
+def as_logits(out):
+    """Class logits from a model output: itself, or [0, out] for one output unit (Bernoulli
+    with p(y=1|x) = sigmoid(out))."""
+    import torch
+
+    if out.shape[-1] == 1:
+        return torch.cat([torch.zeros_like(out), out], dim=-1)
+    return out
+
+
 def _log_probs(out):
     """Log-probabilities from the model output: softmax, or Bernoulli for one output unit."""
     import torch
 
-    if out.shape[-1] == 1:
-        out = torch.cat([torch.zeros_like(out), out], dim=-1)
-    return torch.log_softmax(out, dim=-1)
+    return torch.log_softmax(as_logits(out), dim=-1)
 
 
 def fisher_diagonal(model, x, y=None, *, kind: str = "model", params=None,

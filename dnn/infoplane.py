@@ -74,7 +74,10 @@ class Bound:
     def points(self):
         """(i_xt, i_ty) arrays tracing the curve from the origin to (H(X), I(X;Y))."""
         if self.curve is not None:
-            return np.asarray(self.curve.i_xt, float), np.asarray(self.curve.i_ty, float)
+            c = self.curve
+            if hasattr(c, "envelope_i_xt"):
+                return np.asarray(c.envelope_i_xt, float), np.asarray(c.envelope_i_ty, float)
+            return np.asarray(c.i_xt, float), np.asarray(c.i_ty, float)
         return np.array([0.0, self.h_y, self.h_x]), np.array([0.0, self.h_y, self.h_y])
 
 
@@ -255,8 +258,26 @@ def _epoch_x(epochs):
 
 
 def plot_bound(bound: Bound, ax=None, *, color="k", transitions: bool = True, label="IB bound"):
-    """The bound F (and its transitions, marked and annotated with beta) on ``ax``."""
+    """The bound F (and its transitions, marked and annotated with beta) on ``ax``.
+
+    A solver curve is drawn by ``ibsolver.plotting.plot_curve`` when that exists; the
+    transitions are then marked by it too.
+    """
     ax = _new_ax(ax)
+    if bound.curve is not None:
+        try:
+            from ibsolver.plotting import plot_curve
+        except ImportError:
+            plot_curve = None
+        if plot_curve is not None:
+            plot_curve(bound.curve, ax=ax, transitions=transitions, points=False,
+                       label=f"{label} (ib_curve)", color=color)
+            # F is flat beyond the curve's last vertex: draw it out to H(X)
+            x, _ = bound.points()
+            if x.size and x.max() < bound.h_x:
+                xs = np.array([x.max(), bound.h_x])
+                ax.plot(xs, bound(xs), color=color, lw=1.8)
+            return ax
     x, y = bound.points()
     ax.plot(x, y, color=color, lw=1.6, label=f"{label} ({bound.kind})", zorder=3)
     if transitions and bound.transitions:
@@ -264,7 +285,13 @@ def plot_bound(bound: Bound, ax=None, *, color="k", transitions: bool = True, la
         ty = [t["i_ty"] for t in bound.transitions]
         ax.plot(tx, ty, "D", ms=6, mfc="none", mec="crimson", mew=1.5, zorder=6,
                 label="transitions")
-        for t in bound.transitions:
+        # label the transitions that are not crowded (4% of the bound's I(X;T) range apart)
+        span = max(float(np.max(bound.points()[0])), 1e-12)
+        last = -np.inf
+        for t in sorted(bound.transitions, key=lambda t: t["i_xt"]):
+            if t["i_xt"] - last < 0.04 * span:
+                continue
+            last = t["i_xt"]
             ax.annotate(f"{t['kind']} β={t['beta']:.3g}", (t["i_xt"], t["i_ty"]),
                         textcoords="offset points", xytext=(4, -12), fontsize=7,
                         color="crimson")

@@ -717,7 +717,9 @@ def _train(task, cfg, out_dir, resume, dev, ests, layers, keep_activations, batc
             if not resume:
                 raise ValueError(f"out_dir {out_dir!r} already holds a run ({CHECKPOINT}); pass "
                                  "resume=True to continue it or choose another out_dir")
-            st = torch.load(ckpt_path, map_location=dev, weights_only=True)
+            # CPU first: the generator states must stay CPU tensors; load_state_dict moves
+            # the model and optimizer tensors to the run's device
+            st = torch.load(ckpt_path, map_location="cpu", weights_only=True)
             _check_header(st["header"], header, ckpt_path)
             runs[0].load_state(st["run"])
             logger.info("resumed %s at epoch %d", ckpt_path, runs[0].epoch)

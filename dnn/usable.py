@@ -163,14 +163,18 @@ class _DecoderStack:
         dims = [max(d_in)] + list(budget.hidden) + [max(n_classes)]
         self.weights, self.biases, self.gammas, self.betas = [], [], [], []
         self.run_mean, self.run_var = [], []
+        last = len(dims) - 2
         for li, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-            fan = [d_in[g] if li == 0 else a for g in range(G)]
-            W = torch.empty(G, a, b)
-            B = torch.empty(G, b)
+            W = torch.zeros(G, a, b)
+            B = torch.zeros(G, b)
             for g in range(G):
-                bound = 1.0 / math.sqrt(max(fan[g], 1))
-                W[g] = (torch.rand(b, a, generator=gens[g]) * 2 - 1).T * bound
-                B[g] = (torch.rand(b, generator=gens[g]) * 2 - 1) * bound
+                # draw with the decoder's own sizes, then zero-pad: the grouping and the
+                # other decoders' sizes never change a decoder's initialisation
+                a_g = d_in[g] if li == 0 else a
+                b_g = n_classes[g] if li == last else b
+                bound = 1.0 / math.sqrt(max(a_g, 1))
+                W[g, :a_g, :b_g] = (torch.rand(b_g, a_g, generator=gens[g]) * 2 - 1).T * bound
+                B[g, :b_g] = (torch.rand(b_g, generator=gens[g]) * 2 - 1) * bound
             self.weights.append(W.to(device).requires_grad_())
             self.biases.append(B.to(device).requires_grad_())
             if li < len(dims) - 2 and budget.batch_norm:
@@ -448,7 +452,10 @@ def usable_information_over_training(activations, labels: dict, *, epochs=None, 
         drawn once and shared by every layer and epoch, so differences are not split noise;
         every decoder has its own initialisation seed derived from it.
     progress : optional callable invoked with the number of decoders finished.
-    max_group : decoders trained together as one batched model (same results, fewer steps).
+    max_group : decoders trained together as one batched model. Every decoder keeps its own
+        parameters and seed and all see the same minibatch order, so the grouping changes
+        nothing but speed (exactly so for the linear decoder; the MLP's dropout masks are
+        drawn per group).
 
     Returns
     -------
@@ -523,6 +530,7 @@ def usable_information_over_training(activations, labels: dict, *, epochs=None, 
     # H(Y) of the held-out labels, shared by every layer and epoch
     h_y = {k: _plugin_entropy_bits(ys[k][split[1]], n_classes[k]) for k in label_sets}
     seeds = [seed_from(gen) for _ in jobs]
+    order_seed = seed_from(gen)  # same minibatch order for every chunk: grouping-invariant
     dev = resolve_device(device) if isinstance(device, str) else device
 
     shape = (len(label_sets), len(layers), len(entries))
@@ -538,7 +546,7 @@ def usable_information_over_training(activations, labels: dict, *, epochs=None, 
                                   [ys[label_sets[i]] for (i, _, _, _) in chunk],
                                   [n_classes[label_sets[i]] for (i, _, _, _) in chunk],
                                   budget, split, seeds[start:start + max_group],
-                                  seed_from(gen), dev)
+                                  order_seed, dev)
             for q, ((i, j, k, _), (ce_te, ce_tr, a)) in enumerate(zip(chunk, out)):
                 res = _result(h_y[label_sets[i]], ce_te, ce_tr, a, split, budget)
                 value[i, j, k], raw[i, j, k] = res.value, res.raw
@@ -556,27 +564,39 @@ def usable_information_over_training(activations, labels: dict, *, epochs=None, 
 
 
 def plot_usable_curves(curves: UsableCurves, *, ax=None, label_sets=None, cmaps=None,
-                       title: str | None = None):
+                       title: str | None = None, legend: str = "compact"):
     """Usable information vs epoch, one curve per layer (darker = deeper), one colour family
-    per label set (blue, orange, ... as in the paper's figures). Returns the axes."""
+    per label set (blue, orange, green, ... in ``curves.label_sets`` order, as in the
+    paper's figures), the maximum log2(C) dotted. ``legend``: "compact" (one entry per
+    label set), "full" (one per curve) or "none". Returns the axes."""
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
     label_sets = curves.label_sets if label_sets is None else tuple(label_sets)
     cmaps = cmaps or ["Blues", "Oranges", "Greens", "Purples", "Reds", "Greys"]
     n_layers = len(curves.layers)
-    for i, lab in enumerate(label_sets):
+    handles = []
+    for lab in label_sets:
         li = curves.label_sets.index(lab)
-        cmap = plt.get_cmap(cmaps[i % len(cmaps)])
+        cmap = plt.get_cmap(cmaps[li % len(cmaps)])
         for j, layer in enumerate(curves.layers):
             shade = 0.35 + 0.6 * (j / max(n_layers - 1, 1))
             ax.plot(curves.epochs, curves.value[li, j], color=cmap(shade), lw=1.6,
                     label=f"{lab} {layer}")
         ax.axhline(curves.max_bits[lab], color=cmap(0.9), ls=":", lw=1)
+        handles.append(Line2D([], [], color=cmap(0.8), lw=2,
+                              label=f"{lab} ({curves.layers[0]} light ... "
+                                    f"{curves.layers[-1]} dark)"))
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"usable information (bits, {curves.budget.decoder} decoder)")
     if title:
-        ax.set_title(title)
-    ax.legend(fontsize=6, ncol=2, loc="best")
+        ax.set_title(title, fontsize=9)
+    if legend == "full":
+        ax.legend(fontsize=6, ncol=2, loc="best")
+    elif legend == "compact":
+        ax.legend(handles=handles, fontsize=7, loc="best")
+    elif legend != "none":
+        raise ValueError(f"legend must be 'compact', 'full' or 'none' (got {legend!r})")
     return ax

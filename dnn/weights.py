@@ -283,6 +283,8 @@ def _sample_eval(model, mu, log_s, frozen, buffers, x, y, n_mc, gen, batch=4096)
     import torch.nn.functional as F
     from torch.func import functional_call
 
+    from .fisher import as_logits
+
     ces, errs = [], []
     with torch.no_grad():
         for _ in range(n_mc):
@@ -290,7 +292,8 @@ def _sample_eval(model, mu, log_s, frozen, buffers, x, y, n_mc, gen, batch=4096)
                  .to(mu[k].device) for k in mu}
             ce, err = 0.0, 0.0
             for s in range(0, len(x), batch):
-                out = functional_call(model, ({**frozen, **w}, buffers), (x[s:s + batch],))
+                out = as_logits(functional_call(model, ({**frozen, **w}, buffers),
+                                                (x[s:s + batch],)))
                 ce += F.cross_entropy(out, y[s:s + batch], reduction="sum").item()
                 err += (out.argmax(1) != y[s:s + batch]).sum().item()
             ces.append(ce / len(x))
@@ -310,8 +313,9 @@ def fit_weight_posterior(model, x, y, *, beta: float = 1.0, prior_center="init",
 
     Parameters
     ----------
-    model : a trained torch classifier; its weights are w* (the mean of q, and the start of
-        mu when ``learn_mean``). Not modified.
+    model : a trained torch classifier (C logits, or one output unit read as a Bernoulli
+        logit); its weights are w* (the mean of q, and the start of mu when
+        ``learn_mean``). Not modified.
     x, y : the N training examples (the data the bound is about).
     beta : the trade-off (> 0); beta = 1 is the ELBO / PAC-Bayes-optimal weighting.
     prior_center : "init" (w0 = ``init_state``, the data-independent initialisation) or
@@ -338,7 +342,7 @@ def fit_weight_posterior(model, x, y, *, beta: float = 1.0, prior_center="init",
     from torch.func import functional_call
 
     from ._info_utils import make_generator, to_tensor
-    from .fisher import fisher_diagonal
+    from .fisher import as_logits, fisher_diagonal
     from .models import resolve_device
 
     beta = float(beta)
@@ -402,7 +406,7 @@ def fit_weight_posterior(model, x, y, *, beta: float = 1.0, prior_center="init",
             idx = perm[start:start + bs]
             eps = {k: torch.randn(v.shape, generator=gen).to(dev) for k, v in mu.items()}
             w = {k: mu[k] + torch.exp(log_s[k]) * eps[k] for k in mu}
-            out = functional_call(model, (w, buffers), (xt[idx],))
+            out = as_logits(functional_call(model, (w, buffers), (xt[idx],)))
             ce = F.cross_entropy(out, yt[idx])
             if optimize_scale:
                 log_l = best_log_l()
@@ -440,7 +444,7 @@ def fit_weight_posterior(model, x, y, *, beta: float = 1.0, prior_center="init",
         xte, yte = to_tensor(x_test, device=dev), to_tensor(y_test, torch.long, dev)
         _, test_err = _sample_eval(model, mu_d, ls_d, {}, buffers, xte, yte, n_mc, gen)
         with torch.no_grad():
-            out = functional_call(model, (mu_d, buffers), (xte,))
+            out = as_logits(functional_call(model, (mu_d, buffers), (xte,)))
             test_err_mean = float((out.argmax(1) != yte).float().mean().item())
     kl_f = kl_doc = kl_noise = None
     sigma_f = {}
@@ -477,34 +481,62 @@ def fit_weight_posterior(model, x, y, *, beta: float = 1.0, prior_center="init",
 
 # ------------------------------------------------------------------ random labels
 
-def random_labels_experiment(betas=(0.01, 0.1, 0.3, 1.0, 3.0, 10.0), *, n_samples: int = 300,
-                             n_classes: int = 2, hidden=(256, 256), epochs: int = 300,
-                             lr: float = 0.05, lr_mean: float = 3e-3, batch_size: int = 100,
-                             prior_scale="optimize",
-                             init_sigma: float = 1e-3, n_mc: int = 10, random_state=0,
-                             progress=None, device="cpu") -> list:
-    """Train N(mu, diag s^2) with E_q[sum CE] + beta KL on digits with *random* labels.
+#: budgets of the random-label experiment per input kind (epochs, lr_mean, init_sigma)
+_RANDOM_LABEL_BUDGET = {"one_hot": (1000, 0.05, 1.0), "digits": (500, 1e-2, 0.03)}
+
+
+def random_labels_experiment(betas=(0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 3.0), *,
+                             inputs: str = "one_hot", n_samples: int = 100, n_classes: int = 2,
+                             hidden=(128,), epochs: int | None = None, lr: float = 0.05,
+                             lr_mean: float | None = None, batch_size: int = 50,
+                             prior_scale="optimize", init_sigma: float | None = None,
+                             n_mc: int = 100, random_state=0, progress=None,
+                             device="cpu") -> list:
+    """Train N(mu, diag s^2) with E_q[sum CE] + beta KL on *random* labels, over beta.
+
+    inputs : "digits" -- ``n_samples`` digit images with random labels, an MLP with
+        ``hidden`` layers; "one_hot" -- example n is the n-th one-hot vector and the model is
+        linear (``hidden`` ignored): every example has its own weights, the idealised
+        "lookup table" in which each label is coded independently.
+    epochs, lr_mean, init_sigma : None takes the per-input defaults
+        ``_RANDOM_LABEL_BUDGET[inputs]`` (one_hot: 1000, 0.05, 1.0; digits: 500, 0.01, 0.03).
 
     For every beta the same initialisation (also the prior's centre) and the same random
-    labels are used; mu and s are both learned. Below beta ~ 1 the network memorises
-    (training error -> 0, KL/N -> about the label entropy or more); above it, fitting the
-    labels costs more KL than it saves loss, so q stays near the prior and the training
-    error stays at chance. Returns one WeightsInformation per beta (fields ``train_error``,
-    ``kl_bits``, ``expected_ce_bits``; label entropy log2(n_classes) bits per example).
+    labels are used; mu and s are both learned (mu from the initialisation). Memorising a
+    label lowers the summed loss by at most its entropy (log2(n_classes) bits) and costs
+    KL; when the code is efficient, memorising pays below beta ~ 1 and not above. With a
+    Gaussian posterior and Gaussian prior, one independent logit per example already stops
+    paying exactly at beta = 1 (the one_hot case); a network shares weights between
+    examples and spends more KL per label, which moves the transition to smaller beta.
+    Returns one WeightsInformation per beta (``train_error``, ``kl_bits``,
+    ``expected_ce_bits``).
     """
+    import torch
+
     from ._info_utils import make_generator, seed_from
     from .experiments import seeded_mlp
     from .tasks.digits import digits
 
+    if inputs not in _RANDOM_LABEL_BUDGET:
+        raise ValueError(f"inputs must be 'digits' or 'one_hot' (got {inputs!r})")
+    d_epochs, d_lr_mean, d_sigma = _RANDOM_LABEL_BUDGET[inputs]
+    epochs = d_epochs if epochs is None else epochs
+    lr_mean = d_lr_mean if lr_mean is None else lr_mean
+    init_sigma = d_sigma if init_sigma is None else init_sigma
     gen = make_generator(random_state)
-    task = digits("fine", n_samples=n_samples, random_state=seed_from(gen))
-    y_rand = torch_randint(n_classes, task.n, gen)
+    if inputs == "digits":
+        x = digits("fine", n_samples=n_samples, random_state=seed_from(gen)).x
+        widths = (x.shape[1],) + tuple(hidden) + (n_classes,)
+    else:
+        x = np.eye(int(n_samples), dtype=np.float32)
+        widths = (int(n_samples), n_classes)
+    y_rand = torch.randint(0, int(n_classes), (len(x),), generator=gen).numpy()
     init_seed = seed_from(gen)
     out = []
     for beta in betas:
-        model = seeded_mlp((task.x.shape[1],) + tuple(hidden) + (n_classes,), "relu", init_seed)
+        model = seeded_mlp(widths, "relu", init_seed)
         init = {k: v.detach().clone() for k, v in model.named_parameters()}
-        res = fit_weight_posterior(model, task.x, y_rand, beta=beta, init_state=init,
+        res = fit_weight_posterior(model, x, y_rand, beta=beta, init_state=init,
                                    prior_scale=prior_scale, learn_mean=True, lr_mean=lr_mean,
                                    init_sigma=init_sigma, epochs=epochs, lr=lr,
                                    batch_size=batch_size, n_mc=n_mc, fisher=False,
@@ -512,12 +544,6 @@ def random_labels_experiment(betas=(0.01, 0.1, 0.3, 1.0, 3.0, 10.0), *, n_sample
                                    device=device)
         out.append(res)
     return out
-
-
-def torch_randint(high: int, n: int, gen) -> np.ndarray:
-    import torch
-
-    return torch.randint(0, int(high), (int(n),), generator=gen).numpy()
 
 
 def plot_random_labels(results, *, ax=None):

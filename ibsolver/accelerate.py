@@ -63,8 +63,9 @@ def squarem_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta,
         th1 = _joint_log(lp1, lpy1)
         th2 = _joint_log(lp2, lpy2)
         finite = np.isfinite(th0) & np.isfinite(th1) & np.isfinite(th2)
-        r = np.where(finite, th1 - th0, 0.0)
-        v = np.where(finite, th2 - th1, 0.0) - r
+        with np.errstate(invalid="ignore"):  # -inf - -inf where p(t, y) = 0: masked out
+            r = np.where(finite, th1 - th0, 0.0)
+            v = np.where(finite, th2 - th1, 0.0) - r
         nv = np.linalg.norm(v)
         accepted = False
         if nv > 0:

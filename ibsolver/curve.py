@@ -42,6 +42,8 @@ BIRTH_RTOL = 5e-4
 BIRTH_MASS = 1e-6
 #: relative beta gap below which refinement stops where the cluster count changes
 COUNT_RTOL = 1e-2
+#: a born cluster's decoder is at least this far (max-norm) from every existing decoder
+BIRTH_DISTANCE = 1e-3
 #: two branches whose I(X;T) differ by more than this are distinct solutions
 JUMP_BITS = 1e-3
 
@@ -300,24 +302,27 @@ class _Tracer:
         Returns ``(beta, base)`` with base the branch solution there, or None if G does
         not cross 1 on the bracket (then the caller keeps the bracket)."""
         decoder = r_hi.p_y_given_t[r_hi.p_t > BIRTH_MASS][t]
+        # the base branch without its clusters of vanishing mass: BA cannot regrow them
+        heavy = r_lo.encoder[:, r_lo.p_t > BIRTH_MASS]
+        base_state = State.from_encoder(self.problem, heavy / heavy.sum(axis=1, keepdims=True))
         cache = {}
 
         def growth(beta):
-            if n_effective(r_lo) == 1:
-                base = IBResult(**{**r_lo.__dict__, "beta": beta})  # trivial: beta-independent
-            else:
-                base = self.solve(self.state(r_lo), beta)
-            g, _ = invasion_rate(self.problem.p_x, self.problem.p_y_given_x, base.p_t,
+            base = self.solve(base_state, beta)
+            g, d = invasion_rate(self.problem.p_x, self.problem.p_y_given_x, base.p_t,
                                  base.p_y_given_t, beta, decoder)
-            cache[beta] = base
+            # a copy of an existing cluster has G = 1 up to round-off: not a birth
+            far = np.min(np.max(np.abs(base.p_y_given_t - d), axis=1)) > BIRTH_DISTANCE
+            cache[beta] = (base, far)
             return g - 1.0
 
         lo, hi = r_lo.beta, r_hi.beta
-        if not (growth(hi) > 0 >= growth(lo)):
+        if not (growth(hi) > 1e-9 and cache[hi][1] and growth(lo) <= 0):
             return None
         b_star = brentq(growth, lo, hi, xtol=1e-12, rtol=1e-10)
         growth(b_star)
-        return b_star, cache[b_star]
+        base, far = cache[b_star]
+        return (b_star, base) if far else None
 
 
 def _default_grid(problem: Problem, n_betas: int) -> np.ndarray:
@@ -401,6 +406,11 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
                 bar.update()
         if refine:
             _refine(tracer, fwd, rev, fwd_transitions, method, curve_tol, max_points, bar)
+        for _ in range(3 if method == "both" else 0):
+            if not _cross_seed(tracer, fwd, rev):
+                break
+            if refine:
+                _refine(tracer, fwd, rev, fwd_transitions, method, curve_tol, max_points, bar)
     except KeyboardInterrupt:
         if not interruptible or not (fwd or rev):
             raise
@@ -510,6 +520,26 @@ def _refine(tracer, fwd, rev, fwd_transitions, method, curve_tol, max_points, ba
                 below = max(b for b in fwd if b < mid)
                 fwd[mid] = tracer.forward_step(fwd[below], mid, False, [])
                 bar.update()
+
+
+def _cross_seed(tracer, fwd: dict, rev: dict) -> bool:
+    """Let each branch learn from the other: sweep down (reverse) and up (forward) the grid,
+    warm starting every beta from the better solution at its neighbour, and keep a result
+    that lowers the Lagrangian. Annealing alone can fall off a branch at a saddle-node and
+    miss a better one the other direction found. Returns whether anything improved."""
+    improved = False
+    for d, order, step in ((rev, sorted(rev, reverse=True), "down"), (fwd, sorted(fwd), "up")):
+        for prev_b, b in zip(order[:-1], order[1:]):
+            seeds = [r for r in (rev.get(prev_b), fwd.get(prev_b)) if r is not None]
+            seed = min(seeds, key=lambda r: r.lagrangian)
+            if seed is d[prev_b] and len(seeds) == 1:
+                continue
+            cand = tracer.solve(tracer.state(seed), b)
+            if cand.lagrangian < d[b].lagrangian - 1e-10 * (1 + abs(d[b].lagrangian)):
+                d[b] = cand
+                improved = True
+        logger.debug("cross-seeding sweep %s done", step)
+    return improved
 
 
 def _reverse_transitions(tracer, rev: dict, complete: bool) -> list:

@@ -26,7 +26,8 @@ BACKENDS = ibsolver.available_backends()
 
 
 @pytest.fixture(params=BACKENDS, ids=BACKENDS)
-def backend(request):
+def kernel(request):
+    """The module of each backend built here (conftest's ``backend`` gives the name)."""
     return get_backend(request.param)
 
 
@@ -64,7 +65,7 @@ BETAS = [0.0, 0.3, 5.0, 1e8]
 
 
 @pytest.mark.parametrize("n_y", N_Y)
-def test_kernel_agrees_with_numpy(backend, n_y):
+def test_kernel_agrees_with_numpy(kernel, n_y):
     """run_iterations and encoder agree with numpy for every (alpha, beta) on a problem
     with zeros in p(x, y); where numpy raises for an x with no admissible cluster, so does
     the backend."""
@@ -80,17 +81,17 @@ def test_kernel_agrees_with_numpy(backend, n_y):
                 q_want = reference.encoder(*args[1:])
             except FloatingPointError:
                 with pytest.raises(FloatingPointError, match="no admissible cluster"):
-                    backend.encoder(*args[1:])
+                    kernel.encoder(*args[1:])
             else:
-                np.testing.assert_allclose(backend.encoder(*args[1:]), q_want,
+                np.testing.assert_allclose(kernel.encoder(*args[1:]), q_want,
                                            rtol=RTOL, atol=ATOL)
             try:
                 want = reference.run_iterations(*args, 25, NEVER)
             except FloatingPointError:
                 with pytest.raises(FloatingPointError, match="no admissible cluster"):
-                    backend.run_iterations(*args, 25, NEVER)
+                    kernel.run_iterations(*args, 25, NEVER)
                 continue
-            got = backend.run_iterations(*args, 25, NEVER)
+            got = kernel.run_iterations(*args, 25, NEVER)
             assert_same_run(got, want)
             # the encoder the final state builds
             end = (problem.p_y_given_x, want[0], want[1], beta, alpha)
@@ -98,16 +99,16 @@ def test_kernel_agrees_with_numpy(backend, n_y):
                 q_want = reference.encoder(*end)
             except FloatingPointError:
                 with pytest.raises(FloatingPointError, match="no admissible cluster"):
-                    backend.encoder(*end)
+                    kernel.encoder(*end)
                 continue
-            q_got = backend.encoder(problem.p_y_given_x, got[0], got[1], beta, alpha)
+            q_got = kernel.encoder(problem.p_y_given_x, got[0], got[1], beta, alpha)
             np.testing.assert_allclose(q_got, q_want, rtol=RTOL, atol=ATOL)
             n_compared += 1
     assert n_compared >= len(ALPHAS) * len(BETAS) // 2  # most cases are compared, not skipped
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
-def test_tol_stop_agrees_with_numpy(backend, alpha):
+def test_tol_stop_agrees_with_numpy(kernel, alpha):
     """With tol > 0 the iteration stops at the same iteration with the same residual."""
     rng = np.random.default_rng([7, int(alpha)])
     problem = Problem.from_joint(random_joint(rng, 30, 5))
@@ -115,17 +116,17 @@ def test_tol_stop_agrees_with_numpy(backend, alpha):
     args = (problem.p_x, problem.p_y_given_x, start.log_p_t, start.log_p_y_given_t, 4.0, alpha)
     want = reference.run_iterations(*args, 2000, 1e-9)
     assert want[2] < 2000 and want[3] <= 1e-9  # the case really exercises the tol stop
-    assert_same_run(backend.run_iterations(*args, 2000, 1e-9), want)
+    assert_same_run(kernel.run_iterations(*args, 2000, 1e-9), want)
 
 
-def test_inputs_not_mutated_and_new_arrays(backend):
+def test_inputs_not_mutated_and_new_arrays(kernel):
     rng = np.random.default_rng(3)
     problem = Problem.from_joint(random_joint(rng, 20, 4))
     start = random_start(rng, problem, 5)
     inputs = (problem.p_x, problem.p_y_given_x, start.log_p_t, start.log_p_y_given_t)
     copies = [a.copy() for a in inputs]
-    log_p_t, log_p_y_given_t, *_ = backend.run_iterations(*inputs, 2.0, 1.0, 5, 0.0)
-    backend.encoder(*inputs[1:], 2.0, 1.0)
+    log_p_t, log_p_y_given_t, *_ = kernel.run_iterations(*inputs, 2.0, 1.0, 5, 0.0)
+    kernel.encoder(*inputs[1:], 2.0, 1.0)
     for a, c in zip(inputs, copies):
         np.testing.assert_array_equal(a, c)
     assert not np.shares_memory(log_p_t, start.log_p_t)
@@ -133,14 +134,14 @@ def test_inputs_not_mutated_and_new_arrays(backend):
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.5])
-def test_no_admissible_cluster_raises(backend, alpha):
+def test_no_admissible_cluster_raises(kernel, alpha):
     """x0 puts mass on y0, which no cluster explains: every logit of x0 is -inf."""
     p_y_given_x = np.array([[0.5, 0.5, 0.0], [0.0, 0.3, 0.7], [0.0, 1.0, 0.0]])
     p_x = np.array([0.2, 0.3, 0.5])
     with np.errstate(divide="ignore"):
         log_p_y_given_t = np.log(np.array([[0.0, 0.4, 0.6], [0.0, 0.9, 0.1]]))
     log_p_t = np.log(np.array([0.5, 0.5]))
-    for module in (reference, backend):
+    for module in (reference, kernel):
         with pytest.raises(FloatingPointError, match="no admissible cluster"):
             module.run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, 2.0, alpha, 3, 0.0)
         with pytest.raises(FloatingPointError, match="no admissible cluster"):
@@ -148,18 +149,18 @@ def test_no_admissible_cluster_raises(backend, alpha):
     # with beta = 0 the decoder is ignored, so the same state is fine and agrees
     state = (p_x, p_y_given_x, log_p_t, log_p_y_given_t)
     want = reference.run_iterations(*state, 0.0, alpha, 3, NEVER)
-    assert_same_run(backend.run_iterations(*state, 0.0, alpha, 3, NEVER), want)
+    assert_same_run(kernel.run_iterations(*state, 0.0, alpha, 3, NEVER), want)
 
 
 @pytest.mark.parametrize(("n_y", "beta", "alpha"),
                          [(3, 2.5, 1.0), (6, 12.0, 1.0), (4, 8.0, 0.5), (5, 20.0, 0.0)])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_solve_agrees_with_numpy(backend, n_y, beta, alpha, seed):
+def test_solve_agrees_with_numpy(kernel, n_y, beta, alpha, seed):
     rng = np.random.default_rng([11, n_y, seed])
     p_xy = random_joint(rng, 14, n_y, zero_fraction=0.2)
     want = ibsolver.solve(p_xy, beta, alpha=alpha, backend="numpy", random_state=seed)
-    got = ibsolver.solve(p_xy, beta, alpha=alpha, backend=backend.NAME, random_state=seed)
-    assert got.backend == backend.NAME
+    got = ibsolver.solve(p_xy, beta, alpha=alpha, backend=kernel.NAME, random_state=seed)
+    assert got.backend == kernel.NAME
     assert got.n_iter == want.n_iter
     assert got.encoder.shape == want.encoder.shape
     np.testing.assert_allclose(got.encoder, want.encoder, rtol=RTOL, atol=ATOL)

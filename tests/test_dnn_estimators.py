@@ -215,6 +215,20 @@ def test_kde_sensitivity_and_validation(task):
         KDE(-1.0)
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_kde_torch_path_matches_numpy(task, device):
+    torch = pytest.importorskip("torch")
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("CUDA not available")
+    idx = np.arange(0, 4096, 13)
+    p = probe_joint(task.p_x, task.p_y_given_x, idx)
+    acts = {k: v[idx] for k, v in _random_layers(task, 5).items()}
+    for a, b in zip(KDE(0.05).estimate(acts, p), KDE(0.05, device=device).estimate(acts, p)):
+        np.testing.assert_allclose(a.i_xt, b.i_xt, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.i_ty, b.i_ty, rtol=1e-4, atol=1e-6)
+        assert a.knobs == b.knobs
+
+
 def test_estimate_ensemble_stacks_members(task):
     a = _random_layers(task, 0)
     b = _random_layers(task, 1)

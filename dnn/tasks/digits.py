@@ -6,6 +6,7 @@ ship with it, nothing is downloaded.
 """
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -17,6 +18,21 @@ COARSE = {
     "parity": lambda d: d % 2,             # 0 = even, 1 = odd
     "high": lambda d: (d >= 5).astype(np.int64),  # 0 = 0..4, 1 = 5..9
 }
+
+
+@functools.lru_cache(maxsize=1)
+def _load():
+    """The bundled data, read once per process (read-only arrays; callers copy)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ImportError("digits() needs scikit-learn: pip install 'ibsolver[dnn]'") from exc
+    data = load_digits()
+    x = (np.asarray(data.data, dtype=np.float64) / 16.0).astype(np.float32)
+    fine = np.asarray(data.target, dtype=np.int64)
+    x.flags.writeable = False
+    fine.flags.writeable = False
+    return x, fine
 
 
 def digits(label: str = "coarse", *, coarse: str = "parity", n_samples: int | None = None,
@@ -43,13 +59,8 @@ def digits(label: str = "coarse", *, coarse: str = "parity", n_samples: int | No
         raise ValueError(f"label must be 'coarse' or 'fine' (got {label!r})")
     if coarse not in COARSE:
         raise ValueError(f"coarse must be one of {sorted(COARSE)} (got {coarse!r})")
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ImportError("digits() needs scikit-learn: pip install 'ibsolver[dnn]'") from exc
-    data = load_digits()
-    x = (np.asarray(data.data, dtype=np.float64) / 16.0).astype(np.float32)
-    fine = np.asarray(data.target, dtype=np.int64)
+    x, fine = _load()
+    x, fine = x.copy(), fine.copy()
     if n_samples is not None:
         if (isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral)
                 or not 1 <= n_samples <= len(fine)):

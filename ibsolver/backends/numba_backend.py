@@ -39,16 +39,6 @@ _BAD_ROW = 1  # status: some x has all logits -inf
 # --------------------------------------------------------------------------------------
 # compiled kernels
 # --------------------------------------------------------------------------------------
-@njit(cache=True, fastmath=False)
-def _transposed_log_decoder(log_p_y_given_t, out):
-    """out[y, t] = log p(y|t), with every non-finite entry (p(y|t) = 0) as -inf."""
-    k, m = log_p_y_given_t.shape
-    for t in range(k):
-        for y in range(m):
-            v = log_p_y_given_t[t, y]
-            out[y, t] = v if np.isfinite(v) else -np.inf
-
-
 # --- two LLVM primitives numba does not expose -----------------------------------------
 @intrinsic
 def _fma(typingctx, a, b, c):
@@ -77,62 +67,130 @@ def _bits_as_double(typingctx, bits):
 
 # --- per-row pieces -------------------------------------------------------------------
 @njit(cache=True, fastmath=False)
-def _dot4(z, first, last, r0, r1, r2, r3, c0, c1, c2, c3, log_p_t, beta, inv_scale):
-    """a[t] = z[t] (0 when ``first``) + c0 r0[t] + c1 r1[t] + c2 r2[t] + c3 r3[t], in that
-    order; stores a, or (log p(t) + beta a) * inv_scale when ``last``. Every c > 0, or is
-    a pad (c = 0 on a row of zeros, adds exactly 0): no 0 * inf, and -inf stays -inf."""
-    k = z.size
-    if first and last:
+def _decoder_tables(log_p_y_given_t, fin_T, pen_T, bad_y):
+    """Transposed decoder tables for the logits, built once per iteration:
+    fin_T[y, t] = log p(y|t), 0 where p(y|t) = 0 (row m: zeros, a pad row);
+    pen_T[y, t] = -inf where p(y|t) = 0 (any non-finite entry, as in numpy), else 0;
+    bad_y[:n_bad] = the y with some p(y|t) = 0. Returns n_bad."""
+    k, m = log_p_y_given_t.shape
+    n_bad = 0
+    for y in range(m):
+        bad = False
         for t in range(k):
-            a = _fma(c3, r3[t], _fma(c2, r2[t], _fma(c1, r1[t], c0 * r0[t])))
-            z[t] = (log_p_t[t] + beta * a) * inv_scale
-    elif first:
-        for t in range(k):
-            z[t] = _fma(c3, r3[t], _fma(c2, r2[t], _fma(c1, r1[t], c0 * r0[t])))
-    elif last:
-        for t in range(k):
-            a = _fma(c3, r3[t], _fma(c2, r2[t], _fma(c1, r1[t], _fma(c0, r0[t], z[t]))))
-            z[t] = (log_p_t[t] + beta * a) * inv_scale
-    else:
-        for t in range(k):
-            z[t] = _fma(c3, r3[t], _fma(c2, r2[t], _fma(c1, r1[t], _fma(c0, r0[t], z[t]))))
+            v = log_p_y_given_t[t, y]
+            if np.isfinite(v):
+                fin_T[y, t] = v
+                pen_T[y, t] = 0.0
+            else:
+                fin_T[y, t] = 0.0
+                pen_T[y, t] = -np.inf
+                bad = True
+        if bad:
+            bad_y[n_bad] = y
+            n_bad += 1
+    fin_T[m, :] = 0.0
+    return n_bad
 
 
 @njit(cache=True, fastmath=False)
-def _row_logits(x, p_y_given_x, log_p_t, log_dec_T, zero_row, beta, inv_scale, z, nz):
-    """z[t] = (log p(t) + beta * sum_{y: p(y|x) > 0} p(y|x) log p(y|t)) * inv_scale
-    (beta > 0) or log p(t) * inv_scale (beta = 0); -inf where p(y|t) = 0 for some y with
-    p(y|x) > 0. inv_scale is 1 / alpha (1 for hard assignments); nz: int64 scratch (m,)."""
+def _pair_pass(z0, z1, z2, z3, r, s, c0, c1, c2, c3, d0, d1, d2, d3, first, last,
+               log_p_t, beta, inv_scale):
+    """For four rows j: a_j[t] = z_j[t] (0 when ``first``) + c_j r[t] + d_j s[t]; stores
+    a_j, or (log p(t) + beta a_j) * inv_scale when ``last``. r, s are finite, so a zero
+    coefficient adds exactly 0."""
+    k = r.size
+    if first and last:
+        for t in range(k):
+            rt = r[t]
+            st = s[t]
+            lp = log_p_t[t]
+            z0[t] = (lp + beta * _fma(d0, st, c0 * rt)) * inv_scale
+            z1[t] = (lp + beta * _fma(d1, st, c1 * rt)) * inv_scale
+            z2[t] = (lp + beta * _fma(d2, st, c2 * rt)) * inv_scale
+            z3[t] = (lp + beta * _fma(d3, st, c3 * rt)) * inv_scale
+    elif first:
+        for t in range(k):
+            rt = r[t]
+            st = s[t]
+            z0[t] = _fma(d0, st, c0 * rt)
+            z1[t] = _fma(d1, st, c1 * rt)
+            z2[t] = _fma(d2, st, c2 * rt)
+            z3[t] = _fma(d3, st, c3 * rt)
+    elif last:
+        for t in range(k):
+            rt = r[t]
+            st = s[t]
+            lp = log_p_t[t]
+            z0[t] = (lp + beta * _fma(d0, st, _fma(c0, rt, z0[t]))) * inv_scale
+            z1[t] = (lp + beta * _fma(d1, st, _fma(c1, rt, z1[t]))) * inv_scale
+            z2[t] = (lp + beta * _fma(d2, st, _fma(c2, rt, z2[t]))) * inv_scale
+            z3[t] = (lp + beta * _fma(d3, st, _fma(c3, rt, z3[t]))) * inv_scale
+    else:
+        for t in range(k):
+            rt = r[t]
+            st = s[t]
+            z0[t] = _fma(d0, st, _fma(c0, rt, z0[t]))
+            z1[t] = _fma(d1, st, _fma(c1, rt, z1[t]))
+            z2[t] = _fma(d2, st, _fma(c2, rt, z2[t]))
+            z3[t] = _fma(d3, st, _fma(c3, rt, z3[t]))
+
+
+@njit(cache=True, fastmath=False)
+def _group_logits(x, g, p_y_given_x, log_p_t, fin_T, pen_T, bad_y, n_bad, beta, inv_scale,
+                  Z, ys, C):
+    """Z[j, t] for the g <= 4 rows x + j (rows j >= g of Z are scratch):
+
+        (log p(t) + beta * sum_{y: p(y|x) > 0} p(y|x) log p(y|t)) * inv_scale   (beta > 0)
+        log p(t) * inv_scale                                                     (beta = 0)
+
+    and -inf where p(y|t) = 0 for some y with p(y|x) > 0. inv_scale is 1 / alpha (1 for
+    hard assignments). The sum runs over y in increasing order, two y per pass over the
+    four rows; a y where the row's p(y|x) is 0 adds exactly 0, so each row's logits do
+    not depend on which rows share its group. ys: int64 (m + 2,), C: (4, m + 2) scratch."""
     k = log_p_t.size
     m = p_y_given_x.shape[1]
     if beta == 0.0:
-        for t in range(k):
-            z[t] = log_p_t[t] * inv_scale
+        for j in range(g):
+            for t in range(k):
+                Z[j, t] = log_p_t[t] * inv_scale
         return
     count = 0
     for y in range(m):
-        if p_y_given_x[x, y] > 0.0:
-            nz[count] = y
+        used = False
+        for j in range(g):
+            if p_y_given_x[x + j, y] > 0.0:
+                used = True
+        if used:
+            ys[count] = y
+            for j in range(4):
+                C[j, count] = p_y_given_x[x + j, y] if j < g else 0.0
             count += 1
-    if count == 0:  # not a conditional distribution; sum over no y is 0
-        for t in range(k):
-            z[t] = log_p_t[t] * inv_scale
-        return
-    # the y with p(y|x) > 0, four per pass over z; a short group is padded
-    j = 0
-    while j < count:
-        g = min(4, count - j)
-        c0 = p_y_given_x[x, nz[j]]
-        r0 = log_dec_T[nz[j]]
-        c1 = p_y_given_x[x, nz[j + 1]] if g > 1 else 0.0
-        r1 = log_dec_T[nz[j + 1]] if g > 1 else zero_row
-        c2 = p_y_given_x[x, nz[j + 2]] if g > 2 else 0.0
-        r2 = log_dec_T[nz[j + 2]] if g > 2 else zero_row
-        c3 = p_y_given_x[x, nz[j + 3]] if g > 3 else 0.0
-        r3 = log_dec_T[nz[j + 3]] if g > 3 else zero_row
-        _dot4(z, j == 0, j + g == count, r0, r1, r2, r3, c0, c1, c2, c3, log_p_t, beta,
-              inv_scale)
-        j += g
+    if count % 2 == 1 or count == 0:  # pad with the zero row m
+        ys[count] = m
+        C[:, count] = 0.0
+        count += 1
+        if count == 1:
+            ys[count] = m
+            C[:, count] = 0.0
+            count += 1
+    z0 = Z[0]
+    z1 = Z[1]
+    z2 = Z[2]
+    z3 = Z[3]
+    for i in range(0, count, 2):
+        _pair_pass(z0, z1, z2, z3, fin_T[ys[i]], fin_T[ys[i + 1]],
+                   C[0, i], C[1, i], C[2, i], C[3, i],
+                   C[0, i + 1], C[1, i + 1], C[2, i + 1], C[3, i + 1],
+                   i == 0, i + 2 == count, log_p_t, beta, inv_scale)
+    # clusters that cannot explain x: p(y|t) = 0 for a y with p(y|x) > 0
+    for b in range(n_bad):
+        y = bad_y[b]
+        pen = pen_T[y]
+        for j in range(g):
+            if p_y_given_x[x + j, y] > 0.0:
+                zj = Z[j]
+                for t in range(k):
+                    zj[t] += pen[t]  # -inf + anything finite or -inf is -inf
 
 
 @njit(cache=True, fastmath=False)
@@ -286,17 +344,39 @@ def _accumulate(x, g, p_x, p_y_given_x, Q, acc_pt, acc_pty):
         for t in range(k):
             a = _fma(p0, q0[t], acc_pt[t])
             acc_pt[t] = _fma(p3, q3[t], _fma(p2, q2[t], _fma(p1, q1[t], a)))
-        for y in range(m):
-            # p(x, y) = p(x) p(y|x); q is finite, so a zero weight adds exactly 0
+        # p(x, y) = p(x) p(y|x); q is finite, so a zero weight adds exactly 0. Two y per
+        # pass share the loads of q; a y with no weight in any of the four rows is skipped.
+        y = 0
+        while y < m:
             w0 = p0 * p_y_given_x[x, y]
             w1 = p1 * p_y_given_x[x + 1, y]
             w2 = p2 * p_y_given_x[x + 2, y]
             w3 = p3 * p_y_given_x[x + 3, y]
-            if w0 > 0.0 or w1 > 0.0 or w2 > 0.0 or w3 > 0.0:
-                row = acc_pty[y]
+            if not (w0 > 0.0 or w1 > 0.0 or w2 > 0.0 or w3 > 0.0):
+                y += 1
+                continue
+            yb = y + 1  # the next y with some weight, if any
+            while yb < m and not (p_y_given_x[x, yb] > 0.0 or p_y_given_x[x + 1, yb] > 0.0
+                                  or p_y_given_x[x + 2, yb] > 0.0
+                                  or p_y_given_x[x + 3, yb] > 0.0):
+                yb += 1
+            row = acc_pty[y]
+            if yb == m:
                 for t in range(k):
                     a = _fma(q0[t], w0, row[t])
                     row[t] = _fma(q3[t], w3, _fma(q2[t], w2, _fma(q1[t], w1, a)))
+                break
+            v0 = p0 * p_y_given_x[x, yb]
+            v1 = p1 * p_y_given_x[x + 1, yb]
+            v2 = p2 * p_y_given_x[x + 2, yb]
+            v3 = p3 * p_y_given_x[x + 3, yb]
+            rowb = acc_pty[yb]
+            for t in range(k):
+                a = _fma(q0[t], w0, row[t])
+                row[t] = _fma(q3[t], w3, _fma(q2[t], w2, _fma(q1[t], w1, a)))
+                b = _fma(q0[t], v0, rowb[t])
+                rowb[t] = _fma(q3[t], v3, _fma(q2[t], v2, _fma(q1[t], v1, b)))
+            y = yb + 1
         return
     for j in range(g):
         px = p_x[x + j]
@@ -312,48 +392,53 @@ def _accumulate(x, g, p_x, p_y_given_x, Q, acc_pt, acc_pty):
 
 
 @njit(cache=True, fastmath=False)
-def _block_pass(lo, hi, p_x, p_y_given_x, log_p_t, log_dec_T, beta, alpha,
-                acc_pt, acc_pty):
-    """Accumulate rows lo..hi-1 into acc_pt (k,) and acc_pty (m, k), both zeroed here.
-    Returns (sum_x p(x) sum_t q log q, status)."""
+def _block_pass(lo, hi, p_x, p_y_given_x, log_p_t, fin_T, pen_T, bad_y, n_bad, beta, alpha,
+                acc_pt, acc_pty, q_out):
+    """One iteration's work on rows lo..hi-1: accumulate into acc_pt (k,) and acc_pty
+    (m, k), both zeroed here, and return (sum_x p(x) sum_t q log q, status). With a
+    non-empty q_out (n, k), zeroed by the caller, write the encoder rows there instead
+    and accumulate nothing."""
     k = log_p_t.size
     m = p_y_given_x.shape[1]
+    encode_only = q_out.shape[0] > 0
     acc_pt[:] = 0.0
     acc_pty[:, :] = 0.0
-    nz = np.empty(m, dtype=np.int64)
-    zero_row = np.zeros(k)
-    acc_neg_h = 0.0
-    if alpha == 0.0:  # hard assignment: one-hot at the first argmax
-        z = np.empty(k)
-        for x in range(lo, hi):
-            px = p_x[x]
-            _row_logits(x, p_y_given_x, log_p_t, log_dec_T, zero_row, beta, 1.0, z, nz)
-            idx = _first_argmax(z)
-            if idx < 0:
-                return acc_neg_h, _BAD_ROW
-            acc_pt[idx] += px  # p(x) * 1.0
-            for y in range(m):
-                c = p_y_given_x[x, y]
-                if c > 0.0:
-                    acc_pty[y, idx] += px * c
-        return acc_neg_h, _OK
     Z = np.empty((4, k))
     Q = np.empty((4, k))
-    inv_alpha = 1.0 / alpha
+    ys = np.empty(m + 2, dtype=np.int64)
+    C = np.empty((4, m + 2))
+    hard = alpha == 0.0
+    inv_alpha = 1.0 if hard else 1.0 / alpha
     divide = not np.isfinite(inv_alpha)  # alpha below ~1e-308: divide instead
+    acc_neg_h = 0.0
     x = lo
     while x < hi:
         g = min(4, hi - x)
+        _group_logits(x, g, p_y_given_x, log_p_t, fin_T, pen_T, bad_y, n_bad, beta,
+                      1.0 if divide else inv_alpha, Z, ys, C)
         for j in range(g):
-            _row_logits(x + j, p_y_given_x, log_p_t, log_dec_T, zero_row, beta,
-                        1.0 if divide else inv_alpha, Z[j], nz)
-            if divide:
-                Z[j][:] = Z[j] / alpha
-            neg_h, ok = _row_softmax(Z[j], Q[j])
-            if not ok:
-                return acc_neg_h, _BAD_ROW
-            acc_neg_h += p_x[x + j] * neg_h
-        _accumulate(x, g, p_x, p_y_given_x, Q, acc_pt, acc_pty)
+            px = p_x[x + j]
+            if hard:  # one-hot at the first argmax
+                idx = _first_argmax(Z[j])
+                if idx < 0:
+                    return acc_neg_h, _BAD_ROW
+                if encode_only:
+                    q_out[x + j, idx] = 1.0
+                    continue
+                acc_pt[idx] += px  # p(x) * 1.0
+                for y in range(m):
+                    c = p_y_given_x[x + j, y]
+                    if c > 0.0:
+                        acc_pty[y, idx] += px * c
+            else:
+                if divide:
+                    Z[j][:] = Z[j] / alpha
+                neg_h, ok = _row_softmax(Z[j], q_out[x + j] if encode_only else Q[j])
+                if not ok:
+                    return acc_neg_h, _BAD_ROW
+                acc_neg_h += px * neg_h
+        if not (hard or encode_only):
+            _accumulate(x, g, p_x, p_y_given_x, Q, acc_pt, acc_pty)
         x += g
     return acc_neg_h, _OK
 
@@ -414,11 +499,16 @@ def _reduce_and_update(acc_pt, acc_pty, acc_neg_h, block_status, log_p_t, log_p_
     return residual, h_t - alpha * h_t_given_x + beta * h_y_given_t, _OK
 
 
-# The two drivers differ only in prange vs range over the blocks: a parallel region costs
-# a wake-up of the thread pool per iteration, which small problems cannot amortise.
 @njit(parallel=True, cache=True, fastmath=False)
-def _iterate_parallel(p_x, p_y_given_x, log_p_t_in, log_p_y_given_t_in, beta, alpha,
-                      max_iter, tol, n_blocks):
+def _run(p_x, p_y_given_x, log_p_t_in, log_p_y_given_t_in, beta, alpha, max_iter, tol,
+         n_blocks, q_out):
+    """Iterate from the given state (copied) up to max_iter times or until the residual is
+    <= tol; or, with a non-empty q_out, only write the encoder the state gives into it.
+    Returns (log_p_t, log_p_y_given_t, n_iter, residual, history, status).
+
+    One driver for every case keeps the JIT compile (and the on-disk cache) to a single
+    specialisation. n_blocks == 1 runs serially: a parallel region wakes the thread pool,
+    which small problems cannot amortise."""
     n, m = p_y_given_x.shape
     k = log_p_t_in.size
     log_p_t = log_p_t_in.copy()
@@ -432,119 +522,40 @@ def _iterate_parallel(p_x, p_y_given_x, log_p_t_in, log_p_y_given_t_in, beta, al
     acc_pty = np.empty((n_blocks, m, k))
     acc_neg_h = np.empty(n_blocks)
     block_status = np.empty(n_blocks, dtype=np.int64)
-    log_dec_T = np.empty((m, k))
+    fin_T = np.empty((m + 1, k))
+    pen_T = np.empty((m, k))
+    bad_y = np.empty(m, dtype=np.int64)
     p_t = np.empty(k)
     p_ty = np.empty((k, m))
-    for it in range(max_iter):
-        _transposed_log_decoder(log_p_y_given_t, log_dec_T)
-        for b in prange(n_blocks):
-            neg_h_b, status_b = _block_pass(bounds[b], bounds[b + 1], p_x, p_y_given_x,
-                                            log_p_t, log_dec_T, beta, alpha,
-                                            acc_pt[b], acc_pty[b])
-            acc_neg_h[b] = neg_h_b
-            block_status[b] = status_b
-        residual, objective, status = _reduce_and_update(
-            acc_pt, acc_pty, acc_neg_h, block_status, log_p_t, log_p_y_given_t, p_t, p_ty,
-            beta, alpha)
-        if status != _OK:
-            break
-        history[it] = objective
-        n_iter = it + 1
-        if residual <= tol:
-            break
-    return log_p_t, log_p_y_given_t, n_iter, residual, history[:n_iter].copy(), status
-
-
-@njit(cache=True, fastmath=False)
-def _iterate_serial(p_x, p_y_given_x, log_p_t_in, log_p_y_given_t_in, beta, alpha,
-                    max_iter, tol):
-    n, m = p_y_given_x.shape
-    k = log_p_t_in.size
-    log_p_t = log_p_t_in.copy()
-    log_p_y_given_t = log_p_y_given_t_in.copy()
-    history = np.empty(max_iter)
-    residual = np.inf
-    n_iter = 0
-    status = _OK
-    acc_pt = np.empty((1, k))
-    acc_pty = np.empty((1, m, k))
-    acc_neg_h = np.empty(1)
-    block_status = np.empty(1, dtype=np.int64)
-    log_dec_T = np.empty((m, k))
-    p_t = np.empty(k)
-    p_ty = np.empty((k, m))
-    for it in range(max_iter):
-        _transposed_log_decoder(log_p_y_given_t, log_dec_T)
-        acc_neg_h[0], block_status[0] = _block_pass(0, n, p_x, p_y_given_x, log_p_t,
-                                                    log_dec_T, beta, alpha, acc_pt[0],
-                                                    acc_pty[0])
-        residual, objective, status = _reduce_and_update(
-            acc_pt, acc_pty, acc_neg_h, block_status, log_p_t, log_p_y_given_t, p_t, p_ty,
-            beta, alpha)
-        if status != _OK:
-            break
-        history[it] = objective
-        n_iter = it + 1
-        if residual <= tol:
-            break
-    return log_p_t, log_p_y_given_t, n_iter, residual, history[:n_iter].copy(), status
-
-
-@njit(cache=True, fastmath=False)
-def _encoder_rows(lo, hi, p_y_given_x, log_p_t, log_dec_T, beta, alpha, q_out):
-    """Rows lo..hi-1 of the encoder into q_out (zeroed by the caller); returns status."""
-    k = log_p_t.size
-    m = p_y_given_x.shape[1]
-    z = np.empty(k)
-    nz = np.empty(m, dtype=np.int64)
-    zero_row = np.zeros(k)
-    for x in range(lo, hi):
-        if alpha == 0.0:
-            _row_logits(x, p_y_given_x, log_p_t, log_dec_T, zero_row, beta, 1.0, z, nz)
-            idx = _first_argmax(z)
-            if idx < 0:
-                return _BAD_ROW
-            q_out[x, idx] = 1.0
+    encode_only = q_out.shape[0] > 0
+    for it in range(1 if encode_only else max_iter):
+        n_bad = _decoder_tables(log_p_y_given_t, fin_T, pen_T, bad_y)
+        if n_blocks == 1:
+            acc_neg_h[0], block_status[0] = _block_pass(  # bounds: int64, not Literal[0]
+                bounds[0], bounds[1], p_x, p_y_given_x, log_p_t, fin_T, pen_T, bad_y, n_bad, beta, alpha,
+                acc_pt[0], acc_pty[0], q_out)
         else:
-            inv_alpha = 1.0 / alpha
-            divide = not np.isfinite(inv_alpha)  # alpha below ~1e-308: divide instead
-            _row_logits(x, p_y_given_x, log_p_t, log_dec_T, zero_row, beta,
-                        1.0 if divide else inv_alpha, z, nz)
-            if divide:
-                z[:] = z / alpha
-            _, ok = _row_softmax(z, q_out[x])
-            if not ok:
-                return _BAD_ROW
-    return _OK
-
-
-@njit(parallel=True, cache=True, fastmath=False)
-def _encoder_parallel(p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, n_blocks):
-    n, m = p_y_given_x.shape
-    k = log_p_t.size
-    q_out = np.zeros((n, k))
-    log_dec_T = np.empty((m, k))
-    _transposed_log_decoder(log_p_y_given_t, log_dec_T)
-    bounds = _block_bounds(n, n_blocks)
-    block_status = np.empty(n_blocks, dtype=np.int64)
-    for b in prange(n_blocks):
-        block_status[b] = _encoder_rows(bounds[b], bounds[b + 1], p_y_given_x, log_p_t,
-                                        log_dec_T, beta, alpha, q_out)
-    status = _OK
-    for b in range(n_blocks):
-        if block_status[b] != _OK:
-            status = block_status[b]
-    return q_out, status
-
-
-@njit(cache=True, fastmath=False)
-def _encoder_serial(p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha):
-    n, m = p_y_given_x.shape
-    q_out = np.zeros((n, log_p_t.size))
-    log_dec_T = np.empty((m, log_p_t.size))
-    _transposed_log_decoder(log_p_y_given_t, log_dec_T)
-    status = _encoder_rows(0, n, p_y_given_x, log_p_t, log_dec_T, beta, alpha, q_out)
-    return q_out, status
+            for b in prange(n_blocks):
+                neg_h_b, status_b = _block_pass(
+                    bounds[b], bounds[b + 1], p_x, p_y_given_x, log_p_t, fin_T, pen_T, bad_y,
+                    n_bad, beta, alpha, acc_pt[b], acc_pty[b], q_out)
+                acc_neg_h[b] = neg_h_b
+                block_status[b] = status_b
+        if encode_only:
+            for b in range(n_blocks):
+                if block_status[b] != _OK:
+                    status = block_status[b]
+            break
+        residual, objective, status = _reduce_and_update(
+            acc_pt, acc_pty, acc_neg_h, block_status, log_p_t, log_p_y_given_t, p_t, p_ty,
+            beta, alpha)
+        if status != _OK:
+            break
+        history[it] = objective
+        n_iter = it + 1
+        if residual <= tol:
+            break
+    return log_p_t, log_p_y_given_t, n_iter, residual, history[:n_iter].copy(), status
 
 
 # --------------------------------------------------------------------------------------
@@ -574,6 +585,21 @@ def _n_blocks(n_threads, n: int, k: int, m: int) -> int:
     block below MIN_BLOCK_WORK. Depends only on the arguments, never on scheduling."""
     work = n * k * (m + 16)
     return max(1, min(_requested_blocks(n_threads), n, work // MIN_BLOCK_WORK))
+
+
+_NO_ENCODER = np.zeros((0, 0))
+
+
+def _call(n_blocks, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, max_iter, tol,
+          q_out):
+    """_run on n_blocks row blocks; numba's pool runs min(n_blocks, available) threads
+    for the call and is restored afterwards."""
+    args = (p_x, p_y_given_x, log_p_t, log_p_y_given_t, float(beta), float(alpha), max_iter,
+            float(tol), n_blocks, q_out)
+    if n_blocks == 1:
+        return _run(*args)
+    with _threads(n_blocks):
+        return _run(*args)
 
 
 @contextmanager
@@ -622,14 +648,8 @@ def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
     if max_iter < 0:
         raise ValueError(f"max_iter must be >= 0 (got {max_iter})")
     (n, m), k = p_y_given_x.shape, log_p_t.size
-    n_blocks = _n_blocks(n_threads, n, k, m)
-    args = (p_x, p_y_given_x, log_p_t, log_p_y_given_t, float(beta), float(alpha),
-            max_iter, float(tol))
-    if n_blocks == 1:
-        out = _iterate_serial(*args)
-    else:
-        with _threads(n_blocks):
-            out = _iterate_parallel(*args, n_blocks)
+    out = _call(_n_blocks(n_threads, n, k, m), p_x, p_y_given_x, log_p_t, log_p_y_given_t,
+                beta, alpha, max_iter, tol, _NO_ENCODER)
     out_t, out_ty, n_iter, residual, history, status = out
     if status != _OK:
         raise FloatingPointError(_NO_CLUSTER)
@@ -640,13 +660,10 @@ def encoder(p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, n_threads=None):
     """The encoder q(t|x), shape (n, k), that one iteration builds from the given state."""
     p_y_given_x, log_p_t, log_p_y_given_t = _state(p_y_given_x, log_p_t, log_p_y_given_t)
     (n, m), k = p_y_given_x.shape, log_p_t.size
-    n_blocks = _n_blocks(n_threads, n, k, m)
-    args = (p_y_given_x, log_p_t, log_p_y_given_t, float(beta), float(alpha))
-    if n_blocks == 1:
-        q, status = _encoder_serial(*args)
-    else:
-        with _threads(n_blocks):
-            q, status = _encoder_parallel(*args, n_blocks)
+    q = np.zeros((n, k))
+    # p(x) only weighs the (skipped) accumulation; any positive vector does
+    status = _call(_n_blocks(n_threads, n, k, m), np.ones(n), p_y_given_x, log_p_t,
+                   log_p_y_given_t, beta, alpha, 1, 0.0, q)[-1]
     if status != _OK:
         raise FloatingPointError(_NO_CLUSTER)
     return q

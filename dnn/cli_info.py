@@ -1,0 +1,514 @@
+"""``ibsolver usable | fisher | weights | task2vec``: information beyond the information plane.
+
+This module must import without torch (so ``ibsolver --help`` works everywhere); torch and
+the rest of :mod:`dnn` are imported inside the commands. Every command writes tables
+(CSV/JSON/npz) and PNG figures to ``--out``. All information is in bits.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+
+_INSTALL = "pip install 'ibsolver[dnn]'"
+
+
+def _require_torch(command: str):
+    try:
+        import torch
+    except ImportError:
+        raise SystemExit(f"ibsolver {command}: error: this command needs torch; install it with "
+                         f"{_INSTALL}") from None
+    return torch
+
+
+def _ints(text, name):
+    try:
+        return [int(v) for v in str(text).split(",") if v.strip() != ""]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated integers (got {text!r})") from None
+
+
+def _floats(text, name):
+    try:
+        return [float(v) for v in str(text).split(",") if v.strip() != ""]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated numbers (got {text!r})") from None
+
+
+def _record_epochs(text, epochs):
+    """"auto" -> about 15 log-spaced epochs in [0, epochs]; else a comma-separated list."""
+    if text == "auto":
+        import numpy as np
+
+        pts = np.unique(np.round(np.geomspace(1, max(epochs, 1), 14)).astype(int))
+        return sorted({0, *[int(p) for p in pts if p <= epochs]})
+    eps = _ints(text, "--record")
+    bad = [e for e in eps if e < 0 or e > epochs]
+    if bad:
+        raise ValueError(f"--record epochs must lie in [0, --epochs={epochs}] (got {bad})")
+    return sorted(set(eps))
+
+
+def _write_csv(path, rows):
+    if not rows:
+        return
+    keys = list(rows[0].keys())
+    for r in rows[1:]:
+        keys += [k for k in r if k not in keys]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def _write_json(path, obj):
+    def default(o):
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        return str(o)
+
+    with open(path, "w") as fh:
+        json.dump(obj, fh, indent=2, default=default)
+
+
+def _progress(total, desc, quiet):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=quiet, unit="step", leave=False)
+
+
+def _common(p, out_default):
+    p.add_argument("--out", default=out_default, help=f"output folder (default: {out_default})")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads; these networks are tiny and run fastest on 1 "
+                        "(default: 1)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def register(subparsers) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    # ------------------------------------------------------------------ usable
+    p = subparsers.add_parser(
+        "usable", help="usable information per layer over training (torch)", formatter_class=fmt,
+        description="Usable information I_u(Z;Y) = H(Y) - held-out cross-entropy of a decoder "
+                    "(Kleinman et al. 2021), in bits, per layer and label set at recorded "
+                    "epochs.\n\ncheckerboard: relevant (direction) and irrelevant (colour) "
+                    "information, max log2(n) bits each; digits: train on parity, track the "
+                    "digit.\n\nWrites usable.csv, training.csv, usable.json and usable.png "
+                    "(and sgd_regimes.png / sgd_regimes.csv with --compare-sgd) to --out. "
+                    "The defaults finish in about a minute on 2 CPU cores.",
+        epilog="example:\n  ibsolver usable --task checkerboard --n-colors 10 --epochs 30 "
+               "--out runs/cb10\n  ibsolver usable --task digits --decoder mlp --out runs/digits")
+    p.add_argument("--task", choices=("checkerboard", "digits"), default="checkerboard",
+                   help="(default: checkerboard)")
+    p.add_argument("--n-colors", type=int, default=2, help="checkerboard colours (default: 2)")
+    p.add_argument("--n-samples", type=int, default=None,
+                   help="checkerboard training trials (default: the paper's, 10000 for n=2)")
+    p.add_argument("--n-probe", type=int, default=2000,
+                   help="checkerboard: fresh trials whose activations are decoded (default: 2000)")
+    p.add_argument("--epochs", type=int, default=30, help="(default: 30)")
+    p.add_argument("--batch-size", type=int, default=None, help="(default: the paper's)")
+    p.add_argument("--lr", type=float, default=None, help="SGD learning rate (default: the paper's)")
+    p.add_argument("--record", default="auto",
+                   help="epochs to record, comma-separated, or auto (~15 log-spaced; default)")
+    p.add_argument("--decoder", choices=("linear", "mlp"), default="linear",
+                   help="linear, or mlp: 128-64-32, LeakyReLU 0.2, batch-norm, dropout "
+                        "(default: linear)")
+    p.add_argument("--decoder-epochs", type=int, default=None,
+                   help="decoder training epochs (default: 40)")
+    p.add_argument("--compare-sgd", action="store_true",
+                   help="checkerboard: also small batch / high lr vs large batch / low lr")
+    _common(p, "runs/usable")
+    p.set_defaults(func=_usable)
+
+    # ------------------------------------------------------------------ fisher
+    p = subparsers.add_parser(
+        "fisher", help="exact Fisher information trace over training (torch)",
+        formatter_class=fmt,
+        description="Trace (and per-layer trace) of the Fisher information of the weights at "
+                    "every recorded epoch: the model Fisher (exact sum over classes, "
+                    "per-sample gradients) and the empirical Fisher (observed labels).\n\n"
+                    "Writes fisher.csv, fisher_diag.npz (final per-parameter diagonal), "
+                    "fisher.json and fisher.png to --out.",
+        epilog="example:\n  ibsolver fisher --task digits --epochs 60 --out runs/fisher")
+    p.add_argument("--task", choices=("digits", "checkerboard"), default="digits",
+                   help="digits: train on the 10-way digit; checkerboard: n=2 (default: digits)")
+    p.add_argument("--epochs", type=int, default=40, help="(default: 40)")
+    p.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
+    p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default: 0.05)")
+    p.add_argument("--hidden", default="64,32", help="hidden widths (default: 64,32)")
+    p.add_argument("--fisher-samples", type=int, default=300,
+                   help="training inputs the Fisher is averaged over (default: 300)")
+    p.add_argument("--record", default="auto", help="epochs to record (default: auto)")
+    _common(p, "runs/fisher")
+    p.set_defaults(func=_fisher)
+
+    # ----------------------------------------------------------------- weights
+    p = subparsers.add_parser(
+        "weights", help="information in the weights, PAC-Bayes bound, random labels (torch)",
+        formatter_class=fmt,
+        description="Train an MLP on digits, fit a Gaussian posterior N(w*, diag s^2) against "
+                    "the prior N(w0, l^2 I) centred at the initialisation by minimising "
+                    "E_q[sum CE] + beta KL, and report KL (bits), the expected loss, the "
+                    "Fisher approximation of the KL and the PAC-Bayes bound on the test error "
+                    "next to the measured one. Then the random-label sweep over beta.\n\n"
+                    "Writes weights.json, weights_sigma.npz, random_labels.csv and "
+                    "random_labels.png to --out.",
+        epilog="example:\n  ibsolver weights --beta 1 --out runs/weights")
+    p.add_argument("--epochs", type=int, default=30, help="network training epochs (default: 30)")
+    p.add_argument("--hidden", default="64", help="hidden widths (default: 64)")
+    p.add_argument("--beta", type=float, default=1.0, help="trade-off beta (default: 1)")
+    p.add_argument("--prior-scale", default="optimize",
+                   help="prior standard deviation l, or optimize (grid + union bound; default)")
+    p.add_argument("--prior-center", choices=("init", "zero"), default="init",
+                   help="(default: init)")
+    p.add_argument("--learn-mean", action="store_true", help="also learn the posterior mean")
+    p.add_argument("--posterior-epochs", type=int, default=200, help="(default: 200)")
+    p.add_argument("--n-mc", type=int, default=500,
+                   help="weight samples for the errors and the bound (default: 500)")
+    p.add_argument("--delta", type=float, default=0.05, help="PAC-Bayes confidence (default: 0.05)")
+    p.add_argument("--betas", default="0.1,0.3,0.5,0.8,1,1.5,3",
+                   help="random-label sweep (default: 0.1,0.3,0.5,0.8,1,1.5,3); empty to skip")
+    p.add_argument("--rl-inputs", choices=("one_hot", "digits"), default="one_hot",
+                   help="random-label inputs: one_hot (a lookup table, every label coded "
+                        "independently) or digits (an MLP on images) (default: one_hot)")
+    p.add_argument("--rl-samples", type=int, default=100, help="random-label examples (default: 100)")
+    p.add_argument("--rl-epochs", type=int, default=None, help="(default: 1000 one_hot, 500 digits)")
+    _common(p, "runs/weights")
+    p.set_defaults(func=_weights)
+
+    # ---------------------------------------------------------------- task2vec
+    p = subparsers.add_parser(
+        "task2vec", help="Task2Vec embeddings and distances of digits tasks (torch)",
+        formatter_class=fmt,
+        description="Embed binary and multi-class tasks on scikit-learn's digits by the "
+                    "Fisher diagonal of a fixed probe network (Task2Vec), and show the "
+                    "normalised cosine distances.\n\nWrites task2vec_distances.csv, "
+                    "task2vec_embeddings.npz, task2vec.json and task2vec.png to --out.",
+        epilog="example:\n  ibsolver task2vec --out runs/task2vec\n"
+               "  ibsolver task2vec --tasks fine,parity,high,0_vs_rest --out runs/t2v")
+    p.add_argument("--tasks", default="all",
+                   help="comma-separated subset of: fine, parity, high, mod3, low5, high5, "
+                        "0_vs_rest..9_vs_rest (default: all)")
+    p.add_argument("--probe-hidden", default="64,32", help="probe widths (default: 64,32)")
+    p.add_argument("--probe-epochs", type=int, default=20,
+                   help="probe pre-training epochs on the digit labels; 0 = random probe "
+                        "(default: 20)")
+    p.add_argument("--n-samples", type=int, default=None,
+                   help="use a random subset of the 1797 digits (default: all)")
+    p.add_argument("--metric", choices=("normalized_cosine", "cosine"),
+                   default="normalized_cosine", help="(default: normalized_cosine)")
+    _common(p, "runs/task2vec")
+    p.set_defaults(func=_task2vec)
+
+
+# --------------------------------------------------------------------- commands
+
+def _setup(args, command):
+    torch = _require_torch(command)
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1 (got {args.threads})")
+    torch.set_num_threads(int(args.threads))
+    os.makedirs(args.out, exist_ok=True)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    return torch
+
+
+def _usable(args) -> int:
+    _setup(args, "usable")
+    import matplotlib.pyplot as plt
+
+    from .experiments import checkerboard_experiment, digits_coarse_fine, plot_accuracy
+    from .usable import plot_usable_curves
+
+    if args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1 (got {args.epochs})")
+    rec_epochs = _record_epochs(args.record, args.epochs)
+    dec_opts = {} if args.decoder_epochs is None else {"epochs": args.decoder_epochs}
+    t0 = time.time()
+    n_layers = {True: 6, False: 5}[args.n_colors == 2] if args.task == "checkerboard" else 4
+    n_dec = 2 * n_layers * len(rec_epochs)
+    runs = {}
+    common = dict(epochs=args.epochs, record_epochs=rec_epochs, decoder=args.decoder,
+                  decoder_options=dec_opts, random_state=args.seed, device=args.device)
+    if args.task == "checkerboard":
+        if args.n_colors < 2:
+            raise ValueError(f"--n-colors must be >= 2 (got {args.n_colors})")
+        cb = dict(n_samples=args.n_samples, n_probe=args.n_probe, **common)
+        regimes = [("main", dict(batch_size=args.batch_size, lr=args.lr))]
+        if args.compare_sgd:
+            regimes = [("small_batch_high_lr", dict(batch_size=args.batch_size or 32,
+                                                    lr=args.lr or (0.05 if args.n_colors == 2 else 0.5))),
+                       ("large_batch_low_lr", dict(batch_size=1024,
+                                                   lr=(args.lr or (0.05 if args.n_colors == 2 else 0.5)) / 10))]
+        for name, kw in regimes:
+            with _progress(args.epochs + n_dec, f"{name}", args.quiet) as bar:
+                runs[name] = checkerboard_experiment(args.n_colors, progress=bar.update, **cb, **kw)
+        title = f"checkerboard n={args.n_colors}"
+    else:
+        kw = {}
+        if args.batch_size:
+            kw["batch_size"] = args.batch_size
+        if args.lr:
+            kw["lr"] = args.lr
+        with _progress(args.epochs + n_dec, "digits", args.quiet) as bar:
+            runs["main"] = digits_coarse_fine(progress=bar.update, **common, **kw)
+        title = "digits: trained on parity"
+
+    rows, train_rows, summary = [], [], {"task": args.task, "runs": {}}
+    for name, (rec, curves) in runs.items():
+        for r in curves.to_rows():
+            rows.append({"run": name, **r})
+        for r in rec.to_rows():
+            train_rows.append({"run": name, **r})
+        summary["runs"][name] = {
+            "config": rec.config, "decoder_budget": curves.budget.to_dict(),
+            "h_y_bits": curves.h_y, "max_bits": curves.max_bits,
+            "final": {lab: {layer: float(curves.value[i, j, -1])
+                            for j, layer in enumerate(curves.layers)}
+                      for i, lab in enumerate(curves.label_sets)},
+            "peak": {lab: {layer: float(curves.value[i, j].max())
+                           for j, layer in enumerate(curves.layers)}
+                     for i, lab in enumerate(curves.label_sets)},
+            "n_clipped": int(curves.clipped.sum()),
+            "final_test_accuracy": rec.test_accuracy[-1],
+        }
+    _write_csv(os.path.join(args.out, "usable.csv"), rows)
+    _write_csv(os.path.join(args.out, "training.csv"), train_rows)
+    _write_json(os.path.join(args.out, "usable.json"), summary)
+
+    names = list(runs)
+    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 4.2), squeeze=False)
+    for k, name in enumerate(names):
+        rec, curves = runs[name]
+        ax = axes[0, k]
+        plot_usable_curves(curves, ax=ax,
+                           title=title + ("" if name == "main" else f" ({name})"))
+        ax.set_ylim(-0.05, max(curves.max_bits.values()) * 1.08)
+        plot_accuracy(rec, ax)
+    fig.tight_layout()
+    fname = "sgd_regimes.png" if args.compare_sgd else "usable.png"
+    fig.savefig(os.path.join(args.out, fname), dpi=120)
+    plt.close(fig)
+    if args.compare_sgd:
+        _write_csv(os.path.join(args.out, "sgd_regimes.csv"), rows)
+
+    print(f"ibsolver usable: {args.task}, {len(rows)} decoders ({args.decoder}) in "
+          f"{time.time() - t0:.1f} s -> {args.out}")
+    for name, s in summary["runs"].items():
+        print(f"  [{name}] final validation accuracy {s['final_test_accuracy']:.3f}")
+        for lab, per_layer in s["final"].items():
+            vals = "  ".join(f"{layer} {v:.2f}" for layer, v in per_layer.items())
+            print(f"    {lab:9s} (max {s['max_bits'][lab]:.2f} bits) final: {vals}")
+    return 0
+
+
+def _fisher(args) -> int:
+    _setup(args, "fisher")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ._info_utils import make_generator, seed_from
+    from .experiments import seeded_mlp, train_and_record
+    from .fisher import fisher_diagonal, plot_fisher_trace
+
+    if args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1 (got {args.epochs})")
+    if args.fisher_samples < 1:
+        raise ValueError(f"--fisher-samples must be >= 1 (got {args.fisher_samples})")
+    hidden = _ints(args.hidden, "--hidden")
+    rec_epochs = _record_epochs(args.record, args.epochs)
+    gen = make_generator(args.seed)
+    if args.task == "digits":
+        from .tasks.digits import digits
+
+        task = digits("fine")
+    else:
+        from .tasks.checkerboard import checkerboard
+
+        task = checkerboard(2, 5000, random_state=seed_from(gen))
+    perm = np.random.default_rng(seed_from(gen)).permutation(task.n)
+    n_tr = int(0.7 * task.n)
+    tr, te = perm[:n_tr], perm[n_tr:]
+    model = seeded_mlp((task.x.shape[1],) + tuple(hidden) + (task.n_classes,), "relu",
+                       seed_from(gen))
+    fx, fy = task.x[tr[:args.fisher_samples]], task.labels[tr[:args.fisher_samples]]
+    t0 = time.time()
+    with _progress(args.epochs, "training", args.quiet) as bar:
+        rec = train_and_record(model, task.x[tr], task.labels[tr], x_test=task.x[te],
+                               y_test=task.labels[te], epochs=args.epochs,
+                               batch_size=args.batch_size, lr=args.lr, record_epochs=rec_epochs,
+                               fisher_x=fx, fisher_y=fy, random_state=seed_from(gen),
+                               progress=bar.update, device=args.device)
+    final = fisher_diagonal(model, fx, kind="model")
+    rows = rec.to_rows()
+    _write_csv(os.path.join(args.out, "fisher.csv"), rows)
+    np.savez(os.path.join(args.out, "fisher_diag.npz"), **{k.replace(".", "_"): v
+                                                           for k, v in final.diagonal.items()})
+    peak = int(np.argmax(rec.fisher_trace))
+    _write_json(os.path.join(args.out, "fisher.json"), {
+        "task": task.name, "hidden": hidden, "config": rec.config,
+        "fisher_samples": int(len(fx)), "epochs": rec.epochs, "trace": rec.fisher_trace,
+        "empirical_trace": rec.empirical_fisher_trace, "peak_epoch": rec.epochs[peak],
+        "final_layer_trace": final.layer_trace, "test_accuracy": rec.test_accuracy})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    layer_tr = {layer: [lt[layer] for lt in rec.fisher_layer_trace]
+                for layer in rec.fisher_layer_trace[0]}
+    ep = [max(e, 0.5) for e in rec.epochs]
+    plot_fisher_trace(ep, rec.fisher_trace, ax=ax, layer_traces=layer_tr)
+    ax.plot(ep, rec.empirical_fisher_trace, "k:", lw=1.2, label="empirical Fisher")
+    ax.set_xscale("log")
+    ax.legend(fontsize=7)
+    ax.set_title(f"Fisher trace during training ({task.name})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.out, "fisher.png"), dpi=120)
+    plt.close(fig)
+    print(f"ibsolver fisher: {task.name}, {len(rec.epochs)} recorded epochs in "
+          f"{time.time() - t0:.1f} s -> {args.out}")
+    print(f"  model Fisher trace: epoch 0 {rec.fisher_trace[0]:.3g}, peak {rec.fisher_trace[peak]:.3g}"
+          f" at epoch {rec.epochs[peak]}, final {rec.fisher_trace[-1]:.3g}; "
+          f"final test accuracy {rec.test_accuracy[-1]:.3f}")
+    return 0
+
+
+def _weights(args) -> int:
+    _setup(args, "weights")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ._info_utils import make_generator, seed_from
+    from .experiments import seeded_mlp, train_and_record
+    from .tasks.digits import digits
+    from .weights import fit_weight_posterior, plot_random_labels, random_labels_experiment
+
+    prior_scale = args.prior_scale
+    if prior_scale != "optimize":
+        prior_scale = float(prior_scale)
+        if not prior_scale > 0:
+            raise ValueError(f"--prior-scale must be positive or 'optimize' (got {args.prior_scale})")
+    hidden = _ints(args.hidden, "--hidden")
+    betas = _floats(args.betas, "--betas")
+    gen = make_generator(args.seed)
+    task = digits("fine")
+    perm = np.random.default_rng(seed_from(gen)).permutation(task.n)
+    tr, te = perm[:1000], perm[1000:]
+    model = seeded_mlp((64,) + tuple(hidden) + (10,), "relu", seed_from(gen))
+    init = {k: v.detach().clone() for k, v in model.named_parameters()}
+    t0 = time.time()
+    with _progress(args.epochs, "training", args.quiet) as bar:
+        rec = train_and_record(model, task.x[tr], task.labels[tr], x_test=task.x[te],
+                               y_test=task.labels[te], epochs=args.epochs, batch_size=32,
+                               lr=0.05, record_epochs=[args.epochs], random_state=seed_from(gen),
+                               progress=bar.update, device=args.device)
+    with _progress(args.posterior_epochs, "posterior", args.quiet) as bar:
+        res = fit_weight_posterior(model, task.x[tr], task.labels[tr], beta=args.beta,
+                                   prior_center=args.prior_center, init_state=init,
+                                   prior_scale=prior_scale, learn_mean=args.learn_mean,
+                                   epochs=args.posterior_epochs, n_mc=args.n_mc,
+                                   x_test=task.x[te], y_test=task.labels[te], delta=args.delta,
+                                   random_state=seed_from(gen), progress=bar.update,
+                                   device=args.device)
+    summary = res.summary()
+    summary.update(network_test_error=1 - rec.test_accuracy[-1],
+                   network_train_error=1 - rec.train_accuracy[-1], hidden=hidden,
+                   network_epochs=args.epochs, task=task.name)
+    np.savez(os.path.join(args.out, "weights_sigma.npz"),
+             **{f"sigma_{k.replace('.', '_')}": v for k, v in res.sigma.items()},
+             **{f"sigma_fisher_{k.replace('.', '_')}": v for k, v in res.sigma_fisher.items()})
+    rl = []
+    if betas:
+        n_steps = len(betas) * (args.rl_epochs or (1000 if args.rl_inputs == "one_hot" else 500))
+        with _progress(n_steps, "random labels", args.quiet) as bar:
+            rl = random_labels_experiment(betas, inputs=args.rl_inputs, n_samples=args.rl_samples,
+                                          epochs=args.rl_epochs, random_state=seed_from(gen),
+                                          progress=bar.update, device=args.device)
+        _write_csv(os.path.join(args.out, "random_labels.csv"), [
+            dict(beta=r.beta, train_error=r.train_error, expected_ce_bits=r.expected_ce_bits,
+                 kl_bits=r.kl_bits, kl_bits_per_example=r.kl_bits / r.n_samples,
+                 prior_scale=r.prior_scale, n_samples=r.n_samples, inputs=args.rl_inputs)
+            for r in rl])
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        plot_random_labels(rl, ax=ax)
+        ax.set_title(f"random labels ({args.rl_inputs}, N={args.rl_samples}): "
+                     "E_q[sum CE] + beta KL", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(os.path.join(args.out, "random_labels.png"), dpi=120)
+        plt.close(fig)
+        summary["random_labels"] = [dict(beta=r.beta, train_error=r.train_error,
+                                         kl_bits_per_example=r.kl_bits / r.n_samples)
+                                    for r in rl]
+    _write_json(os.path.join(args.out, "weights.json"), summary)
+    pb = res.pac_bayes
+    print(f"ibsolver weights: digits, {res.n_params} weights, N={res.n_samples}, beta={res.beta:g}"
+          f" ({time.time() - t0:.1f} s) -> {args.out}")
+    print(f"  KL(q||p) = {res.kl_bits:.1f} bits; Fisher approximation {res.kl_fisher_bits:.1f} "
+          f"(noise part {res.kl_fisher_noise_bits:.1f} + mean part "
+          f"{res.kl_fisher_bits - res.kl_fisher_noise_bits:.1f}; theory.md formula, noise part "
+          f"only: {res.kl_fisher_doc_bits:.1f}); E_q CE = {res.expected_ce_bits:.3f} bits/example;"
+          f" prior scale {res.prior_scale:.3g}")
+    print(f"  PAC-Bayes bound on the test error of q: {pb.bound:.3f} (delta={pb.delta:g}, "
+          f"train error of q {res.train_error:.3f} -> {pb.train_error_upper:.3f} after MC); "
+          f"measured test error of q {res.test_error:.3f}, of w* {res.test_error_mean:.3f}")
+    for r in rl:
+        print(f"  random labels beta={r.beta:<5g} train error {r.train_error:.3f}  "
+              f"KL/N {r.kl_bits / r.n_samples:.3f} bits")
+    return 0
+
+
+def _task2vec(args) -> int:
+    _setup(args, "task2vec")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ._info_utils import make_generator, seed_from
+    from .task2vec import (build_probe, digits_task_family, plot_distance_matrix,
+                           task2vec_experiment)
+
+    gen = make_generator(args.seed)
+    fam = digits_task_family(n_samples=args.n_samples, random_state=seed_from(gen))
+    if args.tasks != "all":
+        names = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        unknown = [t for t in names if t not in fam]
+        if unknown or len(names) < 2:
+            raise ValueError(f"--tasks must name at least two of {sorted(fam)} (got {args.tasks!r})")
+        fam = {t: fam[t] for t in names}
+    t0 = time.time()
+    probe = build_probe(hidden=_ints(args.probe_hidden, "--probe-hidden"),
+                        pretrain="digits" if args.probe_epochs > 0 else None,
+                        epochs=args.probe_epochs, random_state=seed_from(gen))
+    with _progress(len(fam), "tasks", args.quiet) as bar:
+        names, embs, dist = task2vec_experiment(fam, probe=probe, metric=args.metric,
+                                                random_state=seed_from(gen), progress=bar.update)
+    with open(os.path.join(args.out, "task2vec_distances.csv"), "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["task"] + names)
+        for n, row in zip(names, dist):
+            w.writerow([n] + [f"{v:.6f}" for v in row])
+    np.savez(os.path.join(args.out, "task2vec_embeddings.npz"), names=np.array(names),
+             embeddings=np.stack([e.vector for e in embs]), distances=dist)
+    nearest = {n: names[int(np.argsort(dist[i])[1])] for i, n in enumerate(names)}
+    _write_json(os.path.join(args.out, "task2vec.json"), {
+        "tasks": names, "metric": args.metric, "nearest": nearest,
+        "head_accuracy": {e.name: e.head_accuracy for e in embs},
+        "fisher_trace": {e.name: e.fisher_trace for e in embs}})
+    fig, ax = plt.subplots(figsize=(0.45 * len(names) + 2.5, 0.45 * len(names) + 2))
+    plot_distance_matrix(dist, names, ax=ax)
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.out, "task2vec.png"), dpi=120)
+    plt.close(fig)
+    print(f"ibsolver task2vec: {len(names)} tasks in {time.time() - t0:.1f} s -> {args.out}")
+    for n in names:
+        print(f"  {n:10s} nearest: {nearest[n]}")
+    return 0

@@ -1,0 +1,298 @@
+"""Task2Vec (Achille et al., ICCV 2019): embed a task by the Fisher information of a probe.
+
+A fixed *probe* network (here a small MLP feature extractor, optionally pre-trained on the
+10-way digits task) is shared by every task. For a task (x, y) a fresh linear head is trained
+on top of the frozen probe; the embedding is then the diagonal of the model Fisher (exact
+expectation over y ~ p(y|x, w), ``dnn.fisher``) with respect to the *probe's* parameters, so
+all tasks live in the same space whatever their number of classes. As in the paper the
+diagonal is averaged over the parameters of each unit (the incoming weights and bias of a
+hidden unit, the analogue of the paper's per-filter average), and normalised to sum to 1.
+
+Distance: the paper's normalised cosine distance
+
+    d(a, b) = 1 - cos( a / (a + b), b / (a + b) )     (elementwise division)
+
+which is symmetric, 0 for identical embeddings and insensitive to the overall scale of
+either (the embeddings are normalised first). ``metric="cosine"`` gives the plain cosine
+distance 1 - cos(a, b).
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskEmbedding:
+    """A Task2Vec embedding.
+
+    vector : the normalised embedding (non-negative, sums to 1).
+    raw : the Fisher diagonal it came from (per unit, or per parameter with reduce="none").
+    fisher_trace : trace of the probe's Fisher for this task (the embedding's scale).
+    head_accuracy : training accuracy of the task's linear head on the frozen probe.
+    """
+
+    name: str
+    vector: np.ndarray = field(repr=False)
+    raw: np.ndarray = field(repr=False)
+    n_classes: int = 0
+    fisher_trace: float = 0.0
+    head_accuracy: float = float("nan")
+
+
+def build_probe(*, hidden=(64, 32), n_inputs: int = 64, pretrain: str | None = "digits",
+                epochs: int = 20, lr: float = 0.05, batch_size: int = 32, random_state=0):
+    """The fixed feature extractor shared by every task: Linear/ReLU layers ``hidden``.
+
+    pretrain : "digits" trains it (with a temporary 10-way head, plain SGD) on the digit
+        labels of scikit-learn's digits, so its features mean something, as the
+        ImageNet-trained probe of the paper; None keeps the random initialisation.
+    Returns an ``nn.Sequential`` named ``fc1, act1, ..., fcK, actK``.
+    """
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from ._info_utils import build, make_generator
+
+    if pretrain not in (None, "digits"):
+        raise ValueError(f"pretrain must be 'digits' or None (got {pretrain!r})")
+    hidden = tuple(int(h) for h in hidden)
+    if not hidden or min(hidden) < 1:
+        raise ValueError(f"hidden must list positive layer sizes (got {hidden!r})")
+    gen = make_generator(random_state)
+
+    def factory():
+        layers = OrderedDict()
+        width = n_inputs
+        for i, h in enumerate(hidden, start=1):
+            layers[f"fc{i}"] = nn.Linear(width, h)
+            layers[f"act{i}"] = nn.ReLU()
+            width = h
+        return nn.Sequential(layers)
+
+    probe = build(factory, gen)
+    if pretrain == "digits":
+        from .tasks.digits import digits
+
+        task = digits("fine")
+        head = build(lambda: nn.Linear(hidden[-1], 10), gen)
+        net = nn.Sequential(probe, head)
+        opt = torch.optim.SGD(net.parameters(), lr=lr)
+        x = torch.as_tensor(task.x)
+        y = torch.as_tensor(task.labels)
+        for _ in range(int(epochs)):
+            perm = torch.randperm(len(y), generator=gen)
+            for s in range(0, len(y), batch_size):
+                idx = perm[s:s + batch_size]
+                loss = F.cross_entropy(net(x[idx]), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+    for p in probe.parameters():
+        p.requires_grad_(False)
+    probe.eval()
+    return probe
+
+
+def _unit_average(diag: dict) -> np.ndarray:
+    """Mean Fisher over the incoming weights and bias of every unit of every Linear layer."""
+    out = []
+    layers = OrderedDict()
+    for k, v in diag.items():
+        layer, kind = k.rsplit(".", 1)
+        layers.setdefault(layer, {})[kind] = v
+    for layer, d in layers.items():
+        w = d.get("weight")
+        b = d.get("bias")
+        if w is None:
+            out.append(np.ravel(b))
+            continue
+        w2 = w.reshape(w.shape[0], -1)
+        tot = w2.sum(axis=1) + (b if b is not None else 0.0)
+        out.append(tot / (w2.shape[1] + (1 if b is not None else 0)))
+    return np.concatenate(out)
+
+
+def task2vec_embed(x, y, *, probe, n_classes: int | None = None, name: str = "",
+                   head_l2: float = 1e-3, head_max_iter: int = 500,
+                   n_fisher: int | None = None, reduce: str = "unit",
+                   random_state=0) -> TaskEmbedding:
+    """Embed the task (x, y) with the Fisher of ``probe`` under a freshly trained head.
+
+    Parameters
+    ----------
+    x, y : inputs and integer labels of the task.
+    probe : the shared feature extractor (``build_probe``); left unchanged.
+    n_classes : default largest label + 1 (at least 2).
+    head_l2, head_max_iter : the linear head minimises mean CE + head_l2/2 |(W, b)|^2 on the
+        frozen features by full-batch L-BFGS (a convex problem with a unique optimum).
+    n_fisher : number of inputs (a seeded random subset) the Fisher is averaged over;
+        None = all.
+    reduce : "unit" (mean over each unit's parameters, as the paper's filter average) or
+        "none" (one entry per probe parameter).
+    random_state : seed of the head's initialisation and of the Fisher subset.
+    """
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from ._info_utils import build, make_generator, to_tensor
+    from .fisher import fisher_diagonal
+
+    if reduce not in ("unit", "none"):
+        raise ValueError(f"reduce must be 'unit' or 'none' (got {reduce!r})")
+    gen = make_generator(random_state)
+    xt = to_tensor(x)
+    yt = to_tensor(y, torch.long)
+    if xt.ndim != 2 or yt.shape != (xt.shape[0],):
+        raise ValueError(f"x must be (n, d) and y (n,) (got {tuple(xt.shape)} and {tuple(yt.shape)})")
+    k = int(yt.max().item()) + 1
+    n_classes = max(k, 2) if n_classes is None else int(n_classes)
+    if n_classes < k:
+        raise ValueError(f"n_classes must exceed the largest label {k - 1} (got {n_classes})")
+    probe = copy.deepcopy(probe)
+    for p in probe.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        feats = probe(xt[:1])
+    head = build(lambda: nn.Linear(feats.shape[1], n_classes), gen)
+    model = nn.Sequential(OrderedDict(probe=probe, head=head))
+    with torch.no_grad():
+        f_all = probe(xt)
+    # the head solves a strictly convex problem (L2-regularised multinomial logistic
+    # regression on frozen features): full-batch L-BFGS reaches its unique optimum, so the
+    # embedding does not depend on the head's initialisation
+    opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=int(head_max_iter),
+                            tolerance_grad=1e-9, tolerance_change=1e-12,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(head(f_all), yt) + 0.5 * head_l2 * sum(
+            (p ** 2).sum() for p in head.parameters())
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        acc = float((head(f_all).argmax(1) == yt).float().mean().item())
+    if n_fisher is not None and n_fisher < len(yt):
+        sub = torch.randperm(len(yt), generator=gen)[:int(n_fisher)].sort().values
+        xf = xt[sub]
+    else:
+        xf = xt
+    for p in probe.parameters():
+        p.requires_grad_(True)
+    fi = fisher_diagonal(model.eval(), xf, kind="model", params="probe")
+    diag = {key.split(".", 1)[1]: v for key, v in fi.diagonal.items()}
+    raw = _unit_average(diag) if reduce == "unit" else np.concatenate(
+        [np.ravel(v) for v in diag.values()])
+    total = raw.sum()
+    vec = raw / total if total > 0 else np.full_like(raw, 1.0 / raw.size)
+    return TaskEmbedding(name=name, vector=vec, raw=raw, n_classes=n_classes,
+                         fisher_trace=fi.trace, head_accuracy=acc)
+
+
+def task_distance(a, b, *, metric: str = "normalized_cosine") -> float:
+    """Distance between two embeddings (TaskEmbedding or arrays), in [0, 1] for
+    non-negative embeddings; symmetric; 0 for identical ones."""
+    va = np.asarray(a.vector if isinstance(a, TaskEmbedding) else a, dtype=np.float64)
+    vb = np.asarray(b.vector if isinstance(b, TaskEmbedding) else b, dtype=np.float64)
+    if va.shape != vb.shape:
+        raise ValueError(f"embeddings must have the same shape (got {va.shape} and {vb.shape})")
+    if metric == "normalized_cosine":
+        va = va / va.sum() if va.sum() > 0 else va
+        vb = vb / vb.sum() if vb.sum() > 0 else vb
+        s = va + vb
+        safe = np.where(s > 0, s, 1.0)
+        va, vb = np.where(s > 0, va / safe, 0.0), np.where(s > 0, vb / safe, 0.0)
+    elif metric != "cosine":
+        raise ValueError(f"metric must be 'normalized_cosine' or 'cosine' (got {metric!r})")
+    na, nb = np.linalg.norm(va), np.linalg.norm(vb)
+    if na == 0 or nb == 0:
+        return 0.0 if na == nb else 1.0
+    return float(np.clip(1.0 - va @ vb / (na * nb), 0.0, 2.0))
+
+
+def distance_matrix(embeddings, *, metric: str = "normalized_cosine") -> np.ndarray:
+    """Symmetric matrix of pairwise task distances with an exactly zero diagonal."""
+    m = len(embeddings)
+    d = np.zeros((m, m))
+    for i in range(m):
+        for j in range(i + 1, m):
+            d[i, j] = d[j, i] = task_distance(embeddings[i], embeddings[j], metric=metric)
+    return d
+
+
+def digits_task_family(*, n_samples: int | None = None, random_state=0) -> dict:
+    """Binary and multi-class tasks on scikit-learn's digits: {name: (x, y, n_classes)}.
+
+    fine (10-way), parity, high (>= 5), mod3 (3-way), low5 / high5 (5-way on the images of
+    0-4 / 5-9 only), and "k_vs_rest" for k = 0..9.
+    """
+    from .tasks.digits import digits
+
+    t = digits("fine", n_samples=n_samples, random_state=random_state)
+    x, d = t.x, t.labels
+    fam = {
+        "fine": (x, d, 10),
+        "parity": (x, d % 2, 2),
+        "high": (x, (d >= 5).astype(np.int64), 2),
+        "mod3": (x, d % 3, 3),
+        "low5": (x[d < 5], d[d < 5], 5),
+        "high5": (x[d >= 5], d[d >= 5] - 5, 5),
+    }
+    for k in range(10):
+        fam[f"{k}_vs_rest"] = (x, (d == k).astype(np.int64), 2)
+    return fam
+
+
+def task2vec_experiment(tasks: dict | None = None, *, probe=None, metric="normalized_cosine",
+                        random_state=0, progress=None, **embed_options):
+    """Embed every task of ``tasks`` (default: ``digits_task_family()``) with one probe.
+
+    Returns (names, embeddings, distance matrix).
+    """
+    from ._info_utils import make_generator, seed_from
+
+    gen = make_generator(random_state)
+    tasks = digits_task_family() if tasks is None else tasks
+    probe = build_probe(random_state=seed_from(gen)) if probe is None else probe
+    names, embs = [], []
+    for name, (x, y, c) in tasks.items():
+        embs.append(task2vec_embed(x, y, probe=probe, n_classes=c, name=name,
+                                   random_state=seed_from(gen), **embed_options))
+        names.append(name)
+        if progress is not None:
+            progress(1)
+    return names, embs, distance_matrix(embs, metric=metric)
+
+
+def plot_distance_matrix(d, names, *, ax=None, cmap="viridis_r", annotate: bool = True):
+    """Heat map of a task distance matrix. Returns the axes."""
+    import matplotlib.pyplot as plt
+
+    d = np.asarray(d)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(0.45 * len(names) + 2, 0.45 * len(names) + 1.5))
+    im = ax.imshow(d, cmap=cmap, vmin=0.0)
+    ax.set_xticks(range(len(names)))
+    ax.set_yticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=90, fontsize=7)
+    ax.set_yticklabels(names, fontsize=7)
+    if annotate and len(names) <= 20:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, f"{d[i, j]:.2f}", ha="center", va="center", fontsize=5,
+                        color="w" if d[i, j] > 0.5 * d.max() else "k")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, label="Task2Vec distance")
+    ax.set_title("Task2Vec distances (digits tasks)", fontsize=9)
+    return ax

@@ -1,0 +1,282 @@
+"""C++ backend (ibsolver._core) against the numpy reference.
+
+Agreement to 1e-10 on random problems (zeros in p(y|x), -inf in log p(y|t), several |Y|,
+alpha and beta), independence of the thread count, input conversion, the error for an x
+with no admissible cluster, the vectorised exp2 and the introspection functions. Every
+SIMD version the CPU supports is checked, not just the one picked at run time.
+
+Skipped when the extension is not built, except test_extension_is_built_in_ci: with CI
+set, the extension must import (so CI cannot pass by silently skipping these tests).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ibsolver.backends import numpy_backend as ref
+
+try:
+    from ibsolver import _core
+except ImportError:  # not built: everything below except the CI guard is skipped
+    _core = None
+
+RTOL = 1e-10
+ATOL = 1e-10
+N_ITER = 8
+
+
+def test_extension_is_built_in_ci():
+    if not os.environ.get("CI"):
+        pytest.skip("CI is not set; the C++ extension is optional outside CI")
+    import ibsolver._core  # noqa: F401 - must not raise in CI
+    from ibsolver.backends import cpp_backend
+    assert cpp_backend.NAME == "cpp"
+
+
+@pytest.fixture(scope="module")
+def cpp():
+    return pytest.importorskip("ibsolver.backends.cpp_backend",
+                               reason="the C++ extension ibsolver._core is not built")
+
+
+@pytest.fixture(params=_core.simd_targets() if _core is not None else ["none"])
+def simd(request, cpp):
+    """Runs the test once per SIMD version this CPU supports."""
+    _core._set_simd_target(request.param)
+    yield request.param
+    _core._set_simd_target("best")
+
+
+def make_problem(rng, n, m, k, *, zero_frac=0.3, inf_frac=0.2):
+    """A random p(x), p(y|x) with zeros, and a decoder state from a random encoder, with
+    some log p(y|t) set to -inf (cluster 0 keeps all y, so every x stays admissible)."""
+    p_xy = rng.dirichlet(np.full(n * m, 0.7)).reshape(n, m)
+    if m > 1:
+        p_xy[rng.random((n, m)) < zero_frac] = 0.0
+        p_xy[np.arange(n), rng.integers(m, size=n)] += 1.0 / (n * m)
+    p_xy /= p_xy.sum()
+    p_x = p_xy.sum(axis=1)
+    p_y_given_x = p_xy / p_x[:, None]
+    q = rng.dirichlet(np.ones(k), size=n)
+    p_t = p_x @ q
+    log_p_t = np.log(p_t)
+    log_p_y_given_t = np.log(q.T @ p_xy) - log_p_t[:, None]
+    if m > 1 and inf_frac > 0:
+        mask = rng.random((k, m)) < inf_frac
+        mask[0] = False
+        log_p_y_given_t[mask] = -np.inf
+    return p_x, p_y_given_x, log_p_t, log_p_y_given_t
+
+
+def assert_close(actual, desired, *, rtol=RTOL, atol=ATOL, what=""):
+    actual = np.asarray(actual, dtype=float)
+    desired = np.asarray(desired, dtype=float)
+    assert actual.shape == desired.shape, what
+    np.testing.assert_array_equal(np.isneginf(actual), np.isneginf(desired), err_msg=what)
+    finite = np.isfinite(desired)
+    np.testing.assert_array_equal(np.isfinite(actual), finite, err_msg=what)
+    np.testing.assert_allclose(actual[finite], desired[finite], rtol=rtol, atol=atol,
+                               err_msg=what)
+
+
+def assert_same_run(got, want, what=""):
+    names = ("log_p_t", "log_p_y_given_t", "n_iter", "residual", "history")
+    for name, a, b in zip(names, got, want):
+        if name == "n_iter":
+            assert a == b, what
+        elif name == "residual":
+            np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-13, err_msg=what)
+        else:
+            assert_close(a, b, what=f"{what} {name}")
+
+
+# --------------------------------------------------------------------------------------
+# agreement with the numpy reference
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("m", [1, 2, 8, 64])
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_run_iterations_matches_numpy(cpp, simd, m, alpha):
+    rng = np.random.default_rng([m, int(alpha * 10)])
+    n, k = (23, 9) if m == 64 else (37, 13)
+    for beta in (0.0, 0.3, 5.0, 1e8):
+        problem = make_problem(rng, n, m, k)
+        # tol = -1: never stop early, so that both run exactly N_ITER iterations
+        want = ref.run_iterations(*problem, beta, alpha, N_ITER, -1.0)
+        got = cpp.run_iterations(*problem, beta, alpha, N_ITER, -1.0)
+        assert_same_run(got, want, what=f"m={m} alpha={alpha} beta={beta}")
+
+
+@pytest.mark.parametrize("m", [1, 2, 8, 64])
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_encoder_matches_numpy(cpp, simd, m, alpha):
+    rng = np.random.default_rng([m, int(alpha * 10), 1])
+    for beta in (0.0, 0.3, 5.0, 1e8):
+        _, p_y_given_x, log_p_t, log_p_y_given_t = make_problem(rng, 29, m, 11)
+        want = ref.encoder(p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha)
+        got = cpp.encoder(p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-12,
+                                   err_msg=f"m={m} alpha={alpha} beta={beta}")
+        np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_many_clusters_matches_numpy(cpp, simd):
+    """k not a multiple of the vector width or of the row group, n not of the group."""
+    rng = np.random.default_rng(7)
+    for n, k in [(1, 1), (3, 2), (6, 17), (41, 130)]:
+        problem = make_problem(rng, n, 3, k)
+        for alpha in (0.0, 1.0):
+            want = ref.run_iterations(*problem, 2.0, alpha, 5, -1.0)
+            got = cpp.run_iterations(*problem, 2.0, alpha, 5, -1.0)
+            assert_same_run(got, want, what=f"n={n} k={k} alpha={alpha}")
+
+
+def test_empty_clusters_get_minus_inf(cpp):
+    """A cluster no x picks (alpha = 0) ends with log p(t) = log p(y|t) = -inf."""
+    rng = np.random.default_rng(3)
+    p_x, p_y_given_x, log_p_t, log_p_y_given_t = make_problem(rng, 30, 4, 6, inf_frac=0)
+    log_p_t = log_p_t.copy()
+    log_p_t[2] -= 50.0  # far less likely: never the argmax
+    want = ref.run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, 1.0, 0.0, 3, -1.0)
+    got = cpp.run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, 1.0, 0.0, 3, -1.0)
+    assert_same_run(got, want)
+    assert np.isneginf(got[0][2]) and np.all(np.isneginf(got[1][2]))
+
+
+def test_stop_rule_matches_numpy(cpp, simd):
+    rng = np.random.default_rng(11)
+    problem = make_problem(rng, 40, 3, 5, inf_frac=0)
+    tol = 1e-9
+    want = ref.run_iterations(*problem, 0.5, 1.0, 500, tol)
+    got = cpp.run_iterations(*problem, 0.5, 1.0, 500, tol)
+    assert 1 < want[2] < 500  # the problem does stop on tol
+    assert_same_run(got, want)
+    assert got[3] <= tol
+    # max_iter = 0: nothing happens
+    log_p_t, log_p_y_given_t, n_iter, residual, history = cpp.run_iterations(
+        *problem, 0.5, 1.0, 0, tol)
+    assert n_iter == 0 and residual == np.inf and history.shape == (0,)
+    np.testing.assert_array_equal(log_p_t, problem[2])
+
+
+# --------------------------------------------------------------------------------------
+# threads, input handling, errors
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_thread_count_only_changes_round_off(cpp, alpha):
+    # large enough that the kernel really uses two threads
+    problem = make_problem(np.random.default_rng(5), 300, 4, 100)
+    one = cpp.run_iterations(*problem, 3.0, alpha, 10, -1.0, n_threads=1)
+    for n_threads in (2, None):
+        other = cpp.run_iterations(*problem, 3.0, alpha, 10, -1.0, n_threads=n_threads)
+        for a, b in zip(one, other):
+            if isinstance(a, np.ndarray):
+                assert_close(b, a, rtol=1e-12, atol=1e-12)
+            else:
+                np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
+    q1 = cpp.encoder(*problem[1:], 3.0, alpha, n_threads=1)
+    q2 = cpp.encoder(*problem[1:], 3.0, alpha, n_threads=2)
+    np.testing.assert_allclose(q2, q1, rtol=1e-12, atol=1e-15)
+
+
+def test_inputs_are_converted_and_not_modified(cpp):
+    rng = np.random.default_rng(9)
+    p_x, p_y_given_x, log_p_t, log_p_y_given_t = make_problem(rng, 20, 3, 7)
+    want = ref.run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, 2.0, 1.0, 4, -1.0)
+    # non-contiguous views, Fortran order
+    wide = np.zeros((20, 6))
+    wide[:, ::2] = p_y_given_x
+    fortran = np.asfortranarray(log_p_y_given_t)
+    strided_t = np.repeat(log_p_t, 2)[::2]
+    got = cpp.run_iterations(p_x, wide[:, ::2], strided_t, fortran, 2.0, 1.0, 4, -1.0)
+    assert_same_run(got, want)
+    # float32 and lists are converted (compare with the same values in float64)
+    p32 = p_y_given_x.astype(np.float32)
+    l32 = log_p_y_given_t.astype(np.float32)
+    want32 = ref.encoder(p32.astype(np.float64), log_p_t, l32.astype(np.float64), 2.0, 1.0)
+    got32 = cpp.encoder(p32, log_p_t.tolist(), l32, 2.0, 1.0)
+    assert got32.dtype == np.float64
+    np.testing.assert_allclose(got32, want32, rtol=RTOL, atol=1e-12)
+    # the caller's state is never modified, and new arrays come back
+    before = (log_p_t.copy(), log_p_y_given_t.copy())
+    out_t, out_ty, *_ = cpp.run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t,
+                                           2.0, 1.0, 3, -1.0)
+    np.testing.assert_array_equal(log_p_t, before[0])
+    np.testing.assert_array_equal(log_p_y_given_t, before[1])
+    assert not np.shares_memory(out_t, log_p_t) and not np.shares_memory(out_ty, log_p_y_given_t)
+
+
+def test_bad_shapes_raise(cpp):
+    p_x, p_y_given_x, log_p_t, log_p_y_given_t = make_problem(np.random.default_rng(1), 5, 2, 3)
+    with pytest.raises(ValueError, match="log_p_y_given_t must have shape"):
+        cpp.run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t[:, :1], 1.0, 1.0, 2, 0.0)
+    with pytest.raises(ValueError, match="p_x must have"):
+        cpp.run_iterations(p_x[:4], p_y_given_x, log_p_t, log_p_y_given_t, 1.0, 1.0, 2, 0.0)
+    with pytest.raises(ValueError, match="2-D"):
+        cpp.encoder(p_y_given_x[0], log_p_t, log_p_y_given_t, 1.0, 1.0)
+    with pytest.raises(ValueError, match="beta"):
+        cpp.encoder(p_y_given_x, log_p_t, log_p_y_given_t, -1.0, 1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        cpp.encoder(p_y_given_x, log_p_t, log_p_y_given_t, 1.0, np.nan)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0])
+def test_no_admissible_cluster_raises(cpp, simd, alpha):
+    """p(y=0|t) = 0 for every t, and x = 3 needs y = 0: all its logits are -inf."""
+    rng = np.random.default_rng(2)
+    p_x, p_y_given_x, log_p_t, log_p_y_given_t = make_problem(rng, 10, 3, 4, inf_frac=0)
+    p_y_given_x = p_y_given_x.copy()
+    p_y_given_x[:, 0] = 0.0
+    p_y_given_x[3] = [0.5, 0.5, 0.0]
+    p_y_given_x /= p_y_given_x.sum(axis=1, keepdims=True)
+    log_p_y_given_t = log_p_y_given_t.copy()
+    log_p_y_given_t[:, 0] = -np.inf
+    state = (p_y_given_x, log_p_t, log_p_y_given_t, 1.0, alpha)
+    for module in (ref, cpp):
+        with pytest.raises(FloatingPointError, match="no admissible cluster"):
+            module.run_iterations(p_x, *state, 5, 0.0)
+        with pytest.raises(FloatingPointError, match="no admissible cluster"):
+            module.encoder(*state)
+    # every logit -inf because every log p(t) is
+    dead = np.full_like(log_p_t, -np.inf)
+    with pytest.raises(FloatingPointError):
+        cpp.run_iterations(p_x, p_y_given_x, dead, log_p_y_given_t, 0.0, alpha, 2, 0.0,
+                           n_threads=2)
+
+
+# --------------------------------------------------------------------------------------
+# the vectorised exp2 and the introspection functions
+# --------------------------------------------------------------------------------------
+def test_exp2_is_accurate(cpp, simd):
+    x = np.concatenate([-np.random.default_rng(0).random(20001) * 1080.0,
+                        -np.random.default_rng(1).random(2001)])
+    got = _core._exp2(x)
+    exact = np.exp2(x.astype(np.longdouble))
+    normal = exact > np.finfo(np.float64).tiny
+    ulps = np.abs(got - exact) / np.spacing(exact.astype(np.float64))
+    assert np.max(ulps[normal]) <= 1.5
+    # subnormal results: within one unit of the smallest subnormal
+    np.testing.assert_allclose(got[~normal], exact[~normal].astype(np.float64), rtol=0,
+                               atol=5e-324)
+    special = np.array([-np.inf, 0.0, -1074.0, -1075.5, -1080.0, -2000.0, -1e300, -1e-300])
+    np.testing.assert_array_equal(_core._exp2(special),
+                                  [0.0, 1.0, 5e-324, 0.0, 0.0, 0.0, 0.0, 1.0])
+
+
+def test_introspection(cpp):
+    assert isinstance(_core.has_openmp(), bool)
+    assert _core.max_threads() >= 1
+    assert _core.simd_target() in _core.simd_targets()
+    assert _core.simd_target() == _core.simd_targets()[0]  # the best one is picked
+    with pytest.raises(ValueError):
+        _core._set_simd_target("no-such-isa")
+    if _core.has_openmp():
+        code = "from ibsolver import _core; print(_core.max_threads())"
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True)
+        assert out.stdout.strip() == "1"

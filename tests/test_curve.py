@@ -1,0 +1,177 @@
+"""The whole IB curve, its transitions and the bound, against analytic answers and invariants."""
+import numpy as np
+import pytest
+from conftest import birth_problem, dsbs, gerber
+
+import ibsolver
+
+EPS = 0.1
+
+
+@pytest.fixture(scope="module")
+def dsbs_curve():
+    return ibsolver.ib_curve(dsbs(EPS))
+
+
+@pytest.fixture(scope="module")
+def birth_curve():
+    return ibsolver.ib_curve(birth_problem(), return_encoders=True)
+
+
+def test_dsbs_curve_follows_mrs_gerbers_lemma(dsbs_curve):
+    c = dsbs_curve
+    assert c.complete and c.converged.all()
+    dev = [abs(gerber(x, EPS) - y) for x, y in zip(c.i_xt, c.i_ty)]
+    assert max(dev) < 1e-6
+    # the interpolated bound too, between computed points
+    r = np.linspace(0.01, 0.99, 50)
+    np.testing.assert_allclose(c.bound(r), [gerber(x, EPS) for x in r], atol=1e-4)
+    assert np.all(c.bound(r) <= np.array([gerber(x, EPS) for x in r]) + 1e-9)  # achievable
+
+
+def test_dsbs_first_transition_is_the_split_at_1_5625(dsbs_curve):
+    t = dsbs_curve.transitions[0]
+    assert t.kind == "split" and (t.n_clusters_before, t.n_clusters_after) == (1, 2)
+    np.testing.assert_allclose(t.beta, 1 / (1 - 2 * EPS) ** 2, rtol=1e-5)
+    np.testing.assert_allclose(t.eigenvalue, (1 - 2 * EPS) ** 2, rtol=1e-10)
+    np.testing.assert_allclose(np.abs(t.direction), 1.0, atol=1e-12)  # x=0 vs x=1
+    assert dsbs_curve.onset_kind == "split"
+    np.testing.assert_allclose(dsbs_curve.onset_beta_s_star, 1.5625, rtol=1e-5)
+
+
+def test_birth_before_the_first_instability(birth_curve):
+    c = birth_curve
+    beta_c = ibsolver.first_instability(birth_problem())
+    np.testing.assert_allclose(c.first_instability, 3.26961, rtol=1e-5)
+    # the curve holds the non-trivial branch below 1/s2^2 ...
+    below = (c.beta < beta_c) & (c.i_xt > 0.01)
+    assert below.any() and np.all(c.lagrangian[below] < 0)
+    # ... reached by a birth, the first transition, at beta_0 < 1/s2^2
+    first = c.transitions[0]
+    assert first.kind == "birth" and first.n_clusters_before == 1
+    assert first.beta < beta_c * 0.95
+    assert c.onset_kind == "birth" and c.onset_beta == first.beta
+    # two independent routes to beta_0: the invasion rate root and 1/s*
+    np.testing.assert_allclose(first.beta, c.onset_beta_s_star, rtol=1e-3)
+    # the forward (eigen-analysis) branch splits at 1/s2^2, but it is not optimal there
+    fwd = [t for t in c.all_transitions if t.branch == "forward" and t.kind == "split"]
+    assert fwd and np.isclose(fwd[0].beta, beta_c, rtol=1e-7) and not fwd[0].optimal
+
+
+def test_births_and_splits_are_located_consistently(birth_curve):
+    kinds = [t.kind for t in birth_curve.transitions]
+    assert kinds.count("birth") >= 2 and "split" in kinds
+    betas = [t.beta for t in birth_curve.transitions]
+    assert betas == sorted(betas)
+    for t in birth_curve.transitions:
+        assert t.n_clusters_after > t.n_clusters_before
+        assert t.beta_bracket[0] <= t.beta <= t.beta_bracket[1]
+
+
+def _check_curve_invariants(c, p):
+    i_xy = ibsolver.mutual_information(p)
+    x, y = c.envelope_i_xt, c.envelope_i_ty
+    assert np.all(np.diff(x) > 0) and np.all(np.diff(y) >= -1e-12)  # non-decreasing
+    slopes = np.diff(y) / np.diff(x)
+    assert np.all(np.diff(slopes) <= 1e-9)  # concave
+    assert np.all(c.i_ty <= c.i_xt + 1e-9) and np.all(c.i_ty <= i_xy + 1e-9)
+    np.testing.assert_allclose(y[-1], i_xy, atol=1e-9)
+    # chords between optimal points have slopes between 1/beta_hi and 1/beta_lo
+    good = np.diff(c.i_xt) > 1e-4
+    chord = np.diff(c.i_ty)[good] / np.diff(c.i_xt)[good]
+    assert np.all(chord <= 1 / c.beta[:-1][good] + 1e-6)
+    assert np.all(chord >= 1 / c.beta[1:][good] - 1e-6)
+    # per-beta optimum: nothing on the envelope does better at that beta
+    for b, lag in zip(c.beta, c.lagrangian):
+        assert lag <= np.min(x - b * y) + 1e-7
+
+
+@pytest.mark.parametrize("seed, shape", [(3, (6, 2)), (4, (5, 4))])
+def test_curve_invariants_on_random_problems(seed, shape):
+    p = np.random.default_rng(seed).dirichlet(np.ones(shape[0] * shape[1])).reshape(shape)
+    c = ibsolver.ib_curve(p, n_betas=30)
+    _check_curve_invariants(c, p)
+
+
+def test_curve_invariants_birth(birth_curve):
+    _check_curve_invariants(birth_curve, birth_problem())
+
+
+def test_deterministic_rule_curve_is_min_ix_hy():
+    rng = np.random.default_rng(0)
+    f = rng.integers(0, 3, 40)
+    p = np.zeros((40, 3))
+    p[np.arange(40), f] = rng.dirichlet(np.ones(40))
+    c = ibsolver.ib_curve(p)
+    h_y = ibsolver.entropy(p.sum(0))
+    assert c.deterministic
+    interior = (c.i_xt > 0.05) & (c.i_xt < h_y - 0.05)
+    assert interior.sum() >= 5  # the squared IB reaches the inside of the line
+    np.testing.assert_allclose(c.i_ty, np.minimum(c.i_xt, h_y), atol=1e-7)
+    # the squared IB optimum is I(X;T) = beta / 2 below H(Y)
+    np.testing.assert_allclose(c.i_xt[interior], c.beta[interior] / 2, atol=1e-5)
+    r = np.linspace(0, 2 * h_y, 9)
+    np.testing.assert_allclose(c.bound(r), np.minimum(r, h_y), atol=1e-12)
+
+
+def test_gaussian_discretisation_transitions_approach_the_analytic_ones():
+    rho = 0.8
+    coarse = ibsolver.ib_curve(ibsolver.discretize_gaussian(rho, 10), n_betas=20)
+    fine = ibsolver.ib_curve(ibsolver.discretize_gaussian(rho, 20), n_betas=20)
+    beta_c = ibsolver.gaussian_ib(1.0, rho, 1.0).critical_betas[0]
+    np.testing.assert_allclose(beta_c, 1 / rho**2, rtol=1e-12)
+    err = [abs(c.onset_beta - beta_c) / beta_c for c in (coarse, fine)]
+    assert err[1] < err[0] < 0.05
+    # a discretised X carries no more than the continuous pair: below the analytic curve
+    g = ibsolver.gaussian_ib(1.0, rho, 1.0)
+    assert np.all(fine.i_ty <= g.bound(fine.i_xt) + 1e-9)
+
+
+def test_explicit_betas_are_used_as_given():
+    betas = [1.2, 2.0, 3.0, 10.0]
+    c = ibsolver.ib_curve(dsbs(EPS), betas=betas)
+    np.testing.assert_array_equal(c.beta, betas)
+    assert c.transitions[0].kind == "split"
+    np.testing.assert_allclose(c.transitions[0].beta, 1.5625, rtol=1e-5)
+
+
+def test_bound_is_vectorised_and_validated(dsbs_curve):
+    r = np.array([[0.1, 0.5], [0.9, 2.0]])
+    out = dsbs_curve.bound(r)
+    assert out.shape == r.shape and isinstance(dsbs_curve.bound(0.5), float)
+    np.testing.assert_allclose(dsbs_curve.bound(5.0), dsbs_curve.i_xy, atol=1e-12)
+    with pytest.raises(ValueError, match="non-negative"):
+        dsbs_curve.bound(-0.1)
+
+
+def test_score_encoder(birth_curve):
+    p = birth_problem()
+    c = birth_curve
+    i = int(np.argmin(np.abs(c.beta - 6.0)))
+    on = ibsolver.score_encoder(p, c.encoders[i], curve=c)
+    assert abs(on.gap) < 1e-6 and on.epsilon < 1e-6 and not on.above_bound
+    np.testing.assert_allclose(on.beta_fit, c.beta[i], rtol=0.05)
+    rand = np.random.default_rng(0).dirichlet(np.ones(3), size=8)
+    off = ibsolver.score_encoder(p, rand, curve=c)
+    assert off.gap > 1e-3 and off.epsilon > 0
+
+
+def test_outputs_round_trip(tmp_path, dsbs_curve):
+    import json
+    dsbs_curve.to_npz(tmp_path / "c.npz")
+    with np.load(tmp_path / "c.npz") as data:
+        np.testing.assert_array_equal(data["beta"], dsbs_curve.beta)
+        np.testing.assert_array_equal(data["envelope_i_ty"], dsbs_curve.envelope_i_ty)
+    d = json.loads(json.dumps(dsbs_curve.transitions_dict()))
+    assert d["transitions"][0]["kind"] == "split"
+
+
+def test_plots_return_axes(birth_curve, tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    from ibsolver import plotting
+    for fn in (plotting.plot_curve, plotting.plot_bifurcation, plotting.plot_iterations):
+        ax = fn(birth_curve)
+        assert ax.get_xlabel()
+    fig = plotting.plot_summary(birth_curve, tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 10_000 and len(fig.axes) == 3

@@ -1,0 +1,169 @@
+"""Fisher information of the weights: closed forms, brute force, the minibatch pitfall, CLI."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch import nn  # noqa: E402
+
+from dnn.fisher import (FisherInfo, fisher_diagonal, fisher_trace,  # noqa: E402
+                        minibatch_squared_gradient)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _logistic(seed, n=64, d=5):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    model = nn.Linear(d, 1).double()
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(1, d, generator=g, dtype=torch.float64))
+        model.bias.fill_(float(torch.randn(1, generator=g)))
+    return model, x
+
+
+def _mlp(seed, widths=(4, 6, 5, 3)):
+    g = torch.Generator().manual_seed(seed)
+    layers = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        lin = nn.Linear(a, b).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(b, a, generator=g, dtype=torch.float64) / a ** 0.5)
+            lin.bias.copy_(torch.randn(b, generator=g, dtype=torch.float64) * 0.1)
+        layers.append(lin)
+        if i < len(widths) - 2:
+            layers.append(nn.Tanh())
+    x = torch.randn(20, widths[0], generator=g, dtype=torch.float64)
+    return nn.Sequential(*layers), x
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_logistic_trace_closed_form(seed):
+    """Bernoulli logistic regression: tr F = mean_x p(1-p)(|x|^2 + 1) (weights and bias)."""
+    model, x = _logistic(seed)
+    w = model.weight.detach().numpy().ravel()
+    b = float(model.bias.detach())
+    xn = x.numpy()
+    p = 1.0 / (1.0 + np.exp(-(xn @ w + b)))
+    expected = np.mean(p * (1 - p) * ((xn ** 2).sum(1) + 1.0))
+    info = fisher_diagonal(model, x)
+    np.testing.assert_allclose(info.trace, expected, rtol=1e-6)
+    # per-parameter: diag_j = mean p(1-p) x_j^2, bias: mean p(1-p)
+    np.testing.assert_allclose(info.diagonal["weight"].ravel(),
+                               np.mean((p * (1 - p))[:, None] * xn ** 2, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(info.diagonal["bias"], [np.mean(p * (1 - p))], rtol=1e-6)
+
+
+def test_diagonal_sums_to_trace_and_layers():
+    model, x = _mlp(0)
+    info = fisher_diagonal(model, x)
+    assert isinstance(info, FisherInfo)
+    np.testing.assert_allclose(sum(v.sum() for v in info.diagonal.values()), info.trace,
+                               rtol=1e-12)
+    np.testing.assert_allclose(sum(info.layer_trace.values()), info.trace, rtol=1e-12)
+    np.testing.assert_allclose(info.flat().sum(), info.trace, rtol=1e-12)
+    assert set(info.layer_trace) == {"0", "2", "4"}
+    for k, v in info.diagonal.items():
+        assert v.shape == tuple(dict(model.named_parameters())[k].shape)
+        assert np.all(v >= 0)
+
+
+def _brute_force(model, x, y=None):
+    params = list(model.parameters())
+    diag = [torch.zeros_like(p) for p in params]
+    for i in range(x.shape[0]):
+        logp = torch.log_softmax(model(x[i:i + 1]), dim=-1)[0]
+        classes = range(logp.shape[0]) if y is None else [int(y[i])]
+        for c in classes:
+            grads = torch.autograd.grad(logp[c], params, retain_graph=True)
+            weight = logp[c].exp().detach() if y is None else 1.0
+            for d, g in zip(diag, grads):
+                d += weight * g ** 2
+    return sum(float(d.sum()) for d in diag) / x.shape[0], [d / x.shape[0] for d in diag]
+
+
+@pytest.mark.parametrize("kind", ["model", "empirical"])
+def test_matches_brute_force_loop(kind):
+    model, x = _mlp(1)
+    y = torch.arange(x.shape[0]) % 3
+    tr, diag = _brute_force(model, x, None if kind == "model" else y)
+    info = fisher_diagonal(model, x, y, kind=kind, batch_size=7)  # chunks of 7 rows
+    np.testing.assert_allclose(info.trace, tr, rtol=1e-10)
+    for (k, v), d in zip(info.diagonal.items(), diag):
+        np.testing.assert_allclose(v, d.detach().numpy(), rtol=1e-9, atol=1e-15)
+
+
+def test_param_selection():
+    model, x = _mlp(2)
+    full = fisher_diagonal(model, x)
+    part = fisher_diagonal(model, x, params="2")
+    assert set(part.diagonal) == {"2.weight", "2.bias"}
+    np.testing.assert_allclose(part.trace, full.layer_trace["2"], rtol=1e-12)
+    np.testing.assert_allclose(fisher_trace(model, x, params=["0", "4"]),
+                               full.layer_trace["0"] + full.layer_trace["4"], rtol=1e-12)
+
+
+def test_minibatch_mean_pitfall():
+    """Squaring minibatch-mean gradients equals the empirical Fisher only for batches of one;
+    for larger batches it is smaller (cross terms and the 1/B^2 of the mean)."""
+    model, x = _mlp(3)
+    y = torch.arange(x.shape[0]) % 3
+    emp = fisher_trace(model, x, y, kind="empirical")
+    np.testing.assert_allclose(minibatch_squared_gradient(model, x, y, batch_size=1), emp,
+                               rtol=1e-10)
+    # by Cauchy-Schwarz |mean g|^2 <= mean |g|^2 for every batch
+    assert minibatch_squared_gradient(model, x, y, batch_size=10) <= emp * (1 + 1e-12)
+
+
+def test_errors_name_the_argument():
+    model, x = _mlp(0)
+    with pytest.raises(ValueError, match="kind"):
+        fisher_diagonal(model, x, kind="observed")
+    with pytest.raises(ValueError, match="y must be given"):
+        fisher_diagonal(model, x, kind="empirical")
+    with pytest.raises(ValueError, match="y must have shape"):
+        fisher_diagonal(model, x, torch.zeros(3, dtype=torch.long), kind="empirical")
+    with pytest.raises(ValueError, match="params"):
+        fisher_diagonal(model, x, params="nonexistent")
+
+
+def test_plot_returns_axes():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dnn.fisher import plot_fisher_trace
+
+    ax = plot_fisher_trace([1, 2, 3], [1.0, 3.0, 2.0], layer_traces={"fc1": [0.5, 1, 1]})
+    assert len(ax.lines) == 2
+    plt.close(ax.figure)
+
+
+def test_cli_fisher_end_to_end(tmp_path):
+    from ibsolver.cli import main
+
+    out = tmp_path / "fisher"
+    rc = main(["fisher", "--epochs", "2", "--fisher-samples", "20", "--hidden", "8",
+               "--record", "0,1,2", "--quiet", "--out", str(out)])
+    assert rc == 0
+    with open(out / "fisher.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert all(float(r["fisher_trace"]) > 0 for r in rows)
+    meta = json.loads((out / "fisher.json").read_text())
+    np.testing.assert_allclose(meta["trace"], [float(r["fisher_trace"]) for r in rows])
+    diag = np.load(out / "fisher_diag.npz")
+    assert "fc1_weight" in diag.files
+    np.testing.assert_allclose(sum(diag[k].sum() for k in diag.files), meta["trace"][-1],
+                               rtol=1e-5)
+    import matplotlib.image as mpimg
+    assert mpimg.imread(out / "fisher.png").ndim == 3

@@ -1,0 +1,110 @@
+"""Task2Vec: distances between embeddings, identical tasks, the digits family, CLI."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from dnn.task2vec import (TaskEmbedding, build_probe, digits_task_family,  # noqa: E402
+                          distance_matrix, task2vec_embed, task2vec_experiment, task_distance)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return build_probe(hidden=(16, 8), epochs=3, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def family():
+    return digits_task_family(n_samples=300, random_state=0)
+
+
+def test_distance_properties():
+    rng = np.random.default_rng(0)
+    embs = [rng.uniform(0, 1, 12) for _ in range(5)]
+    for metric in ("normalized_cosine", "cosine"):
+        d = distance_matrix(embs, metric=metric)
+        np.testing.assert_array_equal(np.diag(d), 0.0)
+        np.testing.assert_allclose(d, d.T, rtol=0, atol=0)
+        assert np.all(d >= 0) and np.all(d[~np.eye(5, dtype=bool)] > 0)
+        # scale-free: an embedding and a multiple of it are the same task
+        assert task_distance(embs[0], 7.5 * embs[0], metric=metric) == pytest.approx(0, abs=1e-12)
+    # the normalised cosine distance of disjoint supports is 1 (orthogonal after a/(a+b))
+    assert task_distance([1, 0, 0], [0, 1, 0]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="same shape"):
+        task_distance([1, 2], [1, 2, 3])
+    with pytest.raises(ValueError, match="metric"):
+        task_distance([1, 2], [1, 2], metric="euclid")
+
+
+def test_identical_tasks_have_distance_near_zero(probe, family):
+    x, y, c = family["parity"]
+    a = task2vec_embed(x, y, probe=probe, n_classes=c, random_state=1)
+    b = task2vec_embed(x, y, probe=probe, n_classes=c, random_state=2)  # other head init
+    other = task2vec_embed(*family["fine"][:2], probe=probe, n_classes=10, random_state=1)
+    assert isinstance(a, TaskEmbedding)
+    np.testing.assert_allclose(a.vector.sum(), 1.0, rtol=1e-12)
+    assert a.vector.shape == (16 + 8,)  # one entry per probe unit
+    d_same, d_other = task_distance(a, b), task_distance(a, other)
+    assert d_same < 0.02
+    assert d_same < 0.2 * d_other
+    # the probe is not modified by embedding
+    a2 = task2vec_embed(x, y, probe=probe, n_classes=c, random_state=1)
+    np.testing.assert_allclose(a2.vector, a.vector, rtol=1e-10)
+
+
+def test_per_parameter_embedding(probe, family):
+    x, y, c = family["high"]
+    e = task2vec_embed(x, y, probe=probe, n_classes=c, reduce="none", n_fisher=100)
+    n_par = sum(p.numel() for p in probe.parameters())
+    assert e.raw.shape == (n_par,) and np.all(e.raw >= 0)
+    np.testing.assert_allclose(e.raw.sum(), e.fisher_trace, rtol=1e-6)
+
+
+def test_experiment_matrix(probe, family):
+    fam = {k: family[k] for k in ("fine", "low5", "parity", "3_vs_rest")}
+    names, embs, d = task2vec_experiment(fam, probe=probe, random_state=0)
+    assert names == list(fam) and d.shape == (4, 4)
+    np.testing.assert_array_equal(np.diag(d), 0.0)
+    np.testing.assert_array_equal(d, d.T)
+
+
+def test_family_labels():
+    fam = digits_task_family(n_samples=200, random_state=1)
+    x, d, _ = fam["fine"]
+    np.testing.assert_array_equal(fam["parity"][1], d % 2)
+    np.testing.assert_array_equal(fam["3_vs_rest"][1], (d == 3).astype(int))
+    assert fam["low5"][1].max() <= 4 and fam["high5"][1].max() <= 4
+    assert len(fam["low5"][0]) + len(fam["high5"][0]) == len(x)
+
+
+def test_cli_task2vec_end_to_end(tmp_path):
+    from ibsolver.cli import main
+
+    out = tmp_path / "t2v"
+    rc = main(["task2vec", "--tasks", "fine,parity,high", "--n-samples", "200",
+               "--probe-hidden", "8", "--probe-epochs", "1", "--quiet", "--out", str(out)])
+    assert rc == 0
+    with open(out / "task2vec_distances.csv") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["task", "fine", "parity", "high"]
+    d = np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+    np.testing.assert_array_equal(np.diag(d), 0.0)
+    np.testing.assert_allclose(d, d.T)
+    npz = np.load(out / "task2vec_embeddings.npz")
+    assert npz["embeddings"].shape == (3, 8)
+    meta = json.loads((out / "task2vec.json").read_text())
+    assert set(meta["nearest"]) == {"fine", "parity", "high"}
+    import matplotlib.image as mpimg
+    assert mpimg.imread(out / "task2vec.png").ndim == 3
+    assert main(["task2vec", "--tasks", "fine,nope", "--quiet", "--out", str(out)]) == 2

@@ -1,0 +1,251 @@
+"""Usable information, the checkerboard and digits tasks, the experiments and the CLI."""
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from dnn.tasks.checkerboard import checkerboard  # noqa: E402
+from dnn.tasks.digits import digits  # noqa: E402
+from dnn.usable import (UsableCurves, usable_information,  # noqa: E402
+                        usable_information_over_training)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _plugin_mi_bits(a, b):
+    joint = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(joint, (a, b), 1.0)
+    joint /= joint.sum()
+    pa, pb = joint.sum(1, keepdims=True), joint.sum(0, keepdims=True)
+    nz = joint > 0
+    return float((joint[nz] * np.log2(joint[nz] / (pa * pb)[nz])).sum())
+
+
+# ----------------------------------------------------------------------- tasks
+
+@pytest.mark.parametrize("n", [2, 5])
+def test_checkerboard_shapes_and_rule(n):
+    m = 3000
+    t = checkerboard(n, m, random_state=1)
+    assert t.x.shape == (m, n + n * n) and t.x.dtype == np.float32
+    assert t.labels.shape == (m,) and t.labels.dtype == np.int64
+    assert t.n_classes == n and t.p_x is None
+    color, direction = t.extra_labels["color"], t.extra_labels["direction"]
+    np.testing.assert_array_equal(direction, t.labels)
+    # the target at the direction's corner has the checkerboard's colour, and the targets
+    # carry every colour exactly once
+    targets = t.x[:, n:].reshape(m, n, n)
+    np.testing.assert_array_equal(targets[np.arange(m), direction].argmax(1), color)
+    np.testing.assert_array_equal(targets.sum(1), np.ones((m, n)))
+    # board = one-hot colour + N(0, 0.1^2) noise
+    resid = t.x[:, :n] - np.eye(n)[color]
+    np.testing.assert_allclose(resid.std(), 0.1, rtol=0.05)
+    np.testing.assert_allclose(resid.mean(), 0.0, atol=0.01)
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+@pytest.mark.parametrize("n", [2, 10])
+def test_checkerboard_balance_and_independence(n, seed):
+    m = 20000
+    t = checkerboard(n, m, random_state=seed)
+    color, direction = t.extra_labels["color"], t.labels
+    cc = np.bincount(color, minlength=n)
+    assert cc.max() - cc.min() <= 1                       # balanced colours, by design
+    dc = np.bincount(direction, minlength=n)
+    sd = math.sqrt(m * (1 / n) * (1 - 1 / n))
+    assert np.all(np.abs(dc - m / n) < 6 * sd)            # uniform directions
+    # colour independent of direction: the plug-in MI is at its small-sample bias
+    bias = (n - 1) ** 2 / (2 * m * math.log(2))
+    assert _plugin_mi_bits(color, direction) < 5 * bias + 1e-3
+
+
+def test_checkerboard_errors_and_determinism():
+    with pytest.raises(ValueError, match="n_colors"):
+        checkerboard(1)
+    with pytest.raises(ValueError, match="noise"):
+        checkerboard(2, 10, noise=-1)
+    with pytest.raises(ValueError, match="n_samples"):
+        checkerboard(2, 0)
+    a, b = checkerboard(3, 50, random_state=4), checkerboard(3, 50, random_state=4)
+    np.testing.assert_array_equal(a.x, b.x)
+
+
+def test_digits_parity_and_fine():
+    t = digits()
+    fine = t.extra_labels["fine"]
+    assert t.x.shape == (1797, 64) and 0 <= t.x.min() and t.x.max() <= 1
+    np.testing.assert_array_equal(t.labels, fine % 2)
+    np.testing.assert_array_equal(t.extra_labels["coarse"], t.labels)
+    assert t.n_classes == 2
+    np.testing.assert_allclose(t.p_xy.sum(), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(t.p_xy.sum(0), np.bincount(t.labels) / t.n, rtol=1e-12)
+    f = digits("fine", n_samples=300, random_state=0)
+    assert f.n == 300 and f.n_classes == 10 and f.p_y_given_x.shape == (300, 10)
+    np.testing.assert_array_equal(f.extra_labels["coarse"], f.labels % 2)
+    h = digits(coarse="high")
+    np.testing.assert_array_equal(h.labels, (h.extra_labels["fine"] >= 5).astype(int))
+    with pytest.raises(ValueError, match="label"):
+        digits("medium")
+
+
+# ----------------------------------------------------------------- usable info
+
+def _encoded(seed, n=2000, k=4):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    z = np.eye(k)[y] * 3 + 0.1 * rng.standard_normal((n, k))
+    return z, y
+
+
+@pytest.mark.parametrize("decoder", ["linear", "mlp"])
+def test_encoding_representation_reaches_entropy(decoder):
+    z, y = _encoded(0)
+    res = usable_information(z, y, decoder=decoder, epochs=15, random_state=0)
+    assert res.h_y == pytest.approx(2.0, abs=0.01)
+    assert res.value == pytest.approx(res.h_y, abs=0.05)
+    assert res.value <= res.h_y and not res.clipped
+    assert res.test_accuracy > 0.99
+    b = res.budget
+    assert b.decoder == decoder and b.epochs == 15
+    assert b.hidden == (() if decoder == "linear" else (128, 64, 32))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_noise_is_near_zero_and_clipping_is_reported(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, 600)
+    z = rng.standard_normal((600, 8))
+    res = usable_information(z, y, epochs=20, random_state=seed)
+    assert res.value >= 0.0
+    assert res.value < 0.05
+    np.testing.assert_allclose(res.h_y - res.cross_entropy, res.raw, rtol=1e-12)
+    assert res.clipped == (res.raw < 0)
+    np.testing.assert_allclose(res.value, max(res.raw, 0.0))
+    d = res.to_dict()
+    assert set(d) >= {"value", "raw", "clipped", "h_y", "cross_entropy", "budget"}
+
+
+def test_explicit_h_y_and_split():
+    z, y = _encoded(1, n=400)
+    idx = np.arange(400)
+    res = usable_information(z, y, h_y=2.0, split=(idx[:200], idx[200:]), epochs=10)
+    assert res.h_y == 2.0 and res.n_train == 200 and res.n_test == 200
+    with pytest.raises(ValueError, match="disjoint"):
+        usable_information(z, y, split=(idx[:300], idx[200:]))
+
+
+def test_usable_errors_name_the_argument():
+    z, y = _encoded(0, n=50)
+    with pytest.raises(ValueError, match="decoder"):
+        usable_information(z, y, decoder="forest")
+    with pytest.raises(ValueError, match="y must be a 1-D"):
+        usable_information(z, y[:10])
+    with pytest.raises(ValueError, match="epochs"):
+        usable_information(z, y, epochs=0)
+    with pytest.raises(ValueError, match="dropout"):
+        usable_information(z, y, decoder="mlp", dropout=1.5)
+    with pytest.raises(ValueError, match="finite"):
+        usable_information(np.full((50, 2), np.nan), y)
+
+
+def test_over_training_shapes_determinism_and_grouping():
+    rng = np.random.default_rng(0)
+    n = 300
+    y = {"a": rng.integers(0, 2, n), "b": rng.integers(0, 3, n)}
+    acts = [{"l1": rng.standard_normal((n, 4)) + y["a"][:, None] * e,
+             "l2": rng.standard_normal((n, 2))} for e in range(3)]
+    calls = []
+    kw = dict(epochs=[0, 5, 10], decoder_epochs=5, random_state=3)
+    c1 = usable_information_over_training(acts, y, progress=calls.append, **kw)
+    assert isinstance(c1, UsableCurves)
+    assert c1.value.shape == (2, 2, 3) and sum(calls) == 12
+    assert c1.layers == ("l1", "l2") and c1.label_sets == ("a", "b")
+    assert c1.max_bits == {"a": 1.0, "b": math.log2(3)}
+    assert len(c1.to_rows()) == 12 and len(c1.results) == 12
+    assert np.all(c1.value >= 0) and np.all(c1.clipped == (c1.raw < 0))
+    # more separation at later epochs -> more usable information about "a" in l1
+    assert c1.value[0, 0, 2] > c1.value[0, 0, 0] + 0.3
+    # the decoders are independent: grouping them differently changes nothing
+    c2 = usable_information_over_training(acts, y, max_group=1, **kw)
+    np.testing.assert_allclose(c1.raw, c2.raw, atol=1e-4)
+    c3 = usable_information_over_training(dict(zip([0, 5, 10], acts)), y, **kw)
+    np.testing.assert_allclose(c1.raw, c3.raw, atol=1e-12)
+    with pytest.raises(ValueError, match="layer 'l3'"):
+        usable_information_over_training(acts, y, layers=["l3"])
+
+
+def test_plot_usable_curves():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dnn.usable import plot_usable_curves
+
+    rng = np.random.default_rng(0)
+    y = {"d": rng.integers(0, 2, 100)}
+    c = usable_information_over_training([{"x": rng.standard_normal((100, 2))}] * 2, y,
+                                         decoder_epochs=2)
+    _, ax = plt.subplots()
+    assert plot_usable_curves(c, ax=ax) is ax
+    plt.close(ax.figure)
+
+
+def test_checkerboard_experiment_tiny():
+    from dnn.experiments import checkerboard_experiment
+
+    rec, curves = checkerboard_experiment(2, n_samples=600, n_probe=200, epochs=2,
+                                          record_epochs=[0, 2], decoder_options={"epochs": 3},
+                                          fisher_samples=16, random_state=0)
+    assert rec.epochs == [0, 2] and curves.value.shape == (2, 6, 2)
+    assert rec.layers == ("act1", "act2", "act3", "act4", "act5", "output")
+    assert len(rec.fisher_trace) == 2 and all(f >= 0 for f in rec.fisher_trace)
+    assert rec.activations[0]["act1"].shape == (200, 10)
+
+
+def test_cli_usable_end_to_end(tmp_path):
+    from ibsolver.cli import main
+
+    out = tmp_path / "usable"
+    rc = main(["usable", "--n-samples", "400", "--n-probe", "200", "--epochs", "2",
+               "--record", "0,2", "--decoder-epochs", "3", "--quiet", "--out", str(out)])
+    assert rc == 0
+    with open(out / "usable.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 * 6 * 2
+    assert {r["label"] for r in rows} == {"direction", "color"}
+    assert all(float(r["usable_bits"]) >= 0 for r in rows)
+    meta = json.loads((out / "usable.json").read_text())
+    assert meta["runs"]["main"]["decoder_budget"]["epochs"] == 3
+    with open(out / "training.csv") as fh:
+        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [0, 2]
+    import matplotlib.image as mpimg
+    assert mpimg.imread(out / "usable.png").ndim == 3
+
+
+def test_cli_module_imports_without_torch(tmp_path):
+    """`ibsolver --help` must work without torch; the commands say what to install."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import dnn.cli_info, ibsolver.cli\n"
+            "p = ibsolver.cli.build_parser()\n"
+            "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+            "try:\n"
+            f"    ibsolver.cli.main(['usable', '--out', {str(tmp_path / 'x')!r}])\n"
+            "except SystemExit as e:\n"
+            "    print(e)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    assert res.returncode == 0, res.stderr
+    assert "pip install 'ibsolver[dnn]'" in res.stdout

@@ -1,0 +1,86 @@
+"""Bad input gets a clear error naming the argument and the value; odd-but-valid input is converted."""
+import numpy as np
+import pytest
+
+import ibsolver
+from ibsolver.exceptions import BackendUnavailableError
+
+GOOD = np.array([[0.3, 0.2], [0.1, 0.4]])
+
+
+@pytest.mark.parametrize("p, exc, words", [
+    (np.array([[0.5, -0.1], [0.3, 0.3]]), ValueError, "non-negative"),
+    (np.array([[0.5, np.nan], [0.3, 0.2]]), ValueError, "finite"),
+    (np.array([[0.5, np.inf], [0.3, 0.2]]), ValueError, "finite"),
+    (np.array([0.5, 0.5]), ValueError, "2-D"),
+    (np.ones((2, 2, 2)) / 8, ValueError, "2-D"),
+    (np.zeros((0, 2)), ValueError, "at least one row"),
+    (np.array([[0.5, 0.5], [0.0, 0.0]]), ValueError, "all-zero rows"),
+    (np.array([[0.5, 0.0], [0.5, 0.0]]), ValueError, "all-zero columns"),
+    (np.array([[0.3, 0.2], [0.1, 0.33]]), ValueError, "sum to 1 (got 0.93"),
+    (np.array([["a", "b"], ["c", "d"]]), TypeError, "numeric"),
+    (np.array([[0.5 + 0j, 0.5]]), TypeError, "real"),
+])
+def test_bad_joint_is_rejected_with_its_value(p, exc, words):
+    with pytest.raises(exc, match="p_xy") as info:
+        ibsolver.solve(p, 2.0)
+    assert words in str(info.value)
+
+
+def test_unnormalised_table_is_rescaled_on_request():
+    res = ibsolver.solve(GOOD * 7, 3.0, normalize=True, random_state=0)
+    ref = ibsolver.solve(GOOD, 3.0, random_state=0)
+    np.testing.assert_allclose(res.i_ty, ref.i_ty, atol=1e-12)
+
+
+def test_integer_and_noncontiguous_tables_are_converted():
+    counts = np.array([[3, 2], [1, 4]])
+    res = ibsolver.solve(counts, 3.0, normalize=True, random_state=0)
+    nc = np.asfortranarray(GOOD)[:, ::1]
+    wide = np.zeros((2, 4))
+    wide[:, ::2] = GOOD
+    res2 = ibsolver.solve(wide[:, ::2], 3.0, random_state=0)
+    ref = ibsolver.solve(GOOD, 3.0, random_state=0)
+    np.testing.assert_allclose(res.i_ty, ref.i_ty, atol=1e-12)
+    np.testing.assert_allclose(res2.i_ty, ref.i_ty, atol=1e-12)
+    np.testing.assert_allclose(ibsolver.solve(nc, 3.0, random_state=0).i_ty, ref.i_ty, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, exc, words", [
+    ({"beta": -1.0}, ValueError, "beta must be >= 0.0 (got -1.0)"),
+    ({"beta": float("nan")}, ValueError, "beta must be finite"),
+    ({"beta": float("inf")}, ValueError, "beta must be finite"),
+    ({"beta": "2"}, TypeError, "beta must be a real number"),
+    ({"beta": 2.0, "n_clusters": 0}, ValueError, "n_clusters must be >= 1 (got 0)"),
+    ({"beta": 2.0, "n_clusters": 2.5}, TypeError, "n_clusters must be an integer"),
+    ({"beta": 2.0, "alpha": -0.5}, ValueError, "alpha must be >= 0.0"),
+    ({"beta": 2.0, "max_iter": 0}, ValueError, "max_iter must be >= 1"),
+    ({"beta": 2.0, "tol": -1.0}, ValueError, "tol must be >= 0.0"),
+    ({"beta": 2.0, "n_threads": 0}, ValueError, "n_threads must be >= 1"),
+    ({"beta": 2.0, "backend": "cuda"}, ValueError, "backend must be one of"),
+    ({"beta": 2.0, "random_state": "seed"}, TypeError, "random_state"),
+    ({"beta": 2.0, "init": np.ones((3, 2)) / 2}, ValueError, "init must have shape"),
+    ({"beta": 2.0, "init": np.array([[0.9, 0.3], [0.5, 0.5]])}, ValueError, "init rows must sum to 1"),
+])
+def test_bad_options_are_rejected_with_their_value(kwargs, exc, words):
+    with pytest.raises(exc) as info:
+        ibsolver.solve(GOOD, **kwargs)
+    assert words in str(info.value)
+
+
+def test_missing_backend_raises_with_install_hint(monkeypatch):
+    from ibsolver import backends
+
+    monkeypatch.setitem(backends._errors, "numba", ImportError("No module named 'numba'"))
+    monkeypatch.delitem(backends._loaded, "numba", raising=False)
+    with pytest.raises(BackendUnavailableError, match="pip install"):
+        ibsolver.solve(GOOD, 2.0, backend="numba")
+
+
+def test_measures_reject_bad_input():
+    with pytest.raises(ValueError, match="same shape"):
+        ibsolver.kl_divergence([0.5, 0.5], [1.0])
+    with pytest.raises(ValueError, match="same number of samples"):
+        ibsolver.joint_from_samples([1, 2, 3], [0, 1])
+    with pytest.raises(ValueError, match="counts must be non-negative"):
+        ibsolver.joint_from_counts([[1, -1], [2, 3]])
