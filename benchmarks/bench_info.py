@@ -8,8 +8,10 @@
    trained one at a time (``max_group=1``) or as one batched stack (the default), for the
    linear and the MLP decoder. The last column is the mean usable information (bits).
 
-Every case runs on CPU at 1 and 2 torch threads, and on CUDA when available. The table shows
-the median of ``--repeats`` runs after a warm-up.
+Every case runs on CPU (at each of ``--threads``; default 1) and on CUDA when available. The
+table shows the median of ``--repeats`` runs after a warm-up. These networks are tiny: on a
+2-core machine shared with other work, 2 intra-op threads were 10-30x *slower* than 1
+(OpenMP threads waiting for a busy core), which is why the CLI defaults to ``--threads 1``.
 
     python benchmarks/bench_info.py
     python benchmarks/bench_info.py --repeats 5 --out bench_info.json
@@ -149,7 +151,7 @@ def main(argv=None):
     ap.add_argument("--fisher-inputs", type=int, default=300)
     ap.add_argument("--probe", type=int, default=2000)
     ap.add_argument("--decoder-epochs", type=int, default=40)
-    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--threads", default="1", help="comma-separated torch thread counts")
     ap.add_argument("--out", default=None, help="also write the rows as JSON")
     args = ap.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]

@@ -38,6 +38,10 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+#define IBS_PRAGMA(x) _Pragma(#x)
+#define IBS_OMP(x) IBS_PRAGMA(omp x)
+#else  // built without OpenMP: one thread
+#define IBS_OMP(x)
 #endif
 
 namespace ibsolver {
@@ -477,20 +481,23 @@ IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64
     return true;
 }
 
+/// y = 2^x for one vector of W (x, y may alias).
+template <class W>
+IBS_INLINE void exp2_vector(const double* x, double* y, typename W::vd floor) {
+    simd::store<W>(y, simd::exp2_clamped<W>(simd::clamp_exp2_arg<W>(simd::load<W>(x), floor)));
+}
+
 /// y[i] = 2^x[i] with the kernel's vectorised exp2 (for tests of its accuracy).
 template <class W>
 IBS_INLINE void exp2_array(const double* x, double* y, int64_t n) {
     constexpr int64_t L = W::lanes;
     const typename W::vd floor = simd::opaque<W>(simd::splat<W>(simd::kExp2Floor));
-    auto exp2 = [&](const double* in, double* out) {
-        simd::store<W>(out, simd::exp2_clamped<W>(simd::clamp_exp2_arg<W>(simd::load<W>(in), floor)));
-    };
     int64_t i = 0;
-    for (; i + L <= n; i += L) exp2(x + i, y + i);
+    for (; i + L <= n; i += L) exp2_vector<W>(x + i, y + i, floor);
     if (i < n) {  // tail through a padded copy
         double buf[L] = {};
         std::copy(x + i, x + n, buf);
-        exp2(buf, buf);
+        exp2_vector<W>(buf, buf, floor);
         std::copy(buf, buf + (n - i), y + i);
     }
 }
@@ -558,8 +565,18 @@ const Target* best_target() {
     return &kTargets[sizeof(kTargets) / sizeof(kTargets[0]) - 1];
 }
 
+/// The target named by the environment variable IBSOLVER_SIMD if this CPU supports it
+/// (e.g. IBSOLVER_SIMD=avx2+fma where AVX-512 lowers the clock too much), else the best.
+const Target* initial_target() {
+    if (const char* name = std::getenv("IBSOLVER_SIMD")) {
+        for (const Target& t : kTargets)
+            if (std::strcmp(name, t.name) == 0 && t.supported()) return &t;
+    }
+    return best_target();
+}
+
 std::atomic<const Target*>& current_target() {
-    static std::atomic<const Target*> current{best_target()};
+    static std::atomic<const Target*> current{initial_target()};
     return current;
 }
 
@@ -688,7 +705,7 @@ IterationResult run_iterations(const double* p_x, const double* p_y_given_x, int
     int64_t n_iter = 0;
     double residual = kInf;
 
-#pragma omp parallel num_threads(nth)
+IBS_OMP(parallel num_threads(nth))
     {
         const int tid = thread_num();
         const int team = team_size();
@@ -701,12 +718,12 @@ IterationResult run_iterations(const double* p_x, const double* p_y_given_x, int
             std::fill(w.acc_ty.get(), w.acc_ty.get() + m * kp, 0.0);
             w.neg_h = 0.0;
             if (!rows(sh, w, x0, x1, nullptr)) {
-#pragma omp atomic write
+IBS_OMP(atomic write)
                 error = 1;
             }
-#pragma omp barrier
+IBS_OMP(barrier)
             int err;
-#pragma omp atomic read
+IBS_OMP(atomic read)
             err = error;
             if (err) break;  // every thread sees the same value here
 
@@ -734,7 +751,7 @@ IterationResult run_iterations(const double* p_x, const double* p_y_given_x, int
                 state.set_lpt(t, lpt_new);
             }
             part[tid] = p;
-#pragma omp barrier
+IBS_OMP(barrier)
             // Every thread combines the partials (in the same order, so to the same
             // values) and takes the same decision; thread 0 records it. Two barriers per
             // iteration: the partials are next written after the next one.
@@ -784,13 +801,13 @@ Status encoder(const double* p_y_given_x, int64_t n, int64_t m, const double* lo
     for (auto& w : ws) w.allocate(m, state.kp, false);
 
     int error = 0;
-#pragma omp parallel num_threads(nth)
+IBS_OMP(parallel num_threads(nth))
     {
         const int tid = thread_num();
         const int team = team_size();
         const int64_t x0 = n * tid / team, x1 = n * (tid + 1) / team;
         if (!rows(sh, ws[tid], x0, x1, q)) {
-#pragma omp atomic write
+IBS_OMP(atomic write)
             error = 1;
         }
     }

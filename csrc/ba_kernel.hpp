@@ -54,7 +54,9 @@ bool has_openmp();
 /// Threads a run with n_threads <= 0 would use (omp_get_max_threads(); 1 without OpenMP).
 int max_threads();
 
-/// The instruction set the hot loops run with on this CPU: "avx512", "avx2+fma" or "sse2".
+/// The instruction set the hot loops run with: the best this CPU supports ("avx512",
+/// "avx2+fma" or "sse2"), unless the environment variable IBSOLVER_SIMD names another
+/// supported one when the library is first used.
 const char* simd_target();
 
 /// The instruction sets this CPU can run the hot loops with, best first.

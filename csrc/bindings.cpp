@@ -57,8 +57,8 @@ void check_state(const Array& p_y_given_x, const Array& log_p_t, const Array& lo
 }
 
 void check_params(double beta, double alpha) {
-    if (!(beta >= 0.0)) {
-        throw py::value_error("beta must be >= 0 (got " + std::to_string(beta) + ")");
+    if (!(beta >= 0.0) || std::isinf(beta)) {
+        throw py::value_error("beta must be finite and >= 0 (got " + std::to_string(beta) + ")");
     }
     if (!(alpha >= 0.0) || std::isinf(alpha)) {
         throw py::value_error("alpha must be finite and >= 0 (got " + std::to_string(alpha) + ")");
@@ -150,7 +150,8 @@ PYBIND11_MODULE(_core, mod) {
     mod.def("max_threads", &ibsolver::max_threads,
             "Threads used when n_threads is None (respects OMP_NUM_THREADS).");
     mod.def("simd_target", [] { return std::string(ibsolver::simd_target()); },
-            "Instruction set the hot loops run with on this CPU (chosen at run time).");
+            "Instruction set the hot loops run with: the best this CPU supports, chosen at "
+            "run time, unless the environment variable IBSOLVER_SIMD names another one.");
     mod.def("simd_targets", &ibsolver::simd_targets,
             "Instruction sets this CPU supports for the hot loops, best first.");
     mod.def(

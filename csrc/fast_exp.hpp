@@ -1,10 +1,11 @@
 // Portable SIMD helpers and a vectorised double-precision exp2 for the BA kernel.
 //
-// The vector types are GCC/clang vector extensions: the same source becomes AVX2 (or
-// AVX-512) code inside a function compiled with __attribute__((target(...))) and pairs of
-// SSE2 instructions elsewhere, so there are no intrinsics and no -march flags.
-// Everything here is always_inline so that it takes the target of the function it is
-// inlined into (see ba_kernel.cpp for the dispatch).
+// The vector types are GCC/clang vector extensions: the same source becomes SSE2, AVX2 or
+// AVX-512 code depending on the __attribute__((target(...))) of the function it is
+// compiled into, so there are no intrinsics and no -march flags. Everything here is
+// always_inline so that it takes the target of the function it is inlined into (see
+// ba_kernel.cpp for the dispatch); W4 is meant for AVX2 functions, W8 for AVX-512 ones,
+// W2 for everything else.
 #pragma once
 
 #if !defined(__GNUC__)
@@ -12,7 +13,6 @@
 #endif
 
 #include <cstdint>
-
 
 #define IBS_INLINE inline __attribute__((always_inline))
 
@@ -33,7 +33,7 @@ struct W2 {
     static constexpr int lanes = 2;
 };
 
-/// Four doubles per vector: ymm registers under AVX2, xmm pairs under SSE2.
+/// Four doubles per vector: ymm registers under AVX2.
 struct W4 {
     using vd = d4;
     using vi = i4;
@@ -75,7 +75,9 @@ IBS_INLINE typename W::vd vmax(typename W::vd a, typename W::vd b) {
 /// a known constant (otherwise it emits compare + blend, one more instruction).
 template <class W>
 IBS_INLINE typename W::vd opaque(typename W::vd v) {
+#if defined(__x86_64__) || defined(__i386__)
     __asm__("" : "+v"(v));
+#endif
     return v;
 }
 

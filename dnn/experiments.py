@@ -18,7 +18,6 @@ is in bits.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -347,7 +346,3 @@ def plot_accuracy(record: TrainingRecord, ax):
     twin.set_ylim(0, 1.02)
     twin.set_ylabel("validation accuracy", color="g")
     return twin
-
-
-def log2(n) -> float:  # small helper for reports
-    return math.log2(n)

@@ -151,7 +151,8 @@ def fisher_diagonal(model, x, y=None, *, kind: str = "model", params=None,
         return _log_probs(out).squeeze(0)
 
     with torch.no_grad():
-        n_cls = _log_probs(model.to(dev)(xt[:1])).shape[-1] if kind == "model" else 1
+        n_cls = (_log_probs(functional_call(model, (all_params, buffers), (xt[:1],))).shape[-1]
+                 if kind == "model" else 1)
     if batch_size is None:
         batch_size = max(1, min(n, _CHUNK_FLOATS // max(1, n_cls * n_par)))
     diag = {k: torch.zeros_like(v) for k, v in train_params.items()}

@@ -370,11 +370,10 @@ def fit_weight_posterior(model, x, y, *, beta: float = 1.0, prior_center="init",
     n = xt.shape[0]
     if yt.shape != (n,):
         raise ValueError(f"y must have shape ({n},) (got {tuple(yt.shape)})")
-    model = model.to(dev)
     was_training = model.training
     model.eval()
-    named = {k: v.detach().clone() for k, v in model.named_parameters()}
-    buffers = {k: v.detach() for k, v in model.named_buffers()}
+    named = {k: v.detach().clone().to(dev) for k, v in model.named_parameters()}
+    buffers = {k: v.detach().to(dev) for k, v in model.named_buffers()}
     if prior_center == "init":
         missing = [k for k in named if k not in init_state]
         if missing:
@@ -452,7 +451,7 @@ def fit_weight_posterior(model, x, y, *, beta: float = 1.0, prior_center="init",
         # the Fisher at mu (a copy of the model carries mu)
         import copy
 
-        m2 = copy.deepcopy(model)
+        m2 = copy.deepcopy(model).to(dev)
         with torch.no_grad():
             for k, p in m2.named_parameters():
                 p.copy_(mu_d[k])

@@ -25,6 +25,8 @@ MAX_DEFAULT_CLUSTERS = 1024
 DROP_MASS = 1e-14
 #: iterations between checks for empty or coincident clusters
 CHUNK = 200
+#: n_x * n_y * n_clusters below which SQUAREM's per-step Python overhead outweighs it
+ACCELERATE_MIN_WORK = 20_000
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,10 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         chunk = min(CHUNK, max_iter - n_iter)
         args = (problem.p_x, problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
                 beta, alpha, chunk, tol, n_threads)
-        if accelerate and n_iter > 0:  # plain compiled chunk first: most solves need no more
+        # plain compiled chunk first (most solves need no more); SQUAREM steps go through
+        # Python, so they pay only where one iteration costs more than that overhead
+        work = problem.p_y_given_x.size * state.n_clusters
+        if accelerate and n_iter > 0 and work >= ACCELERATE_MIN_WORK:
             out = squarem_iterations(kernel, *args)
         else:
             out = kernel.run_iterations(*args)

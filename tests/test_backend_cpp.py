@@ -271,12 +271,16 @@ def test_introspection(cpp):
     assert isinstance(_core.has_openmp(), bool)
     assert _core.max_threads() >= 1
     assert _core.simd_target() in _core.simd_targets()
-    assert _core.simd_target() == _core.simd_targets()[0]  # the best one is picked
+    if "IBSOLVER_SIMD" not in os.environ:
+        assert _core.simd_target() == _core.simd_targets()[0]  # the best one is picked
     with pytest.raises(ValueError):
         _core._set_simd_target("no-such-isa")
+    # OMP_NUM_THREADS and IBSOLVER_SIMD are respected (read when the module loads)
+    code = "from ibsolver import _core; print(_core.max_threads(), _core.simd_target())"
+    env = dict(os.environ, OMP_NUM_THREADS="1", IBSOLVER_SIMD=_core.simd_targets()[-1])
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True)
+    threads, target = out.stdout.split()
+    assert target == _core.simd_targets()[-1]
     if _core.has_openmp():
-        code = "from ibsolver import _core; print(_core.max_threads())"
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                             text=True, check=True)
-        assert out.stdout.strip() == "1"
+        assert threads == "1"

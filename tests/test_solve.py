@@ -89,7 +89,8 @@ def test_nonconvergence_is_reported_with_the_knob():
     assert not res.converged and res.n_iter == 3 and res.residual > 0
 
 
-def test_acceleration_reaches_the_same_solution_in_fewer_iterations():
+def test_acceleration_reaches_the_same_solution_in_fewer_iterations(monkeypatch):
+    monkeypatch.setattr("ibsolver.solve.ACCELERATE_MIN_WORK", 0)  # tiny problem: force it
     p = birth_problem()
     plain = ibsolver.solve(p, 3.1, random_state=3, tol=1e-12, max_iter=100_000)
     fast = ibsolver.solve(p, 3.1, random_state=3, tol=1e-12, max_iter=100_000, accelerate=True)
