@@ -1,8 +1,9 @@
 """Time the per-epoch costs of the information measures of issue 5, beside what they compute.
 
 1. Exact Fisher trace per recorded epoch (``dnn.fisher.fisher_diagonal``): the model Fisher
-   by torch.func (vmap over samples of jacrev over classes), the empirical Fisher (vmap of
-   grad), and, as the reference, a per-sample autograd loop (C backward passes per input).
+   by torch.func (per class, vmap over samples of grad, weighted by p(c|x)), the empirical
+   Fisher (vmap of grad), and, as the reference, a per-sample autograd loop (C backward
+   passes per input).
    The last column is the trace: the fast path must reach the reference's value.
 2. Usable information per recorded epoch: every layer x label set of one epoch, decoders
    trained one at a time (``max_group=1``) or as one batched stack (the default), for the
@@ -25,8 +26,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 
@@ -85,7 +84,7 @@ def fisher_cases(devices, threads, repeats, n_inputs):
                 t_emp, fe = median_time(lambda: fisher_diagonal(m, x, y, kind="empirical"),
                                         repeats)
                 label = f"{dev}" + (f" x{th}" if th else "")
-                rows.append((name, n_par, n_inputs, label, "model, vmap+jacrev", t_model,
+                rows.append((name, n_par, n_inputs, label, "model, vmap+grad per class", t_model,
                              fm.trace))
                 rows.append((name, n_par, n_inputs, label, "empirical, vmap+grad", t_emp,
                              fe.trace))

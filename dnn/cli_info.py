@@ -118,7 +118,8 @@ def register(subparsers) -> None:
                    help="checkerboard: fresh trials whose activations are decoded (default: 2000)")
     p.add_argument("--epochs", type=int, default=30, help="(default: 30)")
     p.add_argument("--batch-size", type=int, default=None, help="(default: the paper's)")
-    p.add_argument("--lr", type=float, default=None, help="SGD learning rate (default: the paper's)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="SGD learning rate (default: the paper's)")
     p.add_argument("--record", default="auto",
                    help="epochs to record, comma-separated, or auto (~15 log-spaced; default)")
     p.add_argument("--decoder", choices=("linear", "mlp"), default="linear",
@@ -127,7 +128,8 @@ def register(subparsers) -> None:
     p.add_argument("--decoder-epochs", type=int, default=None,
                    help="decoder training epochs (default: 40)")
     p.add_argument("--compare-sgd", action="store_true",
-                   help="checkerboard: also small batch / high lr vs large batch / low lr")
+                   help="checkerboard: small batch / high lr (the paper's) vs batch 256 / "
+                        "lr / 5")
     _common(p, "runs/usable")
     p.set_defaults(func=_usable)
 
@@ -182,8 +184,10 @@ def register(subparsers) -> None:
     p.add_argument("--rl-inputs", choices=("one_hot", "digits"), default="one_hot",
                    help="random-label inputs: one_hot (a lookup table, every label coded "
                         "independently) or digits (an MLP on images) (default: one_hot)")
-    p.add_argument("--rl-samples", type=int, default=100, help="random-label examples (default: 100)")
-    p.add_argument("--rl-epochs", type=int, default=None, help="(default: 1000 one_hot, 500 digits)")
+    p.add_argument("--rl-samples", type=int, default=100,
+                   help="random-label examples (default: 100)")
+    p.add_argument("--rl-epochs", type=int, default=None,
+                   help="(default: 1000 one_hot, 500 digits)")
     _common(p, "runs/weights")
     p.set_defaults(func=_weights)
 
@@ -249,10 +253,9 @@ def _usable(args) -> int:
         cb = dict(n_samples=args.n_samples, n_probe=args.n_probe, **common)
         regimes = [("main", dict(batch_size=args.batch_size, lr=args.lr))]
         if args.compare_sgd:
-            regimes = [("small_batch_high_lr", dict(batch_size=args.batch_size or 32,
-                                                    lr=args.lr or (0.05 if args.n_colors == 2 else 0.5))),
-                       ("large_batch_low_lr", dict(batch_size=1024,
-                                                   lr=(args.lr or (0.05 if args.n_colors == 2 else 0.5)) / 10))]
+            lr = args.lr or (0.05 if args.n_colors == 2 else 0.5)
+            regimes = [("small_batch_high_lr", dict(batch_size=args.batch_size or 32, lr=lr)),
+                       ("large_batch_low_lr", dict(batch_size=256, lr=lr / 5))]
         for name, kw in regimes:
             with _progress(args.epochs + n_dec, f"{name}", args.quiet) as bar:
                 runs[name] = checkerboard_experiment(args.n_colors, progress=bar.update, **cb, **kw)
@@ -377,8 +380,8 @@ def _fisher(args) -> int:
     plt.close(fig)
     print(f"ibsolver fisher: {task.name}, {len(rec.epochs)} recorded epochs in "
           f"{time.time() - t0:.1f} s -> {args.out}")
-    print(f"  model Fisher trace: epoch 0 {rec.fisher_trace[0]:.3g}, peak {rec.fisher_trace[peak]:.3g}"
-          f" at epoch {rec.epochs[peak]}, final {rec.fisher_trace[-1]:.3g}; "
+    print(f"  model Fisher trace: epoch 0 {rec.fisher_trace[0]:.3g}, "
+          f"peak {rec.fisher_trace[peak]:.3g} at epoch {rec.epochs[peak]}, final {rec.fisher_trace[-1]:.3g}; "
           f"final test accuracy {rec.test_accuracy[-1]:.3f}")
     return 0
 
@@ -397,7 +400,8 @@ def _weights(args) -> int:
     if prior_scale != "optimize":
         prior_scale = float(prior_scale)
         if not prior_scale > 0:
-            raise ValueError(f"--prior-scale must be positive or 'optimize' (got {args.prior_scale})")
+            raise ValueError("--prior-scale must be positive or 'optimize' "
+                             f"(got {args.prior_scale})")
     hidden = _ints(args.hidden, "--hidden")
     betas = _floats(args.betas, "--betas")
     gen = make_generator(args.seed)
@@ -482,7 +486,8 @@ def _task2vec(args) -> int:
         names = [t.strip() for t in args.tasks.split(",") if t.strip()]
         unknown = [t for t in names if t not in fam]
         if unknown or len(names) < 2:
-            raise ValueError(f"--tasks must name at least two of {sorted(fam)} (got {args.tasks!r})")
+            raise ValueError(f"--tasks must name at least two of {sorted(fam)} "
+                             f"(got {args.tasks!r})")
         fam = {t: fam[t] for t in names}
     t0 = time.time()
     probe = build_probe(hidden=_ints(args.probe_hidden, "--probe-hidden"),

@@ -151,8 +151,8 @@ def train_and_record(model, x_train, y_train, *, x_probe=None, x_test=None, y_te
 
     for name, val in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(val, bool) or int(val) != val or val < (0 if name == "epochs" else 1):
-            raise ValueError(f"{name} must be a {'non-negative' if name == 'epochs' else 'positive'}"
-                             f" integer (got {val!r})")
+            kind = "non-negative" if name == "epochs" else "positive"
+            raise ValueError(f"{name} must be a {kind} integer (got {val!r})")
     if not lr > 0:
         raise ValueError(f"lr must be positive (got {lr!r})")
     dev = resolve_device(device) if isinstance(device, str) else device
@@ -167,7 +167,8 @@ def train_and_record(model, x_train, y_train, *, x_probe=None, x_test=None, y_te
     xp = to_tensor(x_probe, device=dev) if x_probe is not None else (xte if xte is not None else xt)
     fx = to_tensor(fisher_x, device=dev) if fisher_x is not None else None
     fy = to_tensor(fisher_y, torch.long, dev) if fisher_y is not None else None
-    record_epochs = set(range(epochs + 1)) if record_epochs is None else {int(e) for e in record_epochs}
+    record_epochs = (set(range(epochs + 1)) if record_epochs is None
+                     else {int(e) for e in record_epochs})
     acts, last_fc = _record_layers(model)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     rec = TrainingRecord(config=dict(epochs=epochs, batch_size=batch_size, lr=lr,
@@ -183,7 +184,8 @@ def train_and_record(model, x_train, y_train, *, x_probe=None, x_test=None, y_te
             out = model(xt)
             loss = F.cross_entropy(out, yt).item()
             tr_acc = (out.argmax(1) == yt).float().mean().item()
-            te_acc = (model(xte).argmax(1) == yte).float().mean().item() if yte is not None else float("nan")
+            te_acc = ((model(xte).argmax(1) == yte).float().mean().item() if yte is not None
+                      else float("nan"))
         rec.epochs.append(ep)
         rec.activations.append(a)
         rec.train_loss.append(loss)
@@ -247,7 +249,8 @@ def checkerboard_experiment(n_colors: int = 2, *, hidden=None, activation: str |
 
     Defaults follow the paper's appendix B.5: Small FC (10-7-5-4-3), batch 32, lr 0.05 and
     10 000 samples for n = 2 -- with LeakyReLU(0.2) instead of the paper's ReLU, which dies
-    in the 5-4-3 layers for about half of the seeds (``activation="relu"`` restores it); Medium FC (100-20-20-20), lr 0.5, batch 64 and 25 000 samples
+    in the 5-4-3 layers for about half of the seeds (``activation="relu"`` restores it);
+    Medium FC (100-20-20-20), lr 0.5, batch 64 and 25 000 samples
     for n = 10 (batch 128, 50 000 for n = 20); 90 % train, 10 % validation. The decoders read
     the activations of ``n_probe`` fresh trials (not used for training). ``fisher_samples``
     > 0 also records the exact Fisher trace on that many training inputs.
@@ -289,11 +292,13 @@ def checkerboard_experiment(n_colors: int = 2, *, hidden=None, activation: str |
     return rec, curves
 
 
-def sgd_regimes(n_colors: int = 2, *, small=(32, 0.05), large=(1024, 0.005), **kw):
+def sgd_regimes(n_colors: int = 2, *, small=(32, 0.05), large=(256, 0.01), **kw):
     """Checkerboard usable information under two SGD regimes, same data and initialisation.
 
     ``small`` and ``large`` are (batch_size, lr): small batch / high learning rate against
-    large batch / low learning rate. Returns {"small_batch_high_lr": (record, curves),
+    large batch / low learning rate (defaults for n = 2; for n = 10 use (64, 0.5) and
+    (256, 0.1)). A much larger batch (1024 at lr / 10) does not learn the task within the
+    same number of epochs, which confounds the comparison. Returns {"small_batch_high_lr": (record, curves),
     "large_batch_low_lr": (record, curves)}.
     """
     out = {}

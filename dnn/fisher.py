@@ -13,7 +13,9 @@ weights (``dnn.weights``). The empirical Fisher uses the observed labels instead
 agree only where the model fits the data distribution.
 
 Only the diagonal is ever formed (trace = sum of the diagonal), from *per-sample* gradients
-(torch.func: ``functional_call`` + ``vmap`` + ``jacrev``/``grad``). Squaring the gradient of a
+(torch.func: ``functional_call`` + ``vmap`` + ``grad``; for the model Fisher one vmapped
+pass per class, weighted by p(c|x): as fast as or faster than ``vmap(jacrev)`` over all
+classes at once in our timings, and C times lighter in memory). Squaring the gradient of a
 minibatch *mean* instead, as some Task2Vec code did, gives (1/B^2) (sum_n g_n)^2: for
 uncorrelated per-sample gradients that is about 1/B of the right value, and it mixes in
 cross terms. ``minibatch_squared_gradient`` computes that quantity so the difference can be
@@ -32,8 +34,8 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-#: floats held at once by the per-sample Jacobian (batch x classes x parameters)
-_CHUNK_FLOATS = 2 ** 25
+#: floats held at once by the per-sample gradients (batch x parameters)
+_CHUNK_FLOATS = 2 ** 22
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ def fisher_diagonal(model, x, y=None, *, kind: str = "model", params=None,
     kind : "model" -- expectation over y ~ p(y|x, w), exact sum over classes -- or
         "empirical" -- observed labels.
     params : None (all parameters), a layer name ("fc2"), or a list of names / prefixes.
-    batch_size : inputs per vmap chunk; default keeps batch x classes x parameters <= 2**25.
+    batch_size : inputs per vmap chunk; default keeps batch x parameters <= 2**22.
     device : where to compute (default: the model's device).
 
     Returns
@@ -119,7 +121,7 @@ def fisher_diagonal(model, x, y=None, *, kind: str = "model", params=None,
     FisherInfo with the diagonal per parameter, its trace and the trace per layer.
     """
     import torch
-    from torch.func import functional_call, grad, jacrev, vmap
+    from torch.func import functional_call, grad, vmap
 
     if kind not in ("model", "empirical"):
         raise ValueError(f"kind must be 'model' or 'empirical' (got {kind!r})")
@@ -151,33 +153,35 @@ def fisher_diagonal(model, x, y=None, *, kind: str = "model", params=None,
         return _log_probs(out).squeeze(0)
 
     with torch.no_grad():
-        n_cls = (_log_probs(functional_call(model, (all_params, buffers), (xt[:1],))).shape[-1]
-                 if kind == "model" else 1)
+        n_cls = _log_probs(functional_call(model, (all_params, buffers), (xt[:1],))).shape[-1]
     if batch_size is None:
-        batch_size = max(1, min(n, _CHUNK_FLOATS // max(1, n_cls * n_par)))
+        batch_size = max(1, min(n, _CHUNK_FLOATS // max(1, n_par)))
     diag = {k: torch.zeros_like(v) for k, v in train_params.items()}
 
-    if kind == "model":
-        per_sample_jac = vmap(jacrev(log_probs), in_dims=(None, 0))
-        for start in range(0, n, batch_size):
-            xb = xt[start:start + batch_size]
-            jac = per_sample_jac(train_params, xb)          # {name: (B, C, *shape)}
-            with torch.no_grad():
-                prob = torch.exp(vmap(log_probs, in_dims=(None, 0))(train_params, xb))  # (B, C)
-                for k, j in jac.items():
-                    w = prob.reshape(prob.shape + (1,) * (j.ndim - 2))
-                    diag[k] += (w * j.pow(2)).sum(dim=(0, 1))
-    else:
-        def log_lik(p, xi, yi):
-            return torch.gather(log_probs(p, xi), 0, yi.unsqueeze(0)).squeeze(0)
+    def log_lik(p, xi, yi):
+        return torch.gather(log_probs(p, xi), 0, yi.unsqueeze(0)).squeeze(0)
 
-        per_sample_grad = vmap(grad(log_lik), in_dims=(None, 0, 0))
-        for start in range(0, n, batch_size):
-            g = per_sample_grad(train_params, xt[start:start + batch_size],
-                                yt[start:start + batch_size])
+    # per-sample gradients of log p(y|x) for one label per row: vmap over rows of grad
+    per_sample_grad = vmap(grad(log_lik), in_dims=(None, 0, 0))
+    for start in range(0, n, batch_size):
+        xb = xt[start:start + batch_size]
+        if kind == "model":
+            # exact expectation over y ~ p(y|x, w): one pass per class, weighted by p(c|x)
+            with torch.no_grad():
+                prob = torch.exp(_log_probs(functional_call(model, (all_params, buffers),
+                                                            (xb,))))
+            passes = [(torch.full((xb.shape[0],), c, dtype=torch.long, device=dev), prob[:, c])
+                      for c in range(n_cls)]
+        else:
+            passes = [(yt[start:start + batch_size], None)]
+        for labels, weight in passes:
+            g = per_sample_grad(train_params, xb, labels)   # {name: (B, *shape)}
             with torch.no_grad():
                 for k, v in g.items():
-                    diag[k] += v.pow(2).sum(dim=0)
+                    sq = v * v
+                    if weight is not None:
+                        sq = sq * weight.reshape((-1,) + (1,) * (v.ndim - 1))
+                    diag[k] += sq.sum(dim=0)
 
     diag_np = {k: (v / n).cpu().double().numpy() for k, v in diag.items()}
     layer_trace: dict = {}

@@ -153,7 +153,8 @@ def task2vec_embed(x, y, *, probe, n_classes: int | None = None, name: str = "",
     xt = to_tensor(x)
     yt = to_tensor(y, torch.long)
     if xt.ndim != 2 or yt.shape != (xt.shape[0],):
-        raise ValueError(f"x must be (n, d) and y (n,) (got {tuple(xt.shape)} and {tuple(yt.shape)})")
+        raise ValueError(f"x must be (n, d) and y (n,) (got {tuple(xt.shape)} and "
+                         f"{tuple(yt.shape)})")
     k = int(yt.max().item()) + 1
     n_classes = max(k, 2) if n_classes is None else int(n_classes)
     if n_classes < k:

@@ -120,7 +120,8 @@ def _resolve_budget(decoder, hidden, epochs, lr, weight_decay, dropout, batch_si
     if decoder == "linear" and hidden:
         raise ValueError(f"hidden must be empty for decoder='linear' (got {hidden!r})")
     if decoder == "mlp" and (not hidden or min(hidden) < 1):
-        raise ValueError(f"hidden must list positive layer sizes for decoder='mlp' (got {hidden!r})")
+        raise ValueError("hidden must list positive layer sizes for decoder='mlp' "
+                         f"(got {hidden!r})")
     epochs = base["epochs"] if epochs is None else epochs
     lr = base["lr"] if lr is None else float(lr)
     weight_decay = base["weight_decay"] if weight_decay is None else float(weight_decay)

@@ -25,7 +25,6 @@ except ImportError:  # not built: everything below except the CI guard is skippe
     _core = None
 
 RTOL = 1e-10
-ATOL = 1e-10
 N_ITER = 8
 
 
@@ -46,9 +45,10 @@ def cpp():
 @pytest.fixture(params=_core.simd_targets() if _core is not None else ["none"])
 def simd(request, cpp):
     """Runs the test once per SIMD version this CPU supports."""
+    before = _core.simd_target()
     _core._set_simd_target(request.param)
     yield request.param
-    _core._set_simd_target("best")
+    _core._set_simd_target(before)
 
 
 def make_problem(rng, n, m, k, *, zero_frac=0.3, inf_frac=0.2):
@@ -72,26 +72,39 @@ def make_problem(rng, n, m, k, *, zero_frac=0.3, inf_frac=0.2):
     return p_x, p_y_given_x, log_p_t, log_p_y_given_t
 
 
-def assert_close(actual, desired, *, rtol=RTOL, atol=ATOL, what=""):
-    actual = np.asarray(actual, dtype=float)
-    desired = np.asarray(desired, dtype=float)
-    assert actual.shape == desired.shape, what
-    np.testing.assert_array_equal(np.isneginf(actual), np.isneginf(desired), err_msg=what)
-    finite = np.isfinite(desired)
-    np.testing.assert_array_equal(np.isfinite(actual), finite, err_msg=what)
-    np.testing.assert_allclose(actual[finite], desired[finite], rtol=rtol, atol=atol,
-                               err_msg=what)
+def assert_same_state(got, want, *, atol, rtol, log_rtol, what=""):
+    """Two decoder states (log p(t), log p(y|t)) agree.
+
+    In probability space, p(t) and p(t, y), to atol/rtol; a zero (-inf) on one side only
+    where the other is below the normal range; and the logs themselves, relative to
+    their size, for clusters of normal mass (log_rtol; None skips this). Logs of masses
+    near underflow, and all logits at beta = 1e8 (where the logits are ~1e8 and a
+    rounding of the logit is ~1e-8), are ill-conditioned for every implementation, so
+    they are compared through the probabilities only.
+    """
+    (g_t, g_ty), (w_t, w_ty) = got, want
+    g_joint, w_joint = g_t[:, None] + g_ty, w_t[:, None] + w_ty
+    for name, g, w in (("p(t)", g_t, w_t), ("p(t, y)", g_joint, w_joint)):
+        np.testing.assert_allclose(np.exp(g), np.exp(w), rtol=rtol, atol=atol,
+                                   err_msg=f"{what} {name}")
+        assert np.all(np.exp(w[np.isneginf(g)]) < 1e-300), f"{what} {name}: spurious zero"
+        assert np.all(np.exp(g[np.isneginf(w)]) < 1e-300), f"{what} {name}: spurious mass"
+    if log_rtol is not None:
+        normal = np.exp(w_t) > 1e-250
+        np.testing.assert_allclose(g_t[normal], w_t[normal], rtol=log_rtol, atol=log_rtol,
+                                   err_msg=f"{what} log p(t)")
+        normal_ty = np.exp(w_joint) > 1e-250
+        np.testing.assert_allclose(g_ty[normal_ty], w_ty[normal_ty], rtol=log_rtol,
+                                   atol=log_rtol, err_msg=f"{what} log p(y|t)")
 
 
-def assert_same_run(got, want, what=""):
-    names = ("log_p_t", "log_p_y_given_t", "n_iter", "residual", "history")
-    for name, a, b in zip(names, got, want):
-        if name == "n_iter":
-            assert a == b, what
-        elif name == "residual":
-            np.testing.assert_allclose(a, b, rtol=RTOL, atol=1e-13, err_msg=what)
-        else:
-            assert_close(a, b, what=f"{what} {name}")
+def assert_same_run(got, want, *, beta, tol=RTOL, what=""):
+    """run_iterations results agree: state, n_iter, residual, history."""
+    assert_same_state(got[:2], want[:2], atol=tol, rtol=tol,
+                      log_rtol=None if beta > 1e3 else tol, what=what)
+    assert got[2] == want[2], what
+    np.testing.assert_allclose(got[3], want[3], rtol=tol, atol=tol, err_msg=f"{what} residual")
+    np.testing.assert_allclose(got[4], want[4], rtol=tol, atol=tol, err_msg=f"{what} history")
 
 
 # --------------------------------------------------------------------------------------
@@ -104,10 +117,17 @@ def test_run_iterations_matches_numpy(cpp, simd, m, alpha):
     n, k = (23, 9) if m == 64 else (37, 13)
     for beta in (0.0, 0.3, 5.0, 1e8):
         problem = make_problem(rng, n, m, k)
-        # tol = -1: never stop early, so that both run exactly N_ITER iterations
-        want = ref.run_iterations(*problem, beta, alpha, N_ITER, -1.0)
-        got = cpp.run_iterations(*problem, beta, alpha, N_ITER, -1.0)
-        assert_same_run(got, want, what=f"m={m} alpha={alpha} beta={beta}")
+        # At beta = 1e8 the logits are ~1e8, so their rounding (~1e-8) moves q by up to
+        # ~1e-8 where an x nearly ties between two clusters, in any implementation: compare
+        # to 1e-8 there. Such differences grow from one iteration to the next (at this beta
+        # a split x moves decoders, and a cluster emptied to ~1e-180 keeps a decoder made of
+        # round-off that can capture an x later): a chaotic, not a numerical, difference,
+        # which two iterations stay clear of.
+        n_iter, tol = (2, 1e-8) if beta > 1e3 else (N_ITER, RTOL)
+        # tol = -1: never stop early, so that both run exactly n_iter iterations
+        want = ref.run_iterations(*problem, beta, alpha, n_iter, -1.0)
+        got = cpp.run_iterations(*problem, beta, alpha, n_iter, -1.0)
+        assert_same_run(got, want, beta=beta, tol=tol, what=f"m={m} alpha={alpha} beta={beta}")
 
 
 @pytest.mark.parametrize("m", [1, 2, 8, 64])
@@ -132,7 +152,7 @@ def test_many_clusters_matches_numpy(cpp, simd):
         for alpha in (0.0, 1.0):
             want = ref.run_iterations(*problem, 2.0, alpha, 5, -1.0)
             got = cpp.run_iterations(*problem, 2.0, alpha, 5, -1.0)
-            assert_same_run(got, want, what=f"n={n} k={k} alpha={alpha}")
+            assert_same_run(got, want, beta=2.0, what=f"n={n} k={k} alpha={alpha}")
 
 
 def test_empty_clusters_get_minus_inf(cpp):
@@ -143,7 +163,7 @@ def test_empty_clusters_get_minus_inf(cpp):
     log_p_t[2] -= 50.0  # far less likely: never the argmax
     want = ref.run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, 1.0, 0.0, 3, -1.0)
     got = cpp.run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, 1.0, 0.0, 3, -1.0)
-    assert_same_run(got, want)
+    assert_same_run(got, want, beta=1.0)
     assert np.isneginf(got[0][2]) and np.all(np.isneginf(got[1][2]))
 
 
@@ -154,7 +174,7 @@ def test_stop_rule_matches_numpy(cpp, simd):
     want = ref.run_iterations(*problem, 0.5, 1.0, 500, tol)
     got = cpp.run_iterations(*problem, 0.5, 1.0, 500, tol)
     assert 1 < want[2] < 500  # the problem does stop on tol
-    assert_same_run(got, want)
+    assert_same_run(got, want, beta=0.5)
     assert got[3] <= tol
     # max_iter = 0: nothing happens
     log_p_t, log_p_y_given_t, n_iter, residual, history = cpp.run_iterations(
@@ -173,11 +193,7 @@ def test_thread_count_only_changes_round_off(cpp, alpha):
     one = cpp.run_iterations(*problem, 3.0, alpha, 10, -1.0, n_threads=1)
     for n_threads in (2, None):
         other = cpp.run_iterations(*problem, 3.0, alpha, 10, -1.0, n_threads=n_threads)
-        for a, b in zip(one, other):
-            if isinstance(a, np.ndarray):
-                assert_close(b, a, rtol=1e-12, atol=1e-12)
-            else:
-                np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
+        assert_same_run(other, one, beta=3.0, tol=1e-12, what=f"n_threads={n_threads}")
     q1 = cpp.encoder(*problem[1:], 3.0, alpha, n_threads=1)
     q2 = cpp.encoder(*problem[1:], 3.0, alpha, n_threads=2)
     np.testing.assert_allclose(q2, q1, rtol=1e-12, atol=1e-15)
@@ -193,7 +209,7 @@ def test_inputs_are_converted_and_not_modified(cpp):
     fortran = np.asfortranarray(log_p_y_given_t)
     strided_t = np.repeat(log_p_t, 2)[::2]
     got = cpp.run_iterations(p_x, wide[:, ::2], strided_t, fortran, 2.0, 1.0, 4, -1.0)
-    assert_same_run(got, want)
+    assert_same_run(got, want, beta=2.0)
     # float32 and lists are converted (compare with the same values in float64)
     p32 = p_y_given_x.astype(np.float32)
     l32 = log_p_y_given_t.astype(np.float32)

@@ -116,15 +116,21 @@ def test_deterministic_rule_curve_is_min_ix_hy():
 
 def test_gaussian_discretisation_transitions_approach_the_analytic_ones():
     rho = 0.8
-    coarse = ibsolver.ib_curve(ibsolver.discretize_gaussian(rho, 10), n_betas=20)
-    fine = ibsolver.ib_curve(ibsolver.discretize_gaussian(rho, 20), n_betas=20)
-    beta_c = ibsolver.gaussian_ib(1.0, rho, 1.0).critical_betas[0]
-    np.testing.assert_allclose(beta_c, 1 / rho**2, rtol=1e-12)
-    err = [abs(c.onset_beta - beta_c) / beta_c for c in (coarse, fine)]
-    assert err[1] < err[0] < 0.05
-    # a discretised X carries no more than the continuous pair: below the analytic curve
     g = ibsolver.gaussian_ib(1.0, rho, 1.0)
-    assert np.all(fine.i_ty <= g.bound(fine.i_xt) + 1e-9)
+    beta_c = g.critical_betas[0]
+    np.testing.assert_allclose(beta_c, 1 / rho**2, rtol=1e-12)
+    betas = np.geomspace(1.2, 4.0, 6)  # explicit grid: the split itself is located exactly
+    err = []
+    for bins in (6, 10):
+        p = ibsolver.discretize_gaussian(rho, bins)
+        c = ibsolver.ib_curve(p, betas=betas, method="forward")  # the eigen-analysis branch
+        first = c.transitions[0]
+        assert first.kind == "split"
+        np.testing.assert_allclose(first.beta, ibsolver.first_instability(p), rtol=1e-9)
+        err.append(abs(first.beta - beta_c) / beta_c)
+        # a discretised X carries no more than the continuous pair: below the analytic curve
+        assert np.all(c.i_ty <= g.bound(c.i_xt) + 1e-9)
+    assert err[1] < 0.75 * err[0]  # 6 bins: 31% above 1/rho^2; finer bins close in
 
 
 def test_explicit_betas_are_used_as_given():

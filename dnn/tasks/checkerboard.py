@@ -36,7 +36,8 @@ def _rng(random_state) -> np.random.Generator:
     if random_state is None or isinstance(random_state, numbers.Integral):
         return np.random.default_rng(random_state)
     raise TypeError(
-        f"random_state must be None, an int or a numpy Generator (got {type(random_state).__name__})"
+        "random_state must be None, an int or a numpy Generator "
+        f"(got {type(random_state).__name__})"
     )
 
 

@@ -4,8 +4,10 @@ Same signatures and semantics as :mod:`ibsolver.backends.numpy_backend` (the
 specification); results agree with it to round-off. The whole iteration loop, including
 the ``tol`` stop, runs in C++ with the GIL released: rows x are split into one contiguous
 block per OpenMP thread, each with its own accumulators, reduced in a fixed order, so the
-result depends on ``n_threads`` only through round-off. The hot loops use AVX-512 or
-AVX2+FMA when the CPU has them (chosen at run time; see ``ibsolver.show_config()``).
+result depends on ``n_threads`` only through round-off (tiny problems use fewer threads
+than asked for: the barriers would cost more than they save). The hot loops use AVX-512 or
+AVX2+FMA when the CPU has them, chosen at run time (``ibsolver.show_config()`` says which;
+the environment variable ``IBSOLVER_SIMD=avx2+fma`` or ``sse2`` forces a lower one).
 
 Inputs of any float dtype or memory layout are accepted (converted to contiguous float64);
 the state arrays passed in are never modified. An x for which every cluster is impossible
