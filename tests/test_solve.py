@@ -1,4 +1,5 @@
 """Single-beta solutions: analytic cases, invariants, extremes, convergence reporting."""
+import sys
 import warnings
 
 import numpy as np
@@ -90,7 +91,8 @@ def test_nonconvergence_is_reported_with_the_knob():
 
 
 def test_acceleration_reaches_the_same_solution_in_fewer_iterations(monkeypatch):
-    monkeypatch.setattr("ibsolver.solve.ACCELERATE_MIN_WORK", 0)  # tiny problem: force it
+    # tiny problem: force it (the module, not the function ibsolver.solve it defines)
+    monkeypatch.setattr(sys.modules["ibsolver.solve"], "ACCELERATE_MIN_WORK", 0)
     p = birth_problem()
     plain = ibsolver.solve(p, 3.1, random_state=3, tol=1e-12, max_iter=100_000)
     fast = ibsolver.solve(p, 3.1, random_state=3, tol=1e-12, max_iter=100_000, accelerate=True)
