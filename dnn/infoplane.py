@@ -15,7 +15,6 @@ Agg canvas without touching pyplot's backend.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 

@@ -19,11 +19,10 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import brentq
 
 from . import _validation as v
 from .backends import get_backend
-from scipy.optimize import brentq
-
 from .bifurcation import (cluster_stability, first_instability, hypercontractivity,
                           invasion_rate, split_cluster)
 from .envelope import interpolate_envelope, upper_concave_envelope
@@ -578,15 +577,12 @@ def _reverse_transitions(tracer, rev: dict, complete: bool) -> list:
 
 
 def _merge_as_split(tracer, r_lo: IBResult, r_hi: IBResult) -> list:
-    out = []
-    transitions: list = []
-    after = tracer.forward_step(r_lo, r_hi.beta, True, transitions)
-    for t in transitions:
-        out.append(Transition(**{**t.__dict__, "branch": "reverse",
-                                 "n_clusters_after": n_effective(r_hi),
-                                 "i_xt_after": r_hi.i_xt, "i_ty_after": r_hi.i_ty}))
-    del after
-    return out
+    """A merge going down the reverse branch is a split going up: locate it by the
+    eigen-analysis from the merged solution ``r_lo``."""
+    found: list = []
+    tracer.forward_step(r_lo, r_hi.beta, True, found)
+    return [Transition(**{**t.__dict__, "branch": "reverse", "n_clusters_after": n_effective(r_hi),
+                          "i_xt_after": r_hi.i_xt, "i_ty_after": r_hi.i_ty}) for t in found]
 
 
 def _mark_optimal(tracer, transitions, fwd, rev) -> list:
