@@ -283,7 +283,7 @@ def test_exp2_is_accurate(cpp, simd):
                                   [0.0, 1.0, 5e-324, 0.0, 0.0, 0.0, 0.0, 1.0])
 
 
-def test_introspection(cpp):
+def test_introspection(cpp, tmp_path):
     assert isinstance(_core.has_openmp(), bool)
     assert _core.max_threads() >= 1
     assert _core.simd_target() in _core.simd_targets()
@@ -294,8 +294,9 @@ def test_introspection(cpp):
     # OMP_NUM_THREADS and IBSOLVER_SIMD are respected (read when the module loads)
     code = "from ibsolver import _core; print(_core.max_threads(), _core.simd_target())"
     env = dict(os.environ, OMP_NUM_THREADS="1", IBSOLVER_SIMD=_core.simd_targets()[-1])
+    # run outside the checkout, so the installed package (with _core) is the one imported
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True)
+                         text=True, check=True, cwd=tmp_path)
     threads, target = out.stdout.split()
     assert target == _core.simd_targets()[-1]
     if _core.has_openmp():
