@@ -1,8 +1,25 @@
 """Shared fixtures: problems with known answers and a fixture over every built backend."""
+import sys
+
 import numpy as np
 import pytest
 
 import ibsolver
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny torch networks run on one thread: on a busy 2-core machine two threads were
+    10-100x slower. Acts only where torch is already imported (the dnn tests); module scope
+    so it is in place before the modules' own module-scoped fixtures."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 @pytest.fixture(params=ibsolver.available_backends())

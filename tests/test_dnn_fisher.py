@@ -13,14 +13,6 @@ from dnn.fisher import (FisherInfo, fisher_diagonal, fisher_trace,  # noqa: E402
                         minibatch_squared_gradient)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: one torch thread (2 threads on a busy 2-core machine are 10-30x slower);
-    module scope so that it is in place before the module-scoped fixtures run."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def _logistic(seed, n=64, d=5):

@@ -11,14 +11,6 @@ from dnn.task2vec import (TaskEmbedding, build_probe, digits_task_family,  # noq
                           distance_matrix, task2vec_embed, task2vec_experiment, task_distance)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: one torch thread (2 threads on a busy 2-core machine are 10-30x slower);
-    module scope so that it is in place before the module-scoped fixtures run."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture(scope="module")

@@ -20,14 +20,6 @@ from dnn.weights import (PRIOR_SCALE_GRID, binary_kl, fisher_kl_approximation,  
 LN2 = math.log(2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: one torch thread (2 threads on a busy 2-core machine are 10-30x slower);
-    module scope so that it is in place before the module-scoped fixtures run."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 # -------------------------------------------------------------------- binary kl
