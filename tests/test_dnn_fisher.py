@@ -13,8 +13,6 @@ from dnn.fisher import (FisherInfo, fisher_diagonal, fisher_trace,  # noqa: E402
                         minibatch_squared_gradient)
 
 
-
-
 def _logistic(seed, n=64, d=5):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g, dtype=torch.float64)

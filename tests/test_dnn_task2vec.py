@@ -11,8 +11,6 @@ from dnn.task2vec import (TaskEmbedding, build_probe, digits_task_family,  # noq
                           distance_matrix, task2vec_embed, task2vec_experiment, task_distance)
 
 
-
-
 @pytest.fixture(scope="module")
 def probe():
     return build_probe(hidden=(16, 8), epochs=3, random_state=0)

@@ -14,8 +14,6 @@ from dnn.usable import (UsableCurves, usable_information,  # noqa: E402
                         usable_information_over_training)
 
 
-
-
 def _plugin_mi_bits(a, b):
     joint = np.zeros((a.max() + 1, b.max() + 1))
     np.add.at(joint, (a, b), 1.0)

@@ -20,8 +20,6 @@ from dnn.weights import (PRIOR_SCALE_GRID, binary_kl, fisher_kl_approximation,  
 LN2 = math.log(2)
 
 
-
-
 # -------------------------------------------------------------------- binary kl
 
 def test_binary_kl_known_values():
