@@ -388,37 +388,35 @@ def plot_grad_snr(result, ax=None):
     return ax
 
 
-def plot_loss(result, ax=None):
-    """Train and test cross-entropy (bits) against epoch; mean and spread over seeds; H(Y)."""
+def _plot_train_test(result, ax, quantity: str, ylabel: str):
+    """Train and test ``quantity`` ("loss" or "acc") against epoch; mean and spread over seeds."""
     ax = _new_ax(ax)
     x = _epoch_x(result.epochs)
-    for name, arr in (("train", result.train_loss), ("test", result.test_loss)):
+    label = "loss" if quantity == "loss" else "accuracy"
+    for name in ("train", "test"):
+        arr = getattr(result, f"{name}_{quantity}")
         if np.all(np.isnan(arr)):
             continue
         m, s = np.nanmean(arr, axis=1), np.nanstd(arr, axis=1)
-        (line,) = ax.plot(x, m, label=f"{name} loss")
+        (line,) = ax.plot(x, m, label=f"{name} {label}")
         ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.2, lw=0)
-    ax.axhline(result.h_y, color="0.4", ls=":", lw=0.8, label="H(Y)")
     ax.set_xscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy [bits]")
+    ax.set_ylabel(ylabel)
+    return ax
+
+
+def plot_loss(result, ax=None):
+    """Train and test cross-entropy (bits) against epoch; mean and spread over seeds; H(Y)."""
+    ax = _plot_train_test(result, ax, "loss", "cross-entropy [bits]")
+    ax.axhline(result.h_y, color="0.4", ls=":", lw=0.8, label="H(Y)")
     ax.legend(fontsize=7)
     return ax
 
 
 def plot_accuracy(result, ax=None):
     """Train and test accuracy against epoch; mean and spread over seeds."""
-    ax = _new_ax(ax)
-    x = _epoch_x(result.epochs)
-    for name, arr in (("train", result.train_acc), ("test", result.test_acc)):
-        if np.all(np.isnan(arr)):
-            continue
-        m, s = np.nanmean(arr, axis=1), np.nanstd(arr, axis=1)
-        (line,) = ax.plot(x, m, label=f"{name} accuracy")
-        ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.2, lw=0)
-    ax.set_xscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy")
+    ax = _plot_train_test(result, ax, "acc", "accuracy")
     ax.legend(fontsize=7)
     return ax
 
