@@ -260,7 +260,6 @@ def checkerboard_experiment(n_colors: int = 2, *, hidden=None, activation: str |
     """
     from ._info_utils import make_generator, seed_from
     from .tasks.checkerboard import checkerboard
-    from .usable import usable_information_over_training
 
     n = int(n_colors)
     paper = {2: (SMALL_FC, 32, 0.05, 10_000)}
@@ -278,17 +277,33 @@ def checkerboard_experiment(n_colors: int = 2, *, hidden=None, activation: str |
     probe = np.arange(n_samples, n_samples + n_probe)
     tr, va = _split(n_samples, 0.1, gen)
     model = seeded_mlp((x.shape[1],) + tuple(hidden) + (n,), activation, seed_from(gen))
-    fisher_x = x[tr[:fisher_samples]] if fisher_samples else None
-    fisher_y = y[tr[:fisher_samples]] if fisher_samples else None
-    rec = train_and_record(model, x[tr], y[tr], x_probe=x[probe], x_test=x[va], y_test=y[va],
-                           epochs=epochs, batch_size=batch_size, lr=lr,
+    return _train_then_decode(
+        model, x, y, tr, probe, va, {"direction": y[probe], "color": color[probe]},
+        {"direction": n, "color": n}, gen, config=dict(task=task.name, hidden=list(hidden),
+                                                      activation=activation),
+        epochs=epochs, batch_size=batch_size, lr=lr, record_epochs=record_epochs,
+        fisher_samples=fisher_samples, decoder=decoder, decoder_options=decoder_options,
+        progress=progress, device=device)
+
+
+def _train_then_decode(model, x, y, train, probe, test, label_sets, n_classes, gen, *, config,
+                       epochs, batch_size, lr, record_epochs, fisher_samples, decoder,
+                       decoder_options, progress, device):
+    """Train ``model`` on the ``train`` rows recording activations of the ``probe`` rows,
+    then decode every label set from them over training. Returns (record, curves)."""
+    from ._info_utils import seed_from
+    from .usable import usable_information_over_training
+
+    fisher_x = x[train[:fisher_samples]] if fisher_samples else None
+    fisher_y = y[train[:fisher_samples]] if fisher_samples else None
+    rec = train_and_record(model, x[train], y[train], x_probe=x[probe], x_test=x[test],
+                           y_test=y[test], epochs=epochs, batch_size=batch_size, lr=lr,
                            record_epochs=record_epochs, fisher_x=fisher_x, fisher_y=fisher_y,
                            random_state=seed_from(gen), progress=progress, device=device)
-    rec.config.update(task=task.name, hidden=list(hidden), activation=activation)
+    rec.config.update(config)
     curves = usable_information_over_training(
-        rec.activations, {"direction": y[probe], "color": color[probe]}, epochs=rec.epochs,
-        decoder=decoder, n_classes={"direction": n, "color": n}, random_state=seed_from(gen),
-        progress=progress, **_decoder_opts(decoder_options))
+        rec.activations, label_sets, epochs=rec.epochs, decoder=decoder, n_classes=n_classes,
+        random_state=seed_from(gen), progress=progress, **_decoder_opts(decoder_options))
     return rec, curves
 
 
@@ -323,25 +338,18 @@ def digits_coarse_fine(*, hidden=(64, 32, 16), activation: str = "relu", epochs:
     """
     from ._info_utils import make_generator, seed_from
     from .tasks.digits import digits
-    from .usable import usable_information_over_training
 
     gen = make_generator(random_state)
     task = digits("coarse")
     x, y, fine = task.x, task.labels, task.extra_labels["fine"]
     tr, te = _split(task.n, test_fraction, gen)
     model = seeded_mlp((x.shape[1],) + tuple(hidden) + (2,), activation, seed_from(gen))
-    fisher_x = x[tr[:fisher_samples]] if fisher_samples else None
-    fisher_y = y[tr[:fisher_samples]] if fisher_samples else None
-    rec = train_and_record(model, x[tr], y[tr], x_probe=x[te], x_test=x[te], y_test=y[te],
-                           epochs=epochs, batch_size=batch_size, lr=lr,
-                           record_epochs=record_epochs, fisher_x=fisher_x, fisher_y=fisher_y,
-                           random_state=seed_from(gen), progress=progress, device=device)
-    rec.config.update(task=task.name, hidden=list(hidden), activation=activation)
-    curves = usable_information_over_training(
-        rec.activations, {"fine": fine[te], "coarse": y[te]}, epochs=rec.epochs,
-        decoder=decoder, n_classes={"fine": 10, "coarse": 2}, random_state=seed_from(gen),
-        progress=progress, **_decoder_opts(decoder_options))
-    return rec, curves
+    return _train_then_decode(
+        model, x, y, tr, te, te, {"fine": fine[te], "coarse": y[te]}, {"fine": 10, "coarse": 2},
+        gen, config=dict(task=task.name, hidden=list(hidden), activation=activation),
+        epochs=epochs, batch_size=batch_size, lr=lr, record_epochs=record_epochs,
+        fisher_samples=fisher_samples, decoder=decoder, decoder_options=decoder_options,
+        progress=progress, device=device)
 
 
 def plot_accuracy(record: TrainingRecord, ax):

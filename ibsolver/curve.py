@@ -99,29 +99,12 @@ class Branch:
     def _arr(self, attr):
         return np.array([getattr(r, attr) for r in self.results])
 
-    @property
-    def beta(self):
-        return self._arr("beta")
-
-    @property
-    def i_xt(self):
-        return self._arr("i_xt")
-
-    @property
-    def i_ty(self):
-        return self._arr("i_ty")
-
-    @property
-    def lagrangian(self):
-        return self._arr("lagrangian")
-
-    @property
-    def n_clusters(self):
-        return self._arr("n_clusters")
-
-    @property
-    def n_iter(self):
-        return self._arr("n_iter")
+    beta = property(lambda self: self._arr("beta"))
+    i_xt = property(lambda self: self._arr("i_xt"))
+    i_ty = property(lambda self: self._arr("i_ty"))
+    lagrangian = property(lambda self: self._arr("lagrangian"))
+    n_clusters = property(lambda self: self._arr("n_clusters"))
+    n_iter = property(lambda self: self._arr("n_iter"))
 
 
 @dataclass(frozen=True)
