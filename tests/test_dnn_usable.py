@@ -241,3 +241,107 @@ def test_cli_module_imports_without_torch(tmp_path):
                          cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1]))
     assert res.returncode == 0, res.stderr
     assert "pip install 'ibsolver[dnn]'" in res.stdout
+
+
+# --------------------------------------------------------------------------- CUDA
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+
+
+def _spy_decoder_devices(monkeypatch):
+    """Record the device every batch of decoders is trained on (the results do not say)."""
+    import inspect
+
+    import dnn.usable as usable
+
+    real = usable._train_decoders
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(torch.device(inspect.signature(real).bind(*args, **kwargs)
+                                 .arguments["device"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(usable, "_train_decoders", spy)
+    return seen
+
+
+@needs_cuda
+@pytest.mark.parametrize("decoder", ["linear", "mlp"])
+def test_cuda_encoding_representation_reaches_entropy(decoder, monkeypatch):
+    z, y = _encoded(0)
+    seen = _spy_decoder_devices(monkeypatch)
+    res = usable_information(z, y, decoder=decoder, epochs=15, random_state=0, device="cuda")
+    assert [d.type for d in seen] == ["cuda"]
+    assert all(math.isfinite(v) for v in (res.value, res.raw, res.cross_entropy,
+                                           res.train_cross_entropy))
+    assert res.h_y == pytest.approx(2.0, abs=0.01)
+    assert res.value == pytest.approx(res.h_y, abs=0.05)
+    assert res.value <= res.h_y and not res.clipped
+    assert res.test_accuracy > 0.99
+    # initialisation, minibatch order and dropout masks are drawn on the CPU for every
+    # device: the GPU trains the same decoders, up to float32 round-off
+    cpu = usable_information(z, y, decoder=decoder, epochs=15, random_state=0, device="cpu")
+    np.testing.assert_allclose(res.cross_entropy, cpu.cross_entropy, rtol=0, atol=1e-3)
+
+
+@needs_cuda
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cuda_noise_is_near_zero(seed, monkeypatch):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, 600)
+    z = rng.standard_normal((600, 8))
+    seen = _spy_decoder_devices(monkeypatch)
+    res = usable_information(z, y, epochs=20, random_state=seed, device="cuda")
+    assert [d.type for d in seen] == ["cuda"]
+    assert math.isfinite(res.raw) and math.isfinite(res.cross_entropy)
+    assert 0.0 <= res.value < 0.05
+    np.testing.assert_allclose(res.h_y - res.cross_entropy, res.raw, rtol=1e-12)
+    assert res.clipped == (res.raw < 0)
+    np.testing.assert_allclose(res.value, max(res.raw, 0.0))
+
+
+@needs_cuda
+def test_cuda_over_training_matches_cpu(monkeypatch):
+    rng = np.random.default_rng(0)
+    n = 300
+    y = {"a": rng.integers(0, 2, n), "b": rng.integers(0, 3, n)}
+    acts = [{"l1": rng.standard_normal((n, 4)) + y["a"][:, None] * e,
+             "l2": rng.standard_normal((n, 2))} for e in range(3)]
+    kw = dict(epochs=[0, 5, 10], decoder_epochs=5, random_state=3)
+    seen = _spy_decoder_devices(monkeypatch)
+    gpu = usable_information_over_training(acts, y, device="cuda", **kw)
+    assert seen and all(d.type == "cuda" for d in seen)
+    assert gpu.value.shape == (2, 2, 3) and len(gpu.results) == 12
+    assert np.all(np.isfinite(gpu.raw)) and np.all(gpu.value >= 0)
+    assert np.all(gpu.clipped == (gpu.raw < 0))
+    assert gpu.value[0, 0, 2] > gpu.value[0, 0, 0] + 0.3
+    # grouping changes nothing on the GPU either
+    one_by_one = usable_information_over_training(acts, y, device="cuda", max_group=1, **kw)
+    np.testing.assert_allclose(gpu.raw, one_by_one.raw, atol=1e-4)
+    cpu = usable_information_over_training(acts, y, device="cpu", **kw)
+    np.testing.assert_allclose(gpu.raw, cpu.raw, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(gpu.test_accuracy, cpu.test_accuracy, rtol=0, atol=0.02)
+
+
+@needs_cuda
+def test_cuda_checkerboard_experiment_tiny():
+    """The network trains (and its Fisher is taken) on the GPU; same record as on the CPU."""
+    from dnn.experiments import checkerboard_experiment
+
+    kw = dict(n_samples=600, n_probe=200, epochs=2, record_epochs=[0, 2],
+              decoder_options={"epochs": 3}, fisher_samples=16, random_state=0)
+    rec, curves = checkerboard_experiment(2, device="cuda", **kw)
+    assert rec.epochs == [0, 2] and curves.value.shape == (2, 6, 2)
+    assert len(rec.fisher_trace) == 2
+    assert all(math.isfinite(f) and f >= 0 for f in rec.fisher_trace + rec.empirical_fisher_trace)
+    for acts in rec.activations:
+        for layer, a in acts.items():
+            assert isinstance(a, np.ndarray) and a.dtype == np.float32 and a.shape[0] == 200
+            assert np.all(np.isfinite(a)), layer
+    assert np.all(np.isfinite(curves.raw)) and np.all(curves.value >= 0)
+    cpu_rec, cpu_curves = checkerboard_experiment(2, device="cpu", **kw)
+    np.testing.assert_allclose(rec.train_loss, cpu_rec.train_loss, rtol=1e-4)
+    np.testing.assert_allclose(rec.fisher_trace, cpu_rec.fisher_trace, rtol=1e-3)
+    np.testing.assert_allclose(rec.empirical_fisher_trace, cpu_rec.empirical_fisher_trace,
+                               rtol=1e-3)
+    np.testing.assert_allclose(curves.raw, cpu_curves.raw, rtol=0, atol=1e-2)

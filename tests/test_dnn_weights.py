@@ -205,3 +205,93 @@ def test_cli_weights_end_to_end(tmp_path):
     assert "sigma_fc1_weight" in sig.files and np.all(sig["sigma_fc1_weight"] > 0)
     import matplotlib.image as mpimg
     assert mpimg.imread(out / "random_labels.png").ndim == 3
+
+
+# --------------------------------------------------------------------------- CUDA
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+
+
+def _check_cuda_fit(model, x, y, x_test, y_test, **kw):
+    """Fit on the GPU and on the CPU; the GPU fit has finite KL >= 0, a bound in
+    [train error, 1] and the CPU's numbers. The weight noise and minibatch order come from
+    one CPU generator on every device, so both fits see the same draws and differ by
+    float32 round-off only. Returns the GPU fit."""
+    gpu = fit_weight_posterior(model, x, y, x_test=x_test, y_test=y_test, device="cuda", **kw)
+    assert next(model.parameters()).device.type == "cpu"   # the model is left where it was
+    assert math.isfinite(gpu.kl_bits) and gpu.kl_bits >= 0
+    assert math.isfinite(gpu.expected_ce_bits) and gpu.expected_ce_bits > 0
+    assert np.all(np.isfinite(gpu.history["kl_bits"]))
+    pb = gpu.pac_bayes
+    assert 0 <= pb.train_error <= pb.train_error_upper <= pb.bound <= 1.0
+    assert 0 <= gpu.test_error <= 1 and 0 <= gpu.test_error_mean <= 1
+    assert math.isfinite(gpu.kl_fisher_bits) and gpu.kl_fisher_bits >= 0
+    for k, s in gpu.sigma.items():
+        assert isinstance(s, np.ndarray) and np.all(s > 0), k
+    cpu = fit_weight_posterior(model, x, y, x_test=x_test, y_test=y_test, device="cpu", **kw)
+    assert gpu.prior_scale == cpu.prior_scale
+    np.testing.assert_allclose(gpu.kl_bits, cpu.kl_bits, rtol=1e-3)
+    np.testing.assert_allclose(gpu.expected_ce_bits, cpu.expected_ce_bits, rtol=1e-3)
+    np.testing.assert_allclose(gpu.kl_fisher_bits, cpu.kl_fisher_bits, rtol=1e-3)
+    # one sampled prediction on a tie moves a 0-1 error by 1 / (n n_mc)
+    np.testing.assert_allclose(gpu.train_error, cpu.train_error, rtol=0, atol=0.01)
+    np.testing.assert_allclose(gpu.test_error, cpu.test_error, rtol=0, atol=0.01)
+    np.testing.assert_allclose(pb.bound, cpu.pac_bayes.bound, rtol=0, atol=0.01)
+    return gpu
+
+
+@needs_cuda
+def test_cuda_fit_posterior_logistic():
+    """Bernoulli logistic regression at its fitted weights, fixed prior N(0, 1): about 100
+    bits in the weights for 1000 examples, so the bound is far from vacuous (about 0.32)."""
+    g = torch.Generator().manual_seed(0)
+    n, d = 1000, 4
+    x = torch.randn(2 * n, d, generator=g)
+    y = (torch.rand(2 * n, generator=g) < torch.sigmoid(3 * x @ torch.randn(d, generator=g)))
+    y = y.long()
+    model = nn.Linear(d, 1)
+    opt = torch.optim.LBFGS(model.parameters(), max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = nn.functional.binary_cross_entropy_with_logits(model(x[:n]).squeeze(1),
+                                                              y[:n].float())
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    res = _check_cuda_fit(model, x[:n], y[:n], x[n:], y[n:], prior_center="zero",
+                          prior_scale=1.0, epochs=30, batch_size=250, lr=0.05, n_mc=100,
+                          random_state=0)
+    assert res.pac_bayes.bound < 0.5
+
+
+@needs_cuda
+def test_cuda_fit_posterior_mlp_init_prior():
+    """A small MLP on digits, prior centred at the initialisation with the scale optimised
+    and the mean learned (the random-label set-up); 150 examples, so the bound is near 1."""
+    from dnn.experiments import seeded_mlp, train_and_record
+    from dnn.tasks.digits import digits
+
+    t = digits("fine", n_samples=200, random_state=0)
+    model = seeded_mlp((64, 8, 10), "relu", 0)
+    init = {k: v.detach().clone() for k, v in model.named_parameters()}
+    train_and_record(model, t.x[:150], t.labels[:150], epochs=5, batch_size=32, lr=0.05,
+                     record_epochs=[])
+    _check_cuda_fit(model, t.x[:150], t.labels[:150], t.x[150:], t.labels[150:],
+                    init_state=init, prior_scale="optimize", learn_mean=True, epochs=5,
+                    batch_size=50, n_mc=20, random_state=0)
+
+
+@needs_cuda
+def test_cuda_random_labels_tiny():
+    kw = dict(betas=(0.2, 3.0), inputs="one_hot", n_samples=10, epochs=20, n_mc=5,
+              random_state=0)
+    gpu = random_labels_experiment(device="cuda", **kw)
+    cpu = random_labels_experiment(device="cpu", **kw)
+    assert len(gpu) == 2
+    for g, c in zip(gpu, cpu):
+        assert math.isfinite(g.kl_bits) and g.kl_bits >= 0 and 0 <= g.train_error <= 1
+        assert g.pac_bayes.train_error <= g.pac_bayes.bound <= 1.0
+        np.testing.assert_allclose(g.kl_bits, c.kl_bits, rtol=1e-3)
+        # one sampled prediction on a tie moves the error by 1 / (n n_mc) = 0.02
+        np.testing.assert_allclose(g.train_error, c.train_error, rtol=0, atol=0.05)
