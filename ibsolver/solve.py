@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from . import _validation as v
+from . import newton
 from .accelerate import squarem_iterations
 from .backends import get_backend
+from .bifurcation import cluster_stability, invasion_rate
 from .exceptions import ConvergenceWarning
 from .measures import LN2, _encoder_information, entropy
 from .results import IBResult
@@ -27,6 +29,10 @@ DROP_MASS = 1e-14
 CHUNK = 200
 #: n_x * n_y * n_clusters below which SQUAREM's per-step Python overhead outweighs it
 ACCELERATE_MIN_WORK = 20_000
+#: a lightest cluster whose log-mass fell by more than this over a chunk may be dying
+DYING_LOG_DROP = 1e-3
+#: iterations a shortcut trial may take (it starts next to its fixed point)
+SHORTCUT_MAX_ITER = 5 * CHUNK
 
 
 @dataclass(frozen=True)
@@ -190,8 +196,11 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
     merge_tol : float
         Clusters whose decoders p(y|t) agree within this (max-norm) are merged.
     accelerate : bool
-        Use SQUAREM extrapolation (monotone, same fixed point); pays off near phase
-        transitions where plain BA needs thousands of iterations.
+        After a first chunk of plain iterations, take safeguarded Newton steps on the
+        fixed point when the decoder state is small (k * n_y <= 600, see
+        :mod:`ibsolver.newton`), SQUAREM extrapolation otherwise. Both only go downhill
+        and stop at a fixed point of the same map; they pay off near phase transitions,
+        where plain BA needs thousands of iterations.
     """
     problem = Problem.from_joint(p_xy, normalize=normalize)
     beta = v.check_real(beta, name="beta", low=0.0)
@@ -223,18 +232,29 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
     histories = []
     n_iter = 0
     residual = np.inf
+    newton_refused = False
+    shortcut_tried: set = set()  # cluster counts at which _shortcut failed once
     state.prune(merge_tol)
+    n_x, n_y = problem.p_y_given_x.shape
     while n_iter < max_iter:
         chunk = min(CHUNK, max_iter - n_iter)
         args = (problem.p_x, problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
                 beta, alpha, chunk, tol, n_threads)
-        # plain compiled chunk first (most solves need no more); SQUAREM steps go through
-        # Python, so they pay only where one iteration costs more than that overhead
-        work = problem.p_y_given_x.size * state.n_clusters
-        if accelerate and n_iter > 0 and work >= ACCELERATE_MIN_WORK:
+        # plain compiled chunk first (most solves need no more); then Newton where the
+        # state is small, SQUAREM where one iteration outweighs its Python overhead
+        use_newton = (accelerate and n_iter > 0 and not newton_refused
+                      and newton.applicable(n_x, state.n_clusters, n_y, alpha))
+        after_refusal = newton_refused
+        before = state.log_p_t
+        if use_newton:
+            out = newton.newton_iterations(kernel, *args)
+            newton_refused = out[3] > tol
+        elif accelerate and n_iter > 0 and n_x * n_y * state.n_clusters >= ACCELERATE_MIN_WORK:
             out = squarem_iterations(kernel, *args)
+            newton_refused = False
         else:
             out = kernel.run_iterations(*args)
+            newton_refused = False
         log_p_t, log_p_y_given_t, done, residual, history = out
         state.log_p_t, state.log_p_y_given_t = log_p_t, log_p_y_given_t
         n_iter += done
@@ -244,6 +264,19 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
             break
         if changed:
             residual = np.inf  # the merged state has not been iterated yet
+        elif (after_refusal and alpha == 1.0 and n_iter < max_iter
+              and state.n_clusters not in shortcut_tried):
+            shortcut_tried.add(state.n_clusters)
+            reduced = _shortcut(problem, state, before, beta, lagrangian_nats=history[-1],
+                                kernel=kernel, tol=tol,
+                                max_iter=min(max_iter - n_iter, SHORTCUT_MAX_ITER),
+                                n_threads=n_threads, merge_tol=merge_tol)
+            if reduced is not None:
+                all_history = np.concatenate([(np.concatenate(histories)
+                                               - beta * problem.h_y * LN2) / LN2,
+                                              reduced.lagrangian_history])
+                return replace(reduced, n_iter=n_iter + reduced.n_iter,
+                               lagrangian_history=all_history)
     converged = residual <= tol
     q = kernel.encoder(problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
                        beta, alpha, n_threads)
@@ -263,3 +296,63 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         i_xt=info["i_xt"], i_ty=info["i_ty"], h_t=info["h_t"], lagrangian=float(lagrangian),
         beta=beta, alpha=alpha, n_iter=n_iter, converged=bool(converged),
         residual=float(residual), backend=kernel.NAME, lagrangian_history=history_bits)
+
+
+
+def _shortcut(problem: Problem, state: State, before: np.ndarray, beta: float, *,
+              lagrangian_nats: float, **opts):
+    """The fixed point BA is crawling towards when Newton cannot reach it, or None.
+
+    Two slow modes defeat Newton: a cluster dying (its mass shrinks by a factor G -> 1 per
+    iteration; in log coordinates the fixed point is at -inf) and two clusters merging
+    (their decoders approach each other; once they coincide, moving mass between the two
+    copies changes nothing, so I - J is singular). If the last chunk shows either, solve
+    from the state with it done, the closest pair merged or the lightest cluster dropped,
+    and keep that solution if it is converged, no worse in Lagrangian than where the
+    iteration stands, and stable against undoing the step: no cluster can split
+    (beta lambda_2 < 1), or the dropped decoder's invasion rate is below 1. Plain BA then
+    converges to the same point, only much later."""
+    current = (lagrangian_nats - beta * problem.h_y * LN2) / LN2
+    for trial, stable in _shortcut_candidates(problem, state, before, beta):
+        res = solve_from_state(problem, trial, beta, alpha=1.0, accelerate=True, warn=False,
+                               **opts)
+        logger.debug("shortcut k=%d -> %d: converged %s, dL %.3g, stable %s", state.n_clusters,
+                     res.n_clusters, res.converged, res.lagrangian - current, stable(res))
+        if (res.converged and res.lagrangian <= current + 1e-12 * (1.0 + abs(current))
+                and stable(res)):
+            return res
+    return None
+
+
+def _shortcut_candidates(problem: Problem, state: State, before: np.ndarray, beta: float):
+    k = state.n_clusters
+    if before.size != k or k < 2:
+        return
+    p_y_given_t = np.exp(state.log_p_y_given_t)
+    dist = np.max(np.abs(p_y_given_t[:, None, :] - p_y_given_t[None, :, :]), axis=2)
+    dist[np.diag_indices(k)] = np.inf
+    i, j = np.unravel_index(np.argmin(dist), dist.shape)
+    p_t = np.exp(state.log_p_t)
+    if p_t[i] + p_t[j] > 0:
+        merged_t = np.delete(p_t, j)
+        merged_t[i if i < j else i - 1] = p_t[i] + p_t[j]
+        merged_ty = np.delete(p_t[:, None] * p_y_given_t, j, axis=0)
+        merged_ty[i if i < j else i - 1] = p_t[i] * p_y_given_t[i] + p_t[j] * p_y_given_t[j]
+
+        def no_split(res):
+            return all(beta * cluster_stability(problem.p_x, problem.p_y_given_x,
+                                                res.encoder[:, t]).eigenvalue < 1.0
+                       for t in range(res.n_clusters))
+        yield State.from_joint(merged_t, merged_ty), no_split
+
+    t = int(np.argmin(state.log_p_t))
+    if state.log_p_t[t] < before[t] - DYING_LOG_DROP:
+        keep = np.arange(k) != t
+        dying = p_y_given_t[t]
+
+        def no_regrowth(res):
+            growth, _ = invasion_rate(problem.p_x, problem.p_y_given_x, res.p_t,
+                                      res.p_y_given_t, beta, dying)
+            return growth < 1.0
+        yield State(state.log_p_t[keep] - np.logaddexp.reduce(state.log_p_t[keep]),
+                    state.log_p_y_given_t[keep].copy()), no_regrowth

@@ -1,0 +1,128 @@
+"""Newton's method on the BA fixed point, for decoder states small enough to factorise.
+
+Near a phase transition the Jacobian J of the BA map has an eigenvalue close to 1, so plain
+iteration contracts by 1 - eps per step and needs ~1/eps steps (critical slowing down; tens of
+thousands on a 1024 x 2 problem). Newton's step solves (I - J) d = G(theta) - theta and
+converges quadratically wherever I - J is invertible, i.e. everywhere except exactly at the
+bifurcation. J is analytic (below), in the joint coordinates theta[t, y] = log p(t, y):
+
+    a_t      = log sum_y exp theta[t, y]                    (log p(t))
+    l[x, t]  = ((1 - beta) a_t + beta sum_y p(y|x) theta[t, y]) / alpha
+    q[x, t]  = softmax_t l[x, t]
+    G(theta) = log sum_x p(x, y) q[x, t]                    (=: log R[t, y])
+
+    dl[x, t] / dtheta[t, z] = phi[x, t, z] = ((1 - beta) p(z|t) + beta p(z|x)) / alpha
+    J[(t, y), (s, z)] = (delta_ts S[y, t, z] - sum_x p(x, y) q[x, t] q[x, s] phi[x, s, z]) / R[t, y]
+
+with S[y, t, z] = sum_x p(x, y) q[x, t] phi[x, t, z]. Building J costs n k^2 m^2; the solve
+(k m)^3 / 3. Every step is safeguarded: a Newton point is kept only if the BA step taken
+from it does not raise the Lagrangian above the plain BA step's, so the iteration still
+only goes downhill and stops at a stable fixed point of the same map, not at a saddle.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from scipy.linalg import lu_factor, lu_solve
+
+logger = logging.getLogger(__name__)
+
+#: largest k * m handled (a dense (k m)^2 Jacobian and its LU factorisation)
+MAX_DIM = 600
+#: largest n * k^2 intermediate (doubles) built for the Jacobian
+MAX_PAIRS = 4_000_000
+#: a Newton step longer than this in any log-probability is not trusted
+MAX_STEP = 8.0
+
+
+def applicable(n_x: int, n_clusters: int, n_y: int, alpha: float) -> bool:
+    """Whether Newton's method is available and cheaper than a chunk of 200 BA iterations:
+    building J costs about n k^2 m^2, one BA iteration about 10 n k m."""
+    dim = n_clusters * n_y
+    jacobian = n_x * n_clusters * dim * n_y + dim ** 3 / 3.0
+    return (alpha > 0.0 and 1 < n_clusters and dim <= MAX_DIM
+            and n_x * n_clusters ** 2 <= MAX_PAIRS and jacobian <= 200 * 10 * n_x * dim)
+
+
+def _encoder(p_y_given_x, theta, beta, alpha):
+    """q[x, t] and the input decoder p(z|t) for joint log state theta (all entries finite)."""
+    a = np.logaddexp.reduce(theta, axis=1)
+    logit = ((1.0 - beta) * a + beta * (p_y_given_x @ theta.T)) / alpha
+    logit -= logit.max(axis=1, keepdims=True)
+    q = np.exp(logit)
+    q /= q.sum(axis=1, keepdims=True)
+    return q, np.exp(theta - a[:, None])
+
+
+def jacobian(p_x, p_y_given_x, theta, beta, alpha):
+    """(G(theta), J): the BA map in joint log coordinates and its Jacobian, shape
+    (k m, k m) with rows and columns ordered (t, y). ``theta`` must be finite."""
+    n, m = p_y_given_x.shape
+    k = theta.shape[0]
+    q, p_z_given_t = _encoder(p_y_given_x, theta, beta, alpha)
+    p_xy = p_x[:, None] * p_y_given_x
+    r = q.T @ p_xy                                                  # R[t, y]
+    pairs = (q[:, :, None] * q[:, None, :]).reshape(n, k * k)      # q[x, t] q[x, s]
+    yz = (p_xy[:, :, None] * p_y_given_x[:, None, :]).reshape(n, m * m)
+    c = (p_xy.T @ pairs).reshape(m, k, k)                           # C[y, t, s]
+    d = (yz.T @ pairs).reshape(m, m, k, k)                          # D[y, z, t, s]
+    e = (yz.T @ q).reshape(m, m, k)                                 # E[y, z, t]
+    cross = ((1.0 - beta) * np.einsum("sz,yts->tysz", p_z_given_t, c)
+             + beta * d.transpose(2, 0, 3, 1))                      # [t, y, s, z]
+    own = (1.0 - beta) * p_z_given_t[:, None, :] * r[:, :, None] + beta * e.transpose(2, 0, 1)
+    jac = -cross
+    jac[np.arange(k), :, np.arange(k), :] += own                    # delta_ts S[y, t, z]
+    jac /= alpha * r[:, :, None, None]
+    with np.errstate(divide="ignore"):
+        return np.log(r), jac.reshape(k * m, k * m)
+
+
+def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
+                      max_iter, tol, n_threads=None):
+    """Same contract as ``kernel.run_iterations``; ``max_iter`` counts map evaluations.
+
+    Returns early (not converged) when a Newton step is refused, so the caller can fall
+    back to plain or SQUAREM iterations for the next chunk."""
+    history = []
+    n_eval = 0
+    residual = np.inf
+    k, m = log_p_y_given_t.shape
+
+    def step(lp, lpy):
+        nonlocal n_eval
+        out = kernel.run_iterations(p_x, p_y_given_x, lp, lpy, beta, alpha, 1, 0.0, n_threads)
+        n_eval += 1
+        history.append(out[4][0])
+        return out[0], out[1], out[3], out[4][0]
+
+    while n_eval < max_iter:
+        lp1, lpy1, residual, l1 = step(log_p_t, log_p_y_given_t)
+        theta = log_p_t[:, None] + log_p_y_given_t
+        done = residual <= tol or n_eval >= max_iter or lp1.size != k
+        if done or not np.all(np.isfinite(theta)):
+            return lp1, lpy1, n_eval, residual, np.asarray(history)
+        g, jac = jacobian(p_x, p_y_given_x, theta, beta, alpha)
+        lu, piv = lu_factor(np.eye(k * m) - jac, check_finite=False)
+        # det(I - J) < 0: an odd number of eigenvalues of J above 1, i.e. near a saddle,
+        # which Newton would happily converge to; let plain BA move away from it
+        swaps = np.count_nonzero(piv != np.arange(piv.size))
+        det_sign = np.prod(np.sign(np.diag(lu))) * (-1) ** swaps
+        delta = lu_solve((lu, piv), (g - theta).ravel(), check_finite=False)
+        if det_sign <= 0 or not np.all(np.isfinite(delta)) or np.max(np.abs(delta)) > MAX_STEP:
+            logger.debug("Newton step refused: det(I - J) sign %g, step %.3g", det_sign,
+                         np.max(np.abs(delta)))
+            return lp1, lpy1, n_eval, residual, np.asarray(history)
+        theta_new = theta + delta.reshape(k, m)
+        a = np.logaddexp.reduce(theta_new, axis=1)
+        lp_new = a - np.logaddexp.reduce(a)
+        lpy_new = theta_new - a[:, None]
+        lp2, lpy2, res2, l2 = step(lp_new, lpy_new)
+        if not (np.isfinite(l2) and l2 <= l1 + 1e-13 * (1.0 + abs(l1)) and lp2.size == k):
+            history.pop()  # refused: continue from the plain step
+            logger.debug("Newton step refused: Lagrangian %.17g after it, %.17g before", l2, l1)
+            return lp1, lpy1, n_eval, residual, np.asarray(history)
+        log_p_t, log_p_y_given_t, residual = lp2, lpy2, res2
+        if residual <= tol:
+            break
+    return log_p_t, log_p_y_given_t, n_eval, residual, np.asarray(history)
