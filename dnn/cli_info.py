@@ -495,7 +495,8 @@ def _task2vec(args) -> int:
                         epochs=args.probe_epochs, random_state=seed_from(gen))
     with _progress(len(fam), "tasks", args.quiet) as bar:
         names, embs, dist = task2vec_experiment(fam, probe=probe, metric=args.metric,
-                                                random_state=seed_from(gen), progress=bar.update)
+                                                random_state=seed_from(gen), progress=bar.update,
+                                                device=args.device)
     with open(os.path.join(args.out, "task2vec_distances.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["task"] + names)

@@ -303,7 +303,8 @@ def _train_then_decode(model, x, y, train, probe, test, label_sets, n_classes, g
     rec.config.update(config)
     curves = usable_information_over_training(
         rec.activations, label_sets, epochs=rec.epochs, decoder=decoder, n_classes=n_classes,
-        random_state=seed_from(gen), progress=progress, **_decoder_opts(decoder_options))
+        random_state=seed_from(gen), progress=progress, device=device,
+        **_decoder_opts(decoder_options))
     return rec, curves
 
 

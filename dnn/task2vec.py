@@ -122,7 +122,7 @@ def _unit_average(diag: dict) -> np.ndarray:
 def task2vec_embed(x, y, *, probe, n_classes: int | None = None, name: str = "",
                    head_l2: float = 1e-3, head_max_iter: int = 500,
                    n_fisher: int | None = None, reduce: str = "unit",
-                   random_state=0) -> TaskEmbedding:
+                   random_state=0, device=None) -> TaskEmbedding:
     """Embed the task (x, y) with the Fisher of ``probe`` under a freshly trained head.
 
     Parameters
@@ -136,7 +136,12 @@ def task2vec_embed(x, y, *, probe, n_classes: int | None = None, name: str = "",
         None = all.
     reduce : "unit" (mean over each unit's parameters, as the paper's filter average) or
         "none" (one entry per probe parameter).
-    random_state : seed of the head's initialisation and of the Fisher subset.
+    random_state : seed of the head's initialisation and of the Fisher subset. Both are
+        drawn on the CPU for every device, so a GPU run embeds the same task with the same
+        head initialisation and subset, up to float32 round-off.
+    device : where the head is trained and the Fisher computed: "cpu", "cuda", "auto" (CUDA
+        when available) or a torch.device; default: the device of ``probe``'s parameters.
+        The probe itself is left where it is (a copy is moved); the result is numpy.
     """
     import copy
 
@@ -149,9 +154,10 @@ def task2vec_embed(x, y, *, probe, n_classes: int | None = None, name: str = "",
 
     if reduce not in ("unit", "none"):
         raise ValueError(f"reduce must be 'unit' or 'none' (got {reduce!r})")
+    dev = _embed_device(probe, device)
     gen = make_generator(random_state)
-    xt = to_tensor(x)
-    yt = to_tensor(y, torch.long)
+    xt = to_tensor(x, device=dev)
+    yt = to_tensor(y, torch.long, dev)
     if xt.ndim != 2 or yt.shape != (xt.shape[0],):
         raise ValueError(f"x must be (n, d) and y (n,) (got {tuple(xt.shape)} and "
                          f"{tuple(yt.shape)})")
@@ -159,12 +165,13 @@ def task2vec_embed(x, y, *, probe, n_classes: int | None = None, name: str = "",
     n_classes = max(k, 2) if n_classes is None else int(n_classes)
     if n_classes < k:
         raise ValueError(f"n_classes must exceed the largest label {k - 1} (got {n_classes})")
-    probe = copy.deepcopy(probe)
+    probe = copy.deepcopy(probe).to(dev)
     for p in probe.parameters():
         p.requires_grad_(False)
     with torch.no_grad():
         feats = probe(xt[:1])
-    head = build(lambda: nn.Linear(feats.shape[1], n_classes), gen)
+    # initialised on the CPU from the CPU generator, then moved: same head on every device
+    head = build(lambda: nn.Linear(feats.shape[1], n_classes), gen).to(dev)
     model = nn.Sequential(OrderedDict(probe=probe, head=head))
     with torch.no_grad():
         f_all = probe(xt)
@@ -187,12 +194,12 @@ def task2vec_embed(x, y, *, probe, n_classes: int | None = None, name: str = "",
         acc = float((head(f_all).argmax(1) == yt).float().mean().item())
     if n_fisher is not None and n_fisher < len(yt):
         sub = torch.randperm(len(yt), generator=gen)[:int(n_fisher)].sort().values
-        xf = xt[sub]
+        xf = xt[sub.to(dev)]
     else:
         xf = xt
     for p in probe.parameters():
         p.requires_grad_(True)
-    fi = fisher_diagonal(model.eval(), xf, kind="model", params="probe")
+    fi = fisher_diagonal(model.eval(), xf, kind="model", params="probe", device=dev)
     diag = {key.split(".", 1)[1]: v for key, v in fi.diagonal.items()}
     raw = _unit_average(diag) if reduce == "unit" else np.concatenate(
         [np.ravel(v) for v in diag.values()])
@@ -200,6 +207,18 @@ def task2vec_embed(x, y, *, probe, n_classes: int | None = None, name: str = "",
     vec = raw / total if total > 0 else np.full_like(raw, 1.0 / raw.size)
     return TaskEmbedding(name=name, vector=vec, raw=raw, n_classes=n_classes,
                          fisher_trace=fi.trace, head_accuracy=acc)
+
+
+def _embed_device(probe, device):
+    """The torch.device to embed on: ``device`` resolved, default the probe's device."""
+    import torch
+
+    from .models import resolve_device
+
+    if device is None:
+        first = next(probe.parameters(), None)
+        return first.device if first is not None else torch.device("cpu")
+    return resolve_device(device) if isinstance(device, str) else torch.device(device)
 
 
 def task_distance(a, b, *, metric: str = "normalized_cosine") -> float:
@@ -257,9 +276,11 @@ def digits_task_family(*, n_samples: int | None = None, random_state=0) -> dict:
 
 
 def task2vec_experiment(tasks: dict | None = None, *, probe=None, metric="normalized_cosine",
-                        random_state=0, progress=None, **embed_options):
+                        random_state=0, progress=None, device=None, **embed_options):
     """Embed every task of ``tasks`` (default: ``digits_task_family()``) with one probe.
 
+    device : where every task is embedded, as in :func:`task2vec_embed` (default: the probe's
+        device; a probe built here is trained on the CPU).
     Returns (names, embeddings, distance matrix).
     """
     from ._info_utils import make_generator, seed_from
@@ -267,10 +288,11 @@ def task2vec_experiment(tasks: dict | None = None, *, probe=None, metric="normal
     gen = make_generator(random_state)
     tasks = digits_task_family() if tasks is None else tasks
     probe = build_probe(random_state=seed_from(gen)) if probe is None else probe
+    dev = _embed_device(probe, device)
     names, embs = [], []
     for name, (x, y, c) in tasks.items():
         embs.append(task2vec_embed(x, y, probe=probe, n_classes=c, name=name,
-                                   random_state=seed_from(gen), **embed_options))
+                                   random_state=seed_from(gen), device=dev, **embed_options))
         names.append(name)
         if progress is not None:
             progress(1)

@@ -100,3 +100,95 @@ def test_cli_task2vec_end_to_end(tmp_path):
     import matplotlib.image as mpimg
     assert mpimg.imread(out / "task2vec.png").ndim == 3
     assert main(["task2vec", "--tasks", "fine,nope", "--quiet", "--out", str(out)]) == 2
+
+
+# --------------------------------------------------------------------------- devices
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+
+
+def _spy_fisher_devices(monkeypatch):
+    """Record where every Fisher of task2vec_embed runs (the embedding does not say)."""
+    import dnn.fisher as fisher
+
+    real = fisher.fisher_diagonal
+    seen = []
+
+    def spy(model, x, *args, **kwargs):
+        seen.append((next(model.parameters()).device, x.device, kwargs.get("device")))
+        return real(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(fisher, "fisher_diagonal", spy)
+    return seen
+
+
+def test_explicit_cpu_device_is_the_default(probe, family, monkeypatch):
+    x, y, c = family["mod3"]
+    seen = _spy_fisher_devices(monkeypatch)
+    base = task2vec_embed(x, y, probe=probe, n_classes=c, n_fisher=120, random_state=4)
+    for device in ("cpu", torch.device("cpu")):
+        e = task2vec_embed(x, y, probe=probe, n_classes=c, n_fisher=120, random_state=4,
+                           device=device)
+        np.testing.assert_array_equal(e.vector, base.vector)
+        np.testing.assert_array_equal(e.raw, base.raw)
+        assert (e.fisher_trace, e.head_accuracy) == (base.fisher_trace, base.head_accuracy)
+    assert [(m.type, xd.type, str(d)) for m, xd, d in seen] == [("cpu", "cpu", "cpu")] * 3
+    fam = {k: family[k] for k in ("parity", "low5", "7_vs_rest")}
+    _, embs, d = task2vec_experiment(fam, probe=probe, random_state=2)
+    _, embs_cpu, d_cpu = task2vec_experiment(fam, probe=probe, random_state=2, device="cpu")
+    np.testing.assert_array_equal(d_cpu, d)
+    for a, b in zip(embs_cpu, embs):
+        np.testing.assert_array_equal(a.vector, b.vector)
+
+
+@needs_cuda
+def test_cuda_embeddings_and_distances_match_cpu(family, monkeypatch):
+    """Head initialisation and Fisher subset are drawn from CPU generators on every device,
+    so the GPU embeds with the same head start and inputs: only float32 round-off differs.
+
+    A random (not pre-trained) probe: its dead units have exactly zero Fisher, while a
+    briefly pre-trained one has near-dead units with entries ~1e-9 whose ratio a / (a + b)
+    in the normalised cosine distance is set by round-off (a 1e-6 relative perturbation of
+    the inputs moved those distances by up to 0.07 on the CPU). With this probe the same
+    perturbation (8 draws) moved the embeddings by <= 8e-4, the distances by <= 1.4e-3, the
+    Fisher trace by <= 0.11 % and the head accuracy by <= 1 example; the tolerances below
+    leave about 7x room (0.03 accuracy: 4 examples of the 141-image task; TF32 is off by
+    default) and stay far below the differences between tasks (>= 0.05 in some embedding
+    entry, >= 0.2 in distance).
+    """
+    probe = build_probe(hidden=(16, 8), pretrain=None, random_state=0)
+    fam = {k: family[k] for k in ("fine", "low5", "parity", "3_vs_rest")}
+    seen = _spy_fisher_devices(monkeypatch)
+    _, gpu, d_gpu = task2vec_experiment(fam, probe=probe, random_state=0, device="cuda",
+                                        n_fisher=250)
+    assert [(m.type, xd.type) for m, xd, _ in seen] == [("cuda", "cuda")] * len(fam)
+    assert next(probe.parameters()).device.type == "cpu"   # the probe is left where it was
+    _, cpu, d_cpu = task2vec_experiment(fam, probe=probe, random_state=0, device="cpu",
+                                        n_fisher=250)
+    for g, c in zip(gpu, cpu):
+        assert isinstance(g.vector, np.ndarray) and g.vector.dtype == np.float64
+        np.testing.assert_allclose(g.vector.sum(), 1.0, rtol=1e-12)
+        np.testing.assert_allclose(g.vector, c.vector, rtol=0, atol=5e-3, err_msg=g.name)
+        np.testing.assert_allclose(g.fisher_trace, c.fisher_trace, rtol=1e-2)
+        np.testing.assert_allclose(g.head_accuracy, c.head_accuracy, rtol=0, atol=0.03)
+    np.testing.assert_array_equal(np.diag(d_gpu), 0.0)
+    np.testing.assert_allclose(d_gpu, d_cpu, rtol=0, atol=1e-2)
+    np.testing.assert_allclose(distance_matrix(gpu, metric="cosine"),
+                               distance_matrix(cpu, metric="cosine"), rtol=0, atol=5e-3)
+
+
+@needs_cuda
+def test_cuda_probe_embeds_on_its_device(probe, family, monkeypatch):
+    """Regression: a probe on the GPU used to fail with a device mismatch (inputs and head
+    were built on the CPU). The default device is now the probe's."""
+    import copy
+
+    x, y, c = family["parity"]
+    gpu_probe = copy.deepcopy(probe).to("cuda")
+    seen = _spy_fisher_devices(monkeypatch)
+    e = task2vec_embed(x, y, probe=gpu_probe, n_classes=c, random_state=1)
+    assert [(m.type, xd.type) for m, xd, _ in seen] == [("cuda", "cuda")]
+    cpu = task2vec_embed(x, y, probe=probe, n_classes=c, random_state=1)
+    # round-off only (the pre-trained probe's near-dead units sit at ~1e-9: negligible here)
+    np.testing.assert_allclose(e.vector, cpu.vector, rtol=0, atol=5e-3)
+    np.testing.assert_allclose(e.fisher_trace, cpu.fisher_trace, rtol=1e-2)
+    assert task_distance(e, cpu, metric="cosine") < 1e-3

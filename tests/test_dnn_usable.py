@@ -204,6 +204,33 @@ def test_checkerboard_experiment_tiny():
     assert rec.activations[0]["act1"].shape == (200, 10)
 
 
+@pytest.mark.parametrize("experiment", ["checkerboard_experiment", "digits_coarse_fine"])
+def test_experiment_decodes_on_its_device(experiment, monkeypatch):
+    """Regression: the experiments trained the network on ``device`` but never passed it to
+    the decoders, which always ran on the CPU (the CUDA test below checks the GPU itself)."""
+    import dnn.experiments as experiments
+    import dnn.usable as usable
+
+    real = usable.usable_information_over_training
+    seen = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("device", "<not passed>"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(usable, "usable_information_over_training", spy)
+    dev = torch.device("cpu")
+    kw = dict(epochs=1, record_epochs=[1], decoder_options={"epochs": 1}, random_state=0,
+              device=dev)
+    if experiment == "checkerboard_experiment":
+        kw.update(n_colors=2, n_samples=300, n_probe=100)
+    else:
+        kw.update(hidden=(8,))
+    _, curves = getattr(experiments, experiment)(**kw)
+    assert seen == [dev]
+    assert np.all(np.isfinite(curves.raw))
+
+
 def test_cli_usable_end_to_end(tmp_path):
     from ibsolver.cli import main
 
@@ -324,13 +351,16 @@ def test_cuda_over_training_matches_cpu(monkeypatch):
 
 
 @needs_cuda
-def test_cuda_checkerboard_experiment_tiny():
-    """The network trains (and its Fisher is taken) on the GPU; same record as on the CPU."""
+def test_cuda_checkerboard_experiment_tiny(monkeypatch):
+    """The network trains (and its Fisher is taken) on the GPU, and the decoders run there
+    too; same record and curves as on the CPU."""
     from dnn.experiments import checkerboard_experiment
 
     kw = dict(n_samples=600, n_probe=200, epochs=2, record_epochs=[0, 2],
               decoder_options={"epochs": 3}, fisher_samples=16, random_state=0)
+    seen = _spy_decoder_devices(monkeypatch)
     rec, curves = checkerboard_experiment(2, device="cuda", **kw)
+    assert seen and all(d.type == "cuda" for d in seen)   # they used to stay on the CPU
     assert rec.epochs == [0, 2] and curves.value.shape == (2, 6, 2)
     assert len(rec.fisher_trace) == 2
     assert all(math.isfinite(f) and f >= 0 for f in rec.fisher_trace + rec.empirical_fisher_trace)
