@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace, field
 
 import numpy as np
 from scipy.optimize import brentq
@@ -119,6 +119,9 @@ class IBCurve:
     ``first_instability`` = 1/s2^2; ``onset_beta`` = first beta with a non-trivial optimum
     (located on the curve); ``onset_beta_s_star`` = 1/s* from the hypercontractivity
     coefficient (an independent estimate of the same number).
+    ``accuracy`` bounds (bits) how far the true curve may lie above ``bound`` between the
+    computed points: the largest gap a concave piece with end slopes 1/beta can leave above
+    its chord, plus the points' own Lagrangian tolerance over beta.
     """
 
     beta: np.ndarray
@@ -143,6 +146,7 @@ class IBCurve:
     deterministic: bool = False
     encoders: tuple | None = None
     complete: bool = True
+    accuracy: float = 0.0
 
     def bound(self, i_xt):
         """The best I(T;Y) achievable at the given I(X;T) (bits), on the concave envelope.
@@ -202,11 +206,12 @@ class IBCurve:
 class _Tracer:
     """Holds the problem and solver settings while the branches are traced."""
 
-    def __init__(self, problem, *, kernel, tol, max_iter, n_threads, merge_tol, accelerate):
+    def __init__(self, problem, *, kernel, tol, max_iter, n_threads, merge_tol, accelerate,
+                 lagrangian_tol):
         self.problem = problem
         self.opts = dict(alpha=1.0, kernel=kernel, tol=tol, max_iter=max_iter,
                          n_threads=n_threads, merge_tol=merge_tol, accelerate=accelerate,
-                         warn=False)
+                         warn=False, lagrangian_tol=lagrangian_tol)
         self.n_solves = 0
 
     def solve(self, state: State, beta: float) -> IBResult:
@@ -241,8 +246,10 @@ class _Tracer:
         for t in sorted(crossing, reverse=True):  # split right to left keeps indices valid
             if locate and prev.beta * stab[t].eigenvalue < 1.0:
                 b_star, at, s = self._locate_split(prev, beta, t)
-            else:
+            elif locate:  # unstable already at prev.beta: known only to the bracket's end
                 b_star, at, s = beta, prev, stab[t]
+            else:
+                b_star, at, s = 0.5 * (prev.beta + beta), prev, stab[t]
             seeds.append((t, b_star, at, s))
             encoder = split_cluster(encoder, t, s.direction)
         after = self.solve(State.from_encoder(self.problem, encoder), beta)
@@ -300,7 +307,9 @@ class _Tracer:
             # a copy of an existing cluster has G = 1 up to round-off: not a birth
             far = np.min(np.max(np.abs(base.p_y_given_t - d), axis=1)) > BIRTH_DISTANCE
             cache[beta] = (base, far)
-            return g - 1.0
+            # where the ascent falls back onto an existing decoder the far maximum of G
+            # does not exist yet: nothing can be born there (G = 1 there is no root)
+            return g - 1.0 if far else -1.0
 
         lo, hi = r_lo.beta, r_hi.beta
         if not (growth(hi) > 1e-9 and cache[hi][1] and growth(lo) <= 0):
@@ -319,7 +328,8 @@ def _default_grid(problem: Problem, n_betas: int) -> np.ndarray:
 
 
 def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
-             max_points=300, tol=1e-11, max_iter=50_000, accelerate=True, backend="auto",
+             max_points=300, tol=1e-11, lagrangian_tol=None, max_iter=50_000,
+             accelerate=True, backend="auto", locate_transitions=True,
              n_threads=None, merge_tol=1e-7, return_encoders=False, normalize=False,
              progress=False, interruptible=False) -> IBCurve:
     """Trace the whole IB curve of p(x, y) and its phase transitions.
@@ -336,7 +346,19 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     method : {"both", "reverse", "forward"}
         Which annealing branches to trace ("both" keeps the lower Lagrangian at each beta).
     tol, max_iter, accelerate, backend, n_threads, merge_tol : as in :func:`ibsolver.solve`
-        (``accelerate`` defaults to True here: SQUAREM near transitions).
+        (``accelerate`` defaults to True here: Newton or SQUAREM near transitions).
+    lagrangian_tol : float, optional
+        A solve also counts as converged once its Lagrangian is estimated to be within this
+        many bits of its limit, even if the state still creeps (flat directions near a
+        transition move the state but not the objective). A point whose Lagrangian is within
+        eps of the optimum lies within eps / beta bits below the curve. Default
+        ``1e-3 * curve_tol``; 0 requires the residual ``tol``.
+    locate_transitions : bool
+        False skips the extra solves that locate transitions (bisection of splits, root of
+        the invasion rate for births, the other branch solved at each transition to tell
+        whether it is optimal): transitions are then reported at the midpoint of their
+        bracket of grid betas (``beta_bracket``), each marked optimal if its branch is the
+        optimal one at the bracket's upper end. The curve itself is the same.
     return_encoders : keep p(t|x) of every optimal point in ``curve.encoders``.
     progress : show a tqdm progress bar.
     interruptible : on Ctrl-C, stop and return the curve traced so far
@@ -354,6 +376,8 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     curve_tol = v.check_real(curve_tol, name="curve_tol", low=0.0, low_inclusive=False)
     tol = v.check_real(tol, name="tol", low=0.0)
     max_iter = v.check_int(max_iter, name="max_iter", low=1)
+    lagrangian_tol = (1e-3 * curve_tol if lagrangian_tol is None
+                      else v.check_real(lagrangian_tol, name="lagrangian_tol", low=0.0))
     kernel = get_backend(v.check_choice(backend, name="backend",
                                         choices={"auto", "cpp", "numba", "numpy"}))
     if conditional_entropy(problem.p_xy) < 1e-12 and problem.p_y.size > 1:
@@ -368,7 +392,8 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
         refine = False
 
     tracer = _Tracer(problem, kernel=kernel, tol=tol, max_iter=max_iter, n_threads=n_threads,
-                     merge_tol=merge_tol, accelerate=bool(accelerate))
+                     merge_tol=merge_tol, accelerate=bool(accelerate),
+                     lagrangian_tol=lagrangian_tol)
     fwd: dict = {}
     rev: dict = {}
     fwd_transitions: list = []
@@ -387,7 +412,7 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
             fwd[grid[0]] = prev
             bar.update()
             for b in grid[1:]:
-                prev = tracer.forward_step(prev, b, True, fwd_transitions)
+                prev = tracer.forward_step(prev, b, locate_transitions, fwd_transitions)
                 fwd[b] = prev
                 bar.update()
         if refine:
@@ -406,9 +431,14 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
         bar.close()
 
     best = _best_points(fwd, rev)
-    transitions = fwd_transitions + _reverse_transitions(tracer, rev, complete)
+    transitions = fwd_transitions + _reverse_transitions(tracer, rev,
+                                                         complete and locate_transitions)
     curve_betas = np.array(sorted(best))
-    transitions = _mark_optimal(tracer, transitions, fwd, rev)
+    if locate_transitions:
+        transitions = _mark_optimal(tracer, transitions, fwd, rev)
+    else:
+        transitions = [replace(t, optimal=best[t.beta_bracket[1]][1] == t.branch)
+                       for t in transitions]
     transitions += _jumps(fwd, rev, best)
     transitions.sort(key=lambda t: t.beta)
     results = [best[b][0] for b in curve_betas]
@@ -419,6 +449,9 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     env_x, env_y = upper_concave_envelope(
         np.concatenate([[0.0, h_sufficient], [r.i_xt for r in results]]),
         np.concatenate([[0.0, i_xy], [r.i_ty for r in results]]))
+    chord = [_chord_gap(r0.i_xt, r1.i_xt, b0, b1) for b0, b1, r0, r1
+             in zip(curve_betas[:-1], curve_betas[1:], results[:-1], results[1:]) if b0 > 0]
+    accuracy = max(chord, default=0.0) + lagrangian_tol / max(curve_betas[0], 1.0)
     logger.info("ib_curve: %d betas, %d solves, %d transitions", curve_betas.size,
                 tracer.n_solves, len(transitions))
     return IBCurve(
@@ -438,7 +471,7 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
         i_xy=i_xy, h_y=problem.h_y, first_instability=first_instability(problem.p_xy),
         onset_beta=onset, onset_beta_s_star=(1.0 / s_star if s_star > 0 else np.inf),
         encoders=tuple(r.encoder[group] for r in results) if return_encoders else None,
-        complete=complete)
+        complete=complete, accuracy=float(accuracy))
 
 
 class _NoBar:
@@ -473,6 +506,12 @@ def _best_points(fwd: dict, rev: dict) -> dict:
     return best
 
 
+def _chord_gap(i_xt_lo, i_xt_hi, beta_lo, beta_hi) -> float:
+    """How far a concave piece of curve between optima at beta_lo < beta_hi (end slopes
+    1/beta_lo and 1/beta_hi) can lie above the chord joining them, in bits."""
+    return abs(i_xt_hi - i_xt_lo) * (1.0 / beta_lo - 1.0 / beta_hi) / 4.0
+
+
 def _refine(tracer, fwd, rev, fwd_transitions, method, curve_tol, max_points, bar):
     """Insert betas between neighbours whose optimal points differ too much."""
     while True:
@@ -487,7 +526,7 @@ def _refine(tracer, fwd, rev, fwd_transitions, method, curve_tol, max_points, ba
             gap = (hi - lo) / lo
             # a concave piece with end slopes 1/lo and 1/hi lies at most this far above
             # its chord: resolve the curve to curve_tol bits
-            deficit = abs(r1.i_xt - r0.i_xt) * (1.0 / lo - 1.0 / hi) / 4.0
+            deficit = _chord_gap(r0.i_xt, r1.i_xt, lo, hi)
             if ((deficit > curve_tol and gap > BIRTH_RTOL)
                     or (n_effective(r0) != n_effective(r1) and gap > COUNT_RTOL)
                     or (br0 != br1 and abs(r1.i_xt - r0.i_xt) > JUMP_BITS and gap > BIRTH_RTOL)):
@@ -528,13 +567,15 @@ def _cross_seed(tracer, fwd: dict, rev: dict) -> bool:
     return improved
 
 
-def _reverse_transitions(tracer, rev: dict, complete: bool) -> list:
+def _reverse_transitions(tracer, rev: dict, locate: bool) -> list:
     """Cluster births and merges seen going down the reverse branch.
 
     Where the count of clusters drops, the lightest cluster is tried as a birth (root of
     the invasion rate G = 1); failing that the drop is a merge, which going up is a split
     located by the eigen-analysis. A drop neither explains is logged and kept as a birth
-    known only to its bracket.
+    known only to its bracket. Without ``locate``, every drop is kept at its bracket
+    midpoint, a split if the lightest new cluster's decoder lies within BIRTH_DISTANCE of
+    one below, else a birth.
     """
     out = []
     bs = sorted(rev)
@@ -542,8 +583,9 @@ def _reverse_transitions(tracer, rev: dict, complete: bool) -> list:
         r_lo, r_hi = rev[lo], rev[hi]
         if n_effective(r_lo) >= n_effective(r_hi):
             continue
-        if complete:
-            t = int(np.argmin(r_hi.p_t[r_hi.p_t > BIRTH_MASS]))
+        t = int(np.argmin(r_hi.p_t[r_hi.p_t > BIRTH_MASS]))
+        kind = "birth"
+        if locate:
             located = tracer.locate_birth(r_lo, r_hi, t)
             if located is None:
                 splits = _merge_as_split(tracer, r_lo, r_hi)
@@ -554,9 +596,12 @@ def _reverse_transitions(tracer, rev: dict, complete: bool) -> list:
                                "split found; reported as a birth at the bracket midpoint", lo, hi)
         else:
             located = None
+            decoder = r_hi.p_y_given_t[r_hi.p_t > BIRTH_MASS][t]
+            if np.min(np.max(np.abs(r_lo.p_y_given_t - decoder), axis=1)) <= BIRTH_DISTANCE:
+                kind = "split"
         b_star, base = located if located else (0.5 * (lo + hi), r_lo)
         out.append(Transition(
-            beta=b_star, kind="birth", branch="reverse",
+            beta=b_star, kind=kind, branch="reverse",
             n_clusters_before=n_effective(r_lo), n_clusters_after=n_effective(r_hi),
             i_xt_before=base.i_xt, i_xt_after=r_hi.i_xt, i_ty_before=base.i_ty,
             i_ty_after=r_hi.i_ty, beta_bracket=(lo, hi), lagrangian=base.lagrangian))

@@ -19,6 +19,8 @@ class EncoderScore:
     epsilon : deviation from optimality min_beta [F_beta(q) - F*_beta] / beta with
         F_beta = I(X;T) - beta I(T;Y) (Zaslavsky et al. 2018); 0 on the curve.
     beta_fit : the beta attaining that minimum.
+    tolerance : the curve's stated accuracy (:attr:`ibsolver.IBCurve.accuracy`): how far
+        the true curve may lie above the computed one between its points.
     """
 
     i_xt: float
@@ -28,11 +30,13 @@ class EncoderScore:
     gap: float
     epsilon: float
     beta_fit: float
+    tolerance: float = 0.0
 
     @property
     def above_bound(self) -> bool:
-        """True when the encoder beats the computed curve by more than 1e-9 bit."""
-        return self.gap < -1e-9
+        """True when the encoder beats the computed curve by more than its accuracy (and
+        round-off, 1e-9 bit): then the curve is provably sub-optimal there."""
+        return self.gap < -max(self.tolerance, 1e-9)
 
 
 def _epsilon(i_xt, i_ty, env_x, env_y):
@@ -69,4 +73,5 @@ def score_encoder(p_xy, encoder, curve=None) -> EncoderScore:
     epsilon, beta_fit = _epsilon(info["i_xt"], info["i_ty"], curve.envelope_i_xt,
                                  curve.envelope_i_ty)
     return EncoderScore(i_xt=info["i_xt"], i_ty=info["i_ty"], h_t=info["h_t"], bound=bound,
-                        gap=bound - info["i_ty"], epsilon=epsilon, beta_fit=beta_fit)
+                        gap=bound - info["i_ty"], epsilon=epsilon, beta_fit=beta_fit,
+                        tolerance=float(curve.accuracy))

@@ -33,6 +33,9 @@ ACCELERATE_MIN_WORK = 20_000
 DYING_LOG_DROP = 1e-3
 #: iterations a shortcut trial may take (it starts next to its fixed point)
 SHORTCUT_MAX_ITER = 5 * CHUNK
+#: iterations before the objective criterion (lagrangian_tol) is consulted: Newton and the
+#: shortcuts get their chance first, since they leave a cleaner state (no dying cluster)
+OBJECTIVE_MIN_ITER = 5 * CHUNK
 
 
 @dataclass(frozen=True)
@@ -227,13 +230,18 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
 
 def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: float, kernel,
                      tol: float, max_iter: int, n_threads, merge_tol: float,
-                     accelerate: bool = False, warn: bool = True) -> IBResult:
-    """Iterate a validated problem from ``state`` (modified in place) to a fixed point."""
+                     accelerate: bool = False, warn: bool = True,
+                     lagrangian_tol: float = 0.0) -> IBResult:
+    """Iterate a validated problem from ``state`` (modified in place) to a fixed point.
+
+    With ``lagrangian_tol`` > 0 the iteration also stops, converged, once the Lagrangian is
+    estimated to lie within that many bits of its limit (see :func:`_lagrangian_gap`)."""
     histories = []
     n_iter = 0
     residual = np.inf
     newton_refused = False
     shortcut_tried: set = set()  # cluster counts at which _shortcut failed once
+    objective_converged = False
     state.prune(merge_tol)
     n_x, n_y = problem.p_y_given_x.shape
     while n_iter < max_iter:
@@ -262,13 +270,17 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         changed = state.prune(merge_tol)
         if residual <= tol and not changed:
             break
+        if (lagrangian_tol > 0 and not changed and n_iter >= OBJECTIVE_MIN_ITER
+                and _lagrangian_gap(history) <= lagrangian_tol * LN2):
+            objective_converged = True
+            break
         if changed:
             residual = np.inf  # the merged state has not been iterated yet
         elif (after_refusal and alpha == 1.0 and n_iter < max_iter
               and state.n_clusters not in shortcut_tried):
             shortcut_tried.add(state.n_clusters)
             reduced = _shortcut(problem, state, before, beta, lagrangian_nats=history[-1],
-                                kernel=kernel, tol=tol,
+                                kernel=kernel, tol=tol, lagrangian_tol=lagrangian_tol,
                                 max_iter=min(max_iter - n_iter, SHORTCUT_MAX_ITER),
                                 n_threads=n_threads, merge_tol=merge_tol)
             if reduced is not None:
@@ -277,7 +289,7 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
                                               reduced.lagrangian_history])
                 return replace(reduced, n_iter=n_iter + reduced.n_iter,
                                lagrangian_history=all_history)
-    converged = residual <= tol
+    converged = residual <= tol or objective_converged
     q = kernel.encoder(problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
                        beta, alpha, n_threads)
     q = q[:, problem.p_x @ q > 0]
@@ -297,6 +309,26 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         beta=beta, alpha=alpha, n_iter=n_iter, converged=bool(converged),
         residual=float(residual), backend=kernel.NAME, lagrangian_history=history_bits)
 
+
+
+def _lagrangian_gap(history: np.ndarray) -> float:
+    """Estimated distance (same units as ``history``) of the Lagrangian from its limit.
+
+    BA lowers the Lagrangian monotonically and, away from a critical point, geometrically:
+    if it fell by D1 over the first half of the chunk and D2 over the second, the rest of
+    the series is about D2 r / (1 - r) with r = D2 / D1. Where convergence is not (yet)
+    geometric (r >= 1, a critical point) the gap is unknown: inf."""
+    if history.size < 21:
+        return np.inf
+    half = (history.size - 1) // 2
+    h = history[-(2 * half + 1):]  # two halves of equal length
+    d1 = h[0] - h[half]
+    d2 = h[half] - h[-1]
+    noise = 1e-14 * (1.0 + abs(h[-1]))
+    if d2 <= noise:
+        return max(d2, 0.0)
+    r = d2 / d1 if d1 > 0 else np.inf
+    return d2 * r / (1.0 - r) if r < 1.0 else np.inf
 
 
 def _shortcut(problem: Problem, state: State, before: np.ndarray, beta: float, *,

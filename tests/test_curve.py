@@ -181,3 +181,47 @@ def test_plots_return_axes(birth_curve, tmp_path):
         assert ax.get_xlabel()
     fig = plotting.plot_summary(birth_curve, tmp_path / "s.png")
     assert (tmp_path / "s.png").stat().st_size > 10_000 and len(fig.axes) == 3
+
+
+def _dirichlet_64x8():
+    return np.random.default_rng(0).dirichlet(np.ones(512)).reshape(64, 8)
+
+
+def test_birth_located_on_a_coarse_grid_at_one_over_s_star():
+    """On a grid whose first bracket spans the onset, the invasion rate of the light cluster
+    falls back onto p(y) below the onset (G = 1 there is not a root): the birth must still
+    be located, at beta_0 = 1/s* (theory.md section 2), not left at the bracket midpoint."""
+    p_xy = _dirichlet_64x8()
+    curve = ibsolver.ib_curve(p_xy, betas=[1.0, 4.9, 5.3])
+    first = curve.transitions[0]
+    assert first.kind == "birth" and first.beta_bracket == (1.0, 4.9)
+    assert first.beta == pytest.approx(curve.onset_beta_s_star, rel=1e-3)
+    assert curve.onset_beta == pytest.approx(curve.onset_beta_s_star, rel=1e-3)
+
+
+def test_unlocated_transitions_keep_the_curve_and_their_brackets(birth_curve):
+    betas = birth_curve.beta[::4]
+    located = ibsolver.ib_curve(birth_problem(), betas=betas)
+    quick = ibsolver.ib_curve(birth_problem(), betas=betas, locate_transitions=False)
+    np.testing.assert_allclose(quick.i_ty, located.i_ty, atol=1e-9)
+    np.testing.assert_allclose(quick.i_xt, located.i_xt, atol=1e-6)
+    assert [t.kind for t in quick.transitions][:1] == [t.kind for t in located.transitions][:1]
+    for t in quick.all_transitions:
+        lo, hi = t.beta_bracket
+        assert t.beta == pytest.approx(0.5 * (lo + hi))
+
+
+def test_accuracy_bounds_the_gap_to_a_finer_curve(birth_curve):
+    """A coarse curve's stated accuracy covers how far the finer (refined) curve lies above
+    it; an encoder scored against the coarse curve is 'above' it only beyond that."""
+    coarse = ibsolver.ib_curve(birth_problem(), betas=birth_curve.beta[::8])
+    assert birth_curve.accuracy <= 2e-5  # refined to curve_tol = 1e-5 (+ point tolerance)
+    xs = np.linspace(0.0, birth_curve.envelope_i_xt[-1], 400)
+    excess = birth_curve.bound(xs) - coarse.bound(xs)
+    assert excess.max() <= coarse.accuracy + 1e-9
+    # the refined curve's own optimal encoder at a mid beta scores on the coarse curve
+    mid = len(birth_curve.beta) // 2
+    enc = birth_curve.optimal_results()[mid].encoder
+    score = ibsolver.score_encoder(birth_problem(), enc, curve=coarse)
+    assert score.tolerance == coarse.accuracy
+    assert score.above_bound == (score.gap < -coarse.accuracy)

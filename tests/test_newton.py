@@ -1,0 +1,136 @@
+"""Newton steps on the BA fixed point, the shortcuts for dying and merging clusters, and the
+objective stopping rule: each must reach the fixed point plain BA reaches, only sooner."""
+import sys
+
+import numpy as np
+import pytest
+
+import ibsolver
+from ibsolver import newton
+from ibsolver.backends import get_backend
+
+solve_module = sys.modules["ibsolver.solve"]
+Problem, State, solve_from_state = (solve_module.Problem, solve_module.State,
+                                    solve_module.solve_from_state)
+
+
+def _random_case(seed, n, m, k):
+    rng = np.random.default_rng(seed)
+    p_xy = rng.dirichlet(np.ones(n * m)).reshape(n, m)
+    theta = np.log(rng.dirichlet(np.ones(k * m)).reshape(k, m))
+    return p_xy.sum(axis=1), p_xy / p_xy.sum(axis=1, keepdims=True), theta
+
+
+@pytest.mark.parametrize("beta, alpha", [(3.0, 1.0), (0.5, 0.7), (0.0, 1.0), (40.0, 1.0)])
+def test_jacobian_matches_central_differences(beta, alpha):
+    p_x, p_y_given_x, theta = _random_case(1, n=7, m=3, k=4)
+    g, jac = newton.jacobian(p_x, p_y_given_x, theta, beta, alpha)
+    h = 1e-6
+    numeric = np.empty_like(jac)
+    for j in range(theta.size):
+        step = np.zeros(theta.size)
+        step[j] = h
+        plus = newton.jacobian(p_x, p_y_given_x, theta + step.reshape(theta.shape), beta, alpha)[0]
+        minus = newton.jacobian(p_x, p_y_given_x, theta - step.reshape(theta.shape), beta, alpha)[0]
+        numeric[:, j] = (plus - minus).ravel() / (2 * h)
+    # central differences are accurate to ~h^2 * |G'''| + round-off / h ~ 1e-9
+    np.testing.assert_allclose(jac, numeric, atol=1e-8)
+
+
+def test_map_matches_the_reference_backend():
+    """G(theta) of the Newton module is the BA map of the numpy reference."""
+    p_x, p_y_given_x, theta = _random_case(2, n=9, m=4, k=5)
+    a = np.logaddexp.reduce(theta, axis=1)
+    g, _ = newton.jacobian(p_x, p_y_given_x, theta - np.logaddexp.reduce(a), 6.0, 1.0)
+    lp, lpy, *_ = get_backend("numpy").run_iterations(
+        p_x, p_y_given_x, a - np.logaddexp.reduce(a), theta - a[:, None], 6.0, 1.0, 1, 0.0)
+    np.testing.assert_allclose(g, lp[:, None] + lpy, atol=1e-12)
+
+
+def _solve(problem, encoder, beta, accelerate, max_iter=200_000, lagrangian_tol=0.0):
+    return solve_from_state(problem, State.from_encoder(problem, encoder), beta, alpha=1.0,
+                            kernel=get_backend("numpy"), tol=1e-12, max_iter=max_iter,
+                            n_threads=None, merge_tol=1e-7, accelerate=accelerate,
+                            warn=False, lagrangian_tol=lagrangian_tol)
+
+
+def test_newton_reaches_plain_ba_fixed_point_near_the_dsbs_split():
+    """Just above the DSBS(0.1) split at 1.5625 plain BA crawls (rate -> 1); Newton reaches
+    the same point (Mrs Gerber's lemma holds there) in a small fraction of the iterations."""
+    problem = Problem.from_joint(np.array([[0.45, 0.05], [0.05, 0.45]]))
+    start = np.array([[0.6, 0.4], [0.4, 0.6]])
+    plain = _solve(problem, start, 1.565, accelerate=False)
+    fast = _solve(problem, start, 1.565, accelerate=True)
+    assert plain.converged and fast.converged
+    assert fast.n_iter < plain.n_iter / 5
+    assert abs(fast.lagrangian - plain.lagrangian) < 1e-10
+    assert abs(fast.i_xt - plain.i_xt) < 1e-7 and abs(fast.i_ty - plain.i_ty) < 1e-8
+    # the Lagrangian never rises along the accelerated path either
+    assert np.all(np.diff(fast.lagrangian_history) <= 1e-12)
+
+
+def test_newton_refuses_to_converge_to_the_saddle():
+    """Two nearly equal clusters past the split: the equal pair is a saddle Newton would
+    converge to; the safeguards leave it to BA, which splits them."""
+    problem = Problem.from_joint(np.array([[0.45, 0.05], [0.05, 0.45]]))
+    near_saddle = np.array([[0.5 + 1e-4, 0.5 - 1e-4], [0.5 - 1e-4, 0.5 + 1e-4]])
+    res = _solve(problem, near_saddle, 3.0, accelerate=True)
+    plain = _solve(problem, near_saddle, 3.0, accelerate=False)
+    assert res.n_clusters == 2 and res.i_xt > 0.1
+    assert abs(res.lagrangian - plain.lagrangian) < 1e-10
+
+
+def test_dying_cluster_is_dropped_to_the_same_fixed_point():
+    """Below the onset 1/s* of theory.md's 8x3 example the optimum is trivial; a light
+    second cluster then dies geometrically at a rate -> 1. The shortcut drops it at once."""
+    p_xy = np.random.default_rng(1).dirichlet(np.ones(24)).reshape(8, 3)
+    problem = Problem.from_joint(p_xy)
+    beta = 2.9  # below beta_0 = 3.03383, the non-trivial optimum does not exist yet
+    start = np.column_stack([np.full(8, 0.99), np.full(8, 0.01)])
+    start[:4] = [[0.9, 0.1]] * 4
+    plain = _solve(problem, start, beta, accelerate=False)
+    fast = _solve(problem, start, beta, accelerate=True)
+    assert plain.converged and fast.converged
+    assert fast.n_clusters == plain.n_clusters == 1
+    assert fast.n_iter <= plain.n_iter
+    assert abs(fast.lagrangian - plain.lagrangian) < 1e-10
+
+
+def test_objective_stopping_rule_is_within_its_tolerance():
+    """lagrangian_tol stops once the Lagrangian is estimated within tolerance of its
+    limit: the limit computed by running on must agree to that tolerance."""
+    problem = Problem.from_joint(np.array([[0.45, 0.05], [0.05, 0.45]]))
+    start = np.array([[0.6, 0.4], [0.4, 0.6]])
+    early = _solve(problem, start, 1.565, accelerate=False, lagrangian_tol=1e-9)
+    full = _solve(problem, start, 1.565, accelerate=False)
+    assert early.converged and full.converged
+    assert 0.0 <= early.lagrangian - full.lagrangian <= 1e-9
+    assert early.n_iter < full.n_iter / 2
+
+
+def test_lagrangian_gap_estimate():
+    gap = solve_module._lagrangian_gap
+    geometric = 1.0 + 0.5 * 0.9 ** np.arange(200)
+    # exact for a geometric series: what remains after the last term, 0.5 * 0.9^199
+    assert gap(geometric) == pytest.approx(0.5 * 0.9 ** 199, rel=1e-6)
+    assert gap(np.full(200, 3.0)) == 0.0  # stationary to round-off
+    assert gap(1.0 - 1e-6 * np.arange(200) ** 2) == np.inf  # accelerating: not converging
+    assert gap(np.ones(5)) == np.inf  # too short to tell
+
+
+def test_applicability_limits():
+    assert newton.applicable(1024, 15, 2, 1.0)
+    assert not newton.applicable(1024, 15, 2, 0.0)  # hard assignments: no derivative
+    assert not newton.applicable(1024, 1, 2, 1.0)
+    assert not newton.applicable(64, 300, 8, 1.0)  # k m = 2400 > MAX_DIM
+
+
+def test_accelerated_curve_equals_plain_curve():
+    """The whole curve with Newton/SQUAREM equals the curve without, point by point."""
+    p_xy = np.random.default_rng(1).dirichlet(np.ones(24)).reshape(8, 3)
+    betas = np.linspace(1.0, 12.0, 12)
+    fast = ibsolver.ib_curve(p_xy, betas=betas, locate_transitions=False)
+    plain = ibsolver.ib_curve(p_xy, betas=betas, locate_transitions=False, accelerate=False,
+                              lagrangian_tol=0.0, max_iter=200_000)
+    np.testing.assert_allclose(fast.lagrangian, plain.lagrangian, atol=1e-8)
+    assert fast.n_iter.sum() < plain.n_iter.sum()
