@@ -554,13 +554,16 @@ def _cross_seed(tracer, fwd: dict, rev: dict) -> bool:
     miss a better one the other direction found. Returns whether anything improved."""
     improved = False
     for d, order, step in ((rev, sorted(rev, reverse=True), "down"), (fwd, sorted(fwd), "up")):
+        prev_changed = False
         for prev_b, b in zip(order[:-1], order[1:]):
             seeds = [r for r in (rev.get(prev_b), fwd.get(prev_b)) if r is not None]
             seed = min(seeds, key=lambda r: r.lagrangian)
-            if seed is d[prev_b] and len(seeds) == 1:
-                continue
+            own = d[prev_b].lagrangian
+            if not prev_changed and seed.lagrangian >= own - 1e-10 * (1 + abs(own)):
+                continue  # d[b] was continued from a point as good as any seed here
             cand = tracer.solve(tracer.state(seed), b)
-            if cand.lagrangian < d[b].lagrangian - 1e-10 * (1 + abs(d[b].lagrangian)):
+            prev_changed = cand.lagrangian < d[b].lagrangian - 1e-10 * (1 + abs(d[b].lagrangian))
+            if prev_changed:
                 d[b] = cand
                 improved = True
         logger.debug("cross-seeding sweep %s done", step)
