@@ -15,9 +15,11 @@ bifurcation. J is analytic (below), in the joint coordinates theta[t, y] = log p
     J[(t, y), (s, z)] = (delta_ts S[y, t, z] - sum_x p(x, y) q[x, t] q[x, s] phi[x, s, z]) / R[t, y]
 
 with S[y, t, z] = sum_x p(x, y) q[x, t] phi[x, t, z]. Building J costs n k^2 m^2; the solve
-(k m)^3 / 3. Every step is safeguarded: a Newton point is kept only if the BA step taken
-from it does not raise the Lagrangian above the plain BA step's, so the iteration still
-only goes downhill and stops at a stable fixed point of the same map, not at a saddle.
+(k m)^3 / 3. Every step is safeguarded: a Newton point is kept only if its Lagrangian is no
+higher than the current point's (the iteration only goes downhill, like BA), and no step is
+taken where det(I - J) <= 0, i.e. near a fixed point with an odd number of unstable
+directions, a saddle Newton would otherwise converge to. A refused step hands the chunk
+back to plain or SQUAREM iterations.
 """
 from __future__ import annotations
 

@@ -310,7 +310,6 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         residual=float(residual), backend=kernel.NAME, lagrangian_history=history_bits)
 
 
-
 def _lagrangian_gap(history: np.ndarray) -> float:
     """Estimated distance (same units as ``history``) of the Lagrangian from its limit.
 
@@ -338,25 +337,27 @@ def _shortcut(problem: Problem, state: State, before: np.ndarray, beta: float, *
     Two slow modes defeat Newton: a cluster dying (its mass shrinks by a factor G -> 1 per
     iteration; in log coordinates the fixed point is at -inf) and two clusters merging
     (their decoders approach each other; once they coincide, moving mass between the two
-    copies changes nothing, so I - J is singular). If the last chunk shows either, solve
-    from the state with it done, the closest pair merged or the lightest cluster dropped,
-    and keep that solution if it is converged, no worse in Lagrangian than where the
+    copies changes nothing, so I - J is singular). Solve from the state with the closest
+    pair merged, then (if the lightest cluster shrank over the last chunk) with that
+    cluster dropped, and keep the first solution that is converged, no worse than where the
     iteration stands, and stable against undoing the step: no cluster can split
-    (beta lambda_2 < 1), or the dropped decoder's invasion rate is below 1. Plain BA then
-    converges to the same point, only much later."""
+    (beta lambda_2 < 1), or the dropped decoder's invasion rate is below 1."""
     current = (lagrangian_nats - beta * problem.h_y * LN2) / LN2
     for trial, stable in _shortcut_candidates(problem, state, before, beta):
         res = solve_from_state(problem, trial, beta, alpha=1.0, accelerate=True, warn=False,
                                **opts)
-        logger.debug("shortcut k=%d -> %d: converged %s, dL %.3g, stable %s", state.n_clusters,
-                     res.n_clusters, res.converged, res.lagrangian - current, stable(res))
-        if (res.converged and res.lagrangian <= current + 1e-12 * (1.0 + abs(current))
-                and stable(res)):
+        accepted = (res.converged and res.lagrangian <= current + 1e-12 * (1.0 + abs(current))
+                    and stable(res))
+        logger.debug("shortcut k=%d -> %d: converged %s, dL %.3g, accepted %s",
+                     state.n_clusters, res.n_clusters, res.converged,
+                     res.lagrangian - current, accepted)
+        if accepted:
             return res
     return None
 
 
 def _shortcut_candidates(problem: Problem, state: State, before: np.ndarray, beta: float):
+    """(trial state, stability test of its solution) pairs for :func:`_shortcut`."""
     k = state.n_clusters
     if before.size != k or k < 2:
         return
