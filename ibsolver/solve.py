@@ -256,13 +256,11 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         before = state.log_p_t
         if use_newton:
             out = newton.newton_iterations(kernel, *args)
-            newton_refused = out[3] > tol
         elif accelerate and n_iter > 0 and n_x * n_y * state.n_clusters >= ACCELERATE_MIN_WORK:
             out = squarem_iterations(kernel, *args)
-            newton_refused = False
         else:
             out = kernel.run_iterations(*args)
-            newton_refused = False
+        newton_refused = use_newton and out[3] > tol
         log_p_t, log_p_y_given_t, done, residual, history = out
         state.log_p_t, state.log_p_y_given_t = log_p_t, log_p_y_given_t
         n_iter += done
@@ -367,10 +365,11 @@ def _shortcut_candidates(problem: Problem, state: State, before: np.ndarray, bet
     i, j = np.unravel_index(np.argmin(dist), dist.shape)
     p_t = np.exp(state.log_p_t)
     if p_t[i] + p_t[j] > 0:
+        into = i if i < j else i - 1  # i's index once j is deleted
         merged_t = np.delete(p_t, j)
-        merged_t[i if i < j else i - 1] = p_t[i] + p_t[j]
+        merged_t[into] = p_t[i] + p_t[j]
         merged_ty = np.delete(p_t[:, None] * p_y_given_t, j, axis=0)
-        merged_ty[i if i < j else i - 1] = p_t[i] * p_y_given_t[i] + p_t[j] * p_y_given_t[j]
+        merged_ty[into] = p_t[i] * p_y_given_t[i] + p_t[j] * p_y_given_t[j]
 
         def no_split(res):
             return all(beta * cluster_stability(problem.p_x, problem.p_y_given_x,

@@ -39,21 +39,25 @@ def _mlp(seed, widths=(4, 6, 5, 3)):
     return nn.Sequential(*layers), x
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_logistic_trace_closed_form(seed):
-    """Bernoulli logistic regression: tr F = mean_x p(1-p)(|x|^2 + 1) (weights and bias)."""
-    model, x = _logistic(seed)
+def _assert_logistic_closed_form(info, model, x):
+    """Bernoulli logistic regression: tr F = mean_x p(1-p)(|x|^2 + 1); per parameter
+    diag_j = mean p(1-p) x_j^2, bias: mean p(1-p)."""
     w = model.weight.detach().numpy().ravel()
     b = float(model.bias.detach())
     xn = x.numpy()
     p = 1.0 / (1.0 + np.exp(-(xn @ w + b)))
-    expected = np.mean(p * (1 - p) * ((xn ** 2).sum(1) + 1.0))
-    info = fisher_diagonal(model, x)
-    np.testing.assert_allclose(info.trace, expected, rtol=1e-6)
-    # per-parameter: diag_j = mean p(1-p) x_j^2, bias: mean p(1-p)
+    np.testing.assert_allclose(info.trace, np.mean(p * (1 - p) * ((xn ** 2).sum(1) + 1.0)),
+                               rtol=1e-6)
     np.testing.assert_allclose(info.diagonal["weight"].ravel(),
                                np.mean((p * (1 - p))[:, None] * xn ** 2, axis=0), rtol=1e-6)
     np.testing.assert_allclose(info.diagonal["bias"], [np.mean(p * (1 - p))], rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_logistic_trace_closed_form(seed):
+    """Bernoulli logistic regression: tr F = mean_x p(1-p)(|x|^2 + 1) (weights and bias)."""
+    model, x = _logistic(seed)
+    _assert_logistic_closed_form(fisher_diagonal(model, x), model, x)
 
 
 def test_diagonal_sums_to_trace_and_layers():
@@ -198,15 +202,7 @@ def test_cuda_matches_cpu(kind, dtype, rtol):
 def test_cuda_logistic_trace_closed_form(seed):
     """The Bernoulli closed form tr F = mean_x p(1-p)(|x|^2 + 1) holds on the GPU."""
     model, x = _logistic(seed)
-    w = model.weight.detach().numpy().ravel()
-    b = float(model.bias.detach())
-    xn = x.numpy()
-    p = 1.0 / (1.0 + np.exp(-(xn @ w + b)))
-    expected = np.mean(p * (1 - p) * ((xn ** 2).sum(1) + 1.0))
     gpu_model = copy.deepcopy(model).to("cuda")
     for info in (fisher_diagonal(model, x, device="cuda"),
                  fisher_diagonal(gpu_model, x.to("cuda"))):
-        np.testing.assert_allclose(info.trace, expected, rtol=1e-6)
-        np.testing.assert_allclose(info.diagonal["weight"].ravel(),
-                                   np.mean((p * (1 - p))[:, None] * xn ** 2, axis=0), rtol=1e-6)
-        np.testing.assert_allclose(info.diagonal["bias"], [np.mean(p * (1 - p))], rtol=1e-6)
+        _assert_logistic_closed_form(info, model, x)
