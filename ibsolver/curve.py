@@ -236,25 +236,34 @@ class _Tracer:
 
     # -- forward branch ---------------------------------------------------------------
     def forward_step(self, prev: IBResult, beta: float, locate: bool, transitions: list):
-        """Solve at ``beta`` from ``prev`` (at a lower beta), splitting unstable clusters."""
-        stab = self.stabilities(prev)
+        """Solve at ``beta`` from ``prev`` (at a lower beta), splitting unstable clusters.
+
+        The branch is first continued to ``beta`` without splitting, and only clusters
+        unstable there (beta lambda_2 >= 1 at the continued solution) are split: lambda_2
+        at ``prev`` overstates it, since clusters sharpen as beta grows, and children of a
+        stable cluster merge back only slowly."""
+        cont = self.solve(self.state(prev), beta)
+        stab = self.stabilities(cont)
         crossing = [t for t, s in enumerate(stab) if s.eigenvalue > 0 and beta * s.eigenvalue >= 1.0]
         if not crossing:
-            return self.solve(self.state(prev), beta)
-        encoder = prev.encoder
+            return cont
+        same = cont.n_clusters == prev.n_clusters  # then cluster t of cont continues t of prev
+        encoder = cont.encoder
         seeds = []
         for t in sorted(crossing, reverse=True):  # split right to left keeps indices valid
-            if locate and prev.beta * stab[t].eigenvalue < 1.0:
+            stable_before = same and prev.beta * self._stability(prev, t).eigenvalue < 1.0
+            if locate and stable_before:
                 b_star, at, s = self._locate_split(prev, beta, t)
-            elif locate:  # unstable already at prev.beta: known only to the bracket's end
-                b_star, at, s = beta, prev, stab[t]
+            elif locate:  # the crossing is known only to the bracket's end
+                b_star, at, s = beta, cont, stab[t]
             else:
-                b_star, at, s = 0.5 * (prev.beta + beta), prev, stab[t]
+                b_star, at, s = 0.5 * (prev.beta + beta), cont, stab[t]
             seeds.append((t, b_star, at, s))
             encoder = split_cluster(encoder, t, s.direction)
         after = self.solve(State.from_encoder(self.problem, encoder), beta)
-        if n_effective(after) <= n_effective(prev):
-            return after  # the children merged again: no transition on this branch
+        if n_effective(after) <= n_effective(cont):
+            # the children merged again: no transition on this branch
+            return after if after.lagrangian < cont.lagrangian else cont
         for t, b_star, at, s in seeds:
             transitions.append(Transition(
                 beta=b_star, kind="split", branch="forward",
@@ -266,9 +275,12 @@ class _Tracer:
                 eigenvalue=s.eigenvalue, direction=s.direction))
         return after
 
+    def _stability(self, result: IBResult, t: int):
+        return cluster_stability(self.problem.p_x, self.problem.p_y_given_x, result.encoder[:, t])
+
     def _locate_split(self, prev: IBResult, beta: float, t: int):
         """Solve beta * lambda_2(C(t; solution(beta))) = 1 on (prev.beta, beta]."""
-        s = cluster_stability(self.problem.p_x, self.problem.p_y_given_x, prev.encoder[:, t])
+        s = self._stability(prev, t)
         if prev.n_clusters == 1:  # the trivial solution does not move with beta: exact
             return 1.0 / s.eigenvalue, prev, s
         lo, hi, at_lo = prev.beta, beta, prev
@@ -279,7 +291,7 @@ class _Tracer:
             if n_effective(res) != n_effective(prev):
                 hi = mid  # the branch changed on its own: stay below
                 continue
-            s_mid = cluster_stability(self.problem.p_x, self.problem.p_y_given_x, res.encoder[:, t])
+            s_mid = self._stability(res, t)
             if mid * s_mid.eigenvalue >= 1.0:
                 hi = mid
             else:

@@ -16,10 +16,13 @@ bifurcation. J is analytic (below), in the joint coordinates theta[t, y] = log p
 
 with S[y, t, z] = sum_x p(x, y) q[x, t] phi[x, t, z]. Building J costs n k^2 m^2; the solve
 (k m)^3 / 3. Every step is safeguarded: a Newton point is kept only if its Lagrangian is no
-higher than the current point's (the iteration only goes downhill, like BA), and no step is
-taken where det(I - J) <= 0, i.e. near a fixed point with an odd number of unstable
-directions, a saddle Newton would otherwise converge to. A refused step hands the chunk
-back to plain or SQUAREM iterations.
+higher than the current point's (halving the step up to BACKTRACK times; the iteration only
+goes downhill, like BA). Far from the fixed point I - J may be indefinite (det(I - J) < 0:
+an odd number of eigenvalues of J above 1) while BA still converges, crawling; Newton steps
+are taken there too (``guarded=False``). What Newton converges to is checked instead: a
+fixed point with det(I - J) <= 0 is a saddle, not a minimum. The iteration is then pushed
+off it along the unstable eigenvector, downhill, and the caller continues ``guarded``: no
+step from where det(I - J) <= 0. A refused step hands the chunk back to plain or SQUAREM.
 """
 from __future__ import annotations
 
@@ -36,6 +39,12 @@ MAX_DIM = 600
 MAX_PAIRS = 4_000_000
 #: a Newton step longer than this in any log-probability is not trusted
 MAX_STEP = 8.0
+#: halvings of a Newton step that raised the Lagrangian before the step is refused
+BACKTRACK = 3
+#: halvings of a saddle-free step (its unstable part is long: 1 / (lambda - 1))
+SADDLE_FREE_HALVINGS = 12
+#: push off a saddle fixed point, in log-probability along the unstable eigenvector
+SADDLE_PUSH = 1e-3
 
 
 def applicable(n_x: int, n_clusters: int, n_y: int, alpha: float) -> bool:
@@ -81,8 +90,10 @@ def jacobian(p_x, p_y_given_x, theta, beta, alpha):
 
 
 def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
-                      max_iter, tol, n_threads=None):
-    """Same contract as ``kernel.run_iterations``; ``max_iter`` counts map evaluations.
+                      max_iter, tol, n_threads=None, guarded=False):
+    """Same contract as ``kernel.run_iterations``, plus a sixth value: whether the iteration
+    reached a saddle and was pushed off it (continue ``guarded`` then). ``max_iter``
+    counts map evaluations.
 
     Returns early (not converged) when a Newton step is refused, so the caller can fall
     back to plain or SQUAREM iterations for the next chunk."""
@@ -98,33 +109,80 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         history.append(out[4][0])
         return out[0], out[1], out[3], out[4][0]
 
+    def from_joint(theta):
+        a = np.logaddexp.reduce(theta, axis=1)
+        return a - np.logaddexp.reduce(a), theta - a[:, None]
+
+    def downhill(theta, delta, l_before, halvings):
+        """The BA map after theta + delta / 2^h for the first h with a Lagrangian no higher
+        than ``l_before``, or None."""
+        delta = delta * min(1.0, MAX_STEP / max(np.max(np.abs(delta)), 1e-300))
+        for h in range(halvings + 1):
+            out = step(*from_joint(theta + delta / 2 ** h))
+            if np.isfinite(out[3]) and out[3] <= l_before + 1e-13 * (1.0 + abs(l_before)) \
+                    and out[0].size == k:
+                return out
+            history.pop()  # not kept: the path records accepted points only
+        return None
+
+    def refused(lp, lpy, why, *args):
+        logger.debug("Newton step refused: " + why, *args)
+        return lp, lpy, n_eval, residual, np.asarray(history), False
+
+    det_sign, jac = 1.0, None
     while n_eval < max_iter:
         lp1, lpy1, residual, l1 = step(log_p_t, log_p_y_given_t)
         theta = log_p_t[:, None] + log_p_y_given_t
+        if residual <= tol and jac is not None and det_sign <= 0:
+            lp, lpy, residual = _push_off_saddle(step, from_joint, theta, jac, history)
+            return lp, lpy, n_eval, residual, np.asarray(history), True
         done = residual <= tol or n_eval >= max_iter or lp1.size != k
         if done or not np.all(np.isfinite(theta)):
-            return lp1, lpy1, n_eval, residual, np.asarray(history)
+            return lp1, lpy1, n_eval, residual, np.asarray(history), False
         g, jac = jacobian(p_x, p_y_given_x, theta, beta, alpha)
         lu, piv = lu_factor(np.eye(k * m) - jac, check_finite=False)
-        # det(I - J) < 0: an odd number of eigenvalues of J above 1, i.e. near a saddle,
-        # which Newton would happily converge to; let plain BA move away from it
         swaps = np.count_nonzero(piv != np.arange(piv.size))
         det_sign = np.prod(np.sign(np.diag(lu))) * (-1) ** swaps
-        delta = lu_solve((lu, piv), (g - theta).ravel(), check_finite=False)
-        if det_sign <= 0 or not np.all(np.isfinite(delta)) or np.max(np.abs(delta)) > MAX_STEP:
-            logger.debug("Newton step refused: det(I - J) sign %g, step %.3g", det_sign,
-                         np.max(np.abs(delta)))
-            return lp1, lpy1, n_eval, residual, np.asarray(history)
-        theta_new = theta + delta.reshape(k, m)
-        a = np.logaddexp.reduce(theta_new, axis=1)
-        lp_new = a - np.logaddexp.reduce(a)
-        lpy_new = theta_new - a[:, None]
-        lp2, lpy2, res2, l2 = step(lp_new, lpy_new)
-        if not (np.isfinite(l2) and l2 <= l1 + 1e-13 * (1.0 + abs(l1)) and lp2.size == k):
-            history.pop()  # refused: continue from the plain step
-            logger.debug("Newton step refused: Lagrangian %.17g after it, %.17g before", l2, l1)
-            return lp1, lpy1, n_eval, residual, np.asarray(history)
+        delta = lu_solve((lu, piv), (g - theta).ravel(), check_finite=False).reshape(k, m)
+        if guarded and det_sign <= 0:
+            # near a saddle already met: let plain BA move away from it
+            return refused(lp1, lpy1, "det(I - J) sign %g (guarded)", det_sign)
+        if not np.all(np.isfinite(delta)) or np.max(np.abs(delta)) > MAX_STEP:
+            return refused(lp1, lpy1, "step %.3g", np.max(np.abs(delta)))
+        accepted = downhill(theta, delta, l1, BACKTRACK)
+        if accepted is None:
+            # Newton heads for a saddle: step away from it along the unstable directions
+            accepted = downhill(theta, _saddle_free_step(jac, g - theta), l1, SADDLE_FREE_HALVINGS)
+        if accepted is None:
+            return refused(lp1, lpy1, "the Lagrangian rose (%.17g before)", l1)
+        lp2, lpy2, res2, _ = accepted
         log_p_t, log_p_y_given_t, residual = lp2, lpy2, res2
-        if residual <= tol:
+        if residual <= tol and det_sign > 0:
             break
-    return log_p_t, log_p_y_given_t, n_eval, residual, np.asarray(history)
+    return log_p_t, log_p_y_given_t, n_eval, residual, np.asarray(history), False
+
+
+def _saddle_free_step(jac, residual):
+    """The Newton step with its components along eigenvectors of J with Re(lambda) > 1
+    reversed (saddle-free Newton, Dauphin et al. 2014): away from the saddle, not into it."""
+    values, vectors = np.linalg.eig(jac)
+    coef = np.linalg.solve(vectors, residual.ravel().astype(complex))
+    gain = 1.0 / (1.0 - values)
+    gain[values.real > 1.0] *= -1.0
+    return np.real(vectors @ (gain * coef)).reshape(residual.shape)
+
+
+def _push_off_saddle(step, from_joint, theta, jac, history):
+    """Newton converged to ``theta`` where det(I - J) <= 0: a saddle. Step off it along the
+    eigenvector of J with the largest real eigenvalue, to the side with the lower
+    Lagrangian after one BA map; returns that map's (log p(t), log p(y|t), residual)."""
+    values, vectors = np.linalg.eig(jac)
+    v = np.real(vectors[:, np.argmax(np.real(values))]).reshape(theta.shape)
+    v *= SADDLE_PUSH / max(np.max(np.abs(v)), 1e-300)
+    logger.debug("Newton reached a saddle (largest eigenvalue of J %.6g); pushed off",
+                 np.max(np.real(values)))
+    sides = [step(*from_joint(theta + sign * v)) for sign in (1.0, -1.0)]
+    best = min(sides, key=lambda out: out[3])
+    del history[-2:]
+    history.append(best[3])
+    return best[0], best[1], best[2]

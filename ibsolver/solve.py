@@ -29,8 +29,8 @@ DROP_MASS = 1e-14
 CHUNK = 200
 #: n_x * n_y * n_clusters below which SQUAREM's per-step Python overhead outweighs it
 ACCELERATE_MIN_WORK = 20_000
-#: a lightest cluster whose log-mass fell by more than this over a chunk may be dying
-DYING_LOG_DROP = 1e-3
+#: a lightest cluster whose log-mass falls faster than this per iteration may be dying
+DYING_LOG_RATE = 5e-6
 #: iterations a shortcut trial may take (it starts next to its fixed point)
 SHORTCUT_MAX_ITER = 5 * CHUNK
 #: iterations before the objective criterion (lagrangian_tol) is consulted: Newton and the
@@ -240,6 +240,7 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
     n_iter = 0
     residual = np.inf
     newton_refused = False
+    guarded = False  # once Newton met a saddle, no Newton step from where det(I - J) <= 0
     shortcut_tried: set = set()  # cluster counts at which _shortcut failed once
     objective_converged = False
     state.prune(merge_tol)
@@ -253,9 +254,10 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         use_newton = (accelerate and n_iter > 0 and not newton_refused
                       and newton.applicable(n_x, state.n_clusters, n_y, alpha))
         after_refusal = newton_refused
-        before = state.log_p_t
+        before = state.log_p_t  # the dying test compares against it, per iteration
         if use_newton:
-            out = newton.newton_iterations(kernel, *args)
+            *out, saddle = newton.newton_iterations(kernel, *args, guarded=guarded)
+            guarded = guarded or saddle
         elif accelerate and n_iter > 0 and n_x * n_y * state.n_clusters >= ACCELERATE_MIN_WORK:
             out = squarem_iterations(kernel, *args)
         else:
@@ -277,7 +279,7 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         elif (after_refusal and alpha == 1.0 and n_iter < max_iter
               and state.n_clusters not in shortcut_tried):
             shortcut_tried.add(state.n_clusters)
-            reduced = _shortcut(problem, state, before, beta, lagrangian_nats=history[-1],
+            reduced = _shortcut(problem, state, before, done, beta, lagrangian_nats=history[-1],
                                 kernel=kernel, tol=tol, lagrangian_tol=lagrangian_tol,
                                 max_iter=min(max_iter - n_iter, SHORTCUT_MAX_ITER),
                                 n_threads=n_threads, merge_tol=merge_tol)
@@ -328,7 +330,7 @@ def _lagrangian_gap(history: np.ndarray) -> float:
     return d2 * r / (1.0 - r) if r < 1.0 else np.inf
 
 
-def _shortcut(problem: Problem, state: State, before: np.ndarray, beta: float, *,
+def _shortcut(problem: Problem, state: State, before: np.ndarray, steps: int, beta: float, *,
               lagrangian_nats: float, **opts):
     """The fixed point BA is crawling towards when Newton cannot reach it, or None.
 
@@ -341,7 +343,7 @@ def _shortcut(problem: Problem, state: State, before: np.ndarray, beta: float, *
     iteration stands, and stable against undoing the step: no cluster can split
     (beta lambda_2 < 1), or the dropped decoder's invasion rate is below 1."""
     current = (lagrangian_nats - beta * problem.h_y * LN2) / LN2
-    for trial, stable in _shortcut_candidates(problem, state, before, beta):
+    for trial, stable in _shortcut_candidates(problem, state, before, steps, beta):
         res = solve_from_state(problem, trial, beta, alpha=1.0, accelerate=True, warn=False,
                                **opts)
         accepted = (res.converged and res.lagrangian <= current + 1e-12 * (1.0 + abs(current))
@@ -354,8 +356,10 @@ def _shortcut(problem: Problem, state: State, before: np.ndarray, beta: float, *
     return None
 
 
-def _shortcut_candidates(problem: Problem, state: State, before: np.ndarray, beta: float):
-    """(trial state, stability test of its solution) pairs for :func:`_shortcut`."""
+def _shortcut_candidates(problem: Problem, state: State, before: np.ndarray, steps: int,
+                         beta: float):
+    """(trial state, stability test of its solution) pairs for :func:`_shortcut`;
+    ``before`` is log p(t) ``steps`` iterations ago."""
     k = state.n_clusters
     if before.size != k or k < 2:
         return
@@ -378,7 +382,8 @@ def _shortcut_candidates(problem: Problem, state: State, before: np.ndarray, bet
         yield State.from_joint(merged_t, merged_ty), no_split
 
     t = int(np.argmin(state.log_p_t))
-    if state.log_p_t[t] < before[t] - DYING_LOG_DROP:
+    # a rate, not a drop: the chunk before a shortcut may be a single refused Newton step
+    if state.log_p_t[t] < before[t] - DYING_LOG_RATE * max(steps, 1):
         keep = np.arange(k) != t
         dying = p_y_given_t[t]
 
