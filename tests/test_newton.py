@@ -69,15 +69,29 @@ def test_newton_reaches_plain_ba_fixed_point_near_the_dsbs_split():
     assert np.all(np.diff(fast.lagrangian_history) <= 1e-12)
 
 
-def test_newton_refuses_to_converge_to_the_saddle():
-    """Two nearly equal clusters past the split: the equal pair is a saddle Newton would
-    converge to; the safeguards leave it to BA, which splits them."""
+def test_newton_does_not_stop_at_the_saddle():
+    """Two nearly equal clusters past the split: the equal pair is a saddle Newton heads
+    for; the safeguards (saddle-free steps, push-off) leave the pair split, as BA does."""
     problem = Problem.from_joint(np.array([[0.45, 0.05], [0.05, 0.45]]))
     near_saddle = np.array([[0.5 + 1e-4, 0.5 - 1e-4], [0.5 - 1e-4, 0.5 + 1e-4]])
     res = _solve(problem, near_saddle, 3.0, accelerate=True)
     plain = _solve(problem, near_saddle, 3.0, accelerate=False)
     assert res.n_clusters == 2 and res.i_xt > 0.1
     assert abs(res.lagrangian - plain.lagrangian) < 1e-10
+
+
+def test_saddle_free_steps_separate_children_just_past_the_split():
+    """Just past the DSBS split (1.5625) the children of a split separate at a rate
+    beta lambda_2 - 1 ~ 1e-2 per BA iteration; saddle-free Newton steps (the unstable
+    direction reversed) get there in a fraction of the iterations, downhill all the way."""
+    problem = Problem.from_joint(np.array([[0.45, 0.05], [0.05, 0.45]]))
+    near_saddle = np.array([[0.5 + 1e-4, 0.5 - 1e-4], [0.5 - 1e-4, 0.5 + 1e-4]])
+    plain = _solve(problem, near_saddle, 1.58, accelerate=False)
+    fast = _solve(problem, near_saddle, 1.58, accelerate=True)
+    assert plain.converged and fast.converged and fast.n_clusters == 2
+    assert fast.n_iter < plain.n_iter / 3
+    assert abs(fast.lagrangian - plain.lagrangian) < 1e-12
+    assert np.all(np.diff(fast.lagrangian_history) <= 1e-12)
 
 
 def test_dying_cluster_is_dropped_to_the_same_fixed_point():
