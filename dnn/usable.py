@@ -155,7 +155,7 @@ class _DecoderStack:
     ``nn.Linear`` (U(-1/sqrt(fan_in), 1/sqrt(fan_in))) with each decoder's own fan-in.
     """
 
-    def __init__(self, d_in, n_classes, budget: DecoderBudget, gens, dropout_gen, device):
+    def __init__(self, d_in, n_classes, budget: DecoderBudget, gens, device):
         import torch
 
         self.budget = budget
@@ -187,7 +187,8 @@ class _DecoderStack:
         for g, c in enumerate(n_classes):
             mask[g, 0, :c] = True
         self.class_mask = mask.to(device)
-        self.dropout_gen = dropout_gen
+        # each decoder's dropout masks continue its own generator: grouping-invariant
+        self.gens = gens
 
     def parameters(self):
         return self.weights + self.biases + self.gammas + self.betas
@@ -215,7 +216,8 @@ class _DecoderStack:
                 h = (h - mean) / torch.sqrt(var + 1e-5) * self.gammas[li] + self.betas[li]
             h = F.leaky_relu(h, self.budget.leaky_slope)
             if train and self.budget.dropout > 0:
-                keep = torch.rand(h.shape, generator=self.dropout_gen).to(h.device)
+                keep = torch.stack([torch.rand(h.shape[1:], generator=gen)
+                                    for gen in self.gens]).to(h.device)
                 h = h * (keep >= self.budget.dropout) / (1.0 - self.budget.dropout)
         return h.masked_fill(~self.class_mask, float("-inf"))
 
@@ -257,7 +259,7 @@ def _train_decoders(Zs, ys, n_classes, budget: DecoderBudget, split, seeds, orde
 
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     order = torch.Generator().manual_seed(int(order_seed))
-    net = _DecoderStack(d_in, n_classes, budget, gens, order, device)
+    net = _DecoderStack(d_in, n_classes, budget, gens, device)
     opt = torch.optim.Adam(net.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
     bs = min(budget.batch_size, n_tr)
     for _ in range(budget.epochs):
@@ -454,9 +456,8 @@ def usable_information_over_training(activations, labels: dict, *, epochs=None, 
         every decoder has its own initialisation seed derived from it.
     progress : optional callable invoked with the number of decoders finished.
     max_group : decoders trained together as one batched model. Every decoder keeps its own
-        parameters and seed and all see the same minibatch order, so the grouping changes
-        nothing but speed (exactly so for the linear decoder; the MLP's dropout masks are
-        drawn per group).
+        parameters, seed and dropout masks and all see the same minibatch order, so the
+        grouping changes nothing but speed (up to float32 round-off).
 
     Returns
     -------

@@ -43,6 +43,9 @@ MAX_STEP = 8.0
 BACKTRACK = 3
 #: halvings of a saddle-free step (its unstable part is long: 1 / (lambda - 1))
 SADDLE_FREE_HALVINGS = 12
+#: largest k * m for a saddle-free step: it needs the eigenvectors of J, which cost some
+#: 40 times its LU factorisation
+SADDLE_FREE_MAX_DIM = 200
 #: push off a saddle fixed point, in log-probability along the unstable eigenvector
 SADDLE_PUSH = 1e-3
 
@@ -150,7 +153,7 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         if not np.all(np.isfinite(delta)) or np.max(np.abs(delta)) > MAX_STEP:
             return refused(lp1, lpy1, "step %.3g", np.max(np.abs(delta)))
         accepted = downhill(theta, delta, l1, BACKTRACK)
-        if accepted is None:
+        if accepted is None and k * m <= SADDLE_FREE_MAX_DIM:
             # Newton heads for a saddle: step away from it along the unstable directions
             accepted = downhill(theta, _saddle_free_step(jac, g - theta), l1, SADDLE_FREE_HALVINGS)
         if accepted is None:
