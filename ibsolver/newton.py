@@ -37,7 +37,8 @@ logger = logging.getLogger(__name__)
 MAX_DIM = 600
 #: largest n * k^2 intermediate (doubles) built for the Jacobian
 MAX_PAIRS = 4_000_000
-#: a Newton step longer than this in any log-probability is not trusted
+#: a Newton step longer than this in any log-probability is refused (a saddle-free step,
+#: whose unstable part is long by design, is shortened to it)
 MAX_STEP = 8.0
 #: halvings of a Newton step that raised the Lagrangian before the step is refused
 BACKTRACK = 3
@@ -50,13 +51,17 @@ SADDLE_FREE_MAX_DIM = 200
 SADDLE_PUSH = 1e-3
 
 
-def applicable(n_x: int, n_clusters: int, n_y: int, alpha: float) -> bool:
-    """Whether Newton's method is available and cheaper than a chunk of 200 BA iterations:
-    building J costs about n k^2 m^2, one BA iteration about 10 n k m."""
+def cost(n_x: int, n_clusters: int, n_y: int) -> float:
+    """One Newton step (building J, about n k^2 m^2, and factorising it) in units of one BA
+    iteration (about 10 n k m)."""
     dim = n_clusters * n_y
-    jacobian = n_x * n_clusters * dim * n_y + dim ** 3 / 3.0
-    return (alpha > 0.0 and 1 < n_clusters and dim <= MAX_DIM
-            and n_x * n_clusters ** 2 <= MAX_PAIRS and jacobian <= 200 * 10 * n_x * dim)
+    return (n_x * n_clusters * dim * n_y + dim ** 3 / 3.0) / (10.0 * n_x * dim)
+
+
+def applicable(n_x: int, n_clusters: int, n_y: int, alpha: float) -> bool:
+    """Whether Newton's method is available and cheaper than a chunk of 200 BA iterations."""
+    return (alpha > 0.0 and 1 < n_clusters and n_clusters * n_y <= MAX_DIM
+            and n_x * n_clusters ** 2 <= MAX_PAIRS and cost(n_x, n_clusters, n_y) <= 200)
 
 
 def _encoder(p_y_given_x, theta, beta, alpha):
@@ -119,6 +124,8 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
     def downhill(theta, delta, l_before, halvings):
         """The BA map after theta + delta / 2^h for the first h with a Lagrangian no higher
         than ``l_before``, or None."""
+        if not np.all(np.isfinite(delta)):  # e.g. J defective: no eigenvector basis
+            return None
         delta = delta * min(1.0, MAX_STEP / max(np.max(np.abs(delta)), 1e-300))
         for h in range(halvings + 1):
             out = step(*from_joint(theta + delta / 2 ** h))

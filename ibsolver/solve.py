@@ -27,6 +27,9 @@ MAX_DEFAULT_CLUSTERS = 1024
 DROP_MASS = 1e-14
 #: iterations between checks for empty or coincident clusters
 CHUNK = 200
+#: plain iterations before the first Newton step, where a step costs no more than these
+#: (they settle a warm start's clusters); otherwise a full CHUNK, which most solves need
+FIRST_CHUNK = 20
 #: n_x * n_y * n_clusters below which SQUAREM's per-step Python overhead outweighs it
 ACCELERATE_MIN_WORK = 20_000
 #: a lightest cluster whose log-mass falls faster than this per iteration may be dying
@@ -246,7 +249,9 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
     state.prune(merge_tol)
     n_x, n_y = problem.p_y_given_x.shape
     while n_iter < max_iter:
-        chunk = min(CHUNK, max_iter - n_iter)
+        newton_cheap = (accelerate and newton.applicable(n_x, state.n_clusters, n_y, alpha)
+                        and newton.cost(n_x, state.n_clusters, n_y) <= FIRST_CHUNK)
+        chunk = min(FIRST_CHUNK if n_iter == 0 and newton_cheap else CHUNK, max_iter - n_iter)
         args = (problem.p_x, problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
                 beta, alpha, chunk, tol, n_threads)
         # plain compiled chunk first (most solves need no more); then Newton where the
