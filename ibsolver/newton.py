@@ -18,11 +18,13 @@ with S[y, t, z] = sum_x p(x, y) q[x, t] phi[x, t, z]. Building J costs n k^2 m^2
 (k m)^3 / 3. Every step is safeguarded: a Newton point is kept only if its Lagrangian is no
 higher than the current point's (halving the step up to BACKTRACK times; the iteration only
 goes downhill, like BA). Far from the fixed point I - J may be indefinite (det(I - J) < 0:
-an odd number of eigenvalues of J above 1) while BA still converges, crawling; Newton steps
-are taken there too (``guarded=False``). What Newton converges to is checked instead: a
-fixed point with det(I - J) <= 0 is a saddle, not a minimum. The iteration is then pushed
-off it along the unstable eigenvector, downhill, and the caller continues ``guarded``: no
-step from where det(I - J) <= 0. A refused step hands the chunk back to plain or SQUAREM.
+an odd number of eigenvalues of J above 1) while BA still converges, crawling. There
+Newton heads for the saddle and the Lagrangian rises; the step is then taken with its
+components along the unstable eigenvectors reversed (saddle-free Newton), away from the
+saddle. What Newton converges to is checked: a fixed point with det(I - J) <= 0 is a
+saddle, not a minimum; the iteration is pushed off it along the unstable eigenvector,
+downhill, and the caller continues ``guarded``: no step from where det(I - J) <= 0. A
+refused step hands the chunk back to plain or SQUAREM iterations.
 """
 from __future__ import annotations
 

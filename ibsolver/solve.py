@@ -12,7 +12,7 @@ from . import _validation as v
 from . import newton
 from .accelerate import squarem_iterations
 from .backends import get_backend
-from .bifurcation import cluster_stability, invasion_rate
+from .bifurcation import cluster_stability, invasion_rate, split_cluster
 from .exceptions import ConvergenceWarning
 from .measures import LN2, _encoder_information, entropy
 from .results import IBResult
@@ -34,6 +34,8 @@ FIRST_CHUNK = 20
 ACCELERATE_MIN_WORK = 20_000
 #: a lightest cluster whose log-mass falls faster than this per iteration may be dying
 DYING_LOG_RATE = 5e-6
+#: a converged cluster with beta lambda_2 above 1 + this is split (see _split_unstable)
+SPLIT_MARGIN = 1e-9
 #: iterations a shortcut trial may take (it starts next to its fixed point)
 SHORTCUT_MAX_ITER = 5 * CHUNK
 #: iterations before the objective criterion (lagrangian_tol) is consulted: Newton and the
@@ -206,7 +208,8 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
         fixed point when the decoder state is small (k * n_y <= 600, see
         :mod:`ibsolver.newton`), SQUAREM extrapolation otherwise. Both only go downhill
         and stop at a fixed point of the same map; they pay off near phase transitions,
-        where plain BA needs thousands of iterations.
+        where plain BA needs thousands of iterations. A converged point where a cluster is
+        unstable to splitting (beta lambda_2 > 1: a saddle) is then split and solved on.
     """
     problem = Problem.from_joint(p_xy, normalize=normalize)
     beta = v.check_real(beta, name="beta", low=0.0)
@@ -226,9 +229,35 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
             n_clusters = min(problem.n_distinct_rows(), MAX_DEFAULT_CLUSTERS)
         q0 = random_encoder(n_x, n_clusters, v.check_random_state(random_state))
     state = State.from_encoder(problem, q0)
-    return solve_from_state(problem, state, beta, alpha=alpha, kernel=kernel, tol=tol,
-                            max_iter=max_iter, n_threads=n_threads, merge_tol=merge_tol,
-                            accelerate=bool(accelerate))
+    opts = dict(alpha=alpha, kernel=kernel, tol=tol, n_threads=n_threads, merge_tol=merge_tol,
+                accelerate=bool(accelerate))
+    result = solve_from_state(problem, state, beta, max_iter=max_iter, **opts)
+    if accelerate and alpha == 1.0:
+        result = _split_unstable(problem, result, beta, max_iter=max_iter, **opts)
+    return result
+
+
+def _split_unstable(problem: Problem, result: IBResult, beta: float, *, max_iter, **opts):
+    """Split clusters with beta lambda_2 > 1 and solve on, until none is left: such a
+    cluster makes the fixed point a saddle (splitting it lowers the Lagrangian), which the
+    accelerated iteration can converge to, e.g. two copies of a cluster that should split."""
+    while result.converged and result.n_iter < max_iter:
+        encoder = result.encoder
+        unstable = [t for t in range(encoder.shape[1]) if beta * cluster_stability(
+            problem.p_x, problem.p_y_given_x, encoder[:, t]).eigenvalue > 1.0 + SPLIT_MARGIN]
+        if not unstable:
+            break
+        for t in sorted(unstable, reverse=True):  # right to left keeps indices valid
+            s = cluster_stability(problem.p_x, problem.p_y_given_x, encoder[:, t])
+            encoder = split_cluster(encoder, t, s.direction)
+        split = solve_from_state(problem, State.from_encoder(problem, encoder), beta,
+                                 max_iter=max_iter - result.n_iter, **opts)
+        if split.lagrangian >= result.lagrangian - 1e-12 * (1.0 + abs(result.lagrangian)):
+            break  # the children merged back: beta lambda_2 was 1 to round-off
+        result = replace(split, n_iter=result.n_iter + split.n_iter,
+                         lagrangian_history=np.concatenate([result.lagrangian_history,
+                                                            split.lagrangian_history]))
+    return result
 
 
 def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: float, kernel,
@@ -345,8 +374,8 @@ def _shortcut(problem: Problem, state: State, before: np.ndarray, steps: int, be
     copies changes nothing, so I - J is singular). Solve from the state with the closest
     pair merged, then (if the lightest cluster shrank over the last chunk) with that
     cluster dropped, and keep the first solution that is converged, no worse than where the
-    iteration stands, and stable against undoing the step: no cluster can split
-    (beta lambda_2 < 1), or the dropped decoder's invasion rate is below 1."""
+    iteration stands, and stable: no cluster can split (beta lambda_2 < 1) and, for a drop,
+    the dropped decoder's invasion rate is below 1."""
     current = (lagrangian_nats - beta * problem.h_y * LN2) / LN2
     for trial, stable in _shortcut_candidates(problem, state, before, steps, beta):
         res = solve_from_state(problem, trial, beta, alpha=1.0, accelerate=True, warn=False,
@@ -373,17 +402,18 @@ def _shortcut_candidates(problem: Problem, state: State, before: np.ndarray, ste
     dist[np.diag_indices(k)] = np.inf
     i, j = np.unravel_index(np.argmin(dist), dist.shape)
     p_t = np.exp(state.log_p_t)
+
+    def no_split(res):
+        return all(beta * cluster_stability(problem.p_x, problem.p_y_given_x,
+                                            res.encoder[:, t]).eigenvalue < 1.0
+                   for t in range(res.n_clusters))
+
     if p_t[i] + p_t[j] > 0:
         into = i if i < j else i - 1  # i's index once j is deleted
         merged_t = np.delete(p_t, j)
         merged_t[into] = p_t[i] + p_t[j]
         merged_ty = np.delete(p_t[:, None] * p_y_given_t, j, axis=0)
         merged_ty[into] = p_t[i] * p_y_given_t[i] + p_t[j] * p_y_given_t[j]
-
-        def no_split(res):
-            return all(beta * cluster_stability(problem.p_x, problem.p_y_given_x,
-                                                res.encoder[:, t]).eigenvalue < 1.0
-                       for t in range(res.n_clusters))
         yield State.from_joint(merged_t, merged_ty), no_split
 
     t = int(np.argmin(state.log_p_t))
@@ -395,6 +425,6 @@ def _shortcut_candidates(problem: Problem, state: State, before: np.ndarray, ste
         def no_regrowth(res):
             growth, _ = invasion_rate(problem.p_x, problem.p_y_given_x, res.p_t,
                                       res.p_y_given_t, beta, dying)
-            return growth < 1.0
+            return growth < 1.0 and no_split(res)
         yield State(state.log_p_t[keep] - np.logaddexp.reduce(state.log_p_t[keep]),
                     state.log_p_y_given_t[keep].copy()), no_regrowth

@@ -148,3 +148,17 @@ def test_accelerated_curve_equals_plain_curve():
                               lagrangian_tol=0.0, max_iter=200_000)
     np.testing.assert_allclose(fast.lagrangian, plain.lagrangian, atol=1e-8)
     assert fast.n_iter.sum() < plain.n_iter.sum()
+
+
+def test_accelerated_solve_does_not_return_a_saddle():
+    """From the trivial encoder BA stays trivial at every beta (a fixed point); above the
+    DSBS split (beta lambda_2 = 3 * 0.64 > 1) that point is a saddle. The accelerated solve
+    splits the unstable cluster and reaches the optimum Mrs Gerber's lemma gives."""
+    p_xy = np.array([[0.45, 0.05], [0.05, 0.45]])
+    trivial = np.full((2, 2), 0.5)
+    plain = ibsolver.solve(p_xy, 3.0, init=trivial, backend="numpy")
+    fast = ibsolver.solve(p_xy, 3.0, init=trivial, backend="numpy", accelerate=True)
+    assert plain.converged and plain.i_xt < 1e-12
+    assert fast.converged and fast.n_clusters == 2
+    best = ibsolver.solve(p_xy, 3.0, init=np.array([[0.9, 0.1], [0.1, 0.9]]), backend="numpy")
+    assert abs(fast.lagrangian - best.lagrangian) < 1e-10 and fast.i_xt > 0.9
