@@ -22,6 +22,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from . import _validation as v
+from ._blas import single_threaded_blas
 from .backends import get_backend
 from .bifurcation import (cluster_stability, first_instability, hypercontractivity,
                           invasion_rate, split_cluster)
@@ -339,6 +340,7 @@ def _default_grid(problem: Problem, n_betas: int) -> np.ndarray:
     return np.geomspace(1.0, top, n_betas)
 
 
+@single_threaded_blas
 def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
              max_points=300, tol=1e-11, lagrangian_tol=None, max_iter=50_000,
              accelerate=True, backend="auto", locate_transitions=True,

@@ -9,6 +9,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from . import _validation as v
+from ._blas import single_threaded_blas
 from . import newton
 from .accelerate import squarem_iterations
 from .backends import get_backend
@@ -165,6 +166,7 @@ def random_encoder(n_x: int, n_clusters: int, rng: np.random.Generator) -> np.nd
     return rng.dirichlet(np.ones(n_clusters), size=n_x)
 
 
+@single_threaded_blas
 def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
           tol=DEFAULT_TOL, max_iter=DEFAULT_MAX_ITER, n_threads=None, random_state=None,
           normalize=False, merge_tol=1e-7, accelerate=False) -> IBResult:
