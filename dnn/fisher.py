@@ -114,7 +114,8 @@ def fisher_diagonal(model, x, y=None, *, kind: str = "model", params=None,
         "empirical" -- observed labels.
     params : None (all parameters), a layer name ("fc2"), or a list of names / prefixes.
     batch_size : inputs per vmap chunk; default keeps batch x parameters <= 2**22.
-    device : where to compute (default: the model's device).
+    device : where to compute: None (the model's device), "auto" (CUDA when available) or a
+        torch device.
 
     Returns
     -------
@@ -123,11 +124,13 @@ def fisher_diagonal(model, x, y=None, *, kind: str = "model", params=None,
     import torch
     from torch.func import functional_call, grad, vmap
 
+    from .models import resolve_device
+
     if kind not in ("model", "empirical"):
         raise ValueError(f"kind must be 'model' or 'empirical' (got {kind!r})")
     names = _select_params(model, params)
     first = next(model.parameters())
-    dev = first.device if device is None else torch.device(device)
+    dev = first.device if device is None else resolve_device(device)
     dtype = first.dtype
     xt = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x.detach(),
                          dtype=dtype).to(dev)

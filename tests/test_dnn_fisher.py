@@ -58,6 +58,8 @@ def test_logistic_trace_closed_form(seed):
     """Bernoulli logistic regression: tr F = mean_x p(1-p)(|x|^2 + 1) (weights and bias)."""
     model, x = _logistic(seed)
     _assert_logistic_closed_form(fisher_diagonal(model, x), model, x)
+    # "auto" picks CUDA when there is one, as everywhere in dnn; the value does not change
+    _assert_logistic_closed_form(fisher_diagonal(model, x, device="auto"), model, x)
 
 
 def test_diagonal_sums_to_trace_and_layers():
