@@ -46,6 +46,8 @@ COUNT_RTOL = 1e-2
 BIRTH_DISTANCE = 1e-3
 #: two branches whose I(X;T) differ by more than this are distinct solutions
 JUMP_BITS = 1e-3
+#: a birth and a split closer than this (relative) are one transition (see _demote_twins)
+TWIN_RTOL = 1e-3
 
 
 def n_effective(result: IBResult) -> int:
@@ -164,6 +166,9 @@ class IBCurve:
         """"birth" when the optimum leaves the trivial solution before it is unstable."""
         if not np.isfinite(self.onset_beta):
             return "none"
+        for t in self.transitions:  # the onset transition says what it is
+            if t.n_clusters_before == 1 and t.beta == self.onset_beta:
+                return t.kind
         return "birth" if self.onset_beta < self.first_instability * (1 - 1e-4) else "split"
 
     def optimal_results(self) -> list:
@@ -660,7 +665,25 @@ def _mark_optimal(tracer, transitions, fwd, rev) -> list:
     for t in sorted(flagged, key=lambda t: (not t.optimal, t.branch != "forward", t.beta)):
         if not any(abs(t.beta - u.beta) <= 1e-5 * t.beta and t.kind == u.kind for u in out):
             out.append(t)
-    return sorted(out, key=lambda t: t.beta)
+    return _demote_twins(sorted(out, key=lambda t: t.beta))
+
+
+def _demote_twins(transitions: list) -> list:
+    """A birth on one branch and a split on the other, between the same cluster counts and
+    within TWIN_RTOL of each other, are one transition: a first-order split, where the new
+    solution appears (the birth) slightly before the old one loses stability (the split).
+    Both pass the optimality test, whose slack exceeds the branches' tiny difference there;
+    only the earlier one is where the optimum changes, so the later one is not optimal."""
+    out = list(transitions)
+    for i, t in enumerate(out):
+        for u in out[:i]:
+            if (u.optimal and t.optimal and {t.kind, u.kind} == {"birth", "split"}
+                    and t.branch != u.branch and t.beta - u.beta <= TWIN_RTOL * u.beta
+                    and (t.n_clusters_before, t.n_clusters_after)
+                    == (u.n_clusters_before, u.n_clusters_after)):
+                out[i] = replace(t, optimal=False)
+                break
+    return out
 
 
 def _jumps(fwd: dict, rev: dict, best: dict) -> list:

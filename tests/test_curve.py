@@ -225,3 +225,22 @@ def test_accuracy_bounds_the_gap_to_a_finer_curve(birth_curve):
     score = ibsolver.score_encoder(birth_problem(), enc, curve=coarse)
     assert score.tolerance == coarse.accuracy
     assert score.above_bound == (score.gap < -coarse.accuracy)
+
+
+def test_birth_and_split_twins_count_once():
+    """A birth (reverse branch) and a split (forward) between the same cluster counts within
+    1e-3 of each other are one first-order transition: the earlier stays optimal, the
+    later does not; a split farther away, or between other counts, is left alone."""
+    from ibsolver.curve import Transition, _demote_twins
+
+    def tr(beta, kind, branch, before=7, after=8):
+        return Transition(beta=beta, kind=kind, branch=branch, n_clusters_before=before,
+                          n_clusters_after=after, i_xt_before=0.0, i_xt_after=0.1,
+                          i_ty_before=0.0, i_ty_after=0.05, beta_bracket=(beta - 1, beta + 1))
+
+    out = _demote_twins([tr(37.3404, "birth", "reverse"), tr(37.3465, "split", "forward"),
+                         tr(81.27, "birth", "reverse", 12, 13),
+                         tr(81.92, "split", "forward", 12, 13),
+                         tr(90.0, "birth", "reverse", 13, 14),
+                         tr(90.01, "split", "forward", 14, 15)])
+    assert [t.optimal for t in out] == [True, False, True, True, True, True]
