@@ -92,9 +92,8 @@ def register(subparsers) -> None:
     g.add_argument("--noise-var", type=float, default=0.1,
                    help="KDE noise variance s^2 (default: 0.1)")
     g.add_argument("--bound", choices=("auto", "solver", "exact", "none"), default="auto",
-                   help="the IB bound: solver (ibsolver.ib_curve), exact (min(I(X;T), H(Y)), "
-                        "deterministic rules only), auto (the solver when available, else "
-                        "exact), none (default: auto)")
+                   help="the IB bound: solver or auto (ibsolver.ib_curve), exact "
+                        "(min(I(X;T), H(Y)), deterministic rules only), none (default: auto)")
     g.add_argument("--sweep", default=None,
                    help="knob values for the sensitivity sweep, comma-separated (default: bins "
                         "10,30,100 over the first seed's whole trajectory, bin widths "

@@ -106,10 +106,8 @@ BOUND_METHODS = ("auto", "solver", "exact")
 def _bound_for(task, method: str = "auto", **curve_kwargs) -> Bound:
     """The IB bound for a Task, a TrainResult (its probe joint) or a p(x, y) table.
 
-    method "auto": ``ibsolver.ib_curve`` when available; otherwise the exact min(r, H(Y))
-    for a deterministic rule, and NotImplementedError for a noisy one. "solver": always
-    ``ib_curve`` (NotImplementedError when missing). "exact": the closed form, for
-    deterministic rules only (ValueError otherwise). ``curve_kwargs`` go to ``ib_curve``.
+    method "auto" or "solver": ``ibsolver.ib_curve`` (``curve_kwargs`` go to it). "exact":
+    the closed form min(r, H(Y)), for deterministic rules only (ValueError otherwise).
     """
     import ibsolver
 
@@ -121,25 +119,16 @@ def _bound_for(task, method: str = "auto", **curve_kwargs) -> Bound:
     h_x = _entropy_bits(p_xy.sum(axis=1))
     h_y = _entropy_bits(p_xy.sum(axis=0))
     i_xy = float(ibsolver.mutual_information(p_xy, normalize=True))
-    deterministic = _is_deterministic(p_xy)
-    if method == "exact" and not deterministic:
-        raise ValueError("method='exact' needs a deterministic rule (one-hot p(y|x)); this "
-                         "p(x, y) is noisy: use method='solver' or 'auto'")
-    has_solver = hasattr(ibsolver, "ib_curve")
-    if method == "solver" or (method == "auto" and has_solver):
-        if not has_solver:
-            raise NotImplementedError("method='solver' needs ibsolver.ib_curve, which this "
-                                      "version of ibsolver does not provide")
-        curve = ibsolver.ib_curve(p_xy, **curve_kwargs)
-        trans = [{"beta": float(t.beta), "kind": str(t.kind), "i_xt": float(t.i_xt_after),
-                  "i_ty": float(t.i_ty_after)} for t in getattr(curve, "transitions", [])]
-        return Bound("ib_curve", h_x, h_y, i_xy, curve, trans)
-    if deterministic:
+    if method == "exact":
+        if not _is_deterministic(p_xy):
+            raise ValueError("method='exact' needs a deterministic rule (one-hot p(y|x)); this "
+                             "p(x, y) is noisy: use method='solver' or 'auto'")
         return Bound("deterministic", h_x, h_y, i_xy, None,
                      [{"beta": 1.0, "kind": "corner", "i_xt": h_y, "i_ty": h_y}])
-    raise NotImplementedError(
-        "the IB bound of a noisy p(x, y) needs ibsolver.ib_curve, which this version of "
-        "ibsolver does not provide (only deterministic rules have the closed form min(r, H(Y)))")
+    curve = ibsolver.ib_curve(p_xy, **curve_kwargs)
+    trans = [{"beta": float(t.beta), "kind": str(t.kind), "i_xt": float(t.i_xt_after),
+              "i_ty": float(t.i_ty_after)} for t in curve.transitions]
+    return Bound("ib_curve", h_x, h_y, i_xy, curve, trans)
 
 
 ib_bound = _bound_for

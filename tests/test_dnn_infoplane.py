@@ -12,7 +12,6 @@ torch = pytest.importorskip("torch")
 import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
 
-import ibsolver  # noqa: E402
 from dnn import infoplane  # noqa: E402
 from dnn.infoplane import (BoundViolationError, _bound_for, check_below_bound, gaps,  # noqa: E402
                            plot_accuracy, plot_bound, plot_gap, plot_grad_snr, plot_infoplane,
@@ -23,7 +22,6 @@ from dnn.tasks.base import Task  # noqa: E402
 from dnn.tasks.tishby12 import all_patterns, tishby12  # noqa: E402
 from dnn.train import TrainConfig, train  # noqa: E402
 
-HAS_CURVE = hasattr(ibsolver, "ib_curve")
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -63,9 +61,8 @@ def test_binned_points_lie_below_the_deterministic_bound(run):
     assert np.all(g >= -1e-12)
 
 
-def test_deterministic_bound_without_the_solver(run, monkeypatch):
-    monkeypatch.delattr(ibsolver, "ib_curve", raising=False)
-    bound = _bound_for(run)
+def test_exact_bound_of_a_deterministic_rule(run):
+    bound = _bound_for(run, method="exact")
     assert bound.kind == "deterministic"
     r = np.linspace(0, 9, 19)
     np.testing.assert_allclose(bound(r), np.minimum(r, run.h_y), rtol=0, atol=0)
@@ -73,12 +70,7 @@ def test_deterministic_bound_without_the_solver(run, monkeypatch):
     assert bound.transitions[0]["i_xt"] == pytest.approx(run.h_y)
 
 
-def test_noisy_bound_needs_the_solver(monkeypatch):
-    monkeypatch.delattr(ibsolver, "ib_curve", raising=False)
-    with pytest.raises(NotImplementedError, match="ib_curve"):
-        _bound_for(small_task(noise=3.0))
-    with pytest.raises(NotImplementedError, match="ib_curve"):
-        _bound_for(small_task(), method="solver")
+def test_bound_methods_are_checked():
     with pytest.raises(ValueError, match="deterministic"):
         _bound_for(small_task(noise=3.0), method="exact")
     with pytest.raises(ValueError, match="method"):
@@ -116,7 +108,6 @@ def _tiny_run(noise):
         torch.set_num_threads(old)
 
 
-@pytest.mark.skipif(not HAS_CURVE, reason="ib_curve not yet available")
 def test_noisy_overlay_against_the_solver(tmp_path):
     res = _tiny_run(noise=3.0)
     bound = _bound_for(res, **CURVE_KW)
@@ -131,7 +122,6 @@ def test_noisy_overlay_against_the_solver(tmp_path):
     assert Path(paths["infoplane"]).stat().st_size > 0
 
 
-@pytest.mark.skipif(not HAS_CURVE, reason="ib_curve not yet available")
 def test_solver_bound_of_a_deterministic_rule():
     res = _tiny_run(noise=0.0)
     solver = _bound_for(res, method="solver", **CURVE_KW)
