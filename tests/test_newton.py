@@ -162,3 +162,21 @@ def test_accelerated_solve_does_not_return_a_saddle():
     assert fast.converged and fast.n_clusters == 2
     best = ibsolver.solve(p_xy, 3.0, init=np.array([[0.9, 0.1], [0.1, 0.9]]), backend="numpy")
     assert abs(fast.lagrangian - best.lagrangian) < 1e-10 and fast.i_xt > 0.9
+
+
+def test_accelerated_solve_never_ends_above_plain_ba():
+    """From the same start, on random problems around their first instability, the
+    accelerated solve reaches a Lagrangian no higher than plain BA's (lower where plain BA
+    stops at a saddle the split check leaves), and converges wherever plain BA does."""
+    rng = np.random.default_rng(5)
+    for _ in range(8):
+        n, m = int(rng.integers(3, 20)), int(rng.integers(2, 5))
+        p_xy = rng.dirichlet(np.ones(n * m)).reshape(n, m)
+        beta_c = ibsolver.first_instability(p_xy)
+        for beta in beta_c * np.array([0.8, 1.5, 10.0]):
+            init = rng.dirichlet(np.ones(min(n, 6)), size=n)
+            plain = ibsolver.solve(p_xy, beta, init=init, backend="numpy", max_iter=20_000)
+            fast = ibsolver.solve(p_xy, beta, init=init, backend="numpy", accelerate=True,
+                                  max_iter=20_000)
+            assert fast.converged or not plain.converged
+            assert fast.lagrangian <= plain.lagrangian + 1e-9
