@@ -163,7 +163,8 @@ class IBCurve:
 
     @property
     def onset_kind(self) -> str:
-        """"birth" when the optimum leaves the trivial solution before it is unstable."""
+        """The kind of the onset transition; where none is listed, "birth" when the optimum
+        leaves the trivial solution before that is unstable, else "split"."""
         if not np.isfinite(self.onset_beta):
             return "none"
         for t in self.transitions:  # the onset transition says what it is
