@@ -244,3 +244,15 @@ def test_birth_and_split_twins_count_once():
                          tr(90.0, "birth", "reverse", 13, 14),
                          tr(90.01, "split", "forward", 14, 15)])
     assert [t.optimal for t in out] == [True, False, True, True, True, True]
+
+
+def test_located_splits_satisfy_the_instability_condition():
+    """Every split located on the forward branch, also from more than one cluster (where
+    the branch moves with beta and the root is found by regula falsi), satisfies
+    beta * lambda_2(C(t)) = 1 to the 1e-7 relative bracket it is located to."""
+    curve = ibsolver.ib_curve(birth_problem())
+    splits = [t for t in curve.all_transitions if t.kind == "split"]
+    assert sum(t.n_clusters_before > 1 for t in splits) >= 3
+    for t in splits:
+        assert abs(t.beta * t.eigenvalue - 1.0) < 1e-6
+        assert t.beta_bracket[0] <= t.beta <= t.beta_bracket[1]
