@@ -245,13 +245,13 @@ def _split_unstable(problem: Problem, result: IBResult, beta: float, *, max_iter
     accelerated iteration can converge to, e.g. two copies of a cluster that should split."""
     while result.converged and result.n_iter < max_iter:
         encoder = result.encoder
-        unstable = [t for t in range(encoder.shape[1]) if beta * cluster_stability(
-            problem.p_x, problem.p_y_given_x, encoder[:, t]).eigenvalue > 1.0 + SPLIT_MARGIN]
+        stab = [cluster_stability(problem.p_x, problem.p_y_given_x, encoder[:, t])
+                for t in range(encoder.shape[1])]
+        unstable = [t for t, s in enumerate(stab) if beta * s.eigenvalue > 1.0 + SPLIT_MARGIN]
         if not unstable:
             break
-        for t in sorted(unstable, reverse=True):  # right to left keeps indices valid
-            s = cluster_stability(problem.p_x, problem.p_y_given_x, encoder[:, t])
-            encoder = split_cluster(encoder, t, s.direction)
+        for t in reversed(unstable):  # right to left keeps indices valid
+            encoder = split_cluster(encoder, t, stab[t].direction)
         split = solve_from_state(problem, State.from_encoder(problem, encoder), beta,
                                  max_iter=max_iter - result.n_iter, **opts)
         if split.lagrangian >= result.lagrangian - 1e-12 * (1.0 + abs(result.lagrangian)):
