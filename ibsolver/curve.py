@@ -52,6 +52,16 @@ JUMP_BITS = 1e-3
 TWIN_RTOL = 1e-3
 
 
+def _heavy_decoder(result: IBResult, t: int) -> np.ndarray:
+    """p(y|t) of the t-th cluster heavier than BIRTH_MASS."""
+    return result.p_y_given_t[result.p_t > BIRTH_MASS][t]
+
+
+def _decoder_distance(result: IBResult, decoder: np.ndarray) -> float:
+    """Max-norm distance from ``decoder`` to the nearest decoder p(y|t) of ``result``."""
+    return float(np.min(np.max(np.abs(result.p_y_given_t - decoder), axis=1)))
+
+
 def n_effective(result: IBResult) -> int:
     """Number of clusters heavier than BIRTH_MASS."""
     return int(np.sum(result.p_t > BIRTH_MASS))
@@ -240,8 +250,7 @@ class _Tracer:
         return State.from_joint(np.ones(1), self.problem.p_y[None, :])
 
     def stabilities(self, result: IBResult):
-        return [cluster_stability(self.problem.p_x, self.problem.p_y_given_x, result.encoder[:, t])
-                for t in range(result.n_clusters)]
+        return [self._stability(result, t) for t in range(result.n_clusters)]
 
     # -- forward branch ---------------------------------------------------------------
     def forward_step(self, prev: IBResult, beta: float, locate: bool, transitions: list):
@@ -330,7 +339,7 @@ class _Tracer:
 
         Returns ``(beta, base)`` with base the branch solution there, or None if G does
         not cross 1 on the bracket (then the caller keeps the bracket)."""
-        decoder = r_hi.p_y_given_t[r_hi.p_t > BIRTH_MASS][t]
+        decoder = _heavy_decoder(r_hi, t)
         # the base branch without its clusters of vanishing mass: BA cannot regrow them
         heavy = r_lo.encoder[:, r_lo.p_t > BIRTH_MASS]
         base_state = State.from_encoder(self.problem, heavy / heavy.sum(axis=1, keepdims=True))
@@ -341,7 +350,7 @@ class _Tracer:
             g, d = invasion_rate(self.problem.p_x, self.problem.p_y_given_x, base.p_t,
                                  base.p_y_given_t, beta, decoder)
             # a copy of an existing cluster has G = 1 up to round-off: not a birth
-            far = np.min(np.max(np.abs(base.p_y_given_t - d), axis=1)) > BIRTH_DISTANCE
+            far = _decoder_distance(base, d) > BIRTH_DISTANCE
             cache[beta] = (base, far)
             # where the ascent falls back onto an existing decoder the far maximum of G
             # does not exist yet: nothing can be born there (G = 1 there is no root)
@@ -636,8 +645,7 @@ def _reverse_transitions(tracer, rev: dict, locate: bool) -> list:
                                "split found; reported as a birth at the bracket midpoint", lo, hi)
         else:
             located = None
-            decoder = r_hi.p_y_given_t[r_hi.p_t > BIRTH_MASS][t]
-            if np.min(np.max(np.abs(r_lo.p_y_given_t - decoder), axis=1)) <= BIRTH_DISTANCE:
+            if _decoder_distance(r_lo, _heavy_decoder(r_hi, t)) <= BIRTH_DISTANCE:
                 kind = "split"
         b_star, base = located if located else (0.5 * (lo + hi), r_lo)
         out.append(Transition(

@@ -280,15 +280,14 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
     state.prune(merge_tol)
     n_x, n_y = problem.p_y_given_x.shape
     while n_iter < max_iter:
-        newton_cheap = (accelerate and newton.applicable(n_x, state.n_clusters, n_y, alpha)
-                        and newton.cost(n_x, state.n_clusters, n_y) <= FIRST_CHUNK)
+        newton_ok = accelerate and newton.applicable(n_x, state.n_clusters, n_y, alpha)
+        newton_cheap = newton_ok and newton.cost(n_x, state.n_clusters, n_y) <= FIRST_CHUNK
         chunk = min(FIRST_CHUNK if n_iter == 0 and newton_cheap else CHUNK, max_iter - n_iter)
         args = (problem.p_x, problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
                 beta, alpha, chunk, tol, n_threads)
         # plain compiled chunk first (most solves need no more); then Newton where the
         # state is small, SQUAREM where one iteration outweighs its Python overhead
-        use_newton = (accelerate and n_iter > 0 and not newton_refused
-                      and newton.applicable(n_x, state.n_clusters, n_y, alpha))
+        use_newton = newton_ok and n_iter > 0 and not newton_refused
         after_refusal = newton_refused
         before = state.log_p_t  # the dying test compares against it, per iteration
         if use_newton:
@@ -320,8 +319,8 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
                                 max_iter=min(max_iter - n_iter, SHORTCUT_MAX_ITER),
                                 n_threads=n_threads, merge_tol=merge_tol)
             if reduced is not None:
-                all_history = np.concatenate([(np.concatenate(histories)
-                                               - beta * problem.h_y * LN2) / LN2,
+                all_history = np.concatenate([_lagrangian_bits(np.concatenate(histories),
+                                                               problem, beta),
                                               reduced.lagrangian_history])
                 return replace(reduced, n_iter=n_iter + reduced.n_iter,
                                lagrangian_history=all_history)
@@ -331,7 +330,7 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
     q = q[:, problem.p_x @ q > 0]
     info = _encoder_information(problem.p_xy, q)
     lagrangian = info["h_t"] - alpha * info["h_t_given_x"] - beta * info["i_ty"]
-    history_bits = (np.concatenate(histories) - beta * problem.h_y * LN2) / LN2
+    history_bits = _lagrangian_bits(np.concatenate(histories), problem, beta)
     if not converged and warn:
         warnings.warn(
             f"BA did not converge at beta={beta:.6g} within max_iter={max_iter} iterations "
@@ -344,6 +343,12 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         i_xt=info["i_xt"], i_ty=info["i_ty"], h_t=info["h_t"], lagrangian=float(lagrangian),
         beta=beta, alpha=alpha, n_iter=n_iter, converged=bool(converged),
         residual=float(residual), backend=kernel.NAME, lagrangian_history=history_bits)
+
+
+def _lagrangian_bits(kernel_value, problem: Problem, beta: float):
+    """The Lagrangian in bits from the kernel's objective (nats, without the constant
+    -beta H(Y) that turns beta H(Y|T) into -beta I(T;Y))."""
+    return (kernel_value - beta * problem.h_y * LN2) / LN2
 
 
 def _lagrangian_gap(history: np.ndarray) -> float:
@@ -378,7 +383,7 @@ def _shortcut(problem: Problem, state: State, before: np.ndarray, steps: int, be
     cluster dropped, and keep the first solution that is converged, no worse than where the
     iteration stands, and stable: no cluster can split (beta lambda_2 < 1) and, for a drop,
     the dropped decoder's invasion rate is below 1."""
-    current = (lagrangian_nats - beta * problem.h_y * LN2) / LN2
+    current = _lagrangian_bits(lagrangian_nats, problem, beta)
     for trial, stable in _shortcut_candidates(problem, state, before, steps, beta):
         res = solve_from_state(problem, trial, beta, alpha=1.0, accelerate=True, warn=False,
                                **opts)
