@@ -56,20 +56,32 @@ constexpr double kTiny = std::numeric_limits<double>::denorm_min();
 constexpr double kLn2 = 0x1.62e42fefa39efp-1;
 constexpr double kLog2e = 0x1.71547652b82fep+0;
 
-/// Clusters per register block in pass A; a multiple of every vector width used.
-constexpr int64_t kBlock = 16;
+/// Clusters per register block in pass A, a multiple of every vector width used: the
+/// cluster axis is padded to a multiple of the block (padding: log p(t) = -inf, so q = 0
+/// there). The wide block is faster per cluster; the narrow one is used where it pads
+/// less (block_for): with few clusters (k ~ 10 on |Y| = 2 curves) padding is most of the
+/// work.
+constexpr int64_t kBlockWide = 16;
+constexpr int64_t kBlockNarrow = 8;
 
-/// The cluster axis is padded to a multiple of this (four of the widest vectors, for pass
-/// B; padding: log p(t) = -inf, so q = 0 there).
-constexpr int64_t kPad = 32;
+int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+int64_t block_for(int64_t k) {
+    return round_up(k, kBlockNarrow) < round_up(k, kBlockWide) ? kBlockNarrow : kBlockWide;
+}
 
 /// Rows per group in the accumulation pass, and clusters per tile there.
 constexpr int kRows = 4;
 constexpr int64_t kTile = 512;
 
-/// Below this much work (about n * k * (m + 16) flops) per thread, extra threads cost
-/// more in barriers than they save; tiny problems therefore run on fewer threads.
+/// Below this much work (about n * (k + kRowCost) * (m + 16) flops) per thread, extra
+/// threads cost more in barriers than they save; tiny problems therefore run on fewer
+/// threads.
 constexpr double kMinWorkPerThread = 2.0e5;
+
+/// A row's fixed cost (its maxima, sums and log), in clusters: with few clusters it is
+/// most of the row's time.
+constexpr double kRowCost = 24.0;
 
 // ------------------------------------------------------------------------------------
 // memory
@@ -92,18 +104,16 @@ Buffer<T> make_buffer(int64_t count) {
     return Buffer<T>(static_cast<T*>(p));
 }
 
-int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
-
 // ------------------------------------------------------------------------------------
 // the row kernel
 // ------------------------------------------------------------------------------------
 
-/// Where log p(y|t) is kept: transposed and blocked, (kp / kBlock, m, kBlock). A block of
-/// kBlock clusters is contiguous for one y (so the loop over t is contiguous), and the
+/// Where log p(y|t) is kept: transposed and blocked, (kp / B, m, B) for block size B. A
+/// block of B clusters is contiguous for one y (so the loop over t is contiguous), and the
 /// blocks of all y for the same clusters are next to each other (so that a pass over t
 /// for many y streams through memory in order, which the prefetchers follow).
-inline int64_t dec_index(int64_t m, int64_t y, int64_t t) {
-    return (t / kBlock) * (m * kBlock) + y * kBlock + t % kBlock;
+inline int64_t dec_index(int64_t block, int64_t m, int64_t y, int64_t t) {
+    return (t / block) * (m * block) + y * block + t % block;
 }
 
 /// What every thread reads during the row loop.
@@ -114,7 +124,7 @@ inline int64_t dec_index(int64_t m, int64_t y, int64_t t) {
 struct Shared {
     const double* p_x;          // (n); unused in encoder mode
     const double* p_y_given_x;  // (n, m)
-    int64_t m, k, kp;
+    int64_t m, k, kp, block;
     const double* lpt_scaled;  // (kp) scale * log p(t); padding -inf
     const double* log_dec_t;   // log p(y|t), non-finite -> -inf, pad 0, in blocks (see
                                // KernelState): element (y, t) at dec_index(m, y, t)
@@ -169,7 +179,8 @@ IBS_INLINE void accumulate_group(double* acc, const double* w, const double* e, 
     static_assert(kRows == 4, "accumulate_group is written for groups of 4 rows");
     constexpr int64_t L = W::lanes;
     const double w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-    for (int64_t t = t0; t < t1; t += 2 * L) {  // two independent chains per step
+    int64_t t = t0;
+    for (; t + 2 * L <= t1; t += 2 * L) {  // two independent chains per step
         vd a = simd::load<W>(acc + t);
         vd b = simd::load<W>(acc + t + L);
         a += w0 * simd::load<W>(e + t);
@@ -182,6 +193,14 @@ IBS_INLINE void accumulate_group(double* acc, const double* w, const double* e, 
         b += w3 * simd::load<W>(e + 3 * kp + t + L);
         simd::store<W>(acc + t, a);
         simd::store<W>(acc + t + L, b);
+    }
+    if (t < t1) {  // t1 - t0 is a multiple of L
+        vd a = simd::load<W>(acc + t);
+        a += w0 * simd::load<W>(e + t);
+        a += w1 * simd::load<W>(e + kp + t);
+        a += w2 * simd::load<W>(e + 2 * kp + t);
+        a += w3 * simd::load<W>(e + 3 * kp + t);
+        simd::store<W>(acc + t, a);
     }
 }
 
@@ -219,19 +238,19 @@ IBS_INLINE void accumulate_group2(double* acc_a, const double* wa, double* acc_b
 /// vmax[u] = max(vmax[u], z) (U vectors, lane-wise). rows[j] points to the first block of
 /// y_j in the blocked layout (blocks `stride` apart). For rows with few active y: their
 /// weights and pointers stay in registers.
-template <class W, int NJ>
+template <class W, int64_t B, int NJ>
 IBS_INLINE void logit_chunk(const double* base, const double* const* rows, const double* c,
                             double* z, int64_t kp, int64_t stride, typename W::vd* vmax) {
     using vd = typename W::vd;
     constexpr int64_t L = W::lanes;
-    constexpr int U = static_cast<int>(kBlock / L);
+    constexpr int U = static_cast<int>(B / L);
     const double* r[NJ > 0 ? NJ : 1];
     double cj[NJ > 0 ? NJ : 1];
     for (int j = 0; j < NJ; ++j) {
         r[j] = rows[j];
         cj[j] = c[j];
     }
-    for (int64_t t = 0, off = 0; t < kp; t += kBlock, off += stride) {
+    for (int64_t t = 0, off = 0; t < kp; t += B, off += stride) {
         vd a[U];
         for (int u = 0; u < U; ++u) a[u] = simd::load<W>(base + t + u * L);
         for (int j = 0; j < NJ; ++j)
@@ -245,21 +264,21 @@ IBS_INLINE void logit_chunk(const double* base, const double* const* rows, const
 
 /// Pass A for one row with na <= 4 active y: z = lpt_scaled + sum_j wts[j] log p(y_j|t),
 /// returns max_t z.
-template <class W>
+template <class W, int64_t B>
 IBS_INLINE double logits_row(const Shared& s, int64_t na, const double* const* rows,
                              const double* wts, double* z) {
     using vd = typename W::vd;
-    constexpr int U = static_cast<int>(kBlock / W::lanes);
+    constexpr int U = static_cast<int>(B / W::lanes);
     vd vmax[U];
     for (int u = 0; u < U; ++u) vmax[u] = simd::splat<W>(-kInf);
-    const int64_t kp = s.kp, st = s.m * kBlock;
+    const int64_t kp = s.kp, st = s.m * B;
     const double* lpt = s.lpt_scaled;
     switch (na) {
-        case 0: logit_chunk<W, 0>(lpt, rows, wts, z, kp, st, vmax); break;
-        case 1: logit_chunk<W, 1>(lpt, rows, wts, z, kp, st, vmax); break;
-        case 2: logit_chunk<W, 2>(lpt, rows, wts, z, kp, st, vmax); break;
-        case 3: logit_chunk<W, 3>(lpt, rows, wts, z, kp, st, vmax); break;
-        default: logit_chunk<W, 4>(lpt, rows, wts, z, kp, st, vmax); break;
+        case 0: logit_chunk<W, B, 0>(lpt, rows, wts, z, kp, st, vmax); break;
+        case 1: logit_chunk<W, B, 1>(lpt, rows, wts, z, kp, st, vmax); break;
+        case 2: logit_chunk<W, B, 2>(lpt, rows, wts, z, kp, st, vmax); break;
+        case 3: logit_chunk<W, B, 3>(lpt, rows, wts, z, kp, st, vmax); break;
+        default: logit_chunk<W, B, 4>(lpt, rows, wts, z, kp, st, vmax); break;
     }
     for (int u = 1; u < U; ++u) vmax[0] = simd::vmax<W>(vmax[u], vmax[0]);
     return simd::hmax<W>(vmax[0]);
@@ -270,20 +289,20 @@ IBS_INLINE double logits_row(const Shared& s, int64_t na, const double* const* r
 /// from L1) instead of once per row. The sum over y goes into P partial sums per vector
 /// (y = j mod P), so that the dependency chains are short; they are added to log p(t) at
 /// the end. Writes z (rows, kp) and the row maxima.
-template <class W>
+template <class W, int64_t B>
 IBS_INLINE void logits_group(const Shared& s, int rows, const int64_t* na,
                              const double* const* rows_j, const double* wts, double* z,
                              double* zmax) {
     using vd = typename W::vd;
     constexpr int64_t L = W::lanes;
-    constexpr int U = static_cast<int>(kBlock / L);
+    constexpr int U = static_cast<int>(B / L);
     constexpr int P = U >= 8 ? 1 : 8 / U;  // 8 independent chains per block
     const int64_t m = s.m, kp = s.kp;
     const vd zero = {};
     vd vmax[kRows][U];
     for (int r = 0; r < kRows; ++r)
         for (int u = 0; u < U; ++u) vmax[r][u] = simd::splat<W>(-kInf);
-    for (int64_t t = 0, off = 0; t < kp; t += kBlock, off += m * kBlock) {
+    for (int64_t t = 0, off = 0; t < kp; t += B, off += m * B) {
         for (int r = 0; r < rows; ++r) {
             vd a[P][U];
             for (int p = 0; p < P; ++p)
@@ -323,12 +342,12 @@ IBS_INLINE void logits_group(const Shared& s, int rows, const int64_t* na,
 /// Rows go in groups of kRows: pass A per row (per group when rows have more than four
 /// active y), pass B per row, pass C once per group, so that the accumulators are
 /// loaded and stored once per group instead of once per row.
-template <class W>
+template <class W, int64_t B>
 IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64_t last,
                              double* q_out) {
     using vd = typename W::vd;
     constexpr int64_t L = W::lanes;
-    static_assert(kBlock % L == 0 && kPad % (4 * L) == 0, "padding too small for W");
+    static_assert(B % L == 0, "block too small for W");
 
     const int64_t m = s.m, k = s.k, kp = s.kp;
     int64_t* const na = w.na.get();
@@ -358,7 +377,7 @@ IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64
                     coef[r * m + cnt] = row[y];
                     // > 0 even if the product underflows: -inf * weight stays -inf
                     wts[r * m + cnt] = std::max(s.coef * row[y], kTiny);
-                    rows_j[r * m + cnt] = s.log_dec_t + y * kBlock;  // + block * m * kBlock
+                    rows_j[r * m + cnt] = s.log_dec_t + y * B;  // + block * m * B
                     ++cnt;
                 }
             }
@@ -370,10 +389,10 @@ IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64
         // (beta = 0: the logits are log p(t) alone). Few y per row: row by row, with the
         // weights in registers; more: the whole group at once, cluster block by block.
         if (s.use_beta && max_na > 4) {
-            logits_group<W>(s, rows, na, rows_j, wts, w.z.get(), zmax);
+            logits_group<W, B>(s, rows, na, rows_j, wts, w.z.get(), zmax);
         } else {
             for (int r = 0; r < rows; ++r)
-                zmax[r] = logits_row<W>(s, s.use_beta ? na[r] : 0, rows_j + r * m,
+                zmax[r] = logits_row<W, B>(s, s.use_beta ? na[r] : 0, rows_j + r * m,
                                         wts + r * m, w.z.get() + r * kp);
         }
         for (int r = 0; r < rows; ++r)
@@ -410,24 +429,35 @@ IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64
             const int64_t x = x0 + r;
             double* const z = w.z.get() + r * kp;
 
-            // Pass B: e = 2^(z - max) (in place), s = sum e, sum e (z - max). z - max is
-            // clamped at -1080 (where 2^x is 0) for the second sum, so that e = 0
-            // (z = -inf) contributes 0: q log q = 0 where q = 0. Four vectors per step,
-            // each stage for all four before the next: the four exp2 polynomials then
-            // interleave, which hides their latency.
-            const vd floor = simd::opaque<W>(simd::splat<W>(simd::kExp2Floor));
+            // Pass B: e = 2^(z - max) (in place), s = sum e, sum e (z - max). Where
+            // z - max < -1022, e is set to 0 (see simd::exp2_normal_or_zero), and z - max
+            // is clamped there for the second sum, so that e = 0 (z = -inf) contributes 0:
+            // q log q = 0 where q = 0. Four vectors per step, each stage for all four
+            // before the next: the four exp2 polynomials then interleave, which hides
+            // their latency; then one vector per step.
+            const vd floor = simd::opaque<W>(simd::splat<W>(simd::kExp2NormalFloor));
             vd vs[4] = {zero, zero, zero, zero}, vh[4] = {zero, zero, zero, zero};
-            for (int64_t t = 0; t < kp; t += 4 * L) {
-                vd d[4], e[4];
-                for (int u = 0; u < 4; ++u)
-                    d[u] = simd::clamp_exp2_arg<W>(simd::load<W>(z + t + u * L) - zmax[r],
-                                                   floor);
-                for (int u = 0; u < 4; ++u) e[u] = simd::exp2_clamped<W>(d[u]);
+            int64_t t = 0;
+            for (; t + 4 * L <= kp; t += 4 * L) {
+                vd raw[4], d[4], e[4];
+                for (int u = 0; u < 4; ++u) {
+                    raw[u] = simd::load<W>(z + t + u * L) - zmax[r];
+                    d[u] = simd::clamp_exp2_arg<W>(raw[u], floor);
+                }
+                for (int u = 0; u < 4; ++u) e[u] = simd::exp2_normal_or_zero<W>(raw[u], d[u], floor);
                 for (int u = 0; u < 4; ++u) {
                     vs[u] += e[u];
                     vh[u] += e[u] * d[u];
                     simd::store<W>(z + t + u * L, e[u]);
                 }
+            }
+            for (int u = 0; t < kp; t += L, ++u) {  // fewer than 4 vectors left
+                const vd raw = simd::load<W>(z + t) - zmax[r];
+                const vd d = simd::clamp_exp2_arg<W>(raw, floor);
+                const vd e = simd::exp2_normal_or_zero<W>(raw, d, floor);
+                vs[u] += e;
+                vh[u] += e * d;
+                simd::store<W>(z + t, e);
             }
             const double sum_e = simd::hsum<W>((vs[0] + vs[1]) + (vs[2] + vs[3]));
 
@@ -507,8 +537,16 @@ IBS_INLINE void exp2_array(const double* x, double* y, int64_t n) {
 using RowFn = bool (*)(const Shared&, Workspace&, int64_t, int64_t, double*);
 using Exp2Fn = void (*)(const double*, double*, int64_t);
 
+/// process_rows for the block size of the state (s.block).
+template <class W>
+IBS_INLINE bool rows_any_block(const Shared& s, Workspace& w, int64_t first, int64_t last,
+                               double* q) {
+    return s.block == kBlockNarrow ? process_rows<W, kBlockNarrow>(s, w, first, last, q)
+                                   : process_rows<W, kBlockWide>(s, w, first, last, q);
+}
+
 bool rows_baseline(const Shared& s, Workspace& w, int64_t first, int64_t last, double* q) {
-    return process_rows<simd::W2>(s, w, first, last, q);
+    return rows_any_block<simd::W2>(s, w, first, last, q);
 }
 void exp2_baseline(const double* x, double* y, int64_t n) { exp2_array<simd::W2>(x, y, n); }
 
@@ -518,13 +556,13 @@ void exp2_baseline(const double* x, double* y, int64_t n) { exp2_array<simd::W2>
 #define IBS_AVX512 __attribute__((target("avx512f,avx512dq,avx2,fma")))
 
 IBS_AVX2 bool rows_avx2(const Shared& s, Workspace& w, int64_t first, int64_t last, double* q) {
-    return process_rows<simd::W4>(s, w, first, last, q);
+    return rows_any_block<simd::W4>(s, w, first, last, q);
 }
 IBS_AVX2 void exp2_avx2(const double* x, double* y, int64_t n) { exp2_array<simd::W4>(x, y, n); }
 
 IBS_AVX512 bool rows_avx512(const Shared& s, Workspace& w, int64_t first, int64_t last,
                             double* q) {
-    return process_rows<simd::W8>(s, w, first, last, q);
+    return rows_any_block<simd::W8>(s, w, first, last, q);
 }
 IBS_AVX512 void exp2_avx512(const double* x, double* y, int64_t n) {
     exp2_array<simd::W8>(x, y, n);
@@ -588,13 +626,13 @@ std::atomic<const Target*>& current_target() {
 
 /// The transposed, padded, alpha-scaled decoder state the row kernel reads.
 struct KernelState {
-    int64_t m, k, kp;
+    int64_t m, k, block, kp;
     double alpha;
     Buffer<double> lpt_scaled;  // (kp)
-    Buffer<double> log_dec_t;   // (kp / kBlock, m, kBlock), see dec_index
+    Buffer<double> log_dec_t;   // (kp / block, m, block), see dec_index
 
     KernelState(int64_t m_, int64_t k_, double alpha_)
-        : m(m_), k(k_), kp(round_up(k_, kPad)), alpha(alpha_),
+        : m(m_), k(k_), block(block_for(k_)), kp(round_up(k_, block)), alpha(alpha_),
           lpt_scaled(make_buffer<double>(kp)), log_dec_t(make_buffer<double>(m_ * kp)) {
         std::fill(lpt_scaled.get() + k, lpt_scaled.get() + kp, -kInf);
     }
@@ -606,7 +644,7 @@ struct KernelState {
 
     void set_log_dec(int64_t t, int64_t y, double v) {
         // non-finite log p(y|t) means p(y|t) = 0, as in the numpy reference
-        log_dec_t[dec_index(m, y, t)] = std::isfinite(v) ? v : -kInf;
+        log_dec_t[dec_index(block, m, y, t)] = std::isfinite(v) ? v : -kInf;
     }
 
     void load(const double* log_p_t, const double* log_p_y_given_t) {
@@ -623,6 +661,7 @@ struct KernelState {
         s.m = m;
         s.k = k;
         s.kp = kp;
+        s.block = block;
         s.lpt_scaled = lpt_scaled.get();
         s.log_dec_t = log_dec_t.get();
         s.coef = scale() * beta;
@@ -635,7 +674,7 @@ struct KernelState {
 int resolve_threads(int n_threads, int64_t n, int64_t kp, int64_t m) {
 #ifdef _OPENMP
     int64_t nth = n_threads > 0 ? n_threads : omp_get_max_threads();
-    const double work = static_cast<double>(n) * static_cast<double>(kp) * (m + 16.0);
+    const double work = static_cast<double>(n) * (static_cast<double>(kp) + kRowCost) * (m + 16.0);
     const int64_t cap = static_cast<int64_t>(work / kMinWorkPerThread);
     nth = std::min({nth, std::max<int64_t>(cap, 1), std::max<int64_t>(n, 1)});
     return static_cast<int>(std::max<int64_t>(nth, 1));

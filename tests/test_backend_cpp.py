@@ -145,9 +145,10 @@ def test_encoder_matches_numpy(cpp, simd, m, alpha):
 
 
 def test_many_clusters_matches_numpy(cpp, simd):
-    """k not a multiple of the vector width or of the row group, n not of the group."""
+    """k not a multiple of the vector width or of the row group, n not of the group;
+    k on both sides of the padding's multiples (8) and of the four-vector steps."""
     rng = np.random.default_rng(7)
-    for n, k in [(1, 1), (3, 2), (6, 17), (41, 130)]:
+    for n, k in [(1, 1), (3, 2), (6, 17), (9, 8), (10, 9), (12, 24), (13, 33), (41, 130)]:
         problem = make_problem(rng, n, 3, k)
         for alpha in (0.0, 1.0):
             want = ref.run_iterations(*problem, 2.0, alpha, 5, -1.0)
