@@ -48,6 +48,14 @@ Status encoder(const double* p_y_given_x, std::int64_t n, std::int64_t m,
                const double* log_p_t, const double* log_p_y_given_t, std::int64_t k,
                double beta, double alpha, int n_threads, double* q);
 
+/// The BA map in joint log coordinates and its Jacobian, for Newton's method (see
+/// ibsolver/newton.py, whose numpy `jacobian` is the specification). theta (k, m) =
+/// log p(t, y), all entries finite. Writes g (k, m) = log R[t, y], the map's value, and
+/// jac (k m, k m), rows and columns ordered (t, y). alpha > 0. One thread.
+Status ba_jacobian(const double* p_x, const double* p_y_given_x, std::int64_t n, std::int64_t m,
+                 const double* theta, std::int64_t k, double beta, double alpha, double* g,
+                 double* jac);
+
 /// Whether the kernel was compiled with OpenMP.
 bool has_openmp();
 

@@ -130,6 +130,30 @@ Array encoder(Array p_y_given_x, Array log_p_t, Array log_p_y_given_t, double be
     return q;
 }
 
+py::tuple ba_jacobian(Array p_x, Array p_y_given_x, Array theta, double beta, double alpha) {
+    check_ndim(p_y_given_x, 2, "p_y_given_x");
+    check_ndim(theta, 2, "theta");
+    check_ndim(p_x, 1, "p_x");
+    const std::int64_t n = p_y_given_x.shape(0), m = p_y_given_x.shape(1), k = theta.shape(0);
+    if (p_x.shape(0) != n || theta.shape(1) != m || k < 1) {
+        throw py::value_error("ba_jacobian: shapes p_x " + shape_str(p_x) + ", p_y_given_x " +
+                              shape_str(p_y_given_x) + ", theta " + shape_str(theta) +
+                              " do not match");
+    }
+    check_params(beta, alpha);
+    if (!(alpha > 0.0)) throw py::value_error("ba_jacobian needs alpha > 0");
+    Array g({static_cast<py::ssize_t>(k), static_cast<py::ssize_t>(m)});
+    Array jac({static_cast<py::ssize_t>(k * m), static_cast<py::ssize_t>(k * m)});
+    ibsolver::Status status;
+    {
+        py::gil_scoped_release release;
+        status = ibsolver::ba_jacobian(p_x.data(), p_y_given_x.data(), n, m, theta.data(), k,
+                                       beta, alpha, g.mutable_data(), jac.mutable_data());
+    }
+    if (status != ibsolver::Status::ok) raise_status(status);
+    return py::make_tuple(g, jac);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, mod) {
@@ -146,6 +170,10 @@ PYBIND11_MODULE(_core, mod) {
             py::arg("log_p_y_given_t"), py::arg("beta"), py::arg("alpha"),
             py::arg("n_threads") = py::none(),
             "The encoder q(t|x), shape (n, k), that one iteration builds from the state.");
+    mod.def("ba_jacobian", &ba_jacobian, py::arg("p_x"), py::arg("p_y_given_x"),
+            py::arg("theta"), py::arg("beta"), py::arg("alpha"),
+            "(log R, J): the BA map in joint log coordinates and its Jacobian (see "
+            "ibsolver.newton.jacobian).");
     mod.def("has_openmp", &ibsolver::has_openmp, "Whether the kernel was built with OpenMP.");
     mod.def("max_threads", &ibsolver::max_threads,
             "Threads used when n_threads is None (respects OMP_NUM_THREADS).");

@@ -111,6 +111,7 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
     n_eval = 0
     residual = np.inf
     k, m = log_p_y_given_t.shape
+    jacobian_of = getattr(kernel, "jacobian", jacobian)  # compiled where the backend has one
 
     def step(lp, lpy):
         nonlocal n_eval
@@ -151,7 +152,7 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         done = residual <= tol or n_eval >= max_iter or lp1.size != k
         if done or not np.all(np.isfinite(theta)):
             return lp1, lpy1, n_eval, residual, np.asarray(history), False
-        g, jac = jacobian(p_x, p_y_given_x, theta, beta, alpha)
+        g, jac = jacobian_of(p_x, p_y_given_x, theta, beta, alpha)
         lu, piv = lu_factor(np.eye(k * m) - jac, check_finite=False)
         swaps = np.count_nonzero(piv != np.arange(piv.size))
         det_sign = np.prod(np.sign(np.diag(lu))) * (-1) ** swaps

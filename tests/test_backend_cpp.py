@@ -266,6 +266,41 @@ def test_no_admissible_cluster_raises(cpp, simd, alpha):
 
 
 # --------------------------------------------------------------------------------------
+# the Jacobian for Newton's method
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("m", [1, 2, 3, 8])
+def test_jacobian_matches_numpy(cpp, simd, m):
+    """The compiled Jacobian reproduces ibsolver.newton.jacobian (the numpy specification,
+    checked against central differences in test_newton.py) to 1e-10, for k around the
+    four-way blocking of its pair sums and p(y|x) with zeros."""
+    from ibsolver import newton
+
+    rng = np.random.default_rng([m, 5])
+    for n, k in [(9, 1), (9, 3), (37, 4), (37, 7), (29, 13)]:
+        p_x, p_y_given_x, *_ = make_problem(rng, n, m, k)
+        assert np.all(p_x @ p_y_given_x > 0)  # every y occurs: G(theta) is finite
+        theta = np.log(rng.dirichlet(np.ones(k * m)).reshape(k, m))
+        for beta, alpha in [(0.0, 1.0), (3.0, 1.0), (40.0, 1.0), (2.0, 0.6)]:
+            want_g, want_j = newton.jacobian(p_x, p_y_given_x, theta, beta, alpha)
+            got_g, got_j = cpp.jacobian(p_x, p_y_given_x, theta, beta, alpha)
+            np.testing.assert_allclose(got_g, want_g, rtol=RTOL, atol=RTOL)
+            np.testing.assert_allclose(got_j, want_j, rtol=RTOL,
+                                       atol=RTOL * max(1.0, np.max(np.abs(want_j))),
+                                       err_msg=f"n={n} k={k} beta={beta} alpha={alpha}")
+
+
+def test_jacobian_rejects_bad_input(cpp):
+    p_x, p_y_given_x, *_ = make_problem(np.random.default_rng(0), 5, 2, 2)
+    theta = np.log(np.full((2, 2), 0.25))
+    with pytest.raises(ValueError, match="alpha > 0"):
+        cpp.jacobian(p_x, p_y_given_x, theta, 1.0, 0.0)
+    with pytest.raises(ValueError, match="do not match"):
+        cpp.jacobian(p_x, p_y_given_x, np.zeros((2, 3)), 1.0, 1.0)
+    with pytest.raises(ValueError, match="beta"):
+        cpp.jacobian(p_x, p_y_given_x, theta, -1.0, 1.0)
+
+
+# --------------------------------------------------------------------------------------
 # the vectorised exp2 and the introspection functions
 # --------------------------------------------------------------------------------------
 def test_exp2_is_accurate(cpp, simd):

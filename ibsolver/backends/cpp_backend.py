@@ -39,3 +39,9 @@ def encoder(p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, n_threads=None):
     """The encoder q(t|x), shape (n, k), that one iteration builds from the given state."""
     return _core.encoder(p_y_given_x, log_p_t, log_p_y_given_t, float(beta), float(alpha),
                          None if n_threads is None else int(n_threads))
+
+
+def jacobian(p_x, p_y_given_x, theta, beta, alpha):
+    """(G(theta), J): the BA map in joint log coordinates and its Jacobian; see
+    :func:`ibsolver.newton.jacobian`, the numpy specification (alpha > 0, theta finite)."""
+    return _core.ba_jacobian(p_x, p_y_given_x, theta, float(beta), float(alpha))
