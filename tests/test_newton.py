@@ -94,6 +94,37 @@ def test_saddle_free_steps_separate_children_just_past_the_split():
     assert np.all(np.diff(fast.lagrangian_history) <= 1e-12)
 
 
+def test_damped_steps_cross_a_flat_landscape(monkeypatch):
+    """The forward branch of the 1024 x 2 curve benchmark right after a split at beta =
+    37.866 (state below): I - J is nearly singular all the way (eigenvalues of J 1.0001 at
+    the start, 0.999995 at the minimum), so every Newton step is far too long and BA needs
+    thousands of iterations. Levenberg-Marquardt steps get there in a fraction of them, to a
+    Lagrangian no higher."""
+    p_xy = np.random.default_rng(0).dirichlet(np.ones(2048)).reshape(1024, 2)
+    problem = Problem.from_joint(p_xy)
+    p_t = np.array([0.10353250760594525, 0.1081767876683206, 0.16939814565183503,
+                    0.16930374669262346, 0.08464774861803491, 0.08464774861803487,
+                    0.10380048010546344, 0.17649283503974234])
+    p_y1 = np.array([0.04431851249500903, 0.15177412573428048, 0.6272689006032495,
+                     0.2929469144351254, 0.4654231924832304, 0.4703785135383024,
+                     0.9441457370717704, 0.8095945235635169])
+    start = State.from_joint(p_t, p_t[:, None] * np.column_stack([1.0 - p_y1, p_y1]))
+
+    def run():
+        return solve_from_state(problem, State(start.log_p_t.copy(), start.log_p_y_given_t.copy()),
+                                37.86599849202353, alpha=1.0, kernel=get_backend("auto"),
+                                tol=1e-11, max_iter=50_000, n_threads=None, merge_tol=1e-7,
+                                accelerate=True, warn=False)
+
+    damped = run()
+    monkeypatch.setattr(newton, "DAMPING", ())
+    undamped = run()
+    assert damped.converged and undamped.converged
+    assert damped.n_iter < undamped.n_iter / 5
+    assert damped.lagrangian <= undamped.lagrangian + 1e-12
+    assert np.all(np.diff(damped.lagrangian_history) <= 1e-12)
+
+
 def test_dying_cluster_is_dropped_to_the_same_fixed_point():
     """Below the onset 1/s* of theory.md's 8x3 example the optimum is trivial; a light
     second cluster then dies geometrically at a rate -> 1. The shortcut drops it at once."""
