@@ -46,6 +46,9 @@ BIRTH_MASS = 1e-6
 COUNT_RTOL = 1e-2
 #: a born cluster's decoder is at least this far (max-norm) from every existing decoder
 BIRTH_DISTANCE = 1e-3
+#: rows whose p(y|x) share a cell of this width / sqrt(beta) start the reverse branch as
+#: one cluster (see _Tracer.finest_state)
+FINEST_CELL = 0.1
 #: two branches whose I(X;T) differ by more than this are distinct solutions
 JUMP_BITS = 1e-3
 #: a birth and a split closer than this (relative) are one transition (see _demote_twins)
@@ -242,9 +245,18 @@ class _Tracer:
     def state(self, result: IBResult) -> State:
         return State.from_encoder(self.problem, result.encoder)
 
-    def finest_state(self) -> State:
-        """One cluster per row of the (compressed) problem: the beta -> infinity optimum."""
-        return State.from_encoder(self.problem, np.eye(self.problem.p_x.size))
+    def finest_state(self, beta: float) -> State:
+        """Where the reverse branch starts at ``beta``: one cluster per row of the
+        (compressed) problem (the beta -> infinity optimum), except that rows whose p(y|x)
+        share a cell of width FINEST_CELL / sqrt(beta) in every y start as one cluster. Such
+        a group is far too narrow to split at beta (beta lambda_2 of order FINEST_CELL^2),
+        and BA would merge it only slowly: clusters coincide to merge_tol after hundreds of
+        iterations at k = n_x (0.5 s of a 1024 x 2 curve)."""
+        width = FINEST_CELL / np.sqrt(max(beta, 1.0))
+        cells = np.floor(self.problem.p_y_given_x / width).astype(np.int64)
+        _, group = np.unique(cells, axis=0, return_inverse=True)
+        group = group.ravel()
+        return State.from_encoder(self.problem, np.eye(group.max() + 1)[group])
 
     def trivial_state(self) -> State:
         return State.from_joint(np.ones(1), self.problem.p_y[None, :])
@@ -447,7 +459,7 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     complete = True
     try:
         if method in ("both", "reverse"):
-            state = tracer.finest_state()
+            state = tracer.finest_state(grid[-1])
             for b in grid[::-1]:
                 res = tracer.solve(state, b)
                 rev[b] = res

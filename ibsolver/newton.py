@@ -54,8 +54,10 @@ SADDLE_FREE_HALVINGS = 12
 #: largest k * m for a saddle-free step: it needs the eigenvectors of J, which cost some
 #: 40 times its LU factorisation
 SADDLE_FREE_MAX_DIM = 200
-#: Levenberg-Marquardt damping tried, in order, where the Newton step is refused
-DAMPING = (1e-4, 1e-3, 1e-2, 1e-1)
+#: Levenberg-Marquardt damping: from this (where a Newton step is refused) up by tens to
+#: MAX_DAMPING; after each accepted step the next starts ten times lower, Newton below
+MIN_DAMPING = 1e-6
+MAX_DAMPING = 0.1
 #: largest k * m for damped steps: each trial factorises I - J + mu I anew
 DAMPED_MAX_DIM = 200
 #: push off a saddle fixed point, in log-probability along the unstable eigenvector
@@ -147,27 +149,29 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
             history.pop()  # not kept: the path records accepted points only
         return None
 
-    def damped(theta, jac, r, l_before):
-        """Levenberg-Marquardt: (I - J + mu I) delta = r for growing mu, the first step no
-        longer than MAX_STEP with a Lagrangian no higher than ``l_before``, or None (also
-        where k m > DAMPED_MAX_DIM)."""
+    def damped(theta, jac, r, l_before, mu):
+        """Levenberg-Marquardt: (I - J + mu I) delta = r for mu = ``mu``, 10 mu, ... up to
+        MAX_DAMPING, the first step no longer than MAX_STEP with a Lagrangian no higher
+        than ``l_before``. Returns (the BA map after it, the damping to start from next:
+        a tenth of this one, 0 (Newton) below MIN_DAMPING), or (None, 0)."""
         if k * m > DAMPED_MAX_DIM:
-            return None
+            return None, 0.0
         eye = np.eye(k * m)
-        for mu in DAMPING:
+        while mu <= MAX_DAMPING:
             delta = np.linalg.solve(eye * (1.0 + mu) - jac, r.ravel()).reshape(k, m)
-            if not np.all(np.isfinite(delta)) or np.max(np.abs(delta)) > MAX_STEP:
-                continue
-            out = downhill(theta, delta, l_before, 0)
-            if out is not None:
-                return out
-        return None
+            if np.all(np.isfinite(delta)) and np.max(np.abs(delta)) <= MAX_STEP:
+                out = downhill(theta, delta, l_before, 0)
+                if out is not None:
+                    return out, (mu / 10.0 if mu / 10.0 >= MIN_DAMPING else 0.0)
+            mu *= 10.0
+        return None, 0.0
 
     def refused(lp, lpy, why, *args):
         logger.debug("Newton step refused: " + why, *args)
         return lp, lpy, n_eval, residual, np.asarray(history), False
 
     det_sign, jac = 1.0, None
+    mu = 0.0  # Levenberg-Marquardt damping; 0: Newton
     while n_eval < max_iter:
         lp1, lpy1, residual, l1 = step(log_p_t, log_p_y_given_t)
         theta = log_p_t[:, None] + log_p_y_given_t
@@ -182,24 +186,16 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         swaps = np.count_nonzero(piv != np.arange(piv.size))
         det_sign = np.prod(np.sign(np.diag(lu))) * (-1) ** swaps
         delta = lu_solve((lu, piv), (g - theta).ravel(), check_finite=False).reshape(k, m)
-        if guarded and det_sign <= 0:
-            # near a saddle already met: let plain BA move away from it
-            accepted = damped(theta, jac, g - theta, l1)
-            if accepted is None:
-                return refused(lp1, lpy1, "det(I - J) sign %g (guarded)", det_sign)
-        elif not np.all(np.isfinite(delta)) or np.max(np.abs(delta)) > MAX_STEP:
-            accepted = damped(theta, jac, g - theta, l1)
-            if accepted is None:
-                return refused(lp1, lpy1, "step %.3g", np.max(np.abs(delta)))
-        else:
+        newton_ok = not (guarded and det_sign <= 0)  # guarded: not into a saddle met before
+        accepted = None
+        if mu == 0.0 and newton_ok and np.all(np.isfinite(delta)) \
+                and np.max(np.abs(delta)) <= MAX_STEP:
             accepted = downhill(theta, delta, l1, BACKTRACK)
-            if accepted is None:
-                accepted = damped(theta, jac, g - theta, l1)
-            if accepted is None and k * m <= SADDLE_FREE_MAX_DIM:
-                # Newton heads for a saddle: step away from it along the unstable directions
-                accepted = downhill(theta, _saddle_free_step(jac, g - theta), l1, SADDLE_FREE_HALVINGS)
+        if accepted is None:  # too long (I - J nearly singular), or uphill
+            accepted, mu = damped(theta, jac, g - theta, l1, max(mu, MIN_DAMPING))
         if accepted is None:
-            return refused(lp1, lpy1, "the Lagrangian rose (%.17g before)", l1)
+            return refused(lp1, lpy1, "no step downhill (Newton step %.3g, det(I - J) sign %g)",
+                           np.max(np.abs(delta)), det_sign)
         lp2, lpy2, res2, _ = accepted
         log_p_t, log_p_y_given_t, residual = lp2, lpy2, res2
         if residual <= tol and det_sign > 0:

@@ -256,3 +256,29 @@ def test_located_splits_satisfy_the_instability_condition():
     for t in splits:
         assert abs(t.beta * t.eigenvalue - 1.0) < 1e-6
         assert t.beta_bracket[0] <= t.beta <= t.beta_bracket[1]
+
+
+def test_reverse_branch_from_grouped_rows_reaches_the_same_points(monkeypatch):
+    """The reverse branch starts with rows whose p(y|x) share a narrow cell grouped into one
+    cluster (far too narrow to split there); from one cluster per row it reaches the same
+    solutions at every beta (Lagrangians within 1e-9 bit)."""
+    from ibsolver import curve as curve_module
+
+    p_xy = np.random.default_rng(4).dirichlet(np.ones(800)).reshape(400, 2)
+    betas = np.linspace(1.0, 60.0, 12)
+    starts = []
+    finest = curve_module._Tracer.finest_state
+
+    def recorded(self, beta):
+        state = finest(self, beta)
+        starts.append(state.n_clusters)
+        return state
+
+    monkeypatch.setattr(curve_module._Tracer, "finest_state", recorded)
+    grouped = ibsolver.ib_curve(p_xy, betas=betas, method="reverse", locate_transitions=False)
+    monkeypatch.setattr(curve_module, "FINEST_CELL", 1e-12)  # no two rows share a cell
+    rows = ibsolver.ib_curve(p_xy, betas=betas, method="reverse", locate_transitions=False)
+    assert starts[0] < 200 and starts[1] == 400
+    np.testing.assert_allclose(grouped.lagrangian, rows.lagrangian, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(grouped.i_xt, rows.i_xt, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(grouped.i_ty, rows.i_ty, rtol=0, atol=1e-7)
