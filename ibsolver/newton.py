@@ -17,18 +17,17 @@ bifurcation. J is analytic (below), in the joint coordinates theta[t, y] = log p
 with S[y, t, z] = sum_x p(x, y) q[x, t] phi[x, t, z]. Building J costs n k^2 m^2; the solve
 (k m)^3 / 3. Every step is safeguarded: a Newton point is kept only if its Lagrangian is no
 higher than the current point's (halving the step up to BACKTRACK times; the iteration only
-goes downhill, like BA). Far from the fixed point I - J may be indefinite (det(I - J) < 0:
-an odd number of eigenvalues of J above 1) while BA still converges, crawling. There
-Newton heads for the saddle and the Lagrangian rises; the step is then taken with its
-components along the unstable eigenvectors reversed (saddle-free Newton), away from the
-saddle. What Newton converges to is checked: a fixed point with det(I - J) <= 0 is a
-saddle, not a minimum; the iteration is pushed off it along the unstable eigenvector,
-downhill, and the caller continues ``guarded``: no Newton step from where det(I - J) <= 0.
-Where I - J is nearly singular (a flat landscape near a transition: BA contracts by
-1 - 1e-5 per step there) the Newton step is far too long; then, and where Newton and
-saddle-free steps go uphill, damped steps (I - J + mu I) delta = G - theta are tried for
-growing mu (Levenberg-Marquardt): long along the slow directions, bounded, and downhill.
-A step refused by all of these hands the chunk back to plain or SQUAREM iterations.
+goes downhill, like BA). Near a transition I - J is nearly singular (BA contracts by
+1 - 1e-5 per step in the flat directions there) or indefinite (det(I - J) < 0: an odd
+number of eigenvalues of J above 1, near a saddle BA is leaving); the Newton step is then
+far too long, or heads for the saddle and goes uphill. Then damped steps
+(I - J + mu I) delta = G - theta are taken (Levenberg-Marquardt): long along the slow
+directions yet bounded, away from a saddle once mu exceeds its negative eigenvalue, and
+downhill; mu grows by tens until a step is accepted and falls by ten after each, back to
+Newton. What the iteration converges to is checked: a fixed point with det(I - J) <= 0 is
+a saddle, not a minimum; it is pushed off along the unstable eigenvector, downhill, and the
+caller continues ``guarded``: no undamped step from where det(I - J) <= 0. A chunk where
+no step goes downhill is handed back to plain or SQUAREM iterations.
 """
 from __future__ import annotations
 
@@ -44,16 +43,13 @@ logger = logging.getLogger(__name__)
 MAX_DIM = 600
 #: largest n * k^2 intermediate (doubles) built for the Jacobian
 MAX_PAIRS = 4_000_000
-#: a Newton step longer than this in any log-probability is refused (a saddle-free step,
-#: whose unstable part is long by design, is shortened to it)
+#: a step longer than this in any log-probability is not taken
 MAX_STEP = 8.0
-#: halvings of a Newton step that raised the Lagrangian before the step is refused
+#: halvings of a Newton step that raised the Lagrangian before damping is tried
 BACKTRACK = 3
-#: halvings of a saddle-free step (its unstable part is long: 1 / (lambda - 1))
-SADDLE_FREE_HALVINGS = 12
-#: largest k * m for a saddle-free step: it needs the eigenvectors of J, which cost some
-#: 40 times its LU factorisation
-SADDLE_FREE_MAX_DIM = 200
+#: largest k * m for a full eigendecomposition of J (some 40 times its LU factorisation);
+#: above it the top eigenvector comes from Arnoldi iteration
+EIG_MAX_DIM = 200
 #: Levenberg-Marquardt damping: from this (where a Newton step is refused) up by tens to
 #: MAX_DAMPING; after each accepted step the next starts ten times lower, Newton below
 MIN_DAMPING = 1e-6
@@ -138,7 +134,7 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
     def downhill(theta, delta, l_before, halvings):
         """The BA map after theta + delta / 2^h for the first h with a Lagrangian no higher
         than ``l_before``, or None."""
-        if not np.all(np.isfinite(delta)):  # e.g. J defective: no eigenvector basis
+        if not np.all(np.isfinite(delta)):  # I - J singular to working precision
             return None
         delta = delta * min(1.0, MAX_STEP / max(np.max(np.abs(delta)), 1e-300))
         for h in range(halvings + 1):
@@ -203,21 +199,11 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
     return log_p_t, log_p_y_given_t, n_eval, residual, np.asarray(history), False
 
 
-def _saddle_free_step(jac, residual):
-    """The Newton step with its components along eigenvectors of J with Re(lambda) > 1
-    reversed (saddle-free Newton, Dauphin et al. 2014): away from the saddle, not into it."""
-    values, vectors = np.linalg.eig(jac)
-    coef = np.linalg.solve(vectors, residual.ravel().astype(complex))
-    gain = 1.0 / (1.0 - values)
-    gain[values.real > 1.0] *= -1.0
-    return np.real(vectors @ (gain * coef)).reshape(residual.shape)
-
-
 def _top_eigenpair(jac):
     """The eigenvalue of J with the largest real part and its (real part of the)
     eigenvector: all eigenvalues where J is small, else Arnoldi iteration (ARPACK; a full
     eigendecomposition of a 500 x 500 J costs 80 ms, Arnoldi 3 ms)."""
-    if jac.shape[0] > SADDLE_FREE_MAX_DIM:
+    if jac.shape[0] > EIG_MAX_DIM:
         try:
             values, vectors = eigs(jac, k=1, which="LR", tol=1e-8)
             return float(values[0].real), np.real(vectors[:, 0])

@@ -71,7 +71,7 @@ def test_newton_reaches_plain_ba_fixed_point_near_the_dsbs_split():
 
 def test_newton_does_not_stop_at_the_saddle():
     """Two nearly equal clusters past the split: the equal pair is a saddle Newton heads
-    for; the safeguards (saddle-free steps, push-off) leave the pair split, as BA does."""
+    for; the safeguards (damped steps, push-off) leave the pair split, as BA does."""
     problem = Problem.from_joint(np.array([[0.45, 0.05], [0.05, 0.45]]))
     near_saddle = np.array([[0.5 + 1e-4, 0.5 - 1e-4], [0.5 - 1e-4, 0.5 + 1e-4]])
     res = _solve(problem, near_saddle, 3.0, accelerate=True)
@@ -80,10 +80,10 @@ def test_newton_does_not_stop_at_the_saddle():
     assert abs(res.lagrangian - plain.lagrangian) < 1e-10
 
 
-def test_saddle_free_steps_separate_children_just_past_the_split():
+def test_damped_steps_separate_children_just_past_the_split():
     """Just past the DSBS split (1.5625) the children of a split separate at a rate
-    beta lambda_2 - 1 ~ 1e-2 per BA iteration; saddle-free Newton steps (the unstable
-    direction reversed) get there in a fraction of the iterations, downhill all the way."""
+    beta lambda_2 - 1 ~ 1e-2 per BA iteration; Newton heads back to the saddle (uphill),
+    damped steps away from it get there in a fraction of the iterations, downhill."""
     problem = Problem.from_joint(np.array([[0.45, 0.05], [0.05, 0.45]]))
     near_saddle = np.array([[0.5 + 1e-4, 0.5 - 1e-4], [0.5 - 1e-4, 0.5 + 1e-4]])
     plain = _solve(problem, near_saddle, 1.58, accelerate=False)
