@@ -55,6 +55,11 @@ def split_cluster(encoder: np.ndarray, t: int, direction: np.ndarray, eps: float
     return np.column_stack([encoder[:, :t], plus, minus, encoder[:, t + 1:]])
 
 
+#: a tilt closer to p_X than this (divergence, nats) is not scored: the ratio of two
+#: quantities of order |lam|^2 is round-off there (its limit is s2^2, scored separately)
+TILT_MIN_DIVERGENCE = 1e-7
+
+
 def first_instability(p_xy, *, normalize: bool = False) -> float:
     """beta where the trivial (one-cluster) solution loses local stability: 1 / s2**2.
 
@@ -64,33 +69,44 @@ def first_instability(p_xy, *, normalize: bool = False) -> float:
     return float("inf") if s2 <= 0 else 1.0 / s2**2
 
 
-def _ratio_and_grad(z, p_x, log_p_x, p_y_given_x, p_y):
+def _tilted(lam, log_p_x, p_y_given_x):
+    """r(x) proportional to p(x) exp(lam . p(.|x)), and log r."""
+    z = log_p_x + p_y_given_x @ lam
     z = z - z.max()
-    r = np.exp(z)
-    r /= r.sum()
+    log_r = z - np.log(np.exp(z).sum())
+    return np.exp(log_r), log_r
+
+
+def _tilt_ratio_and_grad(lam, log_p_x, p_y_given_x, p_y):
+    """D(r_Y || p_Y) / D(r || p_X) for the tilt r of p_X by lam, and its gradient in lam.
+
+    With f(x) = p(.|x): r_Y = E_r f, d r_Y / d lam = Cov_r f, and D(r || p_X) =
+    lam . E_r f - log Z has gradient Cov_r(f) lam."""
+    r, log_r = _tilted(lam, log_p_x, p_y_given_x)
     r_y = r @ p_y_given_x
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_ry = np.where(r_y > 0, np.log(r_y / p_y), 0.0)
-        log_rx = np.where(r > 0, np.log(r) - log_p_x, 0.0)
-    num = float(r_y @ log_ry)
-    den = float(r @ log_rx)
-    if den <= 1e-9:  # r ~ p_x: both terms O(|r-p|^2), ratio drowned in round-off (limit s2^2)
-        return 0.0, np.zeros_like(z)
-    g_num = p_y_given_x @ (log_ry + 1.0)
-    g_den = log_rx + 1.0
-    g = (g_num * den - num * g_den) / den**2
-    grad_z = r * (g - r @ g)  # through the softmax
-    return num / den, grad_z
+        log_ratio = np.where(r_y > 0, np.log(r_y / p_y), 0.0)
+    num = float(r_y @ log_ratio)
+    pos = r > 0
+    den = float(r[pos] @ (log_r[pos] - log_p_x[pos]))
+    if den <= TILT_MIN_DIVERGENCE:  # r ~ p_X: both O(|lam|^2), the ratio is round-off
+        return 0.0, np.zeros_like(lam)
+    centred = p_y_given_x - r_y
+    cov = centred.T @ (r[:, None] * centred)
+    return num / den, cov @ (log_ratio * den - num * lam) / den**2
 
 
 def hypercontractivity(p_xy, *, n_starts: int = 8, random_state=0, normalize: bool = False):
     """The hypercontractivity coefficient s* = sup_r D(r_Y || p_Y) / D(r || p_X).
 
     s* is the slope of the IB curve at the origin, so the optimum first leaves the trivial
-    solution at beta_0 = 1 / s*. It is a non-convex maximisation over distributions r on
-    X; we take the best of local maximisations from point masses (the 8 least likely x),
-    the s2 eigen-direction, and random starts. The value is a certified lower bound on s*
-    (it is attained by the returned r); s* >= s2**2 always.
+    solution at beta_0 = 1 / s*. Among all r with the same r_Y = sum_x r(x) p(.|x) the
+    denominator is smallest for the I-projection of p_X, an exponential tilt r(x) ~ p(x)
+    exp(lam . p(.|x)) (Csiszar), so the sup runs over lam in R^|Y| and the tilts' limits as
+    |lam| -> infinity, point masses. It is still not concave: we take the best of all
+    point masses and of local maximisations (L-BFGS) from the s2 eigen-direction, the
+    directions of the 8 best point masses, and ``n_starts`` random directions. The value is
+    a lower bound on s* attained by the returned r; s* >= s2**2 always.
 
     Returns ``(s_star, r)``.
     """
@@ -100,31 +116,30 @@ def hypercontractivity(p_xy, *, n_starts: int = 8, random_state=0, normalize: bo
     p_y = p_xy.sum(axis=0)
     p_y_given_x = p_xy / p_x[:, None]
     log_p_x = np.log(p_x)
-    n = p_x.size
-    if n < 2 or p_y.size < 2:
+    n, m = p_xy.shape
+    if n < 2 or m < 2:
         return 0.0, p_x.copy()
-    starts = []
-    # the eigen-direction: r = p(x)(1 + eps f(x)), the local (s2^2) limit
-    b = p_xy / np.sqrt(np.outer(p_x, p_y))
-    uu, _, _ = np.linalg.svd(b, full_matrices=False)
-    f = uu[:, 1] / np.sqrt(p_x)
-    for sign in (1.0, -1.0):
-        r = p_x * np.clip(1.0 + sign * 0.5 * f / np.max(np.abs(f)), 1e-12, None)
-        starts.append(np.log(r))
-    for x in np.argsort(p_x)[: min(n, 8)]:  # point masses (least likely x first)
-        z = log_p_x.copy()
-        z[x] += 6.0
-        starts.append(z)
-    for _ in range(n_starts):
-        starts.append(log_p_x + rng.normal(scale=2.0, size=n))
-    best, best_r = 0.0, p_x.copy()
-    for z0 in starts:
-        res = minimize(lambda z: tuple(-a for a in _ratio_and_grad(z, p_x, log_p_x, p_y_given_x, p_y)),
-                       z0, jac=True, method="L-BFGS-B", options={"maxiter": 300})
-        val, _ = _ratio_and_grad(res.x, p_x, log_p_x, p_y_given_x, p_y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl = np.sum(np.where(p_y_given_x > 0, p_y_given_x * np.log(p_y_given_x / p_y), 0.0),
+                    axis=1)
+    point = np.where(p_x < 1.0, kl / -log_p_x, 0.0)  # point mass at x
+    best_x = int(np.argmax(point))
+    best, best_r = float(point[best_x]), np.eye(n)[best_x]
+    # the eigen-direction: lam = h, the top non-trivial singular function of Y (the s2^2 limit)
+    _, _, vt = np.linalg.svd(p_xy / np.sqrt(np.outer(p_x, p_y)), full_matrices=False)
+    h = vt[1] / np.sqrt(p_y)
+    starts = [sign * c * h / np.max(np.abs(h)) for sign in (1.0, -1.0) for c in (0.5, 3.0)]
+    for x in np.argsort(point)[::-1][: min(n, 8)]:  # towards the best point masses
+        d = np.log(np.maximum(p_y_given_x[x], 1e-300) / p_y)
+        starts += [c * d / np.max(np.abs(d)) for c in (1.0, 5.0)]
+    starts += [rng.normal(scale=3.0, size=m) for _ in range(n_starts)]
+    for lam0 in starts:
+        res = minimize(lambda lam: tuple(-a for a in _tilt_ratio_and_grad(lam, log_p_x,
+                                                                         p_y_given_x, p_y)),
+                       lam0, jac=True, method="L-BFGS-B", options={"maxiter": 500})
+        val, _ = _tilt_ratio_and_grad(res.x, log_p_x, p_y_given_x, p_y)
         if val > best:
-            z = res.x - res.x.max()
-            best, best_r = val, np.exp(z) / np.exp(z).sum()
+            best, best_r = val, _tilted(res.x, log_p_x, p_y_given_x)[0]
     s2 = maximal_correlation(p_xy)
     return max(best, s2**2), best_r
 
