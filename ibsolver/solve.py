@@ -28,9 +28,12 @@ MAX_DEFAULT_CLUSTERS = 1024
 DROP_MASS = 1e-14
 #: iterations between checks for empty or coincident clusters
 CHUNK = 200
-#: plain iterations before the first Newton step, where a step costs no more than these
-#: (they settle a warm start's clusters); otherwise a full CHUNK, which most solves need
-FIRST_CHUNK = 20
+#: a Newton step costing no more than this many BA iterations is cheap: then Newton starts
+#: after FIRST_CHUNK plain iterations (they settle a warm start's clusters) and is retried
+#: after REFUSED_CHUNK; otherwise after full CHUNKs
+CHEAP_NEWTON = 20
+FIRST_CHUNK = 5
+REFUSED_CHUNK = 20
 #: n_x * n_y * n_clusters below which SQUAREM's per-step Python overhead outweighs it
 ACCELERATE_MIN_WORK = 20_000
 #: a lightest cluster whose log-mass falls faster than this per iteration may be dying
@@ -281,8 +284,14 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
     n_x, n_y = problem.p_y_given_x.shape
     while n_iter < max_iter:
         newton_ok = accelerate and newton.applicable(n_x, state.n_clusters, n_y, alpha)
-        newton_cheap = newton_ok and newton.cost(n_x, state.n_clusters, n_y) <= FIRST_CHUNK
-        chunk = min(FIRST_CHUNK if n_iter == 0 and newton_cheap else CHUNK, max_iter - n_iter)
+        newton_cheap = newton_ok and newton.cost(n_x, state.n_clusters, n_y) <= CHEAP_NEWTON
+        if newton_cheap and n_iter == 0:
+            chunk = FIRST_CHUNK
+        elif newton_cheap and newton_refused:
+            chunk = REFUSED_CHUNK
+        else:
+            chunk = CHUNK
+        chunk = min(chunk, max_iter - n_iter)
         args = (problem.p_x, problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
                 beta, alpha, chunk, tol, n_threads)
         # plain compiled chunk first (most solves need no more); then Newton where the
