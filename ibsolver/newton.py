@@ -132,33 +132,34 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         return a - np.logaddexp.reduce(a), theta - a[:, None]
 
     def downhill(theta, delta, l_before, halvings):
-        """The BA map after theta + delta / 2^h for the first h with a Lagrangian no higher
-        than ``l_before``, or None."""
+        """For the first h with a Lagrangian no higher than ``l_before`` at the point
+        theta + delta / 2^h: (that point as (log p(t), log p(y|t)), the map there), or None."""
         if not np.all(np.isfinite(delta)):  # I - J singular to working precision
             return None
         delta = delta * min(1.0, MAX_STEP / max(np.max(np.abs(delta)), 1e-300))
         for h in range(halvings + 1):
-            out = step(*from_joint(theta + delta / 2 ** h))
+            point = from_joint(theta + delta / 2 ** h)
+            out = step(*point)
             if np.isfinite(out[3]) and out[3] <= l_before + 1e-13 * (1.0 + abs(l_before)) \
                     and out[0].size == k:
-                return out
+                return point, out
             history.pop()  # not kept: the path records accepted points only
         return None
 
     def damped(theta, jac, r, l_before, mu):
         """Levenberg-Marquardt: (I - J + mu I) delta = r for mu = ``mu``, 10 mu, ... up to
         MAX_DAMPING, the first step no longer than MAX_STEP with a Lagrangian no higher
-        than ``l_before``. Returns (the BA map after it, the damping to start from next:
-        a tenth of this one, 0 (Newton) below MIN_DAMPING), or (None, 0)."""
+        than ``l_before``. Returns (what downhill returns for it, the damping to start
+        from next: a tenth of this one, 0 (Newton) below MIN_DAMPING), or (None, 0)."""
         if k * m > DAMPED_MAX_DIM:
             return None, 0.0
         eye = np.eye(k * m)
         while mu <= MAX_DAMPING:
             delta = np.linalg.solve(eye * (1.0 + mu) - jac, r.ravel()).reshape(k, m)
             if np.all(np.isfinite(delta)) and np.max(np.abs(delta)) <= MAX_STEP:
-                out = downhill(theta, delta, l_before, 0)
-                if out is not None:
-                    return out, (mu / 10.0 if mu / 10.0 >= MIN_DAMPING else 0.0)
+                accepted = downhill(theta, delta, l_before, 0)
+                if accepted is not None:
+                    return accepted, (mu / 10.0 if mu / 10.0 >= MIN_DAMPING else 0.0)
             mu *= 10.0
         return None, 0.0
 
@@ -168,8 +169,11 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
 
     det_sign, jac = 1.0, None
     mu = 0.0  # Levenberg-Marquardt damping; 0: Newton
-    while n_eval < max_iter:
-        lp1, lpy1, residual, l1 = step(log_p_t, log_p_y_given_t)
+    # the current point and the map there (the map's value is what a stop returns; a step's
+    # trial evaluation is also the next point's: one evaluation per step)
+    out = step(log_p_t, log_p_y_given_t)
+    while True:
+        lp1, lpy1, residual, l1 = out
         theta = log_p_t[:, None] + log_p_y_given_t
         if residual <= tol and jac is not None and det_sign <= 0:
             lp, lpy, residual = _push_off_saddle(step, from_joint, theta, jac, history)
@@ -192,11 +196,7 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         if accepted is None:
             return refused(lp1, lpy1, "no step downhill (Newton step %.3g, det(I - J) sign %g)",
                            np.max(np.abs(delta)), det_sign)
-        lp2, lpy2, res2, _ = accepted
-        log_p_t, log_p_y_given_t, residual = lp2, lpy2, res2
-        if residual <= tol and det_sign > 0:
-            break
-    return log_p_t, log_p_y_given_t, n_eval, residual, np.asarray(history), False
+        (log_p_t, log_p_y_given_t), out = accepted
 
 
 def _top_eigenpair(jac):
