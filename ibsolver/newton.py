@@ -32,9 +32,10 @@ no step goes downhill is handed back to plain or SQUAREM iterations.
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
-from scipy.linalg import lu_factor, lu_solve
+from scipy.linalg import LinAlgWarning, lu_factor, lu_solve
 from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
 logger = logging.getLogger(__name__)
@@ -155,7 +156,10 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
             return None, 0.0
         eye = np.eye(k * m)
         while mu <= MAX_DAMPING:
-            delta = np.linalg.solve(eye * (1.0 + mu) - jac, r.ravel()).reshape(k, m)
+            try:
+                delta = np.linalg.solve(eye * (1.0 + mu) - jac, r.ravel()).reshape(k, m)
+            except np.linalg.LinAlgError:  # singular: try more damping
+                delta = np.full((k, m), np.inf)
             if np.all(np.isfinite(delta)) and np.max(np.abs(delta)) <= MAX_STEP:
                 accepted = downhill(theta, delta, l_before, 0)
                 if accepted is not None:
@@ -182,7 +186,9 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         if done or not np.all(np.isfinite(theta)):
             return lp1, lpy1, n_eval, residual, np.asarray(history), False
         g, jac = jacobian_of(p_x, p_y_given_x, theta, beta, alpha)
-        lu, piv = lu_factor(np.eye(k * m) - jac, check_finite=False)
+        with warnings.catch_warnings():  # exactly singular I - J: the step is not finite
+            warnings.simplefilter("ignore", LinAlgWarning)
+            lu, piv = lu_factor(np.eye(k * m) - jac, check_finite=False)
         swaps = np.count_nonzero(piv != np.arange(piv.size))
         det_sign = np.prod(np.sign(np.diag(lu))) * (-1) ** swaps
         delta = lu_solve((lu, piv), (g - theta).ravel(), check_finite=False).reshape(k, m)
