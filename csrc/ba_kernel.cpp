@@ -425,53 +425,81 @@ IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64
         int64_t ngy = 0;  // number of y active in the group
         const int64_t group = ++w.groups;
 
+        // Pass B: e = 2^(z - max) (in place), s = sum e, sum e (z - max). Where
+        // z - max < -1022, e is set to 0 (see simd::exp2_normal_or_zero), and z - max is
+        // clamped there for the second sum, so that e = 0 (z = -inf) contributes 0:
+        // q log q = 0 where q = 0. Four exp2 polynomials at a time, each stage for all
+        // four before the next, which hides their latency: four vectors of one row, or,
+        // for rows of fewer than four vectors, one vector of each of the group's rows
+        // (all kRows: rows past the end hold stale finite values, computed and ignored).
+        const vd floor = simd::opaque<W>(simd::splat<W>(simd::kExp2NormalFloor));
+        double sum_e[kRows], sum_ed[kRows];
+        if (kp < 4 * L) {
+            vd vs[kRows] = {}, vh[kRows] = {};
+            for (int64_t t = 0; t < kp; t += L) {
+                vd raw[kRows], d[kRows], e[kRows];
+                for (int r = 0; r < kRows; ++r) {
+                    raw[r] = simd::load<W>(w.z.get() + r * kp + t) - zmax[r];
+                    d[r] = simd::clamp_exp2_arg<W>(raw[r], floor);
+                }
+                for (int r = 0; r < kRows; ++r)
+                    e[r] = simd::exp2_normal_or_zero<W>(raw[r], d[r], floor);
+                for (int r = 0; r < kRows; ++r) {
+                    vs[r] += e[r];
+                    vh[r] += e[r] * d[r];
+                    simd::store<W>(w.z.get() + r * kp + t, e[r]);
+                }
+            }
+            for (int r = 0; r < kRows; ++r) {
+                sum_e[r] = simd::hsum<W>(vs[r]);
+                sum_ed[r] = simd::hsum<W>(vh[r]);
+            }
+        } else {
+            for (int r = 0; r < rows; ++r) {
+                double* const z = w.z.get() + r * kp;
+                vd vs[4] = {zero, zero, zero, zero}, vh[4] = {zero, zero, zero, zero};
+                int64_t t = 0;
+                for (; t + 4 * L <= kp; t += 4 * L) {
+                    vd raw[4], d[4], e[4];
+                    for (int u = 0; u < 4; ++u) {
+                        raw[u] = simd::load<W>(z + t + u * L) - zmax[r];
+                        d[u] = simd::clamp_exp2_arg<W>(raw[u], floor);
+                    }
+                    for (int u = 0; u < 4; ++u)
+                        e[u] = simd::exp2_normal_or_zero<W>(raw[u], d[u], floor);
+                    for (int u = 0; u < 4; ++u) {
+                        vs[u] += e[u];
+                        vh[u] += e[u] * d[u];
+                        simd::store<W>(z + t + u * L, e[u]);
+                    }
+                }
+                for (int u = 0; t < kp; t += L, ++u) {  // fewer than 4 vectors left
+                    const vd raw = simd::load<W>(z + t) - zmax[r];
+                    const vd d = simd::clamp_exp2_arg<W>(raw, floor);
+                    const vd e = simd::exp2_normal_or_zero<W>(raw, d, floor);
+                    vs[u] += e;
+                    vh[u] += e * d;
+                    simd::store<W>(z + t, e);
+                }
+                sum_e[r] = simd::hsum<W>((vs[0] + vs[1]) + (vs[2] + vs[3]));
+                sum_ed[r] = simd::hsum<W>((vh[0] + vh[1]) + (vh[2] + vh[3]));
+            }
+        }
+
         for (int r = 0; r < rows; ++r) {
             const int64_t x = x0 + r;
-            double* const z = w.z.get() + r * kp;
-
-            // Pass B: e = 2^(z - max) (in place), s = sum e, sum e (z - max). Where
-            // z - max < -1022, e is set to 0 (see simd::exp2_normal_or_zero), and z - max
-            // is clamped there for the second sum, so that e = 0 (z = -inf) contributes 0:
-            // q log q = 0 where q = 0. Four vectors per step, each stage for all four
-            // before the next: the four exp2 polynomials then interleave, which hides
-            // their latency; then one vector per step.
-            const vd floor = simd::opaque<W>(simd::splat<W>(simd::kExp2NormalFloor));
-            vd vs[4] = {zero, zero, zero, zero}, vh[4] = {zero, zero, zero, zero};
-            int64_t t = 0;
-            for (; t + 4 * L <= kp; t += 4 * L) {
-                vd raw[4], d[4], e[4];
-                for (int u = 0; u < 4; ++u) {
-                    raw[u] = simd::load<W>(z + t + u * L) - zmax[r];
-                    d[u] = simd::clamp_exp2_arg<W>(raw[u], floor);
-                }
-                for (int u = 0; u < 4; ++u) e[u] = simd::exp2_normal_or_zero<W>(raw[u], d[u], floor);
-                for (int u = 0; u < 4; ++u) {
-                    vs[u] += e[u];
-                    vh[u] += e[u] * d[u];
-                    simd::store<W>(z + t + u * L, e[u]);
-                }
-            }
-            for (int u = 0; t < kp; t += L, ++u) {  // fewer than 4 vectors left
-                const vd raw = simd::load<W>(z + t) - zmax[r];
-                const vd d = simd::clamp_exp2_arg<W>(raw, floor);
-                const vd e = simd::exp2_normal_or_zero<W>(raw, d, floor);
-                vs[u] += e;
-                vh[u] += e * d;
-                simd::store<W>(z + t, e);
-            }
-            const double sum_e = simd::hsum<W>((vs[0] + vs[1]) + (vs[2] + vs[3]));
+            const double* const z = w.z.get() + r * kp;
 
             if (!accumulate) {
                 double* qr = q_out + x * k;
-                for (int64_t t = 0; t < k; ++t) qr[t] = z[t] / sum_e;
+                for (int64_t t = 0; t < k; ++t) qr[t] = z[t] / sum_e[r];
                 continue;
             }
 
-            const double inv_s = 1.0 / sum_e;
+            const double inv_s = 1.0 / sum_e[r];
             const double px = s.p_x[x];
             // sum_t q ln q = sum_t (e/s)(ln2 (z - max) - ln s) = ln2 sum_t e (z - max)/s - ln s
-            const double sum_ed = simd::hsum<W>((vh[0] + vh[1]) + (vh[2] + vh[3]));
-            w.neg_h += px * (kLn2 * sum_ed * inv_s - std::log(sum_e));
+            w.neg_h += px * (kLn2 * sum_ed[r] * inv_s - std::log(sum_e[r]));
 
             // weights of this row in pass C
             gw_t[r] = px * inv_s;
