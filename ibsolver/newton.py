@@ -32,10 +32,9 @@ no step goes downhill is handed back to plain or SQUAREM iterations.
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
-from scipy.linalg import LinAlgWarning, lu_factor, lu_solve
+from scipy.linalg.lapack import dgetrf, dgetrs
 from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
 logger = logging.getLogger(__name__)
@@ -154,12 +153,9 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         from next: a tenth of this one, 0 (Newton) below MIN_DAMPING), or (None, 0)."""
         if k * m > DAMPED_MAX_DIM:
             return None, 0.0
-        eye = np.eye(k * m)
         while mu <= MAX_DAMPING:
-            try:
-                delta = np.linalg.solve(eye * (1.0 + mu) - jac, r.ravel()).reshape(k, m)
-            except np.linalg.LinAlgError:  # singular: try more damping
-                delta = np.full((k, m), np.inf)
+            lu, piv, _ = dgetrf(eye * (1.0 + mu) - jac)
+            delta = dgetrs(lu, piv, r.ravel())[0].reshape(k, m)  # not finite if singular
             if np.all(np.isfinite(delta)) and np.max(np.abs(delta)) <= MAX_STEP:
                 accepted = downhill(theta, delta, l_before, 0)
                 if accepted is not None:
@@ -172,6 +168,7 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         return lp, lpy, n_eval, residual, np.asarray(history), False
 
     det_sign, jac = 1.0, None
+    eye, arange = np.eye(k * m), np.arange(k * m)
     mu = 0.0  # Levenberg-Marquardt damping; 0: Newton
     # the current point and the map there (the map's value is what a stop returns; a step's
     # trial evaluation is also the next point's: one evaluation per step)
@@ -186,12 +183,11 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         if done or not np.all(np.isfinite(theta)):
             return lp1, lpy1, n_eval, residual, np.asarray(history), False
         g, jac = jacobian_of(p_x, p_y_given_x, theta, beta, alpha)
-        with warnings.catch_warnings():  # exactly singular I - J: the step is not finite
-            warnings.simplefilter("ignore", LinAlgWarning)
-            lu, piv = lu_factor(np.eye(k * m) - jac, check_finite=False)
-        swaps = np.count_nonzero(piv != np.arange(piv.size))
-        det_sign = np.prod(np.sign(np.diag(lu))) * (-1) ** swaps
-        delta = lu_solve((lu, piv), (g - theta).ravel(), check_finite=False).reshape(k, m)
+        # LAPACK directly: scipy.linalg's checks cost more than the factorisation here. An
+        # exactly singular I - J gives a step that is not finite, and is not taken.
+        lu, piv, _ = dgetrf(eye - jac)
+        det_sign = np.prod(np.sign(np.diag(lu))) * (-1) ** np.count_nonzero(piv != arange)
+        delta = dgetrs(lu, piv, (g - theta).ravel())[0].reshape(k, m)
         newton_ok = not (guarded and det_sign <= 0)  # guarded: not into a saddle met before
         accepted = None
         if mu == 0.0 and newton_ok and np.all(np.isfinite(delta)) \

@@ -147,7 +147,11 @@ def _coincident_groups(points: np.ndarray, tol: float) -> np.ndarray:
     k = points.shape[0]
     parent = np.arange(k)
     if k > 1:
-        pairs = cKDTree(points).query_pairs(r=tol, p=np.inf, output_type="ndarray")
+        if k <= 64:  # a k x k table is cheaper than building a tree
+            close = np.max(np.abs(points[:, None, :] - points[None, :, :]), axis=2) <= tol
+            pairs = np.argwhere(np.triu(close, 1))
+        else:
+            pairs = cKDTree(points).query_pairs(r=tol, p=np.inf, output_type="ndarray")
 
         def find(i):
             while parent[i] != i:
