@@ -15,13 +15,8 @@ def _xlogy(x, y):
     """x * log(y) with 0 * log(0) = 0 (natural log)."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    out = np.zeros(np.broadcast(x, y).shape)
-    mask = np.broadcast_to(x > 0, out.shape)
-    xb = np.broadcast_to(x, out.shape)
-    yb = np.broadcast_to(y, out.shape)
-    with np.errstate(divide="ignore"):
-        out[mask] = xb[mask] * np.log(yb[mask])
-    return out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x > 0, x * np.log(y), 0.0)  # 0 * log(0) = nan there, replaced
 
 
 def entropy(p, axis=None) -> float | np.ndarray:
