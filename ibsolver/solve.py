@@ -298,15 +298,17 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         chunk = min(chunk, max_iter - n_iter)
         args = (problem.p_x, problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
                 beta, alpha, chunk, tol, n_threads)
-        # plain compiled chunk first (most solves need no more); then Newton where the
-        # state is small, SQUAREM where one iteration outweighs its Python overhead
+        # a short plain chunk first where Newton is cheap (it settles a warm start), then
+        # Newton; elsewhere SQUAREM from the start where one iteration outweighs its Python
+        # overhead (e.g. the reverse branch's first solve, from hundreds of clusters)
         use_newton = newton_ok and n_iter > 0 and not newton_refused
         after_refusal = newton_refused
         before = state.log_p_t  # the dying test compares against it, per iteration
+        squarem_ok = n_x * n_y * state.n_clusters >= ACCELERATE_MIN_WORK
         if use_newton:
             *out, saddle = newton.newton_iterations(kernel, *args, guarded=guarded)
             guarded = guarded or saddle
-        elif accelerate and n_iter > 0 and n_x * n_y * state.n_clusters >= ACCELERATE_MIN_WORK:
+        elif accelerate and squarem_ok and (n_iter > 0 or not newton_cheap):
             out = squarem_iterations(kernel, *args)
         else:
             out = kernel.run_iterations(*args)
