@@ -47,6 +47,35 @@ def cluster_stability(p_x, p_y_given_x, q_col) -> ClusterStability:
     return ClusterStability(float(evals[-2]), direction)
 
 
+def cluster_stabilities(p_x, p_y_given_x, encoder) -> list:
+    """cluster_stability of every column of ``encoder`` (n, k), batched: the clusters whose
+    p(y|t) is positive for every y share one stacked eigendecomposition."""
+    n, k = encoder.shape
+    m = p_y_given_x.shape[1]
+    w = p_x[:, None] * encoder
+    mass = w.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_x_given_t = w / mass
+    p_y_given_t = p_x_given_t.T @ p_y_given_x
+    full = np.flatnonzero((mass > 0) & np.all(p_y_given_t > 0, axis=1)) if m >= 2 else []
+    out = [None] * k
+    if len(full):
+        d = np.sqrt(p_y_given_t[full])                                     # (f, m)
+        mats = (p_x_given_t[:, full].T[:, None, :] * p_y_given_x.T[None]) @ p_y_given_x
+        values, vecs = np.linalg.eigh(mats / d[:, :, None] / d[:, None, :])
+        values = values[:, -2]
+        directions = p_y_given_x @ (vecs[:, :, -2] / d).T                  # (n, f)
+        for j, t in enumerate(full):
+            direction = directions[:, j]
+            scale = np.max(np.abs(direction[encoder[:, t] > 0]))
+            out[t] = ClusterStability(float(values[j]),
+                                      direction / scale if scale > 0 else direction)
+    for t in range(k):
+        if out[t] is None:
+            out[t] = cluster_stability(p_x, p_y_given_x, encoder[:, t])
+    return out
+
+
 def split_cluster(encoder: np.ndarray, t: int, direction: np.ndarray, eps: float = 0.2) -> np.ndarray:
     """Replace cluster t by two children q(t|x)(1 +/- eps v(x)) / 2 (|v| <= 1)."""
     col = encoder[:, t]

@@ -24,8 +24,8 @@ from scipy.optimize import brentq
 from . import _validation as v
 from ._blas import single_threaded_blas
 from .backends import get_backend
-from .bifurcation import (cluster_stability, first_instability, hypercontractivity,
-                          invasion_rate, split_cluster)
+from .bifurcation import (cluster_stabilities, cluster_stability, first_instability,
+                          hypercontractivity, invasion_rate, split_cluster)
 from .envelope import interpolate_envelope, upper_concave_envelope
 from .measures import conditional_entropy, entropy, mutual_information
 from .results import IBResult
@@ -262,7 +262,7 @@ class _Tracer:
         return State.from_joint(np.ones(1), self.problem.p_y[None, :])
 
     def stabilities(self, result: IBResult):
-        return [self._stability(result, t) for t in range(result.n_clusters)]
+        return cluster_stabilities(self.problem.p_x, self.problem.p_y_given_x, result.encoder)
 
     # -- forward branch ---------------------------------------------------------------
     def forward_step(self, prev: IBResult, beta: float, locate: bool, transitions: list):

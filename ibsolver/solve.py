@@ -13,7 +13,7 @@ from ._blas import single_threaded_blas
 from . import newton
 from .accelerate import squarem_iterations
 from .backends import get_backend
-from .bifurcation import cluster_stability, invasion_rate, split_cluster
+from .bifurcation import cluster_stabilities, invasion_rate, split_cluster
 from .exceptions import ConvergenceWarning
 from .measures import LN2, _encoder_information, entropy
 from .results import IBResult
@@ -146,24 +146,27 @@ def _coincident_groups(points: np.ndarray, tol: float) -> np.ndarray:
     """
     k = points.shape[0]
     parent = np.arange(k)
-    if k > 1:
-        if k <= 64:  # a k x k table is cheaper than building a tree
-            close = np.max(np.abs(points[:, None, :] - points[None, :, :]), axis=2) <= tol
-            pairs = np.argwhere(np.triu(close, 1))
-        else:
-            pairs = cKDTree(points).query_pairs(r=tol, p=np.inf, output_type="ndarray")
+    if k <= 1:
+        return parent
+    if k <= 64:  # a k x k table is cheaper than building a tree
+        close = np.max(np.abs(points[:, None, :] - points[None, :, :]), axis=2) <= tol
+        pairs = np.argwhere(np.triu(close, 1))
+    else:
+        pairs = cKDTree(points).query_pairs(r=tol, p=np.inf, output_type="ndarray")
+    if len(pairs) == 0:  # the usual case: every row its own group
+        return parent
 
-        def find(i):
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
 
-        for i, j in pairs:
-            ri, rj = find(i), find(j)
-            if ri != rj:
-                parent[max(ri, rj)] = min(ri, rj)
-        parent = np.array([find(i) for i in range(k)])
+    for i, j in pairs:
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    parent = np.array([find(i) for i in range(k)])
     _, group = np.unique(parent, return_inverse=True)  # roots are the first members
     return group.ravel()
 
@@ -252,8 +255,7 @@ def _split_unstable(problem: Problem, result: IBResult, beta: float, *, max_iter
     accelerated iteration can converge to, e.g. two copies of a cluster that should split."""
     while result.converged and result.n_iter < max_iter:
         encoder = result.encoder
-        stab = [cluster_stability(problem.p_x, problem.p_y_given_x, encoder[:, t])
-                for t in range(encoder.shape[1])]
+        stab = cluster_stabilities(problem.p_x, problem.p_y_given_x, encoder)
         unstable = [t for t, s in enumerate(stab) if beta * s.eigenvalue > 1.0 + SPLIT_MARGIN]
         if not unstable:
             break
@@ -426,9 +428,8 @@ def _shortcut_candidates(problem: Problem, state: State, before: np.ndarray, ste
     p_t = np.exp(state.log_p_t)
 
     def no_split(res):
-        return all(beta * cluster_stability(problem.p_x, problem.p_y_given_x,
-                                            res.encoder[:, t]).eigenvalue < 1.0
-                   for t in range(res.n_clusters))
+        return all(beta * st.eigenvalue < 1.0
+                   for st in cluster_stabilities(problem.p_x, problem.p_y_given_x, res.encoder))
 
     if p_t[i] + p_t[j] > 0:
         into = i if i < j else i - 1  # i's index once j is deleted

@@ -320,3 +320,27 @@ def test_hypercontractivity_over_tilts_matches_a_search_over_all_r(seed):
     if s_star > ibsolver.measures.maximal_correlation(p_xy) ** 2 + 1e-9:
         assert float(ratio(r)) == pytest.approx(s_star, rel=1e-9)
     assert ibsolver.hypercontractivity(dsbs(0.1))[0] == pytest.approx(0.64, rel=1e-6)
+
+
+def test_batched_cluster_stabilities_match_one_at_a_time():
+    """cluster_stabilities (one stacked eigendecomposition) gives each cluster's lambda_2
+    and split direction (up to sign) as cluster_stability does, with zeros in p(x, y) and
+    clusters that miss some x."""
+    from ibsolver.bifurcation import cluster_stabilities, cluster_stability
+
+    rng = np.random.default_rng(0)
+    for n, m, k in [(50, 2, 5), (30, 4, 7), (40, 3, 6)]:
+        p = rng.dirichlet(np.ones(n * m)).reshape(n, m)
+        p[rng.random(p.shape) < 0.3] = 0.0
+        p[np.arange(n), rng.integers(m, size=n)] += 0.01
+        p /= p.sum()
+        p_x = p.sum(axis=1)
+        q = rng.dirichlet(np.ones(k), size=n)
+        q[:5, 1] = 0.0
+        q /= q.sum(axis=1, keepdims=True)
+        batched = cluster_stabilities(p_x, p / p_x[:, None], q)
+        for t in range(k):
+            one = cluster_stability(p_x, p / p_x[:, None], q[:, t])
+            assert batched[t].eigenvalue == pytest.approx(one.eigenvalue, abs=1e-13)
+            sign = np.sign(batched[t].direction @ one.direction)
+            np.testing.assert_allclose(sign * batched[t].direction, one.direction, atol=1e-10)
