@@ -49,6 +49,9 @@ BIRTH_DISTANCE = 1e-3
 #: rows whose p(y|x) share a cell of this width / sqrt(beta) start the reverse branch as
 #: one cluster (see _Tracer.finest_state)
 FINEST_CELL = 0.1
+#: a solve continues the secant of the last two solutions of its branch where their
+#: decoders differ by no more than this (max-norm; see _Tracer.predicted)
+PREDICT_DECODER = 0.05
 #: two branches whose I(X;T) differ by more than this are distinct solutions
 JUMP_BITS = 1e-3
 #: a birth and a split closer than this (relative) are one transition (see _demote_twins)
@@ -245,6 +248,27 @@ class _Tracer:
     def state(self, result: IBResult) -> State:
         return State.from_encoder(self.problem, result.encoder)
 
+    def predicted(self, before: IBResult | None, last: IBResult, beta: float) -> State:
+        """Where to start a solve at ``beta`` continuing ``last``: the secant through
+        ``before`` and ``last`` in log p(t, y), where both have the same clusters (same
+        count, decoders within PREDICT_DECODER of each other), else ``last`` itself. On a
+        smooth stretch the solution moves little between grid betas and nearly linearly."""
+        end = self.state(last)
+        if before is None or before.n_clusters != last.n_clusters or before.beta == last.beta:
+            return end
+        start = self.state(before)
+        if start.n_clusters != end.n_clusters or np.max(np.abs(
+                np.exp(start.log_p_y_given_t) - np.exp(end.log_p_y_given_t))) > PREDICT_DECODER:
+            return end
+        theta0 = start.log_p_t[:, None] + start.log_p_y_given_t
+        theta1 = end.log_p_t[:, None] + end.log_p_y_given_t
+        theta = theta1 + (theta1 - theta0) * (beta - last.beta) / (last.beta - before.beta)
+        if not np.all(np.isfinite(theta)):
+            return end
+        log_p_t = np.logaddexp.reduce(theta, axis=1)
+        log_p_t -= np.logaddexp.reduce(log_p_t)
+        return State(log_p_t, theta - np.logaddexp.reduce(theta, axis=1)[:, None])
+
     def finest_state(self, beta: float) -> State:
         """Where the reverse branch starts at ``beta``: one cluster per row of the
         (compressed) problem (the beta -> infinity optimum), except that rows whose p(y|x)
@@ -265,14 +289,15 @@ class _Tracer:
         return cluster_stabilities(self.problem.p_x, self.problem.p_y_given_x, result.encoder)
 
     # -- forward branch ---------------------------------------------------------------
-    def forward_step(self, prev: IBResult, beta: float, locate: bool, transitions: list):
+    def forward_step(self, prev: IBResult, beta: float, locate: bool, transitions: list,
+                     before: IBResult | None = None):
         """Solve at ``beta`` from ``prev`` (at a lower beta), splitting unstable clusters.
 
         The branch is first continued to ``beta`` without splitting, and only clusters
         unstable there (beta lambda_2 >= 1 at the continued solution) are split: lambda_2
         at ``prev`` overstates it, since clusters sharpen as beta grows, and children of a
         stable cluster merge back only slowly."""
-        cont = self.solve(self.state(prev), beta)
+        cont = self.solve(self.predicted(before, prev, beta), beta)
         stab = self.stabilities(cont)
         crossing = [t for t, s in enumerate(stab) if s.eigenvalue > 0 and beta * s.eigenvalue >= 1.0]
         if not crossing:
@@ -459,18 +484,19 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     complete = True
     try:
         if method in ("both", "reverse"):
-            state = tracer.finest_state(grid[-1])
+            state, before, last = tracer.finest_state(grid[-1]), None, None
             for b in grid[::-1]:
-                res = tracer.solve(state, b)
+                res = tracer.solve(state if last is None else tracer.predicted(before, last, b), b)
                 rev[b] = res
-                state = tracer.state(res)
+                before, last = last, res
                 bar.update()
         if method in ("both", "forward"):
-            prev = tracer.solve(tracer.trivial_state(), grid[0])
+            prev, before = tracer.solve(tracer.trivial_state(), grid[0]), None
             fwd[grid[0]] = prev
             bar.update()
             for b in grid[1:]:
-                prev = tracer.forward_step(prev, b, locate_transitions, fwd_transitions)
+                before, prev = prev, tracer.forward_step(prev, b, locate_transitions,
+                                                         fwd_transitions, before)
                 fwd[b] = prev
                 bar.update()
         if refine:

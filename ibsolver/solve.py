@@ -32,7 +32,7 @@ CHUNK = 200
 #: after FIRST_CHUNK plain iterations (they settle a warm start's clusters) and is retried
 #: after REFUSED_CHUNK; otherwise after full CHUNKs
 CHEAP_NEWTON = 20
-FIRST_CHUNK = 5
+FIRST_CHUNK = 3
 REFUSED_CHUNK = 20
 #: n_x * n_y * n_clusters below which SQUAREM's per-step Python overhead outweighs it
 ACCELERATE_MIN_WORK = 20_000
