@@ -381,24 +381,39 @@ class _Tracer:
         heavy = r_lo.encoder[:, r_lo.p_t > BIRTH_MASS]
         base_state = State.from_encoder(self.problem, heavy / heavy.sum(axis=1, keepdims=True))
         cache = {}
+        start = {"d": decoder}  # where the next ascent of G starts
 
         def growth(beta):
-            base = self.solve(base_state, beta)
+            # warm start: r_lo's branch continued up from the highest beta below solved so far
+            below = max((b for b in cache if b < beta), default=None)
+            base = self.solve(base_state if below is None else self.state(cache[below][0]), beta)
             g, d = invasion_rate(self.problem.p_x, self.problem.p_y_given_x, base.p_t,
-                                 base.p_y_given_t, beta, decoder)
+                                 base.p_y_given_t, beta, start["d"])
             # a copy of an existing cluster has G = 1 up to round-off: not a birth
             far = _decoder_distance(base, d) > BIRTH_DISTANCE
-            cache[beta] = (base, far)
+            cache[beta] = (base, far, d)
             # where the ascent falls back onto an existing decoder the far maximum of G
             # does not exist yet: nothing can be born there (G = 1 there is no root)
             return g - 1.0 if far else -1.0
 
         lo, hi = r_lo.beta, r_hi.beta
+        # both ends of the bracket ascend from the born cluster's decoder; the root finder
+        # then follows the far maximum from one trial beta to the next (restarting from the
+        # born decoder it can land on another local maximum, and a later root)
         if not (growth(hi) > 1e-9 and cache[hi][1] and growth(lo) <= 0):
             return None
-        b_star = brentq(growth, lo, hi, xtol=1e-12, rtol=BIRTH_ROOT_RTOL)
-        growth(b_star)
-        base, far = cache[b_star]
+
+        def followed(beta):
+            out = growth(beta)
+            if cache[beta][1]:
+                start["d"] = cache[beta][2]
+            return out
+
+        start["d"] = cache[hi][2]
+        b_star = brentq(followed, lo, hi, xtol=1e-12, rtol=BIRTH_ROOT_RTOL)
+        if b_star not in cache:
+            followed(b_star)
+        base, far, _ = cache[b_star]
         return (b_star, base) if far else None
 
 
