@@ -173,6 +173,42 @@ def hypercontractivity(p_xy, *, n_starts: int = 8, random_state=0, normalize: bo
     return max(best, s2**2), best_r
 
 
+def _log_partition(p_y_given_x, base_p_t, base_p_y_given_t, beta):
+    """log Z(x) = log sum_t p(t) exp(beta sum_y p(y|x) log p(y|t)) of a base solution."""
+    with np.errstate(divide="ignore"):
+        log_pyt = np.log(base_p_y_given_t)
+        log_pt = np.log(base_p_t)
+    finite = np.where(np.isfinite(log_pyt), log_pyt, 0.0)
+    logits = log_pt + beta * (p_y_given_x @ finite.T)
+    blocked = ((p_y_given_x > 0).astype(float) @ (~np.isfinite(log_pyt)).T.astype(float)) > 0
+    logits[blocked] = -np.inf
+    top = logits.max(axis=1)
+    return top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+
+
+def invasion_starts(p_x, p_y_given_x, base_p_t, base_p_y_given_t, beta, *, count=3,
+                    min_distance=1e-3, max_rows=256):
+    """Decoders to start the ascent of G from: the ``count`` rows p(.|x') with the largest
+    G(p(.|x')) among those at least ``min_distance`` (max-norm) from every base decoder
+    (at most ``max_rows`` rows evenly spaced in the given order are scored). A new
+    cluster's decoder is an average of rows p(.|x), so where the local ascent from one
+    start falls back onto an existing decoder, one of these finds the far maximum."""
+    n = p_x.size
+    rows = np.unique(np.linspace(0, n - 1, min(n, max_rows)).astype(int))
+    cand = p_y_given_x[rows]
+    dist = np.min(np.max(np.abs(cand[:, None, :] - base_p_y_given_t[None, :, :]), axis=2), axis=1)
+    rows, cand = rows[dist > min_distance], cand[dist > min_distance]
+    if rows.size == 0:
+        return []
+    log_z = _log_partition(p_y_given_x, base_p_t, base_p_y_given_t, beta)
+    with np.errstate(divide="ignore"):
+        log_cand = np.maximum(np.log(cand), -1e300)  # p(y|x) = 0 terms stay 0, not NaN
+    logits = np.log(p_x)[:, None] - log_z[:, None] + beta * (p_y_given_x @ log_cand.T)
+    top = logits.max(axis=0)
+    log_g = top + np.log(np.exp(logits - top).sum(axis=0))
+    return [cand[i] for i in np.argsort(log_g)[::-1][:count]]
+
+
 def invasion_rate(p_x, p_y_given_x, base_p_t, base_p_y_given_t, beta, decoder):
     """Largest growth factor per BA iteration of a cluster of vanishing mass added to a solution.
 
@@ -186,15 +222,7 @@ def invasion_rate(p_x, p_y_given_x, base_p_t, base_p_y_given_t, beta, decoder):
     Returns ``(G, d)`` at the local maximum of G reached from ``decoder`` (a distribution
     on Y; zeros stay zero).
     """
-    with np.errstate(divide="ignore"):
-        log_pyt = np.log(base_p_y_given_t)
-        log_pt = np.log(base_p_t)
-    finite = np.where(np.isfinite(log_pyt), log_pyt, 0.0)
-    logits = log_pt + beta * (p_y_given_x @ finite.T)
-    blocked = ((p_y_given_x > 0).astype(float) @ (~np.isfinite(log_pyt)).T.astype(float)) > 0
-    logits[blocked] = -np.inf
-    top = logits.max(axis=1)
-    log_z = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+    log_z = _log_partition(p_y_given_x, base_p_t, base_p_y_given_t, beta)
     d0 = np.asarray(decoder, dtype=np.float64)
     support = d0 > 0
     # x that need a y outside the decoder's support cannot join the new cluster

@@ -25,7 +25,7 @@ from . import _validation as v
 from ._blas import single_threaded_blas
 from .backends import get_backend
 from .bifurcation import (cluster_stabilities, cluster_stability, first_instability,
-                          hypercontractivity, invasion_rate, split_cluster)
+                          hypercontractivity, invasion_rate, invasion_starts, split_cluster)
 from .envelope import interpolate_envelope, upper_concave_envelope
 from .measures import conditional_entropy, entropy, mutual_information
 from .results import IBResult
@@ -383,24 +383,35 @@ class _Tracer:
         cache = {}
         start = {"d": decoder}  # where the next ascent of G starts
 
-        def growth(beta):
+        pb = self.problem
+
+        def growth(beta, search=False):
             # warm start: r_lo's branch continued up from the highest beta below solved so far
             below = max((b for b in cache if b < beta), default=None)
             base = self.solve(base_state if below is None else self.state(cache[below][0]), beta)
-            g, d = invasion_rate(self.problem.p_x, self.problem.p_y_given_x, base.p_t,
-                                 base.p_y_given_t, beta, start["d"])
-            # a copy of an existing cluster has G = 1 up to round-off: not a birth
-            far = _decoder_distance(base, d) > BIRTH_DISTANCE
-            cache[beta] = (base, far, d)
-            # where the ascent falls back onto an existing decoder the far maximum of G
+            starts = [start["d"]]
+            if search:
+                starts += invasion_starts(pb.p_x, pb.p_y_given_x, base.p_t, base.p_y_given_t,
+                                          beta, min_distance=BIRTH_DISTANCE)
+            best = (-np.inf, None)
+            for d0 in starts:
+                g, d = invasion_rate(pb.p_x, pb.p_y_given_x, base.p_t, base.p_y_given_t,
+                                     beta, d0)
+                # a copy of an existing cluster has G = 1 up to round-off: not a birth
+                if _decoder_distance(base, d) > BIRTH_DISTANCE and g > best[0]:
+                    best = (g, d)
+            far = best[1] is not None
+            cache[beta] = (base, far, best[1])
+            # where every ascent falls back onto an existing decoder the far maximum of G
             # does not exist yet: nothing can be born there (G = 1 there is no root)
-            return g - 1.0 if far else -1.0
+            return best[0] - 1.0 if far else -1.0
 
         lo, hi = r_lo.beta, r_hi.beta
-        # both ends of the bracket ascend from the born cluster's decoder; the root finder
-        # then follows the far maximum from one trial beta to the next (restarting from the
-        # born decoder it can land on another local maximum, and a later root)
-        if not (growth(hi) > 1e-9 and cache[hi][1] and growth(lo) <= 0):
+        # both ends of the bracket ascend from the born cluster's decoder and from rows
+        # p(.|x) (the decoder at hi has moved since the birth, and an ascent from it can
+        # fall back onto an existing decoder); the root finder then follows the far
+        # maximum from one trial beta to the next
+        if not (growth(hi, True) > 1e-9 and cache[hi][1] and growth(lo, True) <= 0):
             return None
 
         def followed(beta):
@@ -409,8 +420,21 @@ class _Tracer:
                 start["d"] = cache[beta][2]
             return out
 
-        start["d"] = cache[hi][2]
-        b_star = brentq(followed, lo, hi, xtol=1e-12, rtol=BIRTH_ROOT_RTOL)
+        # the root of the maximum followed from the top; then, if a search just below it
+        # finds another maximum already above 1, an earlier birth: the first is wanted
+        top, b_star = hi, None
+        while True:
+            start["d"] = cache[top][2]
+            try:
+                b_star = brentq(followed, lo, top, xtol=1e-12, rtol=BIRTH_ROOT_RTOL)
+            except ValueError:  # that maximum is above 1 at lo too: keep the last root
+                break
+            probe = b_star * (1.0 - 10.0 * BIRTH_ROOT_RTOL)
+            if probe <= lo or growth(probe, True) <= 0:
+                break
+            top = probe
+        if b_star is None:
+            return None
         if b_star not in cache:
             followed(b_star)
         base, far, _ = cache[b_star]

@@ -362,3 +362,20 @@ def test_secant_prediction_changes_nothing_but_the_work(monkeypatch):
                                    plain.branches[name].lagrangian, rtol=0, atol=1e-9)
     work = [sum(br.n_iter.sum() for br in c.branches.values()) for c in (predicted, plain)]
     assert work[0] < work[1]
+
+
+def test_onset_birth_is_found_when_the_bracket_holds_several_events():
+    """On a coarse grid the bracket of the onset holds two events (1 -> 3 clusters): the
+    lightest new cluster's own birth comes later, and an ascent of the invasion rate from
+    its decoder falls back onto the existing one. The first birth is still located, at
+    1/s* (to 1e-6), below the first instability 1/s2^2. (It was reported at 3.5576,
+    above 1/s2^2 = 3.5166.)"""
+    rng = np.random.default_rng(1)
+    n, m = int(rng.integers(50, 400)), int(rng.choice([2, 3]))
+    p_xy = rng.dirichlet(np.ones(n * m)).reshape(n, m)
+    betas = np.linspace(1.0, 10 * ibsolver.first_instability(p_xy), 30)
+    curve = ibsolver.ib_curve(p_xy, betas=betas)
+    first = curve.transitions[0]
+    assert (first.kind, first.n_clusters_before) == ("birth", 1)
+    assert first.beta == pytest.approx(curve.onset_beta_s_star, rel=1e-6)
+    assert curve.onset_beta < curve.first_instability
