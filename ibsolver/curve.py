@@ -280,7 +280,9 @@ class _Tracer:
         cells = np.floor(self.problem.p_y_given_x / width).astype(np.int64)
         _, group = np.unique(cells, axis=0, return_inverse=True)
         group = group.ravel()
-        return State.from_encoder(self.problem, np.eye(group.max() + 1)[group])
+        p_ty = np.zeros((group.max() + 1, self.problem.p_y.size))
+        np.add.at(p_ty, group, self.problem.p_xy)  # the one-hot encoder's p(t, y)
+        return State.from_joint(p_ty.sum(axis=1), p_ty)
 
     def trivial_state(self) -> State:
         return State.from_joint(np.ones(1), self.problem.p_y[None, :])
@@ -382,7 +384,6 @@ class _Tracer:
         base_state = State.from_encoder(self.problem, heavy / heavy.sum(axis=1, keepdims=True))
         cache = {}
         start = {"d": decoder}  # where the next ascent of G starts
-
         pb = self.problem
 
         def growth(beta, search=False):
