@@ -29,7 +29,7 @@ from .bifurcation import (cluster_stabilities, cluster_stability, first_instabil
 from .envelope import interpolate_envelope, upper_concave_envelope
 from .measures import conditional_entropy, entropy, mutual_information
 from .results import IBResult
-from .solve import Problem, State, solve_from_state
+from .solve import Problem, State, _grow_invaders, solve_from_state
 
 logger = logging.getLogger(__name__)
 
@@ -239,11 +239,20 @@ class _Tracer:
                          warn=False, lagrangian_tol=lagrangian_tol)
         self.n_solves = 0
 
-    def solve(self, state: State, beta: float) -> IBResult:
+    def solve(self, state: State, beta: float, grow: bool = True) -> IBResult:
+        """Solve from ``state`` at ``beta``. Where the solve lost clusters or ends with one
+        of vanishing mass, a cluster that would grow (invasion rate > 1) is added
+        (``grow``; see _grow_invaders)."""
         self.n_solves += 1
-        return solve_from_state(self.problem, State(state.log_p_t.copy(),
-                                                    state.log_p_y_given_t.copy()),
-                                beta, **self.opts)
+        res = solve_from_state(self.problem, State(state.log_p_t.copy(),
+                                                   state.log_p_y_given_t.copy()),
+                               beta, **self.opts)
+        lost = res.n_clusters < state.n_clusters or np.min(res.p_t) < BIRTH_MASS
+        if grow and self.opts["accelerate"] and lost:
+            opts = {k: v for k, v in self.opts.items() if k != "max_iter"}
+            res = _grow_invaders(self.problem, res, beta, max_iter=self.opts["max_iter"],
+                                 **opts)
+        return res
 
     def state(self, result: IBResult) -> State:
         return State.from_encoder(self.problem, result.encoder)
@@ -389,7 +398,9 @@ class _Tracer:
         def growth(beta, search=False):
             # warm start: r_lo's branch continued up from the highest beta below solved so far
             below = max((b for b in cache if b < beta), default=None)
-            base = self.solve(base_state if below is None else self.state(cache[below][0]), beta)
+            # (grow=False: the born cluster must not be added back to its own base)
+            base = self.solve(base_state if below is None else self.state(cache[below][0]),
+                              beta, grow=False)
             starts = [start["d"]]
             if search:
                 starts += invasion_starts(pb.p_x, pb.p_y_given_x, base.p_t, base.p_y_given_t,
