@@ -56,6 +56,9 @@ MIN_DAMPING = 1e-6
 MAX_DAMPING = 0.1
 #: largest k * m for damped steps: each trial factorises I - J + mu I anew
 DAMPED_MAX_DIM = 200
+#: a cluster lighter than this ends the Newton chunk (the caller drops it; see
+#: ibsolver.solve.DROP_MASS)
+LOG_DEAD_MASS = float(np.log(1e-14))
 #: push off a saddle fixed point, in log-probability along the unstable eigenvector
 SADDLE_PUSH = 1e-3
 
@@ -179,7 +182,10 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         if residual <= tol and jac is not None and det_sign <= 0:
             lp, lpy, residual = _push_off_saddle(step, from_joint, theta, jac, history)
             return lp, lpy, n_eval, residual, np.asarray(history), True
-        done = residual <= tol or n_eval >= max_iter or lp1.size != k
+        # a cluster lighter than DEAD_MASS is dead: stop so the caller drops it (Newton
+        # would walk its log-mass down to -inf, a fixed point it cannot reach)
+        dead = np.min(lp1) < LOG_DEAD_MASS
+        done = residual <= tol or n_eval >= max_iter or lp1.size != k or dead
         if done or not np.all(np.isfinite(theta)):
             return lp1, lpy1, n_eval, residual, np.asarray(history), False
         g, jac = jacobian_of(p_x, p_y_given_x, theta, beta, alpha)
