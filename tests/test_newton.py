@@ -125,6 +125,27 @@ def test_damped_steps_cross_a_flat_landscape(monkeypatch):
     assert np.all(np.diff(damped.lagrangian_history) <= 1e-12)
 
 
+def test_newton_hands_a_dead_cluster_back_to_be_dropped():
+    """On the reverse branch of the 1024 x 2 curve benchmark at beta = 37.866 (state below)
+    one cluster dies. Newton's chunk ends once it is lighter than 1e-14, for the caller to
+    drop, instead of walking its log-mass towards -inf for the whole chunk (1e-123 after
+    200 evaluations)."""
+    p_xy = np.random.default_rng(0).dirichlet(np.ones(2048)).reshape(1024, 2)
+    problem = Problem.from_joint(p_xy)
+    p_t = np.array([0.10943626850810563, 0.004055275825260411, 0.17281367740336573,
+                    0.14629255861558899, 0.08776825899050401, 0.11160386484470367,
+                    0.16216431140477072, 0.10477781746430746, 0.1010879669433934])
+    p_y1 = np.array([0.9421172974392328, 0.9000358940501806, 0.8133617965515849,
+                     0.6392849408156278, 0.5238057168683786, 0.4433763087809941,
+                     0.28940761483095767, 0.1502873103839487, 0.044079893884856315])
+    state = State.from_joint(p_t, p_t[:, None] * np.column_stack([1.0 - p_y1, p_y1]))
+    log_p_t, _, n_eval, residual, _, _ = newton.newton_iterations(
+        get_backend("auto"), problem.p_x, problem.p_y_given_x, state.log_p_t,
+        state.log_p_y_given_t, 37.86599849202353, 1.0, 200, 1e-11)
+    assert n_eval < 50 and residual > 1e-11
+    assert np.min(log_p_t) < newton.LOG_DEAD_MASS
+
+
 def test_dying_cluster_is_dropped_to_the_same_fixed_point():
     """Below the onset 1/s* of theory.md's 8x3 example the optimum is trivial; a light
     second cluster then dies geometrically at a rate -> 1. The shortcut drops it at once."""
