@@ -127,7 +127,7 @@ struct Shared {
     int64_t m, k, kp, block;
     const double* lpt_scaled;  // (kp) scale * log p(t); padding -inf
     const double* log_dec_t;   // log p(y|t), non-finite -> -inf, pad 0, in blocks (see
-                               // KernelState): element (y, t) at dec_index(m, y, t)
+                               // KernelState): element (y, t) at dec_index(block, m, y, t)
     double coef;               // scale * beta
     bool use_beta;             // beta > 0 (beta = 0: logits are log p(t) alone)
     bool hard;                 // alpha = 0: one-hot at the first maximum
