@@ -228,7 +228,8 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
         :mod:`ibsolver.newton`), SQUAREM extrapolation otherwise. Both only go downhill
         and stop at a fixed point of the same map; they pay off near phase transitions,
         where plain BA needs thousands of iterations. A converged point where a cluster is
-        unstable to splitting (beta lambda_2 > 1: a saddle) is then split and solved on.
+        unstable to splitting (beta lambda_2 > 1: a saddle) is then split and solved on,
+        and where a cluster of vanishing mass would grow (invasion rate > 1), one is added.
     """
     problem = Problem.from_joint(p_xy, normalize=normalize)
     beta = v.check_real(beta, name="beta", low=0.0)
