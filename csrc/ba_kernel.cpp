@@ -431,10 +431,16 @@ IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64
         // q log q = 0 where q = 0. Four exp2 polynomials at a time, each stage for all
         // four before the next, which hides their latency: four vectors of one row, or,
         // for rows of fewer than four vectors, one vector of each of the group's rows
-        // (all kRows: rows past the end hold stale finite values, computed and ignored).
+        // (all kRows; rows past the end of a short last group are set to 0 first, so
+        // their e is 1 there: pass C weighs them by 0, and 0 * e must not be NaN, as
+        // 2^(stale e - stale max) could be).
         const vd floor = simd::opaque<W>(simd::splat<W>(simd::kExp2NormalFloor));
         double sum_e[kRows], sum_ed[kRows];
         if (kp < 4 * L) {
+            for (int r = rows; r < kRows; ++r) {
+                zmax[r] = 0.0;
+                std::fill(w.z.get() + r * kp, w.z.get() + (r + 1) * kp, 0.0);
+            }
             vd vs[kRows] = {}, vh[kRows] = {};
             for (int64_t t = 0; t < kp; t += L) {
                 vd raw[kRows], d[kRows], e[kRows];
