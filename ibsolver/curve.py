@@ -39,6 +39,9 @@ SPLIT_RTOL = 1e-7
 BIRTH_RTOL = 5e-4
 #: relative precision of a birth's root (the issue asks 1e-3; each step is a solve)
 BIRTH_ROOT_RTOL = 1e-7
+#: a solution with I(X;T) at most this (bits) is the trivial one, even if it carries
+#: near-copies of its cluster (counted as one, see n_effective)
+TRIVIAL_BITS = 1e-9
 #: clusters lighter than this are not counted when looking for transitions (a cluster being
 #: born or dying has vanishing mass; its decay below the onset is slow)
 BIRTH_MASS = 1e-6
@@ -69,7 +72,10 @@ def _decoder_distance(result: IBResult, decoder: np.ndarray) -> float:
 
 
 def n_effective(result: IBResult) -> int:
-    """Number of clusters heavier than BIRTH_MASS."""
+    """Number of clusters heavier than BIRTH_MASS; 1 for a trivial solution (I(X;T) at
+    most TRIVIAL_BITS), however many near-copies of one cluster it carries."""
+    if result.i_xt <= TRIVIAL_BITS:
+        return 1
     return int(np.sum(result.p_t > BIRTH_MASS))
 
 
@@ -823,7 +829,7 @@ def _onset(transitions, best) -> float:
     for t in sorted(transitions, key=lambda t: t.beta):
         if t.optimal and t.n_clusters_before == 1 and t.kind in ("split", "birth", "jump"):
             return float(t.beta)
-    nontrivial = [b for b in sorted(best) if best[b][0].i_xt > 1e-9]
+    nontrivial = [b for b in sorted(best) if best[b][0].i_xt > TRIVIAL_BITS]
     return float(nontrivial[0]) if nontrivial else float("inf")
 
 

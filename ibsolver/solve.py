@@ -41,8 +41,9 @@ DYING_LOG_RATE = 5e-6
 #: a converged cluster with beta lambda_2 above 1 + this is split (see _split_unstable)
 SPLIT_MARGIN = 1e-9
 #: a converged solution on which a new cluster's invasion rate exceeds 1 + this is not a
-#: local minimum: that cluster is added (see _grow_invaders)
-INVADE_MARGIN = 1e-6
+#: local minimum: that cluster is added (see _grow_invaders). Not less: a cluster growing
+#: by a factor 1 + eps per iteration takes ~1/eps iterations to settle, for a gain ~eps
+INVADE_MARGIN = 1e-3
 #: mass given to an invading cluster, and how far (max-norm) its decoder must lie from the
 #: solution's to be one
 INVADER_MASS = 1e-3
@@ -302,9 +303,11 @@ def _grow_invaders(problem: Problem, result: IBResult, beta: float, *, max_iter,
         p_ty = np.vstack([(1.0 - INVADER_MASS) * result.p_t[:, None] * result.p_y_given_t,
                           INVADER_MASS * best_d])
         grown = solve_from_state(problem, State.from_joint(p_t, p_ty), beta,
-                                 max_iter=max_iter - result.n_iter, **opts)
-        if grown.lagrangian >= result.lagrangian - 1e-12 * (1.0 + abs(result.lagrangian)):
-            break  # the invader died again
+                                 max_iter=min(max_iter - result.n_iter, SHORTCUT_MAX_ITER),
+                                 **opts)
+        if not grown.converged or \
+                grown.lagrangian >= result.lagrangian - 1e-12 * (1.0 + abs(result.lagrangian)):
+            break  # the invader died again, or is still crawling: keep the converged point
         logger.debug("invader with G = %.6g added at beta = %g: L %.12g -> %.12g", best_g,
                      beta, result.lagrangian, grown.lagrangian)
         result = replace(grown, n_iter=result.n_iter + grown.n_iter,
@@ -325,18 +328,25 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
     n_iter = 0
     residual = np.inf
     newton_refused = False
+    refusals = 0  # Newton chunks in a row that ended short of the fixed point
     guarded = False  # once Newton met a saddle, no Newton step from where det(I - J) <= 0
     shortcut_tried: set = set()  # cluster counts at which _shortcut failed once
     objective_converged = False
     state.prune(merge_tol)
     n_x, n_y = problem.p_y_given_x.shape
     while n_iter < max_iter:
-        newton_ok = accelerate and newton.applicable(n_x, state.n_clusters, n_y, alpha)
+        # Newton works on log p(t, y), all finite: not where some p(y|t) = 0 (zeros in
+        # p(x, y)); there it would return after one evaluation every chunk
+        newton_ok = (accelerate and newton.applicable(n_x, state.n_clusters, n_y, alpha)
+                     and bool(np.all(np.isfinite(state.log_p_y_given_t))))
         newton_cheap = newton_ok and newton.cost(n_x, state.n_clusters, n_y) <= CHEAP_NEWTON
         if newton_cheap and n_iter == 0:
             chunk = FIRST_CHUNK
         elif newton_cheap and newton_refused:
-            chunk = REFUSED_CHUNK
+            # doubling after each refusal in a row: where Newton keeps failing (e.g. a
+            # zero p(y|t) makes theta infinite) this falls back to full CHUNKs, which the
+            # objective stopping rule needs (it reads one chunk's history)
+            chunk = min(REFUSED_CHUNK * 2 ** (refusals - 1), CHUNK)
         else:
             chunk = CHUNK
         chunk = min(chunk, max_iter - n_iter)
@@ -357,6 +367,8 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         else:
             out = kernel.run_iterations(*args)
         newton_refused = use_newton and out[3] > tol
+        if use_newton:
+            refusals = refusals + 1 if newton_refused else 0
         log_p_t, log_p_y_given_t, done, residual, history = out
         state.log_p_t, state.log_p_y_given_t = log_p_t, log_p_y_given_t
         n_iter += done
