@@ -277,9 +277,9 @@ class _Tracer:
             return end
         theta0 = start.log_p_t[:, None] + start.log_p_y_given_t
         theta1 = end.log_p_t[:, None] + end.log_p_y_given_t
+        if not (np.all(np.isfinite(theta0)) and np.all(np.isfinite(theta1))):
+            return end  # a p(y|t) = 0: no secant through -inf
         theta = theta1 + (theta1 - theta0) * (beta - last.beta) / (last.beta - before.beta)
-        if not np.all(np.isfinite(theta)):
-            return end
         log_p_t = np.logaddexp.reduce(theta, axis=1)
         log_p_t -= np.logaddexp.reduce(log_p_t)
         return State(log_p_t, theta - np.logaddexp.reduce(theta, axis=1)[:, None])

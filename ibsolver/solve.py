@@ -382,8 +382,10 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
             break
         if changed:
             residual = np.inf  # the merged state has not been iterated yet
-        elif (after_refusal and alpha == 1.0 and n_iter < max_iter
-              and state.n_clusters not in shortcut_tried):
+        elif ((after_refusal or (accelerate and not newton_ok)) and alpha == 1.0
+              and n_iter < max_iter and state.n_clusters not in shortcut_tried):
+            # where BA crawls and Newton failed or cannot run, try the fixed point it
+            # crawls towards
             shortcut_tried.add(state.n_clusters)
             reduced = _shortcut(problem, state, before, done, beta, lagrangian_nats=history[-1],
                                 kernel=kernel, tol=tol, lagrangian_tol=lagrangian_tol,
