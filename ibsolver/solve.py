@@ -259,6 +259,14 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
     return result
 
 
+def _continued(first: IBResult, then: IBResult) -> IBResult:
+    """``then`` (a solve started from ``first``'s point, changed), with the iterations and
+    Lagrangian history of both."""
+    return replace(then, n_iter=first.n_iter + then.n_iter,
+                   lagrangian_history=np.concatenate([first.lagrangian_history,
+                                                      then.lagrangian_history]))
+
+
 def _split_unstable(problem: Problem, result: IBResult, beta: float, *, max_iter, **opts):
     """Split clusters with beta lambda_2 > 1 and solve on, until none is left: such a
     cluster makes the fixed point a saddle (splitting it lowers the Lagrangian), which the
@@ -275,9 +283,7 @@ def _split_unstable(problem: Problem, result: IBResult, beta: float, *, max_iter
                                  max_iter=max_iter - result.n_iter, **opts)
         if split.lagrangian >= result.lagrangian - 1e-12 * (1.0 + abs(result.lagrangian)):
             break  # the children merged back: beta lambda_2 was 1 to round-off
-        result = replace(split, n_iter=result.n_iter + split.n_iter,
-                         lagrangian_history=np.concatenate([result.lagrangian_history,
-                                                            split.lagrangian_history]))
+        result = _continued(result, split)
     return result
 
 
@@ -310,9 +316,7 @@ def _grow_invaders(problem: Problem, result: IBResult, beta: float, *, max_iter,
             break  # the invader died again, or is still crawling: keep the converged point
         logger.debug("invader with G = %.6g added at beta = %g: L %.12g -> %.12g", best_g,
                      beta, result.lagrangian, grown.lagrangian)
-        result = replace(grown, n_iter=result.n_iter + grown.n_iter,
-                         lagrangian_history=np.concatenate([result.lagrangian_history,
-                                                            grown.lagrangian_history]))
+        result = _continued(result, grown)
     return result
 
 

@@ -401,20 +401,27 @@ def test_a_cluster_newton_merged_away_is_added_back():
     assert np.max(fast.lagrangian - plain.lagrangian) <= 1e-8
 
 
+def _fuzzed_problem(seed: int, index: int) -> np.ndarray:
+    """Problem ``index`` of the seeded stream the curve was fuzzed with: random n x m
+    (n < 80, m < 7), every third with zeros in p(x, y)."""
+    rng = np.random.default_rng(seed)
+    for i in range(index + 1):
+        n, m = int(rng.integers(2, 80)), int(rng.integers(2, 7))
+        alpha = float(rng.choice([0.1, 0.3, 1.0]))
+        p_xy = rng.dirichlet(np.full(n * m, alpha)).reshape(n, m)
+        if i % 3 == 0:
+            p_xy[rng.random(p_xy.shape) < 0.3] = 0.0
+            p_xy[np.arange(n), rng.integers(m, size=n)] += 1e-3
+            p_xy /= p_xy.sum()
+    return p_xy
+
+
 def test_near_copies_of_the_trivial_cluster_are_no_transition():
     """Near the onset the reverse branch can end on two near-copies of the trivial cluster
     (I(X;T) ~ 1e-16). They count as one cluster: the onset is the birth at 1/s*, not a
     "birth" at the midpoint of the bracket where the copies appear (1.2386 here, below
     1/s* = 1.24545, which no solution can leave zero before)."""
-    rng = np.random.default_rng(123)
-    for _ in range(24):  # the 24th problem of a seeded stream: 20 x 4
-        n, m = int(rng.integers(2, 80)), int(rng.integers(2, 7))
-        alpha = float(rng.choice([0.1, 0.3, 1.0]))
-        p_xy = rng.dirichlet(np.full(n * m, alpha)).reshape(n, m)
-        if _ % 3 == 0:
-            p_xy[rng.random(p_xy.shape) < 0.3] = 0.0
-            p_xy[np.arange(n), rng.integers(m, size=n)] += 1e-3
-            p_xy /= p_xy.sum()
+    p_xy = _fuzzed_problem(123, 23)
     assert p_xy.shape == (20, 4)
     curve = ibsolver.ib_curve(p_xy, n_betas=20)
     assert curve.onset_beta == pytest.approx(curve.onset_beta_s_star, rel=1e-6)
@@ -424,15 +431,7 @@ def test_curve_converges_where_newton_cannot_run():
     """With zeros in p(x, y) some p(y|t) = 0 and Newton cannot run (log p(t, y) is
     infinite); where BA then crawls towards a cluster's death or merge, the shortcut must
     still be tried. On this 5 x 3 problem three points ran to max_iter without it."""
-    rng = np.random.default_rng(456)
-    for i in range(16):  # the 16th problem of a seeded stream: 5 x 3 with zeros
-        n, m = int(rng.integers(2, 80)), int(rng.integers(2, 7))
-        alpha = float(rng.choice([0.1, 0.3, 1.0]))
-        p_xy = rng.dirichlet(np.full(n * m, alpha)).reshape(n, m)
-        if i % 3 == 0:
-            p_xy[rng.random(p_xy.shape) < 0.3] = 0.0
-            p_xy[np.arange(n), rng.integers(m, size=n)] += 1e-3
-            p_xy /= p_xy.sum()
+    p_xy = _fuzzed_problem(456, 15)
     assert p_xy.shape == (5, 3) and np.any(p_xy == 0)
     curve = ibsolver.ib_curve(p_xy, n_betas=20, locate_transitions=False)
     assert curve.converged.all()
