@@ -238,8 +238,9 @@ class _Tracer:
     """Holds the problem and solver settings while the branches are traced."""
 
     def __init__(self, problem, *, kernel, tol, max_iter, n_threads, merge_tol, accelerate,
-                 lagrangian_tol):
+                 lagrangian_tol, max_clusters):
         self.problem = problem
+        self.max_clusters = max_clusters
         self.opts = dict(alpha=1.0, kernel=kernel, tol=tol, max_iter=max_iter,
                          n_threads=n_threads, merge_tol=merge_tol, accelerate=accelerate,
                          warn=False, lagrangian_tol=lagrangian_tol)
@@ -261,7 +262,9 @@ class _Tracer:
         return res
 
     def state(self, result: IBResult) -> State:
-        return State.from_encoder(self.problem, result.encoder)
+        """The decoder state of ``result`` (its encoder is one BA step from that state, so
+        the two give the same next iterate; no n x k encoder is built)."""
+        return State.from_joint(result.p_t, result.p_t[:, None] * result.p_y_given_t)
 
     def predicted(self, before: IBResult | None, last: IBResult, beta: float) -> State:
         """Where to start a solve at ``beta`` continuing ``last``: the secant through
@@ -317,6 +320,10 @@ class _Tracer:
         cont = self.solve(self.predicted(before, prev, beta), beta)
         stab = self.stabilities(cont)
         crossing = [t for t, s in enumerate(stab) if s.eigenvalue > 0 and beta * s.eigenvalue >= 1.0]
+        # never more clusters than the cap (by default the distinct rows, all the beta -> inf
+        # optimum needs): the most unstable clusters split first
+        room = max(self.max_clusters - cont.n_clusters, 0)
+        crossing = sorted(crossing, key=lambda t: -stab[t].eigenvalue)[:room]
         if not crossing:
             return cont
         same = cont.n_clusters == prev.n_clusters  # then cluster t of cont continues t of prev
@@ -533,7 +540,7 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
 
     tracer = _Tracer(problem, kernel=kernel, tol=tol, max_iter=max_iter, n_threads=n_threads,
                      merge_tol=merge_tol, accelerate=bool(accelerate),
-                     lagrangian_tol=lagrangian_tol)
+                     lagrangian_tol=lagrangian_tol, max_clusters=problem.p_x.size)
     fwd: dict = {}
     rev: dict = {}
     fwd_transitions: list = []
@@ -552,17 +559,20 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
             fwd[grid[0]] = prev
             bar.update()
             for b in grid[1:]:
+                if not locate_transitions and _joined(prev, rev.get(prev.beta)):
+                    break  # from here on it retraces the reverse branch (its splits are
+                    # located where transitions are: the forward branch then goes on)
                 before, prev = prev, tracer.forward_step(prev, b, locate_transitions,
                                                          fwd_transitions, before)
                 fwd[b] = prev
                 bar.update()
         if refine:
-            _refine(tracer, fwd, rev, fwd_transitions, method, curve_tol, max_points, bar)
+            _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate_transitions)
         for _ in range(3 if method == "both" else 0):
             if not _cross_seed(tracer, fwd, rev):
                 break
             if refine:
-                _refine(tracer, fwd, rev, fwd_transitions, method, curve_tol, max_points, bar)
+                _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate_transitions)
     except KeyboardInterrupt:
         if not interruptible or not (fwd or rev):
             raise
@@ -647,14 +657,27 @@ def _best_points(fwd: dict, rev: dict) -> dict:
     return best
 
 
+def _joined(fwd_point: IBResult, rev_point: IBResult | None) -> bool:
+    """Whether the forward branch, past the onset, has reached the reverse branch's solution
+    (same clusters, same Lagrangian to 1e-9 relative): annealing on up retraces it."""
+    return (rev_point is not None and n_effective(fwd_point) > 1
+            and n_effective(fwd_point) == n_effective(rev_point)
+            and abs(fwd_point.lagrangian - rev_point.lagrangian)
+            <= 1e-9 * (1.0 + abs(rev_point.lagrangian)))
+
+
 def _chord_gap(i_xt_lo, i_xt_hi, beta_lo, beta_hi) -> float:
     """How far a concave piece of curve between optima at beta_lo < beta_hi (end slopes
     1/beta_lo and 1/beta_hi) can lie above the chord joining them, in bits."""
     return abs(i_xt_hi - i_xt_lo) * (1.0 / beta_lo - 1.0 / beta_hi) / 4.0
 
 
-def _refine(tracer, fwd, rev, fwd_transitions, method, curve_tol, max_points, bar):
-    """Insert betas between neighbours whose optimal points differ too much."""
+def _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate):
+    """Insert betas between neighbours whose optimal points differ too much: by more than
+    ``curve_tol`` from a concave piece between them, by a jump between branches, and (where
+    transitions are to be ``locate``d) by their cluster counts. The forward branch is
+    refined only below where it joined the reverse one."""
+    fwd_top = max(fwd, default=-np.inf)
     while True:
         best = _best_points(fwd, rev)
         bs = sorted(best)
@@ -669,7 +692,7 @@ def _refine(tracer, fwd, rev, fwd_transitions, method, curve_tol, max_points, ba
             # its chord: resolve the curve to curve_tol bits
             deficit = _chord_gap(r0.i_xt, r1.i_xt, lo, hi)
             if ((deficit > curve_tol and gap > BIRTH_RTOL)
-                    or (n_effective(r0) != n_effective(r1) and gap > COUNT_RTOL)
+                    or (locate and n_effective(r0) != n_effective(r1) and gap > COUNT_RTOL)
                     or (br0 != br1 and abs(r1.i_xt - r0.i_xt) > JUMP_BITS and gap > BIRTH_RTOL)):
                 todo.append(np.sqrt(lo * hi))
         if not todo:
@@ -682,7 +705,7 @@ def _refine(tracer, fwd, rev, fwd_transitions, method, curve_tol, max_points, ba
                 above = min(b for b in rev if b > mid)
                 rev[mid] = tracer.solve(tracer.state(rev[above]), mid)
                 bar.update()
-            if method in ("both", "forward"):
+            if method in ("both", "forward") and mid < fwd_top:
                 below = max(b for b in fwd if b < mid)
                 fwd[mid] = tracer.forward_step(fwd[below], mid, False, [])
                 bar.update()
