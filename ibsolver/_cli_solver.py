@@ -1,7 +1,11 @@
 """CLI subcommands of the solver: demo, curve, transitions, solve."""
 from __future__ import annotations
 
+import argparse
 import json
+import math
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +32,49 @@ def demo_problem(name: str):
     raise ValueError(f"--problem must be one of {DEMO_PROBLEMS} (got {name!r})")
 
 
+#: the fix a table that does not sum to 1 is told about
+NORMALIZE_HINT = "pass --normalize to rescale it (a table of counts, say)"
+
+
+def _prepare_out_dir(out: Path, arg: str = "--out") -> Path:
+    """Create the output folder and check it takes files, before any work is done."""
+    shown = repr(str(out))
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{arg} {shown} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{arg} {shown}: cannot create the folder ({exc.strerror or exc})") from exc
+    _probe_writable(out, out, arg)
+    return out
+
+
+def _probe_writable(folder: Path, out: Path, arg: str) -> None:
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{arg} {str(out)!r}: cannot write in folder {str(folder)!r} "
+                         f"({exc.strerror or exc})") from exc
+
+
+def _check_out_file(out: Path, arg: str = "--out") -> Path:
+    """An .npz path we can write, checked before any work is done."""
+    shown = repr(str(out))
+    if out.suffix.lower() != ".npz":
+        raise ValueError(f"{arg} must name an .npz file (got {shown})")
+    if out.is_dir():
+        raise ValueError(f"{arg} {shown} is a folder; name an .npz file")
+    parent = out.parent
+    if not parent.is_dir():
+        what = "is a file, not a folder" if parent.exists() else "does not exist"
+        raise ValueError(f"{arg} {shown}: folder {str(parent)!r} {what}")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise ValueError(f"{arg} {shown} exists and is not writable")
+    _probe_writable(parent, out, arg)
+    return out
+
+
 def _write_outputs(curve, out: Path, title: str) -> list:
     from .plotting import plot_summary
 
@@ -49,45 +96,89 @@ def _print_table(curve, rows: int = 12) -> None:
 
 def _curve_kwargs(args) -> dict:
     kw = {"backend": args.backend, "progress": not args.quiet, "interruptible": True}
-    if args.betas:
-        kw["betas"] = np.array([float(b) for b in args.betas.split(",")])
-    if args.n_betas:
+    if args.betas is not None:
+        kw["betas"] = args.betas
+    if args.n_betas is not None:
         kw["n_betas"] = args.n_betas
     return kw
+
+
+def _load(args):
+    """(p_xy, kept rows, kept columns) of the INPUT table, as the options say."""
+    from .io import _load as load
+
+    return load(args.input, counts=True if args.normalize else None,
+                normalize_hint=NORMALIZE_HINT)
+
+
+def _betas_arg(text: str) -> np.ndarray:
+    """--betas: comma-separated finite numbers >= 0."""
+    try:
+        values = np.array([float(b) for b in text.split(",")])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated numbers >= 0, e.g. 0.5,1,2 (got {text!r})") from None
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise argparse.ArgumentTypeError(f"must be finite numbers >= 0 (got {text!r})")
+    return values
+
+
+def _int_arg(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low} (got {text!r})") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low} (got {text!r})")
+        return value
+    return parse
+
+
+def _real_arg(low: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number >= {low:g} (got {text!r})") from None
+        if not math.isfinite(value) or value < low:
+            raise argparse.ArgumentTypeError(f"must be a finite number >= {low:g} (got {text!r})")
+        return value
+    return parse
 
 
 def cmd_demo(args) -> int:
     from .curve import ib_curve
 
     p_xy, text = demo_problem(args.problem)
+    out = _prepare_out_dir(Path(args.out))
     print(f"ibsolver demo: {text}")
     t0 = time.perf_counter()
-    curve = ib_curve(p_xy, backend=args.backend, progress=not args.quiet, interruptible=True)
+    curve = ib_curve(p_xy, **_curve_kwargs(args))
     print(f"traced in {time.perf_counter() - t0:.1f} s\n")
     print(curve.summary() + "\n")
     _print_table(curve)
-    files = _write_outputs(curve, Path(args.out), f"ibsolver demo: {args.problem}")
+    files = _write_outputs(curve, out, f"ibsolver demo: {args.problem}")
     print("\nwrote " + ", ".join(str(f) for f in files))
     return 0 if curve.complete else 130
 
 
 def cmd_curve(args) -> int:
     from .curve import ib_curve
-    from .io import load_joint
 
-    p_xy = load_joint(args.input, counts=True if args.counts else None)
+    p_xy, _, _ = _load(args)
+    out = _prepare_out_dir(Path(args.out))
     curve = ib_curve(p_xy, **_curve_kwargs(args))
     print(curve.summary())
-    files = _write_outputs(curve, Path(args.out), Path(args.input).name)
+    files = _write_outputs(curve, out, Path(args.input).name)
     print("wrote " + ", ".join(str(f) for f in files))
     return 0 if curve.complete else 130
 
 
 def cmd_transitions(args) -> int:
     from .curve import ib_curve
-    from .io import load_joint
 
-    p_xy = load_joint(args.input, counts=True if args.counts else None)
+    p_xy, _, _ = _load(args)
     curve = ib_curve(p_xy, **_curve_kwargs(args))
     if args.json:
         print(json.dumps(curve.transitions_dict(), indent=2))
@@ -97,17 +188,17 @@ def cmd_transitions(args) -> int:
 
 
 def cmd_solve(args) -> int:
-    from .io import load_joint
     from .solve import solve
 
-    p_xy = load_joint(args.input, counts=True if args.counts else None)
+    p_xy, rows, cols = _load(args)
+    out = _check_out_file(Path(args.out)) if args.out else None
     res = solve(p_xy, args.beta, alpha=args.alpha, backend=args.backend,
                 random_state=args.seed, accelerate=True)
     print(res)
-    if args.out:
-        np.savez(args.out, encoder=res.encoder, p_t=res.p_t, p_y_given_t=res.p_y_given_t,
-                 i_xt=res.i_xt, i_ty=res.i_ty, beta=res.beta)
-        print(f"wrote {args.out}")
+    if out is not None:
+        np.savez(out, encoder=res.encoder, p_t=res.p_t, p_y_given_t=res.p_y_given_t,
+                 i_xt=res.i_xt, i_ty=res.i_ty, beta=res.beta, x_index=rows, y_index=cols)
+        print(f"wrote {out}")
     return 0
 
 
@@ -115,19 +206,22 @@ def _common(p, *, curve=True):
     p.add_argument("--backend", default="auto", choices=["auto", "cpp", "numba", "numpy"],
                    help="BA kernel (default: fastest available)")
     if curve:
-        p.add_argument("--betas", help="comma-separated betas (default: chosen and refined "
-                                       "adaptively)")
-        p.add_argument("--n-betas", type=int, default=None,
-                       help="size of the initial log-spaced grid (default 60)")
+        p.add_argument("--betas", type=_betas_arg, default=None,
+                       help="comma-separated betas >= 0 (default: chosen and refined "
+                            "adaptively)")
+        p.add_argument("--n-betas", type=_int_arg(2), default=None,
+                       help="size of the initial log-spaced grid, >= 2 (default 60)")
         p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
 def _input(p):
-    p.add_argument("input", help="joint table p(x,y) or counts: .npy, .npz (key p_xy or counts) "
-                                 "or .csv (rows x, columns y)")
-    p.add_argument("--counts", action="store_true",
-                   help="the table holds counts: normalise it (integer tables not summing to "
-                        "1 are treated as counts anyway)")
+    p.add_argument("input", help="joint table p(x,y) or counts: .npy, .npz (key p_xy or counts, "
+                                 "or one unnamed array) or .csv (rows x, columns y, comma "
+                                 "separated, no header). All-zero rows and columns are dropped")
+    p.add_argument("--normalize", "--counts", dest="normalize", action="store_true",
+                   help="rescale the table to sum to 1 (counts, or a table further off 1 than "
+                        "float32 rounding; integer tables not summing to 1 are treated as "
+                        "counts anyway)")
 
 
 def register(sub) -> None:
@@ -162,10 +256,12 @@ def register(sub) -> None:
                        description="Solve the (generalised) IB of INPUT at one beta from a "
                                    "random start and print the result (bits).")
     _input(p)
-    p.add_argument("--beta", type=float, required=True, help="trade-off parameter beta >= 0")
-    p.add_argument("--alpha", type=float, default=1.0,
+    p.add_argument("--beta", type=_real_arg(0.0), required=True,
+                   help="trade-off parameter beta >= 0")
+    p.add_argument("--alpha", type=_real_arg(0.0), default=1.0,
                    help="generalised IB alpha (1: IB, 0: deterministic IB)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random initial encoder")
-    p.add_argument("--out", help="save encoder and decoders to this .npz")
+    p.add_argument("--out", help="save encoder and decoders to this .npz file (with x_index and "
+                                 "y_index: the rows and columns of INPUT they are for)")
     _common(p, curve=False)
     p.set_defaults(func=cmd_solve)

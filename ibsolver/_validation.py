@@ -5,19 +5,39 @@ that fails here reaches a backend.
 """
 from __future__ import annotations
 
+import logging
 import numbers
 
 import numpy as np
 
-#: tolerance on sum(p_xy) == 1 before we call a table unnormalised
+logger = logging.getLogger(__name__)
+
+#: tolerance on sum(p) == 1 for probability vectors
 SUM_TOL = 1e-9
+#: relative tolerance on sum(p_xy) == 1: a table written in float32 (or as text with 6-7
+#: significant digits) sums to 1 only within this; such a table is renormalised exactly,
+#: anything further off is an error unless normalize=True
+JOINT_SUM_TOL = 1e-6
 
 
-def check_joint(p_xy, *, name: str = "p_xy", normalize: bool = False) -> np.ndarray:
+def _format_sum(total: float) -> str:
+    """The total with enough digits to show how far it is from 1 (never '1' for a total != 1)."""
+    if total == 1.0 or not np.isfinite(total) or total == 0.0:
+        return f"{total:.6g}"
+    digits = max(6, int(np.ceil(-np.log10(abs(total - 1.0)))) + 2)
+    return f"{total:.{min(digits, 17)}g}"
+
+
+def check_joint(p_xy, *, name: str = "p_xy", normalize: bool = False, drop_empty: bool = False,
+                normalize_hint: str = "pass normalize=True to rescale") -> np.ndarray:
     """Return p_xy as a C-contiguous float64 2-D array that sums to 1.
 
-    Integer and non-contiguous arrays are converted. Negative, NaN or infinite entries,
-    all-zero rows or columns, and a total off 1 (unless ``normalize``) raise.
+    Integer and non-contiguous arrays are converted. Negative, NaN or infinite entries
+    raise. A total within ``JOINT_SUM_TOL`` (relative) of 1 is renormalised exactly (logged
+    at debug level); a total further off raises unless ``normalize``. All-zero rows or
+    columns (x or y of probability 0) raise, unless ``drop_empty``: then they are dropped
+    (logged at info level), which changes the table's shape. ``normalize_hint`` is the fix
+    the error message names (the CLI names its ``--normalize``).
     """
     if hasattr(p_xy, "detach"):  # a torch tensor: leave torch out of ibsolver
         p_xy = p_xy.detach().cpu().numpy()
@@ -45,6 +65,10 @@ def check_joint(p_xy, *, name: str = "p_xy", normalize: bool = False) -> np.ndar
         raise ValueError(
             f"{name} must be non-negative (got {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)})"
         )
+    if drop_empty:
+        arr, _, _ = drop_empty_margins(arr, name=name)
+        if arr.size == 0:
+            raise ValueError(f"{name} must have some non-zero entry (got all zeros)")
     zero_rows = np.flatnonzero(arr.sum(axis=1) == 0)
     if zero_rows.size:
         raise ValueError(
@@ -58,14 +82,34 @@ def check_joint(p_xy, *, name: str = "p_xy", normalize: bool = False) -> np.ndar
             "drop them before solving"
         )
     total = float(arr.sum())
-    if abs(total - 1.0) > SUM_TOL:
+    if not np.isfinite(total):
+        raise ValueError(f"{name} must have a finite sum (got {total}); rescale it first")
+    if abs(total - 1.0) > JOINT_SUM_TOL and not normalize:
+        raise ValueError(f"{name} must sum to 1 (got {_format_sum(total)}); {normalize_hint}")
+    if total != 1.0:
         if not normalize:
-            raise ValueError(
-                f"{name} must sum to 1 (got {total:.6g}); pass normalize=True to rescale"
-            )
-    if normalize or total != 1.0:
+            logger.debug("%s sums to %r (within %g of 1): renormalised", name, total,
+                         JOINT_SUM_TOL)
         arr = arr / total
     return arr
+
+
+def drop_empty_margins(arr: np.ndarray, *, name: str = "p_xy"):
+    """(table without its all-zero rows and columns, kept row indices, kept column indices).
+
+    x or y of probability 0 take no part in the IB; each drop is logged at info level.
+    """
+    rows = np.flatnonzero(arr.sum(axis=1) > 0)
+    cols = np.flatnonzero(arr.sum(axis=0) > 0)
+    for what, kept, n in (("rows", rows, arr.shape[0]), ("columns", cols, arr.shape[1])):
+        if kept.size < n:
+            dropped = np.setdiff1d(np.arange(n), kept)
+            more = "" if dropped.size <= 10 else f" (and {dropped.size - 10} more)"
+            logger.info("%s: dropped %d all-zero %s (probability 0) at indices %s%s", name,
+                        dropped.size, what, dropped[:10].tolist(), more)
+    if rows.size < arr.shape[0] or cols.size < arr.shape[1]:
+        arr = np.ascontiguousarray(arr[np.ix_(rows, cols)])
+    return arr, rows, cols
 
 
 def check_distribution(p, *, name: str = "p") -> np.ndarray:

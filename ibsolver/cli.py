@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
 
 from . import __version__
+
+#: loggers whose info-level notes a CLI user sees (what was done to the input table)
+_NOTE_LOGGERS = ("ibsolver.io", "ibsolver._validation")
+#: exit status after a broken pipe (`ibsolver transitions --json t.csv | head`): the shell's
+#: status of a process killed by SIGPIPE, 128 + 13, as git and C tools give
+EXIT_BROKEN_PIPE = 141
 
 #: modules that add subcommands; imported lazily so `import ibsolver` stays light
 _PLUGINS = (
@@ -55,14 +63,43 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"ibsolver {args.command}: note: %(message)s"))
+    handler.setLevel(logging.INFO)
+    saved = []
+    for name in _NOTE_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.level))
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+    except (ValueError, TypeError, OSError) as exc:  # FileNotFoundError, PermissionError, ...
         print(f"ibsolver {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ibsolver {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        for logger, level in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away, so that the interpreter's
+    final flush does not raise (and print) BrokenPipeError again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's stand-in)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives until exit
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,49 +1,114 @@
 """Reading joint-distribution tables from files (.npy, .npz, .csv)."""
 from __future__ import annotations
 
+import logging
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ._validation import check_joint
 
+logger = logging.getLogger(__name__)
 
-def load_joint(path, *, counts: bool | None = None) -> np.ndarray:
-    """Load p(x, y) (rows x, columns y) from .npy, .npz (key ``p_xy`` or ``counts``, or the
-    only array) or .csv (comma separated, no header).
+#: file formats load_joint reads, by suffix
+FORMATS = (".npy", ".npz", ".csv")
+#: keys of an .npz that hold the table; "arr_0" is what np.savez(file, table) writes
+NPZ_KEYS = ("p_xy", "counts", "arr_0")
 
-    ``counts=None`` treats a table of non-negative integers that does not sum to 1 as
-    counts and normalises it; ``counts=True`` always normalises; ``counts=False`` requires
-    a table summing to 1.
+
+def read_table(path) -> tuple[np.ndarray, bool]:
+    """(the raw numeric table in ``path``, whether an .npz stored it as ``counts``).
+
+    Raises FileNotFoundError or ValueError naming the file and what was wrong with it.
     """
     path = Path(path)
+    shown = repr(str(path))
     if not path.exists():
-        raise FileNotFoundError(f"input file {str(path)!r} does not exist")
+        raise FileNotFoundError(f"input file {shown} does not exist")
+    if not path.is_file():
+        raise ValueError(f"input file {shown} is not a regular file")
     suffix = path.suffix.lower()
-    if suffix == ".npy":
-        table = np.load(path, allow_pickle=False)
-    elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            keys = list(data.keys())
-            key = next((k for k in ("p_xy", "counts") if k in keys), None)
-            if key is None and len(keys) == 1:
-                key = keys[0]
-            if key is None:
-                raise ValueError(f"{path.name}: .npz must hold 'p_xy', 'counts' or a single array "
-                                 f"(found {keys})")
-            table = data[key]
-            counts = True if key == "counts" and counts is None else counts
-    elif suffix in (".csv", ".txt"):
-        try:
-            table = np.loadtxt(path, delimiter=",", ndmin=2)
-        except ValueError as exc:
-            raise ValueError(f"{path.name}: could not read a numeric comma-separated table ({exc})") from exc
-    else:
-        raise ValueError(f"input must be a .npy, .npz or .csv file (got {path.name!r})")
+    if suffix not in FORMATS:
+        raise ValueError(f"input file {shown} has an unknown format {path.suffix!r}: it must be "
+                         f"one of {', '.join(FORMATS)}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"input file {shown} is empty (0 bytes)")
+    from_counts = False
+    try:
+        if suffix == ".npy":
+            table = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                keys = list(data.keys())
+                key = next((k for k in ("p_xy", "counts") if k in keys), None)
+                if key is None and keys == ["arr_0"]:
+                    key = "arr_0"
+                if key is None:
+                    raise ValueError(f"input file {shown} must hold an array named 'p_xy' or "
+                                     f"'counts' (or a single unnamed array, 'arr_0'); found "
+                                     f"{keys}")
+                table = data[key]
+                from_counts = key == "counts"
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
+                table = np.loadtxt(path, delimiter=",", ndmin=2)
+    except ValueError as exc:
+        if str(exc).startswith("input file"):
+            raise
+        raise ValueError(f"input file {shown}: could not read a numeric {suffix} table "
+                         f"({exc})") from exc
+    except (EOFError, OSError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"input file {shown}: could not read a {suffix} file "
+                         f"({str(exc) or type(exc).__name__})") from exc
     table = np.asarray(table)
+    if table.size == 0:
+        raise ValueError(f"input file {shown} holds no numbers (got an array of shape "
+                         f"{table.shape})")
+    return table, from_counts
+
+
+def load_joint(path, *, counts: bool | None = None, normalize: bool = False,
+               drop_empty: bool = True, normalize_hint: str | None = None) -> np.ndarray:
+    """Load p(x, y) (rows x, columns y) from .npy, .npz (key ``p_xy`` or ``counts``, or a
+    single unnamed array ``arr_0``) or .csv (comma separated, no header).
+
+    ``counts=None`` treats a table of non-negative integers that does not sum to 1 as
+    counts and normalises it (an .npz key ``counts`` too); ``counts=True`` or
+    ``normalize=True`` always normalises; otherwise the table must sum to 1 within float32
+    rounding (relative 1e-6; such a table is renormalised exactly). With ``drop_empty``
+    (the default) all-zero rows and columns (probability 0) are dropped and logged at info
+    level. The table, after that, must have at least 2 rows and 2 columns.
+    """
+    return _load(path, counts=counts, normalize=normalize, drop_empty=drop_empty,
+                 normalize_hint=normalize_hint)[0]
+
+
+def _load(path, *, counts=None, normalize=False, drop_empty=True, normalize_hint=None):
+    """(p_xy, kept row indices, kept column indices): load_joint with the indices of the
+    rows and columns kept from the file's table."""
+    path = Path(path)
+    table, from_counts = read_table(path)
     if counts is None:
         whole = np.issubdtype(table.dtype, np.integer) or (
             np.issubdtype(table.dtype, np.floating) and np.all(np.isfinite(table))
             and np.all(table == np.round(table)))
-        counts = bool(whole and abs(float(np.sum(table)) - 1.0) > 1e-9)
-    return check_joint(table, name=f"table in {path.name}", normalize=counts)
+        counts = from_counts or bool(whole and abs(float(np.sum(table)) - 1.0) > 1e-9)
+    name = f"table in {path.name}"
+    hint = normalize_hint or "pass normalize=True to rescale"
+    # dtype, shape, finiteness and signs; drops (and logs) the all-zero rows and columns
+    valid = check_joint(table, name=name, normalize=True, drop_empty=drop_empty)
+    if valid.shape[0] < 2 or valid.shape[1] < 2:
+        raise ValueError(
+            f"{name} must have at least 2 rows and 2 columns with non-zero mass: the IB of a "
+            f"single x or a single y is trivial (got shape {table.shape}, with "
+            f"{valid.shape[0]} non-zero rows and {valid.shape[1]} non-zero columns)")
+    full = np.asarray(table, dtype=np.float64)
+    rows, cols = np.arange(full.shape[0]), np.arange(full.shape[1])
+    if drop_empty:
+        rows, cols = np.flatnonzero(full.sum(axis=1) > 0), np.flatnonzero(full.sum(axis=0) > 0)
+    kept = full[np.ix_(rows, cols)]
+    return (check_joint(kept, name=name, normalize=bool(counts or normalize),
+                        normalize_hint=hint), rows, cols)

@@ -84,3 +84,66 @@ def test_measures_reject_bad_input():
         ibsolver.joint_from_samples([1, 2, 3], [0, 1])
     with pytest.raises(ValueError, match="counts must be non-negative"):
         ibsolver.joint_from_counts([[1, -1], [2, 3]])
+
+
+# the sum of a table: tolerant within float32 rounding (relative 1e-6), exact beyond
+def test_table_off_1_by_1e_7_is_renormalised_exactly(caplog):
+    from ibsolver._validation import check_joint
+
+    with caplog.at_level("DEBUG", logger="ibsolver._validation"):
+        arr = check_joint(GOOD * (1 - 1e-7))
+    np.testing.assert_allclose(arr.sum(), 1.0, rtol=0, atol=4e-16)
+    np.testing.assert_allclose(arr, GOOD, rtol=1e-15, atol=0)
+    assert "renormalised" in caplog.text
+    res = ibsolver.solve(GOOD * (1 + 1e-7), 3.0, random_state=0)
+    ref = ibsolver.solve(GOOD, 3.0, random_state=0)
+    np.testing.assert_allclose(res.i_ty, ref.i_ty, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("scale, shown", [(1 - 1e-4, "got 0.9999)"), (1 + 2e-6, "got 1.000002)"),
+                                          (1 - 1e-5, "got 0.99999)")])
+def test_table_off_1_beyond_float32_rounding_is_an_error(scale, shown):
+    with pytest.raises(ValueError, match="p_xy must sum to 1") as info:
+        ibsolver.solve(GOOD * scale, 3.0)
+    assert shown in str(info.value) and "pass normalize=True" in str(info.value)
+
+
+def test_float32_table_is_accepted():
+    p = np.random.default_rng(3).dirichlet(np.ones(40 * 7)).reshape(40, 7)
+    p32 = p.astype(np.float32)
+    assert abs(float(p32.astype(np.float64).sum()) - 1.0) > 1e-9  # off 1 in float64
+    res = ibsolver.solve(p32, 3.0, random_state=0)
+    ref = ibsolver.solve(p32.astype(np.float64) / p32.astype(np.float64).sum(), 3.0,
+                         random_state=0)
+    np.testing.assert_allclose(res.i_ty, ref.i_ty, rtol=1e-12, atol=1e-15)
+
+
+def test_drop_empty_drops_zero_rows_and_columns_with_a_note(caplog):
+    from ibsolver._validation import check_joint
+
+    table = np.zeros((3, 3))
+    table[[0, 2], :2] = GOOD
+    with caplog.at_level("INFO", logger="ibsolver._validation"):
+        arr = check_joint(table, drop_empty=True)
+    np.testing.assert_array_equal(arr, GOOD)
+    assert "all-zero rows (probability 0) at indices [1]" in caplog.text
+    assert "all-zero columns (probability 0) at indices [2]" in caplog.text
+    with pytest.raises(ValueError, match="all zeros"):
+        check_joint(np.zeros((2, 2)), drop_empty=True)
+
+
+def test_load_joint_reads_files_and_names_them(tmp_path):
+    from ibsolver.io import load_joint
+
+    np.save(tmp_path / "f32.npy", GOOD.astype(np.float32))
+    np.testing.assert_allclose(load_joint(tmp_path / "f32.npy"), GOOD, rtol=1e-7)
+    np.savetxt(tmp_path / "c.csv", [[3, 2, 0], [1, 4, 0]], delimiter=",", fmt="%d")
+    np.testing.assert_allclose(load_joint(tmp_path / "c.csv"), GOOD, rtol=1e-15)
+    np.savetxt(tmp_path / "off.csv", GOOD * 0.99, delimiter=",")
+    with pytest.raises(ValueError, match=r"table in off.csv must sum to 1 \(got 0.99\); "
+                                         r"pass normalize=True"):
+        load_joint(tmp_path / "off.csv")
+    np.testing.assert_allclose(load_joint(tmp_path / "off.csv", normalize=True), GOOD, rtol=1e-14)
+    (tmp_path / "p.txt").write_text("0.5,0.5\n")
+    with pytest.raises(ValueError, match=r"'.*p.txt' has an unknown format '.txt'"):
+        load_joint(tmp_path / "p.txt")
