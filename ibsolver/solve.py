@@ -53,6 +53,9 @@ SHORTCUT_MAX_ITER = 5 * CHUNK
 #: iterations before the objective criterion (lagrangian_tol) is consulted: Newton and the
 #: shortcuts get their chance first, since they leave a cleaner state (no dying cluster)
 OBJECTIVE_MIN_ITER = 5 * CHUNK
+#: for alpha < 1, the most finite moves (merges, classes moved out) tried from a solution
+#: (see _reach_optimum); more are not tried
+MAX_MOVES = 256
 
 
 @dataclass(frozen=True)
@@ -190,11 +193,18 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
           normalize=False, merge_tol=1e-7, accelerate=False) -> IBResult:
     """Solve the Information Bottleneck at one trade-off parameter beta.
 
-    Minimises ``H(T) - alpha H(T|X) - beta I(T;Y)`` over encoders p(t|x) by the fused
-    Blahut-Arimoto iteration (a local optimum, reached monotonically). With ``alpha=1``
+    Minimises ``H(T) - alpha H(T|X) - beta I(T;Y)`` over encoders p(t|x). With ``alpha=1``
     this is the IB Lagrangian ``I(X;T) - beta I(T;Y)``; ``alpha=0`` is the deterministic
     IB (hard assignments). All information in the result is in bits; beta is the true
     multiplier (it does not depend on the unit).
+
+    The fused Blahut-Arimoto iteration reaches a local optimum monotonically; the checks
+    of :func:`_reach_optimum` then leave the local optima it is known to stop at (always,
+    whatever ``accelerate`` says): for ``alpha=1`` clusters unstable to splitting are split
+    and clusters that would grow are added, each followed by solving on; for ``alpha<1``
+    the solution is compared with the one reached from the finest encoder (one cluster per
+    distinct p(y|x)), then with those reached after merging two clusters or moving one
+    class of x into a cluster of its own; the lowest Lagrangian is kept.
 
     Parameters
     ----------
@@ -214,7 +224,8 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
     tol : float
         Stop when max |change of p(t, y)| between iterations is <= tol.
     max_iter : int
-        Iteration budget; if exhausted, ``converged=False`` and a ConvergenceWarning.
+        Iteration budget of each solve (the start, each start compared for ``alpha<1``);
+        if exhausted, ``converged=False`` and a ConvergenceWarning.
     n_threads : int, optional
         Threads for the C++ and numba backends (None: all cores, or OMP_NUM_THREADS).
     random_state : None, int or numpy.random.Generator
@@ -224,13 +235,15 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
     merge_tol : float
         Clusters whose decoders p(y|t) agree within this (max-norm) are merged.
     accelerate : bool
-        After a first chunk of plain iterations, take safeguarded Newton steps on the
-        fixed point when the decoder state is small (k * n_y <= 600, see
+        Speed only: after a first chunk of plain iterations, take safeguarded Newton steps
+        on the fixed point when the decoder state is small (k * n_y <= 600, see
         :mod:`ibsolver.newton`), SQUAREM extrapolation otherwise. Both only go downhill
         and stop at a fixed point of the same map; they pay off near phase transitions,
-        where plain BA needs thousands of iterations. A converged point where a cluster is
-        unstable to splitting (beta lambda_2 > 1: a saddle) is then split and solved on,
-        and where a cluster of vanishing mass would grow (invasion rate > 1), one is added.
+        where plain BA needs thousands of iterations.
+
+    The result's ``n_iter`` and ``lagrangian_history`` are those of the path that led to
+    the returned point (for ``alpha<1`` from the start or move it was reached from; starts
+    and moves that ended higher are not counted).
     """
     problem = Problem.from_joint(p_xy, normalize=normalize)
     beta = v.check_real(beta, name="beta", low=0.0)
@@ -249,14 +262,92 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
         if n_clusters is None:
             n_clusters = min(problem.n_distinct_rows(), MAX_DEFAULT_CLUSTERS)
         q0 = random_encoder(n_x, n_clusters, v.check_random_state(random_state))
-    state = State.from_encoder(problem, q0)
     opts = dict(alpha=alpha, kernel=kernel, tol=tol, n_threads=n_threads, merge_tol=merge_tol,
-                accelerate=bool(accelerate))
-    result = solve_from_state(problem, state, beta, max_iter=max_iter, **opts)
-    if accelerate and alpha == 1.0:
-        result = _split_unstable(problem, result, beta, max_iter=max_iter, **opts)
-        result = _grow_invaders(problem, result, beta, max_iter=max_iter, **opts)
+                accelerate=bool(accelerate), warn=False)
+    result = solve_from_state(problem, State.from_encoder(problem, q0), beta,
+                              max_iter=max_iter, **opts)
+    result = _reach_optimum(problem, result, beta, max_iter=max_iter, **opts)
+    if not result.converged:
+        _warn_not_converged(beta, max_iter, result.residual, tol, stacklevel=3)
     return result
+
+
+def _reach_optimum(problem: Problem, result: IBResult, beta: float, *, max_iter,
+                   **opts) -> IBResult:
+    """The correctness steps after an iteration ended at ``result``: move on from the
+    local optima BA (plain or accelerated) is known to stop at, keeping the lowest point.
+
+    alpha = 1: split clusters unstable to splitting (beta lambda_2 > 1: a saddle) and add
+    clusters that would grow (invasion rate > 1), solving on after each, until neither
+    applies (theory.md section 2).
+
+    alpha < 1: both analyses are specific to alpha = 1. A cluster of mass eps is mapped to
+    mass of order eps^(1/alpha), so a vanishing cluster never grows, and two copies of a
+    cluster run apart (one takes all the mass) instead of splitting. The moves that leave
+    a local optimum are finite ones instead: solve also from the finest encoder (one
+    cluster per distinct p(y|x), the beta -> inf optimum, where a random start freezes at
+    large beta), then, from the lower of the two, from every merge of two clusters and
+    every move of one class of x (equal p(y|x)) into a cluster of its own, while one of
+    them ends lower. Starts needing more than MAX_DEFAULT_CLUSTERS clusters and move sets
+    larger than MAX_MOVES are skipped."""
+    if opts["alpha"] == 1.0:
+        while True:
+            before = result.lagrangian
+            result = _split_unstable(problem, result, beta, max_iter=max_iter, **opts)
+            result = _grow_invaders(problem, result, beta, max_iter=max_iter, **opts)
+            if not _lower(result.lagrangian, before):
+                return result
+    classes = problem.sufficient_classes()
+    n_classes = int(classes.max()) + 1
+    if n_classes <= MAX_DEFAULT_CLUSTERS:
+        finest = State.from_encoder(problem, np.eye(n_classes)[classes])
+        finest = solve_from_state(problem, finest, beta, max_iter=max_iter, **opts)
+        if _lower(finest.lagrangian, result.lagrangian):
+            result = finest
+    while True:
+        best = result
+        for q in _moves(result.encoder, classes):
+            res = solve_from_state(problem, State.from_encoder(problem, q), beta,
+                                   max_iter=max_iter, **opts)
+            if _lower(res.lagrangian, best.lagrangian):
+                best = res
+        if best is result:
+            return result
+        result = best
+
+
+def _moves(encoder: np.ndarray, classes: np.ndarray) -> list:
+    """Encoders one finite move away from ``encoder`` (n, k): every pair of clusters
+    merged, and every class of x moved into a new cluster of its own. Empty where there
+    would be more than MAX_MOVES."""
+    n, k = encoder.shape
+    n_classes = int(classes.max()) + 1
+    if k * (k - 1) // 2 + n_classes > MAX_MOVES:
+        return []
+    out = []
+    for t in range(k):
+        for s in range(t + 1, k):
+            q = np.delete(encoder, s, axis=1)
+            q[:, t] += encoder[:, s]
+            out.append(q)
+    for c in range(n_classes):
+        q = np.column_stack([encoder, np.zeros(n)])
+        q[classes == c] = np.eye(k + 1)[k]
+        out.append(q)
+    return out
+
+
+def _lower(value: float, than: float) -> bool:
+    """Whether a Lagrangian ``value`` is lower than ``than`` beyond round-off."""
+    return value < than - 1e-12 * (1.0 + abs(than))
+
+
+def _warn_not_converged(beta, max_iter, residual, tol, stacklevel):
+    warnings.warn(
+        f"BA did not converge at beta={beta:.6g} within max_iter={max_iter} iterations "
+        f"(residual {residual:.3g} > tol={tol:.3g}); increase max_iter or loosen tol. "
+        "Slow convergence is expected near a phase transition.",
+        ConvergenceWarning, stacklevel=stacklevel + 1)
 
 
 def _continued(first: IBResult, then: IBResult) -> IBResult:
@@ -281,7 +372,7 @@ def _split_unstable(problem: Problem, result: IBResult, beta: float, *, max_iter
             encoder = split_cluster(encoder, t, stab[t].direction)
         split = solve_from_state(problem, State.from_encoder(problem, encoder), beta,
                                  max_iter=max_iter - result.n_iter, **opts)
-        if split.lagrangian >= result.lagrangian - 1e-12 * (1.0 + abs(result.lagrangian)):
+        if not _lower(split.lagrangian, result.lagrangian):
             break  # the children merged back: beta lambda_2 was 1 to round-off
         result = _continued(result, split)
     return result
@@ -308,12 +399,17 @@ def _grow_invaders(problem: Problem, result: IBResult, beta: float, *, max_iter,
         p_t = np.append(result.p_t * (1.0 - INVADER_MASS), INVADER_MASS)
         p_ty = np.vstack([(1.0 - INVADER_MASS) * result.p_t[:, None] * result.p_y_given_t,
                           INVADER_MASS * best_d])
-        grown = solve_from_state(problem, State.from_joint(p_t, p_ty), beta,
-                                 max_iter=min(max_iter - result.n_iter, SHORTCUT_MAX_ITER),
+        state = State.from_joint(p_t, p_ty)
+        left = max_iter - result.n_iter
+        grown = solve_from_state(problem, state, beta, max_iter=min(left, SHORTCUT_MAX_ITER),
                                  **opts)
-        if not grown.converged or \
-                grown.lagrangian >= result.lagrangian - 1e-12 * (1.0 + abs(result.lagrangian)):
-            break  # the invader died again, or is still crawling: keep the converged point
+        if not grown.converged and grown.n_iter < left:
+            # still moving (BA only goes downhill): judge the point it ends at, not a
+            # point on the way; ``state`` is where the capped solve stopped
+            grown = _continued(grown, solve_from_state(problem, state, beta,
+                                                       max_iter=left - grown.n_iter, **opts))
+        if not _lower(grown.lagrangian, result.lagrangian):
+            break  # the invader died again: keep the point
         logger.debug("invader with G = %.6g added at beta = %g: L %.12g -> %.12g", best_g,
                      beta, result.lagrangian, grown.lagrangian)
         result = _continued(result, grown)
@@ -409,11 +505,7 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
     lagrangian = info["h_t"] - alpha * info["h_t_given_x"] - beta * info["i_ty"]
     history_bits = _lagrangian_bits(np.concatenate(histories), problem, beta)
     if not converged and warn:
-        warnings.warn(
-            f"BA did not converge at beta={beta:.6g} within max_iter={max_iter} iterations "
-            f"(residual {residual:.3g} > tol={tol:.3g}); increase max_iter or loosen tol. "
-            "Slow convergence is expected near a phase transition.",
-            ConvergenceWarning, stacklevel=3)
+        _warn_not_converged(beta, max_iter, residual, tol, stacklevel=3)
     p_t = problem.p_x @ q
     return IBResult(
         encoder=q, p_t=p_t, p_y_given_t=(q.T @ problem.p_xy) / p_t[:, None],
