@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace, field
 
 import numpy as np
 from scipy.optimize import brentq
+from scipy.spatial import cKDTree
 
 from . import _validation as v
 from ._blas import single_threaded_blas
@@ -29,7 +30,7 @@ from .bifurcation import (cluster_stabilities, cluster_stability, first_instabil
 from .envelope import interpolate_envelope, upper_concave_envelope
 from .measures import conditional_entropy, entropy, mutual_information
 from .results import IBResult
-from .solve import Problem, State, _grow_invaders, solve_from_state
+from .solve import MAX_DEFAULT_CLUSTERS, Problem, State, _grow_invaders, solve_from_state
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,9 @@ class IBCurve:
     coefficient (an independent estimate of the same number).
     ``accuracy`` bounds (bits) how far the true curve may lie above ``bound`` between the
     computed points: the largest gap a concave piece with end slopes 1/beta can leave above
-    its chord, plus the points' own Lagrangian tolerance over beta.
+    its chord, plus the points' own Lagrangian tolerance over beta. ``capped``: the cluster
+    cap ``max_clusters`` bound, so the points end before it did, and ``accuracy`` also
+    covers the rest of the curve up to (H(X), I(X;Y)).
     """
 
     beta: np.ndarray
@@ -174,6 +177,8 @@ class IBCurve:
     encoders: tuple | None = None
     complete: bool = True
     accuracy: float = 0.0
+    capped: bool = False
+    max_clusters: int | None = None
 
     def bound(self, i_xt):
         """The best I(T;Y) achievable at the given I(X;T) (bits), on the concave envelope.
@@ -207,6 +212,10 @@ class IBCurve:
                  f"  first instability 1/s2^2 = {self.first_instability:.6g}; optimum leaves "
                  f"zero at beta_0 = {self.onset_beta:.6g} ({self.onset_kind}); "
                  f"1/s* = {self.onset_beta_s_star:.6g}"]
+        if self.capped:
+            lines.append(f"  capped at max_clusters = {self.max_clusters}: points end at "
+                         f"I(X;T) = {self.i_xt[-1]:.4f} bit; beyond it the curve is known to "
+                         f"{self.accuracy:.3g} bit")
         for t in self.transitions:
             lines.append(f"  {t.kind:5s} at beta = {t.beta:.7g}: clusters {t.n_clusters_before} -> "
                          f"{t.n_clusters_after}, I(X;T) {t.i_xt_before:.4f} -> {t.i_xt_after:.4f}")
@@ -229,7 +238,8 @@ class IBCurve:
         return {"i_xy": self.i_xy, "h_y": self.h_y, "first_instability": self.first_instability,
                 "onset_beta": self.onset_beta, "onset_kind": self.onset_kind,
                 "onset_beta_s_star": self.onset_beta_s_star, "deterministic": self.deterministic,
-                "complete": self.complete,
+                "complete": self.complete, "capped": self.capped, "max_clusters": self.max_clusters,
+                "accuracy": self.accuracy,
                 "transitions": [t.to_dict() for t in self.transitions],
                 "all_transitions": [t.to_dict() for t in self.all_transitions]}
 
@@ -255,11 +265,20 @@ class _Tracer:
                                                    state.log_p_y_given_t.copy()),
                                beta, **self.opts)
         lost = res.n_clusters < state.n_clusters or np.min(res.p_t) < BIRTH_MASS
-        if grow and self.opts["accelerate"] and lost:
+        if grow and self.opts["accelerate"] and lost and res.n_clusters < self.max_clusters:
             opts = {k: v for k, v in self.opts.items() if k != "max_iter"}
             res = _grow_invaders(self.problem, res, beta, max_iter=self.opts["max_iter"],
                                  **opts)
-        return res
+        # the n x k encoder is rebuilt from the decoder state where needed (self.encoder):
+        # kept for every point it would cost points x rows x clusters of memory
+        return replace(res, encoder=None)
+
+    def encoder(self, result: IBResult) -> np.ndarray:
+        """p(t|x) of ``result``, one BA step from its decoder state (equal at convergence)."""
+        state = self.state(result)
+        return self.opts["kernel"].encoder(self.problem.p_y_given_x, state.log_p_t,
+                                           state.log_p_y_given_t, result.beta, 1.0,
+                                           self.opts["n_threads"])
 
     def state(self, result: IBResult) -> State:
         """The decoder state of ``result`` (its encoder is one BA step from that state, so
@@ -298,6 +317,8 @@ class _Tracer:
         cells = np.floor(self.problem.p_y_given_x / width).astype(np.int64)
         _, group = np.unique(cells, axis=0, return_inverse=True)
         group = group.ravel()
+        if group.max() + 1 > self.max_clusters:
+            group = _nearest_seed_groups(self.problem, self.max_clusters)
         p_ty = np.zeros((group.max() + 1, self.problem.p_y.size))
         np.add.at(p_ty, group, self.problem.p_xy)  # the one-hot encoder's p(t, y)
         return State.from_joint(p_ty.sum(axis=1), p_ty)
@@ -306,7 +327,8 @@ class _Tracer:
         return State.from_joint(np.ones(1), self.problem.p_y[None, :])
 
     def stabilities(self, result: IBResult):
-        return cluster_stabilities(self.problem.p_x, self.problem.p_y_given_x, result.encoder)
+        return cluster_stabilities(self.problem.p_x, self.problem.p_y_given_x,
+                                   self.encoder(result))
 
     # -- forward branch ---------------------------------------------------------------
     def forward_step(self, prev: IBResult, beta: float, locate: bool, transitions: list,
@@ -327,7 +349,7 @@ class _Tracer:
         if not crossing:
             return cont
         same = cont.n_clusters == prev.n_clusters  # then cluster t of cont continues t of prev
-        encoder = cont.encoder
+        encoder = self.encoder(cont)
         seeds = []
         for t in sorted(crossing, reverse=True):  # split right to left keeps indices valid
             stable_before = same and prev.beta * self._stability(prev, t).eigenvalue < 1.0
@@ -356,7 +378,8 @@ class _Tracer:
         return after
 
     def _stability(self, result: IBResult, t: int):
-        return cluster_stability(self.problem.p_x, self.problem.p_y_given_x, result.encoder[:, t])
+        return cluster_stability(self.problem.p_x, self.problem.p_y_given_x,
+                                 self.encoder(result)[:, t])
 
     def _locate_split(self, prev: IBResult, beta: float, t: int, crossed: float):
         """Solve f(b) = b * lambda_2(C(t; solution(b))) - 1 = 0 on (prev.beta, beta], where
@@ -402,7 +425,7 @@ class _Tracer:
         not cross 1 on the bracket (then the caller keeps the bracket)."""
         decoder = _heavy_decoder(r_hi, t)
         # the base branch without its clusters of vanishing mass: BA cannot regrow them
-        heavy = r_lo.encoder[:, r_lo.p_t > BIRTH_MASS]
+        heavy = self.encoder(r_lo)[:, r_lo.p_t > BIRTH_MASS]
         base_state = State.from_encoder(self.problem, heavy / heavy.sum(axis=1, keepdims=True))
         cache = {}
         start = {"d": decoder}  # where the next ascent of G starts
@@ -466,6 +489,19 @@ class _Tracer:
         return (b_star, base) if far else None
 
 
+def _nearest_seed_groups(problem: Problem, k: int) -> np.ndarray:
+    """Each row's nearest (Euclidean, in p(y|x)) of k seed rows spread by farthest-point
+    sampling (Gonzalez's 2-approximation of the k-centre problem): the start of a reverse
+    branch capped at k clusters, which keeps the rows' spread as well as k points can."""
+    rows = problem.p_y_given_x
+    seeds = [int(np.argmax(problem.p_x))]
+    dist = np.linalg.norm(rows - rows[seeds[0]], axis=1)
+    for _ in range(k - 1):
+        seeds.append(int(np.argmax(dist)))
+        dist = np.minimum(dist, np.linalg.norm(rows - rows[seeds[-1]], axis=1))
+    return cKDTree(rows[seeds]).query(rows)[1]
+
+
 def _default_grid(problem: Problem, n_betas: int) -> np.ndarray:
     beta_c = first_instability(problem.p_xy)
     top = 1e3 * max(beta_c, 1.0)
@@ -477,8 +513,8 @@ def _default_grid(problem: Problem, n_betas: int) -> np.ndarray:
 def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
              max_points=300, tol=1e-11, lagrangian_tol=None, max_iter=50_000,
              accelerate=True, backend="auto", locate_transitions=True,
-             n_threads=None, merge_tol=1e-7, return_encoders=False, normalize=False,
-             progress=False, interruptible=False) -> IBCurve:
+             n_threads=None, merge_tol=1e-7, max_clusters=None, return_encoders=False,
+             normalize=False, progress=False, interruptible=False) -> IBCurve:
     """Trace the whole IB curve of p(x, y) and its phase transitions.
 
     Parameters
@@ -506,6 +542,12 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
         whether it is optimal): transitions are then reported at the midpoint of their
         bracket of grid betas (``beta_bracket``), each marked optimal if its branch is the
         optimal one at the bracket's upper end. The curve itself is the same.
+    max_clusters : int, optional
+        The most clusters an encoder may use. Default: the distinct rows p(y|x) (all the
+        beta -> infinity optimum needs), at most 1024. Where the cap binds (an optimal point
+        uses all of them) the capped problem's curve lies below the true one: the curve
+        then ends at the last point below the cap (``curve.capped``), and ``accuracy``
+        covers the rest up to (H(X), I(X;Y)). Memory and time grow with rows x clusters.
     return_encoders : keep p(t|x) of every optimal point in ``curve.encoders``.
     progress : show a tqdm progress bar.
     interruptible : on Ctrl-C, stop and return the curve traced so far
@@ -518,6 +560,9 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     full = Problem.from_joint(p_xy, normalize=normalize)
     problem, group = full.compressed()  # exact, see Problem.compressed
     v.check_choice(method, name="method", choices={"both", "reverse", "forward"})
+    n_rows = problem.p_x.size
+    max_clusters = (min(n_rows, MAX_DEFAULT_CLUSTERS) if max_clusters is None
+                    else min(v.check_int(max_clusters, name="max_clusters", low=1), n_rows))
     n_betas = v.check_int(n_betas, name="n_betas", low=2)
     max_points = v.check_int(max_points, name="max_points", low=2)
     curve_tol = v.check_real(curve_tol, name="curve_tol", low=0.0, low_inclusive=False)
@@ -540,7 +585,7 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
 
     tracer = _Tracer(problem, kernel=kernel, tol=tol, max_iter=max_iter, n_threads=n_threads,
                      merge_tol=merge_tol, accelerate=bool(accelerate),
-                     lagrangian_tol=lagrangian_tol, max_clusters=problem.p_x.size)
+                     lagrangian_tol=lagrangian_tol, max_clusters=max_clusters)
     fwd: dict = {}
     rev: dict = {}
     fwd_transitions: list = []
@@ -593,6 +638,14 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     transitions += _jumps(fwd, rev, best)
     transitions.sort(key=lambda t: t.beta)
     results = [best[b][0] for b in curve_betas]
+    # where an optimal point uses every cluster allowed, the cap binds: the points from there
+    # on solve the capped problem, whose curve lies below; the curve ends before them
+    bound_by_cap = [r.n_clusters >= max_clusters for r in results] if max_clusters < n_rows \
+        else [False] * len(results)
+    capped = any(bound_by_cap[1:])
+    if capped:
+        end = max(bound_by_cap.index(True), 1)
+        curve_betas, results = curve_betas[:end], results[:end]
     onset = _onset(transitions, best)
     s_star, _ = hypercontractivity(problem.p_xy)
     h_sufficient = float(entropy(problem.p_x))  # H(S), S the minimal sufficient statistic
@@ -603,6 +656,8 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     chord = [_chord_gap(r0.i_xt, r1.i_xt, b0, b1) for b0, b1, r0, r1
              in zip(curve_betas[:-1], curve_betas[1:], results[:-1], results[1:]) if b0 > 0]
     accuracy = max(chord, default=0.0) + lagrangian_tol / max(curve_betas[0], 1.0)
+    if capped:
+        accuracy = max(accuracy, _truncation_gap(results[-1], h_sufficient, i_xy))
     logger.info("ib_curve: %d betas, %d solves, %d transitions", curve_betas.size,
                 tracer.n_solves, len(transitions))
     return IBCurve(
@@ -621,8 +676,8 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
                   for name, d in (("forward", fwd), ("reverse", rev)) if d},
         i_xy=i_xy, h_y=problem.h_y, first_instability=first_instability(problem.p_xy),
         onset_beta=onset, onset_beta_s_star=(1.0 / s_star if s_star > 0 else np.inf),
-        encoders=tuple(r.encoder[group] for r in results) if return_encoders else None,
-        complete=complete, accuracy=float(accuracy))
+        encoders=tuple(tracer.encoder(r)[group] for r in results) if return_encoders else None,
+        complete=complete, accuracy=float(accuracy), capped=capped, max_clusters=max_clusters)
 
 
 class _NoBar:
@@ -664,6 +719,16 @@ def _joined(fwd_point: IBResult, rev_point: IBResult | None) -> bool:
             and n_effective(fwd_point) == n_effective(rev_point)
             and abs(fwd_point.lagrangian - rev_point.lagrangian)
             <= 1e-9 * (1.0 + abs(rev_point.lagrangian)))
+
+
+def _truncation_gap(last: IBResult, h_x: float, i_xy: float) -> float:
+    """How far the true curve may lie above the envelope beyond the last point (bits): it
+    lies below the tangent there (slope 1/beta) and below I(X;Y), and the envelope follows
+    the chord to (H(X), I(X;Y)); the largest gap is at the tangent's corner."""
+    if h_x <= last.i_xt or i_xy <= last.i_ty:
+        return 0.0
+    corner = last.i_xt + (i_xy - last.i_ty) * last.beta
+    return float((i_xy - last.i_ty) * max(0.0, 1.0 - (corner - last.i_xt) / (h_x - last.i_xt)))
 
 
 def _chord_gap(i_xt_lo, i_xt_hi, beta_lo, beta_hi) -> float:

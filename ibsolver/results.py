@@ -15,6 +15,8 @@ class IBResult:
     Attributes
     ----------
     encoder : (n_x, n_t) array, p(t|x); rows sum to 1. Empty and coincident clusters removed.
+        None in the per-beta results of a curve (``IBCurve.branches``), which keep only the
+        decoder state; ``ib_curve(return_encoders=True)`` returns the optimal encoders.
     p_t : (n_t,) array, p(t).
     p_y_given_t : (n_t, n_y) array, p(y|t); rows sum to 1.
     i_xt, i_ty, h_t : I(X;T), I(T;Y), H(T) of ``encoder``, bits.
@@ -27,7 +29,7 @@ class IBResult:
     lagrangian_history : (n_iter,) array, the Lagrangian (bits) of each iteration's encoder.
     """
 
-    encoder: np.ndarray
+    encoder: np.ndarray | None
     p_t: np.ndarray
     p_y_given_t: np.ndarray
     i_xt: float
@@ -45,7 +47,7 @@ class IBResult:
     @property
     def n_clusters(self) -> int:
         """Number of clusters with non-zero mass."""
-        return int(self.encoder.shape[1])
+        return int(self.p_t.size)
 
     def __repr__(self) -> str:
         state = "converged" if self.converged else "NOT converged"

@@ -221,7 +221,7 @@ def test_accuracy_bounds_the_gap_to_a_finer_curve(birth_curve):
     assert excess.max() <= coarse.accuracy + 1e-9
     # the refined curve's own optimal encoder at a mid beta scores on the coarse curve
     mid = len(birth_curve.beta) // 2
-    enc = birth_curve.optimal_results()[mid].encoder
+    enc = birth_curve.encoders[mid]
     score = ibsolver.score_encoder(birth_problem(), enc, curve=coarse)
     assert score.tolerance == coarse.accuracy
     assert score.above_bound == (score.gap < -coarse.accuracy)

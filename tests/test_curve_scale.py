@@ -1,0 +1,62 @@
+"""What keeps curves tractable on larger tables: the cluster cap, the forward branch that
+stops where it joins the reverse one, and per-point results without n x k encoders."""
+import numpy as np
+import pytest
+
+import ibsolver
+
+
+def _random_joint(n, m, seed):
+    return np.random.default_rng(seed).dirichlet(np.ones(n * m)).reshape(n, m)
+
+
+def test_capped_curve_ends_before_the_cap_and_its_accuracy_covers_the_rest():
+    p = _random_joint(40, 3, 0)
+    full = ibsolver.ib_curve(p, locate_transitions=False)
+    capped = ibsolver.ib_curve(p, locate_transitions=False, max_clusters=4)
+    assert capped.capped and not full.capped and capped.max_clusters == 4
+    assert capped.n_clusters.max() < 4
+    # the points kept are optima of the uncapped problem: on the full curve to its accuracy
+    np.testing.assert_array_less(full.bound(capped.i_xt) - capped.i_ty, full.accuracy + 1e-9)
+    # beyond them the capped curve's stated accuracy covers the true (full) curve
+    xs = np.linspace(0.0, full.envelope_i_xt[-1], 500)
+    assert np.max(full.bound(xs) - capped.bound(xs)) <= capped.accuracy + 1e-9
+    assert "capped at max_clusters = 4" in capped.summary()
+    assert capped.transitions_dict()["capped"] is True
+
+
+def test_max_clusters_is_validated():
+    with pytest.raises(ValueError, match="max_clusters"):
+        ibsolver.ib_curve(_random_joint(6, 2, 1), max_clusters=0)
+
+
+def test_no_branch_carries_more_clusters_than_the_cap():
+    """The forward branch splits unstable clusters; on a discretised Gaussian it once
+    carried 92 clusters for 24 rows. It never exceeds the cap (by default the rows)."""
+    curve = ibsolver.ib_curve(_random_joint(20, 3, 4), method="forward", max_clusters=3,
+                              locate_transitions=False)
+    assert max(r.n_clusters for r in curve.branches["forward"].results) == 3
+    assert curve.capped
+
+
+def test_curve_only_and_located_trace_the_same_curve():
+    """Curve-only mode stops the forward branch where it joins the reverse one and does
+    not isolate cluster-count changes; the curve agrees with the located run's to their
+    stated accuracies."""
+    p = _random_joint(30, 3, 2)
+    fast = ibsolver.ib_curve(p, locate_transitions=False)
+    slow = ibsolver.ib_curve(p)
+    xs = np.linspace(0.0, slow.envelope_i_xt[-1], 400)
+    np.testing.assert_allclose(fast.bound(xs), slow.bound(xs),
+                               atol=fast.accuracy + slow.accuracy + 1e-9)
+    assert fast.converged.all() and slow.converged.all()
+
+
+def test_curve_results_keep_decoders_not_encoders():
+    p = _random_joint(12, 3, 3)
+    curve = ibsolver.ib_curve(p, return_encoders=True, locate_transitions=False)
+    assert all(r.encoder is None for br in curve.branches.values() for r in br.results)
+    for enc, b, i_ty in list(zip(curve.encoders, curve.beta, curve.i_ty))[::10]:
+        np.testing.assert_allclose(enc.sum(axis=1), 1.0, atol=1e-12)
+        score = ibsolver.score_encoder(p, enc, curve=curve)
+        np.testing.assert_allclose(score.i_ty, i_ty, atol=1e-7)
