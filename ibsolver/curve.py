@@ -56,6 +56,9 @@ FINEST_CELL = 0.1
 #: a solve continues the secant of the last two solutions of its branch where their
 #: decoders differ by no more than this (max-norm; see _Tracer.predicted)
 PREDICT_DECODER = 0.05
+#: the default cluster cap keeps an n x k encoder within this many doubles (64 MB): a solve
+#: holds several such arrays at once
+MAX_ENCODER_ENTRIES = 2 ** 23
 #: two branches whose I(X;T) differ by more than this are distinct solutions
 JUMP_BITS = 1e-3
 #: a birth and a split closer than this (relative) are one transition (see _demote_twins)
@@ -544,7 +547,8 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
         optimal one at the bracket's upper end. The curve itself is the same.
     max_clusters : int, optional
         The most clusters an encoder may use. Default: the distinct rows p(y|x) (all the
-        beta -> infinity optimum needs), at most 1024. Where the cap binds (an optimal point
+        beta -> infinity optimum needs), at most 1024 and at most 2**23 / rows (an n x k
+        encoder of 64 MB). Where the cap binds (an optimal point
         uses all of them) the capped problem's curve lies below the true one: the curve
         then ends at the last point below the cap (``curve.capped``), and ``accuracy``
         covers the rest up to (H(X), I(X;Y)). Memory and time grow with rows x clusters.
@@ -561,7 +565,8 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     problem, group = full.compressed()  # exact, see Problem.compressed
     v.check_choice(method, name="method", choices={"both", "reverse", "forward"})
     n_rows = problem.p_x.size
-    max_clusters = (min(n_rows, MAX_DEFAULT_CLUSTERS) if max_clusters is None
+    max_clusters = (min(n_rows, MAX_DEFAULT_CLUSTERS, max(2, MAX_ENCODER_ENTRIES // n_rows))
+                    if max_clusters is None
                     else min(v.check_int(max_clusters, name="max_clusters", low=1), n_rows))
     n_betas = v.check_int(n_betas, name="n_betas", low=2)
     max_points = v.check_int(max_points, name="max_points", low=2)
@@ -642,9 +647,9 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     # on solve the capped problem, whose curve lies below; the curve ends before them
     bound_by_cap = [r.n_clusters >= max_clusters for r in results] if max_clusters < n_rows \
         else [False] * len(results)
-    capped = any(bound_by_cap[1:])
-    if capped:
-        end = max(bound_by_cap.index(True), 1)
+    capped = any(bound_by_cap)
+    end = bound_by_cap.index(True) if capped else len(results)
+    if end > 0:  # (an interrupted run may hold capped points only: then nothing is known)
         curve_betas, results = curve_betas[:end], results[:end]
     onset = _onset(transitions, best)
     s_star, _ = hypercontractivity(problem.p_xy)
@@ -657,7 +662,8 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
              in zip(curve_betas[:-1], curve_betas[1:], results[:-1], results[1:]) if b0 > 0]
     accuracy = max(chord, default=0.0) + lagrangian_tol / max(curve_betas[0], 1.0)
     if capped:
-        accuracy = max(accuracy, _truncation_gap(results[-1], h_sufficient, i_xy))
+        accuracy = max(accuracy, _truncation_gap(results[-1], h_sufficient, i_xy)
+                       if end > 0 else np.inf)
     logger.info("ib_curve: %d betas, %d solves, %d transitions", curve_betas.size,
                 tracer.n_solves, len(transitions))
     return IBCurve(
