@@ -153,7 +153,8 @@ def hypercontractivity(p_xy, *, n_starts: int = 8, random_state=0, normalize: bo
                     axis=1)
     point = np.where(p_x < 1.0, kl / -log_p_x, 0.0)  # point mass at x
     best_x = int(np.argmax(point))
-    best, best_r = float(point[best_x]), np.eye(n)[best_x]
+    best, best_r = float(point[best_x]), np.zeros(n)
+    best_r[best_x] = 1.0  # the point mass (not a row of an n x n identity)
     # the eigen-direction: lam = h, the top non-trivial singular function of Y (the s2^2 limit)
     _, _, vt = np.linalg.svd(p_xy / np.sqrt(np.outer(p_x, p_y)), full_matrices=False)
     h = vt[1] / np.sqrt(p_y)

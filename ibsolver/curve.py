@@ -609,9 +609,6 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
             fwd[grid[0]] = prev
             bar.update()
             for b in grid[1:]:
-                if not locate_transitions and _joined(prev, rev.get(prev.beta)):
-                    break  # from here on it retraces the reverse branch (its splits are
-                    # located where transitions are: the forward branch then goes on)
                 before, prev = prev, tracer.forward_step(prev, b, locate_transitions,
                                                          fwd_transitions, before)
                 fwd[b] = prev
@@ -718,15 +715,6 @@ def _best_points(fwd: dict, rev: dict) -> dict:
     return best
 
 
-def _joined(fwd_point: IBResult, rev_point: IBResult | None) -> bool:
-    """Whether the forward branch, past the onset, has reached the reverse branch's solution
-    (same clusters, same Lagrangian to 1e-9 relative): annealing on up retraces it."""
-    return (rev_point is not None and n_effective(fwd_point) > 1
-            and n_effective(fwd_point) == n_effective(rev_point)
-            and abs(fwd_point.lagrangian - rev_point.lagrangian)
-            <= 1e-9 * (1.0 + abs(rev_point.lagrangian)))
-
-
 def _truncation_gap(last: IBResult, h_x: float, i_xy: float) -> float:
     """How far the true curve may lie above the envelope beyond the last point (bits): it
     lies below the tangent there (slope 1/beta) and below I(X;Y), and the envelope follows
@@ -746,9 +734,7 @@ def _chord_gap(i_xt_lo, i_xt_hi, beta_lo, beta_hi) -> float:
 def _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate):
     """Insert betas between neighbours whose optimal points differ too much: by more than
     ``curve_tol`` from a concave piece between them, by a jump between branches, and (where
-    transitions are to be ``locate``d) by their cluster counts. The forward branch is
-    refined only below where it joined the reverse one."""
-    fwd_top = max(fwd, default=-np.inf)
+    transitions are to be ``locate``d) by their cluster counts."""
     while True:
         best = _best_points(fwd, rev)
         bs = sorted(best)
@@ -776,7 +762,7 @@ def _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate):
                 above = min(b for b in rev if b > mid)
                 rev[mid] = tracer.solve(tracer.state(rev[above]), mid)
                 bar.update()
-            if method in ("both", "forward") and mid < fwd_top:
+            if method in ("both", "forward"):
                 below = max(b for b in fwd if b < mid)
                 fwd[mid] = tracer.forward_step(fwd[below], mid, False, [])
                 bar.update()
