@@ -593,8 +593,12 @@ def _shortcut_candidates(problem: Problem, state: State, before: np.ndarray, ste
 
     t = int(np.argmin(state.log_p_t))
     # a rate, not a drop: the chunk before a shortcut may be a single refused Newton step
-    if state.log_p_t[t] < before[t] - DYING_LOG_RATE * max(steps, 1):
-        keep = np.arange(k) != t
+    keep = np.arange(k) != t
+    # only where every x keeps a cluster it can join (p(y|t) > 0 wherever p(y|x) > 0): with
+    # zeros in p(x, y) the dying cluster may be the only one some x can join
+    admissible = (problem.p_y_given_x > 0) @ (p_y_given_t[keep] == 0).T.astype(np.int64) == 0
+    if state.log_p_t[t] < before[t] - DYING_LOG_RATE * max(steps, 1) \
+            and admissible.any(axis=1).all():
         dying = p_y_given_t[t]
 
         def no_regrowth(res):
