@@ -76,6 +76,28 @@ def cluster_stabilities(p_x, p_y_given_x, encoder) -> list:
     return out
 
 
+def unstable_clusters(p_x, p_y_given_x, encoder, beta, margin=0.0) -> dict:
+    """{t: cluster_stability} of the clusters of ``encoder`` (n, k) with
+    beta * lambda_2(C(t)) >= 1 + margin.
+
+    Most clusters are far from splitting: C(t) is similar to a positive semi-definite
+    matrix with top eigenvalue 1, so lambda_2 <= trace(C(t)) - 1 =
+    sum_y sum_x p(x|t) p(y|x)^2 / p(y|t) - 1 (n k m flops), and only clusters whose bound
+    reaches the threshold get the m x m eigendecomposition."""
+    w = p_x[:, None] * encoder
+    mass = w.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_x_given_t = w / mass
+        p_y_given_t = p_x_given_t.T @ p_y_given_x
+        second = p_x_given_t.T @ p_y_given_x ** 2                      # sum_x p(x|t) p(y|x)^2
+        bound = np.sum(np.where(p_y_given_t > 0, second / p_y_given_t, 0.0), axis=1) - 1.0
+    candidates = np.flatnonzero((mass > 0) & (beta * bound >= 1.0 + margin))
+    if candidates.size == 0:
+        return {}
+    stab = cluster_stabilities(p_x, p_y_given_x, encoder[:, candidates])
+    return {int(t): s for t, s in zip(candidates, stab) if beta * s.eigenvalue >= 1.0 + margin}
+
+
 def split_cluster(encoder: np.ndarray, t: int, direction: np.ndarray, eps: float = 0.2) -> np.ndarray:
     """Replace cluster t by two children q(t|x)(1 +/- eps v(x)) / 2 (|v| <= 1)."""
     col = encoder[:, t]

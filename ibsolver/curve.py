@@ -25,7 +25,7 @@ from scipy.spatial import cKDTree
 from . import _validation as v
 from ._blas import single_threaded_blas
 from .backends import get_backend
-from .bifurcation import (cluster_stabilities, cluster_stability, first_instability,
+from .bifurcation import (cluster_stability, first_instability, unstable_clusters,
                           hypercontractivity, invasion_rate, invasion_starts, split_cluster)
 from .envelope import interpolate_envelope, upper_concave_envelope
 from .measures import conditional_entropy, entropy, mutual_information
@@ -329,10 +329,6 @@ class _Tracer:
     def trivial_state(self) -> State:
         return State.from_joint(np.ones(1), self.problem.p_y[None, :])
 
-    def stabilities(self, result: IBResult):
-        return cluster_stabilities(self.problem.p_x, self.problem.p_y_given_x,
-                                   self.encoder(result))
-
     # -- forward branch ---------------------------------------------------------------
     def forward_step(self, prev: IBResult, beta: float, locate: bool, transitions: list,
                      before: IBResult | None = None):
@@ -343,16 +339,15 @@ class _Tracer:
         at ``prev`` overstates it, since clusters sharpen as beta grows, and children of a
         stable cluster merge back only slowly."""
         cont = self.solve(self.predicted(before, prev, beta), beta)
-        stab = self.stabilities(cont)
-        crossing = [t for t, s in enumerate(stab) if s.eigenvalue > 0 and beta * s.eigenvalue >= 1.0]
+        encoder = self.encoder(cont)
+        stab = unstable_clusters(self.problem.p_x, self.problem.p_y_given_x, encoder, beta)
         # never more clusters than the cap (by default the distinct rows, all the beta -> inf
         # optimum needs): the most unstable clusters split first
         room = max(self.max_clusters - cont.n_clusters, 0)
-        crossing = sorted(crossing, key=lambda t: -stab[t].eigenvalue)[:room]
+        crossing = sorted(stab, key=lambda t: -stab[t].eigenvalue)[:room]
         if not crossing:
             return cont
         same = cont.n_clusters == prev.n_clusters  # then cluster t of cont continues t of prev
-        encoder = self.encoder(cont)
         seeds = []
         for t in sorted(crossing, reverse=True):  # split right to left keeps indices valid
             stable_before = same and prev.beta * self._stability(prev, t).eigenvalue < 1.0

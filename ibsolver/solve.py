@@ -13,7 +13,7 @@ from ._blas import single_threaded_blas
 from . import newton
 from .accelerate import squarem_iterations
 from .backends import get_backend
-from .bifurcation import cluster_stabilities, invasion_rate, invasion_starts, split_cluster
+from .bifurcation import invasion_rate, invasion_starts, split_cluster, unstable_clusters
 from .exceptions import ConvergenceWarning
 from .measures import LN2, _encoder_information, entropy
 from .results import IBResult
@@ -364,11 +364,11 @@ def _split_unstable(problem: Problem, result: IBResult, beta: float, *, max_iter
     accelerated iteration can converge to, e.g. two copies of a cluster that should split."""
     while result.converged and result.n_iter < max_iter:
         encoder = result.encoder
-        stab = cluster_stabilities(problem.p_x, problem.p_y_given_x, encoder)
-        unstable = [t for t, s in enumerate(stab) if beta * s.eigenvalue > 1.0 + SPLIT_MARGIN]
-        if not unstable:
+        stab = unstable_clusters(problem.p_x, problem.p_y_given_x, encoder, beta,
+                                 margin=SPLIT_MARGIN)
+        if not stab:
             break
-        for t in reversed(unstable):  # right to left keeps indices valid
+        for t in sorted(stab, reverse=True):  # right to left keeps indices valid
             encoder = split_cluster(encoder, t, stab[t].direction)
         split = solve_from_state(problem, State.from_encoder(problem, encoder), beta,
                                  max_iter=max_iter - result.n_iter, **opts)
@@ -580,8 +580,7 @@ def _shortcut_candidates(problem: Problem, state: State, before: np.ndarray, ste
     p_t = np.exp(state.log_p_t)
 
     def no_split(res):
-        return all(beta * st.eigenvalue < 1.0
-                   for st in cluster_stabilities(problem.p_x, problem.p_y_given_x, res.encoder))
+        return not unstable_clusters(problem.p_x, problem.p_y_given_x, res.encoder, beta)
 
     if p_t[i] + p_t[j] > 0:
         into = i if i < j else i - 1  # i's index once j is deleted

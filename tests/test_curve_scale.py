@@ -75,3 +75,20 @@ def test_sparse_table_where_a_dying_cluster_is_some_rows_only_admissible_one():
     curve = ibsolver.ib_curve(p / p.sum(), locate_transitions=False)
     assert curve.converged.all()
     assert np.all(np.diff(curve.envelope_i_ty) >= -1e-12)
+
+
+def test_unstable_clusters_agrees_with_the_full_eigen_analysis():
+    """The trace bound only skips eigendecompositions: the clusters found unstable are those
+    with beta lambda_2 >= 1 by the full analysis, on random soft encoders and betas."""
+    from ibsolver.bifurcation import cluster_stabilities, unstable_clusters
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        n, m, k = rng.integers(3, 30), rng.integers(2, 9), rng.integers(1, 12)
+        p = _random_joint(n, m, int(rng.integers(1 << 30)))
+        p_x = p.sum(axis=1)
+        enc = rng.dirichlet(np.ones(k) * 0.3, size=n)
+        for beta in (1.5, 4.0, 30.0):
+            full = {t for t, s in enumerate(cluster_stabilities(p_x, p / p_x[:, None], enc))
+                    if beta * s.eigenvalue >= 1.0}
+            fast = unstable_clusters(p_x, p / p_x[:, None], enc, beta)
+            assert set(fast) == full
