@@ -6,7 +6,7 @@ are iterated in calls of ``--chunk`` iterations (tol=0), the way the solver call
 kernel; a sample is one call, and the table shows the median ms per iteration over
 ``--repeats`` samples (each setting in its own block, after 3 warm-up calls). The "curve" row is the
 whole 1024 x 2 curve ``ib_curve(p, locate_transitions=False)`` (seconds per curve, each
-sample in a fresh process so that every sample starts cold; a sample that runs past
+sample in a fresh, spawned process so that every sample starts cold; a sample that runs past
 ``--curve-timeout`` counts as that many seconds and is marked ">").
 
 Every configuration is measured twice: on the machine as it is ("quiet"), and with a
@@ -97,7 +97,9 @@ def _curve_child(backend, n_threads, queue):
 
 def time_curve(backend, settings, repeats, timeout):
     """Seconds per 1024 x 2 curve; (median, any sample timed out) per setting."""
-    ctx = mp.get_context("fork")
+    # spawn, not fork: a child forked after this process ran OpenMP threads inherits
+    # libgomp's state but not its threads (its first parallel region can hang)
+    ctx = mp.get_context("spawn")
     out = {}
     samples = {nt: [] for nt in settings}
     hit = {nt: False for nt in settings}
