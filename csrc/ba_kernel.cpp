@@ -76,8 +76,17 @@ constexpr int64_t kTile = 512;
 
 /// Below this much work (about n * (k + kRowCost) * (m + 16) flops) per thread, extra
 /// threads cost more in barriers than they save; tiny problems therefore run on fewer
-/// threads.
+/// threads, even where more were asked for.
 constexpr double kMinWorkPerThread = 2.0e5;
+
+/// The same for the default thread count (n_threads <= 0): a thread's share of one
+/// iteration must be about 0.1 ms of one core (some 20 units per ns). Every iteration ends
+/// in two barriers, and a team member the scheduler preempts (the other cores busy) holds
+/// each of them for a scheduler slice, milliseconds: below this share threads cannot win
+/// on a busy machine, and win little on a quiet one. (The Python backends go further:
+/// above it they measure whether threads pay; see ibsolver/backends/_threads.py, whose
+/// MIN_WORK_PER_THREAD is this number.)
+constexpr double kMinWorkPerThreadDefault = 2.0e6;
 
 /// A row's fixed cost (its maxima, sums and log), in clusters: with few clusters it is
 /// most of the row's time.
@@ -709,7 +718,8 @@ int resolve_threads(int n_threads, int64_t n, int64_t kp, int64_t m) {
 #ifdef _OPENMP
     int64_t nth = n_threads > 0 ? n_threads : omp_get_max_threads();
     const double work = static_cast<double>(n) * (static_cast<double>(kp) + kRowCost) * (m + 16.0);
-    const int64_t cap = static_cast<int64_t>(work / kMinWorkPerThread);
+    const double min_work = n_threads > 0 ? kMinWorkPerThread : kMinWorkPerThreadDefault;
+    const int64_t cap = static_cast<int64_t>(work / min_work);
     nth = std::min({nth, std::max<int64_t>(cap, 1), std::max<int64_t>(n, 1)});
     return static_cast<int>(std::max<int64_t>(nth, 1));
 #else

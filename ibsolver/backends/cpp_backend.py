@@ -5,7 +5,10 @@ specification); results agree with it to round-off. The whole iteration loop, in
 the ``tol`` stop, runs in C++ with the GIL released: rows x are split into one contiguous
 block per OpenMP thread, each with its own accumulators, reduced in a fixed order, so the
 result depends on ``n_threads`` only through round-off (tiny problems use fewer threads
-than asked for: the barriers would cost more than they save). The hot loops use AVX-512 or
+than asked for: the barriers would cost more than they save). ``n_threads=None`` runs
+small problems on one thread and measures which is faster, one thread or all, on large
+ones (:mod:`ibsolver.backends._threads`: on a busy machine a preempted team member holds
+every barrier for a scheduler slice). The hot loops use AVX-512 or
 AVX2+FMA when the CPU has them, chosen at run time (``ibsolver.show_config()`` says which;
 the environment variable ``IBSOLVER_SIMD=avx2+fma`` or ``sse2`` forces a lower one).
 
@@ -18,9 +21,24 @@ the backend registry knows the backend is unavailable.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import _core  # ImportError when the extension is missing
+from ._threads import ThreadPolicy
 
 NAME = "cpp"
+
+#: how n_threads=None picks between one thread and all (see ibsolver.backends._threads);
+#: "all" is OpenMP's default team size, which respects OMP_NUM_THREADS
+POLICY = ThreadPolicy(_core.max_threads)
+
+
+def _sizes(p_y_given_x, log_p_t):
+    """(n, k, m), or None where the shapes are not what the kernel takes (it then raises)."""
+    sy, st = np.shape(p_y_given_x), np.shape(log_p_t)
+    if len(sy) != 2 or len(st) != 1:
+        return None
+    return sy[0], st[0], sy[1]
 
 
 def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
@@ -28,17 +46,31 @@ def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
     """Iterate from the given state. Returns (log_p_t, log_p_y_given_t, n_iter, residual, history).
 
     See :func:`ibsolver.backends.numpy_backend.run_iterations`; ``history`` is in nats.
-    ``n_threads`` None (or <= 0) means all cores, respecting OMP_NUM_THREADS.
+    ``n_threads`` None: one thread or all cores (respecting OMP_NUM_THREADS), whichever
+    the calls measure faster on problems large enough to consider threads (see
+    :mod:`ibsolver.backends._threads`); an int is used as given.
     """
-    return _core.run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, float(beta),
-                                float(alpha), int(max_iter), float(tol),
-                                None if n_threads is None else int(n_threads))
+    def call(threads):
+        out = _core.run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, float(beta),
+                                   float(alpha), int(max_iter), float(tol), threads)
+        return out, out[2]
+
+    sizes = _sizes(p_y_given_x, log_p_t)
+    if n_threads is not None or sizes is None:
+        return call(None if n_threads is None else int(n_threads))[0]
+    return POLICY.timed(*sizes, call)
 
 
 def encoder(p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, n_threads=None):
     """The encoder q(t|x), shape (n, k), that one iteration builds from the given state."""
-    return _core.encoder(p_y_given_x, log_p_t, log_p_y_given_t, float(beta), float(alpha),
-                         None if n_threads is None else int(n_threads))
+    def call(threads):
+        return _core.encoder(p_y_given_x, log_p_t, log_p_y_given_t, float(beta), float(alpha),
+                             threads), 1
+
+    sizes = _sizes(p_y_given_x, log_p_t)
+    if n_threads is not None or sizes is None:
+        return call(None if n_threads is None else int(n_threads))[0]
+    return POLICY.timed(*sizes, call)
 
 
 def jacobian(p_x, p_y_given_x, theta, beta, alpha):

@@ -6,7 +6,8 @@ the ``tol`` stop, runs inside compiled code. Rows x are split into one contiguou
 per thread (prange); every block keeps its own accumulators for p(t), p(t, y) and
 sum_x p(x) sum_t q log q, and the blocks are reduced in a fixed order afterwards, so the
 result depends on ``n_threads`` only through round-off (and not at all on scheduling).
-Problems too small to amortise waking the thread pool run in one block, serially.
+Problems too small to amortise waking the thread pool run in one block, serially, and
+``n_threads=None`` measures whether threads pay (:mod:`ibsolver.backends._threads`).
 
 Per x the kernel loops only over the y with p(y|x) > 0, so ``0 * -inf`` never happens;
 a cluster with p(y|t) = 0 for such a y gets logit -inf (it cannot explain x).
@@ -28,6 +29,8 @@ from llvmlite import ir
 from numba import njit, prange
 from numba.core import types
 from numba.extending import intrinsic
+
+from ._threads import ThreadPolicy
 
 NAME = "numba"
 
@@ -566,6 +569,10 @@ def _run(p_x, p_y_given_x, log_p_t_in, log_p_y_given_t_in, beta, alpha, max_iter
 MIN_BLOCK_WORK = 200_000
 
 
+#: how n_threads=None picks between one thread and numba's default count
+POLICY = ThreadPolicy(lambda: int(numba.config.NUMBA_NUM_THREADS))
+
+
 def _requested_blocks(n_threads) -> int:
     """One row block per requested thread (None: numba's default thread count)."""
     if n_threads is None:
@@ -637,7 +644,9 @@ def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
     """Iterate from the given state. Returns (log_p_t, log_p_y_given_t, n_iter, residual, history).
 
     See :func:`ibsolver.backends.numpy_backend.run_iterations`; ``history`` is in nats.
-    ``n_threads`` None uses numba's default thread count (``NUMBA_NUM_THREADS``).
+    ``n_threads`` None: one thread or numba's default thread count (``NUMBA_NUM_THREADS``),
+    whichever the calls measure faster on problems large enough to consider threads (see
+    :mod:`ibsolver.backends._threads`); an int is used as given.
     Raises FloatingPointError when an x has no admissible cluster.
     """
     p_y_given_x, log_p_t, log_p_y_given_t = _state(p_y_given_x, log_p_t, log_p_y_given_t)
@@ -648,8 +657,16 @@ def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
     if max_iter < 0:
         raise ValueError(f"max_iter must be >= 0 (got {max_iter})")
     (n, m), k = p_y_given_x.shape, log_p_t.size
-    out = _call(_n_blocks(n_threads, n, k, m), p_x, p_y_given_x, log_p_t, log_p_y_given_t,
-                beta, alpha, max_iter, tol, _NO_ENCODER)
+
+    def call(threads):
+        out = _call(_n_blocks(threads, n, k, m), p_x, p_y_given_x, log_p_t, log_p_y_given_t,
+                    beta, alpha, max_iter, tol, _NO_ENCODER)
+        return out, out[2]
+
+    if n_threads is None:
+        out = POLICY.timed(n, k, m, call)
+    else:
+        out = call(n_threads)[0]
     out_t, out_ty, n_iter, residual, history, status = out
     if status != _OK:
         raise FloatingPointError(_NO_CLUSTER)
@@ -662,8 +679,12 @@ def encoder(p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, n_threads=None):
     (n, m), k = p_y_given_x.shape, log_p_t.size
     q = np.zeros((n, k))
     # p(x) only weighs the (skipped) accumulation; any positive vector does
-    status = _call(_n_blocks(n_threads, n, k, m), np.ones(n), p_y_given_x, log_p_t,
-                   log_p_y_given_t, beta, alpha, 1, 0.0, q)[-1]
+
+    def call(threads):
+        return _call(_n_blocks(threads, n, k, m), np.ones(n), p_y_given_x, log_p_t,
+                     log_p_y_given_t, beta, alpha, 1, 0.0, q)[-1], 1
+
+    status = POLICY.timed(n, k, m, call) if n_threads is None else call(n_threads)[0]
     if status != _OK:
         raise FloatingPointError(_NO_CLUSTER)
     return q
