@@ -9,6 +9,7 @@ import logging
 import numbers
 
 import numpy as np
+import scipy.sparse
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,25 @@ def _format_sum(total: float) -> str:
     return f"{total:.{min(digits, 17)}g}"
 
 
+#: the most entries (n_x * n_y) of a scipy.sparse table that is made dense (512 MB): the
+#: solver's kernel works on dense rows; a sparse kernel is not built yet
+MAX_DENSE_ENTRIES = 2 ** 26
+
+
+def densified(table, *, name: str) -> np.ndarray:
+    """A scipy.sparse ``table`` as a dense array, or a ValueError naming its size where
+    that would exceed MAX_DENSE_ENTRIES."""
+    n_x, n_y = table.shape
+    if n_x * n_y > MAX_DENSE_ENTRIES:
+        raise ValueError(
+            f"{name} is a sparse table of shape {table.shape} with {table.nnz} non-zeros; "
+            f"its dense form ({n_x * n_y * 8 / 2**30:.1f} GiB) exceeds the {MAX_DENSE_ENTRIES} "
+            "entries the solver works on (sparse tables are made dense: no sparse kernel yet)")
+    logger.info("%s: sparse table of shape %s (%d non-zeros) made dense", name, table.shape,
+                table.nnz)
+    return table.toarray()
+
+
 def check_joint(p_xy, *, name: str = "p_xy", normalize: bool = False, drop_empty: bool = False,
                 normalize_hint: str = "pass normalize=True to rescale") -> np.ndarray:
     """Return p_xy as a C-contiguous float64 2-D array that sums to 1.
@@ -41,6 +61,8 @@ def check_joint(p_xy, *, name: str = "p_xy", normalize: bool = False, drop_empty
     """
     if hasattr(p_xy, "detach"):  # a torch tensor: leave torch out of ibsolver
         p_xy = p_xy.detach().cpu().numpy()
+    if scipy.sparse.issparse(p_xy):
+        p_xy = densified(p_xy, name=name)
     arr = np.asarray(p_xy)
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_

@@ -7,8 +7,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse
 
-from ._validation import check_joint
+from ._validation import check_joint, densified
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ def read_table(path) -> tuple[np.ndarray, bool]:
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as data:
                 keys = list(data.keys())
+                if {"format", "shape", "data"} <= set(keys):  # scipy.sparse.save_npz
+                    # (counts or not is told as for any table: whole numbers not summing to 1)
+                    return densified(scipy.sparse.load_npz(path), name=f"input file {shown}"), False
                 key = next((k for k in ("p_xy", "counts") if k in keys), None)
                 if key is None and keys == ["arr_0"]:
                     key = "arr_0"
@@ -72,8 +76,9 @@ def read_table(path) -> tuple[np.ndarray, bool]:
 
 def load_joint(path, *, counts: bool | None = None, normalize: bool = False,
                drop_empty: bool = True, normalize_hint: str | None = None) -> np.ndarray:
-    """Load p(x, y) (rows x, columns y) from .npy, .npz (key ``p_xy`` or ``counts``, or a
-    single unnamed array ``arr_0``) or .csv (comma separated, no header).
+    """Load p(x, y) (rows x, columns y) from .npy, .npz (a ``scipy.sparse.save_npz`` file, an
+    array named ``p_xy`` or ``counts``, or a single unnamed array ``arr_0``) or .csv (comma
+    separated, no header).
 
     ``counts=None`` treats a table of non-negative integers that does not sum to 1 as
     counts and normalises it (an .npz key ``counts`` too); ``counts=True`` or
