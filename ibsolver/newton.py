@@ -77,9 +77,12 @@ def applicable(n_x: int, n_clusters: int, n_y: int, alpha: float) -> bool:
 
 
 def _encoder(p_y_given_x, theta, beta, alpha):
-    """q[x, t] and the input decoder p(z|t) for joint log state theta (all entries finite)."""
+    """q[x, t] and the input decoder p(z|t) for joint log state theta. An entry -inf
+    (p(t, z) = 0) bars every x with p(z|x) > 0 from t: q[x, t] = 0 exactly."""
     a = np.logaddexp.reduce(theta, axis=1)
-    logit = ((1.0 - beta) * a + beta * (p_y_given_x @ theta.T)) / alpha
+    finite = np.isfinite(theta)
+    logit = ((1.0 - beta) * a + beta * (p_y_given_x @ np.where(finite, theta, 0.0).T)) / alpha
+    logit[(p_y_given_x > 0) @ (~finite).T.astype(np.int64) > 0] = -np.inf
     logit -= logit.max(axis=1, keepdims=True)
     q = np.exp(logit)
     q /= q.sum(axis=1, keepdims=True)
@@ -88,7 +91,9 @@ def _encoder(p_y_given_x, theta, beta, alpha):
 
 def jacobian(p_x, p_y_given_x, theta, beta, alpha):
     """(G(theta), J): the BA map in joint log coordinates and its Jacobian, shape
-    (k m, k m) with rows and columns ordered (t, y). ``theta`` must be finite."""
+    (k m, k m) with rows and columns ordered (t, y). Entries of theta may be -inf
+    (p(t, y) = 0, a pattern the map keeps); J's rows and columns for them are not
+    finite and are not used (see :func:`newton_iterations`)."""
     n, m = p_y_given_x.shape
     k = theta.shape[0]
     q, p_z_given_t = _encoder(p_y_given_x, theta, beta, alpha)
@@ -104,8 +109,8 @@ def jacobian(p_x, p_y_given_x, theta, beta, alpha):
     own = (1.0 - beta) * p_z_given_t[:, None, :] * r[:, :, None] + beta * e.transpose(2, 0, 1)
     jac = -cross
     jac[np.arange(k), :, np.arange(k), :] += own                    # delta_ts S[y, t, z]
-    jac /= alpha * r[:, :, None, None]
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        jac /= alpha * r[:, :, None, None]
         return np.log(r), jac.reshape(k * m, k * m)
 
 
@@ -116,12 +121,25 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
     counts map evaluations.
 
     Returns early (not converged) when a Newton step is refused, so the caller can fall
-    back to plain or SQUAREM iterations for the next chunk."""
+    back to plain or SQUAREM iterations for the next chunk.
+
+    Where some p(t, y) = 0 (zeros in p(x, y)), the map keeps them 0: every x with
+    p(y|x) > 0 is barred from t. Newton then works on the other coordinates of theta,
+    the support, which is fixed within the chunk (the chunk ends if it changes)."""
     history = []
     n_eval = 0
     residual = np.inf
     k, m = log_p_y_given_t.shape
-    jacobian_of = getattr(kernel, "jacobian", jacobian)  # compiled where the backend has one
+    support = np.isfinite(log_p_t[:, None] + log_p_y_given_t)  # p(t, y) > 0
+    on = support.ravel()
+    # compiled where the backend has one (it needs every p(t, y) > 0)
+    jacobian_of = getattr(kernel, "jacobian", jacobian) if on.all() else jacobian
+
+    def embedded(delta_on):
+        """A step on the support as a full (k, m) step, 0 where p(t, y) = 0."""
+        delta = np.zeros((k, m))
+        delta[support] = delta_on
+        return delta
 
     def step(lp, lpy):
         nonlocal n_eval
@@ -158,7 +176,7 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
             return None, 0.0
         while mu <= MAX_DAMPING:
             lu, piv, _ = dgetrf(eye * (1.0 + mu) - jac)
-            delta = dgetrs(lu, piv, r.ravel())[0].reshape(k, m)  # not finite if singular
+            delta = embedded(dgetrs(lu, piv, r)[0])  # not finite if singular
             if np.all(np.isfinite(delta)) and np.max(np.abs(delta)) <= MAX_STEP:
                 accepted = downhill(theta, delta, l_before, 0)
                 if accepted is not None:
@@ -171,7 +189,7 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         return lp, lpy, n_eval, residual, np.asarray(history), False
 
     det_sign, jac = 1.0, None
-    eye, arange = np.eye(k * m), np.arange(k * m)
+    eye, arange = np.eye(int(on.sum())), np.arange(int(on.sum()))
     mu = 0.0  # Levenberg-Marquardt damping; 0: Newton
     # the current point and the map there (the map's value is what a stop returns; a step's
     # trial evaluation is also the next point's: one evaluation per step)
@@ -180,27 +198,30 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         lp1, lpy1, residual, l1 = out
         theta = log_p_t[:, None] + log_p_y_given_t
         if residual <= tol and jac is not None and det_sign <= 0:
-            lp, lpy, residual = _push_off_saddle(step, from_joint, theta, jac, history)
+            lp, lpy, residual = _push_off_saddle(step, from_joint, theta, jac, embedded,
+                                                 history)
             return lp, lpy, n_eval, residual, np.asarray(history), True
         # a cluster lighter than DEAD_MASS is dead: stop so the caller drops it (Newton
         # would walk its log-mass down to -inf, a fixed point it cannot reach)
         dead = np.min(lp1) < LOG_DEAD_MASS
         done = residual <= tol or n_eval >= max_iter or lp1.size != k or dead
-        if done or not np.all(np.isfinite(theta)):
+        if done or not np.array_equal(np.isfinite(theta), support):
             return lp1, lpy1, n_eval, residual, np.asarray(history), False
         g, jac = jacobian_of(p_x, p_y_given_x, theta, beta, alpha)
+        jac = jac[np.ix_(on, on)]
+        g_minus_theta = g[support] - theta[support]
         # LAPACK directly: scipy.linalg's checks cost more than the factorisation here. An
         # exactly singular I - J gives a step that is not finite, and is not taken.
         lu, piv, _ = dgetrf(eye - jac)
         det_sign = np.prod(np.sign(np.diag(lu))) * (-1) ** np.count_nonzero(piv != arange)
-        delta = dgetrs(lu, piv, (g - theta).ravel())[0].reshape(k, m)
+        delta = embedded(dgetrs(lu, piv, g_minus_theta)[0])
         newton_ok = not (guarded and det_sign <= 0)  # guarded: not into a saddle met before
         accepted = None
         if mu == 0.0 and newton_ok and np.all(np.isfinite(delta)) \
                 and np.max(np.abs(delta)) <= MAX_STEP:
             accepted = downhill(theta, delta, l1, BACKTRACK)
         if accepted is None:  # too long (I - J nearly singular), or uphill
-            accepted, mu = damped(theta, jac, g - theta, l1, max(mu, MIN_DAMPING))
+            accepted, mu = damped(theta, jac, g_minus_theta, l1, max(mu, MIN_DAMPING))
         if accepted is None:
             return refused(lp1, lpy1, "no step downhill (Newton step %.3g, det(I - J) sign %g)",
                            np.max(np.abs(delta)), det_sign)
@@ -222,12 +243,13 @@ def _top_eigenpair(jac):
     return float(values[top].real), np.real(vectors[:, top])
 
 
-def _push_off_saddle(step, from_joint, theta, jac, history):
+def _push_off_saddle(step, from_joint, theta, jac, embedded, history):
     """Newton converged to ``theta`` where det(I - J) <= 0: a saddle. Step off it along the
-    eigenvector of J with the largest real eigenvalue, to the side with the lower
-    Lagrangian after one BA map; returns that map's (log p(t), log p(y|t), residual)."""
+    eigenvector of J (on the support, placed by ``embedded``) with the largest real
+    eigenvalue, to the side with the lower Lagrangian after one BA map; returns that
+    map's (log p(t), log p(y|t), residual)."""
     value, v = _top_eigenpair(jac)
-    v = v.reshape(theta.shape) * (SADDLE_PUSH / max(np.max(np.abs(v)), 1e-300))
+    v = embedded(v) * (SADDLE_PUSH / max(np.max(np.abs(v)), 1e-300))
     logger.debug("Newton reached a saddle (largest eigenvalue of J %.6g); pushed off", value)
     sides = [step(*from_joint(theta + sign * v)) for sign in (1.0, -1.0)]
     best = min(sides, key=lambda out: out[3])

@@ -439,10 +439,7 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
     state.prune(merge_tol)
     n_x, n_y = problem.p_y_given_x.shape
     while n_iter < max_iter:
-        # Newton works on log p(t, y), all finite: not where some p(y|t) = 0 (zeros in
-        # p(x, y)); there it would return after one evaluation every chunk
-        newton_ok = (accelerate and newton.applicable(n_x, state.n_clusters, n_y, alpha)
-                     and bool(np.all(np.isfinite(state.log_p_y_given_t))))
+        newton_ok = accelerate and newton.applicable(n_x, state.n_clusters, n_y, alpha)
         newton_cheap = newton_ok and newton.cost(n_x, state.n_clusters, n_y) <= CHEAP_NEWTON
         if newton_cheap and n_iter == 0:
             chunk = FIRST_CHUNK

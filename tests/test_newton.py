@@ -47,6 +47,64 @@ def test_map_matches_the_reference_backend():
     np.testing.assert_allclose(g, lp[:, None] + lpy, atol=1e-12)
 
 
+def _case_with_zeros():
+    """p(x, y) with zeros, and a state whose p(t, y) = 0 exactly where the map keeps it 0:
+    cluster 0 never sees y = 2, cluster 2 never sees y = 0."""
+    p_x, p_y_given_x, theta = _random_case(3, n=8, m=3, k=3)
+    p_y_given_x[:3, 2] = 0.0   # rows 0-2 can join cluster 0 (and 1)
+    p_y_given_x[5:, 0] = 0.0   # rows 5-7 can join cluster 2 (and 1)
+    p_y_given_x /= p_y_given_x.sum(axis=1, keepdims=True)
+    theta[0, 2] = theta[2, 0] = -np.inf
+    return p_x, p_y_given_x, theta - np.logaddexp.reduce(theta.ravel())
+
+
+def test_jacobian_on_the_support_matches_central_differences():
+    """Where some p(t, y) = 0 the map keeps them 0, and J restricted to the support of
+    theta is the derivative of the map there (what Newton then works with)."""
+    p_x, p_y_given_x, theta = _case_with_zeros()
+    on = np.isfinite(theta).ravel()
+    g, jac = newton.jacobian(p_x, p_y_given_x, theta, 4.0, 1.0)
+    assert np.array_equal(np.isfinite(g), np.isfinite(theta))  # the zeros stay zeros
+    h = 1e-6
+    numeric = []
+    for j in np.flatnonzero(on):
+        step = np.zeros(theta.size)
+        step[j] = h
+        plus = newton.jacobian(p_x, p_y_given_x, theta + step.reshape(theta.shape), 4.0, 1.0)[0]
+        minus = newton.jacobian(p_x, p_y_given_x, theta - step.reshape(theta.shape), 4.0, 1.0)[0]
+        numeric.append((plus.ravel()[on] - minus.ravel()[on]) / (2 * h))
+    np.testing.assert_allclose(jac[np.ix_(on, on)], np.array(numeric).T, atol=1e-8)
+    # and G is the reference backend's map, zeros included
+    a = np.logaddexp.reduce(theta, axis=1)
+    lp, lpy, *_ = get_backend("numpy").run_iterations(
+        p_x, p_y_given_x, a, theta - a[:, None], 4.0, 1.0, 1, 0.0)
+    np.testing.assert_allclose(g[np.isfinite(g)], (lp[:, None] + lpy)[np.isfinite(g)],
+                               atol=1e-12)
+
+
+def test_newton_runs_where_some_p_y_given_t_is_zero(monkeypatch):
+    """Newton works on the support: with zeros in p(x, y) it runs (it used to be skipped
+    there) and reaches plain BA's fixed point."""
+    p_x, p_y_given_x, theta = _case_with_zeros()
+    problem = Problem(p_x[:, None] * p_y_given_x, p_x, p_y_given_x, p_x @ p_y_given_x)
+    a = np.logaddexp.reduce(theta, axis=1)
+    steps = []
+    real = newton.newton_iterations
+    monkeypatch.setattr(newton, "newton_iterations",
+                        lambda *args, **kw: steps.append(1) or real(*args, **kw))
+    runs = {}
+    for accelerate in (False, True):
+        state = State(a, theta - a[:, None])
+        runs[accelerate] = solve_from_state(
+            problem, state, 8.0, alpha=1.0, kernel=get_backend("numpy"), tol=1e-12,
+            max_iter=200_000, n_threads=None, merge_tol=1e-7, accelerate=accelerate, warn=False)
+    plain, fast = runs[False], runs[True]
+    assert steps and plain.converged and fast.converged
+    assert np.all(plain.p_t > 1e-3) and fast.n_clusters == plain.n_clusters == 3
+    np.testing.assert_allclose(fast.lagrangian, plain.lagrangian, atol=1e-10)
+    np.testing.assert_allclose(fast.p_y_given_t, plain.p_y_given_t, atol=1e-7)
+
+
 def _solve(problem, encoder, beta, accelerate, max_iter=200_000, lagrangian_tol=0.0):
     return solve_from_state(problem, State.from_encoder(problem, encoder), beta, alpha=1.0,
                             kernel=get_backend("numpy"), tol=1e-12, max_iter=max_iter,
