@@ -150,11 +150,12 @@ class IBCurve:
     ``first_instability`` = 1/s2^2; ``onset_beta`` = first beta with a non-trivial optimum
     (located on the curve); ``onset_beta_s_star`` = 1/s* from the hypercontractivity
     coefficient (an independent estimate of the same number).
-    ``accuracy`` bounds (bits) how far the true curve may lie above ``bound`` between the
-    computed points: the largest gap a concave piece with end slopes 1/beta can leave above
-    its chord, plus the points' own Lagrangian tolerance over beta. ``capped``: the cluster
-    cap ``max_clusters`` bound, so the points end before it did, and ``accuracy`` also
-    covers the rest of the curve up to (H(X), I(X;Y)).
+    ``accuracy`` bounds (bits) how far the true curve may lie above ``bound``: between the
+    computed points, the largest gap a concave piece with end slopes 1/beta can leave above
+    its chord, plus the points' own Lagrangian tolerance over beta; past the last point,
+    where the envelope follows the chord to (H(X), I(X;Y)), the gap below the last tangent
+    and I(X;Y). ``capped``: the cluster cap ``max_clusters`` bound, so the points end
+    before it did (``accuracy`` then covers the rest of the curve).
     """
 
     beta: np.ndarray
@@ -543,10 +544,10 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     max_clusters : int, optional
         The most clusters an encoder may use. Default: the distinct rows p(y|x) (all the
         beta -> infinity optimum needs), at most 1024 and at most 2**23 / rows (an n x k
-        encoder of 64 MB). Where the cap binds (an optimal point
-        uses all of them) the capped problem's curve lies below the true one: the curve
-        then ends at the last point below the cap (``curve.capped``), and ``accuracy``
-        covers the rest up to (H(X), I(X;Y)). Memory and time grow with rows x clusters.
+        encoder of 64 MB). Where the cap binds (an optimal point uses all of them) the
+        capped problem's curve lies below the true one: the curve then ends at the last
+        point below the cap (``curve.capped``), and ``accuracy`` covers the rest up to
+        (H(X), I(X;Y)). Memory and time grow with rows x clusters.
     return_encoders : keep p(t|x) of every optimal point in ``curve.encoders``.
     progress : show a tqdm progress bar.
     interruptible : on Ctrl-C, stop and return the curve traced so far
@@ -653,9 +654,10 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     chord = [_chord_gap(r0.i_xt, r1.i_xt, b0, b1) for b0, b1, r0, r1
              in zip(curve_betas[:-1], curve_betas[1:], results[:-1], results[1:]) if b0 > 0]
     accuracy = max(chord, default=0.0) + lagrangian_tol / max(curve_betas[0], 1.0)
-    if capped:
-        accuracy = max(accuracy, _truncation_gap(results[-1], h_sufficient, i_xy)
-                       if end > 0 else np.inf)
+    # past the last point the envelope is the chord to (H(X), I(X;Y)); where the cap cut
+    # the curve short that is a real gap, and nothing is known if it left no point
+    accuracy = max(accuracy, _truncation_gap(results[-1], h_sufficient, i_xy)
+                   if end > 0 else np.inf)
     logger.info("ib_curve: %d betas, %d solves, %d transitions", curve_betas.size,
                 tracer.n_solves, len(transitions))
     return IBCurve(
