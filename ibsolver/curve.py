@@ -28,6 +28,7 @@ from .backends import get_backend
 from .bifurcation import (cluster_stability, first_instability, unstable_clusters,
                           hypercontractivity, invasion_rate, invasion_starts, split_cluster)
 from .envelope import interpolate_envelope, upper_concave_envelope
+from .exceptions import ConvergenceWarning
 from .measures import conditional_entropy, entropy, mutual_information
 from .results import IBResult
 from .solve import MAX_DEFAULT_CLUSTERS, Problem, State, _grow_invaders, solve_from_state
@@ -658,6 +659,14 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     # the curve short that is a real gap, and nothing is known if it left no point
     accuracy = max(accuracy, _truncation_gap(results[-1], h_sufficient, i_xy)
                    if end > 0 else np.inf)
+    # (refinement also stops at relative beta gaps of BIRTH_RTOL, where a first-order
+    # transition leaves a chord it cannot shorten: no knob to name there)
+    if refine and complete and (capped or len(best) >= max_points) \
+            and accuracy > 1.01 * curve_tol + lagrangian_tol:
+        knob = (f"max_clusters={max_clusters} bound" if capped
+                else f"refinement stopped at max_points={max_points}")
+        warnings.warn(f"ib_curve: the curve is known to {accuracy:.3g} bit, not curve_tol="
+                      f"{curve_tol:.3g}: {knob}; raise it", ConvergenceWarning, stacklevel=3)
     logger.info("ib_curve: %d betas, %d solves, %d transitions", curve_betas.size,
                 tracer.n_solves, len(transitions))
     return IBCurve(

@@ -14,7 +14,8 @@ def _random_joint(n, m, seed):
 def test_capped_curve_ends_before_the_cap_and_its_accuracy_covers_the_rest():
     p = _random_joint(40, 3, 0)
     full = ibsolver.ib_curve(p, locate_transitions=False)
-    capped = ibsolver.ib_curve(p, locate_transitions=False, max_clusters=4)
+    with pytest.warns(ibsolver.ConvergenceWarning, match="max_clusters=4 bound"):
+        capped = ibsolver.ib_curve(p, locate_transitions=False, max_clusters=4)
     assert capped.capped and not full.capped and capped.max_clusters == 4
     assert capped.n_clusters.max() < 4
     # the points kept are optima of the uncapped problem: on the full curve to its accuracy
@@ -34,8 +35,9 @@ def test_max_clusters_is_validated():
 def test_no_branch_carries_more_clusters_than_the_cap():
     """The forward branch splits unstable clusters; on a discretised Gaussian it once
     carried 92 clusters for 24 rows. It never exceeds the cap (by default the rows)."""
-    curve = ibsolver.ib_curve(_random_joint(20, 3, 4), method="forward", max_clusters=3,
-                              locate_transitions=False)
+    with pytest.warns(ibsolver.ConvergenceWarning, match="max_clusters=3 bound"):
+        curve = ibsolver.ib_curve(_random_joint(20, 3, 4), method="forward", max_clusters=3,
+                                  locate_transitions=False)
     assert max(r.n_clusters for r in curve.branches["forward"].results) == 3
     assert curve.capped
 
@@ -92,3 +94,12 @@ def test_unstable_clusters_agrees_with_the_full_eigen_analysis():
                     if beta * s.eigenvalue >= 1.0}
             fast = unstable_clusters(p_x, p / p_x[:, None], enc, beta)
             assert set(fast) == full
+
+
+def test_a_tolerance_not_reached_is_a_warning_naming_the_knob():
+    p = _random_joint(30, 3, 6)
+    with pytest.warns(ibsolver.ConvergenceWarning, match="max_points=12"):
+        curve = ibsolver.ib_curve(p, locate_transitions=False, max_points=12, n_betas=10)
+    assert curve.accuracy > 1e-5
+    with pytest.warns(ibsolver.ConvergenceWarning, match="max_clusters=3 bound"):
+        ibsolver.ib_curve(p, locate_transitions=False, max_clusters=3)
