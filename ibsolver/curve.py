@@ -11,6 +11,12 @@ Two branches are traced over one grid of beta (theory.md section 2):
 At every beta the lower Lagrangian wins; the reported curve is the upper concave envelope
 of the winners (plus the exact end point of the minimal sufficient statistic), so it is
 concave and non-decreasing by construction. Both branches stay available.
+
+The generalised IB (alpha != 1, theory.md section 3; alpha = 0 the deterministic IB) is
+traced the same way, both branches and cross-seeding, except where the alpha = 1 theory is
+used: the forward branch leaves a solution by the finite moves of
+:func:`ibsolver.solve._reach_optimum` instead of the eigen-analysis, and transitions are
+cluster-count changes known to their bracket (see :func:`ib_curve`).
 """
 from __future__ import annotations
 
@@ -29,9 +35,10 @@ from .bifurcation import (cluster_stability, first_instability, unstable_cluster
                           hypercontractivity, invasion_rate, invasion_starts, split_cluster)
 from .envelope import interpolate_envelope, upper_concave_envelope
 from .exceptions import ConvergenceWarning
-from .measures import conditional_entropy, entropy, mutual_information
+from .measures import _encoder_information, conditional_entropy, entropy, mutual_information
 from .results import IBResult
-from .solve import MAX_DEFAULT_CLUSTERS, Problem, State, _grow_invaders, solve_from_state
+from .solve import (MAX_DEFAULT_CLUSTERS, Problem, State, _grow_invaders, _lower, _moves,
+                    random_encoder, solve_from_state)
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,9 @@ PREDICT_DECODER = 0.05
 #: the default cluster cap keeps an n x k encoder within this many doubles (64 MB): a solve
 #: holds several such arrays at once
 MAX_ENCODER_ENTRIES = 2 ** 23
+#: alpha != 1: random starts (solve's: Dirichlet rows, one cluster per row up to the cap)
+#: tried at each forward step besides the finite moves (see _Tracer.improve)
+RANDOM_STARTS = 2
 #: two branches whose I(X;T) differ by more than this are distinct solutions
 JUMP_BITS = 1e-3
 #: a birth and a split closer than this (relative) are one transition (see _demote_twins)
@@ -90,7 +100,9 @@ class Transition:
 
     kind: "split" (a cluster loses stability, beta * lambda_2(C(t)) = 1), "birth" (a cluster
     of vanishing mass appears, invisible to the eigen-analysis) or "jump" (I(X;T) is
-    discontinuous in beta where two branches exchange optimality).
+    discontinuous in beta where two branches exchange optimality); for the generalised IB
+    (alpha != 1) only "count": the optimal solution's cluster count changes somewhere in
+    ``beta_bracket`` (``beta`` is its midpoint; no finer location is claimed).
     ``eigenvalue`` and ``direction`` (the split direction v(x)) are set for splits.
     ``beta_bracket`` is the interval known to contain the transition.
     ``lagrangian`` is the branch's Lagrangian at ``beta`` (bits); ``optimal`` says whether
@@ -157,6 +169,15 @@ class IBCurve:
     where the envelope follows the chord to (H(X), I(X;Y)), the gap below the last tangent
     and I(X;Y). ``capped``: the cluster cap ``max_clusters`` bound, so the points end
     before it did (``accuracy`` then covers the rest of the curve).
+
+    ``alpha`` is the generalised IB parameter the curve was traced for. For alpha != 1 the
+    points are the optima of H(T) - alpha H(T|X) - beta I(T;Y) (``lagrangian`` is that),
+    shown in the (I(X;T), I(T;Y)) plane, where they lie on or below the IB curve;
+    ``transitions`` are cluster-count changes (kind "count") known to their bracket,
+    ``onset_beta`` is the midpoint of the first one out of one cluster, and
+    ``first_instability`` and ``onset_beta_s_star`` (IB quantities) are NaN. ``accuracy``
+    then refers to the generalised curve in the plane (H(T) - alpha H(T|X), I(T;Y)), where
+    these optima lie on a concave curve of slope 1/beta, not to the distance from ``bound``.
     """
 
     beta: np.ndarray
@@ -184,6 +205,7 @@ class IBCurve:
     accuracy: float = 0.0
     capped: bool = False
     max_clusters: int | None = None
+    alpha: float = 1.0
 
     def bound(self, i_xt):
         """The best I(T;Y) achievable at the given I(X;T) (bits), on the concave envelope.
@@ -204,6 +226,8 @@ class IBCurve:
         for t in self.transitions:  # the onset transition says what it is
             if t.n_clusters_before == 1 and t.beta == self.onset_beta:
                 return t.kind
+        if self.alpha != 1.0:
+            return "count"
         return "birth" if self.onset_beta < self.first_instability * (1 - 1e-4) else "split"
 
     def optimal_results(self) -> list:
@@ -212,11 +236,16 @@ class IBCurve:
         return [lookup[name][b] for b, name in zip(self.beta, self.branch)]
 
     def summary(self) -> str:
-        lines = [f"IB curve: {self.beta.size} betas, I(X;Y) = {self.i_xy:.6f} bit, "
-                 f"H(Y) = {self.h_y:.6f} bit" + ("" if self.complete else " (INTERRUPTED)"),
-                 f"  first instability 1/s2^2 = {self.first_instability:.6g}; optimum leaves "
-                 f"zero at beta_0 = {self.onset_beta:.6g} ({self.onset_kind}); "
-                 f"1/s* = {self.onset_beta_s_star:.6g}"]
+        head = (f"IB curve: {self.beta.size} betas, I(X;Y) = {self.i_xy:.6f} bit, "
+                f"H(Y) = {self.h_y:.6f} bit" + ("" if self.complete else " (INTERRUPTED)"))
+        if self.alpha != 1.0:
+            lines = [head.replace("IB curve", f"Generalised IB curve (alpha = {self.alpha:g})"),
+                     f"  optimum leaves zero at beta_0 = {self.onset_beta:.6g} (cluster count, "
+                     "known to its bracket)"]
+        else:
+            lines = [head, f"  first instability 1/s2^2 = {self.first_instability:.6g}; "
+                     f"optimum leaves zero at beta_0 = {self.onset_beta:.6g} "
+                     f"({self.onset_kind}); 1/s* = {self.onset_beta_s_star:.6g}"]
         if self.capped:
             lines.append(f"  capped at max_clusters = {self.max_clusters}: points end at "
                          f"I(X;T) = {self.i_xt[-1]:.4f} bit; beyond it the curve is known to "
@@ -237,10 +266,12 @@ class IBCurve:
                 arrays[f"{name}_{attr}"] = getattr(br, attr)
         arrays["scalars"] = np.array([self.i_xy, self.h_y, self.first_instability,
                                       self.onset_beta, self.onset_beta_s_star])
+        arrays["alpha"] = np.array(self.alpha)
         np.savez(path, **arrays)
 
     def transitions_dict(self) -> dict:
-        return {"i_xy": self.i_xy, "h_y": self.h_y, "first_instability": self.first_instability,
+        return {"alpha": self.alpha, "i_xy": self.i_xy, "h_y": self.h_y,
+                "first_instability": self.first_instability,
                 "onset_beta": self.onset_beta, "onset_kind": self.onset_kind,
                 "onset_beta_s_star": self.onset_beta_s_star, "deterministic": self.deterministic,
                 "complete": self.complete, "capped": self.capped, "max_clusters": self.max_clusters,
@@ -253,10 +284,12 @@ class _Tracer:
     """Holds the problem and solver settings while the branches are traced."""
 
     def __init__(self, problem, *, kernel, tol, max_iter, n_threads, merge_tol, accelerate,
-                 lagrangian_tol, max_clusters):
+                 lagrangian_tol, max_clusters, alpha=1.0):
         self.problem = problem
         self.max_clusters = max_clusters
-        self.opts = dict(alpha=1.0, kernel=kernel, tol=tol, max_iter=max_iter,
+        self.alpha = alpha
+        self.rng = np.random.default_rng(0)  # random starts of improve (alpha != 1)
+        self.opts = dict(alpha=alpha, kernel=kernel, tol=tol, max_iter=max_iter,
                          n_threads=n_threads, merge_tol=merge_tol, accelerate=accelerate,
                          warn=False, lagrangian_tol=lagrangian_tol)
         self.n_solves = 0
@@ -264,13 +297,15 @@ class _Tracer:
     def solve(self, state: State, beta: float, grow: bool = True) -> IBResult:
         """Solve from ``state`` at ``beta``. Where the solve lost clusters or ends with one
         of vanishing mass, a cluster that would grow (invasion rate > 1) is added
-        (``grow``; see _grow_invaders)."""
+        (``grow``; see _grow_invaders). The invasion rate is alpha = 1 theory: for alpha < 1
+        a cluster of vanishing mass never grows, and nothing is added."""
         self.n_solves += 1
         res = solve_from_state(self.problem, State(state.log_p_t.copy(),
                                                    state.log_p_y_given_t.copy()),
                                beta, **self.opts)
         lost = res.n_clusters < state.n_clusters or np.min(res.p_t) < BIRTH_MASS
-        if grow and self.opts["accelerate"] and lost and res.n_clusters < self.max_clusters:
+        if (grow and self.alpha == 1.0 and self.opts["accelerate"] and lost
+                and res.n_clusters < self.max_clusters):
             opts = {k: v for k, v in self.opts.items() if k != "max_iter"}
             res = _grow_invaders(self.problem, res, beta, max_iter=self.opts["max_iter"],
                                  **opts)
@@ -282,7 +317,7 @@ class _Tracer:
         """p(t|x) of ``result``, one BA step from its decoder state (equal at convergence)."""
         state = self.state(result)
         return self.opts["kernel"].encoder(self.problem.p_y_given_x, state.log_p_t,
-                                           state.log_p_y_given_t, result.beta, 1.0,
+                                           state.log_p_y_given_t, result.beta, self.alpha,
                                            self.opts["n_threads"])
 
     def state(self, result: IBResult) -> State:
@@ -339,8 +374,12 @@ class _Tracer:
         The branch is first continued to ``beta`` without splitting, and only clusters
         unstable there (beta lambda_2 >= 1 at the continued solution) are split: lambda_2
         at ``prev`` overstates it, since clusters sharpen as beta grows, and children of a
-        stable cluster merge back only slowly."""
+        stable cluster merge back only slowly.
+
+        For alpha != 1 see :meth:`improve` instead (``locate`` and ``transitions`` unused)."""
         cont = self.solve(self.predicted(before, prev, beta), beta)
+        if self.alpha != 1.0:
+            return self.improve(cont, beta)
         encoder = self.encoder(cont)
         stab = unstable_clusters(self.problem.p_x, self.problem.p_y_given_x, encoder, beta)
         # never more clusters than the cap (by default the distinct rows, all the beta -> inf
@@ -376,6 +415,54 @@ class _Tracer:
                 lagrangian=at.lagrangian - at.i_ty * (b_star - at.beta),
                 eigenvalue=s.eigenvalue, direction=s.direction))
         return after
+
+    def improve(self, result: IBResult, beta: float) -> IBResult:
+        """The forward branch's step for alpha != 1: from the continued solution ``result``,
+        the finite moves with which :func:`ibsolver.solve.solve` leaves the local optima BA
+        stops at for alpha < 1 (see :func:`ibsolver.solve._reach_optimum`), keeping the
+        lowest Lagrangian.
+
+        The eigen-analysis of splits is alpha = 1 theory: for alpha < 1 two copies of a
+        cluster run apart (one takes all the mass) instead of splitting, and a cluster of
+        vanishing mass never grows, so the trivial solution is a fixed point of BA at every
+        beta and annealing alone never leaves it. A split becomes a finite move instead: one
+        row of the (compressed) problem, i.e. one class of x with equal p(y|x), moved into a
+        cluster of its own; a merge of two clusters is its reverse. Both are tried from the
+        continued solution, and from the best of them again while one ends lower. Before
+        them the starts of ``solve`` are tried too: the finest (one cluster per class, or
+        the reverse branch's start where that exceeds the cap) and RANDOM_STARTS random
+        encoders (a fixed seed: the curve is reproducible). So each forward point is at
+        least as low as ``solve`` warm-started from the continued solution. The moves are a
+        local search: for alpha = 0 the problem is a search over partitions, with local
+        optima the moves do not leave (on a random 10 x 4 table the best partition at some
+        betas took four classes moved at once); the random starts, and the pool of every
+        solution found along the curve (see _pool_seed), are what find those. Moves that would
+        exceed ``max_clusters`` are skipped, and no moves are tried where there are more
+        than MAX_MOVES of them (as in ``solve``)."""
+        problem = self.problem
+        n_rows = problem.p_x.size
+        finest = (State.from_encoder(problem, np.eye(n_rows)) if n_rows <= self.max_clusters
+                  else self.finest_state(beta))
+        starts = [finest] + [
+            State.from_encoder(problem, random_encoder(n_rows, min(n_rows, self.max_clusters),
+                                                       self.rng))
+            for _ in range(RANDOM_STARTS)]
+        for start in starts:
+            cand = self.solve(start, beta)
+            if _lower(cand.lagrangian, result.lagrangian):
+                result = cand
+        classes = np.arange(n_rows)  # the compressed problem's rows are the classes
+        while True:
+            best = result
+            for q in _moves(self.encoder(result), classes):
+                if q.shape[1] > self.max_clusters:
+                    continue
+                cand = self.solve(State.from_encoder(problem, q), beta)
+                if _lower(cand.lagrangian, best.lagrangian):
+                    best = cand
+            if best is result:
+                return result
+            result = best
 
     def _stability(self, result: IBResult, t: int):
         return cluster_stability(self.problem.p_x, self.problem.p_y_given_x,
@@ -489,6 +576,48 @@ class _Tracer:
         return (b_star, base) if far else None
 
 
+def _pool_seed(tracer, fwd: dict, rev: dict) -> bool:
+    """alpha != 1: every solution found at any beta, on either branch, is a candidate at
+    every other beta (one per partition of the rows). Each beta's best candidate, judged by
+    the Lagrangian after one BA step from its decoder state (cheap: no solve; BA only goes
+    downhill), is solved from where it beats both branches there, and kept on the forward
+    branch (if traced) where it ends lower. For alpha = 0 a partition's Lagrangian
+    H(T) - beta I(T;Y) is linear in beta, and the BA step scores it at least that well, so
+    a partition found anywhere competes everywhere. Returns whether anything improved."""
+    pool, seen = [], set()
+    for r in list(fwd.values()) + list(rev.values()):
+        # one candidate per partition of the rows (each row to its most likely cluster,
+        # clusters numbered in order of first row): for alpha = 0 the solution itself, for
+        # alpha > 0 one representative of a stretch of branch (solutions at neighbouring
+        # betas differ little; judging each would cost points^2 BA steps)
+        hard = np.argmax(tracer.encoder(r), axis=1)
+        _, first, label = np.unique(hard, return_index=True, return_inverse=True)
+        key = tuple(np.argsort(np.argsort(first))[label.ravel()])
+        if key not in seen:
+            seen.add(key)
+            pool.append(tracer.state(r))
+    pb, opts = tracer.problem, tracer.opts
+    improved = False
+    keep = fwd if fwd else rev  # where a better candidate goes (one branch may be absent)
+    for b in sorted(keep):
+        own = min(r.lagrangian for r in (fwd.get(b), rev.get(b)) if r is not None)
+        best, best_state = own, None
+        for state in pool:
+            q = opts["kernel"].encoder(pb.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
+                                       b, tracer.alpha, opts["n_threads"])
+            q = q[:, pb.p_x @ q > 0]
+            info = _encoder_information(pb.p_xy, q)
+            value = info["h_t"] - tracer.alpha * info["h_t_given_x"] - b * info["i_ty"]
+            if _lower(value, best):
+                best, best_state = value, state
+        if best_state is not None:
+            cand = tracer.solve(best_state, b)
+            if _lower(cand.lagrangian, keep[b].lagrangian):
+                keep[b] = cand
+                improved = improved or _lower(cand.lagrangian, own)
+    return improved
+
+
 def _nearest_seed_groups(problem: Problem, k: int) -> np.ndarray:
     """Each row's nearest (Euclidean, in p(y|x)) of k seed rows spread by farthest-point
     sampling (Gonzalez's 2-approximation of the k-centre problem): the start of a reverse
@@ -510,7 +639,7 @@ def _default_grid(problem: Problem, n_betas: int) -> np.ndarray:
 
 
 @single_threaded_blas
-def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
+def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_tol=1e-5,
              max_points=300, tol=1e-11, lagrangian_tol=None, max_iter=50_000,
              accelerate=True, backend="auto", locate_transitions=True,
              n_threads=None, merge_tol=1e-7, max_clusters=None, return_encoders=False,
@@ -520,6 +649,10 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     Parameters
     ----------
     p_xy : (n_x, n_y) array_like, the joint distribution.
+    alpha : float >= 0, default 1
+        Generalised IB parameter (theory.md section 3): the curve of the optima of
+        H(T) - alpha H(T|X) - beta I(T;Y); 1 is the IB, 0 the deterministic IB (hard
+        encoders). See "The generalised IB" below.
     betas : array_like, optional
         The betas to solve at. Default: ``n_betas`` log-spaced from 1 to 1000/s2^2, refined
         adaptively until linear interpolation between neighbours is within ``curve_tol``
@@ -556,11 +689,51 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
 
     For a deterministic rule (H(Y|X) = 0) the Lagrangian only reaches the corners of the
     curve min(I(X;T), H(Y)); the interior points come from the squared IB instead
-    (:func:`ibsolver.deterministic.squared_ib_curve`).
+    (:func:`ibsolver.deterministic.squared_ib_curve`). (alpha = 1 only: for alpha != 1 the
+    generalised Lagrangian is traced as it is.)
+
+    The generalised IB (alpha != 1)
+    -------------------------------
+    Both branches are traced and cross-seeded as for alpha = 1, and the lower Lagrangian
+    H(T) - alpha H(T|X) - beta I(T;Y) wins at each beta. The reverse branch is the same
+    (annealing down from the finest encoder; clusters merge as they coincide and die as
+    their mass vanishes). The forward branch starts from the trivial solution, but the
+    eigen-analysis that splits it is derived for alpha = 1 (for alpha < 1 a cluster of
+    vanishing mass never grows and copies of a cluster run apart rather than split, so the
+    trivial solution is a fixed point at every beta): at each beta it is continued, then
+    left by the finite moves of :func:`ibsolver.solve.solve`'s alpha < 1 correctness steps
+    (a class of x moved into a cluster of its own, two clusters merged, and the finest
+    start), and by RANDOM_STARTS random starts as in ``solve`` (fixed seed), keeping the
+    lowest (see ``_Tracer.improve``). Each forward point is thus at least as low as
+    ``solve`` warm-started from the continued solution. The moves are only a local search
+    (at alpha = 0 a search over partitions with many local optima), so every solution found
+    anywhere on the curve is also tried at every other beta (``_pool_seed``, alongside the
+    cross-seeding). This is a search, not a certificate: the tests check the points against
+    ``solve`` from several seeds and against the encoder T = X.
+
+    Refinement resolves the generalised curve: the optima lie on a concave curve of slope
+    1/beta in the plane (H(T) - alpha H(T|X), I(T;Y)) (the envelope theorem, as for
+    alpha = 1 with I(X;T) replaced), and neighbours are refined until a piece between them
+    is within ``curve_tol`` there; ``accuracy`` is stated in that plane too. The reported
+    points, ``bound`` and the envelope are in the (I(X;T), I(T;Y)) plane as usual: there a
+    generalised IB solution lies on or below the IB curve (any encoder does), and so does
+    the envelope (time-sharing between two encoders achieves every point of a chord).
+
+    Transitions: the split/birth analysis (eigenvalues, invasion rate) is alpha = 1
+    theory, so for alpha != 1 ``transitions`` are only the changes of the optimal
+    solution's cluster count between neighbouring betas, kind "count", each known to its
+    bracket (refined to a relative width COUNT_RTOL where ``locate_transitions``), at its
+    midpoint; ``all_transitions`` is the same list. ``first_instability`` and
+    ``onset_beta_s_star`` are the IB's (1/s2^2 and 1/s*) and are NaN; ``onset_beta`` is
+    the first count change out of one cluster. The default grid is that of alpha = 1
+    (beta <= 1 is trivial for every alpha >= 0: H(T) - alpha H(T|X) >= I(X;T) >= I(T;Y)
+    for alpha <= 1).
     """
     full = Problem.from_joint(p_xy, normalize=normalize)
     problem, group = full.compressed()  # exact, see Problem.compressed
     v.check_choice(method, name="method", choices={"both", "reverse", "forward"})
+    alpha = v.check_real(alpha, name="alpha", low=0.0)
+    ib = alpha == 1.0  # the IB itself: its transition theory applies
     n_rows = problem.p_x.size
     max_clusters = (min(n_rows, MAX_DEFAULT_CLUSTERS, max(2, MAX_ENCODER_ENTRIES // n_rows))
                     if max_clusters is None
@@ -574,7 +747,7 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
                       else v.check_real(lagrangian_tol, name="lagrangian_tol", low=0.0))
     kernel = get_backend(v.check_choice(backend, name="backend",
                                         choices={"auto", "cpp", "numba", "numpy"}))
-    if conditional_entropy(problem.p_xy) < 1e-12 and problem.p_y.size > 1:
+    if ib and conditional_entropy(problem.p_xy) < 1e-12 and problem.p_y.size > 1:
         from .deterministic import squared_ib_curve
         return squared_ib_curve(problem.p_xy, betas=betas)
     if betas is None:
@@ -587,7 +760,7 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
 
     tracer = _Tracer(problem, kernel=kernel, tol=tol, max_iter=max_iter, n_threads=n_threads,
                      merge_tol=merge_tol, accelerate=bool(accelerate),
-                     lagrangian_tol=lagrangian_tol, max_clusters=max_clusters)
+                     lagrangian_tol=lagrangian_tol, max_clusters=max_clusters, alpha=alpha)
     fwd: dict = {}
     rev: dict = {}
     fwd_transitions: list = []
@@ -603,6 +776,8 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
                 bar.update()
         if method in ("both", "forward"):
             prev, before = tracer.solve(tracer.trivial_state(), grid[0]), None
+            if not ib:
+                prev = tracer.improve(prev, grid[0])
             fwd[grid[0]] = prev
             bar.update()
             for b in grid[1:]:
@@ -612,8 +787,9 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
                 bar.update()
         if refine:
             _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate_transitions)
-        for _ in range(3 if method == "both" else 0):
-            if not _cross_seed(tracer, fwd, rev):
+        for _ in range(3 if method == "both" or not ib else 0):
+            pooled = not ib and _pool_seed(tracer, fwd, rev)
+            if not _cross_seed(tracer, fwd, rev) and not pooled:
                 break
             if refine:
                 _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate_transitions)
@@ -626,15 +802,18 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
         bar.close()
 
     best = _best_points(fwd, rev)
-    transitions = fwd_transitions + _reverse_transitions(tracer, rev,
-                                                         complete and locate_transitions)
     curve_betas = np.array(sorted(best))
-    if locate_transitions:
-        transitions = _mark_optimal(tracer, transitions, fwd, rev)
+    if ib:
+        transitions = fwd_transitions + _reverse_transitions(tracer, rev,
+                                                             complete and locate_transitions)
+        if locate_transitions:
+            transitions = _mark_optimal(tracer, transitions, fwd, rev)
+        else:
+            transitions = [replace(t, optimal=best[t.beta_bracket[1]][1] == t.branch)
+                           for t in transitions]
+        transitions += _jumps(fwd, rev, best)
     else:
-        transitions = [replace(t, optimal=best[t.beta_bracket[1]][1] == t.branch)
-                       for t in transitions]
-    transitions += _jumps(fwd, rev, best)
+        transitions = _count_changes(best)
     transitions.sort(key=lambda t: t.beta)
     results = [best[b][0] for b in curve_betas]
     # where an optimal point uses every cluster allowed, the cap binds: the points from there
@@ -646,18 +825,18 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
     if end > 0:  # (an interrupted run may hold capped points only: then nothing is known)
         curve_betas, results = curve_betas[:end], results[:end]
     onset = _onset(transitions, best)
-    s_star, _ = hypercontractivity(problem.p_xy)
+    s_star = hypercontractivity(problem.p_xy)[0] if ib else np.nan
     h_sufficient = float(entropy(problem.p_x))  # H(S), S the minimal sufficient statistic
     i_xy = mutual_information(problem.p_xy)
     env_x, env_y = upper_concave_envelope(
         np.concatenate([[0.0, h_sufficient], [r.i_xt for r in results]]),
         np.concatenate([[0.0, i_xy], [r.i_ty for r in results]]))
-    chord = [_chord_gap(r0.i_xt, r1.i_xt, b0, b1) for b0, b1, r0, r1
+    chord = [_chord_gap(_cost(r0, alpha), _cost(r1, alpha), b0, b1) for b0, b1, r0, r1
              in zip(curve_betas[:-1], curve_betas[1:], results[:-1], results[1:]) if b0 > 0]
     accuracy = max(chord, default=0.0) + lagrangian_tol / max(curve_betas[0], 1.0)
     # past the last point the envelope is the chord to (H(X), I(X;Y)); where the cap cut
     # the curve short that is a real gap, and nothing is known if it left no point
-    accuracy = max(accuracy, _truncation_gap(results[-1], h_sufficient, i_xy)
+    accuracy = max(accuracy, _truncation_gap(results[-1], h_sufficient, i_xy, alpha)
                    if end > 0 else np.inf)
     # (refinement also stops at relative beta gaps of BIRTH_RTOL, where a first-order
     # transition leaves a chord it cannot shorten: no knob to name there)
@@ -683,10 +862,13 @@ def ib_curve(p_xy, *, betas=None, method="both", n_betas=60, curve_tol=1e-5,
         all_transitions=tuple(transitions),
         branches={name: Branch(name, tuple(d[b] for b in sorted(d)))
                   for name, d in (("forward", fwd), ("reverse", rev)) if d},
-        i_xy=i_xy, h_y=problem.h_y, first_instability=first_instability(problem.p_xy),
-        onset_beta=onset, onset_beta_s_star=(1.0 / s_star if s_star > 0 else np.inf),
+        i_xy=i_xy, h_y=problem.h_y,
+        first_instability=first_instability(problem.p_xy) if ib else np.nan,
+        onset_beta=onset, onset_beta_s_star=(np.nan if not ib
+                                             else 1.0 / s_star if s_star > 0 else np.inf),
         encoders=tuple(tracer.encoder(r)[group] for r in results) if return_encoders else None,
-        complete=complete, accuracy=float(accuracy), capped=capped, max_clusters=max_clusters)
+        complete=complete, accuracy=float(accuracy), capped=capped, max_clusters=max_clusters,
+        alpha=alpha)
 
 
 class _NoBar:
@@ -721,14 +903,26 @@ def _best_points(fwd: dict, rev: dict) -> dict:
     return best
 
 
-def _truncation_gap(last: IBResult, h_x: float, i_xy: float) -> float:
+def _cost(result: IBResult, alpha: float) -> float:
+    """The Lagrangian's cost term H(T) - alpha H(T|X) (bits): I(X;T) for alpha = 1, in
+    general (1 - alpha) H(T) + alpha I(X;T). Against I(T;Y) the optima at beta lie on a
+    concave curve of slope 1/beta (dL/dbeta = -I(T;Y)), which refinement resolves."""
+    if alpha == 1.0:
+        return result.i_xt
+    return (1.0 - alpha) * result.h_t + alpha * result.i_xt
+
+
+def _truncation_gap(last: IBResult, h_x: float, i_xy: float, alpha: float = 1.0) -> float:
     """How far the true curve may lie above the envelope beyond the last point (bits): it
     lies below the tangent there (slope 1/beta) and below I(X;Y), and the envelope follows
-    the chord to (H(X), I(X;Y)); the largest gap is at the tangent's corner."""
-    if h_x <= last.i_xt or i_xy <= last.i_ty:
+    the chord to (H(X), I(X;Y)); the largest gap is at the tangent's corner. For alpha != 1
+    the same in the plane of the cost H(T) - alpha H(T|X) (see _cost), which is H(X) at
+    the end point T = X."""
+    x = _cost(last, alpha)
+    if h_x <= x or i_xy <= last.i_ty:
         return 0.0
-    corner = last.i_xt + (i_xy - last.i_ty) * last.beta
-    return float((i_xy - last.i_ty) * max(0.0, 1.0 - (corner - last.i_xt) / (h_x - last.i_xt)))
+    corner = x + (i_xy - last.i_ty) * last.beta
+    return float((i_xy - last.i_ty) * max(0.0, 1.0 - (corner - x) / (h_x - x)))
 
 
 def _chord_gap(i_xt_lo, i_xt_hi, beta_lo, beta_hi) -> float:
@@ -753,7 +947,7 @@ def _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate):
             gap = (hi - lo) / lo
             # a concave piece with end slopes 1/lo and 1/hi lies at most this far above
             # its chord: resolve the curve to curve_tol bits
-            deficit = _chord_gap(r0.i_xt, r1.i_xt, lo, hi)
+            deficit = _chord_gap(_cost(r0, tracer.alpha), _cost(r1, tracer.alpha), lo, hi)
             if ((deficit > curve_tol and gap > BIRTH_RTOL)
                     or (locate and n_effective(r0) != n_effective(r1) and gap > COUNT_RTOL)
                     or (br0 != br1 and abs(r1.i_xt - r0.i_xt) > JUMP_BITS and gap > BIRTH_RTOL)):
@@ -910,10 +1104,27 @@ def _jumps(fwd: dict, rev: dict, best: dict) -> list:
     return out
 
 
+def _count_changes(best: dict) -> list:
+    """The generalised IB's transitions (alpha != 1): where the optimal solution's cluster
+    count differs between neighbouring betas, kind "count", at the bracket's midpoint."""
+    out = []
+    bs = sorted(best)
+    for lo, hi in zip(bs[:-1], bs[1:]):
+        (r0, br0), (r1, br1) = best[lo], best[hi]
+        if n_effective(r0) != n_effective(r1):
+            out.append(Transition(
+                beta=0.5 * (lo + hi), kind="count", branch=br1,
+                n_clusters_before=n_effective(r0), n_clusters_after=n_effective(r1),
+                i_xt_before=r0.i_xt, i_xt_after=r1.i_xt, i_ty_before=r0.i_ty,
+                i_ty_after=r1.i_ty, beta_bracket=(lo, hi)))
+    return out
+
+
 def _onset(transitions, best) -> float:
     """First beta with a non-trivial optimum: the first optimal transition out of 1 cluster."""
     for t in sorted(transitions, key=lambda t: t.beta):
-        if t.optimal and t.n_clusters_before == 1 and t.kind in ("split", "birth", "jump"):
+        if t.optimal and t.n_clusters_before == 1 and t.kind in ("split", "birth", "jump",
+                                                                  "count"):
             return float(t.beta)
     nontrivial = [b for b in sorted(best) if best[b][0].i_xt > TRIVIAL_BITS]
     return float(nontrivial[0]) if nontrivial else float("inf")
