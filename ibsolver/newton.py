@@ -54,8 +54,6 @@ EIG_MAX_DIM = 200
 #: MAX_DAMPING; after each accepted step the next starts ten times lower, Newton below
 MIN_DAMPING = 1e-6
 MAX_DAMPING = 0.1
-#: largest k * m for damped steps: each trial factorises I - J + mu I anew
-DAMPED_MAX_DIM = 200
 #: a cluster lighter than this ends the Newton chunk (the caller drops it; see
 #: ibsolver.solve.DROP_MASS)
 LOG_DEAD_MASS = float(np.log(1e-14))
@@ -172,8 +170,6 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         MAX_DAMPING, the first step no longer than MAX_STEP with a Lagrangian no higher
         than ``l_before``. Returns (what downhill returns for it, the damping to start
         from next: a tenth of this one, 0 (Newton) below MIN_DAMPING), or (None, 0)."""
-        if k * m > DAMPED_MAX_DIM:
-            return None, 0.0
         while mu <= MAX_DAMPING:
             lu, piv, _ = dgetrf(eye * (1.0 + mu) - jac)
             delta = embedded(dgetrs(lu, piv, r)[0])  # not finite if singular

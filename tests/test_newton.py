@@ -175,7 +175,7 @@ def test_damped_steps_cross_a_flat_landscape(monkeypatch):
                                 accelerate=True, warn=False)
 
     damped = run()
-    monkeypatch.setattr(newton, "DAMPED_MAX_DIM", 0)
+    monkeypatch.setattr(newton, "MAX_DAMPING", 0.0)  # no damped step is tried
     undamped = run()
     assert damped.converged and undamped.converged
     assert damped.n_iter < undamped.n_iter / 5
