@@ -363,6 +363,20 @@ class _Tracer:
         np.add.at(p_ty, group, self.problem.p_xy)  # the one-hot encoder's p(t, y)
         return State.from_joint(p_ty.sum(axis=1), p_ty)
 
+    def top_solve(self, beta: float) -> IBResult:
+        """The reverse branch's first solve: from the grouped finest state, and where rows
+        were grouped (and every row fits under the cap) also from one cluster per row,
+        keeping the lower. A group too narrow to split can still be a worse local optimum
+        than its rows apart (a 74 x 4 table at beta = 2284: 2.9e-3 bit in the Lagrangian)."""
+        grouped = self.finest_state(beta)
+        res = self.solve(grouped, beta)
+        n_rows = self.problem.p_x.size
+        if grouped.n_clusters < n_rows <= self.max_clusters:
+            rows = self.solve(State.from_joint(self.problem.p_x, self.problem.p_xy), beta)
+            if _lower(rows.lagrangian, res.lagrangian):
+                res = rows
+        return res
+
     def trivial_state(self) -> State:
         return State.from_joint(np.ones(1), self.problem.p_y[None, :])
 
@@ -768,9 +782,10 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
     complete = True
     try:
         if method in ("both", "reverse"):
-            state, before, last = tracer.finest_state(grid[-1]), None, None
+            before, last = None, None
             for b in grid[::-1]:
-                res = tracer.solve(state if last is None else tracer.predicted(before, last, b), b)
+                res = tracer.top_solve(b) if last is None else \
+                    tracer.solve(tracer.predicted(before, last, b), b)
                 rev[b] = res
                 before, last = last, res
                 bar.update()

@@ -84,3 +84,19 @@ def test_generator_shapes_and_zeros(index):
     zeros = int(np.sum(p_xy == 0))
     assert (zeros > 0) == (index % 3 == 0) and zeros <= n * m // 3
     np.testing.assert_array_equal(p_xy, stress.make_problem(0, index))  # reproducible
+
+
+def test_reverse_branch_top_keeps_rows_apart_where_that_is_lower():
+    """Regression (full run, problem 12): at the top beta the grouped start (rows within
+    0.1/sqrt(beta) of each other as one cluster) ended 2.9e-3 bit above plain BA from one
+    cluster per row; the top solve now tries both and keeps the lower."""
+    from ibsolver.backends import get_backend
+    from ibsolver.solve import State, solve_from_state
+    p_xy = stress.make_problem(0, 12)
+    beta = 2284.2056143238224
+    curve = ibsolver.ib_curve(p_xy, betas=[beta], n_threads=1)
+    problem = Problem.from_joint(p_xy).compressed()[0]
+    rows = solve_from_state(problem, State.from_joint(problem.p_x, problem.p_xy), beta,
+                            alpha=1.0, kernel=get_backend("auto"), tol=1e-12, max_iter=10**5,
+                            n_threads=1, merge_tol=1e-7)
+    assert curve.lagrangian[0] <= rows.lagrangian + 1e-9
