@@ -103,4 +103,3 @@ def test_a_tolerance_not_reached_is_a_warning_naming_the_knob():
     assert curve.accuracy > 1e-5
     with pytest.warns(ibsolver.ConvergenceWarning, match="max_clusters=3 bound"):
         ibsolver.ib_curve(p, locate_transitions=False, max_clusters=3)
-
