@@ -204,7 +204,8 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         if done or not np.array_equal(np.isfinite(theta), support):
             return lp1, lpy1, n_eval, residual, np.asarray(history), False
         g, jac = jacobian_of(p_x, p_y_given_x, theta, beta, alpha)
-        jac = jac[np.ix_(on, on)]
+        if not on.all():  # (a copy: not where the support is everything)
+            jac = jac[np.ix_(on, on)]
         g_minus_theta = g[support] - theta[support]
         # LAPACK directly: scipy.linalg's checks cost more than the factorisation here. An
         # exactly singular I - J gives a step that is not finite, and is not taken.
