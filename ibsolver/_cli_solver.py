@@ -123,28 +123,25 @@ def _betas_arg(text: str) -> np.ndarray:
     return values
 
 
-def _int_arg(low: int):
-    def parse(text: str) -> int:
+def _number_arg(convert, what: str, low):
+    """An argparse type: ``convert(text)``, finite and >= low, else an error naming it."""
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low} (got {text!r})") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low} (got {text!r})")
+            value = None
+        if value is None or not math.isfinite(value) or value < low:
+            raise argparse.ArgumentTypeError(f"must be {what} >= {low:g} (got {text!r})")
         return value
     return parse
+
+
+def _int_arg(low: int):
+    return _number_arg(int, "an integer", low)
 
 
 def _real_arg(low: float):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number >= {low:g} (got {text!r})") from None
-        if not math.isfinite(value) or value < low:
-            raise argparse.ArgumentTypeError(f"must be a finite number >= {low:g} (got {text!r})")
-        return value
-    return parse
+    return _number_arg(float, "a finite number", low)
 
 
 def cmd_demo(args) -> int:
