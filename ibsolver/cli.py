@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 
 from . import __version__
@@ -72,6 +73,9 @@ def main(argv=None) -> int:
         saved.append((logger, logger.level))
         logger.setLevel(logging.INFO)
         logger.addHandler(handler)
+    # a batch scheduler stops a job with SIGTERM: treat it as Ctrl-C, so that an
+    # interruptible command (curve) saves what it has traced
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         status = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
@@ -86,9 +90,14 @@ def main(argv=None) -> int:
         print(f"ibsolver {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         for logger, level in saved:
             logger.removeHandler(handler)
             logger.setLevel(level)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _discard_stdout() -> None:
