@@ -123,11 +123,13 @@ class Transition:
     optimal: bool = True
     eigenvalue: float | None = None
     direction: np.ndarray | None = field(default=None, repr=False)
+    located: bool = True
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in (
             "beta", "kind", "branch", "n_clusters_before", "n_clusters_after", "i_xt_before",
-            "i_xt_after", "i_ty_before", "i_ty_after", "lagrangian", "optimal", "eigenvalue")}
+            "i_xt_after", "i_ty_before", "i_ty_after", "lagrangian", "optimal", "eigenvalue",
+            "located")}
         out["beta_bracket"] = list(self.beta_bracket)
         out["direction"] = None if self.direction is None else self.direction.tolist()
         return out
@@ -240,20 +242,30 @@ class IBCurve:
                 f"H(Y) = {self.h_y:.6f} bit" + ("" if self.complete else " (INTERRUPTED)"))
         if self.alpha != 1.0:
             lines = [head.replace("IB curve", f"Generalised IB curve (alpha = {self.alpha:g})"),
-                     f"  optimum leaves zero at beta_0 = {self.onset_beta:.6g} (cluster count, "
-                     "known to its bracket)"]
+                     f"  optimum leaves zero {self._onset_text()} (cluster count)"]
         else:
             lines = [head, f"  first instability 1/s2^2 = {self.first_instability:.6g}; "
-                     f"optimum leaves zero at beta_0 = {self.onset_beta:.6g} "
-                     f"({self.onset_kind}); 1/s* = {self.onset_beta_s_star:.6g}"]
+                     f"optimum leaves zero {self._onset_text()} ({self.onset_kind}); "
+                     f"1/s* = {self.onset_beta_s_star:.6g}"]
         if self.capped:
             lines.append(f"  capped at max_clusters = {self.max_clusters}: points end at "
                          f"I(X;T) = {self.i_xt[-1]:.4f} bit; beyond it the curve is known to "
                          f"{self.accuracy:.3g} bit")
         for t in self.transitions:
-            lines.append(f"  {t.kind:5s} at beta = {t.beta:.7g}: clusters {t.n_clusters_before} -> "
+            where = (f"at beta = {t.beta:.7g}" if t.located else
+                     f"between beta = {t.beta_bracket[0]:.7g} and {t.beta_bracket[1]:.7g}")
+            lines.append(f"  {t.kind:5s} {where}: clusters {t.n_clusters_before} -> "
                          f"{t.n_clusters_after}, I(X;T) {t.i_xt_before:.4f} -> {t.i_xt_after:.4f}")
         return "\n".join(lines)
+
+    def _onset_text(self) -> str:
+        """Where the optimum leaves zero: located, or only known to a bracket of betas."""
+        onset = [t for t in self.transitions if t.n_clusters_before == 1
+                 and t.beta == self.onset_beta]
+        if onset and not onset[0].located:
+            lo, hi = onset[0].beta_bracket
+            return f"between beta = {lo:.6g} and {hi:.6g}"
+        return f"at beta_0 = {self.onset_beta:.6g}"
 
     def to_npz(self, path) -> None:
         """Save the per-beta table, the envelope and the branches as a numpy .npz file."""
@@ -413,13 +425,13 @@ class _Tracer:
                 b_star, at, s = beta, cont, stab[t]
             else:
                 b_star, at, s = 0.5 * (prev.beta + beta), cont, stab[t]
-            seeds.append((t, b_star, at, s))
+            seeds.append((t, b_star, at, s, bool(locate and stable_before)))
             encoder = split_cluster(encoder, t, s.direction)
         after = self.solve(State.from_encoder(self.problem, encoder), beta)
         if n_effective(after) <= n_effective(cont):
             # the children merged again: no transition on this branch
             return after if after.lagrangian < cont.lagrangian else cont
-        for t, b_star, at, s in seeds:
+        for t, b_star, at, s, located in seeds:
             transitions.append(Transition(
                 beta=b_star, kind="split", branch="forward",
                 n_clusters_before=n_effective(at), n_clusters_after=n_effective(after),
@@ -427,7 +439,7 @@ class _Tracer:
                 i_ty_after=after.i_ty, beta_bracket=(prev.beta, beta),
                 # dL/dbeta = -I(T;Y) (envelope theorem): carry L from at.beta to b_star
                 lagrangian=at.lagrangian - at.i_ty * (b_star - at.beta),
-                eigenvalue=s.eigenvalue, direction=s.direction))
+                eigenvalue=s.eigenvalue, direction=s.direction, located=located))
         return after
 
     def improve(self, result: IBResult, beta: float) -> IBResult:
@@ -1042,7 +1054,8 @@ def _reverse_transitions(tracer, rev: dict, locate: bool) -> list:
             beta=b_star, kind=kind, branch="reverse",
             n_clusters_before=n_effective(r_lo), n_clusters_after=n_effective(r_hi),
             i_xt_before=base.i_xt, i_xt_after=r_hi.i_xt, i_ty_before=base.i_ty,
-            i_ty_after=r_hi.i_ty, beta_bracket=(lo, hi), lagrangian=base.lagrangian))
+            i_ty_after=r_hi.i_ty, beta_bracket=(lo, hi), lagrangian=base.lagrangian,
+            located=located is not None))
     return out
 
 
@@ -1115,7 +1128,7 @@ def _jumps(fwd: dict, rev: dict, best: dict) -> list:
                 beta=0.5 * (lo + hi), kind="jump", branch=f"{br0}->{br1}",
                 n_clusters_before=n_effective(r0), n_clusters_after=n_effective(r1),
                 i_xt_before=r0.i_xt, i_xt_after=r1.i_xt, i_ty_before=r0.i_ty,
-                i_ty_after=r1.i_ty, beta_bracket=(lo, hi)))
+                i_ty_after=r1.i_ty, beta_bracket=(lo, hi), located=False))
     return out
 
 
@@ -1131,7 +1144,7 @@ def _count_changes(best: dict) -> list:
                 beta=0.5 * (lo + hi), kind="count", branch=br1,
                 n_clusters_before=n_effective(r0), n_clusters_after=n_effective(r1),
                 i_xt_before=r0.i_xt, i_xt_after=r1.i_xt, i_ty_before=r0.i_ty,
-                i_ty_after=r1.i_ty, beta_bracket=(lo, hi)))
+                i_ty_after=r1.i_ty, beta_bracket=(lo, hi), located=False))
     return out
 
 

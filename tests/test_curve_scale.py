@@ -103,3 +103,17 @@ def test_a_tolerance_not_reached_is_a_warning_naming_the_knob():
     assert curve.accuracy > 1e-5
     with pytest.warns(ibsolver.ConvergenceWarning, match="max_clusters=3 bound"):
         ibsolver.ib_curve(p, locate_transitions=False, max_clusters=3)
+
+
+def test_transitions_known_only_to_a_bracket_say_so():
+    """Curve-only transitions sit at their bracket's midpoint: the summary and the JSON say
+    "between", not a located beta (a 512 x 4 onset read 4.10647 against 1/s* = 4.10945)."""
+    p = np.random.default_rng(1).dirichlet(np.ones(24)).reshape(8, 3)
+    fast = ibsolver.ib_curve(p, locate_transitions=False)
+    assert fast.transitions and not any(t.located for t in fast.transitions)
+    assert "optimum leaves zero between beta = " in fast.summary()
+    assert all(not t["located"] for t in fast.transitions_dict()["transitions"])
+    located = ibsolver.ib_curve(p)
+    onset = [t for t in located.transitions if t.beta == located.onset_beta]
+    assert onset and onset[0].located
+    assert f"optimum leaves zero at beta_0 = {located.onset_beta:.6g}" in located.summary()
