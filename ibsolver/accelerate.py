@@ -19,15 +19,14 @@ def _joint_log(log_p_t, log_p_y_given_t):
 
 
 def _state_from_joint_log(theta):
+    """(log p(t), log p(y|t)) of the joint log p(t, y) = theta + const, in the log domain:
+    an extrapolated entry far below the others stays finite. (Through exp it underflowed
+    to p(t, y) = 0, which bars every x with p(y|x) > 0 from t for good; on a sparse counts
+    table that left an x with no cluster at all.)"""
     with np.errstate(invalid="ignore"):
-        theta = theta - np.max(theta)
-        p_ty = np.exp(theta)
-        p_ty /= p_ty.sum()
-        p_t = p_ty.sum(axis=1)
-        with np.errstate(divide="ignore"):
-            log_p_t = np.log(p_t)
-            log_p_y_given_t = np.log(p_ty) - log_p_t[:, None]
-    return log_p_t, log_p_y_given_t
+        log_p_ty = theta - np.logaddexp.reduce(theta, axis=None)
+        log_p_t = np.logaddexp.reduce(log_p_ty, axis=1)
+        return log_p_t, log_p_ty - log_p_t[:, None]
 
 
 def squarem_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,

@@ -291,3 +291,19 @@ def test_accelerated_solve_never_ends_above_plain_ba():
                                   max_iter=20_000)
             assert fast.converged or not plain.converged
             assert fast.lagrangian <= plain.lagrangian + 1e-9
+
+
+def test_squarem_extrapolation_keeps_far_entries_finite():
+    """Regression: SQUAREM's extrapolated joint log p(t, y) went through exp, so an entry
+    ~900 below the others became p(t, y) = 0, barring x from t for good (a sparse counts
+    table then had an x with no cluster left: FloatingPointError). Zeros stay zeros."""
+    from ibsolver.accelerate import _state_from_joint_log
+    theta = np.log(np.random.default_rng(0).dirichlet(np.ones(12)).reshape(4, 3)) + 5.0
+    theta[2, 0] -= 900.0
+    theta[1, 2] = -np.inf
+    log_p_t, log_p_y_given_t = _state_from_joint_log(theta)
+    assert np.isfinite(log_p_y_given_t[2, 0]) and log_p_y_given_t[1, 2] == -np.inf
+    np.testing.assert_allclose(np.exp(log_p_t).sum(), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(np.exp(log_p_y_given_t).sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(log_p_t[:, None] + log_p_y_given_t,
+                               theta - np.logaddexp.reduce(theta, axis=None), atol=1e-12)
