@@ -1138,7 +1138,7 @@ def _count_changes(best: dict) -> list:
     out = []
     bs = sorted(best)
     for lo, hi in zip(bs[:-1], bs[1:]):
-        (r0, br0), (r1, br1) = best[lo], best[hi]
+        (r0, _), (r1, br1) = best[lo], best[hi]
         if n_effective(r0) != n_effective(r1):
             out.append(Transition(
                 beta=0.5 * (lo + hi), kind="count", branch=br1,
