@@ -297,8 +297,12 @@ def test_sigterm_saves_the_curve_traced_so_far(tmp_path):
     table = tmp_path / "p.npy"
     np.save(table, np.random.default_rng(0).dirichlet(np.ones(1024)).reshape(256, 4))
     out = tmp_path / "out"
+    # the ibsolver these tests import (installed, with its C++ extension), not the source
+    # tree a run from the repository root would find first
+    import ibsolver
+    env = {**os.environ, "PYTHONPATH": str(Path(ibsolver.__file__).resolve().parents[1])}
     proc = subprocess.Popen([sys.executable, "-m", "ibsolver.cli", "curve", str(table),
-                             "--out", str(out), "--quiet"],
+                             "--out", str(out), "--quiet"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (out / ".").exists() and time.time() < deadline:  # the folder: work started
