@@ -91,7 +91,8 @@ def unstable_clusters(p_x, p_y_given_x, encoder, beta, margin=0.0) -> dict:
         p_y_given_t = p_x_given_t.T @ p_y_given_x
         second = p_x_given_t.T @ p_y_given_x ** 2                      # sum_x p(x|t) p(y|x)^2
         bound = np.sum(np.where(p_y_given_t > 0, second / p_y_given_t, 0.0), axis=1) - 1.0
-    candidates = np.flatnonzero((mass > 0) & (beta * bound >= 1.0 + margin))
+    # (slack for round-off: with |Y| = 2 the bound is lambda_2 itself)
+    candidates = np.flatnonzero((mass > 0) & (beta * bound >= (1.0 + margin) * (1.0 - 1e-9)))
     if candidates.size == 0:
         return {}
     stab = cluster_stabilities(p_x, p_y_given_x, encoder[:, candidates])
