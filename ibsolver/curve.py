@@ -31,7 +31,8 @@ from scipy.spatial import cKDTree
 from . import _validation as v
 from ._blas import single_threaded_blas
 from .backends import get_backend
-from .bifurcation import (cluster_stability, first_instability, unstable_clusters,
+from .bifurcation import (ClusterStability, cluster_stability, first_instability,
+                          unstable_clusters,
                           hypercontractivity, invasion_rate, invasion_starts, split_cluster)
 from .envelope import interpolate_envelope, upper_concave_envelope
 from .exceptions import ConvergenceWarning
@@ -415,12 +416,15 @@ class _Tracer:
         if not crossing:
             return cont
         same = cont.n_clusters == prev.n_clusters  # then cluster t of cont continues t of prev
+        prev_encoder = self.encoder(prev) if same else None  # (built once, not per cluster)
         seeds = []
         for t in sorted(crossing, reverse=True):  # split right to left keeps indices valid
-            stable_before = same and prev.beta * self._stability(prev, t).eigenvalue < 1.0
+            s_prev = cluster_stability(self.problem.p_x, self.problem.p_y_given_x,
+                                       prev_encoder[:, t]) if same else None
+            stable_before = s_prev is not None and prev.beta * s_prev.eigenvalue < 1.0
             if locate and stable_before:
                 crossed = beta * stab[t].eigenvalue - 1.0
-                b_star, at, s = self._locate_split(prev, beta, t, crossed)
+                b_star, at, s = self._locate_split(prev, s_prev, beta, t, crossed)
             elif locate:  # the crossing is known only to the bracket's end
                 b_star, at, s = beta, cont, stab[t]
             else:
@@ -494,11 +498,12 @@ class _Tracer:
         return cluster_stability(self.problem.p_x, self.problem.p_y_given_x,
                                  self.encoder(result)[:, t])
 
-    def _locate_split(self, prev: IBResult, beta: float, t: int, crossed: float):
+    def _locate_split(self, prev: IBResult, s: ClusterStability, beta: float, t: int,
+                      crossed: float):
         """Solve f(b) = b * lambda_2(C(t; solution(b))) - 1 = 0 on (prev.beta, beta], where
-        f(beta) = ``crossed`` >= 0, by regula falsi with the Illinois modification (f is
-        smooth along the branch: superlinear, where bisection takes some 20 solves)."""
-        s = self._stability(prev, t)
+        f(beta) = ``crossed`` >= 0 and ``s`` is cluster t's stability at ``prev``, by regula
+        falsi with the Illinois modification (f is smooth along the branch: superlinear,
+        where bisection takes some 20 solves)."""
         if prev.n_clusters == 1:  # the trivial solution does not move with beta: exact
             return 1.0 / s.eigenvalue, prev, s
         lo, hi, at_lo, s_lo = prev.beta, beta, prev, s
