@@ -87,9 +87,9 @@ def cmd_sweep(args) -> int:
             options[key] = getattr(args, key)
     if args.normalize:
         options["normalize"] = True
-    out = _prepare_out_dir(Path(args.out))
     client = _connect(args.scheduler) if args.scheduler else None
     try:
+        out = _prepare_out_dir(Path(args.out))
         results = ib_curves([str(f) for f in files], client=client, n_workers=args.workers,
                             out=out, progress=not args.quiet, **options)
     finally:
@@ -114,7 +114,7 @@ def _connect(address: str):
                          f"'ibsolver[dask]'") from None
     try:
         return Client(address, timeout="10s")
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # unreachable; not an address
         raise ValueError(f"--scheduler {address!r}: cannot connect ({exc})") from None
 
 

@@ -44,8 +44,9 @@ class SweepFailure:
     """An item of a sweep that raised; the others went on without it.
 
     ``index`` is its position in the input, ``name`` its name, ``error`` the exception's
-    type (``"BrokenProcessPool"`` where the worker process died running it, e.g. killed
-    for memory), ``message`` its text and ``traceback`` the worker's traceback.
+    type (``"BrokenProcessPool"`` where a local worker process died running it, e.g.
+    killed for memory; ``"KilledWorker"`` where Dask's workers died running it too often),
+    ``message`` its text and ``traceback`` the worker's traceback.
     """
 
     index: int
@@ -100,8 +101,10 @@ def ib_curves(tables, *, client=None, n_workers=None, out=None, names=None, n_th
     also logged as a warning; the other tables go on. The type of each entry says which
     happened, whatever the arguments.
 
-    Ctrl-C cancels the tables not yet finished and stops the workers; with ``out``, every
-    finished curve is saved.
+    Each curve is the one ``ib_curve(table, n_threads=n_threads, **options)`` gives in
+    this process. Ctrl-C cancels the tables not yet finished (and stops the local workers);
+    with ``out``, every finished curve is saved. Without a client, a script must call this
+    under ``if __name__ == "__main__":`` (the workers are new processes that import it).
     """
     items = _as_items(tables)
     names = _names(items, names)
@@ -241,7 +244,7 @@ def _map_tasks(func, items, *, names, client=None, n_workers=None, skip=(), on_d
                 on_done(index, value)
         else:
             results[index] = SweepFailure(index, names[index], *value)
-            logger.warning("%s failed: %s", desc, results[index])
+            logger.warning("failed: %s", results[index])
             n_failed += 1
             bar.set_postfix(failed=n_failed)
         bar.update()

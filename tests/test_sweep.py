@@ -3,6 +3,7 @@ sequential ib_curve, in input order, each table's error its own, finished curves
 as they finish and skipped on restart; and `ibsolver sweep`."""
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -209,3 +210,15 @@ def test_cli_sweep_bad_spec_exits_2_naming_it(tmp_path, capsys, spec, words):
     err = capsys.readouterr().err
     assert err.startswith("ibsolver sweep: error: SPEC") and words.format(tmp=tmp_path) in err
     assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_cli_sweep_scheduler_errors_exit_2(tmp_path, capsys, monkeypatch):
+    np.save(tmp_path / "dsbs.npy", dsbs(0.1))
+    argv = ["sweep", str(tmp_path), "--out", str(tmp_path / "out"), "--scheduler", "tcp://h:1"]
+    assert main(argv + ["--workers", "2"]) == 2
+    assert "--workers applies to local workers only" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as where dask is not installed
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--scheduler 'tcp://h:1' needs dask.distributed" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
