@@ -87,6 +87,11 @@ def cmd_sweep(args) -> int:
             options[key] = getattr(args, key)
     if args.normalize:
         options["normalize"] = True
+    for file in files:  # `sweep tables --out tables` would write x.npz over the table x.npz
+        for suffix in (".npz", ".json"):
+            if (Path(args.out) / (file.stem + suffix)).resolve() == file.resolve():
+                raise ValueError(f"--out {args.out!r} would overwrite the table {str(file)!r} "
+                                 f"with its curve: write the curves to another folder")
     client = _connect(args.scheduler) if args.scheduler else None
     try:
         out = _prepare_out_dir(Path(args.out))

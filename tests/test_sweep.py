@@ -24,7 +24,8 @@ INVALID = np.array([[0.5, -0.1], [0.3, 0.3]])
 
 
 def three_tables():
-    return [dsbs(0.1), birth_problem(), np.random.default_rng(3).dirichlet(np.ones(15)).reshape(5, 3)]
+    random_5x3 = np.random.default_rng(3).dirichlet(np.ones(15)).reshape(5, 3)
+    return [dsbs(0.1), birth_problem(), random_5x3]
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +213,7 @@ def test_cli_sweep_bad_spec_exits_2_naming_it(tmp_path, capsys, spec, words):
     assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
-def test_cli_sweep_scheduler_errors_exit_2(tmp_path, capsys, monkeypatch):
+def test_cli_sweep_option_errors_exit_2(tmp_path, capsys, monkeypatch):
     np.save(tmp_path / "dsbs.npy", dsbs(0.1))
     argv = ["sweep", str(tmp_path), "--out", str(tmp_path / "out"), "--scheduler", "tcp://h:1"]
     assert main(argv + ["--workers", "2"]) == 2
@@ -222,3 +223,6 @@ def test_cli_sweep_scheduler_errors_exit_2(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "--scheduler 'tcp://h:1' needs dask.distributed" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+    np.savez(tmp_path / "table.npz", p_xy=dsbs(0.1))
+    assert main(["sweep", str(tmp_path), "--out", str(tmp_path)]) == 2  # over its own input
+    assert "would overwrite the table" in capsys.readouterr().err
