@@ -26,6 +26,7 @@ from .gaussian import GaussianIB, discretize_gaussian, gaussian_ib
 from .results import IBResult
 from .score import EncoderScore, score_encoder
 from .solve import solve
+from .sweep import SweepFailure, ib_curves
 
 __version__ = "0.1.0"
 
@@ -37,5 +38,5 @@ __all__ = [
     "encoder_information", "entropy", "first_instability", "gaussian_ib", "hypercontractivity",
     "ib_curve", "is_deterministic", "joint_from_counts", "joint_from_samples", "kl_divergence",
     "maximal_correlation", "mutual_information", "phase_transitions", "score_encoder",
-    "show_config", "solve", "solve_squared_ib",
+    "show_config", "solve", "solve_squared_ib", "SweepFailure", "ib_curves",
 ]
