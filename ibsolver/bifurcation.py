@@ -287,4 +287,5 @@ def invasion_rate(p_x, p_y_given_x, base_p_t, base_p_y_given_t, beta, decoder):
     z = res.x - res.x.max()
     d = np.zeros_like(d0)
     d[support] = np.exp(z) / np.exp(z).sum()
-    return float(np.exp(-res.fun)), d
+    with np.errstate(over="ignore"):  # far from a fixed point G can exceed 1e308: inf
+        return float(np.exp(-res.fun)), d
