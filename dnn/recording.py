@@ -1,0 +1,229 @@
+"""The record of a training run on the information plane: one frozen object, in bits.
+
+A :class:`Recording` is what :func:`dnn.record_training` returns, whatever the model and
+data. Every downstream function (:mod:`dnn.infoplane`) takes one, with the
+``ibsolver.IBCurve`` of its ``p_xy``. ``save``/``load`` use one ``.npz`` of plain arrays with
+the metadata as JSON (no pickle).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .estimators import DPI_TOL, SATURATION
+
+FORMAT = "dnn.Recording/1"
+INFO_ARRAYS = ("i_xt", "i_ty", "n_clusters")
+SCALAR_ARRAYS = ("train_loss", "test_loss", "train_acc", "test_acc",
+                 "grad_mean_norm", "grad_std_norm", "grad_snr", "estimate_time_s")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Layers of a network (one per seed) on the information plane over training. Bits.
+
+    Arrays are indexed (epoch record E, seed S[, layer]):
+
+    epochs (E,); seeds (S,); layers (L,) the recorded module names, layer_widths (L,)
+    (units per probe row, flattened); info {key: {"i_xt", "i_ty", "n_clusters"} (E, S, L)}
+    for each estimator key ("binning", "kde_upper", ...), with estimators (their specs: name
+    and every setting) and exact_keys (keys whose points are real encoders of X);
+    train_loss, test_loss (E, S) cross-entropy in bits, train_acc, test_acc (E, S) (NaN
+    without test data); grad_layers (G,) the parametrised modules, grad_mean_norm,
+    grad_std_norm (E, S, G) the norms of the mean and the standard deviation of the
+    minibatch gradients over the recorded epoch and grad_snr their ratio (NaN at epoch 0);
+    grad_layer_of (L,) the grad layer that last feeds each recorded layer ("" if none);
+    p_xy (N, C) the probe's joint; estimate_time_s (E,); activations {layer: (E, S_kept, N,
+    width)} float32 for the first seeds kept, or None; final_activations {layer: (S, N,
+    width)} float32 at the last record; settings (JSON-ready: optimizer, lr, epochs, ...,
+    and whatever the recipe adds); name (for titles); batched (the seeds ran as one vmapped
+    ensemble); device; wall_time_s; complete (the last record is the last epoch).
+    """
+
+    epochs: np.ndarray
+    seeds: tuple
+    layers: tuple
+    layer_widths: tuple
+    info: dict
+    estimators: tuple
+    exact_keys: tuple
+    train_loss: np.ndarray
+    test_loss: np.ndarray
+    train_acc: np.ndarray
+    test_acc: np.ndarray
+    grad_layers: tuple
+    grad_mean_norm: np.ndarray
+    grad_std_norm: np.ndarray
+    grad_snr: np.ndarray
+    grad_layer_of: tuple
+    p_xy: np.ndarray
+    estimate_time_s: np.ndarray
+    final_activations: dict
+    activations: dict | None = None
+    settings: dict = field(default_factory=dict)
+    name: str = "network"
+    batched: bool = False
+    device: str = "cpu"
+    wall_time_s: float = float("nan")
+    complete: bool = True
+
+    # ---- derived
+    @property
+    def n_probe(self) -> int:
+        return int(self.p_xy.shape[0])
+
+    @property
+    def log2_n(self) -> float:
+        """log2 N, the ceiling of I(X;T) for uniform p(x) on the probe (bits)."""
+        return math.log2(self.n_probe)
+
+    @property
+    def h_x(self) -> float:
+        from ibsolver import entropy
+
+        return float(entropy(self.p_xy.sum(axis=1)))
+
+    @property
+    def h_y(self) -> float:
+        from ibsolver import entropy
+
+        return float(entropy(self.p_xy.sum(axis=0)))
+
+    def knobs(self, key: str) -> dict:
+        """The settings of the estimator that produced ``key``."""
+        self._check_key(key)
+        spec = next(s for s in self.estimators
+                    if key == s["name"] or key.startswith(s["name"] + "_"))
+        return {k: v for k, v in spec.items() if k != "name"}
+
+    def _check_key(self, key):
+        if key not in self.info:
+            raise ValueError(f"key must be one of {sorted(self.info)} (got {key!r})")
+
+    def saturated(self, key: str) -> np.ndarray:
+        """(E, S, L) bool: I(X;T) within 1% of log2 N."""
+        self._check_key(key)
+        return self.info[key]["i_xt"] >= (1.0 - SATURATION) * self.log2_n
+
+    def dpi_violations(self, key: str) -> list:
+        """Records where a later layer has more I(X;T) or I(T;Y) than the layer before it."""
+        self._check_key(key)
+        out = []
+        d = self.info[key]
+        for q, label in (("i_xt", "I(X;T)"), ("i_ty", "I(T;Y)")):
+            diff = np.diff(d[q], axis=2)
+            for e, s, k in zip(*np.nonzero(diff > DPI_TOL)):
+                out.append({"epoch": int(self.epochs[e]), "seed": int(self.seeds[s]),
+                            "layer": self.layers[k + 1], "previous": self.layers[k],
+                            "quantity": label, "excess_bits": float(diff[e, s, k])})
+        return out
+
+    # ---- tables
+    def to_rows(self, curve=None) -> list:
+        """One dict per (estimator key, epoch, seed, layer): the tidy table (bits).
+
+        With ``curve`` (the ``ibsolver.IBCurve`` of ``p_xy``) adds the bound and the gap."""
+        rows = []
+        grad_index = {g: j for j, g in enumerate(self.grad_layers)}
+        common = {"n_probe": self.n_probe, "log2_n": self.log2_n, "h_y_bits": self.h_y}
+        for key, d in self.info.items():
+            knobs = json.dumps(self.knobs(key), sort_keys=True)
+            sat = self.saturated(key)
+            bound = _bound_values(curve, d["i_xt"]) if curve is not None else None
+            for e, epoch in enumerate(self.epochs):
+                for s, seed in enumerate(self.seeds):
+                    for k, layer in enumerate(self.layers):
+                        j = grad_index.get(self.grad_layer_of[k])
+                        row = {"epoch": int(epoch), "seed": int(seed), "layer": layer,
+                               "width": int(self.layer_widths[k]), "estimator": key,
+                               "knobs": knobs, "i_xt_bits": float(d["i_xt"][e, s, k]),
+                               "i_ty_bits": float(d["i_ty"][e, s, k]),
+                               "n_clusters": int(d["n_clusters"][e, s, k]),
+                               "saturated": bool(sat[e, s, k]),
+                               "grad_snr": (float(self.grad_snr[e, s, j]) if j is not None
+                                            else float("nan")),
+                               "train_loss_bits": float(self.train_loss[e, s]),
+                               "test_loss_bits": float(self.test_loss[e, s]),
+                               "train_acc": float(self.train_acc[e, s]),
+                               "test_acc": float(self.test_acc[e, s]), **common}
+                        if bound is not None:
+                            row["bound_bits"] = float(bound[e, s, k])
+                            row["gap_bits"] = float(bound[e, s, k] - d["i_ty"][e, s, k])
+                        rows.append(row)
+        return rows
+
+    def to_dataframe(self, curve=None):
+        """:meth:`to_rows` as a pandas DataFrame (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("to_dataframe needs pandas: pip install pandas "
+                              "(or use to_rows() for a list of dicts)") from None
+        return pd.DataFrame(self.to_rows(curve))
+
+    # ---- files
+    def _meta(self) -> dict:
+        return {"format": FORMAT, "seeds": [int(s) for s in self.seeds],
+                "layers": list(self.layers), "layer_widths": [int(w) for w in self.layer_widths],
+                "estimators": [dict(s) for s in self.estimators],
+                "exact_keys": list(self.exact_keys), "info_keys": list(self.info),
+                "grad_layers": list(self.grad_layers), "grad_layer_of": list(self.grad_layer_of),
+                "settings": self.settings, "name": self.name, "batched": self.batched,
+                "device": self.device, "wall_time_s": self.wall_time_s,
+                "complete": self.complete}
+
+    def save(self, path) -> str:
+        """Write the recording to ``path`` (.npz: arrays, and the metadata as JSON), atomically."""
+        arrays = {"meta": np.asarray(json.dumps(self._meta())), "epochs": self.epochs,
+                  "p_xy": self.p_xy}
+        for name in SCALAR_ARRAYS:
+            arrays[name] = getattr(self, name)
+        for key, d in self.info.items():
+            for q in INFO_ARRAYS:
+                arrays[f"info/{key}/{q}"] = d[q]
+        for group in ("activations", "final_activations"):
+            for layer, a in (getattr(self, group) or {}).items():
+                arrays[f"{group}/{layer}"] = a
+        path = os.fspath(path)
+        tmp = path + ".tmp.npz"
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Recording":
+        """Read a recording written by :meth:`save` (no pickle involved)."""
+        with np.load(os.fspath(path), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(str(arrays["meta"]))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{os.fspath(path)!r} is not a {FORMAT} file "
+                             f"(format {meta.get('format')!r})")
+        groups = {"activations": {}, "final_activations": {}}
+        for k, v in arrays.items():
+            group, _, layer = k.partition("/")
+            if group in groups:
+                groups[group][layer] = v
+        info = {key: {q: arrays[f"info/{key}/{q}"] for q in INFO_ARRAYS}
+                for key in meta["info_keys"]}
+        return cls(epochs=arrays["epochs"], seeds=tuple(meta["seeds"]),
+                   layers=tuple(meta["layers"]), layer_widths=tuple(meta["layer_widths"]),
+                   info=info, estimators=tuple(meta["estimators"]),
+                   exact_keys=tuple(meta["exact_keys"]),
+                   grad_layers=tuple(meta["grad_layers"]),
+                   grad_layer_of=tuple(meta["grad_layer_of"]), p_xy=arrays["p_xy"],
+                   final_activations=groups["final_activations"],
+                   activations=groups["activations"] or None, settings=meta["settings"],
+                   name=meta["name"], batched=meta["batched"], device=meta["device"],
+                   wall_time_s=meta["wall_time_s"], complete=meta["complete"],
+                   **{name: arrays[name] for name in SCALAR_ARRAYS})
+
+
+def _bound_values(curve, i_xt):
+    """The IB bound at every I(X;T) of an array, same shape (bits)."""
+    x = np.asarray(i_xt, dtype=np.float64)
+    return np.asarray(curve.bound(x.ravel()), dtype=np.float64).reshape(x.shape)
