@@ -47,18 +47,23 @@ def parse_seeds(text, name="--seeds") -> list:
 
 def add_run_flags(parser, *, out_default=None, device_default="auto", seeds_default="1",
                   seeds_help="number of seeds (0..N-1) or a comma-separated list"):
-    """The flags every subcommand takes: --out, --seeds, --device, --threads, --quiet."""
+    """The flags every subcommand takes: --out, --seeds (--seed where one run is made: with
+    ``seeds_default=None``), --device, --threads, --quiet."""
     g = parser.add_argument_group("run")
     if out_default is None:
         g.add_argument("--out", required=True, help="output directory, e.g. runs/NAME")
     else:
         g.add_argument("--out", default=out_default, help=f"output folder (default: {out_default})")
-    g.add_argument("--seeds", default=seeds_default, help=f"{seeds_help} (default: {seeds_default})")
+    if seeds_default is None:
+        g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    else:
+        g.add_argument("--seeds", default=seeds_default,
+                       help=f"{seeds_help} (default: {seeds_default})")
     g.add_argument("--device", default=device_default,
                    help=f"auto (CUDA if present), cpu, cuda (default: {device_default})")
     g.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads; these small networks run fastest on 1 (default: 1)")
-    g.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    g.add_argument("--quiet", "-q", "--no-progress", action="store_true", help="no progress bars")
     return g
 
 

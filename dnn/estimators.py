@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from ibsolver import entropy
 
 logger = logging.getLogger(__name__)
 
@@ -90,12 +91,6 @@ class InfoEstimate:
                 "n_clusters": self.n_clusters.tolist(), "saturated": self.saturated.tolist(),
                 "dpi_violations": list(self.dpi_violations),
                 "ceiling_violations": list(self.ceiling_violations)}
-
-
-def _entropy_bits(p) -> float:
-    p = np.asarray(p, dtype=np.float64)
-    p = p[p > 0]
-    return float(-(p * np.log(p)).sum() / LN2)
 
 
 def check_probe_joint(p_xy, n_rows: int | None = None) -> np.ndarray:
@@ -192,8 +187,8 @@ def _make_estimate(estimator, knobs, layers, i_xt, i_ty, p_xy, exact, n_clusters
     p_xy = np.asarray(p_xy)
     n = p_xy.shape[0]
     log2_n = math.log2(n)
-    h_x = _entropy_bits(p_xy.sum(axis=1))
-    h_y = _entropy_bits(p_xy.sum(axis=0))
+    h_x = float(entropy(p_xy.sum(axis=1)))
+    h_y = float(entropy(p_xy.sum(axis=0)))
     i_xt = np.asarray(i_xt, dtype=np.float64)
     i_ty = np.asarray(i_ty, dtype=np.float64)
     if n_clusters is None:
@@ -273,7 +268,7 @@ def hard_information(p_xy, clusters) -> tuple[float, float]:
     p_t = np.bincount(t, weights=p_x, minlength=n_t)
     p_ty = np.stack([np.bincount(t, weights=p_xy[:, y], minlength=n_t)
                      for y in range(p_xy.shape[1])], axis=1)
-    h_t = _entropy_bits(p_t)
+    h_t = float(entropy(p_t))
     mask = p_ty > 0
     ratio = p_ty[mask] / (np.broadcast_to(p_t[:, None], p_ty.shape)[mask]
                           * np.broadcast_to(p_y[None, :], p_ty.shape)[mask])

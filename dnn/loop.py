@@ -36,7 +36,7 @@ from .estimators import (Binning, check_probe_joint, estimate_ensemble, joint_fr
                          make_estimator)
 from .models import resolve_device
 from .record import GradientStats, LayerRecorder, execution_order, log_epochs
-from .recording import Recording
+from .recording import Recording, load_state
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +149,13 @@ def _initial_state(model, seed_gen, init):
             {k: v.detach().clone() for k, v in member.named_buffers()})
 
 
+def initial_network(model: nn.Module, seed: int, init="reset") -> nn.Module:
+    """A copy of ``model`` as :func:`record_training` initialises it for ``seed`` (on the
+    CPU), e.g. the prior centre of the information in the weights."""
+    params, buffers = _initial_state(model, torch.Generator().manual_seed(int(seed)), init)
+    return load_state(copy.deepcopy(model).cpu(), {**params, **buffers})
+
+
 def _make_optimizer(optimizer, params, lr, momentum, weight_decay):
     if callable(optimizer):
         return optimizer(params)
@@ -214,6 +221,14 @@ class _Members:
                     for k in names]) for p in self.params]))
         return out
 
+    def final_state(self) -> dict:
+        """{name: (S, ...) numpy array} of every parameter and buffer."""
+        if self.batched:
+            return {k: v.detach().cpu().numpy()
+                    for g in (self.params[0], self.buffers[0]) for k, v in g.items()}
+        return {k: np.stack([g[k].detach().cpu().numpy() for g in sets])
+                for sets in (self.params, self.buffers) for k in sets[0]}
+
     def state(self) -> dict:
         return {"params": [{k: v.detach() for k, v in p.items()} for p in self.params],
                 "buffers": self.buffers, "optimizers": [o.state_dict() for o in self.opts]}
@@ -251,6 +266,7 @@ class _Records:
                "grad_mean_norm", "grad_std_norm", "grad_snr")
 
     def __init__(self, keys, keep_activations: int):
+        self.measures: dict = {}
         self.epochs: list = []
         self.est_time: list = []
         self.data = {k: [] for k in self.SCALARS}
@@ -259,7 +275,9 @@ class _Records:
         self.acts: dict = {}
         self.last_acts: dict = {}
 
-    def append(self, epoch, scalars, info, acts, est_time):
+    def append(self, epoch, scalars, info, acts, est_time, measures):
+        for name, values in measures.items():
+            self.measures.setdefault(name, []).append(np.asarray(values, dtype=np.float64))
         self.epochs.append(int(epoch))
         self.est_time.append(float(est_time))
         for k in self.SCALARS:
@@ -276,6 +294,7 @@ class _Records:
     def state(self) -> dict:
         t = torch.as_tensor
         return {"epochs": list(self.epochs), "est_time": list(self.est_time),
+                "measures": {k: [t(a) for a in v] for k, v in self.measures.items()},
                 "data": {k: [t(a) for a in v] for k, v in self.data.items()},
                 "info": {key: {q: [t(a) for a in v] for q, v in d.items()}
                          for key, d in self.info.items()},
@@ -285,6 +304,7 @@ class _Records:
     def load_state(self, st):
         self.epochs = list(st["epochs"])
         self.est_time = list(st["est_time"])
+        self.measures = {k: [a.numpy() for a in v] for k, v in st["measures"].items()}
         self.data = {k: [a.numpy() for a in v] for k, v in st["data"].items()}
         self.info = {key: {q: [a.numpy() for a in v] for q, v in d.items()}
                      for key, d in st["info"].items()}
@@ -344,7 +364,8 @@ def record_training(model: nn.Module, train_data, *, layers, probe, epochs: int,
                     weight_decay: float = 0.0, batch_size: int = 256, seeds=(0,),
                     init="reset", transforms=None, test_data=None, estimators=None,
                     n_records: int = 40, record_epochs=None, batched="auto",
-                    keep_activations=False, loss=None, out_dir=None, resume: bool = False,
+                    keep_activations=False, loss=None, measures=None, out_dir=None,
+                    resume: bool = False,
                     checkpoint_interval_s: float = 60.0, device="cpu", callback=None,
                     n_threads: int | None = None, name: str | None = None,
                     settings: dict | None = None) -> Recording:
@@ -380,6 +401,9 @@ def record_training(model: nn.Module, train_data, *, layers, probe, epochs: int,
         every seed, an int k for the first k. The last record's are always kept.
     loss : a callable ``(logits, targets) -> per-row loss`` in nats (default: the
         cross-entropy, with class indices or probabilities).
+    measures : {name: callable(module) -> float or {key: float}} taken at every record on a
+        copy of each seed's network (e.g. a Fisher trace), kept in ``recording.measures``
+        as (E, S) arrays named ``name`` or ``name_key``.
     out_dir : directory for ``checkpoint.pt``, written atomically at every recorded epoch
         and at least every ``checkpoint_interval_s`` seconds; ``resume=True`` continues the run there and gives the same Recording as an
         uninterrupted one. An existing run with resume=False is an error.
@@ -461,15 +485,17 @@ def record_training(model: nn.Module, train_data, *, layers, probe, epochs: int,
     with torch_threads(n_threads):
         run = _Run(model, train, test, x_probe, p_xy, layers, transforms, ests, seeds, init,
                    optimizer, (lr, momentum, weight_decay), batched, keep_activations,
-                   loss_fn, grad_groups, dev)
+                   loss_fn, grad_groups, dict(measures or {}), dev)
         return run.go(epochs, rec_epochs, out_dir, resume, header, callback, name, settings,
                       float(checkpoint_interval_s))
 
 
 class _Run:
     def __init__(self, model, train, test, x_probe, p_xy, layers, transforms, ests, seeds,
-                 init, optimizer, hyper, batched, keep_activations, loss_fn, grad_groups, dev):
+                 init, optimizer, hyper, batched, keep_activations, loss_fn, grad_groups,
+                 measures, dev):
         self.train, self.test, self.x_probe, self.p_xy = train, test, x_probe, p_xy
+        self.measures = measures
         self.layers, self.ests, self.seeds, self.loss_fn = layers, ests, seeds, loss_fn
         self.grad_names = list(grad_groups)
         self.grad_groups = [grad_groups[g] for g in self.grad_names]
@@ -567,7 +593,31 @@ class _Run:
                 if bad and est.exact:
                     logger.error("epoch %d: %s estimates above their ceilings: %s",
                                  self.epoch, key, bad[:3])
-        self.records.append(self.epoch, scalars, info, acts, time.perf_counter() - t0)
+        est_time = time.perf_counter() - t0
+        self.records.append(self.epoch, scalars, info, acts, est_time, self._measures())
+
+    def _member_module(self, s) -> nn.Module:
+        """A copy of the model holding seed ``s``'s parameters and buffers."""
+        module = copy.deepcopy(self.base)
+        params, buffers = self.members.member(s)
+        with torch.no_grad():
+            for k, v in params.items():
+                module.get_parameter(k).copy_(v)
+            for k, v in buffers.items():
+                module.get_buffer(k).copy_(v)
+        return module
+
+    def _measures(self) -> dict:
+        """{name: (S,) values} of the user's measures on every seed's network."""
+        out: dict = {}
+        for s in range(len(self.seeds)):
+            module = self._member_module(s) if self.measures else None
+            for name, fn in self.measures.items():
+                value = fn(module)
+                items = value.items() if isinstance(value, dict) else [(None, value)]
+                for key, v in items:
+                    out.setdefault(name if key is None else f"{name}_{key}", []).append(float(v))
+        return out
 
     # ---- checkpoint
     def state(self) -> dict:
@@ -625,6 +675,8 @@ class _Run:
             grad_layers=tuple(self.grad_names), grad_layer_of=tuple(self.grad_layer_of),
             p_xy=self.p_xy, estimate_time_s=np.asarray(r.est_time),
             final_activations=dict(r.last_acts), activations=acts, settings=settings,
+            measures={k: np.stack(v) for k, v in r.measures.items()},
+            final_state=self.members.final_state(),
             name=name or settings.get("model", "network"), batched=self.members.batched,
             device=str(self.device), wall_time_s=wall, **data)
 

@@ -39,7 +39,9 @@ class Recording:
     grad_layer_of (L,) the grad layer that last feeds each recorded layer ("" if none);
     p_xy (N, C) the probe's joint; estimate_time_s (E,); activations {layer: (E, S_kept, N,
     width)} float32 for the first seeds kept, or None; final_activations {layer: (S, N,
-    width)} float32 at the last record; settings (JSON-ready: optimizer, lr, epochs, ...,
+    width)} float32 at the last record; final_state {name: (S, ...)} every seed's
+    parameters and buffers after training (see :meth:`network`); measures {name: (E, S)} the values of
+    ``record_training``'s ``measures`` (e.g. a Fisher trace); settings (JSON-ready: optimizer, lr, epochs, ...,
     and whatever the recipe adds); name (for titles); batched (the seeds ran as one vmapped
     ensemble); device; wall_time_s; complete (the last record is the last epoch).
     """
@@ -64,6 +66,8 @@ class Recording:
     estimate_time_s: np.ndarray
     final_activations: dict
     activations: dict | None = None
+    final_state: dict = field(default_factory=dict)
+    measures: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     name: str = "network"
     batched: bool = False
@@ -122,6 +126,16 @@ class Recording:
                             "quantity": label, "excess_bits": float(diff[e, s, k])})
         return out
 
+    def network(self, model, seed_index: int = 0):
+        """A copy of ``model`` (the module that was trained) holding seed ``seed_index``'s
+        final parameters and buffers."""
+        import copy
+
+        if not 0 <= seed_index < len(self.seeds):
+            raise ValueError(f"seed_index must be in [0, {len(self.seeds)}) (got {seed_index})")
+        return load_state(copy.deepcopy(model),
+                          {k: v[seed_index] for k, v in self.final_state.items()})
+
     # ---- tables
     def to_rows(self, curve=None) -> list:
         """One dict per (estimator key, epoch, seed, layer): the tidy table (bits).
@@ -156,6 +170,24 @@ class Recording:
                         rows.append(row)
         return rows
 
+    def training_rows(self) -> list:
+        """One dict per (epoch, seed): losses (bits), accuracies, the gradient statistics per
+        parametrised layer and the measures."""
+        rows = []
+        for e, epoch in enumerate(self.epochs):
+            for s, seed in enumerate(self.seeds):
+                row = {"epoch": int(epoch), "seed": int(seed),
+                       "train_loss_bits": float(self.train_loss[e, s]),
+                       "test_loss_bits": float(self.test_loss[e, s]),
+                       "train_acc": float(self.train_acc[e, s]),
+                       "test_acc": float(self.test_acc[e, s])}
+                for j, g in enumerate(self.grad_layers):
+                    row[f"grad_snr_{g}"] = float(self.grad_snr[e, s, j])
+                for name, values in self.measures.items():
+                    row[name] = float(values[e, s])
+                rows.append(row)
+        return rows
+
     def to_dataframe(self, curve=None):
         """:meth:`to_rows` as a pandas DataFrame (needs pandas)."""
         try:
@@ -185,6 +217,9 @@ class Recording:
         for key, d in self.info.items():
             for q in INFO_ARRAYS:
                 arrays[f"info/{key}/{q}"] = d[q]
+        for group in ("measures", "final_state"):
+            for name, values in getattr(self, group).items():
+                arrays[f"{group}/{name}"] = values
         for group in ("activations", "final_activations"):
             for layer, a in (getattr(self, group) or {}).items():
                 arrays[f"{group}/{layer}"] = a
@@ -203,7 +238,8 @@ class Recording:
         if meta.get("format") != FORMAT:
             raise ValueError(f"{os.fspath(path)!r} is not a {FORMAT} file "
                              f"(format {meta.get('format')!r})")
-        groups = {"activations": {}, "final_activations": {}}
+        groups = {"activations": {}, "final_activations": {}, "measures": {},
+                  "final_state": {}}
         for k, v in arrays.items():
             group, _, layer = k.partition("/")
             if group in groups:
@@ -217,7 +253,9 @@ class Recording:
                    grad_layers=tuple(meta["grad_layers"]),
                    grad_layer_of=tuple(meta["grad_layer_of"]), p_xy=arrays["p_xy"],
                    final_activations=groups["final_activations"],
-                   activations=groups["activations"] or None, settings=meta["settings"],
+                   activations=groups["activations"] or None, measures=groups["measures"],
+                   final_state=groups["final_state"],
+                   settings=meta["settings"],
                    name=meta["name"], batched=meta["batched"], device=meta["device"],
                    wall_time_s=meta["wall_time_s"], complete=meta["complete"],
                    **{name: arrays[name] for name in SCALAR_ARRAYS})
@@ -227,3 +265,20 @@ def _bound_values(curve, i_xt):
     """The IB bound at every I(X;T) of an array, same shape (bits)."""
     x = np.asarray(i_xt, dtype=np.float64)
     return np.asarray(curve.bound(x.ravel()), dtype=np.float64).reshape(x.shape)
+
+
+def load_state(module, state: dict):
+    """Copy ``state`` ({name: array or tensor}, every parameter and buffer) into ``module``
+    in place; returns it."""
+    import torch
+
+    own = dict(module.named_parameters())
+    own.update(module.named_buffers())
+    mismatch = sorted(set(own) ^ set(state))
+    if mismatch:
+        raise ValueError(f"the state does not match the module (names not in both: "
+                         f"{mismatch[:6]})")
+    with torch.no_grad():
+        for name, tensor in own.items():
+            tensor.copy_(torch.as_tensor(state[name]))
+    return module

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._info_utils import stratified_split
 from .estimators import joint_from_labels, probe_joint
 from .loop import CHECKPOINT, record_training
 from .models import ACTIVATIONS, INITS, mlp, mlp_init, mlp_layers
@@ -128,24 +129,6 @@ class TrainConfig:
     @property
     def record_epochs(self) -> np.ndarray:
         return log_epochs(self.epochs, self.n_records)
-
-
-def stratified_split(labels, train_fraction: float, seed: int):
-    """(train_idx, test_idx): per label, a shuffled ``round(fraction * count)`` rows go to
-    train (at least one when the label has rows and fraction > 0). Sorted index arrays."""
-    labels = np.asarray(labels)
-    if not 0 < train_fraction <= 1:
-        raise ValueError(f"train_fraction must be in (0, 1] (got {train_fraction!r})")
-    rng = np.random.default_rng(seed)
-    train = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        idx = idx[rng.permutation(idx.size)]
-        k = max(1, int(round(train_fraction * idx.size)))
-        train.append(idx[:k])
-    train = np.sort(np.concatenate(train))
-    test = np.setdiff1d(np.arange(labels.size), train)
-    return train, test
 
 
 def task_fingerprint(task: Task) -> str:
