@@ -172,79 +172,46 @@ def _usable(args) -> int:
     _setup(args, "usable")
     import matplotlib.pyplot as plt
 
-    from .experiments import checkerboard_experiment, digits_coarse_fine, plot_accuracy
+    from .experiments import plot_accuracy, usable_experiment, usable_summary
     from .usable import plot_usable_curves
 
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1 (got {args.epochs})")
+    if args.task == "checkerboard" and args.n_colors < 2:
+        raise ValueError(f"--n-colors must be >= 2 (got {args.n_colors})")
     rec_epochs = _record_epochs(args.record, args.epochs)
-    dec_opts = {} if args.decoder_epochs is None else {"epochs": args.decoder_epochs}
     t0 = time.time()
     n_layers = {True: 6, False: 5}[args.n_colors == 2] if args.task == "checkerboard" else 4
-    n_dec = 2 * n_layers * len(rec_epochs)
-    runs = {}
-    common = dict(epochs=args.epochs, record_epochs=rec_epochs, decoder=args.decoder,
-                  decoder_options=dec_opts, random_state=args.seed, device=args.device)
-    if args.task == "checkerboard":
-        if args.n_colors < 2:
-            raise ValueError(f"--n-colors must be >= 2 (got {args.n_colors})")
-        cb = dict(n_samples=args.n_samples, n_probe=args.n_probe, **common)
-        regimes = [("main", dict(batch_size=args.batch_size, lr=args.lr))]
-        if args.compare_sgd:
-            lr = args.lr or (0.05 if args.n_colors == 2 else 0.5)
-            regimes = [("small_batch_high_lr", dict(batch_size=args.batch_size or 32, lr=lr)),
-                       ("large_batch_low_lr", dict(batch_size=256, lr=lr / 5))]
-        for name, kw in regimes:
-            with progress(args.epochs + n_dec, f"{name}", args.quiet) as bar:
-                runs[name] = checkerboard_experiment(args.n_colors, progress=bar.update, **cb, **kw)
-        title = f"checkerboard n={args.n_colors}"
-    else:
-        kw = {}
-        if args.batch_size:
-            kw["batch_size"] = args.batch_size
-        if args.lr:
-            kw["lr"] = args.lr
-        with progress(args.epochs + n_dec, "digits", args.quiet) as bar:
-            runs["main"] = digits_coarse_fine(progress=bar.update, **common, **kw)
-        title = "digits: trained on parity"
-
-    rows, train_rows, summary = [], [], {"task": args.task, "runs": {}}
-    for name, (rec, curves) in runs.items():
-        for r in curves.to_rows():
-            rows.append({"run": name, **r})
-        for r in rec.training_rows():
-            train_rows.append({"run": name, **r})
-        summary["runs"][name] = {
-            "config": rec.settings, "decoder_budget": curves.budget.to_dict(),
-            "h_y_bits": curves.h_y, "max_bits": curves.max_bits,
-            "final": {lab: {layer: float(curves.value[i, j, -1])
-                            for j, layer in enumerate(curves.layers)}
-                      for i, lab in enumerate(curves.label_sets)},
-            "peak": {lab: {layer: float(curves.value[i, j].max())
-                           for j, layer in enumerate(curves.layers)}
-                     for i, lab in enumerate(curves.label_sets)},
-            "n_clipped": int(curves.clipped.sum()),
-            "final_test_accuracy": float(rec.test_acc[-1, 0]),
-        }
+    n_runs = 2 if args.compare_sgd and args.task == "checkerboard" else 1
+    with progress(n_runs * (args.epochs + 2 * n_layers * len(rec_epochs)), args.task,
+                  args.quiet) as bar:
+        runs = usable_experiment(
+            args.task, n_colors=args.n_colors, n_samples=args.n_samples, n_probe=args.n_probe,
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+            record_epochs=rec_epochs, decoder=args.decoder,
+            decoder_options={} if args.decoder_epochs is None else {"epochs": args.decoder_epochs},
+            compare_sgd=args.compare_sgd, random_state=args.seed, progress=bar.update,
+            device=args.device)
+    summary = {"task": args.task, "runs": usable_summary(runs)}
+    rows = [{"run": name, **r} for name, (_, curves) in runs.items() for r in curves.to_rows()]
     write_csv(os.path.join(args.out, "usable.csv"), rows)
-    write_csv(os.path.join(args.out, "training.csv"), train_rows)
+    write_csv(os.path.join(args.out, "training.csv"),
+              [{"run": name, **r} for name, (rec, _) in runs.items() for r in rec.training_rows()])
     write_json(os.path.join(args.out, "usable.json"), summary)
+    if args.compare_sgd:
+        write_csv(os.path.join(args.out, "sgd_regimes.csv"), rows)
 
-    names = list(runs)
-    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 4.2), squeeze=False)
-    for k, name in enumerate(names):
-        rec, curves = runs[name]
-        ax = axes[0, k]
-        plot_usable_curves(curves, ax=ax,
-                           title=title + ("" if name == "main" else f" ({name})"))
+    title = f"checkerboard n={args.n_colors}" if args.task == "checkerboard" else \
+        "digits: trained on parity"
+    fig, axes = plt.subplots(1, len(runs), figsize=(6.5 * len(runs), 4.2), squeeze=False)
+    for ax, (name, (rec, curves)) in zip(axes[0], runs.items()):
+        plot_usable_curves(curves, ax=ax, title=title + ("" if name == "main" else f" ({name})"))
         ax.set_ylim(-0.05, max(curves.max_bits.values()) * 1.08)
         plot_accuracy(rec, ax)
     fig.tight_layout()
-    fname = "sgd_regimes.png" if args.compare_sgd else "usable.png"
-    fig.savefig(os.path.join(args.out, fname), dpi=120)
+    fig.savefig(os.path.join(args.out, "sgd_regimes.png" if args.compare_sgd else "usable.png"),
+                dpi=120)
     plt.close(fig)
-    if args.compare_sgd:
-        write_csv(os.path.join(args.out, "sgd_regimes.csv"), rows)
 
     print(f"ibsolver usable: {args.task}, {len(rows)} decoders ({args.decoder}) in "
           f"{time.time() - t0:.1f} s -> {args.out}")

@@ -202,6 +202,53 @@ def sgd_regimes(n_colors: int = 2, *, small=(32, 0.05), large=(256, 0.01), **kw)
     return out
 
 
+def usable_experiment(task: str = "checkerboard", *, n_colors: int = 2, n_samples=None,
+                      n_probe: int = 2000, epochs: int = 30, batch_size=None, lr=None,
+                      record_epochs=None, decoder: str = "linear", decoder_options=None,
+                      compare_sgd: bool = False, random_state=0, progress=None,
+                      device="cpu") -> dict:
+    """What ``ibsolver usable`` runs: {run name: (Recording, UsableCurves)}.
+
+    task "checkerboard": :func:`checkerboard_experiment` with ``n_colors`` (the paper's
+    batch size and learning rate where None), or with ``compare_sgd`` the two regimes of
+    :func:`sgd_regimes` (the paper's batch and lr against batch 256 at lr / 5); "digits":
+    :func:`digits_coarse_fine`. Information in bits.
+    """
+    common = dict(epochs=epochs, record_epochs=record_epochs, decoder=decoder,
+                  decoder_options=decoder_options, random_state=random_state,
+                  progress=progress, device=device)
+    if task == "digits":
+        kw = {k: v for k, v in (("batch_size", batch_size), ("lr", lr)) if v}
+        return {"main": digits_coarse_fine(**common, **kw)}
+    if task != "checkerboard":
+        raise ValueError(f"task must be 'checkerboard' or 'digits' (got {task!r})")
+    if isinstance(n_colors, bool) or int(n_colors) != n_colors or n_colors < 2:
+        raise ValueError(f"n_colors must be an integer >= 2 (got {n_colors!r})")
+    common.update(n_samples=n_samples, n_probe=n_probe)
+    if not compare_sgd:
+        return {"main": checkerboard_experiment(n_colors, batch_size=batch_size, lr=lr,
+                                                **common)}
+    lr = lr or (0.05 if n_colors == 2 else 0.5)
+    return sgd_regimes(n_colors, small=(batch_size or 32, lr), large=(256, lr / 5), **common)
+
+
+def usable_summary(runs: dict) -> dict:
+    """The JSON-ready summary of :func:`usable_experiment`'s runs (bits): per run the
+    settings, the decoder budget, the final and peak usable information per label set and
+    layer, and the final validation accuracy."""
+    out = {}
+    for name, (rec, curves) in runs.items():
+        per_layer = {stat: {lab: {layer: float(fn(curves.value[i, j]))
+                                  for j, layer in enumerate(curves.layers)}
+                            for i, lab in enumerate(curves.label_sets)}
+                     for stat, fn in (("final", lambda v: v[-1]), ("peak", np.max))}
+        out[name] = {"config": rec.settings, "decoder_budget": curves.budget.to_dict(),
+                     "h_y_bits": curves.h_y, "max_bits": curves.max_bits, **per_layer,
+                     "n_clipped": int(curves.clipped.sum()),
+                     "final_test_accuracy": float(rec.test_acc[-1, 0])}
+    return out
+
+
 def digits_coarse_fine(*, hidden=(64, 32, 16), activation: str = "relu", epochs: int = 40,
                        batch_size: int = 32, lr: float = 0.05, test_fraction: float = 0.5,
                        record_epochs=None, decoder: str = "linear",
