@@ -16,12 +16,6 @@ import numpy as np
 
 from .estimators import DPI_TOL, SATURATION
 
-FORMAT = "dnn.Recording/1"
-INFO_ARRAYS = ("i_xt", "i_ty", "n_clusters")
-SCALAR_ARRAYS = ("train_loss", "test_loss", "train_acc", "test_acc",
-                 "grad_mean_norm", "grad_std_norm", "grad_snr", "estimate_time_s")
-
-
 @dataclass(frozen=True)
 class Recording:
     """Layers of a network (one per seed) on the information plane over training. Bits.
@@ -198,67 +192,22 @@ class Recording:
         return pd.DataFrame(self.to_rows(curve))
 
     # ---- files
-    def _meta(self) -> dict:
-        return {"format": FORMAT, "seeds": [int(s) for s in self.seeds],
-                "layers": list(self.layers), "layer_widths": [int(w) for w in self.layer_widths],
-                "estimators": [dict(s) for s in self.estimators],
-                "exact_keys": list(self.exact_keys), "info_keys": list(self.info),
-                "grad_layers": list(self.grad_layers), "grad_layer_of": list(self.grad_layer_of),
-                "settings": self.settings, "name": self.name, "batched": self.batched,
-                "device": self.device, "wall_time_s": self.wall_time_s,
-                "complete": self.complete}
-
     def save(self, path) -> str:
-        """Write the recording to ``path`` (.npz: arrays, and the metadata as JSON), atomically."""
-        arrays = {"meta": np.asarray(json.dumps(self._meta())), "epochs": self.epochs,
-                  "p_xy": self.p_xy}
-        for name in SCALAR_ARRAYS:
-            arrays[name] = getattr(self, name)
-        for key, d in self.info.items():
-            for q in INFO_ARRAYS:
-                arrays[f"info/{key}/{q}"] = d[q]
-        for group in ("measures", "final_state"):
-            for name, values in getattr(self, group).items():
-                arrays[f"{group}/{name}"] = values
-        for group in ("activations", "final_activations"):
-            for layer, a in (getattr(self, group) or {}).items():
-                arrays[f"{group}/{layer}"] = a
-        path = os.fspath(path)
-        tmp = path + ".tmp.npz"
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-        return path
+        """Write the recording to ``path`` (one .npz: arrays, and the rest as JSON; no
+        pickle), atomically."""
+        from .results_io import save_result
+
+        return save_result(self, path)
 
     @classmethod
     def load(cls, path) -> "Recording":
-        """Read a recording written by :meth:`save` (no pickle involved)."""
-        with np.load(os.fspath(path), allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(str(arrays["meta"]))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{os.fspath(path)!r} is not a {FORMAT} file "
-                             f"(format {meta.get('format')!r})")
-        groups = {"activations": {}, "final_activations": {}, "measures": {},
-                  "final_state": {}}
-        for k, v in arrays.items():
-            group, _, layer = k.partition("/")
-            if group in groups:
-                groups[group][layer] = v
-        info = {key: {q: arrays[f"info/{key}/{q}"] for q in INFO_ARRAYS}
-                for key in meta["info_keys"]}
-        return cls(epochs=arrays["epochs"], seeds=tuple(meta["seeds"]),
-                   layers=tuple(meta["layers"]), layer_widths=tuple(meta["layer_widths"]),
-                   info=info, estimators=tuple(meta["estimators"]),
-                   exact_keys=tuple(meta["exact_keys"]),
-                   grad_layers=tuple(meta["grad_layers"]),
-                   grad_layer_of=tuple(meta["grad_layer_of"]), p_xy=arrays["p_xy"],
-                   final_activations=groups["final_activations"],
-                   activations=groups["activations"] or None, measures=groups["measures"],
-                   final_state=groups["final_state"],
-                   settings=meta["settings"],
-                   name=meta["name"], batched=meta["batched"], device=meta["device"],
-                   wall_time_s=meta["wall_time_s"], complete=meta["complete"],
-                   **{name: arrays[name] for name in SCALAR_ARRAYS})
+        """Read a recording written by :meth:`save`."""
+        from .results_io import load_result
+
+        obj = load_result(path)
+        if not isinstance(obj, cls):
+            raise ValueError(f"{os.fspath(path)!r} holds a {type(obj).__name__}, not a Recording")
+        return obj
 
 
 def _bound_values(curve, i_xt):
