@@ -1,19 +1,14 @@
-"""Small helpers shared by the dnn modules (generators, seeded init, dropout, the split).
+"""Small helpers shared by the dnn modules: generators, tensors, the split, torch threads.
 
 Nothing here touches torch's global random state: every draw goes through an explicit
-``torch.Generator``; module constructors that would draw from the global generator run
-inside ``torch.random.fork_rng`` and are then re-initialised from the given generator.
+``torch.Generator`` (or a numpy Generator for the split).
 """
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
 import torch
-from torch import nn
-
-LN2 = math.log(2.0)
 
 
 def make_generator(random_state, device="cpu") -> torch.Generator:
@@ -36,28 +31,6 @@ def make_generator(random_state, device="cpu") -> torch.Generator:
 def seed_from(gen: torch.Generator) -> int:
     """Draw a fresh 62-bit seed from ``gen`` (to derive independent child generators)."""
     return int(torch.randint(0, 2**62, (1,), generator=gen).item())
-
-
-def reset_parameters(module: nn.Module, gen: torch.Generator) -> nn.Module:
-    """Re-initialise every Linear (PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in))) and
-    BatchNorm layer of ``module`` from ``gen``."""
-    with torch.no_grad():
-        for sub in module.modules():
-            if isinstance(sub, nn.Linear):
-                bound = 1.0 / math.sqrt(sub.in_features)
-                sub.weight.copy_(torch.rand(sub.weight.shape, generator=gen) * 2 * bound - bound)
-                if sub.bias is not None:
-                    sub.bias.copy_(torch.rand(sub.bias.shape, generator=gen) * 2 * bound - bound)
-            elif isinstance(sub, nn.modules.batchnorm._BatchNorm):
-                sub.reset_parameters()
-    return module
-
-
-def build(factory, gen: torch.Generator) -> nn.Module:
-    """Call ``factory()`` without disturbing the global RNG, then re-initialise from ``gen``."""
-    with torch.random.fork_rng(devices=[]):
-        module = factory()
-    return reset_parameters(module, gen)
 
 
 def to_tensor(a, dtype=torch.float32, device="cpu") -> torch.Tensor:
