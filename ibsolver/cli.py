@@ -26,6 +26,7 @@ EXIT_BROKEN_PIPE = 141
 #: modules that add subcommands; imported lazily so `import ibsolver` stays light
 _PLUGINS = (
     "ibsolver._cli_solver",
+    "ibsolver._cli_sweep",
 )
 #: entry point group of other packages' subcommands (each value: "module:register")
 PLUGIN_GROUP = "ibsolver.subcommands"
