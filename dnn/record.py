@@ -26,7 +26,7 @@ def log_epochs(epochs: int, n_records: int) -> np.ndarray:
         return np.arange(epochs + 1)
     # grow the number of log-spaced points until rounding leaves n_records distinct epochs
     k = n_records - 1
-    out = np.array([0])
+    out = np.array([0, epochs])
     while k <= 10 * n_records:
         pts = np.unique(np.round(np.logspace(0.0, math.log10(epochs), k)).astype(np.int64))
         cand = np.unique(np.concatenate([[0], pts, [epochs]]))

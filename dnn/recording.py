@@ -16,7 +16,7 @@ import numpy as np
 
 from .estimators import DPI_TOL, SATURATION
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Recording:
     """Layers of a network (one per seed) on the information plane over training. Bits.
 
@@ -68,6 +68,12 @@ class Recording:
     device: str = "cpu"
     wall_time_s: float = float("nan")
     complete: bool = True
+
+    def __repr__(self) -> str:
+        return (f"Recording({self.name!r}: {len(self.seeds)} seeds x {len(self.epochs)} records "
+                f"(epochs {int(self.epochs[0])}..{int(self.epochs[-1])}) x layers "
+                f"{list(self.layers)}, N = {self.n_probe}, estimators {list(self.info)}, "
+                f"{'batched' if self.batched else 'one by one'} on {self.device})")
 
     # ---- derived
     @property

@@ -53,7 +53,7 @@ def record(data, batched, **kw):
     train_set, (xp, yp) = data
     p_xy = dnn.joint_from_labels(np.arange(N_PROBE), yp.numpy(), n_classes=10)
     return dnn.record_training(
-        Net(), loader(train_set), layers=["squash", "bottleneck", "head"],
+        Net(), loader(train_set), layers=lambda net: ["squash", "bottleneck", "head"],
         transforms={"head": "softmax"}, probe=(xp, p_xy), test_data=(xp, yp), epochs=4,
         optimizer="sgd", lr=0.1, momentum=0.9, seeds=[0, 1], n_records=3, batched=batched,
         name="digits-net", **kw)
@@ -67,6 +67,7 @@ def recording(data):
 def test_whole_pipeline_on_a_user_module(recording, tmp_path):
     rec = recording
     assert rec.batched and rec.layers == ("squash", "bottleneck", "head")
+    assert repr(rec).startswith("Recording('digits-net': 2 seeds x 3 records (epochs 0..4)")
     assert rec.layer_widths == (12, 5, 10) and rec.epochs.tolist() == [0, 1, 4]
     assert rec.info["binning"]["i_xt"].shape == (3, 2, 3)
     # the module's parametrised layers, and the one that last feeds each recorded layer

@@ -187,6 +187,9 @@ def test_log_epochs():
     assert e[0] == 0 and e[-1] == 3000 and len(e) <= 40 and len(e) >= 30
     assert np.all(np.diff(e) > 0)
     np.testing.assert_array_equal(log_epochs(5, 40), np.arange(6))
+    # regression: two records were only epoch 0, without the last
+    np.testing.assert_array_equal(log_epochs(3, 2), [0, 3])
+    np.testing.assert_array_equal(log_epochs(100, 3), [0, 1, 100])
     with pytest.raises(ValueError, match="n_records"):
         log_epochs(10, 1)
 
