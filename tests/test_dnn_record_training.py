@@ -183,3 +183,29 @@ def test_bad_arguments_name_themselves(data):
         dnn.record_training(Net(), xp, **base)
     with pytest.raises(TypeError, match="model"):
         dnn.record_training(lambda x: x, train_set, **base)
+
+
+def test_buffers_train_the_same_batched_and_one_by_one():
+    """BatchNorm's running statistics are buffers updated in place inside vmap."""
+    class ConvNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            # no bias before BatchNorm: its gradient is round-off, which Adam would amplify
+            self.conv, self.bn = nn.Conv2d(1, 3, 3, bias=False), nn.BatchNorm2d(3)
+            self.pool, self.fc = nn.AdaptiveAvgPool2d(2), nn.Linear(12, 2)
+
+        def forward(self, x):
+            return self.fc(self.pool(torch.relu(self.bn(self.conv(x)))).flatten(1))
+
+    x = torch.rand(120, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    y = (x.mean(dim=(1, 2, 3)) > 0.5).long()
+    runs = [dnn.record_training(ConvNet(), (x[:90], y[:90]), layers=["pool", "fc"],
+                                probe=(x[90:], y[90:]), epochs=3, batch_size=16, seeds=[0, 1],
+                                n_records=2, batched=batched) for batched in (True, False)]
+    assert runs[0].batched and not runs[1].batched
+    assert runs[0].layer_widths == (12, 2) and runs[0].grad_layer_of == ("bn", "fc")
+    for name, value in runs[0].final_state.items():
+        np.testing.assert_allclose(value, runs[1].final_state[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    assert not np.allclose(runs[0].final_state["bn.running_mean"], 0.0)  # they moved
+    np.testing.assert_allclose(runs[0].train_loss, runs[1].train_loss, rtol=1e-5)
