@@ -18,26 +18,36 @@ FORMAT = "dnn.result/1"
 _TRUSTED = ("dnn", "ibsolver")
 
 
+def _join(key: str, part: str) -> str:
+    return f"{key}/{part}" if key else part
+
+
 def _encode(value, arrays: dict, key: str):
+    """A JSON tree for ``value``; its arrays go into ``arrays`` under readable paths
+    (``info/binning/i_xt``: field names and string keys, else positions)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         cls = type(value)
         return {"dataclass": f"{cls.__module__}:{cls.__qualname__}",
-                "fields": {f.name: _encode(getattr(value, f.name), arrays, f"{key}/{f.name}")
+                "fields": {f.name: _encode(getattr(value, f.name), arrays, _join(key, f.name))
                            for f in dataclasses.fields(value) if f.init}}
     if isinstance(value, np.ndarray):
-        arrays[key] = value
-        return {"array": key}
+        name = key or "array"
+        while name in arrays or name == "__meta__":  # a path taken already
+            name += "_"
+        arrays[name] = value
+        return {"array": name}
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
-        return {"dict": [[_encode(k, arrays, f"{key}/k{i}"), _encode(v, arrays, f"{key}/{i}")]
+        return {"dict": [[_encode(k, arrays, _join(key, f"key{i}")),
+                          _encode(v, arrays, _join(key, k if isinstance(k, str) else str(i)))]
                          for i, (k, v) in enumerate(value.items())]}
     if isinstance(value, (tuple, list)):
         kind = "tuple" if isinstance(value, tuple) else "list"
-        return {kind: [_encode(v, arrays, f"{key}/{i}") for i, v in enumerate(value)]}
+        return {kind: [_encode(v, arrays, _join(key, str(i))) for i, v in enumerate(value)]}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise TypeError(f"cannot save a {type(value).__name__} at {key} "
+    raise TypeError(f"cannot save a {type(value).__name__} at {key or 'the top'} "
                     "(dataclasses, dicts, sequences, numpy arrays and plain values only)")
 
 
@@ -67,7 +77,7 @@ def _decode(node, arrays: dict):
 def save_result(obj, path) -> str:
     """Write ``obj`` to ``path`` (.npz, atomically); returns the path."""
     arrays: dict = {}
-    tree = _encode(obj, arrays, "r")
+    tree = _encode(obj, arrays, "")
     path = os.fspath(path)
     tmp = path + ".tmp.npz"
     np.savez_compressed(tmp, __meta__=np.asarray(json.dumps({"format": FORMAT, "tree": tree})),
