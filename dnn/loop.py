@@ -405,8 +405,9 @@ def record_training(model: nn.Module, train_data, *, layers, probe, epochs: int,
         copy of each seed's network (e.g. a Fisher trace), kept in ``recording.measures``
         as (E, S) arrays named ``name`` or ``name_key``.
     out_dir : directory for ``checkpoint.pt``, written atomically at every recorded epoch
-        and at least every ``checkpoint_interval_s`` seconds; ``resume=True`` continues the run there and gives the same Recording as an
-        uninterrupted one. An existing run with resume=False is an error.
+        and at least every ``checkpoint_interval_s`` seconds; ``resume=True`` continues the
+        run there and gives the same Recording as an uninterrupted one. An existing run
+        with resume=False is an error.
     device : "cpu", "cuda", "auto", ...; callback : ``callback(epoch)`` after every epoch
         (an exception it raises stops the run, which can then be resumed).
     n_threads : torch intra-op threads during the run (None leaves torch's setting).

@@ -34,10 +34,11 @@ class Recording:
     p_xy (N, C) the probe's joint; estimate_time_s (E,); activations {layer: (E, S_kept, N,
     width)} float32 for the first seeds kept, or None; final_activations {layer: (S, N,
     width)} float32 at the last record; final_state {name: (S, ...)} every seed's
-    parameters and buffers after training (see :meth:`network`); measures {name: (E, S)} the values of
-    ``record_training``'s ``measures`` (e.g. a Fisher trace); settings (JSON-ready: optimizer, lr, epochs, ...,
-    and whatever the recipe adds); name (for titles); batched (the seeds ran as one vmapped
-    ensemble); device; wall_time_s; complete (the last record is the last epoch).
+    parameters and buffers after training (see :meth:`network`); measures {name: (E, S)}
+    the values of ``record_training``'s ``measures`` (e.g. a Fisher trace); settings
+    (JSON-ready: optimizer, lr, epochs, ..., and whatever the recipe adds); name (for
+    titles); batched (the seeds ran as one vmapped ensemble); device; wall_time_s;
+    complete (training ran all its epochs).
     """
 
     epochs: np.ndarray

@@ -218,3 +218,15 @@ def test_cli_rejects_noise_for_other_tasks(tmp_path, capsys):
     code = main(["infoplane", "--task", "var_u", "--noise", "1", "--out", str(tmp_path)])
     assert code == 2
     assert "--noise" in capsys.readouterr().err
+
+
+def test_dnn_subcommands_come_from_the_entry_point_group():
+    """ibsolver's CLI names no dnn module; pyproject.toml registers them."""
+    from ibsolver import cli
+
+    assert not any(name.startswith("dnn") for name in cli._PLUGINS)
+    assert "dnn" not in (REPO / "ibsolver" / "cli.py").read_text().replace(
+        "the ``dnn`` package", "")
+    text = (REPO / "pyproject.toml").read_text()
+    assert f'[project.entry-points."{cli.PLUGIN_GROUP}"]' in text
+    assert 'infoplane = "dnn.cli_infoplane:register"' in text
