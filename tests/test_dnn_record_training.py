@@ -209,3 +209,14 @@ def test_buffers_train_the_same_batched_and_one_by_one():
                                    err_msg=name)
     assert not np.allclose(runs[0].final_state["bn.running_mean"], 0.0)  # they moved
     np.testing.assert_allclose(runs[0].train_loss, runs[1].train_loss, rtol=1e-5)
+
+
+def test_to_dataframe(recording):
+    pd = pytest.importorskip("pandas")
+    curve = ibsolver.ib_curve(recording.p_xy)
+    df = recording.to_dataframe(curve)
+    assert isinstance(df, pd.DataFrame) and len(df) == 3 * 2 * 3
+    mean = df[df.epoch == 4].groupby("layer")["i_xt_bits"].mean()
+    np.testing.assert_allclose(mean["bottleneck"],
+                               recording.info["binning"]["i_xt"][-1, :, 1].mean(), rtol=1e-12)
+    np.testing.assert_allclose(df.gap_bits, df.bound_bits - df.i_ty_bits, rtol=0, atol=1e-12)
