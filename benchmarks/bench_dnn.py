@@ -98,7 +98,7 @@ def main(argv=None) -> int:
 
     # estimate cost on the largest ensemble's final activations
     acts = last.final_activations
-    p_xy = last.probe_p_xy
+    p_xy = last.p_xy
     est_rows = []
     n_seeds = acts[last.layers[0]].shape[0]
     times = []

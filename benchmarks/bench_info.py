@@ -34,8 +34,10 @@ try:
 except ImportError:  # pragma: no cover
     raise SystemExit("bench_info needs torch: pip install 'ibsolver[dnn]'") from None
 
-from dnn.experiments import SMALL_FC, MEDIUM_FC, seeded_mlp  # noqa: E402
+from dnn.experiments import SMALL_FC, MEDIUM_FC  # noqa: E402
 from dnn.fisher import fisher_diagonal  # noqa: E402
+from dnn.loop import initial_network  # noqa: E402
+from dnn.models import mlp, mlp_init  # noqa: E402
 from dnn.tasks.checkerboard import checkerboard  # noqa: E402
 from dnn.usable import usable_information_over_training  # noqa: E402
 
@@ -71,7 +73,8 @@ def fisher_cases(devices, threads, repeats, n_inputs):
              ("checkerboard n=10, medium FC 110-100-20-20-20-10", 10, MEDIUM_FC)]
     for name, n, hidden in cases:
         task = checkerboard(n, n_inputs, random_state=0)
-        model = seeded_mlp((task.x.shape[1],) + hidden + (n,), "relu", 0)
+        model = initial_network(mlp((task.x.shape[1],) + hidden + (n,), "relu"), 0,
+                                mlp_init("he", "relu"))
         n_par = sum(p.numel() for p in model.parameters())
         for dev in devices:
             for th in (threads if dev == "cpu" else [None]):
@@ -99,7 +102,8 @@ def usable_cases(devices, threads, repeats, n_probe, decoder_epochs):
     rows = []
     for n, hidden in ((2, SMALL_FC), (10, MEDIUM_FC)):
         task = checkerboard(n, n_probe, random_state=1)
-        model = seeded_mlp((task.x.shape[1],) + hidden + (n,), "relu", 0)
+        model = initial_network(mlp((task.x.shape[1],) + hidden + (n,), "relu"), 0,
+                                mlp_init("he", "relu"))
         acts = {}
         hook_out = {}
         hooks = [getattr(model, k).register_forward_hook(

@@ -1,19 +1,14 @@
-"""Small torch helpers shared by the information modules (seeded init, dropout, splits).
+"""Small helpers shared by the dnn modules: generators, tensors, the split, torch threads.
 
 Nothing here touches torch's global random state: every draw goes through an explicit
-``torch.Generator``; module constructors that would draw from the global generator run
-inside ``torch.random.fork_rng`` and are then re-initialised from the given generator.
+``torch.Generator`` (or a numpy Generator for the split).
 """
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
 import torch
-from torch import nn
-
-LN2 = math.log(2.0)
 
 
 def make_generator(random_state, device="cpu") -> torch.Generator:
@@ -38,73 +33,33 @@ def seed_from(gen: torch.Generator) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=gen).item())
 
 
-def reset_parameters(module: nn.Module, gen: torch.Generator) -> nn.Module:
-    """Re-initialise every Linear (PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in))) and
-    BatchNorm layer of ``module`` from ``gen``."""
-    with torch.no_grad():
-        for sub in module.modules():
-            if isinstance(sub, nn.Linear):
-                bound = 1.0 / math.sqrt(sub.in_features)
-                sub.weight.copy_(torch.rand(sub.weight.shape, generator=gen) * 2 * bound - bound)
-                if sub.bias is not None:
-                    sub.bias.copy_(torch.rand(sub.bias.shape, generator=gen) * 2 * bound - bound)
-            elif isinstance(sub, nn.modules.batchnorm._BatchNorm):
-                sub.reset_parameters()
-    return module
-
-
-def build(factory, gen: torch.Generator) -> nn.Module:
-    """Call ``factory()`` without disturbing the global RNG, then re-initialise from ``gen``."""
-    with torch.random.fork_rng(devices=[]):
-        module = factory()
-    return reset_parameters(module, gen)
-
-
-class SeededDropout(nn.Module):
-    """Dropout that draws its masks from its own generator (not the global one)."""
-
-    def __init__(self, p: float, generator: torch.Generator):
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout must be in [0, 1) (got {p!r})")
-        self.p = float(p)
-        self.generator = generator
-
-    def forward(self, x):
-        if not self.training or self.p == 0.0:
-            return x
-        keep = torch.rand(x.shape, generator=self.generator, device=x.device) >= self.p
-        return x * keep / (1.0 - self.p)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
 def to_tensor(a, dtype=torch.float32, device="cpu") -> torch.Tensor:
     if isinstance(a, torch.Tensor):
         return a.detach().to(device=device, dtype=dtype)
     return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
 
 
-def split_indices(n: int, test_size: float, gen: torch.Generator, y=None):
-    """Random (stratified when ``y`` is given) split of range(n) into train and test indices."""
-    if not 0.0 < test_size < 1.0:
-        raise ValueError(f"test_size must be in (0, 1) (got {test_size!r})")
-    if y is None:
-        perm = torch.randperm(n, generator=gen)
-        n_test = max(1, min(n - 1, int(round(test_size * n))))
-        return perm[n_test:].sort().values, perm[:n_test].sort().values
-    y = torch.as_tensor(np.asarray(y))
-    train, test = [], []
-    for c in torch.unique(y):
-        idx = torch.nonzero(y == c).flatten()
-        idx = idx[torch.randperm(len(idx), generator=gen)]
-        k = int(round(test_size * len(idx)))
-        if len(idx) >= 2:
-            k = max(1, min(len(idx) - 1, k))
-        test.append(idx[:k])
-        train.append(idx[k:])
-    return torch.cat(train).sort().values, torch.cat(test).sort().values
+def stratified_split(labels, train_fraction: float, seed: int):
+    """(train_idx, test_idx), sorted index arrays: per label, a shuffled
+    ``round(train_fraction * count)`` rows go to train (for a fraction below 1, at least one
+    row on each side when the label has two). ``labels`` may be a row count n (one label)."""
+    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
+        labels = np.zeros(int(labels), dtype=np.int64)
+    labels = np.asarray(labels)
+    if isinstance(train_fraction, bool) or not 0 < train_fraction <= 1:
+        raise ValueError(f"train_fraction must be in (0, 1] (got {train_fraction!r})")
+    rng = np.random.default_rng(seed)
+    train = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(idx.size)]
+        k = max(1, int(round(train_fraction * idx.size)))
+        if train_fraction < 1 and idx.size >= 2:
+            k = min(k, idx.size - 1)
+        train.append(idx[:k])
+    train = np.sort(np.concatenate(train)) if train else np.zeros(0, dtype=np.int64)
+    test = np.setdiff1d(np.arange(labels.size), train)
+    return train, test
 
 
 class torch_threads:

@@ -8,35 +8,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import time
 
-_INSTALL = "pip install 'ibsolver[dnn]'"
-
-
-def _require_torch(command: str):
-    try:
-        import torch
-    except ImportError:
-        raise SystemExit(f"ibsolver {command}: error: this command needs torch; install it with "
-                         f"{_INSTALL}") from None
-    return torch
-
-
-def _ints(text, name):
-    try:
-        return [int(v) for v in str(text).split(",") if v.strip() != ""]
-    except ValueError:
-        raise ValueError(f"{name} must be comma-separated integers (got {text!r})") from None
-
-
-def _floats(text, name):
-    try:
-        return [float(v) for v in str(text).split(",") if v.strip() != ""]
-    except ValueError:
-        raise ValueError(f"{name} must be comma-separated numbers (got {text!r})") from None
-
+from .cli_common import (add_run_flags, parse_floats, parse_ints, progress, require_torch,
+                         write_csv, write_json)
 
 def _record_epochs(text, epochs):
     """"auto" -> about 15 log-spaced epochs in [0, epochs]; else a comma-separated list."""
@@ -45,53 +21,15 @@ def _record_epochs(text, epochs):
 
         pts = np.unique(np.round(np.geomspace(1, max(epochs, 1), 14)).astype(int))
         return sorted({0, *[int(p) for p in pts if p <= epochs]})
-    eps = _ints(text, "--record")
+    eps = parse_ints(text, "--record")
     bad = [e for e in eps if e < 0 or e > epochs]
     if bad:
         raise ValueError(f"--record epochs must lie in [0, --epochs={epochs}] (got {bad})")
     return sorted(set(eps))
 
 
-def _write_csv(path, rows):
-    if not rows:
-        return
-    keys = list(rows[0].keys())
-    for r in rows[1:]:
-        keys += [k for k in r if k not in keys]
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-
-
-def _write_json(path, obj):
-    def default(o):
-        import numpy as np
-
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        return str(o)
-
-    with open(path, "w") as fh:
-        json.dump(obj, fh, indent=2, default=default)
-
-
-def _progress(total, desc, quiet):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, disable=quiet, unit="step", leave=False)
-
-
 def _common(p, out_default):
-    p.add_argument("--out", default=out_default, help=f"output folder (default: {out_default})")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads; these networks are tiny and run fastest on 1 "
-                        "(default: 1)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_run_flags(p, out_default=out_default, device_default="cpu", seeds_default=None)
 
 
 def register(subparsers) -> None:
@@ -219,7 +157,7 @@ def register(subparsers) -> None:
 # --------------------------------------------------------------------- commands
 
 def _setup(args, command):
-    torch = _require_torch(command)
+    torch = require_torch(command)
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1 (got {args.threads})")
     torch.set_num_threads(int(args.threads))
@@ -234,79 +172,46 @@ def _usable(args) -> int:
     _setup(args, "usable")
     import matplotlib.pyplot as plt
 
-    from .experiments import checkerboard_experiment, digits_coarse_fine, plot_accuracy
+    from .experiments import plot_accuracy, usable_experiment, usable_summary
     from .usable import plot_usable_curves
 
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1 (got {args.epochs})")
+    if args.task == "checkerboard" and args.n_colors < 2:
+        raise ValueError(f"--n-colors must be >= 2 (got {args.n_colors})")
     rec_epochs = _record_epochs(args.record, args.epochs)
-    dec_opts = {} if args.decoder_epochs is None else {"epochs": args.decoder_epochs}
     t0 = time.time()
     n_layers = {True: 6, False: 5}[args.n_colors == 2] if args.task == "checkerboard" else 4
-    n_dec = 2 * n_layers * len(rec_epochs)
-    runs = {}
-    common = dict(epochs=args.epochs, record_epochs=rec_epochs, decoder=args.decoder,
-                  decoder_options=dec_opts, random_state=args.seed, device=args.device)
-    if args.task == "checkerboard":
-        if args.n_colors < 2:
-            raise ValueError(f"--n-colors must be >= 2 (got {args.n_colors})")
-        cb = dict(n_samples=args.n_samples, n_probe=args.n_probe, **common)
-        regimes = [("main", dict(batch_size=args.batch_size, lr=args.lr))]
-        if args.compare_sgd:
-            lr = args.lr or (0.05 if args.n_colors == 2 else 0.5)
-            regimes = [("small_batch_high_lr", dict(batch_size=args.batch_size or 32, lr=lr)),
-                       ("large_batch_low_lr", dict(batch_size=256, lr=lr / 5))]
-        for name, kw in regimes:
-            with _progress(args.epochs + n_dec, f"{name}", args.quiet) as bar:
-                runs[name] = checkerboard_experiment(args.n_colors, progress=bar.update, **cb, **kw)
-        title = f"checkerboard n={args.n_colors}"
-    else:
-        kw = {}
-        if args.batch_size:
-            kw["batch_size"] = args.batch_size
-        if args.lr:
-            kw["lr"] = args.lr
-        with _progress(args.epochs + n_dec, "digits", args.quiet) as bar:
-            runs["main"] = digits_coarse_fine(progress=bar.update, **common, **kw)
-        title = "digits: trained on parity"
+    n_runs = 2 if args.compare_sgd and args.task == "checkerboard" else 1
+    with progress(n_runs * (args.epochs + 2 * n_layers * len(rec_epochs)), args.task,
+                  args.quiet) as bar:
+        runs = usable_experiment(
+            args.task, n_colors=args.n_colors, n_samples=args.n_samples, n_probe=args.n_probe,
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+            record_epochs=rec_epochs, decoder=args.decoder,
+            decoder_options={} if args.decoder_epochs is None else {"epochs": args.decoder_epochs},
+            compare_sgd=args.compare_sgd, random_state=args.seed, progress=bar.update,
+            device=args.device)
+    summary = {"task": args.task, "runs": usable_summary(runs)}
+    rows = [{"run": name, **r} for name, (_, curves) in runs.items() for r in curves.to_rows()]
+    write_csv(os.path.join(args.out, "usable.csv"), rows)
+    write_csv(os.path.join(args.out, "training.csv"),
+              [{"run": name, **r} for name, (rec, _) in runs.items() for r in rec.training_rows()])
+    write_json(os.path.join(args.out, "usable.json"), summary)
+    if args.compare_sgd:
+        write_csv(os.path.join(args.out, "sgd_regimes.csv"), rows)
 
-    rows, train_rows, summary = [], [], {"task": args.task, "runs": {}}
-    for name, (rec, curves) in runs.items():
-        for r in curves.to_rows():
-            rows.append({"run": name, **r})
-        for r in rec.to_rows():
-            train_rows.append({"run": name, **r})
-        summary["runs"][name] = {
-            "config": rec.config, "decoder_budget": curves.budget.to_dict(),
-            "h_y_bits": curves.h_y, "max_bits": curves.max_bits,
-            "final": {lab: {layer: float(curves.value[i, j, -1])
-                            for j, layer in enumerate(curves.layers)}
-                      for i, lab in enumerate(curves.label_sets)},
-            "peak": {lab: {layer: float(curves.value[i, j].max())
-                           for j, layer in enumerate(curves.layers)}
-                     for i, lab in enumerate(curves.label_sets)},
-            "n_clipped": int(curves.clipped.sum()),
-            "final_test_accuracy": rec.test_accuracy[-1],
-        }
-    _write_csv(os.path.join(args.out, "usable.csv"), rows)
-    _write_csv(os.path.join(args.out, "training.csv"), train_rows)
-    _write_json(os.path.join(args.out, "usable.json"), summary)
-
-    names = list(runs)
-    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 4.2), squeeze=False)
-    for k, name in enumerate(names):
-        rec, curves = runs[name]
-        ax = axes[0, k]
-        plot_usable_curves(curves, ax=ax,
-                           title=title + ("" if name == "main" else f" ({name})"))
+    title = f"checkerboard n={args.n_colors}" if args.task == "checkerboard" else \
+        "digits: trained on parity"
+    fig, axes = plt.subplots(1, len(runs), figsize=(6.5 * len(runs), 4.2), squeeze=False)
+    for ax, (name, (rec, curves)) in zip(axes[0], runs.items()):
+        plot_usable_curves(curves, ax=ax, title=title + ("" if name == "main" else f" ({name})"))
         ax.set_ylim(-0.05, max(curves.max_bits.values()) * 1.08)
         plot_accuracy(rec, ax)
     fig.tight_layout()
-    fname = "sgd_regimes.png" if args.compare_sgd else "usable.png"
-    fig.savefig(os.path.join(args.out, fname), dpi=120)
+    fig.savefig(os.path.join(args.out, "sgd_regimes.png" if args.compare_sgd else "usable.png"),
+                dpi=120)
     plt.close(fig)
-    if args.compare_sgd:
-        _write_csv(os.path.join(args.out, "sgd_regimes.csv"), rows)
 
     print(f"ibsolver usable: {args.task}, {len(rows)} decoders ({args.decoder}) in "
           f"{time.time() - t0:.1f} s -> {args.out}")
@@ -324,14 +229,12 @@ def _fisher(args) -> int:
     import numpy as np
 
     from ._info_utils import make_generator, seed_from
-    from .experiments import seeded_mlp, train_and_record
-    from .fisher import fisher_diagonal, plot_fisher_trace
+    from .experiments import fisher_over_training
+    from .fisher import plot_fisher_trace
 
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1 (got {args.epochs})")
-    if args.fisher_samples < 1:
-        raise ValueError(f"--fisher-samples must be >= 1 (got {args.fisher_samples})")
-    hidden = _ints(args.hidden, "--hidden")
+    hidden = parse_ints(args.hidden, "--hidden")
     rec_epochs = _record_epochs(args.record, args.epochs)
     gen = make_generator(args.seed)
     if args.task == "digits":
@@ -342,47 +245,41 @@ def _fisher(args) -> int:
         from .tasks.checkerboard import checkerboard
 
         task = checkerboard(2, 5000, random_state=seed_from(gen))
-    perm = np.random.default_rng(seed_from(gen)).permutation(task.n)
-    n_tr = int(0.7 * task.n)
-    tr, te = perm[:n_tr], perm[n_tr:]
-    model = seeded_mlp((task.x.shape[1],) + tuple(hidden) + (task.n_classes,), "relu",
-                       seed_from(gen))
-    fx, fy = task.x[tr[:args.fisher_samples]], task.labels[tr[:args.fisher_samples]]
     t0 = time.time()
-    with _progress(args.epochs, "training", args.quiet) as bar:
-        rec = train_and_record(model, task.x[tr], task.labels[tr], x_test=task.x[te],
-                               y_test=task.labels[te], epochs=args.epochs,
-                               batch_size=args.batch_size, lr=args.lr, record_epochs=rec_epochs,
-                               fisher_x=fx, fisher_y=fy, random_state=seed_from(gen),
-                               progress=bar.update, device=args.device)
-    final = fisher_diagonal(model, fx, kind="model")
-    rows = rec.to_rows()
-    _write_csv(os.path.join(args.out, "fisher.csv"), rows)
+    with progress(args.epochs, "training", args.quiet) as bar:
+        rec, final = fisher_over_training(
+            task, hidden=hidden, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+            fisher_samples=args.fisher_samples, record_epochs=rec_epochs,
+            random_state=seed_from(gen), progress=bar.update, device=args.device)
+    write_csv(os.path.join(args.out, "fisher.csv"), rec.training_rows())
     np.savez(os.path.join(args.out, "fisher_diag.npz"), **{k.replace(".", "_"): v
                                                            for k, v in final.diagonal.items()})
-    peak = int(np.argmax(rec.fisher_trace))
-    _write_json(os.path.join(args.out, "fisher.json"), {
-        "task": task.name, "hidden": hidden, "config": rec.config,
-        "fisher_samples": int(len(fx)), "epochs": rec.epochs, "trace": rec.fisher_trace,
-        "empirical_trace": rec.empirical_fisher_trace, "peak_epoch": rec.epochs[peak],
-        "final_layer_trace": final.layer_trace, "test_accuracy": rec.test_accuracy})
+    epochs = [int(e) for e in rec.epochs]
+    trace = rec.measures["fisher_trace"][:, 0]
+    empirical = rec.measures["fisher_empirical_trace"][:, 0]
+    layer_tr = {k[len("fisher_trace_"):]: v[:, 0] for k, v in rec.measures.items()
+                if k.startswith("fisher_trace_")}
+    peak = int(np.argmax(trace))
+    write_json(os.path.join(args.out, "fisher.json"), {
+        "task": task.name, "hidden": hidden, "config": rec.settings,
+        "fisher_samples": int(final.n_samples), "epochs": epochs, "trace": trace,
+        "empirical_trace": empirical, "peak_epoch": epochs[peak],
+        "final_layer_trace": final.layer_trace, "test_accuracy": rec.test_acc[:, 0]})
     fig, ax = plt.subplots(figsize=(6, 4))
-    layer_tr = {layer: [lt[layer] for lt in rec.fisher_layer_trace]
-                for layer in rec.fisher_layer_trace[0]}
-    ep = [max(e, 0.5) for e in rec.epochs]
-    plot_fisher_trace(ep, rec.fisher_trace, ax=ax, layer_traces=layer_tr)
-    ax.plot(ep, rec.empirical_fisher_trace, "k:", lw=1.2, label="empirical Fisher")
+    ep = [max(e, 0.5) for e in epochs]
+    plot_fisher_trace(ep, trace, ax=ax, layer_traces=layer_tr)
+    ax.plot(ep, empirical, "k:", lw=1.2, label="empirical Fisher")
     ax.set_xscale("log")
     ax.legend(fontsize=7)
     ax.set_title(f"Fisher trace during training ({task.name})", fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(args.out, "fisher.png"), dpi=120)
     plt.close(fig)
-    print(f"ibsolver fisher: {task.name}, {len(rec.epochs)} recorded epochs in "
+    print(f"ibsolver fisher: {task.name}, {len(epochs)} recorded epochs in "
           f"{time.time() - t0:.1f} s -> {args.out}")
-    print(f"  model Fisher trace: epoch 0 {rec.fisher_trace[0]:.3g}, "
-          f"peak {rec.fisher_trace[peak]:.3g} at epoch {rec.epochs[peak]}, final {rec.fisher_trace[-1]:.3g}; "
-          f"final test accuracy {rec.test_accuracy[-1]:.3f}")
+    print(f"  model Fisher trace: epoch 0 {trace[0]:.3g}, peak {trace[peak]:.3g} at epoch "
+          f"{epochs[peak]}, final {trace[-1]:.3g}; final test accuracy "
+          f"{rec.test_acc[-1, 0]:.3f}")
     return 0
 
 
@@ -392,9 +289,7 @@ def _weights(args) -> int:
     import numpy as np
 
     from ._info_utils import make_generator, seed_from
-    from .experiments import seeded_mlp, train_and_record
-    from .tasks.digits import digits
-    from .weights import fit_weight_posterior, plot_random_labels, random_labels_experiment
+    from .weights import plot_random_labels, random_labels_experiment, weights_of_digits_mlp
 
     prior_scale = args.prior_scale
     if prior_scale != "optimize":
@@ -402,43 +297,31 @@ def _weights(args) -> int:
         if not prior_scale > 0:
             raise ValueError("--prior-scale must be positive or 'optimize' "
                              f"(got {args.prior_scale})")
-    hidden = _ints(args.hidden, "--hidden")
-    betas = _floats(args.betas, "--betas")
+    hidden = parse_ints(args.hidden, "--hidden")
+    betas = parse_floats(args.betas, "--betas")
     gen = make_generator(args.seed)
-    task = digits("fine")
-    perm = np.random.default_rng(seed_from(gen)).permutation(task.n)
-    tr, te = perm[:1000], perm[1000:]
-    model = seeded_mlp((64,) + tuple(hidden) + (10,), "relu", seed_from(gen))
-    init = {k: v.detach().clone() for k, v in model.named_parameters()}
     t0 = time.time()
-    with _progress(args.epochs, "training", args.quiet) as bar:
-        rec = train_and_record(model, task.x[tr], task.labels[tr], x_test=task.x[te],
-                               y_test=task.labels[te], epochs=args.epochs, batch_size=32,
-                               lr=0.05, record_epochs=[args.epochs], random_state=seed_from(gen),
-                               progress=bar.update, device=args.device)
-    with _progress(args.posterior_epochs, "posterior", args.quiet) as bar:
-        res = fit_weight_posterior(model, task.x[tr], task.labels[tr], beta=args.beta,
-                                   prior_center=args.prior_center, init_state=init,
-                                   prior_scale=prior_scale, learn_mean=args.learn_mean,
-                                   epochs=args.posterior_epochs, n_mc=args.n_mc,
-                                   x_test=task.x[te], y_test=task.labels[te], delta=args.delta,
-                                   random_state=seed_from(gen), progress=bar.update,
-                                   device=args.device)
+    with progress(args.epochs + args.posterior_epochs, "network, posterior", args.quiet) as bar:
+        rec, res = weights_of_digits_mlp(
+            hidden=hidden, epochs=args.epochs, beta=args.beta, prior_center=args.prior_center,
+            prior_scale=prior_scale, learn_mean=args.learn_mean,
+            posterior_epochs=args.posterior_epochs, n_mc=args.n_mc, delta=args.delta,
+            random_state=seed_from(gen), progress=bar.update, device=args.device)
     summary = res.summary()
-    summary.update(network_test_error=1 - rec.test_accuracy[-1],
-                   network_train_error=1 - rec.train_accuracy[-1], hidden=hidden,
-                   network_epochs=args.epochs, task=task.name)
+    summary.update(network_test_error=1 - float(rec.test_acc[-1, 0]),
+                   network_train_error=1 - float(rec.train_acc[-1, 0]), hidden=hidden,
+                   network_epochs=args.epochs, task=rec.name)
     np.savez(os.path.join(args.out, "weights_sigma.npz"),
              **{f"sigma_{k.replace('.', '_')}": v for k, v in res.sigma.items()},
              **{f"sigma_fisher_{k.replace('.', '_')}": v for k, v in res.sigma_fisher.items()})
     rl = []
     if betas:
         n_steps = len(betas) * (args.rl_epochs or (1000 if args.rl_inputs == "one_hot" else 500))
-        with _progress(n_steps, "random labels", args.quiet) as bar:
+        with progress(n_steps, "random labels", args.quiet) as bar:
             rl = random_labels_experiment(betas, inputs=args.rl_inputs, n_samples=args.rl_samples,
                                           epochs=args.rl_epochs, random_state=seed_from(gen),
                                           progress=bar.update, device=args.device)
-        _write_csv(os.path.join(args.out, "random_labels.csv"), [
+        write_csv(os.path.join(args.out, "random_labels.csv"), [
             dict(beta=r.beta, train_error=r.train_error, expected_ce_bits=r.expected_ce_bits,
                  kl_bits=r.kl_bits, kl_bits_per_example=r.kl_bits / r.n_samples,
                  prior_scale=r.prior_scale, n_samples=r.n_samples, inputs=args.rl_inputs)
@@ -453,7 +336,7 @@ def _weights(args) -> int:
         summary["random_labels"] = [dict(beta=r.beta, train_error=r.train_error,
                                          kl_bits_per_example=r.kl_bits / r.n_samples)
                                     for r in rl]
-    _write_json(os.path.join(args.out, "weights.json"), summary)
+    write_json(os.path.join(args.out, "weights.json"), summary)
     pb = res.pac_bayes
     print(f"ibsolver weights: digits, {res.n_params} weights, N={res.n_samples}, beta={res.beta:g}"
           f" ({time.time() - t0:.1f} s) -> {args.out}")
@@ -490,10 +373,10 @@ def _task2vec(args) -> int:
                              f"(got {args.tasks!r})")
         fam = {t: fam[t] for t in names}
     t0 = time.time()
-    probe = build_probe(hidden=_ints(args.probe_hidden, "--probe-hidden"),
+    probe = build_probe(hidden=parse_ints(args.probe_hidden, "--probe-hidden"),
                         pretrain="digits" if args.probe_epochs > 0 else None,
                         epochs=args.probe_epochs, random_state=seed_from(gen))
-    with _progress(len(fam), "tasks", args.quiet) as bar:
+    with progress(len(fam), "tasks", args.quiet) as bar:
         names, embs, dist = task2vec_experiment(fam, probe=probe, metric=args.metric,
                                                 random_state=seed_from(gen), progress=bar.update,
                                                 device=args.device)
@@ -505,7 +388,7 @@ def _task2vec(args) -> int:
     np.savez(os.path.join(args.out, "task2vec_embeddings.npz"), names=np.array(names),
              embeddings=np.stack([e.vector for e in embs]), distances=dist)
     nearest = {n: names[int(np.argsort(dist[i])[1])] for i, n in enumerate(names)}
-    _write_json(os.path.join(args.out, "task2vec.json"), {
+    write_json(os.path.join(args.out, "task2vec.json"), {
         "tasks": names, "metric": args.metric, "nearest": nearest,
         "head_accuracy": {e.name: e.head_accuracy for e in embs},
         "fisher_trace": {e.name: e.fisher_trace for e in embs}})

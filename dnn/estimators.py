@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from ibsolver import entropy
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +93,6 @@ class InfoEstimate:
                 "ceiling_violations": list(self.ceiling_violations)}
 
 
-def _entropy_bits(p) -> float:
-    p = np.asarray(p, dtype=np.float64)
-    p = p[p > 0]
-    return float(-(p * np.log(p)).sum() / LN2)
-
-
 def check_probe_joint(p_xy, n_rows: int | None = None) -> np.ndarray:
     """Validate a probe joint p(x, y): (N, n_classes), non-negative, sums to 1."""
     arr = np.asarray(p_xy, dtype=np.float64)
@@ -126,6 +121,47 @@ def probe_joint(p_x, p_y_given_x, index=None) -> np.ndarray:
     return (p_x / p_x.sum())[:, None] * p_y_given_x
 
 
+def joint_from_labels(x_ids, y=None, *, n_classes: int | None = None,
+                      p_y_given_x=None) -> np.ndarray:
+    """The probe joint p(x, y) from the identities of the probe inputs and their labels.
+
+    ``x_ids`` (N,) names the input of each example (equal ids = the same input, e.g. a
+    repeated image); row i of the result is the i-th distinct id in sorted order, so the
+    probe holds one input per distinct id in that order. With ``y`` (N,) integer labels
+    p(x, y) is the empirical joint (an input seen with several labels gets a noisy row);
+    with ``p_y_given_x`` (n_distinct, C) instead, the true conditional of a noisy task,
+    p(x) is the empirical frequency of each id times that conditional. The table sums to 1.
+    """
+    ids = np.asarray(x_ids)
+    if ids.ndim != 1 or ids.size == 0:
+        raise ValueError(f"x_ids must be a non-empty 1-D array (got shape {ids.shape})")
+    if (y is None) == (p_y_given_x is None):
+        raise ValueError("pass exactly one of y (labels) and p_y_given_x (got "
+                         f"{'both' if y is not None else 'neither'})")
+    _, rows, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    rows = rows.ravel()
+    if p_y_given_x is not None:
+        cond = np.asarray(p_y_given_x, dtype=np.float64)
+        if cond.ndim != 2 or cond.shape[0] != counts.size:
+            raise ValueError(f"p_y_given_x must be (n_distinct={counts.size}, n_classes) "
+                             f"(got shape {cond.shape})")
+        if np.any(cond < 0) or not np.allclose(cond.sum(axis=1), 1.0, rtol=0, atol=1e-9):
+            raise ValueError("p_y_given_x must have non-negative rows that sum to 1")
+        return (counts / ids.size)[:, None] * cond
+    labels = np.asarray(y)
+    if labels.shape != ids.shape or not np.issubdtype(labels.dtype, np.integer) \
+            or labels.min() < 0:
+        raise ValueError(f"y must be non-negative integer labels, one per x_id (got dtype "
+                         f"{labels.dtype}, shape {labels.shape}; x_ids {ids.shape})")
+    n_classes = int(labels.max()) + 1 if n_classes is None else int(n_classes)
+    if labels.max() >= n_classes:
+        raise ValueError(f"n_classes must exceed every label (got {n_classes}, max label "
+                         f"{int(labels.max())})")
+    p = np.zeros((counts.size, n_classes))
+    np.add.at(p, (rows, labels), 1.0 / ids.size)
+    return p
+
+
 def _flags(estimator, layers, i_xt, i_ty, log2_n, h_x, h_y, exact):
     saturated = i_xt >= (1.0 - SATURATION) * log2_n
     dpi = []
@@ -151,8 +187,8 @@ def _make_estimate(estimator, knobs, layers, i_xt, i_ty, p_xy, exact, n_clusters
     p_xy = np.asarray(p_xy)
     n = p_xy.shape[0]
     log2_n = math.log2(n)
-    h_x = _entropy_bits(p_xy.sum(axis=1))
-    h_y = _entropy_bits(p_xy.sum(axis=0))
+    h_x = float(entropy(p_xy.sum(axis=1)))
+    h_y = float(entropy(p_xy.sum(axis=0)))
     i_xt = np.asarray(i_xt, dtype=np.float64)
     i_ty = np.asarray(i_ty, dtype=np.float64)
     if n_clusters is None:
@@ -232,7 +268,7 @@ def hard_information(p_xy, clusters) -> tuple[float, float]:
     p_t = np.bincount(t, weights=p_x, minlength=n_t)
     p_ty = np.stack([np.bincount(t, weights=p_xy[:, y], minlength=n_t)
                      for y in range(p_xy.shape[1])], axis=1)
-    h_t = _entropy_bits(p_t)
+    h_t = float(entropy(p_t))
     mask = p_ty > 0
     ratio = p_ty[mask] / (np.broadcast_to(p_t[:, None], p_ty.shape)[mask]
                           * np.broadcast_to(p_y[None, :], p_ty.shape)[mask])

@@ -1,12 +1,12 @@
 """Network layers on the information plane against the exact IB bound (all values in bits).
 
-The bound F(r) = max{ I(T;Y) : I(X;T) <= r } is computed for the same p(x, y) the layers
-were measured on (the probe joint): by ``ibsolver.ib_curve`` when the library provides it,
-otherwise, for a deterministic rule (one-hot p(y|x)), by the exact F(r) = min(r, H(Y)).
+Every function takes a :class:`dnn.recording.Recording` and the ``ibsolver.IBCurve`` of its
+probe joint, computed once by the caller: ``curve = ibsolver.ib_curve(recording.p_xy)``
+(for a deterministic rule that is the exact min(I(X;T), H(Y))).
 
 A binned layer is a deterministic function of X, i.e. a real encoder, so its point must lie
-on or below F: :func:`check_below_bound` reports any point above it as an error of the
-solver (``BoundViolationError``, or a loudly flagged :class:`BoundCheck`).
+on or below the curve: :func:`check_below_bound` reports any point above it as an error of
+the solver (``BoundViolationError``, or a loudly flagged :class:`BoundCheck`).
 
 Plotting functions import matplotlib lazily, take ``ax=None`` and return the axes; they
 never call ``plt.show()`` nor change rcParams. :func:`save_figures` writes PNGs through the
@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
+from .recording import _bound_values
 
 logger = logging.getLogger(__name__)
 
@@ -37,101 +39,8 @@ class BoundViolationError(RuntimeError):
         self.violations = violations
 
 
-# --------------------------------------------------------------------------- the bound
-def _entropy_bits(p) -> float:
-    p = np.asarray(p, dtype=np.float64)
-    p = p[p > 0]
-    return float(-(p * np.log2(p)).sum())
-
-
-@dataclass
-class Bound:
-    """The IB bound F for one p(x, y), in bits.
-
-    kind : "ib_curve" (computed by ``ibsolver.ib_curve``) or "deterministic" (exact
-        min(r, H(Y)) for a one-hot p(y|x)).
-    h_x, h_y, i_xy : H(X), H(Y), I(X;Y) of the joint.
-    curve : the IBCurve, or None.
-    transitions : list of dicts {"beta", "kind", "i_xt", "i_ty"} (the point after each one).
-    """
-
-    kind: str
-    h_x: float
-    h_y: float
-    i_xy: float
-    curve: object = None
-    transitions: list = field(default_factory=list)
-
-    def __call__(self, i_xt):
-        """F(i_xt), vectorised, bits."""
-        x = np.asarray(i_xt, dtype=np.float64)
-        if self.curve is not None:
-            flat = np.asarray(self.curve.bound(x.ravel()), dtype=np.float64)
-            return flat.reshape(x.shape)
-        return np.minimum(np.maximum(x, 0.0), self.h_y)
-
-    def points(self):
-        """(i_xt, i_ty) arrays tracing the curve from the origin to (H(X), I(X;Y))."""
-        if self.curve is not None:
-            c = self.curve
-            if hasattr(c, "envelope_i_xt"):
-                return np.asarray(c.envelope_i_xt, float), np.asarray(c.envelope_i_ty, float)
-            return np.asarray(c.i_xt, float), np.asarray(c.i_ty, float)
-        return np.array([0.0, self.h_y, self.h_x]), np.array([0.0, self.h_y, self.h_y])
-
-
-def _is_deterministic(p_xy) -> bool:
-    p_x = p_xy.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cond = p_xy / p_x[:, None]
-    cond = cond[p_x > 0]
-    return bool(np.all((np.abs(cond) < 1e-12) | (np.abs(cond - 1.0) < 1e-12)))
-
-
-def _joint_of(obj) -> np.ndarray:
-    if hasattr(obj, "probe_p_xy"):          # a TrainResult
-        return np.asarray(obj.probe_p_xy, dtype=np.float64)
-    if hasattr(obj, "p_y_given_x"):         # a Task
-        if obj.p_x is None or obj.p_y_given_x is None:
-            p = np.zeros((obj.n, obj.n_classes))
-            p[np.arange(obj.n), np.asarray(obj.labels)] = 1.0 / obj.n
-            return p
-        return np.asarray(obj.p_xy, dtype=np.float64)
-    return np.asarray(obj, dtype=np.float64)
-
-
-BOUND_METHODS = ("auto", "solver", "exact")
-
-
-def _bound_for(task, method: str = "auto", **curve_kwargs) -> Bound:
-    """The IB bound for a Task, a TrainResult (its probe joint) or a p(x, y) table.
-
-    method "auto" or "solver": ``ibsolver.ib_curve`` (``curve_kwargs`` go to it). "exact":
-    the closed form min(r, H(Y)), for deterministic rules only (ValueError otherwise).
-    """
-    import ibsolver
-
-    if method not in BOUND_METHODS:
-        raise ValueError(f"method must be one of {list(BOUND_METHODS)} (got {method!r})")
-    p_xy = _joint_of(task)
-    if p_xy.ndim != 2:
-        raise ValueError(f"task must be a Task, a TrainResult or a 2-D p(x, y) (got shape {p_xy.shape})")
-    h_x = _entropy_bits(p_xy.sum(axis=1))
-    h_y = _entropy_bits(p_xy.sum(axis=0))
-    i_xy = float(ibsolver.mutual_information(p_xy, normalize=True))
-    if method == "exact":
-        if not _is_deterministic(p_xy):
-            raise ValueError("method='exact' needs a deterministic rule (one-hot p(y|x)); this "
-                             "p(x, y) is noisy: use method='solver' or 'auto'")
-        return Bound("deterministic", h_x, h_y, i_xy, None,
-                     [{"beta": 1.0, "kind": "corner", "i_xt": h_y, "i_ty": h_y}])
-    curve = ibsolver.ib_curve(p_xy, **curve_kwargs)
-    trans = [{"beta": float(t.beta), "kind": str(t.kind), "i_xt": float(t.i_xt_after),
-              "i_ty": float(t.i_ty_after)} for t in curve.transitions]
-    return Bound("ib_curve", h_x, h_y, i_xy, curve, trans)
-
-
-ib_bound = _bound_for
+def _kind(curve) -> str:
+    return "deterministic" if curve.deterministic else "ib_curve"
 
 
 # --------------------------------------------------------------------------- checks
@@ -156,30 +65,28 @@ class BoundCheck:
                 "tol_bits": self.tol, "bound_kind": self.kind}
 
 
-def gaps(result, key: str = "binning", bound: Bound | None = None) -> np.ndarray:
-    """(E, S, L) array: F(I(X;T)) - I(T;Y) of every recorded point, bits."""
-    bound = _bound_for(result) if bound is None else bound
+def gaps(result, curve, key: str = "binning") -> np.ndarray:
+    """(E, S, L) array: F(I(X;T)) - I(T;Y) of every recorded point, bits (F = the curve)."""
+    result._check_key(key)
     d = result.info[key]
-    return bound(d["i_xt"]) - d["i_ty"]
+    return _bound_values(curve, d["i_xt"]) - d["i_ty"]
 
 
-def check_below_bound(result, key: str = "binning", bound: Bound | None = None, *,
-                      tol: float = BOUND_TOL, on_violation: str = "raise") -> BoundCheck:
-    """Check that every binned point of ``result`` lies on or below the IB bound.
+def check_below_bound(result, curve, key: str = "binning", *, tol: float = BOUND_TOL,
+                      on_violation: str = "raise") -> BoundCheck:
+    """Check that every binned point of ``result`` lies on or below the IB curve.
 
     ``on_violation="raise"`` raises :class:`BoundViolationError`; ``"flag"`` logs an error
     and returns a BoundCheck with ``ok=False`` and the offending numbers.
     """
     if on_violation not in ("raise", "flag"):
         raise ValueError(f"on_violation must be 'raise' or 'flag' (got {on_violation!r})")
-    if key not in result.info:
-        raise ValueError(f"key must be one of {sorted(result.info)} (got {key!r})")
+    result._check_key(key)
     d = result.info[key]
-    if not d.get("exact", False):
+    if key not in result.exact_keys:
         raise ValueError(f"key {key!r} holds bounds, not achievable points; only exact "
                          "(binning) estimates can be checked against the IB bound")
-    bound = _bound_for(result) if bound is None else bound
-    f = bound(d["i_xt"])
+    f = _bound_values(curve, d["i_xt"])
     excess = d["i_ty"] - f
     bad = np.argwhere(excess > tol)
     violations = [{"epoch": int(result.epochs[e]), "seed": int(result.seeds[s]),
@@ -188,11 +95,11 @@ def check_below_bound(result, key: str = "binning", bound: Bound | None = None, 
                    "excess_bits": float(excess[e, s, k])} for e, s, k in bad]
     check = BoundCheck(ok=not violations, n_points=int(excess.size),
                        max_excess=float(excess.max()) if excess.size else float("nan"),
-                       violations=violations, tol=tol, kind=bound.kind)
+                       violations=violations, tol=tol, kind=_kind(curve))
     if violations:
         worst = max(violations, key=lambda v: v["excess_bits"])
         msg = (f"{len(violations)} of {excess.size} binned layer points lie above the IB bound "
-               f"({bound.kind}) by up to {worst['excess_bits']:.3g} bit (tol {tol:g}); e.g. "
+               f"({_kind(curve)}) by up to {worst['excess_bits']:.3g} bit (tol {tol:g}); e.g. "
                f"epoch {worst['epoch']}, seed {worst['seed']}, layer {worst['layer']}: "
                f"I(X;T) = {worst['i_xt_bits']:.6f}, I(T;Y) = {worst['i_ty_bits']:.6f} > "
                f"bound {worst['bound_bits']:.6f} bit. Binned layers are real encoders of X, "
@@ -203,30 +110,23 @@ def check_below_bound(result, key: str = "binning", bound: Bound | None = None, 
     return check
 
 
-def score_final_layers(result, bound: Bound, estimator=None, seed_index: int = 0) -> list:
-    """Score the binned final-epoch layers of one seed with ``ibsolver.score_encoder``.
+def score_final_layers(result, curve, estimator=None, seed_index: int = 0) -> list:
+    """Score the binned last-record layers of one seed with ``ibsolver.score_encoder``.
 
-    Returns a list of dicts (layer, i_xt, i_ty, gap, epsilon, beta_fit; bits), or [] when
-    ibsolver has no ``score_encoder`` or the bound is not a computed curve.
-    """
+    Returns a list of dicts (layer, i_xt, i_ty, gap, epsilon, beta_fit; bits)."""
     import ibsolver
 
     from .estimators import Binning, hard_encoder, make_estimator
 
-    if not hasattr(ibsolver, "score_encoder") or bound.curve is None:
-        return []
-    if not result.final_activations:
-        return []
     est = make_estimator(estimator) if estimator is not None else Binning(30)
     acts = {layer: result.final_activations[layer][seed_index] for layer in result.layers}
-    clusters = est.clusters(acts, result.probe_p_xy.sum(axis=1))
+    clusters = est.clusters(acts, result.p_xy.sum(axis=1))
     out = []
     for layer in result.layers:
-        sc = ibsolver.score_encoder(result.probe_p_xy, hard_encoder(clusters[layer]),
-                                    curve=bound.curve)
+        sc = ibsolver.score_encoder(result.p_xy, hard_encoder(clusters[layer]), curve=curve)
         out.append({"layer": layer, "i_xt_bits": float(sc.i_xt), "i_ty_bits": float(sc.i_ty),
-                    "gap_bits": float(sc.gap), "epsilon": float(getattr(sc, "epsilon", np.nan)),
-                    "beta_fit": float(getattr(sc, "beta_fit", np.nan))})
+                    "gap_bits": float(sc.gap), "epsilon": float(sc.epsilon),
+                    "beta_fit": float(sc.beta_fit)})
     return out
 
 
@@ -245,57 +145,32 @@ def _epoch_x(epochs):
     return np.where(e > 0, e, 0.5)
 
 
-def plot_bound(bound: Bound, ax=None, *, color="k", transitions: bool = True, label="IB bound"):
-    """The bound F (and its transitions, marked and annotated with beta) on ``ax``.
+def plot_bound(curve, ax=None, *, h_x=None, color="k", transitions: bool = True,
+               label="IB bound"):
+    """The IB curve (and its transitions) on ``ax``, drawn by ``ibsolver.plotting.plot_curve``;
+    flat from its last vertex out to ``h_x`` (H(X), where the curve ends) when given."""
+    from ibsolver.plotting import plot_curve
 
-    A solver curve is drawn by ``ibsolver.plotting.plot_curve`` when that exists; the
-    transitions are then marked by it too.
-    """
     ax = _new_ax(ax)
-    if bound.curve is not None:
-        try:
-            from ibsolver.plotting import plot_curve
-        except ImportError:
-            plot_curve = None
-        if plot_curve is not None:
-            plot_curve(bound.curve, ax=ax, transitions=transitions, points=False,
-                       label=f"{label} (ib_curve)", color=color)
-            # F is flat beyond the curve's last vertex: draw it out to H(X)
-            x, _ = bound.points()
-            if x.size and x.max() < bound.h_x:
-                xs = np.array([x.max(), bound.h_x])
-                ax.plot(xs, bound(xs), color=color, lw=1.8)
-            return ax
-    x, y = bound.points()
-    ax.plot(x, y, color=color, lw=1.6, label=f"{label} ({bound.kind})", zorder=3)
-    if transitions and bound.transitions:
-        tx = [t["i_xt"] for t in bound.transitions]
-        ty = [t["i_ty"] for t in bound.transitions]
-        ax.plot(tx, ty, "D", ms=6, mfc="none", mec="crimson", mew=1.5, zorder=6,
-                label="transitions")
-        # label the transitions that are not crowded (4% of the bound's I(X;T) range apart)
-        span = max(float(np.max(bound.points()[0])), 1e-12)
-        last = -np.inf
-        for t in sorted(bound.transitions, key=lambda t: t["i_xt"]):
-            if t["i_xt"] - last < 0.04 * span:
-                continue
-            last = t["i_xt"]
-            ax.annotate(f"{t['kind']} β={t['beta']:.3g}", (t["i_xt"], t["i_ty"]),
-                        textcoords="offset points", xytext=(4, -12), fontsize=7,
-                        color="crimson")
+    plot_curve(curve, ax=ax, transitions=transitions, points=False, label=label, color=color)
+    x_end = float(np.max(curve.envelope_i_xt)) if len(curve.envelope_i_xt) else 0.0
+    if h_x is not None and x_end < h_x:
+        xs = np.array([x_end, h_x])
+        ax.plot(xs, curve.bound(xs), color=color, lw=1.8)
     return ax
 
 
-def plot_infoplane(result, key: str = "binning", bound: Bound | None = None, ax=None, *,
-                   layers=None, cmap: str = "viridis", spread: bool = True,
-                   show_bound: bool = True, colorbar: bool = True):
-    """Each layer's trajectory (mean over seeds, coloured by epoch) with the IB bound.
+def plot_infoplane(result, curve=None, key: str = "binning", ax=None, *, layers=None,
+                   cmap: str = "viridis", spread: bool = True, colorbar: bool = True):
+    """Each layer's trajectory (mean over seeds, coloured by epoch) with the IB curve
+    (none drawn when ``curve`` is None).
 
     ``spread`` draws +-1 standard deviation over seeds as error bars. Dashed lines mark the
     ceilings log2 N and H(Y). Returns the axes.
     """
     from matplotlib.colors import LogNorm
 
+    result._check_key(key)
     ax = _new_ax(ax)
     d = result.info[key]
     layers = list(result.layers) if layers is None else list(layers)
@@ -315,32 +190,25 @@ def plot_infoplane(result, key: str = "binning", bound: Bound | None = None, ax=
                         edgecolors="none")
         ax.annotate(layer, (mx[-1], my[-1]), textcoords="offset points", xytext=(3, 3),
                     fontsize=7)
-    if show_bound:
-        if bound is None:
-            try:
-                bound = _bound_for(result)
-            except NotImplementedError as exc:
-                logger.warning("no IB bound drawn: %s", exc)
-        if bound is not None:
-            plot_bound(bound, ax)
+    if curve is not None:
+        plot_bound(curve, ax, h_x=result.h_x)
     ax.axvline(result.log2_n, color="0.4", ls="--", lw=0.8, label=f"log2 N = {result.log2_n:.2f}")
     ax.axhline(result.h_y, color="0.4", ls=":", lw=0.8, label=f"H(Y) = {result.h_y:.4f}")
     if colorbar and sc is not None:
         ax.figure.colorbar(sc, ax=ax, label="epoch")
-    est = d.get("estimator", key)
-    knobs = ", ".join(f"{k}={v}" for k, v in d.get("knobs", {}).items())
+    knobs = ", ".join(f"{k}={v}" for k, v in result.knobs(key).items())
     ax.set_xlabel("I(X;T) [bits]")
     ax.set_ylabel("I(T;Y) [bits]")
-    ax.set_title(f"{result.task_name}: {est} ({knobs}), {len(result.seeds)} seeds, "
+    ax.set_title(f"{result.name}: {key} ({knobs}), {len(result.seeds)} seeds, "
                  f"N = {result.n_probe}", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     return ax
 
 
-def plot_gap(result, key: str = "binning", bound: Bound | None = None, ax=None):
+def plot_gap(result, curve, key: str = "binning", ax=None):
     """Per layer, the gap F(I(X;T)) - I(T;Y) (bits) against epoch; mean and spread over seeds."""
     ax = _new_ax(ax)
-    g = gaps(result, key, bound)
+    g = gaps(result, curve, key)
     x = _epoch_x(result.epochs)
     for k, layer in enumerate(result.layers):
         m, s = g[:, :, k].mean(axis=1), g[:, :, k].std(axis=1)
@@ -349,7 +217,7 @@ def plot_gap(result, key: str = "binning", bound: Bound | None = None, ax=None):
     ax.set_xscale("log")
     ax.set_xlabel("epoch (0 drawn at 0.5)")
     ax.set_ylabel("gap to the IB bound [bits]")
-    ax.set_title(f"{result.task_name}: distance below the bound ({key})", fontsize=9)
+    ax.set_title(f"{result.name}: distance below the bound ({key})", fontsize=9)
     ax.legend(fontsize=7)
     return ax
 
@@ -361,7 +229,7 @@ def plot_grad_snr(result, ax=None):
     snr = np.asarray(result.grad_snr, dtype=float)
     keep = np.all(np.isfinite(snr) & (snr > 0), axis=(1, 2))
     x = _epoch_x(result.epochs)[keep]
-    for j, layer in enumerate(result.fc_layers):
+    for j, layer in enumerate(result.grad_layers):
         v = snr[keep, :, j]
         if v.size == 0:
             continue
@@ -372,7 +240,7 @@ def plot_grad_snr(result, ax=None):
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("|mean grad| / |std grad|")
-    ax.set_title(f"{result.task_name}: gradient signal-to-noise per layer", fontsize=9)
+    ax.set_title(f"{result.name}: gradient signal-to-noise per layer", fontsize=9)
     ax.legend(fontsize=7)
     return ax
 
@@ -410,7 +278,7 @@ def plot_accuracy(result, ax=None):
     return ax
 
 
-def plot_sensitivity(sens, ax=None, *, bound: Bound | None = None, cmap: str = "plasma"):
+def plot_sensitivity(sens, ax=None, *, curve=None, cmap: str = "plasma"):
     """How a layer's point moves with the estimator's knob (one Sensitivity or a list):
     each layer's points for the knob values, joined, coloured by value."""
     from matplotlib.colors import LogNorm
@@ -429,8 +297,8 @@ def plot_sensitivity(sens, ax=None, *, bound: Bound | None = None, cmap: str = "
                             label=s.estimator if k == 0 else None)
             ax.annotate(layer, (s.i_xt[-1, k], s.i_ty[-1, k]), fontsize=6,
                         textcoords="offset points", xytext=(3, 3))
-    if bound is not None:
-        plot_bound(bound, ax, transitions=False)
+    if curve is not None:
+        plot_bound(curve, ax, transitions=False)
     if sc is not None:
         ax.figure.colorbar(sc, ax=ax, label=items[0].knob)
     ax.set_xlabel("I(X;T) [bits]")
@@ -458,7 +326,7 @@ def trajectory_sensitivity(result, *, estimator: str = "binning", values=None, s
         per_epoch: dict = {}
         for e in range(len(result.epochs)):
             acts = {layer: result.activations[layer][e, seed_index] for layer in result.layers}
-            for r in est.estimate(acts, result.probe_p_xy):
+            for r in est.estimate(acts, result.p_xy):
                 per_epoch.setdefault(r.estimator, []).append((r.i_xt, r.i_ty))
         for key, rows in per_epoch.items():
             o = out.setdefault(key, {"estimator": key, "knob": knob, "values": values,
@@ -473,7 +341,7 @@ def trajectory_sensitivity(result, *, estimator: str = "binning", values=None, s
     return res
 
 
-def plot_trajectory_sensitivity(result, sweep: dict, ax=None, *, bound: Bound | None = None,
+def plot_trajectory_sensitivity(result, sweep: dict, ax=None, *, curve=None,
                                 cmap: str = "plasma"):
     """Each layer's trajectory (one seed) for every knob value of a
     :func:`trajectory_sensitivity` sweep, one colour per value."""
@@ -485,11 +353,11 @@ def plot_trajectory_sensitivity(result, sweep: dict, ax=None, *, bound: Bound | 
         for k in range(sweep["i_xt"].shape[2]):
             ax.plot(sweep["i_xt"][i, :, k], sweep["i_ty"][i, :, k], "-o", ms=2, lw=0.8,
                     color=colors[i], label=f"{sweep['knob']}={v:g}" if k == 0 else None)
-    if bound is not None:
-        plot_bound(bound, ax, transitions=False)
+    if curve is not None:
+        plot_bound(curve, ax, transitions=False)
     ax.set_xlabel("I(X;T) [bits]")
     ax.set_ylabel("I(T;Y) [bits]")
-    ax.set_title(f"{result.task_name}: {sweep['estimator']} trajectories vs {sweep['knob']} "
+    ax.set_title(f"{result.name}: {sweep['estimator']} trajectories vs {sweep['knob']} "
                  f"(seed {result.seeds[0]})", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     return ax
@@ -505,13 +373,14 @@ def _figure(figsize=(6.4, 4.8), ncols=1):
     return fig, axes
 
 
-def save_figures(result, out_dir, *, key: str = "binning", bound="auto",
-                 sensitivity=None, dpi: int = 120) -> dict:
-    """Write infoplane.png, gap.png (when a bound is known), grad_snr.png, loss.png and,
-    given a sensitivity result, sensitivity.png to ``out_dir`` (Agg canvas, no pyplot).
+def save_figures(result, out_dir, curve=None, *, key: str = "binning", sensitivity=None,
+                 extra_keys=(), dpi: int = 120) -> dict:
+    """Write infoplane.png, gap.png (with a curve), grad_snr.png, loss.png, given a
+    sensitivity result sensitivity.png, and infoplane_KEY.png for each of ``extra_keys``
+    (other estimator keys) to ``out_dir`` (Agg canvas, no pyplot).
 
-    ``bound``: a :class:`Bound`, "auto" (computed by :func:`_bound_for` when possible) or
-    None (no bound drawn). Returns {name: path}."""
+    ``curve``: the ``ibsolver.IBCurve`` of ``result.p_xy``, or None (no bound drawn).
+    Returns {name: path}."""
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     paths = {}
@@ -521,20 +390,13 @@ def save_figures(result, out_dir, *, key: str = "binning", bound="auto",
         fig.savefig(path, dpi=dpi)
         paths[name.rsplit(".", 1)[0]] = path
 
-    if isinstance(bound, str):
-        if bound != "auto":
-            raise ValueError(f"bound must be a Bound, 'auto' or None (got {bound!r})")
-        try:
-            bound = _bound_for(result)
-        except NotImplementedError as exc:
-            logger.warning("figures without the IB bound: %s", exc)
-            bound = None
-    fig, ax = _figure((7.5, 5.2))
-    plot_infoplane(result, key, bound, ax=ax, show_bound=bound is not None)
-    save(fig, "infoplane.png")
-    if bound is not None:
+    for k, name in [(key, "infoplane.png")] + [(k, f"infoplane_{k}.png") for k in extra_keys]:
+        fig, ax = _figure((7.5, 5.2))
+        plot_infoplane(result, curve, k, ax=ax)
+        save(fig, name)
+    if curve is not None:
         fig, ax = _figure()
-        plot_gap(result, key, bound, ax=ax)
+        plot_gap(result, curve, key, ax=ax)
         save(fig, "gap.png")
     fig, ax = _figure()
     plot_grad_snr(result, ax=ax)
@@ -546,16 +408,17 @@ def save_figures(result, out_dir, *, key: str = "binning", bound="auto",
     if sensitivity is not None:
         fig, ax = _figure()
         if isinstance(sensitivity, dict):
-            plot_trajectory_sensitivity(result, sensitivity, ax=ax, bound=bound)
+            plot_trajectory_sensitivity(result, sensitivity, ax=ax, curve=curve)
         else:
-            plot_sensitivity(sensitivity, ax=ax, bound=bound)
+            plot_sensitivity(sensitivity, ax=ax, curve=curve)
         save(fig, "sensitivity.png")
     return paths
 
 
-def summary(result, key: str = "binning", bound: Bound | None = None, check=None) -> dict:
+def summary(result, curve=None, key: str = "binning", check=None) -> dict:
     """A JSON-ready summary of a run: final losses, per-layer final information (bits),
     gaps to the bound, flags."""
+    result._check_key(key)
     d = result.info[key]
 
     def ms(a):
@@ -563,8 +426,8 @@ def summary(result, key: str = "binning", bound: Bound | None = None, check=None
         return {"mean": float(np.nanmean(a)), "std": float(np.nanstd(a))} if a.size else {}
 
     layers = {}
-    g = gaps(result, key, bound) if bound is not None else None
-    sat = d["i_xt"] >= 0.99 * result.log2_n
+    g = gaps(result, curve, key) if curve is not None else None
+    sat = result.saturated(key)
     for k, layer in enumerate(result.layers):
         entry = {"width": int(result.layer_widths[k]),
                  "i_xt_bits": ms(d["i_xt"][-1, :, k]), "i_ty_bits": ms(d["i_ty"][-1, :, k]),
@@ -575,20 +438,23 @@ def summary(result, key: str = "binning", bound: Bound | None = None, check=None
             entry["gap_bits"] = ms(g[-1, :, k])
         layers[layer] = entry
     out = {
-        "task": result.task_name, "n_probe": result.n_probe, "log2_n": result.log2_n,
-        "h_y_bits": result.h_y, "estimator": key, "knobs": d.get("knobs", {}),
+        "task": result.name, "n_probe": result.n_probe, "log2_n": result.log2_n,
+        "h_y_bits": result.h_y, "estimator": key, "knobs": result.knobs(key),
         "epochs_recorded": [int(e) for e in result.epochs],
         "final": {"train_loss_bits": ms(result.train_loss[-1]),
                   "test_loss_bits": ms(result.test_loss[-1]),
                   "train_acc": ms(result.train_acc[-1]), "test_acc": ms(result.test_acc[-1])},
         "layers": layers,
-        "dpi_violations": len(result.dpi_violations(key)) if key in result.info else 0,
+        "dpi_violations": len(result.dpi_violations(key)),
         "estimate_time_per_record_s": float(np.mean(result.estimate_time_s)),
         "wall_time_s": result.wall_time_s, "device": result.device,
     }
-    if bound is not None:
-        out["bound"] = {"kind": bound.kind, "h_x_bits": bound.h_x, "h_y_bits": bound.h_y,
-                        "i_xy_bits": bound.i_xy, "transitions": bound.transitions}
+    if curve is not None:
+        out["bound"] = {"kind": _kind(curve), "h_x_bits": result.h_x, "h_y_bits": curve.h_y,
+                        "i_xy_bits": curve.i_xy,
+                        "transitions": [{"beta": float(t.beta), "kind": str(t.kind),
+                                         "i_xt": float(t.i_xt_after), "i_ty": float(t.i_ty_after)}
+                                        for t in curve.transitions]}
     if check is not None:
         out["bound_check"] = check.as_dict()
     return out

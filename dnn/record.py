@@ -1,5 +1,5 @@
 """What is recorded during training: layer outputs via forward hooks, the epochs to record,
-and the per-layer gradient signal-to-noise ratio over an epoch's minibatches."""
+and the per-layer statistics of the gradients over an epoch's minibatches."""
 from __future__ import annotations
 
 import logging
@@ -26,7 +26,7 @@ def log_epochs(epochs: int, n_records: int) -> np.ndarray:
         return np.arange(epochs + 1)
     # grow the number of log-spaced points until rounding leaves n_records distinct epochs
     k = n_records - 1
-    out = np.array([0])
+    out = np.array([0, epochs])
     while k <= 10 * n_records:
         pts = np.unique(np.round(np.logspace(0.0, math.log10(epochs), k)).astype(np.int64))
         cand = np.unique(np.concatenate([[0], pts, [epochs]]))
@@ -97,41 +97,31 @@ class LayerRecorder:
         return dict(self.outputs)
 
 
-class GradientSNR:
-    """Per-layer gradient signal-to-noise over the minibatches of one epoch.
+class GradientStats:
+    """Per-layer statistics of the minibatch gradients over one epoch, per ensemble member.
 
-    For each layer (its weight and bias flattened together) and each ensemble member,
-    ``snr = |mean_b g_b| / |std_b g_b|`` with g_b the minibatch gradient, mean and (population)
-    standard deviation taken elementwise over the epoch's minibatches, and |.| the Euclidean
-    norm. High = drift phase, low = diffusion phase. Not cumulative: :meth:`reset` at the start
-    of each recorded epoch. Accumulates in float64.
+    For each layer (its parameters flattened together) and member, with g_b the minibatch
+    gradient and mean and (population) standard deviation taken elementwise over the
+    epoch's minibatches: ``mean_norm = |mean_b g_b|``, ``std_norm = |std_b g_b|`` (Euclidean
+    norms) and ``snr = mean_norm / std_norm``. High = drift phase, low = diffusion phase.
+    Not cumulative: :meth:`reset` at the start of each recorded epoch. Accumulates in
+    float64.
     """
 
-    def __init__(self, layer_params, n_members: int, stacked: bool):
-        # layer_params: list of lists of parameters, one list per layer
-        self.layer_params = [list(ps) for ps in layer_params]
-        self.n_members = int(n_members)
-        self.stacked = bool(stacked)
+    def __init__(self, n_layers: int):
+        self.n_layers = int(n_layers)
         self.reset()
 
     def reset(self):
         self.count = 0
-        self._sum = [None] * len(self.layer_params)
-        self._sumsq = [None] * len(self.layer_params)
-
-    def _flat(self, params):
-        parts = []
-        for p in params:
-            g = p.grad if p.grad is not None else torch.zeros_like(p)
-            parts.append(g.detach().reshape(self.n_members, -1) if self.stacked
-                         else g.detach().reshape(1, -1))
-        return torch.cat(parts, dim=1).double()
+        self._sum = [None] * self.n_layers
+        self._sumsq = [None] * self.n_layers
 
     @torch.no_grad()
-    def accumulate(self):
-        """Add the current ``.grad`` of every layer (call after backward, before the step)."""
-        for i, params in enumerate(self.layer_params):
-            g = self._flat(params)
+    def add(self, grads):
+        """Add one minibatch: ``grads`` lists one (n_members, n_params) tensor per layer."""
+        for i, g in enumerate(grads):
+            g = g.double()
             if self._sum[i] is None:
                 self._sum[i] = g.clone()
                 self._sumsq[i] = g * g
@@ -141,16 +131,33 @@ class GradientSNR:
         self.count += 1
 
     @torch.no_grad()
-    def snr(self) -> np.ndarray:
-        """(n_members, n_layers) float64 array; NaN with fewer than two minibatches."""
-        out = np.full((self.n_members, len(self.layer_params)), np.nan)
+    def result(self, n_members: int):
+        """(mean_norm, std_norm, snr), each (n_members, n_layers) float64; NaN with fewer
+        than two minibatches."""
+        out = [np.full((n_members, self.n_layers), np.nan) for _ in range(3)]
         if self.count < 2:
-            return out
-        for i in range(len(self.layer_params)):
+            return tuple(out)
+        for i in range(self.n_layers):
             mean = self._sum[i] / self.count
             var = (self._sumsq[i] / self.count - mean * mean).clamp_min(0.0)
             num = torch.linalg.vector_norm(mean, dim=1)
             den = torch.sqrt(var.sum(dim=1))
-            val = torch.where(den > 0, num / den, torch.full_like(num, float("inf")))
-            out[:, i] = val.cpu().numpy()
-        return out
+            ratio = torch.where(den > 0, num / den, torch.full_like(num, float("inf")))
+            for arr, val in zip(out, (num, den, ratio)):
+                arr[:, i] = val.cpu().numpy()
+        return tuple(out)
+
+
+def execution_order(module: nn.Module, names, forward) -> list:
+    """The submodules ``names`` of ``module`` in the order their forward passes finish
+    while ``forward()`` runs."""
+    order = []
+    modules = dict(module.named_modules())
+    handles = [modules[n].register_forward_hook(lambda *_a, n=n: order.append(n)) for n in names]
+    try:
+        with torch.no_grad():
+            forward()
+    finally:
+        for h in handles:
+            h.remove()
+    return list(dict.fromkeys(order))

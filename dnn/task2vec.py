@@ -54,46 +54,30 @@ def build_probe(*, hidden=(64, 32), n_inputs: int = 64, pretrain: str | None = "
         ImageNet-trained probe of the paper; None keeps the random initialisation.
     Returns an ``nn.Sequential`` named ``fc1, act1, ..., fcK, actK``.
     """
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    from ._info_utils import build, make_generator
+    from ._info_utils import make_generator, seed_from
+    from .loop import initial_network, record_training
+    from .models import mlp, mlp_init
 
     if pretrain not in (None, "digits"):
         raise ValueError(f"pretrain must be 'digits' or None (got {pretrain!r})")
     hidden = tuple(int(h) for h in hidden)
     if not hidden or min(hidden) < 1:
         raise ValueError(f"hidden must list positive layer sizes (got {hidden!r})")
-    gen = make_generator(random_state)
-
-    def factory():
-        layers = OrderedDict()
-        width = n_inputs
-        for i, h in enumerate(hidden, start=1):
-            layers[f"fc{i}"] = nn.Linear(width, h)
-            layers[f"act{i}"] = nn.ReLU()
-            width = h
-        return nn.Sequential(layers)
-
-    probe = build(factory, gen)
+    seed = seed_from(make_generator(random_state))
+    # the extractor and a 10-way head: an MLP whose last layer is dropped afterwards
+    net = mlp((n_inputs,) + hidden + (10,), "relu")
     if pretrain == "digits":
         from .tasks.digits import digits
 
         task = digits("fine")
-        head = build(lambda: nn.Linear(hidden[-1], 10), gen)
-        net = nn.Sequential(probe, head)
-        opt = torch.optim.SGD(net.parameters(), lr=lr)
-        x = torch.as_tensor(task.x)
-        y = torch.as_tensor(task.labels)
-        for _ in range(int(epochs)):
-            perm = torch.randperm(len(y), generator=gen)
-            for s in range(0, len(y), batch_size):
-                idx = perm[s:s + batch_size]
-                loss = F.cross_entropy(net(x[idx]), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        rec = record_training(net, (task.x, task.labels), layers=[f"act{len(hidden)}"],
+                              probe=(task.x, task.labels), epochs=int(epochs), optimizer="sgd",
+                              lr=lr, batch_size=batch_size, seeds=[seed],
+                              init=mlp_init("uniform"), estimators=(), n_records=2)
+        net = rec.network(net)
+    else:
+        net = initial_network(net, seed, mlp_init("uniform"))
+    probe = net[:-1]
     for p in probe.parameters():
         p.requires_grad_(False)
     probe.eval()
@@ -149,8 +133,10 @@ def task2vec_embed(x, y, *, probe, n_classes: int | None = None, name: str = "",
     import torch.nn.functional as F
     from torch import nn
 
-    from ._info_utils import build, make_generator, to_tensor
+    from ._info_utils import make_generator, seed_from, to_tensor
     from .fisher import fisher_diagonal
+    from .loop import initial_network
+    from .models import mlp_init
 
     if reduce not in ("unit", "none"):
         raise ValueError(f"reduce must be 'unit' or 'none' (got {reduce!r})")
@@ -171,7 +157,9 @@ def task2vec_embed(x, y, *, probe, n_classes: int | None = None, name: str = "",
     with torch.no_grad():
         feats = probe(xt[:1])
     # initialised on the CPU from the CPU generator, then moved: same head on every device
-    head = build(lambda: nn.Linear(feats.shape[1], n_classes), gen).to(dev)
+    with torch.random.fork_rng(devices=[]):  # the constructor's draws are replaced below
+        head = nn.Linear(feats.shape[1], n_classes)
+    head = initial_network(head, seed_from(gen), mlp_init("uniform")).to(dev)
     model = nn.Sequential(OrderedDict(probe=probe, head=head))
     with torch.no_grad():
         f_all = probe(xt)

@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from ibsolver import entropy
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +104,6 @@ class UsableInformation:
                                            "n_test")}
         d["budget"] = self.budget.to_dict()
         return d
-
-
-def _plugin_entropy_bits(y: np.ndarray, n_classes: int) -> float:
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log2(p)).sum())
 
 
 def _resolve_budget(decoder, hidden, epochs, lr, weight_decay, dropout, batch_size, test_size,
@@ -357,7 +352,7 @@ def usable_information(Z, y, *, decoder: str = "linear", n_classes: int | None =
     gen = make_generator(random_state)
     split = _resolve_split(split, len(y), budget.test_size, gen, y)
     if h_y is None:
-        h_y = _plugin_entropy_bits(y[split[1]], n_classes)
+        h_y = entropy(np.bincount(y[split[1]], minlength=n_classes) / len(split[1]))
     with torch_threads(n_threads):
         (ce_te, ce_tr, acc), = _train_decoders([Z], [y], [n_classes], budget, split,
                                                [seed_from(gen)], seed_from(gen), dev)
@@ -365,11 +360,10 @@ def usable_information(Z, y, *, decoder: str = "linear", n_classes: int | None =
 
 
 def _resolve_split(split, n, test_size, gen, y):
-    from ._info_utils import split_indices
+    from ._info_utils import seed_from, stratified_split
 
     if split is None:
-        train_idx, test_idx = split_indices(n, test_size, gen, y=y)
-        return train_idx.numpy(), test_idx.numpy()
+        return stratified_split(y, 1.0 - test_size, seed_from(gen))
     train_idx, test_idx = (np.asarray(s, dtype=np.int64) for s in split)
     if len(train_idx) < 2 or len(test_idx) < 1:
         raise ValueError(f"split must give >= 2 training and >= 1 test rows "
@@ -463,7 +457,7 @@ def usable_information_over_training(activations, labels: dict, *, epochs=None, 
     -------
     UsableCurves, bits.
     """
-    from ._info_utils import make_generator, seed_from, split_indices, torch_threads
+    from ._info_utils import make_generator, seed_from, stratified_split, torch_threads
     from .models import resolve_device
 
     if isinstance(activations, dict):
@@ -527,10 +521,10 @@ def usable_information_over_training(activations, labels: dict, *, epochs=None, 
             for i in range(len(label_sets)):
                 jobs.append((i, j, k, z))
     gen = make_generator(random_state)
-    train_idx, test_idx = split_indices(n, budget.test_size, gen, y=ys[label_sets[0]])
-    split = (train_idx.numpy(), test_idx.numpy())
+    split = stratified_split(ys[label_sets[0]], 1.0 - budget.test_size, seed_from(gen))
     # H(Y) of the held-out labels, shared by every layer and epoch
-    h_y = {k: _plugin_entropy_bits(ys[k][split[1]], n_classes[k]) for k in label_sets}
+    h_y = {k: float(entropy(np.bincount(ys[k][split[1]], minlength=n_classes[k])
+                            / len(split[1]))) for k in label_sets}
     seeds = [seed_from(gen) for _ in jobs]
     order_seed = seed_from(gen)  # same minibatch order for every chunk: grouping-invariant
     dev = resolve_device(device) if isinstance(device, str) else device

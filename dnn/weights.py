@@ -485,6 +485,37 @@ def fit_weight_posterior(model, x, y, *, beta: float = 1.0, prior_center="init",
 _RANDOM_LABEL_BUDGET = {"one_hot": (1000, 0.05, 1.0), "digits": (500, 1e-2, 0.03)}
 
 
+def weights_of_digits_mlp(*, hidden=(64,), epochs: int = 30, n_train: int = 1000,
+                          random_state=0, progress=None, device="cpu", **posterior):
+    """Train a ReLU MLP on ``n_train`` of scikit-learn's digits (plain SGD, batch 32, lr 0.05),
+    then fit its weight posterior on them (:func:`fit_weight_posterior`, prior centred at the
+    network's initialisation; ``posterior`` holds its options, ``posterior_epochs`` its
+    epochs), with the other digits as the test set. Returns (Recording, WeightsInformation).
+    """
+    from ._info_utils import make_generator, seed_from, stratified_split
+    from .experiments import train_mlp
+    from .loop import initial_network
+    from .models import mlp, mlp_init
+    from .tasks.digits import digits
+
+    gen = make_generator(random_state)
+    task = digits("fine")
+    tr, te = stratified_split(task.n, n_train / task.n, seed_from(gen))
+    seed = seed_from(gen)
+    rec = train_mlp(task.x, task.labels, tr, te[:1], te, hidden=hidden, epochs=epochs,
+                    record_epochs=[epochs], seed=seed, progress=progress, device=device,
+                    name=task.name)
+    model = mlp((task.x.shape[1],) + tuple(hidden) + (task.n_classes,), "relu")
+    init = initial_network(model, seed, mlp_init("he", "relu"))
+    posterior = dict(posterior)
+    res = fit_weight_posterior(
+        rec.network(model), task.x[tr], task.labels[tr],
+        init_state={k: v.detach() for k, v in init.named_parameters()}, epochs=posterior.pop("posterior_epochs", 100),
+        x_test=task.x[te], y_test=task.labels[te], random_state=seed_from(gen),
+        progress=progress, device=device, **posterior)
+    return rec, res
+
+
 def random_labels_experiment(betas=(0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 3.0), *,
                              inputs: str = "one_hot", n_samples: int = 100, n_classes: int = 2,
                              hidden=(128,), epochs: int | None = None, lr: float = 0.05,
@@ -520,7 +551,8 @@ def random_labels_experiment(betas=(0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 3.0), *,
     import torch
 
     from ._info_utils import make_generator, seed_from
-    from .experiments import seeded_mlp
+    from .loop import initial_network
+    from .models import mlp, mlp_init
     from .tasks.digits import digits
 
     if inputs not in _RANDOM_LABEL_BUDGET:
@@ -540,7 +572,7 @@ def random_labels_experiment(betas=(0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 3.0), *,
     init_seed = seed_from(gen)
     out = []
     for beta in betas:
-        model = seeded_mlp(widths, "relu", init_seed)
+        model = initial_network(mlp(widths, "relu"), init_seed, mlp_init("he", "relu"))
         init = {k: v.detach().clone() for k, v in model.named_parameters()}
         res = fit_weight_posterior(model, x, y_rand, beta=beta, init_state=init,
                                    prior_scale=prior_scale, learn_mean=True, lr_mean=lr_mean,

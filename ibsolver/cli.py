@@ -1,8 +1,10 @@
 """The ``ibsolver`` command line.
 
-Subcommands from other modules plug in through ``_PLUGINS``: each module defines
-``register(subparsers)`` that adds its parsers with ``set_defaults(func=...)``; a plugin
-whose optional dependencies are missing still shows up, and says what to install.
+Subcommands from other modules plug in through ``_PLUGINS`` and the entry point group
+``ibsolver.subcommands`` (how the ``dnn`` package adds its own, so this module names none
+of them): each names a ``register(subparsers)`` that adds its parsers with
+``set_defaults(func=...)``; a plugin whose optional dependencies are missing still shows
+up, and says what to install.
 """
 from __future__ import annotations
 
@@ -25,9 +27,29 @@ EXIT_BROKEN_PIPE = 141
 _PLUGINS = (
     "ibsolver._cli_solver",
     "ibsolver._cli_sweep",
-    "dnn.cli_infoplane",
-    "dnn.cli_info",
 )
+#: entry point group of other packages' subcommands (each value: "module:register")
+PLUGIN_GROUP = "ibsolver.subcommands"
+
+
+def _registrars():
+    """``register`` functions of the built-in plugins, then of the entry point group."""
+    from importlib.metadata import entry_points
+
+    targets = [f"{name}:register" for name in _PLUGINS]
+    found = entry_points()
+    group = (found.select(group=PLUGIN_GROUP) if hasattr(found, "select")
+             else found.get(PLUGIN_GROUP, ()))  # Python 3.9
+    targets += sorted({ep.value for ep in group})
+    for target in targets:
+        name, _, attr = target.partition(":")
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            if exc.name and exc.name.split(".")[0] == name.split(".")[0]:
+                continue  # the plugin module itself is not part of this installation
+            raise
+        yield getattr(module, attr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,14 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", "-v", action="store_true",
                         help="with --version: also show what was built (C++, OpenMP, numba, torch)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _PLUGINS:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            if exc.name and exc.name.split(".")[0] == name.split(".")[0]:
-                continue  # the plugin module itself is not part of this installation
-            raise
-        module.register(sub)
+    for register in _registrars():
+        register(sub)
     return parser
 
 

@@ -1,6 +1,5 @@
 """Training: batched ensembles equal single runs, resume equals an uninterrupted run."""
 import json
-import os
 
 import pytest
 
@@ -8,14 +7,15 @@ torch = pytest.importorskip("torch")
 
 import numpy as np  # noqa: E402
 
-from dnn.ensemble import ensemble_mlp, init_parameters, load_member, member_module  # noqa: E402
 from dnn.estimators import KDE, Binning  # noqa: E402
-from dnn.record import GradientSNR, log_epochs  # noqa: E402
+from dnn.record import GradientStats, log_epochs  # noqa: E402
+from dnn.recording import Recording  # noqa: E402
 from dnn.tasks.tishby12 import tishby12  # noqa: E402
-from dnn.train import CHECKPOINT, TrainConfig, TrainResult, stratified_split, train  # noqa: E402
+from dnn.train import CHECKPOINT, TrainConfig, stratified_split, train  # noqa: E402
 
 TINY = dict(widths=(12, 6, 4, 2), epochs=6, batch_size=512, n_records=4, lr=0.01)
-ARRAYS = ("train_loss", "test_loss", "train_acc", "test_acc", "grad_snr")
+ARRAYS = ("train_loss", "test_loss", "train_acc", "test_acc", "grad_mean_norm",
+          "grad_std_norm", "grad_snr")
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def one_thread():
     torch.set_num_threads(old)
 
 
-def assert_same_record(a: TrainResult, b: TrainResult, atol=1e-6, info_atol=None):
+def assert_same_record(a: Recording, b: Recording, atol=1e-6, info_atol=None):
     """Same record to float tolerance. Binned information is discontinuous in the
     activations (a pattern on a bin edge moves with round-off), so batched and looped runs
     compare it with ``info_atol`` bits (a few patterns changing bins); identical code paths
@@ -52,30 +52,19 @@ def assert_same_record(a: TrainResult, b: TrainResult, atol=1e-6, info_atol=None
 
 
 # --------------------------------------------------------------------------- ensemble
-def test_ensemble_members_start_from_the_single_init():
-    widths = (12, 5, 3, 2)
-    seeds = (3, 7)
-    model = ensemble_mlp(widths, "tanh", len(seeds))
-    for s, seed in enumerate(seeds):
-        load_member(model, s, init_parameters(widths, torch.Generator().manual_seed(seed)))
-    x = torch.rand(len(seeds), 9, 12, generator=torch.Generator().manual_seed(0))
-    out = model(x)
-    for s, seed in enumerate(seeds):
-        single = member_module(model, s, "tanh")
-        ref = init_parameters(widths, torch.Generator().manual_seed(seed))
-        torch.testing.assert_close(single.fc1.weight, ref[0][0], rtol=0, atol=0)
-        torch.testing.assert_close(single(x[s]), out[s], rtol=1e-6, atol=1e-6)
-
-
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_ensemble_equals_separate_runs(task, optimizer):
     cfg = TrainConfig(seeds=(0, 1, 2), optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0,
                       **TINY)
-    batched = train(task, cfg, device="cpu")
+    batched = train(task, cfg, device="cpu", batched=True)
     looped = train(task, cfg, device="cpu", batched=False)
     assert batched.batched and not looped.batched
     assert batched.train_loss.shape == (len(batched.epochs), 3)
     assert batched.grad_snr.shape == (len(batched.epochs), 3, 3)
+    assert batched.grad_layers == ("fc1", "fc2", "fc3")
+    assert batched.grad_layer_of == ("fc1", "fc2", "fc3")  # act1 <- fc1, ..., fc3 itself
+    np.testing.assert_allclose(batched.grad_snr[1:],
+                               batched.grad_mean_norm[1:] / batched.grad_std_norm[1:], rtol=1e-12)
     assert_same_record(batched, looped, info_atol=5e-3)
     # training moved the weights: records differ between epochs and between seeds
     assert not np.allclose(batched.train_loss[0], batched.train_loss[-1])
@@ -111,14 +100,16 @@ def test_recorded_loss_is_the_cross_entropy_in_bits(targets):
     res = train(task, cfg, device="cpu", keep_activations=True)
     q = res.activations["fc3"][0, 0].astype(np.float64)  # softmax output at epoch 0
     np.testing.assert_allclose(q.sum(axis=1), 1.0, rtol=0, atol=1e-6)
-    tr = res.train_index
+    tr = np.asarray(res.settings["train_index"])
     if targets == "labels":
         target = np.eye(2)[task.labels[tr]]
-    else:
+        labels = task.labels[tr]
+    else:  # soft targets: accuracy against the most likely class
         target = task.p_y_given_x[tr]
+        labels = target.argmax(axis=1)
     ce = -(target * np.log2(q[tr])).sum(axis=1).mean()
     np.testing.assert_allclose(res.train_loss[0, 0], ce, rtol=1e-5)
-    acc = (q[tr].argmax(axis=1) == task.labels[tr]).mean()
+    acc = (q[tr].argmax(axis=1) == labels).mean()
     np.testing.assert_allclose(res.train_acc[0, 0], acc, rtol=0, atol=1e-12)
 
 
@@ -171,18 +162,23 @@ def test_resume_refuses_another_task(task, tmp_path):
 def test_result_round_trip(task, tmp_path):
     cfg = TrainConfig(seeds=(0, 1), **{**TINY, "epochs": 3, "n_records": 3})
     res = train(task, cfg, device="cpu", estimators=["binning"], keep_activations=True)
-    path = res.save_npz(tmp_path / "r.npz")
-    back = TrainResult.load_npz(path)
-    assert back.config == res.config and back.layers == res.layers
+    path = res.save(tmp_path / "r.npz")
+    back = Recording.load(path)
+    assert back.settings == res.settings and back.layers == res.layers
+    assert back.estimators == res.estimators and back.knobs("binning")["n_bins"] == 30
+    assert TrainConfig.from_dict(back.settings["config"]) == cfg
     assert_same_record(res, back, atol=0)
     assert back.activations["act1"].shape == (3, 2, 4096, 6)
-    rows = res.tidy_rows(bound=lambda x: np.minimum(x, res.h_y))
+
+    class Deterministic:  # the bound of a deterministic rule, min(I(X;T), H(Y))
+        def bound(self, x):
+            return np.minimum(x, res.h_y)
+
+    rows = res.to_rows(Deterministic())
     assert len(rows) == 3 * 2 * 3
     assert {"epoch", "seed", "layer", "estimator", "knobs", "i_xt_bits", "i_ty_bits",
             "gap_bits", "grad_snr"} <= set(rows[0])
     assert json.loads(rows[0]["knobs"])["n_bins"] == 30
-    res.write_csv(tmp_path / "r.csv")
-    assert os.path.getsize(tmp_path / "r.csv") > 0
 
 
 # --------------------------------------------------------------------------- pieces
@@ -191,6 +187,9 @@ def test_log_epochs():
     assert e[0] == 0 and e[-1] == 3000 and len(e) <= 40 and len(e) >= 30
     assert np.all(np.diff(e) > 0)
     np.testing.assert_array_equal(log_epochs(5, 40), np.arange(6))
+    # regression: two records were only epoch 0, without the last
+    np.testing.assert_array_equal(log_epochs(3, 2), [0, 3])
+    np.testing.assert_array_equal(log_epochs(100, 3), [0, 1, 100])
     with pytest.raises(ValueError, match="n_records"):
         log_epochs(10, 1)
 
@@ -206,19 +205,18 @@ def test_stratified_split(task):
     np.testing.assert_array_equal(tr, stratified_split(task.labels, 0.8, seed=3)[0])
 
 
-def test_gradient_snr_by_hand():
-    p = torch.nn.Parameter(torch.zeros(2, 3))  # an "ensemble" of 2 members, 3 weights each
-    acc = GradientSNR([[p]], n_members=2, stacked=True)
-    grads = [torch.tensor([[1.0, 2.0, 0.0], [1.0, 0.0, 0.0]]),
-             torch.tensor([[3.0, 2.0, 0.0], [-1.0, 0.0, 0.0]])]
-    for g in grads:
-        p.grad = g.clone()
-        acc.accumulate()
-    snr = acc.snr()
-    # member 0: mean (2, 2, 0), std (1, 0, 0) -> sqrt(8) / 1; member 1: mean 0 -> 0
+def test_gradient_statistics_by_hand():
+    acc = GradientStats(n_layers=1)  # 2 members, 3 weights each
+    for g in (torch.tensor([[1.0, 2.0, 0.0], [1.0, 0.0, 0.0]]),
+              torch.tensor([[3.0, 2.0, 0.0], [-1.0, 0.0, 0.0]])):
+        acc.add([g])
+    mean_norm, std_norm, snr = acc.result(2)
+    # member 0: mean (2, 2, 0), std (1, 0, 0) -> sqrt(8) / 1; member 1: mean 0, std (1, 0, 0)
+    np.testing.assert_allclose(mean_norm[:, 0], [np.sqrt(8.0), 0.0], rtol=1e-12)
+    np.testing.assert_allclose(std_norm[:, 0], [1.0, 1.0], rtol=1e-12)
     np.testing.assert_allclose(snr[:, 0], [np.sqrt(8.0), 0.0], rtol=1e-12)
     acc.reset()
-    assert np.isnan(acc.snr()).all()
+    assert all(np.isnan(a).all() for a in acc.result(2))
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -234,7 +232,7 @@ def test_train_validation(task, tmp_path):
     with pytest.raises(ValueError, match="widths"):
         train(task, widths=(10, 2), epochs=1, device="cpu")
     with pytest.raises(ValueError, match="batched"):
-        train(task, epochs=1, out_dir=tmp_path, batched=False, device="cpu")
+        train(task, epochs=1, batched="yes", device="cpu")
     with pytest.raises(TypeError, match="epoch"):
         train(task, epoch=1)
 

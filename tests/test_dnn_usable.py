@@ -213,10 +213,15 @@ def test_checkerboard_experiment_tiny():
     rec, curves = checkerboard_experiment(2, n_samples=600, n_probe=200, epochs=2,
                                           record_epochs=[0, 2], decoder_options={"epochs": 3},
                                           fisher_samples=16, random_state=0)
-    assert rec.epochs == [0, 2] and curves.value.shape == (2, 6, 2)
-    assert rec.layers == ("act1", "act2", "act3", "act4", "act5", "output")
-    assert len(rec.fisher_trace) == 2 and all(f >= 0 for f in rec.fisher_trace)
-    assert rec.activations[0]["act1"].shape == (200, 10)
+    assert rec.epochs.tolist() == [0, 2] and curves.value.shape == (2, 6, 2)
+    assert curves.layers == ("act1", "act2", "act3", "act4", "act5", "output")
+    assert rec.layers[-1] == "fc6" and rec.activations["act1"].shape == (2, 1, 200, 10)
+    fisher = rec.measures["fisher_trace"]
+    assert fisher.shape == (2, 1) and np.all(fisher > 0)
+    # the trace is the sum of the layers' traces
+    layers = sum(v for k, v in rec.measures.items() if k.startswith("fisher_trace_"))
+    np.testing.assert_allclose(layers, fisher, rtol=1e-6)
+    assert np.all(rec.measures["fisher_empirical_trace"] > 0)
 
 
 @pytest.mark.parametrize("experiment", ["checkerboard_experiment", "digits_coarse_fine"])
@@ -376,17 +381,15 @@ def test_cuda_checkerboard_experiment_tiny(monkeypatch):
     seen = _spy_decoder_devices(monkeypatch)
     rec, curves = checkerboard_experiment(2, device="cuda", **kw)
     assert seen and all(d.type == "cuda" for d in seen)   # they used to stay on the CPU
-    assert rec.epochs == [0, 2] and curves.value.shape == (2, 6, 2)
-    assert len(rec.fisher_trace) == 2
-    assert all(math.isfinite(f) and f >= 0 for f in rec.fisher_trace + rec.empirical_fisher_trace)
-    for acts in rec.activations:
-        for layer, a in acts.items():
-            assert isinstance(a, np.ndarray) and a.dtype == np.float32 and a.shape[0] == 200
-            assert np.all(np.isfinite(a)), layer
+    assert rec.epochs.tolist() == [0, 2] and curves.value.shape == (2, 6, 2)
+    assert rec.device.startswith("cuda")
+    for name in ("fisher_trace", "fisher_empirical_trace"):
+        assert np.all(np.isfinite(rec.measures[name]) & (rec.measures[name] >= 0))
+    for layer, a in rec.activations.items():
+        assert a.dtype == np.float32 and a.shape[2] == 200 and np.all(np.isfinite(a)), layer
     assert np.all(np.isfinite(curves.raw)) and np.all(curves.value >= 0)
     cpu_rec, cpu_curves = checkerboard_experiment(2, device="cpu", **kw)
     np.testing.assert_allclose(rec.train_loss, cpu_rec.train_loss, rtol=1e-4)
-    np.testing.assert_allclose(rec.fisher_trace, cpu_rec.fisher_trace, rtol=1e-3)
-    np.testing.assert_allclose(rec.empirical_fisher_trace, cpu_rec.empirical_fisher_trace,
-                               rtol=1e-3)
+    for name in ("fisher_trace", "fisher_empirical_trace"):
+        np.testing.assert_allclose(rec.measures[name], cpu_rec.measures[name], rtol=1e-3)
     np.testing.assert_allclose(curves.raw, cpu_curves.raw, rtol=0, atol=1e-2)

@@ -148,15 +148,27 @@ def test_fitted_posterior_matches_fisher_approximation():
     assert res.prior_scale == 1.0 and res.kl_bits > 0
 
 
+def trained_mlp(widths, x, y, epochs):
+    """A ReLU MLP trained by SGD through dnn.record_training, and its initial weights."""
+    from dnn import record_training
+    from dnn.loop import initial_network
+    from dnn.models import mlp, mlp_init
+
+    init_fn = mlp_init("he", "relu")
+    base = mlp(widths, "relu")
+    init = {k: v.detach().clone()
+            for k, v in initial_network(base, 0, init_fn).named_parameters()}
+    rec = record_training(base, (x, y), layers=["act1"], probe=(x[:1], y[:1]), epochs=epochs,
+                          optimizer="sgd", lr=0.05, batch_size=32, init=init_fn,
+                          estimators=(), n_records=2)
+    return rec.network(base), init
+
+
 def test_fit_posterior_on_trained_mlp_and_bound():
-    from dnn.experiments import seeded_mlp, train_and_record
     from dnn.tasks.digits import digits
 
     t = digits("fine", n_samples=400, random_state=0)
-    model = seeded_mlp((64, 16, 10), "relu", 0)
-    init = {k: v.detach().clone() for k, v in model.named_parameters()}
-    train_and_record(model, t.x[:300], t.labels[:300], epochs=15, batch_size=32, lr=0.05,
-                     record_epochs=[])
+    model, init = trained_mlp((64, 16, 10), t.x[:300], t.labels[:300], epochs=15)
     trained = {k: v.detach().clone() for k, v in model.named_parameters()}
     res = fit_weight_posterior(model, t.x[:300], t.labels[:300], init_state=init,
                                epochs=20, n_mc=50, x_test=t.x[300:], y_test=t.labels[300:])
@@ -269,14 +281,10 @@ def test_cuda_fit_posterior_logistic():
 def test_cuda_fit_posterior_mlp_init_prior():
     """A small MLP on digits, prior centred at the initialisation with the scale optimised
     and the mean learned (the random-label set-up); 150 examples, so the bound is near 1."""
-    from dnn.experiments import seeded_mlp, train_and_record
     from dnn.tasks.digits import digits
 
     t = digits("fine", n_samples=200, random_state=0)
-    model = seeded_mlp((64, 8, 10), "relu", 0)
-    init = {k: v.detach().clone() for k, v in model.named_parameters()}
-    train_and_record(model, t.x[:150], t.labels[:150], epochs=5, batch_size=32, lr=0.05,
-                     record_epochs=[])
+    model, init = trained_mlp((64, 8, 10), t.x[:150], t.labels[:150], epochs=5)
     _check_cuda_fit(model, t.x[:150], t.labels[:150], t.x[150:], t.labels[150:],
                     init_state=init, prior_scale="optimize", learn_mean=True, epochs=5,
                     batch_size=50, n_mc=20, random_state=0)

@@ -1,0 +1,114 @@
+"""What every ``dnn`` subcommand shares: argument parsers, the common flags and the writers.
+
+Imports neither torch nor pyplot (``ibsolver --help`` works without them).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+INSTALL = "pip install 'ibsolver[dnn]'"
+
+
+def require_torch(command: str):
+    """torch, or exit with the install hint."""
+    try:
+        import torch
+    except ImportError:
+        raise SystemExit(f"ibsolver {command}: error: this command needs torch; install it with "
+                         f"{INSTALL}") from None
+    return torch
+
+
+def parse_ints(text, name) -> list:
+    try:
+        return [int(v) for v in str(text).split(",") if v.strip() != ""]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated integers (got {text!r})") from None
+
+
+def parse_floats(text, name) -> list:
+    try:
+        return [float(v) for v in str(text).split(",") if v.strip() != ""]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated numbers (got {text!r})") from None
+
+
+def parse_seeds(text, name="--seeds") -> list:
+    """"N" -> seeds 0 .. N-1; "a,b,c" -> those seeds."""
+    if "," in str(text):
+        return parse_ints(text, name)
+    values = parse_ints(text, name)
+    if len(values) != 1 or values[0] < 1:
+        raise ValueError(f"{name} must be a count >= 1 or a comma-separated list (got {text!r})")
+    return list(range(values[0]))
+
+
+def add_run_flags(parser, *, out_default=None, device_default="auto", seeds_default="1",
+                  seeds_help="number of seeds (0..N-1) or a comma-separated list"):
+    """The flags every subcommand takes: --out, --seeds (--seed where one run is made: with
+    ``seeds_default=None``), --device, --threads, --quiet."""
+    g = parser.add_argument_group("run")
+    if out_default is None:
+        g.add_argument("--out", required=True, help="output directory, e.g. runs/NAME")
+    else:
+        g.add_argument("--out", default=out_default, help=f"output folder (default: {out_default})")
+    if seeds_default is None:
+        g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    else:
+        g.add_argument("--seeds", default=seeds_default,
+                       help=f"{seeds_help} (default: {seeds_default})")
+    g.add_argument("--device", default=device_default,
+                   help=f"auto (CUDA if present), cpu, cuda (default: {device_default})")
+    g.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads; these small networks run fastest on 1 (default: 1)")
+    g.add_argument("--quiet", "-q", "--no-progress", action="store_true", help="no progress bars")
+    return g
+
+
+def progress(total, desc, quiet):
+    """A tqdm bar on stderr (disabled with --quiet)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=quiet, unit="step", leave=False,
+                dynamic_ncols=True)
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, tuple):
+        return list(obj)
+    return str(obj)
+
+
+def write_json(path, obj) -> str:
+    """Write ``obj`` as indented JSON, atomically; numpy values become plain ones."""
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2, default=_json_default)
+    os.replace(tmp, path)
+    return path
+
+
+def write_csv(path, rows) -> str | None:
+    """Write a list of dicts as CSV (columns: the union, in first-seen order), atomically."""
+    if not rows:
+        return None
+    keys = list(rows[0].keys())
+    for r in rows[1:]:
+        keys += [k for k in r if k not in keys]
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,728 @@
+"""The training loop: any ``nn.Module``, several seeds, its layers on the information plane.
+
+:func:`record_training` trains one copy of the model per seed and returns a
+:class:`dnn.recording.Recording`. Seed s owns a ``torch.Generator(seed=s)`` (on the CPU, so
+CPU and CUDA runs draw the same numbers): it draws the initial weights, then, for ``(X, y)``
+tensors, the order of the minibatches of every epoch. A ``DataLoader`` gives every seed the
+same minibatches.
+
+The seeds' parameters either live stacked, (S, ...) per tensor, and run as one
+``torch.func.vmap`` of ``torch.func.functional_call`` (``batched=True``), or as S separate
+sets run one after the other (``batched=False``). The loss is the sum of the members'
+losses, so each member's gradient and its SGD or Adam update (both elementwise) are those it
+would get alone: the two modes give the same numbers up to round-off. ``batched="auto"``
+tries vmap on a few probe rows and runs one by one where the model does not allow it
+(dropout, batch statistics updated in place, data-dependent control flow); the Recording
+says which ran.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+
+from ._info_utils import seed_from, to_tensor, torch_threads
+from .estimators import (Binning, check_probe_joint, estimate_ensemble, joint_from_labels,
+                         make_estimator)
+from .models import resolve_device
+from .record import GradientStats, LayerRecorder, execution_order, log_epochs
+from .recording import Recording, load_state
+
+logger = logging.getLogger(__name__)
+
+LN2 = math.log(2.0)
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+CHECKPOINT = "checkpoint.pt"
+FORMAT_VERSION = 2
+#: rows per forward pass when recording or evaluating (bounds the memory of large probes)
+EVAL_CHUNK = 8192
+
+
+# --------------------------------------------------------------------------- data
+class _Tensors:
+    """(X, y) tensors: seed s shuffles the rows with its own generator every epoch."""
+
+    shared = False
+
+    def __init__(self, x, y, batch_size, device, name):
+        self.x = to_tensor(x, device=device)
+        y = torch.as_tensor(np.asarray(y) if not isinstance(y, torch.Tensor) else y)
+        self.y = (y.to(device=device, dtype=torch.long) if not y.is_floating_point()
+                  else y.to(device=device, dtype=torch.float32))
+        if self.x.shape[0] != self.y.shape[0] or self.x.shape[0] == 0:
+            raise ValueError(f"{name} must hold X and y with the same, positive number of rows "
+                             f"(got {self.x.shape[0]} and {self.y.shape[0]})")
+        self.batch_size = batch_size
+        self.device = device
+
+    def fingerprint(self, h):
+        for t in (self.x, self.y):
+            a = t.detach().cpu().numpy()
+            h.update(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+
+    def train_batches(self, gens):
+        n = self.x.shape[0]
+        rows = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(self.device)
+        for start in range(0, n, self.batch_size):
+            idx = rows[:, start:start + self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+    def eval_batches(self):
+        for start in range(0, self.x.shape[0], EVAL_CHUNK):
+            yield self.x[start:start + EVAL_CHUNK], self.y[start:start + EVAL_CHUNK]
+
+
+class _Loader:
+    """A DataLoader: every seed sees its minibatches, in its order."""
+
+    shared = True
+
+    def __init__(self, loader, device):
+        self.loader = loader
+        self.device = device
+
+    def fingerprint(self, h):
+        h.update(f"DataLoader of {len(self.loader.dataset)} rows".encode())
+
+    def _batches(self):
+        for batch in self.loader:
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise ValueError("train_data's DataLoader must yield (inputs, targets) batches "
+                                 f"(got {type(batch).__name__})")
+            x, y = batch[0].to(self.device), batch[1].to(self.device)
+            yield x.float() if not x.is_floating_point() else x, y
+
+    def train_batches(self, gens):
+        return self._batches()
+
+    def eval_batches(self):
+        return self._batches()
+
+
+def _as_data(data, name, batch_size, device):
+    if data is None:
+        return None
+    if isinstance(data, torch.utils.data.DataLoader):
+        return _Loader(data, device)
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return _Tensors(data[0], data[1], batch_size, device, name)
+    raise TypeError(f"{name} must be a torch DataLoader or an (X, y) pair "
+                    f"(got {type(data).__name__})")
+
+
+def _as_probe(probe, device):
+    """(x tensor, p_xy array) from (x, p_xy) or (x, labels)."""
+    if not isinstance(probe, (tuple, list)) or len(probe) != 2:
+        raise TypeError("probe must be (x, p_xy) or (x, labels): the inputs the information is "
+                        f"measured on and their joint or labels (got {type(probe).__name__})")
+    x = to_tensor(probe[0], device=device)
+    table = np.asarray(probe[1].detach().cpu() if isinstance(probe[1], torch.Tensor) else probe[1])
+    if table.ndim == 1:
+        table = joint_from_labels(np.arange(table.size), table)
+    return x, check_probe_joint(table, x.shape[0])
+
+
+# --------------------------------------------------------------------------- the seeds
+def _initial_state(model, seed_gen, init):
+    """A CPU copy of the model's parameters and buffers, initialised for one seed."""
+    member = copy.deepcopy(model).cpu()
+    if init == "reset":
+        # reset_parameters draws from torch's global generator: fork it, seeded by this seed
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_from(seed_gen))
+            for sub in member.modules():
+                if hasattr(sub, "reset_parameters"):
+                    sub.reset_parameters()
+    elif init is not None:
+        init(member, seed_gen)
+    return ({k: v.detach().clone() for k, v in member.named_parameters()},
+            {k: v.detach().clone() for k, v in member.named_buffers()})
+
+
+def initial_network(model: nn.Module, seed: int, init="reset") -> nn.Module:
+    """A copy of ``model`` as :func:`record_training` initialises it for ``seed`` (on the
+    CPU), e.g. the prior centre of the information in the weights."""
+    params, buffers = _initial_state(model, torch.Generator().manual_seed(int(seed)), init)
+    return load_state(copy.deepcopy(model).cpu(), {**params, **buffers})
+
+
+def _make_optimizer(optimizer, params, lr, momentum, weight_decay):
+    if callable(optimizer):
+        return optimizer(params)
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+class _Members:
+    """The seeds' parameters, stacked for vmap (``batched``) or one set per seed."""
+
+    def __init__(self, base, states, batched, make_opt, device):
+        self.base, self.batched, self.n = base, batched, len(states)
+        if batched:
+            self.params = [{k: torch.stack([p[k] for p, _ in states]).to(device).requires_grad_()
+                            for k in states[0][0]}]
+            self.buffers = [{k: torch.stack([b[k] for _, b in states]).to(device)
+                             for k in states[0][1]}]
+        else:
+            self.params = [{k: v.to(device).requires_grad_() for k, v in p.items()}
+                           for p, _ in states]
+            self.buffers = [{k: v.to(device) for k, v in b.items()} for _, b in states]
+        self.opts = [make_opt(list(p.values())) for p in self.params]
+
+    def _call(self, params, buffers, x):
+        return functional_call(self.base, (params, buffers), (x,))
+
+    def forward(self, x, shared):
+        """Logits (S, B, C) of every member; ``x`` is (B, ...) if shared, else (S, B, ...)."""
+        if self.batched:
+            run = vmap(self._call, in_dims=(0, 0, None if shared else 0), randomness="error")
+            return run(self.params[0], self.buffers[0], x)
+        return torch.stack([self._call(p, b, x if shared else x[s])
+                            for s, (p, b) in enumerate(zip(self.params, self.buffers))])
+
+    def member(self, s):
+        """(params, buffers) of member ``s`` (views, for recording)."""
+        if self.batched:
+            return ({k: v[s] for k, v in self.params[0].items()},
+                    {k: v[s] for k, v in self.buffers[0].items()})
+        return self.params[s], self.buffers[s]
+
+    def zero_grad(self):
+        for opt in self.opts:
+            opt.zero_grad(set_to_none=True)
+
+    def step(self):
+        for opt in self.opts:
+            opt.step()
+
+    def grads(self, groups):
+        """One (S, n_params) tensor per group of parameter names."""
+        out = []
+        for names in groups:
+            if self.batched:
+                p = self.params[0]
+                parts = [(p[k].grad if p[k].grad is not None else torch.zeros_like(p[k]))
+                         .reshape(self.n, -1) for k in names]
+                out.append(torch.cat(parts, dim=1))
+            else:
+                out.append(torch.stack([torch.cat([
+                    (p[k].grad if p[k].grad is not None else torch.zeros_like(p[k])).reshape(-1)
+                    for k in names]) for p in self.params]))
+        return out
+
+    def final_state(self) -> dict:
+        """{name: (S, ...) numpy array} of every parameter and buffer."""
+        if self.batched:
+            return {k: v.detach().cpu().numpy()
+                    for g in (self.params[0], self.buffers[0]) for k, v in g.items()}
+        return {k: np.stack([g[k].detach().cpu().numpy() for g in sets])
+                for sets in (self.params, self.buffers) for k in sets[0]}
+
+    def state(self) -> dict:
+        return {"params": [{k: v.detach() for k, v in p.items()} for p in self.params],
+                "buffers": self.buffers, "optimizers": [o.state_dict() for o in self.opts]}
+
+    @torch.no_grad()
+    def load_state(self, st):
+        for mine, saved in zip(self.params + self.buffers, st["params"] + st["buffers"]):
+            for k, v in mine.items():
+                v.copy_(saved[k])
+        for opt, saved in zip(self.opts, st["optimizers"]):
+            opt.load_state_dict(saved)
+
+
+def _vmap_works(base, states, x) -> bool:
+    """Whether a vmapped training step runs on this model (tried on copies, in train mode)."""
+    trial = _Members(base, [({k: v.clone() for k, v in p.items()},
+                             {k: v.clone() for k, v in b.items()}) for p, b in states],
+                     True, lambda params: None, x.device)
+    try:
+        base.train()
+        out = trial.forward(x, shared=True)
+        out.float().sum().backward()
+        return True
+    except Exception as exc:  # vmap refuses many model features; each raises its own type
+        logger.info("the seeds run one by one: this model cannot be vmapped (%s: %s)",
+                    type(exc).__name__, exc)
+        return False
+
+
+# --------------------------------------------------------------------------- records
+class _Records:
+    """Per-record lists, convertible to and from plain tensors for the checkpoint."""
+
+    SCALARS = ("train_loss", "test_loss", "train_acc", "test_acc",
+               "grad_mean_norm", "grad_std_norm", "grad_snr")
+
+    def __init__(self, keys, keep_activations: int):
+        self.measures: dict = {}
+        self.epochs: list = []
+        self.est_time: list = []
+        self.data = {k: [] for k in self.SCALARS}
+        self.info = {k: {"i_xt": [], "i_ty": [], "n_clusters": []} for k in keys}
+        self.keep_activations = int(keep_activations)
+        self.acts: dict = {}
+        self.last_acts: dict = {}
+
+    def append(self, epoch, scalars, info, acts, est_time, measures):
+        for name, values in measures.items():
+            self.measures.setdefault(name, []).append(np.asarray(values, dtype=np.float64))
+        self.epochs.append(int(epoch))
+        self.est_time.append(float(est_time))
+        for k in self.SCALARS:
+            self.data[k].append(np.asarray(scalars[k], dtype=np.float64))
+        for key, d in info.items():
+            for q in ("i_xt", "i_ty", "n_clusters"):
+                self.info[key][q].append(np.asarray(d[q]))
+        self.last_acts = {layer: np.asarray(a, dtype=np.float32) for layer, a in acts.items()}
+        if self.keep_activations:
+            for layer, a in acts.items():
+                self.acts.setdefault(layer, []).append(
+                    np.asarray(a[:self.keep_activations], dtype=np.float32))
+
+    def state(self) -> dict:
+        t = torch.as_tensor
+        return {"epochs": list(self.epochs), "est_time": list(self.est_time),
+                "measures": {k: [t(a) for a in v] for k, v in self.measures.items()},
+                "data": {k: [t(a) for a in v] for k, v in self.data.items()},
+                "info": {key: {q: [t(a) for a in v] for q, v in d.items()}
+                         for key, d in self.info.items()},
+                "acts": {k: [t(a) for a in v] for k, v in self.acts.items()},
+                "last_acts": {k: t(a) for k, a in self.last_acts.items()}}
+
+    def load_state(self, st):
+        self.epochs = list(st["epochs"])
+        self.est_time = list(st["est_time"])
+        self.measures = {k: [a.numpy() for a in v] for k, v in st["measures"].items()}
+        self.data = {k: [a.numpy() for a in v] for k, v in st["data"].items()}
+        self.info = {key: {q: [a.numpy() for a in v] for q, v in d.items()}
+                     for key, d in st["info"].items()}
+        self.acts = {k: [a.numpy() for a in v] for k, v in st["acts"].items()}
+        self.last_acts = {k: a.numpy() for k, a in st["last_acts"].items()}
+
+
+# --------------------------------------------------------------------------- validation
+def _check_int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low} (got {value!r})")
+    return int(value)
+
+
+def _check_number(name, value, positive=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'} "
+                         f"(got {value!r})")
+    return float(value)
+
+
+def _check_seeds(seeds):
+    seeds = (seeds,) if isinstance(seeds, (int, np.integer)) else tuple(seeds)
+    if not seeds or any(isinstance(s, bool) or int(s) != s or s < 0 for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of integers >= 0 (got {seeds!r})")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct (got {seeds})")
+    return tuple(int(s) for s in seeds)
+
+
+def resolve_estimators(estimators):
+    """Estimator instances from instances, names or spec dicts (default ``[Binning(30)]``)."""
+    if estimators is None:
+        return [Binning(30)]
+    if isinstance(estimators, (str, dict)) or hasattr(estimators, "estimate"):
+        estimators = [estimators]
+    ests = [make_estimator(e) for e in estimators]
+    keys = [k for e in ests for k in e.keys]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"estimators must produce distinct keys (got {keys}); use one "
+                         "binning and at most one KDE per run, and sensitivity() for sweeps")
+    return ests
+
+
+def _transform(fn, layer):
+    if fn == "softmax":
+        return lambda t: torch.softmax(t, dim=-1)
+    if callable(fn):
+        return fn
+    raise ValueError(f"transforms[{layer!r}] must be 'softmax' or a callable (got {fn!r})")
+
+
+# --------------------------------------------------------------------------- the entry
+def record_training(model: nn.Module, train_data, *, layers, probe, epochs: int,
+                    optimizer="adam", lr: float = 1e-3, momentum: float = 0.0,
+                    weight_decay: float = 0.0, batch_size: int = 256, seeds=(0,),
+                    init="reset", transforms=None, test_data=None, estimators=None,
+                    n_records: int = 40, record_epochs=None, batched="auto",
+                    keep_activations=False, loss=None, measures=None, out_dir=None,
+                    resume: bool = False,
+                    checkpoint_interval_s: float = 60.0, device="cpu", callback=None,
+                    n_threads: int | None = None, name: str | None = None,
+                    settings: dict | None = None) -> Recording:
+    """Train ``model`` once per seed and record its layers on the information plane (bits).
+
+    Parameters
+    ----------
+    model : any ``nn.Module`` whose forward takes a batch of inputs and returns class
+        logits (B, C). It is copied, never trained in place.
+    train_data : a ``DataLoader`` yielding (inputs, targets), or an (X, y) pair of tensors or
+        arrays; targets are class indices (N,) or class probabilities (N, C).
+    layers : names of the submodules to record (see ``model.named_modules()``), in
+        feed-forward order, or a callable ``model -> names``. Hooked with forward hooks.
+    probe : (x, p_xy) or (x, labels): the inputs the information is measured on and their
+        joint p(x, y) (rows = probe rows, e.g. from :func:`dnn.joint_from_labels`); labels
+        (N,) stand for the joint with uniform p(x).
+    epochs : passes over the training data.
+    optimizer : "adam", "sgd" (with ``lr``, ``momentum``, ``weight_decay``) or a callable
+        ``params -> torch.optim.Optimizer`` (elementwise optimizers only when batched).
+    batch_size : minibatch size for (X, y) data (a DataLoader has its own).
+    seeds : one network per seed; each seed's generator draws its initial weights and
+        minibatch order.
+    init : "reset" (every submodule's ``reset_parameters``, drawn from the seed), None (the
+        model's own weights for every seed) or a callable ``(module, generator)``.
+    transforms : {layer: "softmax" or callable} applied to a layer's output before it is
+        measured (a softmax on logits).
+    test_data : like ``train_data``, for the test loss and accuracy (NaN without it).
+    estimators : Binning / KDE instances, names or spec dicts (default ``[Binning(30)]``).
+    n_records, record_epochs : record ``n_records`` log-spaced epochs (0 and the last
+        included), or exactly the epochs listed in ``record_epochs``.
+    batched : True (vmap the seeds), False (one by one) or "auto" (vmap where it works).
+    keep_activations : also keep the probe activations at every record (float32): True for
+        every seed, an int k for the first k. The last record's are always kept.
+    loss : a callable ``(logits, targets) -> per-row loss`` in nats (default: the
+        cross-entropy, with class indices or probabilities).
+    measures : {name: callable(module) -> float or {key: float}} taken at every record on a
+        copy of each seed's network (e.g. a Fisher trace), kept in ``recording.measures``
+        as (E, S) arrays named ``name`` or ``name_key``.
+    out_dir : directory for ``checkpoint.pt``, written atomically at every recorded epoch
+        and at least every ``checkpoint_interval_s`` seconds; ``resume=True`` continues the
+        run there and gives the same Recording as an uninterrupted one. An existing run
+        with resume=False is an error.
+    device : "cpu", "cuda", "auto", ...; callback : ``callback(epoch)`` after every epoch
+        (an exception it raises stops the run, which can then be resumed).
+    n_threads : torch intra-op threads during the run (None leaves torch's setting).
+    name, settings : a title and JSON-ready metadata stored in the Recording (and compared
+        when resuming).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (got {type(model).__name__})")
+    epochs = _check_int("epochs", epochs, 1)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    seeds = _check_seeds(seeds)
+    if not (callable(optimizer) or optimizer in OPTIMIZERS):
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)} or a callable "
+                         f"(got {optimizer!r})")
+    lr = _check_number("lr", lr, positive=True)
+    momentum = _check_number("momentum", momentum)
+    weight_decay = _check_number("weight_decay", weight_decay)
+    if batched not in (True, False, "auto"):
+        raise ValueError(f"batched must be True, False or 'auto' (got {batched!r})")
+    if not (init in ("reset", None) or callable(init)):
+        raise ValueError(f"init must be 'reset', None or a callable (got {init!r})")
+    if record_epochs is None:
+        rec_epochs = log_epochs(epochs, _check_int("n_records", n_records, 2))
+    else:
+        rec_epochs = np.unique(np.asarray(record_epochs, dtype=np.int64))
+        if rec_epochs.size == 0 or rec_epochs[0] < 0 or rec_epochs[-1] > epochs:
+            raise ValueError(f"record_epochs must list epochs in [0, epochs={epochs}] "
+                             f"(got {list(record_epochs)})")
+    if keep_activations is True:
+        keep_activations = len(seeds)
+    keep_activations = min(_check_int("keep_activations", int(keep_activations or 0), 0),
+                           len(seeds))
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    names = dict(model.named_modules())
+    layers = list(layers(model) if callable(layers) else layers)
+    transforms = {k: _transform(v, k) for k, v in (transforms or {}).items()}
+    unknown = [k for k in transforms if k not in layers]
+    if unknown:
+        raise ValueError(f"transforms names layers {unknown} that are not recorded "
+                         f"(layers: {layers})")
+    ests = resolve_estimators(estimators)
+    train = _as_data(train_data, "train_data", batch_size, dev)
+    test = _as_data(test_data, "test_data", batch_size, dev)
+    if train is None:
+        raise TypeError("train_data must be a torch DataLoader or an (X, y) pair (got None)")
+    x_probe, p_xy = _as_probe(probe, dev)
+    loss_fn = loss if loss is not None else (
+        lambda logits, y: F.cross_entropy(logits, y, reduction="none"))
+    grad_groups = {}
+    for mod_name, mod in model.named_modules():
+        own = [p for p, _ in mod.named_parameters(recurse=False)]
+        if own:
+            grad_groups[mod_name or "model"] = [f"{mod_name}.{p}" if mod_name else p for p in own]
+    settings = dict(settings or {})
+    settings.update({
+        "optimizer": optimizer if isinstance(optimizer, str) else repr(optimizer),
+        "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
+        "batch_size": batch_size if isinstance(train, _Tensors) else train.loader.batch_size,
+        "epochs": epochs, "record_epochs": [int(e) for e in rec_epochs],
+        "init": init if init in ("reset", None) else getattr(init, "__name__", repr(init)),
+        "loss": "cross_entropy" if loss is None else getattr(loss, "__name__", repr(loss)),
+        "model": type(model).__name__})
+    h = hashlib.sha256()
+    for part in (train, test):
+        if part is not None:
+            part.fingerprint(h)
+    h.update(np.ascontiguousarray(p_xy).tobytes())
+    header = {"format_version": FORMAT_VERSION, "settings": settings,
+              "data_fingerprint": h.hexdigest()[:16], "seeds": list(seeds),
+              "estimators": [e.spec() for e in ests], "layers": layers,
+              "keep_activations": keep_activations}
+    missing = [n for n in layers if n not in names]
+    if missing:
+        raise ValueError(f"layers {missing} are not submodules of the model "
+                         f"(available: {[n for n in names if n]})")
+    with torch_threads(n_threads):
+        run = _Run(model, train, test, x_probe, p_xy, layers, transforms, ests, seeds, init,
+                   optimizer, (lr, momentum, weight_decay), batched, keep_activations,
+                   loss_fn, grad_groups, dict(measures or {}), dev)
+        return run.go(epochs, rec_epochs, out_dir, resume, header, callback, name, settings,
+                      float(checkpoint_interval_s))
+
+
+class _Run:
+    def __init__(self, model, train, test, x_probe, p_xy, layers, transforms, ests, seeds,
+                 init, optimizer, hyper, batched, keep_activations, loss_fn, grad_groups,
+                 measures, dev):
+        self.train, self.test, self.x_probe, self.p_xy = train, test, x_probe, p_xy
+        self.measures = measures
+        self.layers, self.ests, self.seeds, self.loss_fn = layers, ests, seeds, loss_fn
+        self.grad_names = list(grad_groups)
+        self.grad_groups = [grad_groups[g] for g in self.grad_names]
+        self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+        states = [_initial_state(model, g, init) for g in self.gens]
+        self.base = copy.deepcopy(model).to(dev)
+        if batched == "auto":
+            batched = _vmap_works(self.base, states, x_probe[:8])
+        self.members = _Members(self.base, states, batched,
+                                lambda params: _make_optimizer(optimizer, params, *hyper), dev)
+        self.recorder = LayerRecorder(self.base, layers, transforms)
+        self.stats = GradientStats(len(self.grad_groups))
+        self.keys = [k for e in ests for k in e.keys]
+        self.records = _Records(self.keys, keep_activations)
+        self.epoch = 0
+        self.device = dev
+        params, buffers = self.members.member(0)
+        order = execution_order(self.base, self.grad_names + layers, lambda: functional_call(
+            self.base, (params, buffers), (x_probe[:1],)))
+        self.grad_layer_of = []
+        for layer in layers:  # the last parametrised module to finish before (or as) it
+            done = order[:order.index(layer) + 1] if layer in order else []
+            fed = [g for g in done if g in self.grad_names]
+            self.grad_layer_of.append(fed[-1] if fed else "")
+
+    # ---- training
+    def train_epoch(self, record_grads):
+        if record_grads:
+            self.stats.reset()
+        self.base.train()
+        for xb, yb in self.train.train_batches(self.gens):
+            logits = self.members.forward(xb, self.train.shared)
+            s, b = logits.shape[:2]
+            y = yb.unsqueeze(0).expand(s, *yb.shape) if self.train.shared else yb
+            per = self.loss_fn(logits.reshape(s * b, -1), y.reshape(s * b, *y.shape[2:]))
+            loss = per.reshape(s, b).mean(dim=1).sum()
+            self.members.zero_grad()
+            loss.backward()
+            if record_grads:
+                self.stats.add(self.members.grads(self.grad_groups))
+            self.members.step()
+        self.epoch += 1
+
+    @torch.no_grad()
+    def _evaluate(self, data):
+        """Per-member mean loss (bits) and accuracy on ``data``."""
+        n_members = len(self.seeds)
+        if data is None:
+            return np.full(n_members, np.nan), np.full(n_members, np.nan)
+        total = torch.zeros(n_members, dtype=torch.float64, device=self.device)
+        correct = torch.zeros_like(total)
+        rows = 0
+        for xb, yb in data.eval_batches():
+            logits = self.members.forward(xb, shared=True)
+            s, b = logits.shape[:2]
+            y = yb.unsqueeze(0).expand(s, *yb.shape)
+            per = self.loss_fn(logits.reshape(s * b, -1), y.reshape(s * b, *y.shape[2:]))
+            total += per.reshape(s, b).double().sum(dim=1)
+            labels = yb.argmax(dim=-1) if yb.is_floating_point() else yb
+            correct += (logits.argmax(dim=-1) == labels.unsqueeze(0)).double().sum(dim=1)
+            rows += b
+        return (total / rows / LN2).cpu().numpy(), (correct / rows).cpu().numpy()
+
+    @torch.no_grad()
+    def _activations(self):
+        """{layer: (S, N, width) float64 array} on the probe."""
+        per_member = []
+        for s in range(len(self.seeds)):
+            params, buffers = self.members.member(s)
+            chunks = []
+            for start in range(0, self.x_probe.shape[0], EVAL_CHUNK):
+                with self.recorder:
+                    functional_call(self.base, (params, buffers),
+                                    (self.x_probe[start:start + EVAL_CHUNK],))
+                missing = [n for n in self.layers if n not in self.recorder.outputs]
+                if missing:
+                    raise RuntimeError(f"layers {missing} were not called in the forward pass")
+                chunks.append({n: self.recorder.outputs[n].flatten(1) for n in self.layers})
+            per_member.append({n: torch.cat([c[n] for c in chunks]) for n in self.layers})
+        return {n: torch.stack([m[n] for m in per_member]).double().cpu().numpy()
+                for n in self.layers}
+
+    def record(self, grad_stats):
+        self.base.eval()
+        scalars = dict(zip(("grad_mean_norm", "grad_std_norm", "grad_snr"), grad_stats))
+        for part, data in (("train", self.train), ("test", self.test)):
+            scalars[f"{part}_loss"], scalars[f"{part}_acc"] = self._evaluate(data)
+        acts = self._activations()
+        t0 = time.perf_counter()
+        info = {}
+        for est in self.ests:
+            for key, d in estimate_ensemble(est, acts, self.p_xy).items():
+                info[key] = {q: d[q] for q in ("i_xt", "i_ty", "n_clusters")}
+                bad = [v for r in d["estimates"] for v in r.ceiling_violations]
+                if bad and est.exact:
+                    logger.error("epoch %d: %s estimates above their ceilings: %s",
+                                 self.epoch, key, bad[:3])
+        est_time = time.perf_counter() - t0
+        self.records.append(self.epoch, scalars, info, acts, est_time, self._measures())
+
+    def _member_module(self, s) -> nn.Module:
+        """A copy of the model holding seed ``s``'s parameters and buffers."""
+        module = copy.deepcopy(self.base)
+        params, buffers = self.members.member(s)
+        with torch.no_grad():
+            for k, v in params.items():
+                module.get_parameter(k).copy_(v)
+            for k, v in buffers.items():
+                module.get_buffer(k).copy_(v)
+        return module
+
+    def _measures(self) -> dict:
+        """{name: (S,) values} of the user's measures on every seed's network."""
+        out: dict = {}
+        for s in range(len(self.seeds)):
+            module = self._member_module(s) if self.measures else None
+            for name, fn in self.measures.items():
+                value = fn(module)
+                items = value.items() if isinstance(value, dict) else [(None, value)]
+                for key, v in items:
+                    out.setdefault(name if key is None else f"{name}_{key}", []).append(float(v))
+        return out
+
+    # ---- checkpoint
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "members": self.members.state(),
+                "generators": [g.get_state() for g in self.gens],
+                "records": self.records.state()}
+
+    def load_state(self, st):
+        self.epoch = int(st["epoch"])
+        self.members.load_state(st["members"])
+        for g, s in zip(self.gens, st["generators"]):
+            g.set_state(s)
+        self.records.load_state(st["records"])
+
+    def go(self, epochs, rec_epochs, out_dir, resume, header, callback, name, settings,
+           checkpoint_interval_s):
+        t_start = time.perf_counter()
+        ckpt = _open_checkpoint(out_dir, resume, header)
+        if ckpt is not None and os.path.exists(ckpt):
+            st = torch.load(ckpt, map_location="cpu", weights_only=True)
+            _check_header(st["header"], header, ckpt)
+            self.load_state(st["run"])
+            logger.info("resumed %s at epoch %d", ckpt, self.epoch)
+        record_set = set(int(e) for e in rec_epochs)
+        nan = tuple(np.full((len(self.seeds), len(self.grad_names)), np.nan) for _ in range(3))
+        if self.epoch == 0 and not self.records.epochs and 0 in record_set:
+            self.record(nan)
+            _save(ckpt, header, self)
+        last_save = time.perf_counter()
+        while self.epoch < epochs:
+            rec = (self.epoch + 1) in record_set
+            self.train_epoch(record_grads=rec)
+            if rec:
+                self.record(self.stats.result(len(self.seeds)))
+            if rec or self.epoch == epochs or \
+                    time.perf_counter() - last_save > checkpoint_interval_s:
+                _save(ckpt, header, self)
+                last_save = time.perf_counter()
+            if callback is not None:
+                callback(self.epoch)
+        return self.assemble(time.perf_counter() - t_start, name, settings)
+
+    def assemble(self, wall, name, settings) -> Recording:
+        r = self.records
+        data = {k: np.stack(r.data[k]) for k in _Records.SCALARS}
+        info = {key: {q: np.stack(r.info[key][q]) for q in ("i_xt", "i_ty", "n_clusters")}
+                for key in self.keys}
+        acts = ({layer: np.stack(r.acts[layer]) for layer in self.layers}
+                if r.keep_activations else None)
+        return Recording(
+            epochs=np.asarray(r.epochs), seeds=self.seeds, layers=tuple(self.layers),
+            layer_widths=tuple(int(r.last_acts[n].shape[-1]) for n in self.layers), info=info,
+            estimators=tuple(e.spec() for e in self.ests),
+            exact_keys=tuple(k for e in self.ests if e.exact for k in e.keys),
+            grad_layers=tuple(self.grad_names), grad_layer_of=tuple(self.grad_layer_of),
+            p_xy=self.p_xy, estimate_time_s=np.asarray(r.est_time),
+            final_activations=dict(r.last_acts), activations=acts, settings=settings,
+            measures={k: np.stack(v) for k, v in r.measures.items()},
+            final_state=self.members.final_state(),
+            name=name or settings.get("model", "network"), batched=self.members.batched,
+            device=str(self.device), wall_time_s=wall, **data)
+
+
+def _open_checkpoint(out_dir, resume, header):
+    if out_dir is None:
+        return None
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, CHECKPOINT)
+    if os.path.exists(path) and not resume:
+        raise ValueError(f"out_dir {out_dir!r} already holds a run ({CHECKPOINT}); pass "
+                         "resume=True to continue it or choose another out_dir")
+    if resume and not os.path.exists(path):
+        logger.info("resume=True but %s has no checkpoint; starting afresh", out_dir)
+    return path
+
+
+def _save(path, header, run):
+    if path is None:
+        return
+    tmp = path + ".tmp"
+    torch.save({"header": header, "run": run.state()}, tmp)
+    os.replace(tmp, path)
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_header(saved, current, path):
+    if saved.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"checkpoint {path!r} has format_version {saved.get('format_version')} "
+                         f"(this code writes {FORMAT_VERSION})")
+    saved_flat = _flat(json.loads(json.dumps(saved)))
+    now_flat = _flat(json.loads(json.dumps(current)))
+    diff = [k for k in sorted(set(saved_flat) | set(now_flat))
+            if saved_flat.get(k) != now_flat.get(k)]
+    if diff:
+        detail = ", ".join(f"{k}: saved {saved_flat.get(k)!r}, now {now_flat.get(k)!r}"
+                           for k in diff)
+        raise ValueError(f"cannot resume {path!r}: the run differs ({detail})")

@@ -1,0 +1,136 @@
+"""Recipes: the paper experiments as short library functions on :func:`dnn.record_training`.
+
+:func:`infoplane_experiment` -- the package's MLP on a task (the 12-bit task of Shwartz-Ziv
+& Tishby by default), its layers against the exact IB curve of the probe's p(x, y), the
+bound check, the estimator's sensitivity and the solver's score of the final layers. What
+``ibsolver infoplane`` runs; a notebook calls it the same way.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .estimators import KDE, sensitivity
+from .infoplane import (BoundCheck, check_below_bound, score_final_layers, summary,
+                        trajectory_sensitivity)
+from .loop import resolve_estimators
+from .recording import Recording
+from .tasks.base import Task
+from .train import TrainConfig, train
+
+BOUNDS = ("auto", "solver", "exact", "none")
+
+
+@dataclass(frozen=True)
+class InfoplaneExperiment:
+    """What :func:`infoplane_experiment` found. Information in bits.
+
+    recording : the run; curve : the ``ibsolver.IBCurve`` of ``recording.p_xy`` (None with
+    ``bound="none"``); check : every binned point against it (None without a curve); key :
+    the estimator key the figures and the summary show; sweeps : the sensitivity of that
+    estimator (binning: the first seed's trajectories per knob value, dicts; KDE: the last
+    record per noise variance, ``Sensitivity``); scores : ``ibsolver.score_encoder`` of the
+    first seed's binned final layers; timing_s : seconds per stage.
+    """
+
+    recording: Recording
+    curve: object
+    check: BoundCheck | None
+    key: str
+    sweeps: list
+    scores: list
+    timing_s: dict
+
+    def summary(self) -> dict:
+        """The JSON-ready summary (what ``summary.json`` holds)."""
+        rec = self.recording
+        out = summary(rec, self.curve, self.key, self.check)
+        if self.scores:
+            out["solver_scores_seed0"] = self.scores
+        if self.key != "binning":
+            out["binning"] = summary(rec, self.curve, "binning", self.check)["layers"]
+        out["config"] = rec.settings["config"]
+        out["estimators"] = [dict(s) for s in rec.estimators]
+        out["sensitivity"] = [_sweep_summary(s, rec.layers) for s in self.sweeps]
+        out["timing_s"] = dict(self.timing_s)
+        out["task_info"] = rec.settings["task_info"]
+        return out
+
+
+def _sweep_summary(sweep, layers) -> dict:
+    if not isinstance(sweep, dict):
+        return sweep.as_dict()
+    return {"estimator": sweep["estimator"], "knob": sweep["knob"],
+            "values": list(sweep["values"]), "layers": list(layers),
+            "final_i_xt_bits": sweep["i_xt"][:, -1, :].tolist(),
+            "final_i_ty_bits": sweep["i_ty"][:, -1, :].tolist(),
+            "max_spread_xt_bits": float(np.ptp(sweep["i_xt"], axis=0).max()),
+            "max_spread_ty_bits": float(np.ptp(sweep["i_ty"], axis=0).max())}
+
+
+def infoplane_experiment(task: Task, config: TrainConfig | None = None, *, estimators=None,
+                         bound: str = "auto", sweep=None, curve_kwargs=None, out_dir=None,
+                         resume: bool = False, device="auto", callback=None,
+                         n_threads: int | None = None) -> InfoplaneExperiment:
+    """Train and record (:func:`dnn.train.train`), then place the layers under the IB curve.
+
+    estimators : a binning first (default ``Binning(30)``), optionally a KDE; with a KDE the
+        figures and summary show its upper bound, else the binning.
+    bound : "auto" or "solver" (``ibsolver.ib_curve`` of the probe's joint, exact for a
+        deterministic rule, and the solver's scores of the first seed's final layers),
+        "exact" (the curve without the scores, refused for a noisy rule) or "none".
+    sweep : knob values of the sensitivity sweep (default: 10, 30, 100 bins over the first
+        seed's trajectory; the default widths or noise variances of
+        :data:`dnn.estimators.DEFAULT_SWEEPS`).
+    The other arguments go to :func:`dnn.train.train` (the first seed's activations are
+    kept for the sweep).
+    """
+    import ibsolver
+
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {list(BOUNDS)} (got {bound!r})")
+    if bound == "exact" and task.p_y_given_x is not None \
+            and not ibsolver.is_deterministic(task.p_y_given_x / task.p_y_given_x.shape[0]):
+        raise ValueError("bound='exact' needs a deterministic rule (one-hot p(y|x)); this "
+                         "task is noisy: use bound='solver' or 'auto'")
+    ests = resolve_estimators(estimators)
+    binning = ests[0]
+    if binning.name != "binning":
+        raise ValueError(f"estimators must start with a Binning (got {binning!r})")
+    key = "kde_upper" if any(isinstance(e, KDE) for e in ests) else "binning"
+    timing = {}
+    t0 = time.perf_counter()
+    rec = train(task, config, out_dir=out_dir, resume=resume, device=device, estimators=ests,
+                keep_activations=1, callback=callback, n_threads=n_threads)
+    timing["train_and_record"] = time.perf_counter() - t0
+
+    curve, check, scores = None, None, []
+    t0 = time.perf_counter()
+    if bound != "none":
+        curve = ibsolver.ib_curve(rec.p_xy, **(curve_kwargs or {}))
+        check = check_below_bound(rec, curve, "binning", on_violation="flag")
+    timing["bound"] = time.perf_counter() - t0
+    if curve is not None and bound != "exact":
+        # seconds where the finest layers have thousands of clusters; not in the timing
+        scores = score_final_layers(rec, curve, binning)
+
+    t0 = time.perf_counter()
+    values = None if sweep is None else list(sweep)
+    if key == "binning":
+        knobs = {k: (tuple(v) if isinstance(v, list) else v)
+                 for k, v in binning.knobs.items() if k not in ("n_bins", "bin_width")}
+        if binning.strategy == "width":
+            knobs.pop("range", None)
+        elif values is None:
+            values = [10, 30, 100]
+        else:
+            values = [int(v) for v in values]
+        sweeps = trajectory_sensitivity(rec, estimator="binning", values=values, **knobs)
+    else:  # KDE: the last record only (O(N^2) per value)
+        acts = {layer: rec.final_activations[layer][0] for layer in rec.layers}
+        sweeps = sensitivity(acts, rec.p_xy, estimator="kde", values=values)
+    timing["sensitivity"] = time.perf_counter() - t0
+    return InfoplaneExperiment(recording=rec, curve=curve, check=check, key=key,
+                               sweeps=sweeps, scores=scores, timing_s=timing)

@@ -1,0 +1,240 @@
+"""The record of a training run on the information plane: one frozen object, in bits.
+
+A :class:`Recording` is what :func:`dnn.record_training` returns, whatever the model and
+data. Every downstream function (:mod:`dnn.infoplane`) takes one, with the
+``ibsolver.IBCurve`` of its ``p_xy``. ``save``/``load`` use one ``.npz`` of plain arrays with
+the metadata as JSON (no pickle).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .estimators import DPI_TOL, SATURATION
+
+@dataclass(frozen=True, repr=False)
+class Recording:
+    """Layers of a network (one per seed) on the information plane over training. Bits.
+
+    Arrays are indexed (epoch record E, seed S[, layer]):
+
+    epochs (E,); seeds (S,); layers (L,) the recorded module names, layer_widths (L,)
+    (units per probe row, flattened); info {key: {"i_xt", "i_ty", "n_clusters"} (E, S, L)}
+    for each estimator key ("binning", "kde_upper", ...), with estimators (their specs: name
+    and every setting) and exact_keys (keys whose points are real encoders of X);
+    train_loss, test_loss (E, S) cross-entropy in bits, train_acc, test_acc (E, S) (NaN
+    without test data); grad_layers (G,) the parametrised modules, grad_mean_norm,
+    grad_std_norm (E, S, G) the norms of the mean and the standard deviation of the
+    minibatch gradients over the recorded epoch and grad_snr their ratio (NaN at epoch 0);
+    grad_layer_of (L,) the grad layer that last feeds each recorded layer ("" if none);
+    p_xy (N, C) the probe's joint; estimate_time_s (E,); activations {layer: (E, S_kept, N,
+    width)} float32 for the first seeds kept, or None; final_activations {layer: (S, N,
+    width)} float32 at the last record; final_state {name: (S, ...)} every seed's
+    parameters and buffers after training (see :meth:`network`); measures {name: (E, S)}
+    the values of ``record_training``'s ``measures`` (e.g. a Fisher trace); settings
+    (JSON-ready: optimizer, lr, epochs, ..., and whatever the recipe adds); name (for
+    titles); batched (the seeds ran as one vmapped ensemble); device; wall_time_s;
+    complete (training ran all its epochs).
+    """
+
+    epochs: np.ndarray
+    seeds: tuple
+    layers: tuple
+    layer_widths: tuple
+    info: dict
+    estimators: tuple
+    exact_keys: tuple
+    train_loss: np.ndarray
+    test_loss: np.ndarray
+    train_acc: np.ndarray
+    test_acc: np.ndarray
+    grad_layers: tuple
+    grad_mean_norm: np.ndarray
+    grad_std_norm: np.ndarray
+    grad_snr: np.ndarray
+    grad_layer_of: tuple
+    p_xy: np.ndarray
+    estimate_time_s: np.ndarray
+    final_activations: dict
+    activations: dict | None = None
+    final_state: dict = field(default_factory=dict)
+    measures: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    name: str = "network"
+    batched: bool = False
+    device: str = "cpu"
+    wall_time_s: float = float("nan")
+    complete: bool = True
+
+    def __repr__(self) -> str:
+        return (f"Recording({self.name!r}: {len(self.seeds)} seeds x {len(self.epochs)} records "
+                f"(epochs {int(self.epochs[0])}..{int(self.epochs[-1])}) x layers "
+                f"{list(self.layers)}, N = {self.n_probe}, estimators {list(self.info)}, "
+                f"{'batched' if self.batched else 'one by one'} on {self.device})")
+
+    # ---- derived
+    @property
+    def n_probe(self) -> int:
+        return int(self.p_xy.shape[0])
+
+    @property
+    def log2_n(self) -> float:
+        """log2 N, the ceiling of I(X;T) for uniform p(x) on the probe (bits)."""
+        return math.log2(self.n_probe)
+
+    @property
+    def h_x(self) -> float:
+        from ibsolver import entropy
+
+        return float(entropy(self.p_xy.sum(axis=1)))
+
+    @property
+    def h_y(self) -> float:
+        from ibsolver import entropy
+
+        return float(entropy(self.p_xy.sum(axis=0)))
+
+    def knobs(self, key: str) -> dict:
+        """The settings of the estimator that produced ``key``."""
+        self._check_key(key)
+        spec = next(s for s in self.estimators
+                    if key == s["name"] or key.startswith(s["name"] + "_"))
+        return {k: v for k, v in spec.items() if k != "name"}
+
+    def _check_key(self, key):
+        if key not in self.info:
+            raise ValueError(f"key must be one of {sorted(self.info)} (got {key!r})")
+
+    def saturated(self, key: str) -> np.ndarray:
+        """(E, S, L) bool: I(X;T) within 1% of log2 N."""
+        self._check_key(key)
+        return self.info[key]["i_xt"] >= (1.0 - SATURATION) * self.log2_n
+
+    def dpi_violations(self, key: str) -> list:
+        """Records where a later layer has more I(X;T) or I(T;Y) than the layer before it."""
+        self._check_key(key)
+        out = []
+        d = self.info[key]
+        for q, label in (("i_xt", "I(X;T)"), ("i_ty", "I(T;Y)")):
+            diff = np.diff(d[q], axis=2)
+            for e, s, k in zip(*np.nonzero(diff > DPI_TOL)):
+                out.append({"epoch": int(self.epochs[e]), "seed": int(self.seeds[s]),
+                            "layer": self.layers[k + 1], "previous": self.layers[k],
+                            "quantity": label, "excess_bits": float(diff[e, s, k])})
+        return out
+
+    def network(self, model, seed_index: int = 0):
+        """A copy of ``model`` (the module that was trained) holding seed ``seed_index``'s
+        final parameters and buffers."""
+        import copy
+
+        if not 0 <= seed_index < len(self.seeds):
+            raise ValueError(f"seed_index must be in [0, {len(self.seeds)}) (got {seed_index})")
+        return load_state(copy.deepcopy(model),
+                          {k: v[seed_index] for k, v in self.final_state.items()})
+
+    # ---- tables
+    def to_rows(self, curve=None) -> list:
+        """One dict per (estimator key, epoch, seed, layer): the tidy table (bits).
+
+        With ``curve`` (the ``ibsolver.IBCurve`` of ``p_xy``) adds the bound and the gap."""
+        rows = []
+        grad_index = {g: j for j, g in enumerate(self.grad_layers)}
+        common = {"n_probe": self.n_probe, "log2_n": self.log2_n, "h_y_bits": self.h_y}
+        for key, d in self.info.items():
+            knobs = json.dumps(self.knobs(key), sort_keys=True)
+            sat = self.saturated(key)
+            bound = _bound_values(curve, d["i_xt"]) if curve is not None else None
+            for e, epoch in enumerate(self.epochs):
+                for s, seed in enumerate(self.seeds):
+                    for k, layer in enumerate(self.layers):
+                        j = grad_index.get(self.grad_layer_of[k])
+                        row = {"epoch": int(epoch), "seed": int(seed), "layer": layer,
+                               "width": int(self.layer_widths[k]), "estimator": key,
+                               "knobs": knobs, "i_xt_bits": float(d["i_xt"][e, s, k]),
+                               "i_ty_bits": float(d["i_ty"][e, s, k]),
+                               "n_clusters": int(d["n_clusters"][e, s, k]),
+                               "saturated": bool(sat[e, s, k]),
+                               "grad_snr": (float(self.grad_snr[e, s, j]) if j is not None
+                                            else float("nan")),
+                               "train_loss_bits": float(self.train_loss[e, s]),
+                               "test_loss_bits": float(self.test_loss[e, s]),
+                               "train_acc": float(self.train_acc[e, s]),
+                               "test_acc": float(self.test_acc[e, s]), **common}
+                        if bound is not None:
+                            row["bound_bits"] = float(bound[e, s, k])
+                            row["gap_bits"] = float(bound[e, s, k] - d["i_ty"][e, s, k])
+                        rows.append(row)
+        return rows
+
+    def training_rows(self) -> list:
+        """One dict per (epoch, seed): losses (bits), accuracies, the gradient statistics per
+        parametrised layer and the measures."""
+        rows = []
+        for e, epoch in enumerate(self.epochs):
+            for s, seed in enumerate(self.seeds):
+                row = {"epoch": int(epoch), "seed": int(seed),
+                       "train_loss_bits": float(self.train_loss[e, s]),
+                       "test_loss_bits": float(self.test_loss[e, s]),
+                       "train_acc": float(self.train_acc[e, s]),
+                       "test_acc": float(self.test_acc[e, s])}
+                for j, g in enumerate(self.grad_layers):
+                    row[f"grad_snr_{g}"] = float(self.grad_snr[e, s, j])
+                for name, values in self.measures.items():
+                    row[name] = float(values[e, s])
+                rows.append(row)
+        return rows
+
+    def to_dataframe(self, curve=None):
+        """:meth:`to_rows` as a pandas DataFrame (needs pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("to_dataframe needs pandas: pip install pandas "
+                              "(or use to_rows() for a list of dicts)") from None
+        return pd.DataFrame(self.to_rows(curve))
+
+    # ---- files
+    def save(self, path) -> str:
+        """Write the recording to ``path`` (one .npz: arrays, and the rest as JSON; no
+        pickle), atomically."""
+        from .results_io import save_result
+
+        return save_result(self, path)
+
+    @classmethod
+    def load(cls, path) -> "Recording":
+        """Read a recording written by :meth:`save`."""
+        from .results_io import load_result
+
+        obj = load_result(path)
+        if not isinstance(obj, cls):
+            raise ValueError(f"{os.fspath(path)!r} holds a {type(obj).__name__}, not a Recording")
+        return obj
+
+
+def _bound_values(curve, i_xt):
+    """The IB bound at every I(X;T) of an array, same shape (bits)."""
+    x = np.asarray(i_xt, dtype=np.float64)
+    return np.asarray(curve.bound(x.ravel()), dtype=np.float64).reshape(x.shape)
+
+
+def load_state(module, state: dict):
+    """Copy ``state`` ({name: array or tensor}, every parameter and buffer) into ``module``
+    in place; returns it."""
+    import torch
+
+    own = dict(module.named_parameters())
+    own.update(module.named_buffers())
+    mismatch = sorted(set(own) ^ set(state))
+    if mismatch:
+        raise ValueError(f"the state does not match the module (names not in both: "
+                         f"{mismatch[:6]})")
+    with torch.no_grad():
+        for name, tensor in own.items():
+            tensor.copy_(torch.as_tensor(state[name]))
+    return module
