@@ -18,7 +18,7 @@ from scipy.optimize import minimize
 from . import _validation as v
 from .exceptions import ConvergenceWarning
 from .measures import LN2, _encoder_information, conditional_entropy, entropy
-from .results import IBResult
+from .results import Branch, IBCurve, IBResult
 from .solve import Problem
 
 logger = logging.getLogger(__name__)
@@ -99,11 +99,9 @@ def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0):
     """The IB curve of a deterministic rule from squared-IB solutions.
 
     Default betas span (0, 2 H(Y)] so that the optimal I(X;T) = beta / 2 covers the line.
-    Returns an :class:`ibsolver.curve.IBCurve` with ``deterministic=True``; its envelope
+    Returns an :class:`ibsolver.IBCurve` with ``deterministic=True``; its envelope
     is exactly min(I(X;T), H(Y)) and its per-beta points are the squared-IB optima.
     """
-    from .curve import Branch, IBCurve
-
     problem, _ = Problem.from_joint(p_xy).compressed()  # exact: Y = f(X) leaves |Y| rows
     h_y = problem.h_y
     if betas is None:
