@@ -20,6 +20,7 @@ cluster-count changes known to their bracket (see :func:`ib_curve`).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
 from dataclasses import replace
@@ -477,7 +478,7 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
              max_points=300, tol=1e-11, lagrangian_tol=None, max_iter=50_000,
              accelerate=True, backend="auto", locate_transitions=True,
              n_threads=None, merge_tol=1e-7, max_clusters=None, return_encoders=False,
-             normalize=False, progress=False, interruptible=False) -> IBCurve:
+             normalize=False, progress=False, interruptible=False, resume=None) -> IBCurve:
     """Trace the whole IB curve of p(x, y) and its phase transitions.
 
     Parameters
@@ -519,7 +520,14 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
     return_encoders : keep p(t|x) of every optimal point in ``curve.encoders``.
     progress : show a tqdm progress bar.
     interruptible : on Ctrl-C, stop and return the curve traced so far
-        (``complete=False``) instead of raising.
+        (``complete=False``; see :attr:`IBCurve.untraced`) instead of raising.
+    resume : IBCurve, optional
+        An interrupted curve (``complete=False``, perhaps read back by
+        :meth:`IBCurve.load`) of the same table traced with the same options: its points
+        seed the branches and tracing goes on where it stopped, so the result is the curve
+        an uninterrupted run gives (the same points where it stopped while tracing a branch;
+        during refinement or cross-seeding, the same curve to its ``accuracy``). Raises
+        ValueError if the table or an option differs; a complete curve is returned as it is.
 
     For a deterministic rule (H(Y|X) = 0) the Lagrangian only reaches the corners of the
     curve min(I(X;T), H(Y)); the interior points come from the squared IB instead
@@ -590,34 +598,50 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
         if grid.size == 0 or np.any(~np.isfinite(grid)) or np.any(grid < 0):
             raise ValueError(f"betas must be finite and non-negative (got {np.asarray(betas)})")
         refine = False
+    # what shapes the curve: a resumed run must match it
+    settings = {"alpha": alpha, "method": method, "grid": grid, "refine": refine,
+                "curve_tol": curve_tol, "max_points": max_points, "tol": tol,
+                "lagrangian_tol": lagrangian_tol, "max_iter": max_iter,
+                "accelerate": bool(accelerate), "locate_transitions": bool(locate_transitions),
+                "merge_tol": float(merge_tol), "max_clusters": int(max_clusters)}
+    digest = _table_digest(problem.p_xy)
+    if resume is not None:
+        _check_resume(resume, settings, digest)
+        if resume.complete:
+            return resume
 
     tracer = _Tracer(problem, kernel=kernel, tol=tol, max_iter=max_iter, n_threads=n_threads,
                      merge_tol=merge_tol, accelerate=bool(accelerate),
                      lagrangian_tol=lagrangian_tol, max_clusters=max_clusters, alpha=alpha)
-    fwd: dict = {}
-    rev: dict = {}
-    fwd_transitions: list = []
+    # (resumed: the points traced before the interruption, and the forward branch's splits)
+    fwd, rev, fwd_transitions = _seeds(resume)
     bar = _progress(progress, total=grid.size * (2 if method == "both" else 1))
     complete = True
     try:
         if method in ("both", "reverse"):
             before, last = None, None
             for b in grid[::-1]:
-                res = tracer.top_solve(b) if last is None else \
-                    tracer.solve(tracer.predicted(before, last, b), b)
-                rev[b] = res
+                if b in rev:  # traced before an interruption (resume)
+                    res = rev[b]
+                else:
+                    res = tracer.top_solve(b) if last is None else \
+                        tracer.solve(tracer.predicted(before, last, b), b)
+                    rev[b] = res
                 before, last = last, res
                 bar.update()
         if method in ("both", "forward"):
-            prev, before = tracer.solve(tracer.trivial_state(), grid[0]), None
-            if not ib:
-                prev = tracer.improve(prev, grid[0])
-            fwd[grid[0]] = prev
+            if grid[0] not in fwd:
+                prev = tracer.solve(tracer.trivial_state(), grid[0])
+                fwd[grid[0]] = prev if ib else tracer.improve(prev, grid[0])
+            prev, before = fwd[grid[0]], None
             bar.update()
             for b in grid[1:]:
-                before, prev = prev, tracer.forward_step(prev, b, locate_transitions,
-                                                         fwd_transitions, before)
-                fwd[b] = prev
+                if b in fwd:  # traced before an interruption (resume)
+                    before, prev = prev, fwd[b]
+                else:
+                    before, prev = prev, tracer.forward_step(prev, b, locate_transitions,
+                                                             fwd_transitions, before)
+                    fwd[b] = prev
                 bar.update()
         if refine:
             _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate_transitions)
@@ -637,10 +661,13 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
 
     best = _best_points(fwd, rev)
     curve_betas = np.array(sorted(best))
+    # an interrupted run reports what it has without further solves (a second signal
+    # would lose it all); a split whose step was cut short has no point to belong to
+    located = complete and locate_transitions
+    fwd_transitions = [t for t in fwd_transitions if t.beta_bracket[1] in fwd]
     if ib:
-        transitions = fwd_transitions + _reverse_transitions(tracer, rev,
-                                                             complete and locate_transitions)
-        if locate_transitions:
+        transitions = fwd_transitions + _reverse_transitions(tracer, rev, located)
+        if located:
             transitions = _mark_optimal(tracer, transitions, fwd, rev)
         else:
             transitions = [replace(t, optimal=best[t.beta_bracket[1]][1] == t.branch)
@@ -658,7 +685,7 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
     end = bound_by_cap.index(True) if capped else len(results)
     if end > 0:  # (an interrupted run may hold capped points only: then nothing is known)
         curve_betas, results = curve_betas[:end], results[:end]
-    onset = _onset(transitions, best)
+    onset, onset_bracket = _onset(transitions, best)
     s_star = hypercontractivity(problem.p_xy)[0] if ib else np.nan
     h_sufficient = float(entropy(problem.p_x))  # H(S), S the minimal sufficient statistic
     i_xy = mutual_information(problem.p_xy)
@@ -702,7 +729,50 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
                                              else 1.0 / s_star if s_star > 0 else np.inf),
         encoders=tuple(tracer.encoder(r)[group] for r in results) if return_encoders else None,
         complete=complete, accuracy=float(accuracy), capped=capped, max_clusters=max_clusters,
-        alpha=alpha)
+        alpha=alpha, onset_bracket=onset_bracket, settings=settings, table_digest=digest)
+
+
+def _table_digest(p_xy: np.ndarray) -> str:
+    """SHA-256 of the (reduced) table's shape and float64 bytes: what a resumed run must match."""
+    table = np.ascontiguousarray(p_xy, dtype=np.float64)
+    return hashlib.sha256(repr(table.shape).encode() + table.tobytes()).hexdigest()
+
+
+def _check_resume(resume, settings: dict, digest: str) -> None:
+    """A ValueError naming what differs between ``resume`` and this call, if anything."""
+    if not isinstance(resume, IBCurve):
+        raise TypeError(f"resume must be an IBCurve (got {type(resume).__name__})")
+    if resume.table_digest != digest:
+        raise ValueError("resume: that curve was traced for another table (its SHA-256 "
+                         f"{resume.table_digest[:12] or 'unknown'}..., this table's "
+                         f"{digest[:12]}...)")
+    for key, value in settings.items():
+        saved = resume.settings.get(key)
+        same = (np.array_equal(np.asarray(saved, dtype=np.float64), value) if key == "grid"
+                else saved == value)
+        if not same:
+            if key == "grid":
+                saved, value = _grid_text(saved), _grid_text(value)
+            raise ValueError(f"resume: that curve was traced with {key}={saved}, this call "
+                             f"asks for {key}={value}; call with the same options to resume it")
+
+
+def _grid_text(grid) -> str:
+    grid = np.asarray(grid, dtype=np.float64)
+    if grid.size == 0:
+        return "[]"
+    return f"[{grid.size} betas from {grid[0]:.6g} to {grid[-1]:.6g}]"
+
+
+def _seeds(resume) -> tuple:
+    """(forward points, reverse points, forward splits) to start from: empty, or those of
+    the interrupted curve ``resume`` (its splits as the forward branch recorded them)."""
+    if resume is None:
+        return {}, {}, []
+    points = {name: {r.beta: r for r in br.results} for name, br in resume.branches.items()}
+    splits = [replace(t, optimal=True) for t in resume.all_transitions
+              if t.branch == "forward" and t.kind == "split"]
+    return points.get("forward", {}), points.get("reverse", {}), splits
 
 
 class _NoBar:
@@ -955,14 +1025,25 @@ def _count_changes(best: dict) -> list:
     return out
 
 
-def _onset(transitions, best) -> float:
-    """First beta with a non-trivial optimum: the first optimal transition out of 1 cluster."""
+def _onset(transitions, best) -> tuple:
+    """(first beta with a non-trivial optimum, the bracket of betas known to hold it where it
+    was not located, else None): the first optimal transition out of 1 cluster, else the
+    first non-trivial point after a trivial one (known to that bracket). NaN where no
+    trivial point precedes the first non-trivial one (the lower betas were not traced, or
+    the optimum is non-trivial at the lowest beta solved); inf where all are trivial."""
     for t in sorted(transitions, key=lambda t: t.beta):
         if t.optimal and t.n_clusters_before == 1 and t.kind in ("split", "birth", "jump",
                                                                   "count"):
-            return float(t.beta)
-    nontrivial = [b for b in sorted(best) if best[b][0].i_xt > TRIVIAL_BITS]
-    return float(nontrivial[0]) if nontrivial else float("inf")
+            return float(t.beta), (None if t.located else tuple(t.beta_bracket))
+    bs = sorted(best)
+    trivial = [best[b][0].i_xt <= TRIVIAL_BITS for b in bs]
+    if all(trivial):
+        return float("inf"), None
+    first = trivial.index(False)
+    if first == 0:
+        return float("nan"), None
+    lo, hi = float(bs[first - 1]), float(bs[first])
+    return 0.5 * (lo + hi), (lo, hi)
 
 
 def phase_transitions(p_xy, **kwargs) -> tuple:
