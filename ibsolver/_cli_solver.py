@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,10 @@ def _trace(p_xy, out: Path, args):
         print(saved.summary())
         print(f"nothing to resume: the curve in {str(out)!r} is complete")
         return None
-    return ib_curve(p_xy, resume=saved, **_curve_kwargs(args))
+    with warnings.catch_warnings():
+        # (the summary and the files say PARTIAL: no Python warning line on top)
+        warnings.filterwarnings("ignore", "ib_curve interrupted", RuntimeWarning)
+        return ib_curve(p_xy, resume=saved, **_curve_kwargs(args))
 
 
 def _write_outputs(curve, out: Path, title: str) -> list:
@@ -229,7 +233,9 @@ def cmd_transitions(args) -> int:
     from .curve import ib_curve
 
     p_xy, _, _ = _load(args)
-    curve = ib_curve(p_xy, **_curve_kwargs(args))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "ib_curve interrupted", RuntimeWarning)
+        curve = ib_curve(p_xy, **_curve_kwargs(args))
     if args.json:
         print(json.dumps(curve.transitions_dict(), indent=2))
     else:

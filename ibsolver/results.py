@@ -258,7 +258,8 @@ class IBCurve:
         if not self.complete:
             gaps = "; ".join(f"beta {lo:.6g} to {hi:.6g}" for lo, hi in self.untraced)
             done = (f"not traced: {gaps}" if gaps else
-                    "every starting beta traced, refinement and cross-seeding cut short")
+                    "every starting beta traced by a branch; the other branch, refinement "
+                    "or cross-seeding cut short")
             lines.append(f"  PARTIAL: interrupted ({done}); transitions known to their "
                          "brackets only. Resume with `ibsolver curve ... --resume` or "
                          "ib_curve(..., resume=curve)")
