@@ -77,6 +77,10 @@ RANDOM_STARTS = 2
 JUMP_BITS = 1e-3
 #: a birth and a split closer than this (relative) are one transition (see _demote_twins)
 TWIN_RTOL = 1e-3
+#: a split's values after it are those of its branch this far (relative) above its beta
+LIMIT_RTOL = 1e-5
+#: Newton steps that locate a jump between branches (see _locate_jump)
+JUMP_STEPS = 8
 
 
 def _heavy_decoder(result: IBResult, t: int) -> np.ndarray:
@@ -615,6 +619,7 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
                      lagrangian_tol=lagrangian_tol, max_clusters=max_clusters, alpha=alpha)
     # (resumed: the points traced before the interruption, and the forward branch's splits)
     fwd, rev, fwd_transitions = _seeds(resume)
+    passed: dict = {}  # the forward branch as its pass left it, before cross-seeding
     bar = _progress(progress, total=grid.size * (2 if method == "both" else 1))
     complete = True
     try:
@@ -643,6 +648,7 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
                                                              fwd_transitions, before)
                     fwd[b] = prev
                 bar.update()
+            passed = dict(fwd)
         if refine:
             _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate_transitions)
         for _ in range(3 if method == "both" or not ib else 0):
@@ -668,11 +674,15 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
     if ib:
         transitions = fwd_transitions + _reverse_transitions(tracer, rev, located)
         if located:
-            transitions = _mark_optimal(tracer, transitions, fwd, rev)
+            transitions = _mark_optimal(tracer, transitions, fwd, rev, best)
+            transitions = [_with_limits(tracer, t, passed if t.branch == "forward" else rev)
+                           for t in transitions]
+            transitions += [_locate_jump(tracer, t, fwd, rev) for t in _jumps(fwd, rev, best)]
         else:
             transitions = [replace(t, optimal=best[t.beta_bracket[1]][1] == t.branch)
                            for t in transitions]
-        transitions += _jumps(fwd, rev, best)
+            transitions += _jumps(fwd, rev, best)
+        transitions = _chain(transitions, best)
     else:
         transitions = _count_changes(best)
     transitions.sort(key=lambda t: t.beta)
@@ -931,7 +941,9 @@ def _reverse_transitions(tracer, rev: dict, locate: bool) -> list:
             beta=b_star, kind=kind, branch="reverse",
             n_clusters_before=n_effective(r_lo), n_clusters_after=n_effective(r_hi),
             i_xt_before=base.i_xt, i_xt_after=r_hi.i_xt, i_ty_before=base.i_ty,
-            i_ty_after=r_hi.i_ty, beta_bracket=(lo, hi), lagrangian=base.lagrangian,
+            i_ty_after=r_hi.i_ty, beta_bracket=(lo, hi),
+            # dL/dbeta = -I(T;Y): at b_star (the midpoint, where the birth was not located)
+            lagrangian=base.lagrangian - base.i_ty * (b_star - base.beta),
             located=located is not None))
     return out
 
@@ -941,14 +953,15 @@ def _merge_as_split(tracer, r_lo: IBResult, r_hi: IBResult) -> list:
     eigen-analysis from the merged solution ``r_lo``."""
     found: list = []
     tracer.forward_step(r_lo, r_hi.beta, True, found)
-    return [Transition(**{**t.__dict__, "branch": "reverse", "n_clusters_after": n_effective(r_hi),
-                          "i_xt_after": r_hi.i_xt, "i_ty_after": r_hi.i_ty}) for t in found]
+    return [replace(t, branch="reverse") for t in found]
 
 
-def _mark_optimal(tracer, transitions, fwd, rev) -> list:
+def _mark_optimal(tracer, transitions, fwd, rev, best) -> list:
     """Flag transitions whose branch is optimal (to 1e-8 relative) at the transition beta,
     against the other branch solved there; of one split seen from both branches keep the
-    optimal copy (the forward one if both are)."""
+    optimal copy (the forward one if both are). A transition known only to its bracket has
+    no beta to compare at (at the midpoint either side may already be optimal): it is
+    optimal where its branch is at the bracket's upper end (``best``)."""
     def other_lagrangian(name, beta):
         d = fwd if name == "forward" else rev
         side = [b for b in d if b <= beta] if name == "forward" else [b for b in d if b >= beta]
@@ -960,7 +973,9 @@ def _mark_optimal(tracer, transitions, fwd, rev) -> list:
     flagged = []
     for t in transitions:
         optimal = True
-        if fwd and rev and t.kind != "jump":
+        if not t.located:
+            optimal = best[t.beta_bracket[1]][1] == t.branch
+        elif fwd and rev and t.kind != "jump":
             other = "reverse" if t.branch == "forward" else "forward"
             # at a critical point the other branch converges only algebraically: compare
             # to a tolerance well above its residual error, far below a branch's real lead
@@ -992,6 +1007,58 @@ def _demote_twins(transitions: list) -> list:
     return out
 
 
+def _with_limits(tracer, t: Transition, branch: dict) -> Transition:
+    """A located transition with its values just above its beta as limits, not the end of
+    its bracket. A birth is continuous (the new cluster's mass grows from zero): the values
+    are those just below, one more cluster. A split's branch (``branch``: its points as its
+    own pass or reverse sweep left them, not replaced by cross-seeding) is solved at beta
+    (1 + LIMIT_RTOL), continued down from its first point above: where that lies within
+    JUMP_BITS of the values below, the split is continuous and shows no jump (the children
+    start equal); otherwise it is first-order and shows the values it jumps to."""
+    if not t.located or t.kind not in ("birth", "split"):
+        return t
+    if t.kind == "birth":
+        return replace(t, n_clusters_after=t.n_clusters_before + 1, i_xt_after=t.i_xt_before,
+                       i_ty_after=t.i_ty_before)
+    above = min(b for b in branch if b > t.beta)
+    res = tracer.solve(tracer.state(branch[above]), t.beta * (1.0 + LIMIT_RTOL), grow=False)
+    if abs(res.i_xt - t.i_xt_before) <= JUMP_BITS:
+        return replace(t, n_clusters_after=n_effective(res), i_xt_after=t.i_xt_before,
+                       i_ty_after=t.i_ty_before)
+    return replace(t, n_clusters_after=n_effective(res), i_xt_after=res.i_xt,
+                   i_ty_after=res.i_ty)
+
+
+def _locate_jump(tracer, t: Transition, fwd: dict, rev: dict) -> Transition:
+    """A jump located where the two branches' Lagrangians cross, with both branches' values
+    there. Each branch is continued to a trial beta from its side of the bracket (the one
+    optimal below from below, the other from above), and the trial moves by a Newton step on
+    the difference of the Lagrangians, whose slope is the difference of I(T;Y) (dL/dbeta =
+    -I(T;Y)), until it moves by less than SPLIT_RTOL. Left as it was (known to its bracket)
+    where the two meet as one solution or the crossing leaves the bracket."""
+    lo, hi = t.beta_bracket
+    name_lo, name_hi = t.branch.split("->")
+    low = fwd if name_lo == "forward" else rev
+    high = fwd if name_hi == "forward" else rev
+    beta = t.beta
+    for _ in range(JUMP_STEPS):
+        a = tracer.solve(tracer.state(low[lo]), beta)
+        b = tracer.solve(tracer.state(high[hi]), beta)
+        slope = b.i_ty - a.i_ty  # d(L_a - L_b)/dbeta
+        if abs(a.i_xt - b.i_xt) <= JUMP_BITS or slope <= 0:
+            return t
+        step = -(a.lagrangian - b.lagrangian) / slope  # Newton on L_a - L_b
+        beta, moved = beta + step, abs(step)
+        if not lo < beta < hi:
+            return t
+        if moved <= SPLIT_RTOL * beta:
+            return replace(t, beta=beta, located=True, n_clusters_before=n_effective(a),
+                           n_clusters_after=n_effective(b), i_xt_before=a.i_xt,
+                           i_xt_after=b.i_xt, i_ty_before=a.i_ty, i_ty_after=b.i_ty,
+                           lagrangian=a.lagrangian - a.i_ty * step)
+    return t
+
+
 def _jumps(fwd: dict, rev: dict, best: dict) -> list:
     """Places where the two branches, distinct solutions at both ends of an interval,
     exchange optimality: I(X;T) of the optimum is discontinuous there."""
@@ -1007,6 +1074,59 @@ def _jumps(fwd: dict, rev: dict, best: dict) -> list:
                 i_xt_before=r0.i_xt, i_xt_after=r1.i_xt, i_ty_before=r0.i_ty,
                 i_ty_after=r1.i_ty, beta_bracket=(lo, hi), located=False))
     return out
+
+
+def _chain(transitions: list, best: dict) -> list:
+    """The optimal transitions made to chain along the optimal path: each starts with the
+    cluster count the one before it left (from the count at the lowest beta), and the last
+    leaves the count at the highest. Where the optimal path's count changes with no
+    transition found for it (two events in one bracket of betas, only one of them
+    located), a transition of kind "count" is added, known to the bracket of optimal points
+    where the count changes; an optimal transition whose change is already counted (a copy
+    of one before it in the same bracket) is listed as not optimal."""
+    bs = sorted(best)
+    counts = {b: n_effective(best[b][0]) for b in bs}
+    out = [t for t in transitions if not t.optimal]
+    n, at = counts[bs[0]], None  # the count so far, and the transition that left it
+    for t in sorted((t for t in transitions if t.optimal), key=lambda t: t.beta):
+        if t.n_clusters_before != n and t.n_clusters_after == n:
+            out.append(replace(t, optimal=False))
+            continue
+        if t.n_clusters_before != n:
+            out.append(_count_change(best, counts, at, n, t.n_clusters_before, t))
+        out.append(t)
+        n, at = t.n_clusters_after, t
+    if n != counts[bs[-1]]:
+        out.append(_count_change(best, counts, at, n, counts[bs[-1]], None))
+    return out
+
+
+def _count_change(best, counts, prev, n_before, n_after, nxt) -> Transition:
+    """A change of the optimal path's count from ``n_before`` to ``n_after`` between the
+    transitions ``prev`` and ``nxt`` (None: the ends of the curve): known to lie between
+    the last optimal point (or ``prev``) with ``n_before`` clusters and the next point (or
+    ``nxt``)."""
+    start = -np.inf if prev is None else prev.beta
+    until = np.inf if nxt is None else nxt.beta
+    inside = [b for b in sorted(best) if start < b < until]
+    lows = [b for b in inside if counts[b] == n_before]
+    if lows or prev is None:
+        lo = lows[-1] if lows else inside[0]
+        i_xt, i_ty, lag = best[lo][0].i_xt, best[lo][0].i_ty, best[lo][0].lagrangian
+    else:
+        lo, i_xt, i_ty, lag = prev.beta, prev.i_xt_after, prev.i_ty_after, prev.lagrangian
+    above = [b for b in inside if b > lo]
+    if above or nxt is None:
+        hi = above[0]
+        branch, i_xt_hi, i_ty_hi = best[hi][1], best[hi][0].i_xt, best[hi][0].i_ty
+    else:
+        hi, branch, i_xt_hi, i_ty_hi = nxt.beta, nxt.branch, nxt.i_xt_before, nxt.i_ty_before
+    mid = 0.5 * (lo + hi)
+    return Transition(
+        beta=mid, kind="count", branch=branch, n_clusters_before=n_before,
+        n_clusters_after=n_after, i_xt_before=i_xt, i_xt_after=i_xt_hi, i_ty_before=i_ty,
+        i_ty_after=i_ty_hi, beta_bracket=(lo, hi), lagrangian=lag - i_ty * (mid - lo),
+        located=False)
 
 
 def _count_changes(best: dict) -> list:

@@ -67,11 +67,20 @@ class Transition:
 
     kind: "split" (a cluster loses stability, beta * lambda_2(C(t)) = 1), "birth" (a cluster
     of vanishing mass appears, invisible to the eigen-analysis) or "jump" (I(X;T) is
-    discontinuous in beta where two branches exchange optimality); for the generalised IB
-    (alpha != 1) only "count": the optimal solution's cluster count changes somewhere in
-    ``beta_bracket`` (``beta`` is its midpoint; no finer location is claimed).
+    discontinuous in beta where two branches exchange optimality) or "count": the optimal
+    solution's cluster count changes somewhere in ``beta_bracket`` (``beta`` is its
+    midpoint; no finer location is claimed). For the generalised IB (alpha != 1) every
+    transition is a "count"; for alpha = 1 a "count" is a change no split or birth was
+    found for (two events within one bracket of betas, one of them located).
     ``eigenvalue`` and ``direction`` (the split direction v(x)) are set for splits.
-    ``beta_bracket`` is the interval known to contain the transition.
+    ``beta_bracket`` is the interval known to contain the transition; ``located`` says
+    whether ``beta`` is the transition's own (else the bracket's midpoint).
+    ``n_clusters_*``, ``i_xt_*`` and ``i_ty_*`` are the values just before and just after
+    ``beta`` (the limits from below and above, where located; a continuous split or birth
+    shows none of a jump in I(X;T) and I(T;Y), only one more cluster after), and for a
+    transition known only to its bracket, the values at the bracket's ends. Along the
+    optimal path (``IBCurve.transitions``) the counts chain: each starts where the one
+    before it ended.
     ``lagrangian`` is the branch's Lagrangian at ``beta`` (bits); ``optimal`` says whether
     that branch is the optimal one there.
     """
