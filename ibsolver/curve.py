@@ -35,7 +35,7 @@ from .backends import get_backend
 from .bifurcation import (ClusterStability, cluster_stability, first_instability,
                           unstable_clusters,
                           hypercontractivity, invasion_rate, invasion_starts, split_cluster)
-from .deterministic import squared_ib_curve
+from .deterministic import squared_grid, squared_ib_curve
 from .envelope import upper_concave_envelope
 from .exceptions import ConvergenceWarning
 from .measures import _encoder_information, conditional_entropy, entropy, mutual_information
@@ -535,8 +535,12 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
 
     For a deterministic rule (H(Y|X) = 0) the Lagrangian only reaches the corners of the
     curve min(I(X;T), H(Y)); the interior points come from the squared IB instead
-    (:func:`ibsolver.deterministic.squared_ib_curve`). (alpha = 1 only: for alpha != 1 the
-    generalised Lagrangian is traced as it is.)
+    (:func:`ibsolver.deterministic.squared_ib_curve`), at ``betas`` of the squared
+    Lagrangian (default ``n_betas`` over (0, 2 H(Y)]), with ``max_iter``, ``progress``,
+    ``interruptible``, ``resume`` and ``return_encoders`` as above; the transition is the
+    Lagrangian's exact jump at beta = 1 (``onset_beta``), and the points record
+    backend "numpy" (a BA backend asked for by name warns that it did not run).
+    (alpha = 1 only: for alpha != 1 the generalised Lagrangian is traced as it is.)
 
     The generalised IB (alpha != 1)
     -------------------------------
@@ -593,8 +597,12 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
                       else v.check_real(lagrangian_tol, name="lagrangian_tol", low=0.0))
     kernel = get_backend(v.check_choice(backend, name="backend",
                                         choices={"auto", "cpp", "numba", "numpy"}))
+    digest = _table_digest(problem.p_xy)
     if ib and conditional_entropy(problem.p_xy) < 1e-12 and problem.p_y.size > 1:
-        return squared_ib_curve(problem.p_xy, betas=betas)
+        return _deterministic_curve(problem, group, betas=betas, n_betas=n_betas,
+                                    max_iter=max_iter, backend=backend, progress=progress,
+                                    interruptible=interruptible, digest=digest,
+                                    return_encoders=return_encoders, resume=resume)
     if betas is None:
         grid, refine = _default_grid(problem, n_betas), True
     else:
@@ -608,7 +616,6 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
                 "lagrangian_tol": lagrangian_tol, "max_iter": max_iter,
                 "accelerate": bool(accelerate), "locate_transitions": bool(locate_transitions),
                 "merge_tol": float(merge_tol), "max_clusters": int(max_clusters)}
-    digest = _table_digest(problem.p_xy)
     if resume is not None:
         _check_resume(resume, settings, digest)
         if resume.complete:
@@ -740,6 +747,33 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
         encoders=tuple(tracer.encoder(r)[group] for r in results) if return_encoders else None,
         complete=complete, accuracy=float(accuracy), capped=capped, max_clusters=max_clusters,
         alpha=alpha, onset_bracket=onset_bracket, settings=settings, table_digest=digest)
+
+
+def _deterministic_curve(problem, group, *, betas, n_betas, max_iter, backend, progress,
+                         interruptible, digest, return_encoders, resume) -> IBCurve:
+    """ib_curve's options carried to the squared IB of a deterministic rule (see
+    :func:`ibsolver.deterministic.squared_ib_curve`): the grid (its betas are the squared
+    Lagrangian's), max_iter, progress, interruption, resumption, encoders in the user's
+    rows. The options of annealing and refinement have nothing to act on; a BA backend
+    asked for by name is not what runs, and that is said."""
+    if backend not in ("auto", "numpy"):
+        warnings.warn(f"ib_curve: Y is a function of X, so the curve comes from the squared IB "
+                      f"(numpy and scipy's L-BFGS-B), not the {backend!r} backend; the points "
+                      "record backend='numpy'", UserWarning, stacklevel=3)
+    grid = squared_grid(problem.h_y, betas, n_betas)
+    if grid.size == 0 or np.any(~np.isfinite(grid)) or np.any(grid < 0):
+        raise ValueError(f"betas must be finite and non-negative (got {np.asarray(betas)})")
+    settings = {"alpha": 1.0, "method": "squared", "grid": grid, "max_iter": max_iter}
+    if resume is not None:
+        _check_resume(resume, settings, digest)
+        if resume.complete:
+            return resume
+    seeds = ({r.beta: r for r in resume.branches["squared"].results}
+             if resume is not None else None)
+    return squared_ib_curve(problem.p_xy, betas=grid, max_iter=max_iter, progress=progress,
+                            interruptible=interruptible,
+                            group=group if return_encoders else None, seeds=seeds,
+                            settings=settings, table_digest=digest)
 
 
 def _table_digest(p_xy: np.ndarray) -> str:
