@@ -959,6 +959,8 @@ def _reverse_transitions(tracer, rev: dict, locate: bool) -> list:
         kind = "birth"
         if locate:
             located = tracer.locate_birth(r_lo, r_hi, t)
+            if located is not None and not lo < located[0] < hi:
+                located = None  # a root on the bracket's end locates nothing (at beta = 0)
             if located is None:
                 splits = _merge_as_split(tracer, r_lo, r_hi)
                 if splits:

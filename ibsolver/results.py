@@ -249,6 +249,18 @@ class IBCurve:
             return "count"
         return "birth" if self.onset_beta < self.first_instability * (1 - 1e-4) else "split"
 
+    @property
+    def onset_agrees_with_s_star(self) -> bool | None:
+        """Whether the onset, located or bracketed, agrees with 1/s* (relative 1e-6): the
+        two are one number (theory.md section 2) found independently. None where either is
+        unknown (alpha != 1, an onset not known from the betas traced, none at all)."""
+        if self.alpha != 1.0 or not (np.isfinite(self.onset_beta)
+                                     and np.isfinite(self.onset_beta_s_star)):
+            return None
+        lo, hi = self.onset_bracket or (self.onset_beta, self.onset_beta)
+        target = self.onset_beta_s_star
+        return bool(lo * (1 - 1e-6) <= target <= hi * (1 + 1e-6))
+
     def optimal_results(self) -> list:
         """The IBResult of the optimal branch at each beta of the curve (ascending)."""
         lookup = {name: {r.beta: r for r in br.results} for name, br in self.branches.items()}
@@ -264,6 +276,10 @@ class IBCurve:
             lines = [head, f"  first instability 1/s2^2 = {self.first_instability:.6g}; "
                      f"optimum leaves zero {self._onset_text()}; "
                      f"1/s* = {self.onset_beta_s_star:.6g}"]
+        if self.onset_agrees_with_s_star is False:
+            lines.append(f"  WARNING: the onset and 1/s* = {self.onset_beta_s_star:.6g} disagree "
+                         "(no optimum leaves zero below 1/s*, and the curve's slope at zero is "
+                         "s*): one of them is off")
         if not self.complete:
             gaps = "; ".join(f"beta {lo:.6g} to {hi:.6g}" for lo, hi in self.untraced)
             done = (f"not traced: {gaps}" if gaps else
@@ -371,7 +387,9 @@ class IBCurve:
                 "onset_beta": self.onset_beta, "onset_kind": self.onset_kind,
                 "onset_bracket": (None if self.onset_bracket is None
                                   else [float(b) for b in self.onset_bracket]),
-                "onset_beta_s_star": self.onset_beta_s_star, "deterministic": self.deterministic,
+                "onset_beta_s_star": self.onset_beta_s_star,
+                "onset_agrees_with_s_star": self.onset_agrees_with_s_star,
+                "deterministic": self.deterministic,
                 "complete": self.complete, "untraced": [list(g) for g in self.untraced],
                 "capped": self.capped, "max_clusters": self.max_clusters,
                 "accuracy": self.accuracy,

@@ -97,3 +97,18 @@ def test_a_jump_is_located_where_the_branches_cross_and_shows_its_jump():
     crossing = lo - gap(lo) * (hi - lo) / (gap(hi) - gap(lo))
     np.testing.assert_allclose(jump.beta, crossing, rtol=1e-6)
     assert_counts_chain(curve)
+
+
+def test_an_onset_that_disagrees_with_s_star_is_said(birth_curve):
+    """1/s* and the onset are one number found two ways: where a coarse grid leaves them
+    apart (betas 0, 5, 10 on theory.md's 8 x 3 example) the summary and the JSON say so,
+    and no birth is claimed located on a bracket's end (beta = 0)."""
+    assert birth_curve.onset_agrees_with_s_star is True
+    assert "WARNING" not in birth_curve.summary()
+    curve = ibsolver.ib_curve(birth_problem(), betas=[0.0, 5.0, 10.0])
+    for t in curve.all_transitions:
+        if t.located and t.kind == "birth":
+            assert t.beta_bracket[0] < t.beta < t.beta_bracket[1]
+    assert curve.onset_agrees_with_s_star is False
+    assert curve.transitions_dict()["onset_agrees_with_s_star"] is False
+    assert "WARNING: the onset and 1/s* = 3.03383 disagree" in curve.summary()
