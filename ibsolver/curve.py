@@ -772,7 +772,7 @@ def _deterministic_curve(problem, group, *, betas, n_betas, max_iter, backend, p
              if resume is not None else None)
     return squared_ib_curve(problem.p_xy, betas=grid, max_iter=max_iter, progress=progress,
                             interruptible=interruptible,
-                            group=group if return_encoders else None, seeds=seeds,
+                            group=group, return_encoders=return_encoders, seeds=seeds,
                             settings=settings, table_digest=digest)
 
 

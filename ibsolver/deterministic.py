@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import replace
 
 import numpy as np
 from scipy.optimize import minimize
@@ -106,8 +107,8 @@ def squared_grid(h_y: float, betas=None, n_betas: int = 25) -> np.ndarray:
 
 
 def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0, max_iter=10_000,
-                     progress=False, interruptible=False, group=None, seeds=None,
-                     settings=None, table_digest="") -> IBCurve:
+                     progress=False, interruptible=False, group=None, return_encoders=False,
+                     seeds=None, settings=None, table_digest="") -> IBCurve:
     """The IB curve of a deterministic rule from squared-IB solutions.
 
     ``p_xy`` is the table reduced to its minimal sufficient statistic (one row per value
@@ -116,9 +117,11 @@ def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0, max_iter=1
     betas of the squared Lagrangian I(X;T)^2 - beta I(T;Y), not of the IB's); their
     envelope is exactly min(I(X;T), H(Y)). ``max_iter`` bounds each L-BFGS run,
     ``progress`` shows a bar, ``interruptible`` returns the points solved so far on
-    Ctrl-C (``complete=False``), ``group`` (the user's row -> reduced row) also returns
-    each point's encoder p(t|x) in the user's rows of x, and ``seeds`` (beta -> IBResult)
-    are points already solved (a resumed curve's). The results record ``backend="numpy"``:
+    Ctrl-C (``complete=False``), ``return_encoders`` also returns each point's encoder in
+    ``curve.encoders``, and ``seeds`` (beta -> IBResult) are points already solved (a
+    resumed curve's). Every encoder returned, there and in ``curve.branches``, has the
+    user's rows of x (``group[x]`` is x's row of ``p_xy``; default: they are the same).
+    The results record ``backend="numpy"``:
     numpy computes the objective and its gradient and scipy's L-BFGS-B minimises it, for
     any backend asked.
 
@@ -134,7 +137,9 @@ def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0, max_iter=1
     h_y = problem.h_y
     betas = squared_grid(h_y, betas, n_betas)
     rng = v.check_random_state(random_state)
-    done = dict(seeds or {})
+    rows = np.arange(problem.p_x.size) if group is None else np.asarray(group)
+    first = np.unique(rows, return_index=True)[1]  # one user's row of each reduced row
+    done = {b: replace(r, encoder=r.encoder[first]) for b, r in (seeds or {}).items()}
     bar = _progress_bar(progress, betas.size)
     complete = True
     prev = None
@@ -161,7 +166,7 @@ def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0, max_iter=1
     finally:
         bar.close()
     solved = np.array(sorted(done))
-    results = [done[b] for b in solved]
+    results = [replace(done[b], encoder=done[b].encoder[rows]) for b in solved]
     i_xt = np.array([r.i_xt for r in results])
     i_ty = np.array([r.i_ty for r in results])
     off = float(np.max(np.abs(i_ty - np.minimum(i_xt, h_y))))
@@ -192,7 +197,7 @@ def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0, max_iter=1
         branches={"squared": Branch("squared", tuple(results))},
         i_xy=h_y, h_y=h_y, first_instability=first_instability(problem.p_xy),
         onset_beta=1.0, onset_beta_s_star=1.0 / s_star, deterministic=True,
-        encoders=(tuple(r.encoder[group] for r in results) if group is not None else None),
+        encoders=tuple(r.encoder for r in results) if return_encoders else None,
         complete=complete, settings=dict(settings or {}, grid=betas),
         table_digest=table_digest)
 

@@ -23,6 +23,9 @@ def test_encoders_come_back_in_the_users_rows_and_give_the_points():
         np.testing.assert_array_equal(q[0], q[1])  # one class of x, one row of the encoder
         info = ibsolver.encoder_information(P, q)
         np.testing.assert_allclose([info["i_xt"], info["i_ty"]], [i_xt, i_ty], atol=1e-9)
+    # the branch's own results too: the user's rows, not the reduced problem's
+    for q, r in zip(curve.encoders, curve.branches["squared"].results, strict=True):
+        np.testing.assert_array_equal(r.encoder, q)
 
 
 def test_instability_and_onset_are_the_real_ones():
