@@ -17,7 +17,9 @@ class IBResult:
 
     Attributes
     ----------
-    encoder : (n_x, n_t) array, p(t|x); rows sum to 1. Empty and coincident clusters removed.
+    encoder : (n_x, n_t) array, p(t|x); rows sum to 1, one per row of p_xy in its order
+        (also where the solver worked on the table reduced to distinct p(y|x)). Empty and
+        coincident clusters removed.
         None in the per-beta results of a curve (``IBCurve.branches``), which keep only the
         decoder state; ``ib_curve(return_encoders=True)`` returns the optimal encoders.
     p_t : (n_t,) array, p(t).
@@ -156,6 +158,9 @@ class IBCurve:
     where the envelope follows the chord to (H(X), I(X;Y)), the gap below the last tangent
     and I(X;Y). ``capped``: the cluster cap ``max_clusters`` bound, so the points end
     before it did (``accuracy`` then covers the rest of the curve).
+
+    ``encoders`` (``ib_curve(return_encoders=True)``) are the optimal points' p(t|x), rows
+    in the order of p_xy's rows.
 
     ``complete`` is False for a curve whose tracing was interrupted: ``untraced`` lists the
     ranges of beta it did not reach (drawn dashed by :func:`ibsolver.plotting.plot_curve`),
