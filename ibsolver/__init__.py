@@ -8,7 +8,7 @@ import logging
 
 from ._config import show_config
 from .backends import available_backends
-from .exceptions import BackendUnavailableError, ConvergenceWarning
+from .exceptions import BackendUnavailableError, ConvergenceWarning, OptimalityWarning
 from .measures import (
     conditional_entropy,
     encoder_information,
@@ -26,6 +26,7 @@ from .gaussian import GaussianIB, discretize_gaussian, gaussian_ib
 from .results import IBCurve, IBResult, Transition
 from .score import EncoderScore, score_encoder
 from .solve import solve
+from .sweep import SweepFailure, ib_curves
 
 __version__ = "0.1.0"
 
@@ -33,9 +34,9 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "BackendUnavailableError", "ConvergenceWarning", "EncoderScore", "GaussianIB", "IBCurve",
-    "IBResult", "Transition", "available_backends", "conditional_entropy", "discretize_gaussian",
+    "IBResult", "OptimalityWarning", "Transition", "available_backends", "conditional_entropy", "discretize_gaussian",
     "encoder_information", "entropy", "first_instability", "gaussian_ib", "hypercontractivity",
     "ib_curve", "is_deterministic", "joint_from_counts", "joint_from_samples", "kl_divergence",
     "maximal_correlation", "mutual_information", "phase_transitions", "score_encoder",
-    "show_config", "solve", "solve_squared_ib",
+    "show_config", "solve", "solve_squared_ib", "SweepFailure", "ib_curves",
 ]

@@ -24,6 +24,7 @@ EXIT_BROKEN_PIPE = 141
 #: modules that add subcommands; imported lazily so `import ibsolver` stays light
 _PLUGINS = (
     "ibsolver._cli_solver",
+    "ibsolver._cli_sweep",
     "dnn.cli_infoplane",
     "dnn.cli_info",
 )

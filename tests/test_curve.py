@@ -1,4 +1,6 @@
 """The whole IB curve, its transitions and the bound, against analytic answers and invariants."""
+import warnings
+
 import numpy as np
 import pytest
 from conftest import birth_problem, dsbs, gerber
@@ -123,7 +125,10 @@ def test_gaussian_discretisation_transitions_approach_the_analytic_ones():
     err = []
     for bins in (6, 10):
         p = ibsolver.discretize_gaussian(rho, bins)
-        c = ibsolver.ib_curve(p, betas=betas, method="forward")  # the eigen-analysis branch
+        # the eigen-analysis branch alone: it finds the split at 1/s2^2, but the optimum
+        # leaves zero earlier, by a birth at 1/s* (s* > s2^2 here), and that is flagged
+        with pytest.warns(ibsolver.OptimalityWarning, match="onset"):
+            c = ibsolver.ib_curve(p, betas=betas, method="forward")
         first = c.transitions[0]
         assert first.kind == "split"
         np.testing.assert_allclose(first.beta, ibsolver.first_instability(p), rtol=1e-9)
@@ -435,3 +440,19 @@ def test_curve_converges_where_newton_cannot_run():
     assert p_xy.shape == (5, 3) and np.any(p_xy == 0)
     curve = ibsolver.ib_curve(p_xy, n_betas=20, locate_transitions=False)
     assert curve.converged.all()
+
+
+def test_onset_and_one_over_s_star_agree_where_the_generic_ascent_stops_short():
+    """On this random 16 x 16 table the generic ascents of the tilt ratio stop 1.6e-5
+    (relative) short of s*, below the birth the curve locates; the clusters found past the
+    onset certify a larger s* (every T has I(T;Y) <= s* I(X;T)), and the two agree to 1e-6."""
+    p_xy = np.random.default_rng(0).dirichlet(np.ones(256)).reshape(16, 16)
+    generic = ibsolver.hypercontractivity(p_xy)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ibsolver.OptimalityWarning)
+        curve = ibsolver.ib_curve(p_xy)
+    assert curve.onset_kind == "birth"
+    assert curve.onset_beta < (1 - 1e-5) / generic  # the case this test is about
+    assert curve.onset_beta == pytest.approx(curve.onset_beta_s_star, rel=1e-6)
+    ratios = curve.i_ty[curve.i_xt > 1e-6] / curve.i_xt[curve.i_xt > 1e-6]
+    assert np.all(ratios <= 1.0 / curve.onset_beta_s_star * (1 + 1e-9))
