@@ -124,20 +124,19 @@ def _write_outputs(curve, out: Path, title: str) -> list:
     that an interruption while writing leaves the previous file whole."""
     from .plotting import plot_summary
 
-    writers = (lambda f: curve.to_npz(f),
-               lambda f: f.write(json.dumps(curve.transitions_dict(), indent=2).encode()),
-               lambda f: plot_summary(curve, f, title=title))
+    writers = (curve.to_npz,
+               lambda path: path.write_text(json.dumps(curve.transitions_dict(), indent=2)),
+               lambda path: plot_summary(curve, path, title=title))
     files = []
     for name, write in zip(RESULT_FILES, writers):
         path = out / name
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{path.stem}.", suffix=path.suffix)
+        # (same suffix, so that each writer picks its format; created with the umask's mode)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.part{path.suffix}")
         try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
+            write(tmp)
             os.replace(tmp, path)
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            tmp.unlink(missing_ok=True)
         files.append(path)
     return files
 
