@@ -20,10 +20,10 @@ from .measures import (
     mutual_information,
 )
 from .bifurcation import first_instability, hypercontractivity
-from .curve import IBCurve, Transition, ib_curve, phase_transitions
+from .curve import ib_curve, phase_transitions
 from .deterministic import is_deterministic, solve_squared_ib
 from .gaussian import GaussianIB, discretize_gaussian, gaussian_ib
-from .results import IBResult
+from .results import IBCurve, IBResult, Transition
 from .score import EncoderScore, score_encoder
 from .solve import solve
 from .sweep import SweepFailure, ib_curves

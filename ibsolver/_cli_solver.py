@@ -5,8 +5,10 @@ import argparse
 import json
 import math
 import os
+import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,14 +77,68 @@ def _check_out_file(out: Path, arg: str = "--out") -> Path:
     return out
 
 
+#: the files `curve` and `demo` write into --out
+RESULT_FILES = ("curve.npz", "transitions.json", "curve.png")
+
+
+def _saved_curve(out: Path, args):
+    """Before any work: the curve in ``out`` to resume (--resume), or None to start afresh.
+    A result already in ``out`` is overwritten only with --force."""
+    from .results import IBCurve
+
+    shown = repr(str(out))
+    existing = [name for name in RESULT_FILES if (out / name).exists()]
+    if args.resume:
+        if not (out / "curve.npz").exists():
+            print(f"ibsolver {args.command}: note: --resume: no curve.npz in {shown} yet; "
+                  "starting from the beginning", file=sys.stderr)
+            return None
+        try:
+            return IBCurve.load(out / "curve.npz")
+        except ValueError as exc:
+            raise ValueError(f"--resume: cannot resume from {shown}: {exc}") from exc
+    if existing and not args.force:
+        raise ValueError(f"--out {shown} already holds a result ({', '.join(existing)}): pass "
+                         "--resume to continue it or --force to overwrite it")
+    return None
+
+
+def _trace(p_xy, out: Path, args):
+    """The curve of ``p_xy``, resumed from ``out`` where asked; None if the saved curve
+    is already complete (it is printed, nothing is written)."""
+    from .curve import ib_curve
+
+    saved = _saved_curve(out, args)
+    if saved is not None and saved.complete:
+        print(saved.summary())
+        print(f"nothing to resume: the curve in {str(out)!r} is complete")
+        return None
+    with warnings.catch_warnings():
+        # (the summary and the files say PARTIAL: no Python warning line on top)
+        warnings.filterwarnings("ignore", "ib_curve interrupted", RuntimeWarning)
+        return ib_curve(p_xy, resume=saved, **_curve_kwargs(args))
+
+
 def _write_outputs(curve, out: Path, title: str) -> list:
+    """Write curve.npz, transitions.json and curve.png, each to a temporary file first, so
+    that an interruption while writing leaves the previous file whole."""
     from .plotting import plot_summary
 
-    out.mkdir(parents=True, exist_ok=True)
-    curve.to_npz(out / "curve.npz")
-    (out / "transitions.json").write_text(json.dumps(curve.transitions_dict(), indent=2))
-    plot_summary(curve, out / "curve.png", title=title)
-    return [out / "curve.npz", out / "transitions.json", out / "curve.png"]
+    writers = (curve.to_npz,
+               lambda path: path.write_text(json.dumps(curve.transitions_dict(), indent=2)),
+               lambda path: plot_summary(curve, path, title=title))
+    files = []
+    for name, write in zip(RESULT_FILES, writers):
+        path = out / name
+        # (same suffix, so that each writer picks its format; created with the umask's mode)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.part{path.suffix}")
+        try:
+            write(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        files.append(path)
+    return files
 
 
 def _print_table(curve, rows: int = 12) -> None:
@@ -145,13 +201,13 @@ def _real_arg(low: float):
 
 
 def cmd_demo(args) -> int:
-    from .curve import ib_curve
-
     p_xy, text = demo_problem(args.problem)
     out = _prepare_out_dir(Path(args.out))
     print(f"ibsolver demo: {text}")
     t0 = time.perf_counter()
-    curve = ib_curve(p_xy, **_curve_kwargs(args))
+    curve = _trace(p_xy, out, args)
+    if curve is None:
+        return 0
     print(f"traced in {time.perf_counter() - t0:.1f} s\n")
     print(curve.summary() + "\n")
     _print_table(curve)
@@ -161,11 +217,11 @@ def cmd_demo(args) -> int:
 
 
 def cmd_curve(args) -> int:
-    from .curve import ib_curve
-
     p_xy, _, _ = _load(args)
     out = _prepare_out_dir(Path(args.out))
-    curve = ib_curve(p_xy, **_curve_kwargs(args))
+    curve = _trace(p_xy, out, args)
+    if curve is None:
+        return 0
     print(curve.summary())
     files = _write_outputs(curve, out, Path(args.input).name)
     print("wrote " + ", ".join(str(f) for f in files))
@@ -176,12 +232,14 @@ def cmd_transitions(args) -> int:
     from .curve import ib_curve
 
     p_xy, _, _ = _load(args)
-    curve = ib_curve(p_xy, **_curve_kwargs(args))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "ib_curve interrupted", RuntimeWarning)
+        curve = ib_curve(p_xy, **_curve_kwargs(args))
     if args.json:
         print(json.dumps(curve.transitions_dict(), indent=2))
     else:
         print(curve.summary())
-    return 0
+    return 0 if curve.complete else 130
 
 
 def cmd_solve(args) -> int:
@@ -211,6 +269,17 @@ def _common(p, *, curve=True):
         p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
+def _resumable(p):
+    """--resume and --force of the commands that write a result into --out."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true",
+                       help="continue the interrupted curve saved in --out (curve.npz; the "
+                            "same table and options) and save the whole curve there")
+    group.add_argument("--force", action="store_true",
+                       help="overwrite a result already in --out (without it, that is an "
+                            "error)")
+
+
 def _input(p):
     p.add_argument("input", help="joint table p(x,y) or counts: .npy, .npz (key p_xy or counts, "
                                  "or one unnamed array) or .csv (rows x, columns y, comma "
@@ -229,15 +298,18 @@ def register(sub) -> None:
     p.add_argument("--problem", default="birth", choices=DEMO_PROBLEMS,
                    help="which built-in problem (default: birth)")
     p.add_argument("--out", default="ibsolver-demo", help="output folder (default ./ibsolver-demo)")
+    _resumable(p)
     _common(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("curve", help="trace the IB curve of a joint table and save it",
                        description="Trace the IB curve of INPUT by forward and reverse "
                                    "annealing and write curve.npz, transitions.json and "
-                                   "curve.png to --out. Ctrl-C stops and saves what was traced.")
+                                   "curve.png to --out. Ctrl-C or SIGTERM stops and saves "
+                                   "what was traced (exit 130); --resume continues it.")
     _input(p)
     p.add_argument("--out", required=True, help="output folder")
+    _resumable(p)
     _common(p)
     p.set_defaults(func=cmd_curve)
 

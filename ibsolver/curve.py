@@ -20,9 +20,10 @@ cluster-count changes known to their bracket (see :func:`ib_curve`).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
-from dataclasses import dataclass, replace, field
+from dataclasses import replace
 
 import numpy as np
 from scipy.optimize import brentq
@@ -34,10 +35,11 @@ from .backends import get_backend
 from .bifurcation import (ClusterStability, cluster_stability, first_instability,
                           unstable_clusters,
                           hypercontractivity, invasion_rate, invasion_starts, split_cluster)
-from .envelope import interpolate_envelope, upper_concave_envelope
+from .deterministic import squared_grid, squared_ib_curve
+from .envelope import upper_concave_envelope
 from .exceptions import ConvergenceWarning, OptimalityWarning
 from .measures import _encoder_information, conditional_entropy, entropy, mutual_information
-from .results import IBResult
+from .results import Branch, IBCurve, IBResult, Transition
 from .solve import (MAX_DEFAULT_CLUSTERS, Problem, State, _grow_invaders, _lower, _moves,
                     random_encoder, solve_from_state)
 
@@ -81,6 +83,10 @@ RANDOM_STARTS = 2
 JUMP_BITS = 1e-3
 #: a birth and a split closer than this (relative) are one transition (see _demote_twins)
 TWIN_RTOL = 1e-3
+#: a split's values after it are those of its branch this far (relative) above its beta
+LIMIT_RTOL = 1e-5
+#: Newton steps that locate a jump between branches (see _locate_jump)
+JUMP_STEPS = 8
 
 
 def _heavy_decoder(result: IBResult, t: int) -> np.ndarray:
@@ -99,204 +105,6 @@ def n_effective(result: IBResult) -> int:
     if result.i_xt <= TRIVIAL_BITS:
         return 1
     return int(np.sum(result.p_t > BIRTH_MASS))
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A phase transition of an IB branch. Information in bits.
-
-    kind: "split" (a cluster loses stability, beta * lambda_2(C(t)) = 1), "birth" (a cluster
-    of vanishing mass appears, invisible to the eigen-analysis) or "jump" (I(X;T) is
-    discontinuous in beta where two branches exchange optimality); for the generalised IB
-    (alpha != 1) only "count": the optimal solution's cluster count changes somewhere in
-    ``beta_bracket`` (``beta`` is its midpoint; no finer location is claimed).
-    ``eigenvalue`` and ``direction`` (the split direction v(x)) are set for splits.
-    ``beta_bracket`` is the interval known to contain the transition.
-    ``lagrangian`` is the branch's Lagrangian at ``beta`` (bits); ``optimal`` says whether
-    that branch is the optimal one there.
-    """
-
-    beta: float
-    kind: str
-    branch: str
-    n_clusters_before: int
-    n_clusters_after: int
-    i_xt_before: float
-    i_xt_after: float
-    i_ty_before: float
-    i_ty_after: float
-    beta_bracket: tuple
-    lagrangian: float = float("nan")
-    optimal: bool = True
-    eigenvalue: float | None = None
-    direction: np.ndarray | None = field(default=None, repr=False)
-    located: bool = True
-
-    def to_dict(self) -> dict:
-        out = {k: getattr(self, k) for k in (
-            "beta", "kind", "branch", "n_clusters_before", "n_clusters_after", "i_xt_before",
-            "i_xt_after", "i_ty_before", "i_ty_after", "lagrangian", "optimal", "eigenvalue",
-            "located")}
-        out["beta_bracket"] = list(self.beta_bracket)
-        out["direction"] = None if self.direction is None else self.direction.tolist()
-        return out
-
-
-@dataclass(frozen=True)
-class Branch:
-    """One annealing branch: per-beta solutions, ascending in beta."""
-
-    name: str
-    results: tuple  # of IBResult
-
-    def _arr(self, attr):
-        return np.array([getattr(r, attr) for r in self.results])
-
-    beta = property(lambda self: self._arr("beta"))
-    i_xt = property(lambda self: self._arr("i_xt"))
-    i_ty = property(lambda self: self._arr("i_ty"))
-    lagrangian = property(lambda self: self._arr("lagrangian"))
-    n_clusters = property(lambda self: self._arr("n_clusters"))
-    n_iter = property(lambda self: self._arr("n_iter"))
-
-
-@dataclass(frozen=True)
-class IBCurve:
-    """The IB curve of p(x, y). All information in bits.
-
-    Per-beta arrays (ascending beta) describe the optimal solution found at each beta:
-    ``beta, i_xt, i_ty, h_t, lagrangian, n_clusters, n_iter, converged, branch``.
-    ``envelope_i_xt, envelope_i_ty`` are the vertices of the upper concave envelope;
-    ``bound(i_xt)`` interpolates it. ``transitions`` lists the phase transitions on the
-    optimal path (``all_transitions`` also those on sub-optimal branches).
-    ``first_instability`` = 1/s2^2; ``onset_beta`` = first beta with a non-trivial optimum
-    (located on the curve); ``onset_beta_s_star`` = 1/s* from the hypercontractivity
-    coefficient (an independent estimate of the same number).
-    ``accuracy`` bounds (bits) how far the true curve may lie above ``bound``: between the
-    computed points, the largest gap a concave piece with end slopes 1/beta can leave above
-    its chord, plus the points' own Lagrangian tolerance over beta; past the last point,
-    where the envelope follows the chord to (H(X), I(X;Y)), the gap below the last tangent
-    and I(X;Y). ``capped``: the cluster cap ``max_clusters`` bound, so the points end
-    before it did (``accuracy`` then covers the rest of the curve).
-
-    ``alpha`` is the generalised IB parameter the curve was traced for. For alpha != 1 the
-    points are the optima of H(T) - alpha H(T|X) - beta I(T;Y) (``lagrangian`` is that),
-    shown in the (I(X;T), I(T;Y)) plane, where they lie on or below the IB curve;
-    ``transitions`` are cluster-count changes (kind "count") known to their bracket,
-    ``onset_beta`` is the midpoint of the first one out of one cluster, and
-    ``first_instability`` and ``onset_beta_s_star`` (IB quantities) are NaN. ``accuracy``
-    then refers to the generalised curve in the plane (H(T) - alpha H(T|X), I(T;Y)), where
-    these optima lie on a concave curve of slope 1/beta, not to the distance from ``bound``.
-    """
-
-    beta: np.ndarray
-    i_xt: np.ndarray
-    i_ty: np.ndarray
-    h_t: np.ndarray
-    lagrangian: np.ndarray
-    n_clusters: np.ndarray
-    n_iter: np.ndarray
-    converged: np.ndarray
-    branch: np.ndarray
-    envelope_i_xt: np.ndarray
-    envelope_i_ty: np.ndarray
-    transitions: tuple
-    all_transitions: tuple
-    branches: dict
-    i_xy: float
-    h_y: float
-    first_instability: float
-    onset_beta: float
-    onset_beta_s_star: float
-    deterministic: bool = False
-    encoders: tuple | None = None
-    complete: bool = True
-    accuracy: float = 0.0
-    capped: bool = False
-    max_clusters: int | None = None
-    alpha: float = 1.0
-
-    def bound(self, i_xt):
-        """The best I(T;Y) achievable at the given I(X;T) (bits), on the concave envelope.
-
-        The envelope joins computed optima by straight lines, so it is achievable and lies
-        at most about ``curve_tol`` bits (default 1e-5) below the true curve between them:
-        an optimal encoder can score up to that much above it."""
-        scalar = np.ndim(i_xt) == 0
-        out = interpolate_envelope(self.envelope_i_xt, self.envelope_i_ty, i_xt)
-        return float(out) if scalar else out
-
-    @property
-    def onset_kind(self) -> str:
-        """The kind of the onset transition; where none is listed, "birth" when the optimum
-        leaves the trivial solution before that is unstable, else "split"."""
-        if not np.isfinite(self.onset_beta):
-            return "none"
-        for t in self.transitions:  # the onset transition says what it is
-            if t.n_clusters_before == 1 and t.beta == self.onset_beta:
-                return t.kind
-        if self.alpha != 1.0:
-            return "count"
-        return "birth" if self.onset_beta < self.first_instability * (1 - 1e-4) else "split"
-
-    def optimal_results(self) -> list:
-        """The IBResult of the optimal branch at each beta of the curve (ascending)."""
-        lookup = {name: {r.beta: r for r in br.results} for name, br in self.branches.items()}
-        return [lookup[name][b] for b, name in zip(self.beta, self.branch)]
-
-    def summary(self) -> str:
-        head = (f"IB curve: {self.beta.size} betas, I(X;Y) = {self.i_xy:.6f} bit, "
-                f"H(Y) = {self.h_y:.6f} bit" + ("" if self.complete else " (INTERRUPTED)"))
-        if self.alpha != 1.0:
-            lines = [head.replace("IB curve", f"Generalised IB curve (alpha = {self.alpha:g})"),
-                     f"  optimum leaves zero {self._onset_text()} (cluster count)"]
-        else:
-            lines = [head, f"  first instability 1/s2^2 = {self.first_instability:.6g}; "
-                     f"optimum leaves zero {self._onset_text()} ({self.onset_kind}); "
-                     f"1/s* = {self.onset_beta_s_star:.6g}"]
-        if self.capped:
-            lines.append(f"  capped at max_clusters = {self.max_clusters}: points end at "
-                         f"I(X;T) = {self.i_xt[-1]:.4f} bit; beyond it the curve is known to "
-                         f"{self.accuracy:.3g} bit")
-        for t in self.transitions:
-            where = (f"at beta = {t.beta:.7g}" if t.located else
-                     f"between beta = {t.beta_bracket[0]:.7g} and {t.beta_bracket[1]:.7g}")
-            lines.append(f"  {t.kind:5s} {where}: clusters {t.n_clusters_before} -> "
-                         f"{t.n_clusters_after}, I(X;T) {t.i_xt_before:.4f} -> {t.i_xt_after:.4f}")
-        return "\n".join(lines)
-
-    def _onset_text(self) -> str:
-        """Where the optimum leaves zero: located, or only known to a bracket of betas."""
-        onset = [t for t in self.transitions if t.n_clusters_before == 1
-                 and t.beta == self.onset_beta]
-        if onset and not onset[0].located:
-            lo, hi = onset[0].beta_bracket
-            return f"between beta = {lo:.6g} and {hi:.6g}"
-        return f"at beta_0 = {self.onset_beta:.6g}"
-
-    def to_npz(self, path) -> None:
-        """Save the per-beta table, the envelope and the branches as a numpy .npz file."""
-        arrays = {k: getattr(self, k) for k in (
-            "beta", "i_xt", "i_ty", "h_t", "lagrangian", "n_clusters", "n_iter", "converged",
-            "envelope_i_xt", "envelope_i_ty")}
-        arrays["branch"] = self.branch.astype(str)
-        for name, br in self.branches.items():
-            for attr in ("beta", "i_xt", "i_ty", "lagrangian", "n_clusters", "n_iter"):
-                arrays[f"{name}_{attr}"] = getattr(br, attr)
-        arrays["scalars"] = np.array([self.i_xy, self.h_y, self.first_instability,
-                                      self.onset_beta, self.onset_beta_s_star])
-        arrays["alpha"] = np.array(self.alpha)
-        np.savez(path, **arrays)
-
-    def transitions_dict(self) -> dict:
-        return {"alpha": self.alpha, "i_xy": self.i_xy, "h_y": self.h_y,
-                "first_instability": self.first_instability,
-                "onset_beta": self.onset_beta, "onset_kind": self.onset_kind,
-                "onset_beta_s_star": self.onset_beta_s_star, "deterministic": self.deterministic,
-                "complete": self.complete, "capped": self.capped, "max_clusters": self.max_clusters,
-                "accuracy": self.accuracy,
-                "transitions": [t.to_dict() for t in self.transitions],
-                "all_transitions": [t.to_dict() for t in self.all_transitions]}
 
 
 class _Tracer:
@@ -680,7 +488,7 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
              max_points=300, tol=1e-11, lagrangian_tol=None, max_iter=50_000,
              accelerate=True, backend="auto", locate_transitions=True,
              n_threads=None, merge_tol=1e-7, max_clusters=None, return_encoders=False,
-             normalize=False, progress=False, interruptible=False) -> IBCurve:
+             normalize=False, progress=False, interruptible=False, resume=None) -> IBCurve:
     """Trace the whole IB curve of p(x, y) and its phase transitions.
 
     Parameters
@@ -722,12 +530,23 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
     return_encoders : keep p(t|x) of every optimal point in ``curve.encoders``.
     progress : show a tqdm progress bar.
     interruptible : on Ctrl-C, stop and return the curve traced so far
-        (``complete=False``) instead of raising.
+        (``complete=False``; see :attr:`IBCurve.untraced`) instead of raising.
+    resume : IBCurve, optional
+        An interrupted curve (``complete=False``, perhaps read back by
+        :meth:`IBCurve.load`) of the same table traced with the same options: its points
+        seed the branches and tracing goes on where it stopped, so the result is the curve
+        an uninterrupted run gives (the same points where it stopped while tracing a branch;
+        during refinement or cross-seeding, the same curve to its ``accuracy``). Raises
+        ValueError if the table or an option differs; a complete curve is returned as it is.
 
     For a deterministic rule (H(Y|X) = 0) the Lagrangian only reaches the corners of the
     curve min(I(X;T), H(Y)); the interior points come from the squared IB instead
-    (:func:`ibsolver.deterministic.squared_ib_curve`). (alpha = 1 only: for alpha != 1 the
-    generalised Lagrangian is traced as it is.)
+    (:func:`ibsolver.deterministic.squared_ib_curve`), at ``betas`` of the squared
+    Lagrangian (default ``n_betas`` over (0, 2 H(Y)]), with ``max_iter``, ``progress``,
+    ``interruptible``, ``resume`` and ``return_encoders`` as above; the transition is the
+    Lagrangian's exact jump at beta = 1 (``onset_beta``), and the points record
+    backend "numpy" (a BA backend asked for by name warns that it did not run).
+    (alpha = 1 only: for alpha != 1 the generalised Lagrangian is traced as it is.)
 
     The generalised IB (alpha != 1)
     -------------------------------
@@ -784,9 +603,12 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
                       else v.check_real(lagrangian_tol, name="lagrangian_tol", low=0.0))
     kernel = get_backend(v.check_choice(backend, name="backend",
                                         choices={"auto", "cpp", "numba", "numpy"}))
+    digest = _table_digest(problem.p_xy)
     if ib and conditional_entropy(problem.p_xy) < 1e-12 and problem.p_y.size > 1:
-        from .deterministic import squared_ib_curve
-        return squared_ib_curve(problem.p_xy, betas=betas)
+        return _deterministic_curve(problem, group, betas=betas, n_betas=n_betas,
+                                    max_iter=max_iter, backend=backend, progress=progress,
+                                    interruptible=interruptible, digest=digest,
+                                    return_encoders=return_encoders, resume=resume)
     if betas is None:
         grid, refine = _default_grid(problem, n_betas), True
     else:
@@ -794,35 +616,52 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
         if grid.size == 0 or np.any(~np.isfinite(grid)) or np.any(grid < 0):
             raise ValueError(f"betas must be finite and non-negative (got {np.asarray(betas)})")
         refine = False
+    # what shapes the curve: a resumed run must match it
+    settings = {"alpha": alpha, "method": method, "grid": grid, "refine": refine,
+                "curve_tol": curve_tol, "max_points": max_points, "tol": tol,
+                "lagrangian_tol": lagrangian_tol, "max_iter": max_iter,
+                "accelerate": bool(accelerate), "locate_transitions": bool(locate_transitions),
+                "merge_tol": float(merge_tol), "max_clusters": int(max_clusters)}
+    if resume is not None:
+        _check_resume(resume, settings, digest)
+        if resume.complete:
+            return resume
 
     tracer = _Tracer(problem, kernel=kernel, tol=tol, max_iter=max_iter, n_threads=n_threads,
                      merge_tol=merge_tol, accelerate=bool(accelerate),
                      lagrangian_tol=lagrangian_tol, max_clusters=max_clusters, alpha=alpha)
-    fwd: dict = {}
-    rev: dict = {}
-    fwd_transitions: list = []
+    # (resumed: the points traced before the interruption, and the forward branch's splits)
+    fwd, rev, fwd_transitions = _seeds(resume)
+    passed: dict = {}  # the forward branch as its pass left it, before cross-seeding
     bar = _progress(progress, total=grid.size * (2 if method == "both" else 1))
     complete = True
     try:
         if method in ("both", "reverse"):
             before, last = None, None
             for b in grid[::-1]:
-                res = tracer.top_solve(b) if last is None else \
-                    tracer.solve(tracer.predicted(before, last, b), b)
-                rev[b] = res
+                if b in rev:  # traced before an interruption (resume)
+                    res = rev[b]
+                else:
+                    res = tracer.top_solve(b) if last is None else \
+                        tracer.solve(tracer.predicted(before, last, b), b)
+                    rev[b] = res
                 before, last = last, res
                 bar.update()
         if method in ("both", "forward"):
-            prev, before = tracer.solve(tracer.trivial_state(), grid[0]), None
-            if not ib:
-                prev = tracer.improve(prev, grid[0])
-            fwd[grid[0]] = prev
+            if grid[0] not in fwd:
+                prev = tracer.solve(tracer.trivial_state(), grid[0])
+                fwd[grid[0]] = prev if ib else tracer.improve(prev, grid[0])
+            prev, before = fwd[grid[0]], None
             bar.update()
             for b in grid[1:]:
-                before, prev = prev, tracer.forward_step(prev, b, locate_transitions,
-                                                         fwd_transitions, before)
-                fwd[b] = prev
+                if b in fwd:  # traced before an interruption (resume)
+                    before, prev = prev, fwd[b]
+                else:
+                    before, prev = prev, tracer.forward_step(prev, b, locate_transitions,
+                                                             fwd_transitions, before)
+                    fwd[b] = prev
                 bar.update()
+            passed = dict(fwd)
         if refine:
             _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate_transitions)
         for _ in range(3 if method == "both" or not ib else 0):
@@ -841,15 +680,22 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
 
     best = _best_points(fwd, rev)
     curve_betas = np.array(sorted(best))
+    # an interrupted run reports what it has without further solves (a second signal
+    # would lose it all); a split whose step was cut short has no point to belong to
+    located = complete and locate_transitions
+    fwd_transitions = [t for t in fwd_transitions if t.beta_bracket[1] in fwd]
     if ib:
-        transitions = fwd_transitions + _reverse_transitions(tracer, rev,
-                                                             complete and locate_transitions)
-        if locate_transitions:
-            transitions = _mark_optimal(tracer, transitions, fwd, rev)
+        transitions = fwd_transitions + _reverse_transitions(tracer, rev, located)
+        if located:
+            transitions = _mark_optimal(tracer, transitions, fwd, rev, best)
+            transitions = [_with_limits(tracer, t, passed if t.branch == "forward" else rev)
+                           for t in transitions]
+            transitions += [_locate_jump(tracer, t, fwd, rev) for t in _jumps(fwd, rev, best)]
         else:
             transitions = [replace(t, optimal=best[t.beta_bracket[1]][1] == t.branch)
                            for t in transitions]
-        transitions += _jumps(fwd, rev, best)
+            transitions += _jumps(fwd, rev, best)
+        transitions = _chain(transitions, best)
     else:
         transitions = _count_changes(best)
     transitions.sort(key=lambda t: t.beta)
@@ -862,7 +708,7 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
     end = bound_by_cap.index(True) if capped else len(results)
     if end > 0:  # (an interrupted run may hold capped points only: then nothing is known)
         curve_betas, results = curve_betas[:end], results[:end]
-    onset = _onset(transitions, best)
+    onset, onset_bracket = _onset(transitions, best)
     s_star = _s_star(problem, fwd, rev, onset) if ib else np.nan
     located_onset = any(t.located and t.beta == onset for t in transitions if t.optimal)
     if ib and located_onset and abs(onset * s_star - 1.0) > ONSET_RTOL:
@@ -911,7 +757,77 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
                                              else 1.0 / s_star if s_star > 0 else np.inf),
         encoders=tuple(tracer.encoder(r)[group] for r in results) if return_encoders else None,
         complete=complete, accuracy=float(accuracy), capped=capped, max_clusters=max_clusters,
-        alpha=alpha)
+        alpha=alpha, onset_bracket=onset_bracket, settings=settings, table_digest=digest)
+
+
+def _deterministic_curve(problem, group, *, betas, n_betas, max_iter, backend, progress,
+                         interruptible, digest, return_encoders, resume) -> IBCurve:
+    """ib_curve's options carried to the squared IB of a deterministic rule (see
+    :func:`ibsolver.deterministic.squared_ib_curve`): the grid (its betas are the squared
+    Lagrangian's), max_iter, progress, interruption, resumption, encoders in the user's
+    rows. The options of annealing and refinement have nothing to act on; a BA backend
+    asked for by name is not what runs, and that is said."""
+    if backend not in ("auto", "numpy"):
+        warnings.warn(f"ib_curve: Y is a function of X, so the curve comes from the squared IB "
+                      f"(numpy and scipy's L-BFGS-B), not the {backend!r} backend; the points "
+                      "record backend='numpy'", UserWarning, stacklevel=3)
+    grid = squared_grid(problem.h_y, betas, n_betas)
+    if grid.size == 0 or np.any(~np.isfinite(grid)) or np.any(grid < 0):
+        raise ValueError(f"betas must be finite and non-negative (got {np.asarray(betas)})")
+    settings = {"alpha": 1.0, "method": "squared", "grid": grid, "max_iter": max_iter}
+    if resume is not None:
+        _check_resume(resume, settings, digest)
+        if resume.complete:
+            return resume
+    seeds = ({r.beta: r for r in resume.branches["squared"].results}
+             if resume is not None else None)
+    return squared_ib_curve(problem.p_xy, betas=grid, max_iter=max_iter, progress=progress,
+                            interruptible=interruptible,
+                            group=group, return_encoders=return_encoders, seeds=seeds,
+                            settings=settings, table_digest=digest)
+
+
+def _table_digest(p_xy: np.ndarray) -> str:
+    """SHA-256 of the (reduced) table's shape and float64 bytes: what a resumed run must match."""
+    table = np.ascontiguousarray(p_xy, dtype=np.float64)
+    return hashlib.sha256(repr(table.shape).encode() + table.tobytes()).hexdigest()
+
+
+def _check_resume(resume, settings: dict, digest: str) -> None:
+    """A ValueError naming what differs between ``resume`` and this call, if anything."""
+    if not isinstance(resume, IBCurve):
+        raise TypeError(f"resume must be an IBCurve (got {type(resume).__name__})")
+    if resume.table_digest != digest:
+        raise ValueError("resume: that curve was traced for another table (its SHA-256 "
+                         f"{resume.table_digest[:12] or 'unknown'}..., this table's "
+                         f"{digest[:12]}...)")
+    for key, value in settings.items():
+        saved = resume.settings.get(key)
+        same = (np.array_equal(np.asarray(saved, dtype=np.float64), value) if key == "grid"
+                else saved == value)
+        if not same:
+            if key == "grid":
+                saved, value = _grid_text(saved), _grid_text(value)
+            raise ValueError(f"resume: that curve was traced with {key}={saved}, this call "
+                             f"asks for {key}={value}; call with the same options to resume it")
+
+
+def _grid_text(grid) -> str:
+    grid = np.asarray(grid, dtype=np.float64)
+    if grid.size == 0:
+        return "[]"
+    return f"[{grid.size} betas from {grid[0]:.6g} to {grid[-1]:.6g}]"
+
+
+def _seeds(resume) -> tuple:
+    """(forward points, reverse points, forward splits) to start from: empty, or those of
+    the interrupted curve ``resume`` (its splits as the forward branch recorded them)."""
+    if resume is None:
+        return {}, {}, []
+    points = {name: {r.beta: r for r in br.results} for name, br in resume.branches.items()}
+    splits = [replace(t, optimal=True) for t in resume.all_transitions
+              if t.branch == "forward" and t.kind == "split"]
+    return points.get("forward", {}), points.get("reverse", {}), splits
 
 
 class _NoBar:
@@ -1054,6 +970,8 @@ def _reverse_transitions(tracer, rev: dict, locate: bool) -> list:
         kind = "birth"
         if locate:
             located = tracer.locate_birth(r_lo, r_hi, t)
+            if located is not None and not lo < located[0] < hi:
+                located = None  # a root on the bracket's end locates nothing (at beta = 0)
             if located is None:
                 splits = _merge_as_split(tracer, r_lo, r_hi)
                 if splits:
@@ -1070,7 +988,9 @@ def _reverse_transitions(tracer, rev: dict, locate: bool) -> list:
             beta=b_star, kind=kind, branch="reverse",
             n_clusters_before=n_effective(r_lo), n_clusters_after=n_effective(r_hi),
             i_xt_before=base.i_xt, i_xt_after=r_hi.i_xt, i_ty_before=base.i_ty,
-            i_ty_after=r_hi.i_ty, beta_bracket=(lo, hi), lagrangian=base.lagrangian,
+            i_ty_after=r_hi.i_ty, beta_bracket=(lo, hi),
+            # dL/dbeta = -I(T;Y): at b_star (the midpoint, where the birth was not located)
+            lagrangian=base.lagrangian - base.i_ty * (b_star - base.beta),
             located=located is not None))
     return out
 
@@ -1080,14 +1000,15 @@ def _merge_as_split(tracer, r_lo: IBResult, r_hi: IBResult) -> list:
     eigen-analysis from the merged solution ``r_lo``."""
     found: list = []
     tracer.forward_step(r_lo, r_hi.beta, True, found)
-    return [Transition(**{**t.__dict__, "branch": "reverse", "n_clusters_after": n_effective(r_hi),
-                          "i_xt_after": r_hi.i_xt, "i_ty_after": r_hi.i_ty}) for t in found]
+    return [replace(t, branch="reverse") for t in found]
 
 
-def _mark_optimal(tracer, transitions, fwd, rev) -> list:
+def _mark_optimal(tracer, transitions, fwd, rev, best) -> list:
     """Flag transitions whose branch is optimal (to 1e-8 relative) at the transition beta,
     against the other branch solved there; of one split seen from both branches keep the
-    optimal copy (the forward one if both are)."""
+    optimal copy (the forward one if both are). A transition known only to its bracket has
+    no beta to compare at (at the midpoint either side may already be optimal): it is
+    optimal where its branch is at the bracket's upper end (``best``)."""
     def other_lagrangian(name, beta):
         d = fwd if name == "forward" else rev
         side = [b for b in d if b <= beta] if name == "forward" else [b for b in d if b >= beta]
@@ -1099,7 +1020,9 @@ def _mark_optimal(tracer, transitions, fwd, rev) -> list:
     flagged = []
     for t in transitions:
         optimal = True
-        if fwd and rev and t.kind != "jump":
+        if not t.located:
+            optimal = best[t.beta_bracket[1]][1] == t.branch
+        elif fwd and rev and t.kind != "jump":
             other = "reverse" if t.branch == "forward" else "forward"
             # at a critical point the other branch converges only algebraically: compare
             # to a tolerance well above its residual error, far below a branch's real lead
@@ -1131,6 +1054,58 @@ def _demote_twins(transitions: list) -> list:
     return out
 
 
+def _with_limits(tracer, t: Transition, branch: dict) -> Transition:
+    """A located transition with its values just above its beta as limits, not the end of
+    its bracket. A birth is continuous (the new cluster's mass grows from zero): the values
+    are those just below, one more cluster. A split's branch (``branch``: its points as its
+    own pass or reverse sweep left them, not replaced by cross-seeding) is solved at beta
+    (1 + LIMIT_RTOL), continued down from its first point above: where that lies within
+    JUMP_BITS of the values below, the split is continuous and shows no jump (the children
+    start equal); otherwise it is first-order and shows the values it jumps to."""
+    if not t.located or t.kind not in ("birth", "split"):
+        return t
+    if t.kind == "birth":
+        return replace(t, n_clusters_after=t.n_clusters_before + 1, i_xt_after=t.i_xt_before,
+                       i_ty_after=t.i_ty_before)
+    above = min(b for b in branch if b > t.beta)
+    res = tracer.solve(tracer.state(branch[above]), t.beta * (1.0 + LIMIT_RTOL), grow=False)
+    if abs(res.i_xt - t.i_xt_before) <= JUMP_BITS:
+        return replace(t, n_clusters_after=n_effective(res), i_xt_after=t.i_xt_before,
+                       i_ty_after=t.i_ty_before)
+    return replace(t, n_clusters_after=n_effective(res), i_xt_after=res.i_xt,
+                   i_ty_after=res.i_ty)
+
+
+def _locate_jump(tracer, t: Transition, fwd: dict, rev: dict) -> Transition:
+    """A jump located where the two branches' Lagrangians cross, with both branches' values
+    there. Each branch is continued to a trial beta from its side of the bracket (the one
+    optimal below from below, the other from above), and the trial moves by a Newton step on
+    the difference of the Lagrangians, whose slope is the difference of I(T;Y) (dL/dbeta =
+    -I(T;Y)), until it moves by less than SPLIT_RTOL. Left as it was (known to its bracket)
+    where the two meet as one solution or the crossing leaves the bracket."""
+    lo, hi = t.beta_bracket
+    name_lo, name_hi = t.branch.split("->")
+    low = fwd if name_lo == "forward" else rev
+    high = fwd if name_hi == "forward" else rev
+    beta = t.beta
+    for _ in range(JUMP_STEPS):
+        a = tracer.solve(tracer.state(low[lo]), beta)
+        b = tracer.solve(tracer.state(high[hi]), beta)
+        slope = b.i_ty - a.i_ty  # d(L_a - L_b)/dbeta
+        if abs(a.i_xt - b.i_xt) <= JUMP_BITS or slope <= 0:
+            return t
+        step = -(a.lagrangian - b.lagrangian) / slope  # Newton on L_a - L_b
+        beta, moved = beta + step, abs(step)
+        if not lo < beta < hi:
+            return t
+        if moved <= SPLIT_RTOL * beta:
+            return replace(t, beta=beta, located=True, n_clusters_before=n_effective(a),
+                           n_clusters_after=n_effective(b), i_xt_before=a.i_xt,
+                           i_xt_after=b.i_xt, i_ty_before=a.i_ty, i_ty_after=b.i_ty,
+                           lagrangian=a.lagrangian - a.i_ty * step)
+    return t
+
+
 def _jumps(fwd: dict, rev: dict, best: dict) -> list:
     """Places where the two branches, distinct solutions at both ends of an interval,
     exchange optimality: I(X;T) of the optimum is discontinuous there."""
@@ -1146,6 +1121,59 @@ def _jumps(fwd: dict, rev: dict, best: dict) -> list:
                 i_xt_before=r0.i_xt, i_xt_after=r1.i_xt, i_ty_before=r0.i_ty,
                 i_ty_after=r1.i_ty, beta_bracket=(lo, hi), located=False))
     return out
+
+
+def _chain(transitions: list, best: dict) -> list:
+    """The optimal transitions made to chain along the optimal path: each starts with the
+    cluster count the one before it left (from the count at the lowest beta), and the last
+    leaves the count at the highest. Where the optimal path's count changes with no
+    transition found for it (two events in one bracket of betas, only one of them
+    located), a transition of kind "count" is added, known to the bracket of optimal points
+    where the count changes; an optimal transition whose change is already counted (a copy
+    of one before it in the same bracket) is listed as not optimal."""
+    bs = sorted(best)
+    counts = {b: n_effective(best[b][0]) for b in bs}
+    out = [t for t in transitions if not t.optimal]
+    n, at = counts[bs[0]], None  # the count so far, and the transition that left it
+    for t in sorted((t for t in transitions if t.optimal), key=lambda t: t.beta):
+        if t.n_clusters_before != n and t.n_clusters_after == n:
+            out.append(replace(t, optimal=False))
+            continue
+        if t.n_clusters_before != n:
+            out.append(_count_change(best, counts, at, n, t.n_clusters_before, t))
+        out.append(t)
+        n, at = t.n_clusters_after, t
+    if n != counts[bs[-1]]:
+        out.append(_count_change(best, counts, at, n, counts[bs[-1]], None))
+    return out
+
+
+def _count_change(best, counts, prev, n_before, n_after, nxt) -> Transition:
+    """A change of the optimal path's count from ``n_before`` to ``n_after`` between the
+    transitions ``prev`` and ``nxt`` (None: the ends of the curve): known to lie between
+    the last optimal point (or ``prev``) with ``n_before`` clusters and the next point (or
+    ``nxt``)."""
+    start = -np.inf if prev is None else prev.beta
+    until = np.inf if nxt is None else nxt.beta
+    inside = [b for b in sorted(best) if start < b < until]
+    lows = [b for b in inside if counts[b] == n_before]
+    if lows or prev is None:
+        lo = lows[-1] if lows else inside[0]
+        i_xt, i_ty, lag = best[lo][0].i_xt, best[lo][0].i_ty, best[lo][0].lagrangian
+    else:
+        lo, i_xt, i_ty, lag = prev.beta, prev.i_xt_after, prev.i_ty_after, prev.lagrangian
+    above = [b for b in inside if b > lo]
+    if above or nxt is None:
+        hi = above[0]
+        branch, i_xt_hi, i_ty_hi = best[hi][1], best[hi][0].i_xt, best[hi][0].i_ty
+    else:
+        hi, branch, i_xt_hi, i_ty_hi = nxt.beta, nxt.branch, nxt.i_xt_before, nxt.i_ty_before
+    mid = 0.5 * (lo + hi)
+    return Transition(
+        beta=mid, kind="count", branch=branch, n_clusters_before=n_before,
+        n_clusters_after=n_after, i_xt_before=i_xt, i_xt_after=i_xt_hi, i_ty_before=i_ty,
+        i_ty_after=i_ty_hi, beta_bracket=(lo, hi), lagrangian=lag - i_ty * (mid - lo),
+        located=False)
 
 
 def _count_changes(best: dict) -> list:
@@ -1164,14 +1192,25 @@ def _count_changes(best: dict) -> list:
     return out
 
 
-def _onset(transitions, best) -> float:
-    """First beta with a non-trivial optimum: the first optimal transition out of 1 cluster."""
+def _onset(transitions, best) -> tuple:
+    """(first beta with a non-trivial optimum, the bracket of betas known to hold it where it
+    was not located, else None): the first optimal transition out of 1 cluster, else the
+    first non-trivial point after a trivial one (known to that bracket). NaN where no
+    trivial point precedes the first non-trivial one (the lower betas were not traced, or
+    the optimum is non-trivial at the lowest beta solved); inf where all are trivial."""
     for t in sorted(transitions, key=lambda t: t.beta):
         if t.optimal and t.n_clusters_before == 1 and t.kind in ("split", "birth", "jump",
                                                                   "count"):
-            return float(t.beta)
-    nontrivial = [b for b in sorted(best) if best[b][0].i_xt > TRIVIAL_BITS]
-    return float(nontrivial[0]) if nontrivial else float("inf")
+            return float(t.beta), (None if t.located else tuple(t.beta_bracket))
+    bs = sorted(best)
+    trivial = [best[b][0].i_xt <= TRIVIAL_BITS for b in bs]
+    if all(trivial):
+        return float("inf"), None
+    first = trivial.index(False)
+    if first == 0:
+        return float("nan"), None
+    lo, hi = float(bs[first - 1]), float(bs[first])
+    return 0.5 * (lo + hi), (lo, hi)
 
 
 def _s_star(problem: Problem, fwd: dict, rev: dict, onset: float) -> float:
@@ -1198,4 +1237,4 @@ def phase_transitions(p_xy, **kwargs) -> tuple:
     return ib_curve(p_xy, **kwargs).transitions
 
 
-__all__ = ["IBCurve", "Transition", "Branch", "ib_curve", "phase_transitions"]
+__all__ = ["ib_curve", "phase_transitions"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import replace
 
 import numpy as np
 from scipy.optimize import minimize
@@ -18,7 +19,7 @@ from scipy.optimize import minimize
 from . import _validation as v
 from .exceptions import ConvergenceWarning
 from .measures import LN2, _encoder_information, conditional_entropy, entropy
-from .results import IBResult
+from .results import Branch, IBCurve, IBResult, Transition
 from .solve import Problem
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,8 @@ def solve_squared_ib(p_xy, beta, *, n_clusters=None, init=None, max_iter=10_000,
     Works for any p(x, y); for deterministic rules it reaches the interior of the curve
     min(I(X;T), H(Y)) that the plain Lagrangian cannot (the optimum is I(X;T) = beta/2).
     ``n_clusters`` defaults to |Y| + 1. The result's ``lagrangian`` is the squared one and
-    ``alpha`` is NaN (not a generalised-IB solution); ``backend`` is "lbfgs".
+    ``alpha`` is NaN (not a generalised-IB solution); ``backend`` is "numpy" (numpy computes
+    the objective and its gradient, scipy's L-BFGS-B minimises it).
     """
     problem = Problem.from_joint(p_xy, normalize=normalize)
     beta = v.check_real(beta, name="beta", low=0.0)
@@ -92,54 +94,115 @@ def solve_squared_ib(p_xy, beta, *, n_clusters=None, init=None, max_iter=10_000,
         i_xt=info["i_xt"], i_ty=info["i_ty"], h_t=info["h_t"],
         lagrangian=info["i_xt"] ** 2 - beta * info["i_ty"], beta=beta, alpha=float("nan"),
         n_iter=int(res.nit), converged=converged, residual=float(np.max(np.abs(res.jac))),
-        backend="lbfgs", lagrangian_history=np.array([res.fun]))
+        backend="numpy", lagrangian_history=np.array([res.fun]))
 
 
-def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0):
+def squared_grid(h_y: float, betas=None, n_betas: int = 25) -> np.ndarray:
+    """The betas of the squared Lagrangian a deterministic rule's curve is traced at:
+    ``betas`` (sorted, duplicates dropped), or ``n_betas`` evenly spaced over (0, 2 H(Y)], so
+    that the optimal I(X;T) = beta / 2 covers the line."""
+    if betas is None:
+        return np.linspace(0.0, 2.0 * h_y, n_betas + 1)[1:]
+    return np.unique(np.asarray(betas, dtype=np.float64))
+
+
+def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0, max_iter=10_000,
+                     progress=False, interruptible=False, group=None, return_encoders=False,
+                     seeds=None, settings=None, table_digest="") -> IBCurve:
     """The IB curve of a deterministic rule from squared-IB solutions.
 
-    Default betas span (0, 2 H(Y)] so that the optimal I(X;T) = beta / 2 covers the line.
-    Returns an :class:`ibsolver.curve.IBCurve` with ``deterministic=True``; its envelope
-    is exactly min(I(X;T), H(Y)) and its per-beta points are the squared-IB optima.
-    """
-    from .curve import Branch, IBCurve
+    ``p_xy`` is the table reduced to its minimal sufficient statistic (one row per value
+    of Y; :func:`ibsolver.ib_curve` passes it so, with ``group`` mapping the user's rows to
+    it). The points are the squared-IB optima at the betas of :func:`squared_grid` (note:
+    betas of the squared Lagrangian I(X;T)^2 - beta I(T;Y), not of the IB's); their
+    envelope is exactly min(I(X;T), H(Y)). ``max_iter`` bounds each L-BFGS run,
+    ``progress`` shows a bar, ``interruptible`` returns the points solved so far on
+    Ctrl-C (``complete=False``), ``return_encoders`` also returns each point's encoder in
+    ``curve.encoders``, and ``seeds`` (beta -> IBResult) are points already solved (a
+    resumed curve's). Every encoder returned, there and in ``curve.branches``, has the
+    user's rows of x (``group[x]`` is x's row of ``p_xy``; default: they are the same).
+    The results record ``backend="numpy"``:
+    numpy computes the objective and its gradient and scipy's L-BFGS-B minimises it, for
+    any backend asked.
 
-    problem, _ = Problem.from_joint(p_xy).compressed()  # exact: Y = f(X) leaves |Y| rows
+    The Lagrangian itself is exact here: below beta = 1 the optimum is trivial, above it T
+    = f(X) (I(X;T) = I(T;Y) = H(Y)), and at beta = 1 every point of the line is optimal.
+    So ``first_instability`` (1/s2^2, s2 = 1 for Y = f(X)) is computed as for any table,
+    ``onset_beta_s_star`` = 1/s* = 1, and ``onset_beta`` = 1 with one transition there, a
+    jump from one cluster to |Y| (kind "jump", located exactly).
+    """
+    from .bifurcation import first_instability, hypercontractivity
+
+    problem = Problem.from_joint(p_xy)
     h_y = problem.h_y
-    if betas is None:
-        betas = np.linspace(0.0, 2.0 * h_y, n_betas + 1)[1:]
-    betas = np.unique(np.asarray(betas, dtype=np.float64))
+    betas = squared_grid(h_y, betas, n_betas)
     rng = v.check_random_state(random_state)
-    results = []
+    rows = np.arange(problem.p_x.size) if group is None else np.asarray(group)
+    first = np.unique(rows, return_index=True)[1]  # one user's row of each reduced row
+    done = {b: replace(r, encoder=r.encoder[first]) for b, r in (seeds or {}).items()}
+    bar = _progress_bar(progress, betas.size)
+    complete = True
     prev = None
-    with warnings.catch_warnings():
-        # L-BFGS stops "abnormally" when the line search hits round-off at the optimum;
-        # the points are checked against the exact curve below instead
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for b in betas:
-            cands = [solve_squared_ib(problem.p_xy, b, random_state=rng)]
-            if prev is not None:
-                cands.append(solve_squared_ib(problem.p_xy, b, init=prev.encoder))
-            prev = min(cands, key=lambda r: r.lagrangian)
-            results.append(prev)
+    try:
+        with warnings.catch_warnings():
+            # L-BFGS stops "abnormally" when the line search hits round-off at the optimum;
+            # the points are checked against the exact curve below instead
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for b in betas:
+                if b not in done:
+                    cands = [solve_squared_ib(problem.p_xy, b, random_state=rng,
+                                              max_iter=max_iter)]
+                    if prev is not None:
+                        cands.append(solve_squared_ib(problem.p_xy, b, init=prev.encoder,
+                                                      max_iter=max_iter))
+                    done[b] = min(cands, key=lambda r: r.lagrangian)
+                prev = done[b]
+                bar.update()
+    except KeyboardInterrupt:
+        if not interruptible or not done:
+            raise
+        complete = False
+        warnings.warn("ib_curve interrupted: returning the part traced so far", RuntimeWarning)
+    finally:
+        bar.close()
+    solved = np.array(sorted(done))
+    results = [replace(done[b], encoder=done[b].encoder[rows]) for b in solved]
     i_xt = np.array([r.i_xt for r in results])
     i_ty = np.array([r.i_ty for r in results])
     off = float(np.max(np.abs(i_ty - np.minimum(i_xt, h_y))))
     if off > 1e-6:
         warnings.warn(f"squared IB points are up to {off:.2e} bit off the exact curve "
                       "min(I(X;T), H(Y))", ConvergenceWarning, stacklevel=2)
+    stopped = sum(r.n_iter >= max_iter for r in results)
+    if stopped:
+        warnings.warn(f"squared IB: {stopped} of {len(results)} points stopped at "
+                      f"max_iter={max_iter}; raise max_iter", ConvergenceWarning, stacklevel=2)
     logger.info("deterministic rule: squared IB over %d betas, max |I_y - min(I_x, H(Y))| = %.2e",
-                betas.size, off)
-    h_sufficient = float(entropy(problem.p_y))  # T = f(X) is the minimal sufficient statistic
+                solved.size, off)
+    h_sufficient = float(entropy(problem.p_x))  # T = f(X) is the minimal sufficient statistic
+    s_star = hypercontractivity(problem.p_xy)[0]
+    onset = Transition(beta=1.0, kind="jump", branch="squared", n_clusters_before=1,
+                       n_clusters_after=problem.p_x.size, i_xt_before=0.0,
+                       i_xt_after=h_sufficient, i_ty_before=0.0, i_ty_after=h_y,
+                       beta_bracket=(1.0, 1.0), lagrangian=0.0)
     return IBCurve(
-        beta=betas, i_xt=i_xt, i_ty=i_ty, h_t=np.array([r.h_t for r in results]),
+        beta=solved, i_xt=i_xt, i_ty=i_ty, h_t=np.array([r.h_t for r in results]),
         lagrangian=np.array([r.lagrangian for r in results]),
-        n_clusters=np.array([r.n_clusters for r in results]),
-        n_iter=np.array([r.n_iter for r in results]),
-        converged=np.array([r.converged for r in results]),
-        branch=np.full(betas.size, "squared"),
+        n_clusters=np.array([r.n_clusters for r in results], dtype=np.int64),
+        n_iter=np.array([r.n_iter for r in results], dtype=np.int64),
+        converged=np.array([r.converged for r in results], dtype=bool),
+        branch=np.full(solved.size, "squared"),
         envelope_i_xt=np.array([0.0, h_sufficient]), envelope_i_ty=np.array([0.0, h_y]),
-        transitions=(), all_transitions=(), branches={"squared": Branch("squared", tuple(results))},
-        i_xy=h_y, h_y=h_y, first_instability=1.0, onset_beta=1.0, onset_beta_s_star=1.0,
-        deterministic=True)
+        transitions=(onset,), all_transitions=(onset,),
+        branches={"squared": Branch("squared", tuple(results))},
+        i_xy=h_y, h_y=h_y, first_instability=first_instability(problem.p_xy),
+        onset_beta=1.0, onset_beta_s_star=1.0 / s_star, deterministic=True,
+        encoders=tuple(r.encoder for r in results) if return_encoders else None,
+        complete=complete, settings=dict(settings or {}, grid=betas),
+        table_digest=table_digest)
 
+
+def _progress_bar(enabled: bool, total: int):
+    """A tqdm bar over the squared-IB solves, or one that shows nothing."""
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc="IB curve (squared IB)", unit="solve", disable=not enabled)

@@ -34,11 +34,43 @@ def _mark_transitions(ax, curve, *, vertical: bool):
                         xytext=(4, -10), textcoords="offset points")
 
 
+def _untraced_spans(curve) -> list:
+    """The I(X;T) intervals (bits) over which an interrupted curve's envelope spans betas it
+    did not trace: from the point at the lower traced beta (the origin if none) to the
+    point at the upper one (the envelope's end if none)."""
+    at = dict(zip(curve.beta.tolist(), curve.i_xt.tolist()))
+    return [(at.get(lo, 0.0), at.get(hi, float(curve.envelope_i_xt[-1])))
+            for lo, hi in curve.untraced]
+
+
+def _envelope_pieces(curve, spans) -> tuple:
+    """(traced, untraced): the envelope as x, y arrays with NaN between pieces, split at the
+    ``spans`` of I(X;T) it was not traced over."""
+    xs = np.unique(np.concatenate([curve.envelope_i_xt, np.ravel(spans)]))
+    ys = curve.bound(xs)
+    pieces = ([], [])
+    for x0, x1, y0, y1 in zip(xs[:-1], xs[1:], ys[:-1], ys[1:]):
+        mid = 0.5 * (x0 + x1)
+        untraced = any(lo <= mid <= hi for lo, hi in spans)
+        pieces[untraced].append(([x0, x1, np.nan], [y0, y1, np.nan]))
+    return tuple((np.concatenate([p[0] for p in side]), np.concatenate([p[1] for p in side]))
+                 if side else (np.empty(0), np.empty(0)) for side in pieces)
+
+
 def plot_curve(curve, ax=None, *, transitions=True, points=True, branches=False,
                label="IB bound", color="C0"):
-    """The IB curve (upper concave envelope, bits) with its computed points and transitions."""
+    """The IB curve (upper concave envelope, bits) with its computed points and transitions.
+    Where an interrupted curve did not trace its betas, the envelope (there only a chord
+    between the points around the gap) is drawn dashed in grey, labelled "not traced"."""
     ax = _axes(ax)
-    ax.plot(curve.envelope_i_xt, curve.envelope_i_ty, "-", color=color, lw=1.8, label=label)
+    spans = _untraced_spans(curve)
+    if spans:
+        (x, y), (gap_x, gap_y) = _envelope_pieces(curve, spans)
+        ax.plot(x, y, "-", color=color, lw=1.8, label=label)
+        ax.plot(gap_x, gap_y, "--", color="0.55", lw=1.4, label="not traced (interrupted)")
+    else:
+        ax.plot(curve.envelope_i_xt, curve.envelope_i_ty, "-", color=color, lw=1.8,
+                label=label)
     if points:
         ax.plot(curve.i_xt, curve.i_ty, ".", color=color, ms=3, alpha=0.6)
     if branches:
@@ -109,6 +141,9 @@ def plot_summary(curve, path=None, *, title=None):
             a.text(0.5, 0.5, "deterministic rule:\ncurve from the squared IB", ha="center",
                    va="center", transform=a.transAxes)
             a.set_axis_off()
+    if not curve.complete:
+        what = "dashed: betas not traced" if curve.untraced else "refinement cut short"
+        title = (f"{title}: " if title else "") + f"PARTIAL curve (interrupted; {what})"
     if title:
         fig.suptitle(title)
     if path is not None:

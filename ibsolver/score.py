@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from . import _validation as v
 from .measures import _encoder_information
@@ -14,11 +13,17 @@ from .measures import _encoder_information
 class EncoderScore:
     """Where an encoder sits relative to the IB curve. Information in bits.
 
-    gap : bound(I(X;T)) - I(T;Y), the vertical distance below the curve (negative means the
-        encoder is above the computed curve, which proves the curve sub-optimal there).
-    epsilon : deviation from optimality min_beta [F_beta(q) - F*_beta] / beta with
-        F_beta = I(X;T) - beta I(T;Y) (Zaslavsky et al. 2018); 0 on the curve.
-    beta_fit : the beta attaining that minimum.
+    gap : bound(I(X;T)) - I(T;Y), the vertical distance below the curve: the relevant
+        information the encoder leaves out at its complexity (negative means the encoder
+        is above the computed curve, which proves the curve sub-optimal there).
+    epsilon : the deviation in the Lagrangian at the fitted beta, min over beta of
+        F_beta(q) - F*_beta with F_beta = I(X;T) - beta I(T;Y) (bits; Zaslavsky et al.
+        2018 divide it by beta, which on a concave curve gives back ``gap``). On the curve
+        it is the horizontal distance to it: the I(X;T) the encoder spends beyond the
+        least any encoder needs for its I(T;Y). 0 on the curve, negative left of it.
+    beta_fit : the beta attaining that minimum: the curve's slope is 1/beta_fit where it
+        reaches the encoder's I(T;Y) (the geometric middle of the betas that do, where
+        several do: at a computed point, those of the pieces on either side).
     tolerance : the curve's stated accuracy (:attr:`ibsolver.IBCurve.accuracy`): how far
         the true curve may lie above the computed one between its points.
     """
@@ -39,27 +44,30 @@ class EncoderScore:
         return self.gap < -max(self.tolerance, 1e-9)
 
 
-def _epsilon(i_xt, i_ty, env_x, env_y):
-    """min over beta of max_v [(i_xt - x_v) / beta + y_v - i_ty]: the envelope's Legendre
-    transform gives F*_beta = min_v (x_v - beta y_v) exactly."""
-    def eps(log_beta):
-        b = np.exp(log_beta)
-        return float(np.max((i_xt - env_x) / b + env_y) - i_ty)
+def _epsilon(i_xt, i_ty, env_x, env_y) -> tuple:
+    """(min over beta of D(beta), its beta) for D(beta) = F_beta(q) - F*_beta, where
+    F*_beta = min_v (x_v - beta y_v) over the envelope's vertices (exact for the
+    piecewise-linear envelope). D is convex and piecewise linear in beta, so its minimum
+    is at beta = 0 or at the inverse slope of one of the envelope's pieces."""
+    env_x, env_y = np.asarray(env_x), np.asarray(env_y)
+    slopes = np.diff(env_y) / np.diff(env_x)
+    betas = np.concatenate([[0.0], 1.0 / slopes[slopes > 0]])
 
-    grid = np.linspace(np.log(1e-3), np.log(1e7), 400)
-    vals = np.array([eps(g) for g in grid])
-    i = int(np.argmin(vals))
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
-    res = minimize_scalar(eps, bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
-    if res.fun <= vals[i]:
-        return float(res.fun), float(np.exp(res.x))
-    return float(vals[i]), float(np.exp(grid[i]))
+    def deviation(beta):
+        return float(np.max((i_xt - env_x) - beta * (i_ty - env_y)))
+
+    values = np.array([deviation(b) for b in betas])
+    low = values.min()
+    ties = betas[values <= low + 1e-12 * max(1.0, abs(low))]
+    fit = float(np.sqrt(ties.min() * ties.max())) if ties.min() > 0 else float(ties.max())
+    return float(low), fit
 
 
 def score_encoder(p_xy, encoder, curve=None) -> EncoderScore:
     """I(X;T), I(T;Y), the gap to the IB curve and the deviation from optimality of an encoder.
 
-    ``encoder`` is any (n_x, n_t) row-stochastic p(t|x) (a binned network layer is one).
+    ``encoder`` is any (n_x, n_t) row-stochastic p(t|x) (a binned network layer is one), its
+    rows in the order of ``p_xy``'s rows, as every encoder ibsolver returns is.
     ``curve`` is an :class:`ibsolver.IBCurve` of the same p_xy; computed if None.
     """
     from .curve import ib_curve
