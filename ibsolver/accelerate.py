@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backends import Iterated
+
 #: the largest extrapolation length tried (|alpha| grows geometrically on success)
 MAX_STEP = 64.0
 
@@ -31,7 +33,8 @@ def _state_from_joint_log(theta):
 
 def squarem_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
                        max_iter, tol, n_threads=None):
-    """Same contract as ``kernel.run_iterations``; ``max_iter`` counts map evaluations."""
+    """Same contract as ``kernel.run_iterations`` (an :class:`~ibsolver.backends.Iterated`);
+    ``max_iter`` counts map evaluations."""
     history = []
     n_eval = 0
     residual = np.inf
@@ -41,7 +44,7 @@ def squarem_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta,
         nonlocal n_eval
         out = kernel.run_iterations(p_x, p_y_given_x, lp, lpy, beta, alpha, 1, 0.0, n_threads)
         n_eval += 1
-        return out[0], out[1], out[3], out[4][0]
+        return out.log_p_t, out.log_p_y_given_t, out.residual, out.history[0]
 
     while n_eval < max_iter:
         lp1, lpy1, res1, l1 = step(log_p_t, log_p_y_given_t)
@@ -81,4 +84,4 @@ def squarem_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta,
         if not accepted:
             log_p_t, log_p_y_given_t = lp2, lpy2
             step_max = max(step_max / 2.0, 1.0)
-    return log_p_t, log_p_y_given_t, n_eval, residual, np.asarray(history)
+    return Iterated(log_p_t, log_p_y_given_t, n_eval, residual, np.asarray(history))

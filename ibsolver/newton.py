@@ -114,7 +114,8 @@ def jacobian(p_x, p_y_given_x, theta, beta, alpha):
 
 def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
                       max_iter, tol, n_threads=None, guarded=False):
-    """Same contract as ``kernel.run_iterations``, plus a sixth value: whether the iteration
+    """The five values of ``kernel.run_iterations`` (:class:`~ibsolver.backends.Iterated`)
+    plus a sixth: whether the iteration
     reached a saddle and was pushed off it (continue ``guarded`` then). ``max_iter``
     counts map evaluations.
 
@@ -143,8 +144,8 @@ def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, 
         nonlocal n_eval
         out = kernel.run_iterations(p_x, p_y_given_x, lp, lpy, beta, alpha, 1, 0.0, n_threads)
         n_eval += 1
-        history.append(out[4][0])
-        return out[0], out[1], out[3], out[4][0]
+        history.append(out.history[0])
+        return out.log_p_t, out.log_p_y_given_t, out.residual, out.history[0]
 
     def from_joint(theta):
         a = np.logaddexp.reduce(theta, axis=1)

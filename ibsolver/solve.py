@@ -12,7 +12,7 @@ from . import _validation as v
 from ._blas import single_threaded_blas
 from . import newton
 from .accelerate import squarem_iterations
-from .backends import get_backend
+from .backends import Iterated, get_backend
 from .bifurcation import invasion_rate, invasion_starts, split_cluster, unstable_clusters
 from .exceptions import ConvergenceWarning
 from .measures import LN2, _encoder_information, entropy
@@ -465,17 +465,18 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         squarem_ok = n_x * n_y * state.n_clusters >= ACCELERATE_MIN_WORK
         if use_newton:
             *out, saddle = newton.newton_iterations(kernel, *args, guarded=guarded)
+            out = Iterated(*out)
             guarded = guarded or saddle
         elif accelerate and squarem_ok and (n_iter > 0 or not newton_cheap):
             out = squarem_iterations(kernel, *args)
         else:
             out = kernel.run_iterations(*args)
-        newton_refused = use_newton and out[3] > tol
+        newton_refused = use_newton and out.residual > tol
         if use_newton:
             refusals = refusals + 1 if newton_refused else 0
-        log_p_t, log_p_y_given_t, done, residual, history = out
-        state.log_p_t, state.log_p_y_given_t = log_p_t, log_p_y_given_t
-        n_iter += done
+        residual, history = out.residual, out.history
+        state.log_p_t, state.log_p_y_given_t = out.log_p_t, out.log_p_y_given_t
+        n_iter += out.n_iter
         histories.append(history)
         changed = state.prune(merge_tol)
         if residual <= tol and not changed:
@@ -492,7 +493,7 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
             # where BA crawls and Newton failed or cannot run, try the fixed point it
             # crawls towards
             shortcut_tried.add(state.n_clusters)
-            reduced = _shortcut(problem, state, before, done, beta, lagrangian_nats=history[-1],
+            reduced = _shortcut(problem, state, before, out.n_iter, beta, lagrangian_nats=history[-1],
                                 kernel=kernel, tol=tol, lagrangian_tol=lagrangian_tol,
                                 max_iter=min(max_iter - n_iter, SHORTCUT_MAX_ITER),
                                 n_threads=n_threads, merge_tol=merge_tol,

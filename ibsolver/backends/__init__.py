@@ -1,11 +1,15 @@
 """Backend registry: the same fused BA kernel in C++, numba and numpy.
 
-Every backend module exposes ``NAME``, ``run_iterations`` and ``encoder`` with the
-signatures and semantics documented in :mod:`ibsolver.backends.numpy_backend`.
+Every backend module exposes ``NAME``, ``run_iterations`` (returning :class:`Iterated`) and
+``encoder`` with the signatures and semantics documented in
+:mod:`ibsolver.backends.numpy_backend`.
 """
 from __future__ import annotations
 
 import importlib
+from typing import NamedTuple
+
+import numpy as np
 
 from ..exceptions import BackendUnavailableError
 
@@ -24,6 +28,17 @@ _HINTS = {
     "numba": "numba is not installed; `pip install 'ibsolver[numba]'` (or `pip install numba`)",
     "numpy": "numpy is missing",
 }
+
+class Iterated(NamedTuple):
+    """What a run of BA map evaluations returns: every backend's ``run_iterations``, and
+    SQUAREM and Newton on top of them (Newton adds whether it met a saddle)."""
+
+    log_p_t: np.ndarray          #: the state reached: log p(t), shape (k,)
+    log_p_y_given_t: np.ndarray  #: and log p(y|t), shape (k, m); -inf where p(y|t) = 0
+    n_iter: int                  #: map evaluations done
+    residual: float              #: max |change in p(t, y)| of the last evaluation
+    history: np.ndarray          #: the kernel's objective (nats) after each kept evaluation
+
 
 _loaded: dict = {}
 _errors: dict = {}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _core  # ImportError when the extension is missing
+from . import Iterated
 from ._threads import ThreadPolicy
 
 NAME = "cpp"
@@ -43,7 +44,7 @@ def _sizes(p_y_given_x, log_p_t):
 
 def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
                    max_iter, tol, n_threads=None):
-    """Iterate from the given state. Returns (log_p_t, log_p_y_given_t, n_iter, residual, history).
+    """Iterate from the given state; an :class:`ibsolver.backends.Iterated`.
 
     See :func:`ibsolver.backends.numpy_backend.run_iterations`; ``history`` is in nats.
     ``n_threads`` None: one thread or all cores (respecting OMP_NUM_THREADS), whichever
@@ -57,8 +58,8 @@ def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
 
     sizes = _sizes(p_y_given_x, log_p_t)
     if n_threads is not None or sizes is None:
-        return call(None if n_threads is None else int(n_threads))[0]
-    return POLICY.timed(*sizes, call)
+        return Iterated(*call(None if n_threads is None else int(n_threads))[0])
+    return Iterated(*POLICY.timed(*sizes, call))
 
 
 def encoder(p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, n_threads=None):

@@ -30,6 +30,7 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import intrinsic
 
+from . import Iterated
 from ._threads import ThreadPolicy
 
 NAME = "numba"
@@ -641,7 +642,7 @@ def _state(p_y_given_x, log_p_t, log_p_y_given_t):
 
 def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
                    max_iter, tol, n_threads=None):
-    """Iterate from the given state. Returns (log_p_t, log_p_y_given_t, n_iter, residual, history).
+    """Iterate from the given state; an :class:`ibsolver.backends.Iterated`.
 
     See :func:`ibsolver.backends.numpy_backend.run_iterations`; ``history`` is in nats.
     ``n_threads`` None: one thread or numba's default thread count (``NUMBA_NUM_THREADS``),
@@ -670,7 +671,7 @@ def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
     out_t, out_ty, n_iter, residual, history, status = out
     if status != _OK:
         raise FloatingPointError(_NO_CLUSTER)
-    return out_t, out_ty, int(n_iter), float(residual), history
+    return Iterated(out_t, out_ty, int(n_iter), float(residual), history)
 
 
 def encoder(p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, n_threads=None):

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import Iterated
+
 NAME = "numpy"
 
 
@@ -67,7 +69,7 @@ def _log(a):
 
 def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
                    max_iter, tol, n_threads=None):
-    """Iterate from the given state. Returns (log_p_t, log_p_y_given_t, n_iter, residual, history)."""
+    """Iterate from the given state; an :class:`ibsolver.backends.Iterated`."""
     p_xy = p_x[:, None] * p_y_given_x
     history = np.empty(max_iter)
     residual = np.inf
@@ -89,7 +91,7 @@ def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
         n_iter = it + 1
         if residual <= tol:
             break
-    return log_p_t, log_p_y_given_t, n_iter, residual, history[:n_iter]
+    return Iterated(log_p_t, log_p_y_given_t, n_iter, residual, history[:n_iter])
 
 
 def encoder(p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, n_threads=None):
