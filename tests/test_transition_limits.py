@@ -6,6 +6,7 @@ import pytest
 from conftest import birth_problem, dsbs
 
 import ibsolver
+import ibsolver.curve as curve_module
 from ibsolver.curve import JUMP_BITS
 
 
@@ -52,10 +53,12 @@ def test_births_show_no_jump_and_counts_chain(birth_curve):
 
 # (its refinement stops at max_points with the curve known to 1e-3 bit: not what is tested)
 @pytest.mark.filterwarnings("ignore:ib_curve. the curve is known to")
-def test_two_events_in_one_bracket_still_chain():
+def test_two_events_in_one_bracket_still_chain(monkeypatch):
     """A table (11 x 4 drawn, zeros in a third) whose reverse branch gains two clusters
     between neighbouring betas near 5.55 (one birth located): the other change is listed,
-    kind "count", known to its bracket."""
+    kind "count", known to its bracket. (The curve's random restarts are off: they move
+    the optimal path here off that reverse-branch stretch, and the case is the branch's.)"""
+    monkeypatch.setattr(curve_module, "RESTART_MAX_ROWS", 0)
     rng = np.random.default_rng(115)
     n, m = rng.integers(3, 16), rng.integers(2, 5)
     assert (n, m) == (11, 4)
