@@ -12,7 +12,6 @@ torch = pytest.importorskip("torch")
 import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dnn import infoplane  # noqa: E402
 from dnn.infoplane import (BoundViolationError, _bound_for, check_below_bound, gaps,  # noqa: E402
                            plot_accuracy, plot_bound, plot_gap, plot_grad_snr, plot_infoplane,
                            plot_loss, plot_sensitivity, save_figures, summary,
