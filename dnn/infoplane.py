@@ -48,6 +48,8 @@ def _entropy_bits(p) -> float:
 class Bound:
     """The IB bound F for one p(x, y), in bits.
 
+    Attributes
+    ----------
     kind : "ib_curve" (computed by ``ibsolver.ib_curve``) or "deterministic" (exact
         min(r, H(Y)) for a one-hot p(y|x)).
     h_x, h_y, i_xy : H(X), H(Y), I(X;Y) of the joint.

@@ -11,7 +11,7 @@ the curve leaves zero at beta_c = 1 / rho^2.
 Any encoder of the binned X is an encoder of X, and binning Y only loses information, so
 the discrete curve must lie on or below the analytic one; it approaches it as the bins
 get finer, and its onset 1 / s2^2 approaches 1 / rho^2 (the maximal correlation of a
-binned normal pair tends to |rho|).
+binned normal pair tends to abs(rho)).
 """
 
 import matplotlib.pyplot as plt
@@ -25,19 +25,20 @@ gauss = ibsolver.gaussian_ib(1.0, rho, 1.0)
 print(gauss)
 
 # %%
-# Discretise on 8 and on 16 bins per axis (within 4 standard deviations; the tails go
+# Discretise on 8 and on 12 bins per axis (within 4 standard deviations; the tails go
 # into the outer bins) and trace both curves, to 1e-4 bit (``curve_tol``: plenty for a
 # figure, and it keeps this example short).
 
 curves = {}
-for n_bins in (8, 16):
+for n_bins in (8, 12):
     p_xy = ibsolver.discretize_gaussian(rho, n_bins, n_bins)
     curves[n_bins] = ibsolver.ib_curve(p_xy, curve_tol=1e-4)
     c = curves[n_bins]
     excess = np.max(c.i_ty - gauss.bound(c.i_xt))  # <= 0 (round-off): on or below
     print(f"{n_bins:2d} x {n_bins:<2d} bins: I(X;Y) = {c.i_xy:.4f} bit "
           f"(Gaussian {gauss.mutual_information:.4f}), onset 1/s2^2 = {c.first_instability:.4f} "
-          f"(1/rho^2 = {1 / rho**2:.4f}),\n        largest excess over the analytic curve {excess:.1e} bit")
+          f"(1/rho^2 = {1 / rho**2:.4f}),\n"
+          f"        largest excess over the analytic curve {excess:.1e} bit")
 
 # %%
 # The analytic curve bounds both discrete ones; the finer binning comes closer to it.

@@ -1,6 +1,6 @@
 """The whole IB curve by forward and reverse deterministic annealing.
 
-Two branches are traced over one grid of beta (theory.md section 2):
+Two branches are traced over one grid of beta (docs/theory.rst section 2):
 
 * reverse: from the finest encoder (one cluster per distinct p(y|x)) at large beta down to
   beta = 1, warm starting each beta from the last; clusters merge as they coincide and die
@@ -12,7 +12,7 @@ At every beta the lower Lagrangian wins; the reported curve is the upper concave
 of the winners (plus the exact end point of the minimal sufficient statistic), so it is
 concave and non-decreasing by construction. Both branches stay available.
 
-The generalised IB (alpha != 1, theory.md section 3; alpha = 0 the deterministic IB) is
+The generalised IB (alpha != 1, docs/theory.rst section 3; alpha = 0 the deterministic IB) is
 traced the same way, both branches and cross-seeding, except where the alpha = 1 theory is
 used: the forward branch leaves a solution by the finite moves of
 :func:`ibsolver.solve._reach_optimum` instead of the eigen-analysis, and transitions are
@@ -681,7 +681,7 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
     ----------
     p_xy : (n_x, n_y) array_like, the joint distribution.
     alpha : float >= 0, default 1
-        Generalised IB parameter (theory.md section 3): the curve of the optima of
+        Generalised IB parameter (docs/theory.rst section 3): the curve of the optima of
         H(T) - alpha H(T|X) - beta I(T;Y); 1 is the IB, 0 the deterministic IB (hard
         encoders). See "The generalised IB" below.
     betas : array_like, optional

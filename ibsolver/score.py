@@ -14,6 +14,8 @@ from .measures import _encoder_information
 class EncoderScore:
     """Where an encoder sits relative to the IB curve. Information in bits.
 
+    Attributes
+    ----------
     gap : bound(I(X;T)) - I(T;Y), the vertical distance below the curve (negative means the
         encoder is above the computed curve, which proves the curve sub-optimal there).
     epsilon : deviation from optimality min_beta [F_beta(q) - F*_beta] / beta with

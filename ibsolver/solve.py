@@ -282,7 +282,7 @@ def _reach_optimum(problem: Problem, result: IBResult, beta: float, *, max_iter,
 
     alpha = 1: split clusters unstable to splitting (beta lambda_2 > 1: a saddle) and add
     clusters that would grow (invasion rate > 1), solving on after each, until neither
-    applies (theory.md section 2).
+    applies (docs/theory.rst section 2).
 
     alpha < 1: both analyses are specific to alpha = 1. A cluster of mass eps is mapped to
     mass of order eps^(1/alpha), so a vanishing cluster never grows, and two copies of a
