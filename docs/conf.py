@@ -10,6 +10,7 @@ a quick look at the text alone, add ``-D plot_gallery=0`` (the examples are then
 from __future__ import annotations
 
 import re
+import warnings
 from importlib.metadata import version as _version
 from pathlib import Path
 
@@ -49,6 +50,8 @@ autodoc_typehints = "none"  # the numpydoc sections say the types
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_validation_checks: set[str] = set()
+# numpydoc drops a section it does not know, with a Python warning that -W does not see
+warnings.filterwarnings("error", message="Unknown section", category=UserWarning)
 
 # the gallery: every script in examples/ runs; a failing one fails the build
 sphinx_gallery_conf = {

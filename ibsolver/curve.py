@@ -718,13 +718,14 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
     interruptible : on Ctrl-C, stop and return the curve traced so far
         (``complete=False``) instead of raising.
 
+    Notes
+    -----
     For a deterministic rule (H(Y|X) = 0) the Lagrangian only reaches the corners of the
     curve min(I(X;T), H(Y)); the interior points come from the squared IB instead
     (:func:`ibsolver.deterministic.squared_ib_curve`). (alpha = 1 only: for alpha != 1 the
     generalised Lagrangian is traced as it is.)
 
-    The generalised IB (alpha != 1)
-    -------------------------------
+    *The generalised IB (alpha != 1).*
     Both branches are traced and cross-seeded as for alpha = 1, and the lower Lagrangian
     H(T) - alpha H(T|X) - beta I(T;Y) wins at each beta. The reverse branch is the same
     (annealing down from the finest encoder; clusters merge as they coincide and die as

@@ -244,6 +244,8 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
         and stop at a fixed point of the same map; they pay off near phase transitions,
         where plain BA needs thousands of iterations.
 
+    Notes
+    -----
     The result's ``n_iter`` and ``lagrangian_history`` are those of the path that led to
     the returned point (for ``alpha<1`` from the start or move it was reached from; starts
     and moves that ended higher are not counted).
