@@ -342,7 +342,7 @@ def _weights(args) -> int:
           f" ({time.time() - t0:.1f} s) -> {args.out}")
     print(f"  KL(q||p) = {res.kl_bits:.1f} bits; Fisher approximation {res.kl_fisher_bits:.1f} "
           f"(noise part {res.kl_fisher_noise_bits:.1f} + mean part "
-          f"{res.kl_fisher_bits - res.kl_fisher_noise_bits:.1f}; theory.md formula, noise part "
+          f"{res.kl_fisher_bits - res.kl_fisher_noise_bits:.1f}; paper's formula, noise part "
           f"only: {res.kl_fisher_doc_bits:.1f}); E_q CE = {res.expected_ce_bits:.3f} bits/example;"
           f" prior scale {res.prior_scale:.3g}")
     print(f"  PAC-Bayes bound on the test error of q: {pb.bound:.3f} (delta={pb.delta:g}, "

@@ -16,11 +16,13 @@ Binning
 
 KDE (Kolchinsky & Tracey 2017; Saxe et al. 2018)
     T + N(0, s^2 I) is a mixture of Gaussians centred on the activations; pairwise-distance
-    bounds on its entropy give
+    bounds on its entropy give::
+
         upper:  I(X;T) <= - sum_i p_i log sum_j p_j exp(-|h_i - h_j|^2 / (2 s^2))
         lower:  I(X;T) >= - sum_i p_i log sum_j p_j exp(-|h_i - h_j|^2 / (8 s^2))
+
     and I(T;Y) = the same quantity minus its label-conditional average (weights p(x|y)).
-    For uniform p(x) this is theory.md section 4. Both carry the knob ``noise_var`` = s^2.
+    For uniform p(x) this is docs/theory.rst section 4. Both carry the knob ``noise_var`` = s^2.
 
 Every result carries the estimator's name and knobs, the probe size N, the ceilings
 log2 N and H(Y), and flags for saturation (I(X;T) >= 0.99 log2 N) and for violations of the

@@ -52,6 +52,7 @@ def build_probe(*, hidden=(64, 32), n_inputs: int = 64, pretrain: str | None = "
     pretrain : "digits" trains it (with a temporary 10-way head, plain SGD) on the digit
         labels of scikit-learn's digits, so its features mean something, as the
         ImageNet-trained probe of the paper; None keeps the random initialisation.
+
     Returns an ``nn.Sequential`` named ``fc1, act1, ..., fcK, actK``.
     """
     from ._info_utils import make_generator, seed_from
@@ -269,6 +270,7 @@ def task2vec_experiment(tasks: dict | None = None, *, probe=None, metric="normal
 
     device : where every task is embedded, as in :func:`task2vec_embed` (default: the probe's
         device; a probe built here is trained on the CPU).
+
     Returns (names, embeddings, distance matrix).
     """
     from ._info_utils import make_generator, seed_from

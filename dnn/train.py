@@ -35,6 +35,8 @@ TARGETS = ("labels", "soft")
 class TrainConfig:
     """Everything that determines a run (the records are a function of it and the task).
 
+    Attributes
+    ----------
     widths : layer sizes including input and output (default 12-10-7-5-4-3-2).
     activation : "tanh", "relu", ... (see :data:`dnn.models.ACTIVATIONS`).
     optimizer : "adam" or "sgd"; lr; momentum (sgd); weight_decay.

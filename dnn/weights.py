@@ -13,7 +13,7 @@ of loss and costs at least about N*H nats of KL). Training divides the objective
 mean CE + (beta / N) KL. s is learned by the reparametrisation trick, w = mu + s * eps,
 evaluated with ``torch.func.functional_call``.
 
-Fisher approximation (theory.md section 6), derived here. Near a minimum w* of L_D, write
+Fisher approximation (docs/theory.rst section 6), derived here. Near a minimum w* of L_D, write
 L_D(w* + d) ~ L_D(w*) + 1/2 d^T H d with H ~ N F (F: the per-sample model Fisher, the
 Gauss-Newton matrix of the cross-entropy; ``dnn.fisher``). With mu = w* and diagonal H,
 
@@ -24,14 +24,14 @@ is minimised at s_i^2 = beta / (N F_ii + beta / l^2), where, with a_i = N l^2 F_
 
     KL = sum_i [ 1/2 log(1 + a_i) - a_i / (2 (1 + a_i)) + (w*_i - w0_i)^2 / (2 l^2) ]   nats.
 
-theory.md's s^2 ~ beta / (2 F_ii) and KL ~ 1/2 sum log(1 + 2 l^2 F_ii / beta) follow the
+docs/theory.rst's s^2 ~ beta / (2 F_ii) and KL ~ 1/2 sum log(1 + 2 l^2 F_ii / beta) follow the
 paper's proposition, which (consistently with s^2 = beta/(2F)) expands the loss as
 L* + tr(H Sigma) instead of L* + 1/2 tr(H Sigma): the factor 2 is off for a second-order
 Taylor expansion. It also drops the -a/(2(1+a)) term (about -1/2 nat per well-determined
 weight) and the mean term, and leaves the normalisation of F (per sample vs summed loss)
 implicit. Both are natural-log quantities (nats); this module reports bits (/ ln 2). Both
 versions are returned (``kl_fisher_bits``: the derivation above; ``kl_fisher_doc_bits``: the
-theory.md formula with F -> N F) next to the KL actually reached by the optimisation.
+docs/theory.rst formula with F -> N F) next to the KL actually reached by the optimisation.
 
 PAC-Bayes (McAllester / Maurer; Dziugaite & Roy 2017): with probability >= 1 - delta over
 the sample of N examples, for every q,
@@ -110,6 +110,8 @@ def invert_binary_kl(p: float, c: float, *, tol: float = 1e-12, max_iter: int = 
 class PacBayesBound:
     """PAC-Bayes bound on the expected 0-1 test error of a posterior q.
 
+    Attributes
+    ----------
     bound : upper bound on e_test(q), holding with probability >= 1 - delta - delta_mc.
     train_error : the estimate of e_train(q) that was given.
     train_error_upper : its upper bound after the Monte-Carlo correction (= train_error when
@@ -226,14 +228,16 @@ def fisher_kl_approximation(fisher_diag: dict, w_star: dict, w0: dict, *, beta: 
 class WeightsInformation:
     """A fitted Gaussian posterior q = N(mu, diag s^2) against the prior N(w0, l^2 I).
 
+    Attributes
+    ----------
     kl_bits : KL(q || p), bits (the information in the weights at this beta).
     expected_ce_bits : E_q[ mean training cross-entropy ], bits per example.
     objective_bits : (E_q[sum CE] + beta KL) / N, bits per example.
     train_error, test_error : E_q of the 0-1 error (Monte Carlo, ``n_mc`` samples).
     test_error_mean : test error of the mean network mu.
     kl_fisher_bits, kl_fisher_doc_bits : the Fisher approximations of the KL (derived, and
-        theory.md's formula), at mu (None unless asked for). kl_fisher_noise_bits: the
-        derived one without the mean term sum (mu - w0)^2 / (2 l^2) -- the part theory.md's
+        docs/theory.rst's formula), at mu (None unless asked for). kl_fisher_noise_bits: the
+        derived one without the mean term sum (mu - w0)^2 / (2 l^2) -- the part docs/theory.rst's
         formula approximates.
     sigma, sigma_fisher : {parameter: s} fitted, and predicted by the Fisher approximation.
     pac_bayes : PacBayesBound on the test error (None if not asked for).

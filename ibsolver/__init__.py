@@ -5,6 +5,7 @@ All information quantities a user sees are in bits.
 from __future__ import annotations
 
 import logging
+from importlib.metadata import PackageNotFoundError, version
 
 from ._config import show_config
 from .backends import available_backends
@@ -28,7 +29,10 @@ from .score import EncoderScore, score_encoder
 from .solve import solve
 from .sweep import SweepFailure, ib_curves
 
-__version__ = "0.1.0"
+try:  # the version lives in pyproject.toml only
+    __version__ = version("ibsolver")
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

@@ -10,7 +10,7 @@ def config() -> dict:
     from .backends import _errors, available_backends
 
     backends = available_backends()
-    info = {"backends": backends, "auto_backend": backends[0]}
+    info: dict[str, object] = {"backends": backends, "auto_backend": backends[0]}
     try:
         from . import _core
         info["cpp_extension"] = True

@@ -1,6 +1,6 @@
 """Eigen-analysis of IB solutions: where clusters split, and where the optimum leaves zero.
 
-Theory (theory.md section 2): cluster t of a solution is unstable to splitting when
+Theory (docs/theory.rst section 2): cluster t of a solution is unstable to splitting when
 ``beta * lambda_2(C(t)) = 1`` with ``C_yy'(t) = sum_x p(y|x) p(x|t) p(y'|x) / p(y|t)``; the
 eigenvector of the n x n twin ``C_xx'`` gives the split direction in x-space. The trivial
 solution loses local stability at ``1 / s2**2`` (s2 the maximal correlation), but the

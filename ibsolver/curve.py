@@ -1,6 +1,6 @@
 """The whole IB curve by forward and reverse deterministic annealing.
 
-Two branches are traced over one grid of beta (theory.md section 2):
+Two branches are traced over one grid of beta (docs/theory.rst section 2):
 
 * reverse: from the finest encoder (one cluster per distinct p(y|x)) at large beta down to
   beta = 1, warm starting each beta from the last; clusters merge as they coincide and die
@@ -12,7 +12,7 @@ At every beta the lower Lagrangian wins; the reported curve is the upper concave
 of the winners (plus the exact end point of the minimal sufficient statistic), so it is
 concave and non-decreasing by construction. Both branches stay available.
 
-The generalised IB (alpha != 1, theory.md section 3; alpha = 0 the deterministic IB) is
+The generalised IB (alpha != 1, docs/theory.rst section 3; alpha = 0 the deterministic IB) is
 traced the same way, both branches and cross-seeding, except where the alpha = 1 theory is
 used: the forward branch leaves a solution by the finite moves of
 :func:`ibsolver.solve._reach_optimum` instead of the eigen-analysis, and transitions are
@@ -499,7 +499,7 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
     ----------
     p_xy : (n_x, n_y) array_like, the joint distribution.
     alpha : float >= 0, default 1
-        Generalised IB parameter (theory.md section 3): the curve of the optima of
+        Generalised IB parameter (docs/theory.rst section 3): the curve of the optima of
         H(T) - alpha H(T|X) - beta I(T;Y); 1 is the IB, 0 the deterministic IB (hard
         encoders). See "The generalised IB" below.
     betas : array_like, optional
@@ -543,6 +543,8 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
         during refinement or cross-seeding, the same curve to its ``accuracy``). Raises
         ValueError if the table or an option differs; a complete curve is returned as it is.
 
+    Notes
+    -----
     For a deterministic rule (H(Y|X) = 0) the Lagrangian only reaches the corners of the
     curve min(I(X;T), H(Y)); the interior points come from the squared IB instead
     (:func:`ibsolver.deterministic.squared_ib_curve`), at ``betas`` of the squared
@@ -552,8 +554,7 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
     backend "numpy" (a BA backend asked for by name warns that it did not run).
     (alpha = 1 only: for alpha != 1 the generalised Lagrangian is traced as it is.)
 
-    The generalised IB (alpha != 1)
-    -------------------------------
+    *The generalised IB (alpha != 1).*
     Both branches are traced and cross-seeded as for alpha = 1, and the lower Lagrangian
     H(T) - alpha H(T|X) - beta I(T;Y) wins at each beta. The reverse branch is the same
     (annealing down from the finest encoder; clusters merge as they coincide and die as

@@ -238,6 +238,8 @@ def gaussian_ib(cov_x, cov_xy, cov_y) -> GaussianIB:
     cov_y : (d_y, d_y) array_like or scalar
         Covariance of Y; symmetric positive definite.
 
+    Notes
+    -----
     The joint covariance [[cov_x, cov_xy], [cov_xy', cov_y]] must be positive definite: a
     singular one would give an eigenvalue lambda = 0 and infinite I(X;Y).
 

@@ -13,6 +13,8 @@ from .measures import _encoder_information
 class EncoderScore:
     """Where an encoder sits relative to the IB curve. Information in bits.
 
+    Attributes
+    ----------
     gap : bound(I(X;T)) - I(T;Y), the vertical distance below the curve: the relevant
         information the encoder leaves out at its complexity (negative means the encoder
         is above the computed curve, which proves the curve sub-optimal there).

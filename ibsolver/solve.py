@@ -244,6 +244,8 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
         and stop at a fixed point of the same map; they pay off near phase transitions,
         where plain BA needs thousands of iterations.
 
+    Notes
+    -----
     The result's ``n_iter`` and ``lagrangian_history`` are those of the path that led to
     the returned point (for ``alpha<1`` from the start or move it was reached from; starts
     and moves that ended higher are not counted).
@@ -282,7 +284,7 @@ def _reach_optimum(problem: Problem, result: IBResult, beta: float, *, max_iter,
 
     alpha = 1: split clusters unstable to splitting (beta lambda_2 > 1: a saddle) and add
     clusters that would grow (invasion rate > 1), solving on after each, until neither
-    applies (theory.md section 2).
+    applies (docs/theory.rst section 2).
 
     alpha < 1: both analyses are specific to alpha = 1. A cluster of mass eps is mapped to
     mass of order eps^(1/alpha), so a vanishing cluster never grows, and two copies of a

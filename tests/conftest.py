@@ -55,5 +55,5 @@ def gerber(i_x, eps):
 
 
 def birth_problem():
-    """theory.md's 8x3 example: its optimum leaves zero by a birth before 1/s2^2."""
+    """docs/theory.rst's 8x3 example: its optimum leaves zero by a birth before 1/s2^2."""
     return np.random.default_rng(1).dirichlet(np.ones(24)).reshape(8, 3)

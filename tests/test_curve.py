@@ -195,7 +195,7 @@ def _dirichlet_64x8():
 def test_birth_located_on_a_coarse_grid_at_one_over_s_star():
     """On a grid whose first bracket spans the onset, the invasion rate of the light cluster
     falls back onto p(y) below the onset (G = 1 there is not a root): the birth must still
-    be located, at beta_0 = 1/s* (theory.md section 2), not left at the bracket midpoint."""
+    be located, at beta_0 = 1/s* (docs/theory.rst section 2), not left at the bracket midpoint."""
     p_xy = _dirichlet_64x8()
     curve = ibsolver.ib_curve(p_xy, betas=[1.0, 4.9, 5.3])
     first = curve.transitions[0]

@@ -205,7 +205,7 @@ def test_newton_hands_a_dead_cluster_back_to_be_dropped():
 
 
 def test_dying_cluster_is_dropped_to_the_same_fixed_point():
-    """Below the onset 1/s* of theory.md's 8x3 example the optimum is trivial; a light
+    """Below the onset 1/s* of docs/theory.rst's 8x3 example the optimum is trivial; a light
     second cluster then dies geometrically at a rate -> 1. The shortcut drops it at once."""
     p_xy = np.random.default_rng(1).dirichlet(np.ones(24)).reshape(8, 3)
     problem = Problem.from_joint(p_xy)

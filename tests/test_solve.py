@@ -59,7 +59,7 @@ def test_beta_zero_is_trivial(backend):
 
 
 def test_birth_example_from_the_theory_notes(backend):
-    """theory.md: at beta = 3.2 < 1/s2^2 a solution with I(X;T) ~ 0.138 bit beats the
+    """docs/theory.rst: at beta = 3.2 < 1/s2^2 a solution with I(X;T) ~ 0.138 bit beats the
     (still locally stable) trivial one."""
     p = birth_problem()
     assert ibsolver.first_instability(p) == pytest.approx(3.2696, abs=1e-4)

@@ -3,7 +3,7 @@
 This module is the specification the numba and C++ backends must reproduce.
 
 State: ``log_p_t`` (k,) and ``log_p_y_given_t`` (k, m), natural logs, ``-inf`` for zeros.
-One iteration, for every x (theory.md section 1, decoder-state form)::
+One iteration, for every x (docs/theory.rst section 1, decoder-state form)::
 
     logit[x, t] = log p(t) + beta * sum_{y: p(y|x) > 0} p(y|x) log p(y|t)   (beta > 0)
     logit[x, t] = log p(t)                                                   (beta = 0)

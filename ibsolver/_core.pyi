@@ -1,0 +1,59 @@
+"""Types of ibsolver's compiled kernel (csrc/bindings.cpp); private, used by
+ibsolver.backends.cpp_backend.
+
+Array arguments take anything numpy converts to float64 (any dtype or memory layout: the
+binding copies to C-contiguous float64); returned arrays are new float64 arrays. Kernel
+errors raise FloatingPointError, bad shapes or parameters ValueError.
+"""
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+def run_iterations(
+    p_x: ArrayLike,
+    p_y_given_x: ArrayLike,
+    log_p_t: ArrayLike,
+    log_p_y_given_t: ArrayLike,
+    beta: float,
+    alpha: float,
+    max_iter: int,
+    tol: float,
+    n_threads: int | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], int, float, NDArray[np.float64]]:
+    """Iterate from the given state: (log_p_t, log_p_y_given_t, n_iter, residual, history)."""
+
+def encoder(
+    p_y_given_x: ArrayLike,
+    log_p_t: ArrayLike,
+    log_p_y_given_t: ArrayLike,
+    beta: float,
+    alpha: float,
+    n_threads: int | None = None,
+) -> NDArray[np.float64]:
+    """The encoder q(t|x), shape (n, k), that one iteration builds from the state."""
+
+def ba_jacobian(
+    p_x: ArrayLike,
+    p_y_given_x: ArrayLike,
+    theta: ArrayLike,
+    beta: float,
+    alpha: float,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(log R, J): the BA map in joint log coordinates, shape (k, m), and its Jacobian (km, km)."""
+
+def has_openmp() -> bool:
+    """Whether the kernel was built with OpenMP."""
+
+def max_threads() -> int:
+    """Threads used when n_threads is None (respects OMP_NUM_THREADS)."""
+
+def simd_target() -> str:
+    """Instruction set the hot loops run with (IBSOLVER_SIMD may name a lower one)."""
+
+def simd_targets() -> list[str]:
+    """Instruction sets this CPU supports for the hot loops, best first."""
+
+def _exp2(x: ArrayLike) -> NDArray[np.float64]:
+    """2^x with the kernel's vectorised exp2 (x <= 900); for tests only."""
+
+def _set_simd_target(name: str) -> None:
+    """Force an instruction set for the hot loops ('best' restores); for tests only."""
