@@ -638,7 +638,10 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
     # (resumed: the points traced before the interruption, and the forward branch's splits)
     fwd, rev, fwd_transitions = _seeds(resume)
     passed: dict = {}  # the forward branch as its pass left it, before cross-seeding
-    bar = _progress(progress, total=grid.size * (2 if method == "both" else 1))
+    # the total is the most grid solves there can be (refinement stops at max_points), so
+    # the percentage never goes back; a curve done earlier jumps to 100% at the end
+    bar = _progress(progress, total=(max(max_points, grid.size) if refine else grid.size)
+                    * (2 if method == "both" else 1))
     complete = True
     try:
         if method in ("both", "reverse"):
@@ -682,6 +685,9 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
         complete = False
         warnings.warn("ib_curve interrupted: returning the part traced so far", RuntimeWarning)
     finally:
+        if complete:
+            bar.total = bar.n
+            bar.refresh()
         bar.close()
 
     best = _best_points(fwd, rev)
@@ -837,7 +843,7 @@ def _seeds(resume) -> tuple:
 
 
 class _NoBar:
-    total = 0
+    total = n = 0
 
     def update(self, n=1):
         pass
@@ -920,8 +926,6 @@ def _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate):
         if not todo:
             return
         todo = todo[: max_points - len(bs)]
-        bar.total += len(todo) * (2 if method == "both" else 1)  # refinement adds solves
-        bar.refresh()
         for mid in todo:
             if method in ("both", "reverse"):
                 above = min(b for b in rev if b > mid)

@@ -473,3 +473,31 @@ def test_a_user_grid_reaches_optima_that_neither_annealing_branch_passes():
         for beta, lagrangian in zip(curve.beta, curve.lagrangian):
             best = min(ibsolver.solve(p_xy, beta, random_state=s).lagrangian for s in range(6))
             assert lagrangian <= best + 1e-9, beta
+
+
+def test_progress_never_goes_back_and_ends_full(monkeypatch):
+    """The bar's total is fixed up front (the most grid solves refinement allows), so its
+    fraction only grows as the curve is refined; it reads 100% when the curve is done."""
+    import ibsolver.curve as curve_module
+
+    class Bar:
+        def __init__(self, total):
+            self.total, self.n, self.fractions = total, 0, []
+
+        def update(self, n=1):
+            self.n += n
+            self.fractions.append(self.n / self.total)
+
+        def refresh(self):
+            self.fractions.append(self.n / self.total)
+
+        def close(self):
+            pass
+
+    bars = []
+    monkeypatch.setattr(curve_module, "_progress",
+                        lambda enabled, total: bars.append(Bar(total)) or bars[-1])
+    ibsolver.ib_curve(birth_problem(), progress=True, n_betas=8)
+    (bar,) = bars
+    assert bar.n > 16  # refinement added solves after the 2 x 8 of the first grid
+    assert np.all(np.diff(bar.fractions) >= 0) and bar.fractions[-1] == 1.0
