@@ -116,6 +116,21 @@ def check_joint(p_xy, *, name: str = "p_xy", normalize: bool = False, drop_empty
     return arr
 
 
+def check_joint_kept(p_xy, *, name: str = "p_xy", normalize: bool = False):
+    """:func:`check_joint` with all-zero rows and columns dropped (logged at info level):
+    ``(table, kept_rows, kept_cols)``, the last two boolean masks over the given rows and
+    columns, so results can be put back in the user's shape."""
+    if scipy.sparse.issparse(p_xy):
+        p_xy = densified(p_xy, name=name)
+    arr = np.asarray(p_xy)
+    shape = arr.shape
+    table = check_joint(p_xy, name=name, normalize=normalize, drop_empty=True)
+    if table.shape == shape:
+        return table, np.ones(shape[0], dtype=bool), np.ones(shape[1], dtype=bool)
+    dense = np.asarray(arr, dtype=np.float64)
+    return table, dense.sum(axis=1) > 0, dense.sum(axis=0) > 0
+
+
 def drop_empty_margins(arr: np.ndarray, *, name: str = "p_xy"):
     """(table without its all-zero rows and columns, kept row indices, kept column indices).
 

@@ -41,7 +41,7 @@ from .exceptions import ConvergenceWarning, OptimalityWarning
 from .measures import _encoder_information, conditional_entropy, entropy, mutual_information
 from .results import Branch, IBCurve, IBResult, Transition
 from .solve import (MAX_DEFAULT_CLUSTERS, Problem, State, _grow_invaders, _lower, _moves,
-                    random_encoder, solve_from_state)
+                    in_user_rows, random_encoder, solve_from_state, user_rows)
 
 logger = logging.getLogger(__name__)
 
@@ -590,8 +590,9 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
     (beta <= 1 is trivial for every alpha >= 0: H(T) - alpha H(T|X) >= I(X;T) >= I(T;Y)
     for alpha <= 1).
     """
-    full = Problem.from_joint(p_xy, normalize=normalize)
-    problem, group = full.compressed()  # exact, see Problem.compressed
+    table, kept_rows, _ = v.check_joint_kept(p_xy, normalize=normalize)
+    problem, group = Problem.from_joint(table).compressed()  # exact, see Problem.compressed
+    group = user_rows(group, kept_rows)
     v.check_choice(method, name="method", choices={"both", "reverse", "forward"})
     alpha = v.check_real(alpha, name="alpha", low=0.0)
     ib = alpha == 1.0  # the IB itself: its transition theory applies
@@ -767,7 +768,8 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
         first_instability=first_instability(problem.p_xy) if ib else np.nan,
         onset_beta=onset, onset_beta_s_star=(np.nan if not ib
                                              else 1.0 / s_star if s_star > 0 else np.inf),
-        encoders=tuple(tracer.encoder(r)[group] for r in results) if return_encoders else None,
+        encoders=(tuple(in_user_rows(tracer.encoder(r), r.p_t, group) for r in results)
+                  if return_encoders else None),
         complete=complete, accuracy=float(accuracy), capped=capped, max_clusters=max_clusters,
         alpha=alpha, onset_bracket=onset_bracket, settings=settings, table_digest=digest)
 

@@ -20,7 +20,7 @@ from . import _validation as v
 from .exceptions import ConvergenceWarning
 from .measures import LN2, _encoder_information, conditional_entropy, entropy
 from .results import Branch, IBCurve, IBResult, Transition
-from .solve import Problem
+from .solve import Problem, in_user_rows
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,8 @@ def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0, max_iter=1
     Ctrl-C (``complete=False``), ``return_encoders`` also returns each point's encoder in
     ``curve.encoders``, and ``seeds`` (beta -> IBResult) are points already solved (a
     resumed curve's). Every encoder returned, there and in ``curve.branches``, has the
-    user's rows of x (``group[x]`` is x's row of ``p_xy``; default: they are the same).
+    user's rows of x (``group[x]`` is x's row of ``p_xy``, -1 for an x of probability 0;
+    default: they are the same).
     The results record ``backend="numpy"``:
     numpy computes the objective and its gradient and scipy's L-BFGS-B minimises it, for
     any backend asked.
@@ -138,7 +139,8 @@ def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0, max_iter=1
     betas = squared_grid(h_y, betas, n_betas)
     rng = v.check_random_state(random_state)
     rows = np.arange(problem.p_x.size) if group is None else np.asarray(group)
-    first = np.unique(rows, return_index=True)[1]  # one user's row of each reduced row
+    # one user's row of each reduced row (-1: an x of probability 0, not one of them)
+    first = np.unique(rows, return_index=True)[1][np.unique(rows) >= 0]
     done = {b: replace(r, encoder=r.encoder[first]) for b, r in (seeds or {}).items()}
     bar = _progress_bar(progress, betas.size)
     complete = True
@@ -166,7 +168,8 @@ def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0, max_iter=1
     finally:
         bar.close()
     solved = np.array(sorted(done))
-    results = [replace(done[b], encoder=done[b].encoder[rows]) for b in solved]
+    results = [replace(done[b], encoder=in_user_rows(done[b].encoder, done[b].p_t, rows))
+               for b in solved]
     i_xt = np.array([r.i_xt for r in results])
     i_ty = np.array([r.i_ty for r in results])
     off = float(np.max(np.abs(i_ty - np.minimum(i_xt, h_y))))

@@ -103,6 +103,21 @@ class Problem:
         return Problem(p_sy, p_s, p_sy / p_s[:, None], self.p_y), group
 
 
+def user_rows(group: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """For each of the user's rows x, its row ``group`` gives among the ``kept`` ones (a
+    boolean mask over the user's rows), and -1 for rows dropped because p(x) = 0."""
+    rows = np.full(kept.size, -1, dtype=np.int64)
+    rows[kept] = group
+    return rows
+
+
+def in_user_rows(encoder: np.ndarray, p_t: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``encoder`` (one row per row of the solved problem) in the user's rows (``rows``
+    from :func:`user_rows`). An x of probability 0 takes no part in the IB; its row is
+    p(t), what the encoder assigns an x it knows nothing about."""
+    return np.vstack([encoder, p_t[None, :]])[rows]
+
+
 @dataclass
 class State:
     """Decoder state (natural logs): log p(t), shape (k,), and log p(y|t), shape (k, m)."""
@@ -250,7 +265,8 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
     the returned point (for ``alpha<1`` from the start or move it was reached from; starts
     and moves that ended higher are not counted).
     """
-    problem = Problem.from_joint(p_xy, normalize=normalize)
+    table, kept_rows, kept_cols = v.check_joint_kept(p_xy, normalize=normalize)
+    problem = Problem.from_joint(table)
     beta = v.check_real(beta, name="beta", low=0.0)
     alpha = v.check_real(alpha, name="alpha", low=0.0)
     tol = v.check_real(tol, name="tol", low=0.0)
@@ -262,7 +278,8 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
                                         choices={"auto", "cpp", "numba", "numpy"}))
     n_x = problem.p_x.size
     if init is not None:
-        q0 = v.check_encoder(init, n_x=n_x, name="init")
+        q0 = v.check_encoder(init, n_x=kept_rows.size, name="init")[kept_rows]
+        q0 = q0[:, q0.sum(axis=0) > 0]  # (clusters only dropped rows used)
     else:
         if n_clusters is None:
             n_clusters = min(problem.n_distinct_rows(), MAX_DEFAULT_CLUSTERS)
@@ -274,7 +291,20 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
     result = _reach_optimum(problem, result, beta, max_iter=max_iter, **opts)
     if not result.converged:
         _warn_not_converged(beta, max_iter, result.residual, tol, stacklevel=3)
-    return result
+    return _in_user_shape(result, kept_rows, kept_cols)
+
+
+def _in_user_shape(result: IBResult, kept_rows: np.ndarray, kept_cols: np.ndarray):
+    """``result`` with the user's rows and columns: x and y of probability 0 were dropped
+    before solving (they take no part in the IB); an x's encoder row is p(t) (see
+    in_user_rows), a y's column of p(y|t) is 0."""
+    if kept_rows.all() and kept_cols.all():
+        return result
+    rows = user_rows(np.arange(int(kept_rows.sum())), kept_rows)
+    p_y_given_t = np.zeros((result.p_t.size, kept_cols.size))
+    p_y_given_t[:, kept_cols] = result.p_y_given_t
+    return replace(result, encoder=in_user_rows(result.encoder, result.p_t, rows),
+                   p_y_given_t=p_y_given_t)
 
 
 def _reach_optimum(problem: Problem, result: IBResult, beta: float, *, max_iter,

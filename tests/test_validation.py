@@ -15,8 +15,7 @@ GOOD = np.array([[0.3, 0.2], [0.1, 0.4]])
     (np.array([0.5, 0.5]), ValueError, "2-D"),
     (np.ones((2, 2, 2)) / 8, ValueError, "2-D"),
     (np.zeros((0, 2)), ValueError, "at least one row"),
-    (np.array([[0.5, 0.5], [0.0, 0.0]]), ValueError, "all-zero rows"),
-    (np.array([[0.5, 0.0], [0.5, 0.0]]), ValueError, "all-zero columns"),
+    (np.zeros((2, 2)), ValueError, "some non-zero entry"),
     (np.array([[0.3, 0.2], [0.1, 0.33]]), ValueError, "sum to 1 (got 0.93"),
     (np.array([["a", "b"], ["c", "d"]]), TypeError, "numeric"),
     (np.array([[0.5 + 0j, 0.5]]), TypeError, "real"),
@@ -147,3 +146,32 @@ def test_load_joint_reads_files_and_names_them(tmp_path):
     (tmp_path / "p.txt").write_text("0.5,0.5\n")
     with pytest.raises(ValueError, match=r"'.*p.txt' has an unknown format '.txt'"):
         load_joint(tmp_path / "p.txt")
+
+
+def test_rows_and_columns_of_probability_zero_are_dropped_and_put_back(caplog):
+    """x and y of probability 0 take no part in the IB: solve and ib_curve drop them (with a
+    note) and give results in the user's shape: the same values as without them, an x of
+    probability 0 encoded by p(t), a y of probability 0 with p(y|t) = 0."""
+    padded = np.zeros((3, 3))
+    padded[[0, 2], :2] = GOOD
+    beta = 12.0
+    with caplog.at_level("INFO", logger="ibsolver._validation"):
+        res = ibsolver.solve(padded, beta, random_state=0)
+    assert "all-zero rows (probability 0) at indices [1]" in caplog.text
+    ref = ibsolver.solve(GOOD, beta, random_state=0)
+    assert res.n_clusters == ref.n_clusters == 2
+    np.testing.assert_allclose(res.lagrangian, ref.lagrangian, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.encoder[[0, 2]], ref.encoder, atol=1e-12)
+    np.testing.assert_allclose(res.encoder[1], res.p_t, atol=0)
+    np.testing.assert_allclose(res.p_y_given_t[:, :2], ref.p_y_given_t, atol=1e-12)
+    np.testing.assert_array_equal(res.p_y_given_t[:, 2], 0.0)
+    init = np.array([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8]])
+    warm = ibsolver.solve(padded, beta, init=init)
+    np.testing.assert_allclose(warm.lagrangian, ref.lagrangian, rtol=0, atol=1e-12)
+
+    curve = ibsolver.ib_curve(padded, n_betas=10, return_encoders=True)
+    compact = ibsolver.ib_curve(GOOD, n_betas=10, return_encoders=True)
+    np.testing.assert_allclose(curve.i_ty, compact.i_ty, rtol=0, atol=1e-12)
+    for q, q_ref in zip(curve.encoders, compact.encoders):
+        np.testing.assert_allclose(q[[0, 2]], q_ref, atol=1e-12)
+        np.testing.assert_allclose(q[1], GOOD.sum(axis=1) @ q_ref, atol=1e-12)  # p(t)
