@@ -9,8 +9,10 @@ from pathlib import Path
 from ._cli_solver import _betas_arg, _int_arg, _prepare_out_dir
 from .io import FORMATS
 
+# a reStructuredText literal, as in the docstrings: the CLI page renders this help (a bare * would
+# open emphasis there)
 SPEC_HELP = ("the tables: a folder (its .npy, .npz and .csv files), a quoted glob pattern of "
-             "table files ('tables/**/*.npy'), or a .json file {\"tables\": [paths or "
+             "table files (``'tables/**/*.npy'``), or a .json file {\"tables\": [paths or "
              "patterns, relative to the JSON file], \"options\": {ib_curve keywords, e.g. "
              "\"n_betas\": 30, \"alpha\": 0.5}}")
 
