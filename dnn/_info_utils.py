@@ -49,15 +49,15 @@ def stratified_split(labels, train_fraction: float, seed: int):
     if isinstance(train_fraction, bool) or not 0 < train_fraction <= 1:
         raise ValueError(f"train_fraction must be in (0, 1] (got {train_fraction!r})")
     rng = np.random.default_rng(seed)
-    train = []
+    parts = []
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         idx = idx[rng.permutation(idx.size)]
         k = max(1, int(round(train_fraction * idx.size)))
         if train_fraction < 1 and idx.size >= 2:
             k = min(k, idx.size - 1)
-        train.append(idx[:k])
-    train = np.sort(np.concatenate(train)) if train else np.zeros(0, dtype=np.int64)
+        parts.append(idx[:k])
+    train = np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
     test = np.setdiff1d(np.arange(labels.size), train)
     return train, test
 

@@ -177,7 +177,7 @@ def _command(args) -> int:
                               sensitivity=run.sweeps[0] if key == "binning" else run.sweeps,
                               extra_keys=() if key == "binning" else ("binning", "kde_lower")))
     summ = run.summary()
-    summ["files"] = {k: os.path.basename(v) for k, v in paths.items()}
+    summ["files"] = {k: os.path.basename(v) for k, v in paths.items() if v is not None}
     write_json(os.path.join(out, "summary.json"), summ)
     _report(run, summ, out)
     check = run.check

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import time
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -149,7 +150,10 @@ def _initial_state(model, seed_gen, init):
             {k: v.detach().clone() for k, v in member.named_buffers()})
 
 
-def initial_network(model: nn.Module, seed: int, init="reset") -> nn.Module:
+_Module = TypeVar("_Module", bound=nn.Module)  # the copy has the type given (a Sequential stays one)
+
+
+def initial_network(model: _Module, seed: int, init="reset") -> _Module:
     """A copy of ``model`` as :func:`record_training` initialises it for ``seed`` (on the
     CPU), e.g. the prior centre of the information in the weights."""
     params, buffers = _initial_state(model, torch.Generator().manual_seed(int(seed)), init)
@@ -269,8 +273,8 @@ class _Records:
         self.measures: dict = {}
         self.epochs: list = []
         self.est_time: list = []
-        self.data = {k: [] for k in self.SCALARS}
-        self.info = {k: {"i_xt": [], "i_ty": [], "n_clusters": []} for k in keys}
+        self.data: dict[str, list] = {k: [] for k in self.SCALARS}
+        self.info: dict[str, dict[str, list]] = {k: {"i_xt": [], "i_ty": [], "n_clusters": []} for k in keys}
         self.keep_activations = int(keep_activations)
         self.acts: dict = {}
         self.last_acts: dict = {}
@@ -663,7 +667,7 @@ class _Run:
 
     def assemble(self, wall, name, settings) -> Recording:
         r = self.records
-        data = {k: np.stack(r.data[k]) for k in _Records.SCALARS}
+        data: dict[str, Any] = {k: np.stack(r.data[k]) for k in _Records.SCALARS}
         info = {key: {q: np.stack(r.info[key][q]) for q in ("i_xt", "i_ty", "n_clusters")}
                 for key in self.keys}
         acts = ({layer: np.stack(r.acts[layer]) for layer in self.layers}

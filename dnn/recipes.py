@@ -84,6 +84,7 @@ def infoplane_experiment(task: Task, config: TrainConfig | None = None, *, estim
     sweep : knob values of the sensitivity sweep (default: 10, 30, 100 bins over the first
         seed's trajectory; the default widths or noise variances of
         :data:`dnn.estimators.DEFAULT_SWEEPS`).
+
     The other arguments go to :func:`dnn.train.train` (the first seed's activations are
     kept for the sweep).
     """

@@ -188,14 +188,15 @@ def train(task: Task, config: TrainConfig | None = None, *, out_dir=None, resume
     if cfg.widths[-1] != task.n_classes:
         raise ValueError(f"widths[-1] must equal the task's n_classes {task.n_classes} "
                          f"(got widths={list(cfg.widths)})")
-    if cfg.targets == "soft" and task.p_y_given_x is None:
+    soft = task.p_y_given_x if cfg.targets == "soft" else None
+    if cfg.targets == "soft" and soft is None:
         raise ValueError(f"targets='soft' needs a task with p_y_given_x (task {task.name!r} has none)")
     model = mlp(cfg.widths, cfg.activation)
     layers = mlp_layers(model) if layers is None else list(layers)
     train_idx, test_idx = stratified_split(task.labels, cfg.train_fraction, cfg.split_seed)
     probe_idx, p_xy = _probe(task, cfg, train_idx, test_idx)
     # soft targets: the expected cross-entropy under the task's p(y|x)
-    targets = task.p_y_given_x.astype(np.float32) if cfg.targets == "soft" else task.labels
+    targets = soft.astype(np.float32) if soft is not None else task.labels
     x = np.asarray(task.x, dtype=np.float32)
     settings = {"task": task.name, "task_fingerprint": task_fingerprint(task),
                 "task_info": {"name": task.name, "n": task.n, "n_classes": task.n_classes},

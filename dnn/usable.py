@@ -352,7 +352,7 @@ def usable_information(Z, y, *, decoder: str = "linear", n_classes: int | None =
     gen = make_generator(random_state)
     split = _resolve_split(split, len(y), budget.test_size, gen, y)
     if h_y is None:
-        h_y = entropy(np.bincount(y[split[1]], minlength=n_classes) / len(split[1]))
+        h_y = float(entropy(np.bincount(y[split[1]], minlength=n_classes) / len(split[1])))
     with torch_threads(n_threads):
         (ce_te, ce_tr, acc), = _train_decoders([Z], [y], [n_classes], budget, split,
                                                [seed_from(gen)], seed_from(gen), dev)

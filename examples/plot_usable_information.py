@@ -34,13 +34,14 @@ record, curves = experiments.checkerboard_experiment(
     2, epochs=30, record_epochs=range(0, 31, 3), n_probe=2000, decoder="linear",
     fisher_samples=200, random_state=0)
 print(f"validation accuracy by epoch {record.epochs}: "
-      + " ".join(f"{a:.2f}" for a in record.test_accuracy))
+      + " ".join(f"{a:.2f}" for a in record.test_acc[:, 0]))
 for i, label in enumerate(curves.label_sets):
     final = curves.value[i, :, -1]
     print(f"usable {label} information after training, layer by layer "
           f"({', '.join(curves.layers)}): " + " ".join(f"{b:.2f}" for b in final)
           + f" bit (max {curves.max_bits[label]:.0f})")
-print("Fisher trace by epoch: " + " ".join(f"{f:.3g}" for f in record.fisher_trace))
+fisher_trace = record.measures["fisher_trace"][:, 0]  # (epoch, seed): the one seed
+print("Fisher trace by epoch: " + " ".join(f"{f:.3g}" for f in fisher_trace))
 
 # %%
 # Usable information per layer (darker = deeper) about the direction (relevant) and the
@@ -49,5 +50,5 @@ print("Fisher trace by epoch: " + " ".join(f"{f:.3g}" for f in record.fisher_tra
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
 usable.plot_usable_curves(curves, ax=axes[0])
 experiments.plot_accuracy(record, axes[0])
-plot_fisher_trace(record.epochs, record.fisher_trace, ax=axes[1])
+plot_fisher_trace(record.epochs, fisher_trace, ax=axes[1])
 fig.tight_layout()

@@ -9,8 +9,10 @@ from pathlib import Path
 from ._cli_solver import _betas_arg, _int_arg, _prepare_out_dir
 from .io import FORMATS
 
+# a reStructuredText literal, as in the docstrings: the CLI page renders this help (a bare * would
+# open emphasis there)
 SPEC_HELP = ("the tables: a folder (its .npy, .npz and .csv files), a quoted glob pattern of "
-             "table files ('tables/**/*.npy'), or a .json file {\"tables\": [paths or "
+             "table files (``'tables/**/*.npy'``), or a .json file {\"tables\": [paths or "
              "patterns, relative to the JSON file], \"options\": {ib_curve keywords, e.g. "
              "\"n_betas\": 30, \"alpha\": 0.5}}")
 
@@ -20,7 +22,7 @@ def read_spec(spec: str) -> tuple[list, dict]:
     SPEC where it names nothing, a file of another kind, or two tables of the same name."""
     shown = f"SPEC {spec!r}"
     path = Path(spec)
-    options = {}
+    options: dict = {}
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
         if not files:
@@ -38,7 +40,7 @@ def read_spec(spec: str) -> tuple[list, dict]:
             what = f"matches {str(others[0])!r}, which is" if glob.has_magic(spec) else "is"
             raise ValueError(f"{shown} {what} not a table file (one of {', '.join(FORMATS)}), "
                              f"a folder or a .json spec")
-    seen = {}
+    seen: dict[str, Path] = {}
     for file in files:
         if file.stem in seen:
             raise ValueError(f"{shown}: {str(seen[file.stem])!r} and {str(file)!r} would both be "
@@ -68,7 +70,7 @@ def _read_json_spec(path: Path, shown: str) -> tuple[list, dict]:
         _check_options(options)
     except TypeError as exc:
         raise ValueError(f"{shown}: {exc}") from None
-    files = []
+    files: list[Path] = []
     for pattern in patterns:
         matched = read_spec(str(path.parent / pattern))[0]  # each a glob or a file
         files.extend(p for p in matched if p not in files)

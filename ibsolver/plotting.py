@@ -48,7 +48,7 @@ def _envelope_pieces(curve, spans) -> tuple:
     ``spans`` of I(X;T) it was not traced over."""
     xs = np.unique(np.concatenate([curve.envelope_i_xt, np.ravel(spans)]))
     ys = curve.bound(xs)
-    pieces = ([], [])
+    pieces: tuple[list, list] = ([], [])
     for x0, x1, y0, y1 in zip(xs[:-1], xs[1:], ys[:-1], ys[1:]):
         mid = 0.5 * (x0 + x1)
         untraced = any(lo <= mid <= hi for lo, hi in spans)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -326,7 +327,7 @@ class IBCurve:
         """Save the whole curve as a numpy .npz file (``path`` a file name or an open binary
         file): the per-beta table, the envelope, every branch point with its decoder state,
         the transitions and the settings. :meth:`load` reads it back (no pickle)."""
-        arrays = {k: np.asarray(getattr(self, k)) for k in _CURVE_ARRAYS}
+        arrays: dict[str, Any] = {k: np.asarray(getattr(self, k)) for k in _CURVE_ARRAYS}
         arrays["branch"] = self.branch.astype(str)
         for name, br in self.branches.items():
             arrays.update(_branch_arrays(name, br))

@@ -176,7 +176,7 @@ def _names(items: list, names) -> list:
     if bad:
         raise ValueError(f"{what} must be file names, without a folder and not starting "
                          f"with '.' (got {bad[0]!r})")
-    seen = {}
+    seen: dict[str, int] = {}
     for i, name in enumerate(names):
         if name in seen:
             raise ValueError(f"{what} must be unique: {name!r} names tables {seen[name]} and "
@@ -295,6 +295,7 @@ def _new_pool(n_workers: int) -> ProcessPoolExecutor:
     # threads can deadlock in them. The fork server imports ibsolver once and forks each
     # worker from it (0.15 s for a pool of two against 2.7 s where each imports it anew;
     # the preload applies where this process starts the fork server, as it does here)
+    context: multiprocessing.context.BaseContext
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["__main__", __name__])
@@ -308,7 +309,9 @@ def _run_local(func, items, todo, n_workers, report) -> None:
     flight are the ones running). Where a worker dies, the pool breaks and every item in
     flight fails with it: a lone one is the culprit and is reported; several are run again
     one at a time, so only the culprit is reported and the others finish."""
-    waiting, suspects, running = deque(todo), deque(), {}
+    waiting = deque(todo)
+    suspects: deque = deque()
+    running: dict = {}
     pool = _new_pool(n_workers)
     try:
         while waiting or suspects or running:
