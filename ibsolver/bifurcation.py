@@ -195,7 +195,8 @@ def hypercontractivity(p_xy, *, n_starts: int = 8, random_state=0, normalize: bo
     starts = [sign * c * h / np.max(np.abs(h)) for sign in (1.0, -1.0) for c in (0.5, 3.0)]
     for x in np.argsort(point)[::-1][: min(n, 8)]:  # towards the best point masses
         d = np.log(np.maximum(p_y_given_x[x], 1e-300) / p_y)
-        starts += [c * d / np.max(np.abs(d)) for c in (1.0, 5.0)]
+        if np.max(np.abs(d)) > 0:  # (p(y|x) = p(y): the point mass at x has ratio 0)
+            starts += [c * d / np.max(np.abs(d)) for c in (1.0, 5.0)]
     starts += [rng.normal(scale=3.0, size=m) for _ in range(n_starts)]
     tight = [np.where(np.isfinite(d), d, -MAX_TILT) for d in np.atleast_2d(directions)
              if len(d)]

@@ -334,7 +334,9 @@ class _Tracer:
             margin = 0.25 * SPLIT_RTOL * lo
             mid = min(max(mid, lo + margin), hi - margin)
             res = self.solve(self.state(at_lo), mid)
-            if n_effective(res) != n_effective(prev):
+            # (a solve can also lose a light cluster and keep its count of heavy ones:
+            # then cluster t is another one, or none)
+            if n_effective(res) != n_effective(prev) or res.n_clusters != prev.n_clusters:
                 hi, f_hi, kept = mid, np.inf, 0  # the branch changed on its own: stay below
                 continue
             s_mid = self._stability(res, t)
@@ -362,6 +364,8 @@ class _Tracer:
         decoder = _heavy_decoder(r_hi, t)
         # the base branch without its clusters of vanishing mass: BA cannot regrow them
         heavy = self.encoder(r_lo)[:, r_lo.p_t > BIRTH_MASS]
+        if not np.all(heavy.sum(axis=1) > 0):
+            return None  # an x only light clusters hold: no base branch without them
         base_state = State.from_encoder(self.problem, heavy / heavy.sum(axis=1, keepdims=True))
         cache = {}
         start = {"d": decoder}  # where the next ascent of G starts
@@ -482,7 +486,9 @@ def _nearest_seed_groups(problem: Problem, k: int) -> np.ndarray:
 
 def _default_grid(problem: Problem, n_betas: int) -> np.ndarray:
     beta_c = first_instability(problem.p_xy)
-    top = 1e3 * max(beta_c, 1.0)
+    # X and Y independent (s2 = 0, beta_c = inf): the curve is the point (0, 0), trivial
+    # at every beta; a grid of the same span as for beta_c = 1 shows it
+    top = 1e3 * max(beta_c, 1.0) if np.isfinite(beta_c) else 1e3
     # not on beta_c itself: BA converges only algebraically at a critical point
     return np.geomspace(1.0, top, n_betas)
 
@@ -901,6 +907,8 @@ def _truncation_gap(last: IBResult, h_x: float, i_xy: float, alpha: float = 1.0)
 def _chord_gap(i_xt_lo, i_xt_hi, beta_lo, beta_hi) -> float:
     """How far a concave piece of curve between optima at beta_lo < beta_hi (end slopes
     1/beta_lo and 1/beta_hi) can lie above the chord joining them, in bits."""
+    if i_xt_hi == i_xt_lo:  # (0, not 0 * inf, where beta_lo is subnormal)
+        return 0.0
     return abs(i_xt_hi - i_xt_lo) * (1.0 / beta_lo - 1.0 / beta_hi) / 4.0
 
 
