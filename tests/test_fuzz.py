@@ -98,6 +98,7 @@ KNOWN_DEFECTS = {
     ("hypercontractivity", RuntimeWarning): "a row with p(y|x) = p(y)",
     ("locate_birth", RuntimeWarning): "an x only light clusters hold",
     ("_stability", IndexError): "a split located across a lost light cluster",
+    ("invasion_rate", RuntimeWarning): "an invasion rate beyond 1e308",
 }
 
 
@@ -108,7 +109,7 @@ def known_defects_left_out():
         yield
     except Exception as exc:  # noqa: BLE001 - classified, then re-raised
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if "ibsolver" in f.filename
-                  and "site-packages" not in f.filename]
+                  and "site-packages" not in f.filename and not f.name.startswith("<")]
         if frames and (frames[-1].name, type(exc)) in KNOWN_DEFECTS:
             event(f"known defect: {KNOWN_DEFECTS[frames[-1].name, type(exc)]}")
             assume(False)
@@ -281,3 +282,16 @@ def test_ib_curve_where_a_split_is_located_across_a_lost_light_cluster():
                        seed=265, spread=0.05, factor=3.0)
     table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
     _curve_or_error_naming_p_xy(table, betas=[117.5, 164.6], normalize=True)
+
+
+@pytest.mark.xfail(strict=True, raises=RuntimeWarning,
+                   reason="invasion_rate returns G = exp(max log G) without a cap: where the "
+                          "ascent of log G passes 709 the exp overflows (G = inf, warned); "
+                          "called from _grow_invaders and locate_birth")
+def test_ib_curve_where_an_invasion_rate_overflows():
+    """Found by the fuzzing (4 of 2057 library examples): a 30 x 7 table with zeros and
+    entries down to 1e-40."""
+    table = make_table(n=30, m=7, dtype="float64", kind="near", zeros="entries",
+                       seed=1654984249, spread=0.05, factor=1.0000001)
+    _curve_or_error_naming_p_xy(table, n_betas=4, normalize=True, curve_tol=1e-3,
+                                max_points=24)
