@@ -1191,7 +1191,9 @@ def _chain(transitions: list, best: dict) -> list:
             out.append(_count_change(best, counts, at, n, t.n_clusters_before, t))
         out.append(t)
         n, at = t.n_clusters_after, t
-    if n != counts[bs[-1]]:
+    # (a transition at the last beta, known only to its bracket's end, has no point
+    # above it to show another change)
+    if n != counts[bs[-1]] and (at is None or at.beta < bs[-1]):
         out.append(_count_change(best, counts, at, n, counts[bs[-1]], None))
     return out
 

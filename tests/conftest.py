@@ -1,10 +1,43 @@
-"""Shared fixtures: problems with known answers and a fixture over every built backend."""
+"""Shared fixtures: problems with known answers and a fixture over every built backend;
+a header line saying which ibsolver and backends run, and a warning where C++ did not."""
 import sys
 
 import numpy as np
 import pytest
 
 import ibsolver
+
+
+def _cpp_missing():
+    """Why the C++ backend cannot run here, or None where it can."""
+    if "cpp" in ibsolver.available_backends():
+        return None
+    from ibsolver._config import config
+    return config().get("cpp_error", "not available")
+
+
+def pytest_report_header(config):
+    """Which ibsolver is tested and with which backends: an editable install of another
+    checkout, or a build without the C++ extension, shows here first."""
+    missing = _cpp_missing()
+    if missing:
+        cpp = "C++ extension: NOT built, its tests are skipped"
+    else:
+        from ibsolver import _core
+        cpp = f"C++ extension: {_core.__file__}"
+    return (f"ibsolver {ibsolver.__version__} from {ibsolver.__file__}; backends: "
+            f"{', '.join(ibsolver.available_backends())}; {cpp}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Outside CI (where test_extension_is_built_in_ci fails instead) a run without the C++
+    backend passes with its tests skipped: say so where the result is read."""
+    missing = _cpp_missing()
+    if missing:
+        terminalreporter.write_sep("=", "the C++ backend did not run", yellow=True, bold=True)
+        terminalreporter.write_line(f"ibsolver._core could not be imported ({missing}): the cpp "
+                                    "tests were skipped and backend='auto' ran numba or numpy. "
+                                    "Build it with `pip install .` (a C++17 compiler).")
 
 
 @pytest.fixture(autouse=True, scope="module")
