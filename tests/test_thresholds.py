@@ -4,7 +4,6 @@ One test per threshold: it passes with the value in the code and fails when that
 moved (an order of magnitude or more) or the check is dropped. Tests that sit far from a
 threshold let such a change through unnoticed (issue 12, item 8).
 """
-import sys
 
 import numpy as np
 import pytest
