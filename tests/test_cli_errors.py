@@ -315,3 +315,32 @@ def test_sigterm_saves_the_curve_traced_so_far(tmp_path):
     saved = json.loads((out / "transitions.json").read_text())
     assert saved["complete"] is False
     assert (out / "curve.npz").exists()
+
+
+def test_demo_gaussian_runs_and_sigterm_saves_its_partial_curve(tmp_path):
+    """`demo --problem gaussian` (24 x 24; the whole located curve takes minutes, too long
+    for every test run): it starts, and stopped by SIGTERM it saves a partial curve that
+    says so and whose traced points are a valid piece of the IB curve."""
+    import signal
+    import time
+
+    import ibsolver
+    env = {**os.environ, "PYTHONPATH": str(Path(ibsolver.__file__).resolve().parents[1])}
+    out = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "ibsolver.cli", "demo", "--problem",
+                             "gaussian", "--out", str(out), "--quiet"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / ".").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(5.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    saved = json.loads((out / "transitions.json").read_text())
+    assert saved["complete"] is False and saved["untraced"]
+    curve = ibsolver.IBCurve.load(out / "curve.npz")
+    p_xy = ibsolver.discretize_gaussian(0.8, 24, 24)
+    assert curve.i_xy == pytest.approx(ibsolver.mutual_information(p_xy), rel=1e-12)
+    assert np.all(curve.i_ty <= np.minimum(curve.i_xt, curve.i_xy) + 1e-9)
