@@ -156,6 +156,9 @@ def _curve_kwargs(args) -> dict:
         kw["betas"] = args.betas
     if args.n_betas is not None:
         kw["n_betas"] = args.n_betas
+    for name in ("max_points", "curve_tol"):
+        if getattr(args, name) is not None:
+            kw[name] = getattr(args, name)
     return kw
 
 
@@ -266,6 +269,10 @@ def _common(p, *, curve=True):
                             "adaptively)")
         p.add_argument("--n-betas", type=_int_arg(2), default=None,
                        help="size of the initial log-spaced grid, >= 2 (default 60)")
+        p.add_argument("--curve-tol", type=_real_arg(0.0), default=None,
+                       help="accuracy (bits) the refinement aims for (default 1e-5)")
+        p.add_argument("--max-points", type=_int_arg(2), default=None,
+                       help="most betas the refinement may reach (default 300)")
         p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 
 from . import __version__
 
@@ -93,6 +94,11 @@ def main(argv=None) -> int:
     # a batch scheduler stops a job with SIGTERM: treat it as Ctrl-C, so that an
     # interruptible command (curve) saves what it has traced
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    # warnings (a curve_tol not reached, an onset that disagrees with 1/s*) as one line
+    # each, as the notes are, without Python's source line
+    shown = warnings.showwarning
+    warnings.showwarning = lambda message, category, *_: print(
+        f"ibsolver {args.command}: {category.__name__}: {message}", file=sys.stderr)
     try:
         status = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
@@ -108,6 +114,7 @@ def main(argv=None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+        warnings.showwarning = shown
         for logger, level in saved:
             logger.removeHandler(handler)
             logger.setLevel(level)

@@ -388,7 +388,9 @@ class IBCurve:
                              f"({type(exc).__name__}: {exc})") from exc
 
     def transitions_dict(self) -> dict:
-        return {"alpha": self.alpha, "i_xy": self.i_xy, "h_y": self.h_y,
+        """The summary as plain JSON values (a NaN or infinite number, e.g. an onset not
+        known, is None: strict JSON has neither)."""
+        return _json_safe({"alpha": self.alpha, "i_xy": self.i_xy, "h_y": self.h_y,
                 "first_instability": self.first_instability,
                 "onset_beta": self.onset_beta, "onset_kind": self.onset_kind,
                 "onset_bracket": (None if self.onset_bracket is None
@@ -400,7 +402,7 @@ class IBCurve:
                 "capped": self.capped, "max_clusters": self.max_clusters,
                 "accuracy": self.accuracy,
                 "transitions": [t.to_dict() for t in self.transitions],
-                "all_transitions": [t.to_dict() for t in self.all_transitions]}
+                "all_transitions": [t.to_dict() for t in self.all_transitions]})
 
 
 #: version of the layout to_npz writes (load refuses others)
@@ -414,6 +416,17 @@ _CURVE_META = ("deterministic", "complete", "accuracy", "capped", "max_clusters"
 #: per-point IBResult fields a branch saves as one array each
 _RESULT_SCALARS = ("beta", "i_xt", "i_ty", "h_t", "lagrangian", "alpha", "n_iter",
                    "converged", "residual")
+
+
+def _json_safe(value):
+    """``value`` with every non-finite float (at any depth) replaced by None."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _json_scalar(value):

@@ -344,3 +344,19 @@ def test_demo_gaussian_runs_and_sigterm_saves_its_partial_curve(tmp_path):
     p_xy = ibsolver.discretize_gaussian(0.8, 24, 24)
     assert curve.i_xy == pytest.approx(ibsolver.mutual_information(p_xy), rel=1e-12)
     assert np.all(curve.i_ty <= np.minimum(curve.i_xt, curve.i_xy) + 1e-9)
+
+
+def test_a_tolerance_not_reached_is_one_line_naming_the_cli_option(tmp_path, capsys):
+    """Python's warnings print as one line each (no source line), and the knob a
+    ConvergenceWarning names is an option of the command: --max-points."""
+    table = tmp_path / "dsbs.npy"
+    np.save(table, dsbs(0.1))
+    code, _, err = run(["curve", table, "--out", tmp_path / "o", "--curve-tol", "1e-9",
+                        "--max-points", "20", "-q"], capsys)
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "ConvergenceWarning" in line]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ibsolver curve: ConvergenceWarning: ib_curve: the curve is")
+    assert "max_points=20" in lines[0] and "ib_curve(" not in err
+    saved = json.loads((tmp_path / "o" / "transitions.json").read_text())
+    assert saved["accuracy"] > 1e-9

@@ -1,4 +1,5 @@
 """The whole IB curve, its transitions and the bound, against analytic answers and invariants."""
+import json
 import warnings
 
 import numpy as np
@@ -501,3 +502,12 @@ def test_progress_never_goes_back_and_ends_full(monkeypatch):
     (bar,) = bars
     assert bar.n > 16  # refinement added solves after the 2 x 8 of the first grid
     assert np.all(np.diff(bar.fractions) >= 0) and bar.fractions[-1] == 1.0
+
+
+def test_the_summary_is_strict_json_where_values_are_unknown_or_infinite():
+    """X independent of Y: the optimum never leaves zero (onset and 1/s* infinite); the
+    JSON summary has null there, not the Infinity strict JSON lacks."""
+    curve = ibsolver.ib_curve(np.ones((3, 2)) / 6, n_betas=4)
+    assert np.isinf(curve.onset_beta) and np.isinf(curve.onset_beta_s_star)
+    d = json.loads(json.dumps(curve.transitions_dict(), allow_nan=False))
+    assert d["onset_beta"] is None and d["onset_beta_s_star"] is None
