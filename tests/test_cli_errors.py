@@ -288,32 +288,39 @@ def test_transitions_json_still_parses(tmp_path, capsys):
     assert json.loads(out)["first_instability"] > 0
 
 
-def test_sigterm_saves_the_curve_traced_so_far(tmp_path):
-    """A batch scheduler's SIGTERM is handled like Ctrl-C: `curve` writes what it traced,
-    marked incomplete, and exits 130."""
+def sigterm_after_start(argv, out, cwd, seconds):
+    """Run `ibsolver ARGV` in a process, SIGTERM it ``seconds`` after it made ``out`` (its
+    work started), and assert it saved what it had: exit 130, no traceback, the JSON
+    marked incomplete. Returns that JSON."""
     import signal
     import time
 
-    table = tmp_path / "p.npy"
-    np.save(table, np.random.default_rng(0).dirichlet(np.ones(1024)).reshape(256, 4))
-    out = tmp_path / "out"
     # the ibsolver these tests import (installed, with its C++ extension), not the source
     # tree a run from the repository root would find first
     import ibsolver
     env = {**os.environ, "PYTHONPATH": str(Path(ibsolver.__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "ibsolver.cli", "curve", str(table),
-                             "--out", str(out), "--quiet"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "ibsolver.cli", *map(str, argv)], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while not (out / ".").exists() and time.time() < deadline:  # the folder: work started
+    while not (out / ".").exists() and time.time() < deadline:
         time.sleep(0.1)
-    time.sleep(3.0)
+    time.sleep(seconds)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     saved = json.loads((out / "transitions.json").read_text())
     assert saved["complete"] is False
+    return saved
+
+
+def test_sigterm_saves_the_curve_traced_so_far(tmp_path):
+    """A batch scheduler's SIGTERM is handled like Ctrl-C: `curve` writes what it traced,
+    marked incomplete, and exits 130."""
+    table = tmp_path / "p.npy"
+    np.save(table, np.random.default_rng(0).dirichlet(np.ones(1024)).reshape(256, 4))
+    out = tmp_path / "out"
+    sigterm_after_start(["curve", table, "--out", out, "--quiet"], out, tmp_path, 3.0)
     assert (out / "curve.npz").exists()
 
 
@@ -321,25 +328,12 @@ def test_demo_gaussian_runs_and_sigterm_saves_its_partial_curve(tmp_path):
     """`demo --problem gaussian` (24 x 24; the whole located curve takes minutes, too long
     for every test run): it starts, and stopped by SIGTERM it saves a partial curve that
     says so and whose traced points are a valid piece of the IB curve."""
-    import signal
-    import time
-
     import ibsolver
-    env = {**os.environ, "PYTHONPATH": str(Path(ibsolver.__file__).resolve().parents[1])}
+
     out = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "ibsolver.cli", "demo", "--problem",
-                             "gaussian", "--out", str(out), "--quiet"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not (out / ".").exists() and time.time() < deadline:
-        time.sleep(0.1)
-    time.sleep(5.0)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
-    saved = json.loads((out / "transitions.json").read_text())
-    assert saved["complete"] is False and saved["untraced"]
+    saved = sigterm_after_start(["demo", "--problem", "gaussian", "--out", out, "--quiet"],
+                                out, tmp_path, 5.0)
+    assert saved["untraced"]
     curve = ibsolver.IBCurve.load(out / "curve.npz")
     p_xy = ibsolver.discretize_gaussian(0.8, 24, 24)
     assert curve.i_xy == pytest.approx(ibsolver.mutual_information(p_xy), rel=1e-12)
