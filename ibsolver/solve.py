@@ -104,8 +104,9 @@ class Problem:
 
 
 def user_rows(group: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """For each of the user's rows x, its row ``group`` gives among the ``kept`` ones (a
-    boolean mask over the user's rows), and -1 for rows dropped because p(x) = 0."""
+    """For each of the user's rows, its row of the solved problem: ``group`` (one entry
+    per kept row) at the positions ``kept`` marks (a boolean mask over the user's rows),
+    -1 at rows dropped because p(x) = 0."""
     rows = np.full(kept.size, -1, dtype=np.int64)
     rows[kept] = group
     return rows
@@ -525,8 +526,9 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
             # where BA crawls and Newton failed or cannot run, try the fixed point it
             # crawls towards
             shortcut_tried.add(state.n_clusters)
-            reduced = _shortcut(problem, state, before, out.n_iter, beta, lagrangian_nats=history[-1],
-                                kernel=kernel, tol=tol, lagrangian_tol=lagrangian_tol,
+            reduced = _shortcut(problem, state, before, out.n_iter, beta,
+                                lagrangian_nats=history[-1], kernel=kernel, tol=tol,
+                                lagrangian_tol=lagrangian_tol,
                                 max_iter=min(max_iter - n_iter, SHORTCUT_MAX_ITER),
                                 n_threads=n_threads, merge_tol=merge_tol,
                                 shortcut_tried=shortcut_tried)
