@@ -59,6 +59,13 @@ def check_joint(p_xy, *, name: str = "p_xy", normalize: bool = False, drop_empty
     (logged at info level), which changes the table's shape. ``normalize_hint`` is the fix
     the error message names (the CLI names its ``--normalize``).
     """
+    return _checked_joint(p_xy, name=name, normalize=normalize, drop_empty=drop_empty,
+                          normalize_hint=normalize_hint)[0]
+
+
+def _checked_joint(p_xy, *, name, normalize, drop_empty, normalize_hint):
+    """check_joint's work: ``(table, kept_rows, kept_cols)``, masks over the given rows and
+    columns (all True unless ``drop_empty`` dropped some)."""
     if hasattr(p_xy, "detach"):  # a torch tensor: leave torch out of ibsolver
         p_xy = p_xy.detach().cpu().numpy()
     if scipy.sparse.issparse(p_xy):
@@ -87,10 +94,13 @@ def check_joint(p_xy, *, name: str = "p_xy", normalize: bool = False, drop_empty
         raise ValueError(
             f"{name} must be non-negative (got {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)})"
         )
+    kept_rows, kept_cols = np.ones(arr.shape[0], dtype=bool), np.ones(arr.shape[1], dtype=bool)
     if drop_empty:
-        arr, _, _ = drop_empty_margins(arr, name=name)
+        arr, rows, cols = drop_empty_margins(arr, name=name)
         if arr.size == 0:
             raise ValueError(f"{name} must have some non-zero entry (got all zeros)")
+        kept_rows[:], kept_cols[:] = False, False
+        kept_rows[rows], kept_cols[cols] = True, True
     zero_rows = np.flatnonzero(arr.sum(axis=1) == 0)
     if zero_rows.size:
         raise ValueError(
@@ -113,22 +123,15 @@ def check_joint(p_xy, *, name: str = "p_xy", normalize: bool = False, drop_empty
             logger.debug("%s sums to %r (within %g of 1): renormalised", name, total,
                          JOINT_SUM_TOL)
         arr = arr / total
-    return arr
+    return arr, kept_rows, kept_cols
 
 
 def check_joint_kept(p_xy, *, name: str = "p_xy", normalize: bool = False):
     """:func:`check_joint` with all-zero rows and columns dropped (logged at info level):
     ``(table, kept_rows, kept_cols)``, the last two boolean masks over the given rows and
     columns, so results can be put back in the user's shape."""
-    if scipy.sparse.issparse(p_xy):
-        p_xy = densified(p_xy, name=name)
-    arr = np.asarray(p_xy)
-    shape = arr.shape
-    table = check_joint(p_xy, name=name, normalize=normalize, drop_empty=True)
-    if table.shape == shape:
-        return table, np.ones(shape[0], dtype=bool), np.ones(shape[1], dtype=bool)
-    dense = np.asarray(arr, dtype=np.float64)
-    return table, dense.sum(axis=1) > 0, dense.sum(axis=0) > 0
+    return _checked_joint(p_xy, name=name, normalize=normalize, drop_empty=True,
+                          normalize_hint="pass normalize=True to rescale")
 
 
 def drop_empty_margins(arr: np.ndarray, *, name: str = "p_xy"):

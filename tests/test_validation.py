@@ -175,3 +175,12 @@ def test_rows_and_columns_of_probability_zero_are_dropped_and_put_back(caplog):
     for q, q_ref in zip(curve.encoders, compact.encoders):
         np.testing.assert_allclose(q[[0, 2]], q_ref, atol=1e-12)
         np.testing.assert_allclose(q[1], GOOD.sum(axis=1) @ q_ref, atol=1e-12)  # p(t)
+
+
+def test_a_torch_tensor_that_requires_grad_is_accepted():
+    """(A regression: the zero-row check read the tensor with numpy before it was detached.)"""
+    torch = pytest.importorskip("torch")
+    table = torch.tensor(GOOD, requires_grad=True)
+    ref = ibsolver.solve(GOOD, 12.0, random_state=0)
+    np.testing.assert_allclose(ibsolver.solve(table, 12.0, random_state=0).lagrangian,
+                               ref.lagrangian, rtol=0, atol=1e-12)
