@@ -110,8 +110,8 @@ def split_cluster(encoder: np.ndarray, t: int, direction: np.ndarray, eps: float
 #: a tilt closer to p_X than this (divergence, nats) is not scored: the ratio of two
 #: quantities of order |lam|^2 is round-off there (its limit is s2^2, scored separately)
 TILT_MIN_DIVERGENCE = 1e-7
-#: L-BFGS options of the ascents of the ratio from the generic starts, and from the given
-#: directions (to the end: the onset and 1/s* are compared to 1e-6 relative)
+#: L-BFGS options of hypercontractivity's ascents of the ratio, and of tilt_ratio_ascent's
+#: (to the end: the onset and 1/s* are compared to 1e-6 relative)
 BROAD_ASCENT = {"maxiter": 500}
 TIGHT_ASCENT = {"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9}
 #: a -inf entry of a given direction (a decoder with p(y|t) = 0) becomes -MAX_TILT
@@ -154,8 +154,7 @@ def _tilt_ratio_and_grad(lam, log_p_x, p_y_given_x, p_y):
     return num / den, cov @ (log_ratio * den - num * lam) / den**2
 
 
-def hypercontractivity(p_xy, *, n_starts: int = 8, random_state=0, normalize: bool = False,
-                       directions=()):
+def hypercontractivity(p_xy, *, n_starts: int = 8, random_state=0, normalize: bool = False):
     """The hypercontractivity coefficient s* = sup_r D(r_Y || p_Y) / D(r || p_X).
 
     s* is the slope of the IB curve at the origin, so the optimum first leaves the trivial
@@ -165,11 +164,9 @@ def hypercontractivity(p_xy, *, n_starts: int = 8, random_state=0, normalize: bo
     |lam| -> infinity, point masses. It is still not concave: we take the best of all
     point masses and of local maximisations (L-BFGS) from the s2 eigen-direction, the
     directions of the 8 best point masses, and ``n_starts`` random directions. The ratio is
-    flat towards its maximum, and these ascents stop some 1e-5 short of it (relative); the
-    given ``directions`` (tilts lam in R^|Y|, e.g. those of clusters found near the onset,
-    see :func:`ibsolver.ib_curve`) are ascended to the end (tight tolerances, at some ten
-    times the cost of a start; as the default for every start that cost 30 s on a 24 x 24
-    table). The value is a lower bound on s* attained by the returned r; s* >= s2**2 always.
+    flat towards its maximum, and these ascents stop some 1e-5 short of it (relative); see
+    :func:`tilt_ratio_ascent` for ascents to the end. The value is a lower bound on s*
+    attained by the returned r; s* >= s2**2 always.
 
     Returns ``(s_star, r)``.
     """
@@ -198,18 +195,37 @@ def hypercontractivity(p_xy, *, n_starts: int = 8, random_state=0, normalize: bo
         if np.max(np.abs(d)) > 0:  # (p(y|x) = p(y): the point mass at x has ratio 0)
             starts += [c * d / np.max(np.abs(d)) for c in (1.0, 5.0)]
     starts += [rng.normal(scale=3.0, size=m) for _ in range(n_starts)]
-    tight = [np.where(np.isfinite(d), d, -MAX_TILT) for d in np.atleast_2d(directions)
-             if len(d)]
-    for lam0, options in [(lam, BROAD_ASCENT) for lam in starts] + \
-            [(lam, TIGHT_ASCENT) for lam in tight]:
+    val, r = _ascend(starts, BROAD_ASCENT, log_p_x, p_y_given_x, p_y)
+    if val > best:
+        best, best_r = val, r
+    s2 = maximal_correlation(p_xy)
+    return max(best, s2**2), best_r
+
+
+def tilt_ratio_ascent(p_xy, directions) -> float:
+    """The largest D(r_Y || p_Y) / D(r || p_X) reached by ascents of the tilt ratio (see
+    :func:`hypercontractivity`) from the tilts ``directions`` (lam in R^|Y| each; -inf
+    entries, from a decoder with p(y|t) = 0, become -MAX_TILT), each run to the end (tight
+    tolerances, some ten times the cost of one of hypercontractivity's starts; for every
+    start of that search they cost 30 s on a 24 x 24 table). A lower bound on s*; 0 where
+    no ascent scores."""
+    p_xy = v.check_joint(p_xy)
+    p_x = p_xy.sum(axis=1)
+    starts = [np.where(np.isfinite(d), d, -MAX_TILT) for d in np.atleast_2d(directions)]
+    return _ascend(starts, TIGHT_ASCENT, np.log(p_x), p_xy / p_x[:, None], p_xy.sum(axis=0))[0]
+
+
+def _ascend(starts, options, log_p_x, p_y_given_x, p_y):
+    """(the best ratio, its tilt r) of L-BFGS ascents of the tilt ratio from ``starts``."""
+    best, best_r = 0.0, None
+    for lam0 in starts:
         res = minimize(lambda lam: tuple(-a for a in _tilt_ratio_and_grad(lam, log_p_x,
                                                                          p_y_given_x, p_y)),
                        lam0, jac=True, method="L-BFGS-B", options=options)
         val, _ = _tilt_ratio_and_grad(res.x, log_p_x, p_y_given_x, p_y)
         if val > best:
             best, best_r = val, _tilted(res.x, log_p_x, p_y_given_x)[0]
-    s2 = maximal_correlation(p_xy)
-    return max(best, s2**2), best_r
+    return best, best_r
 
 
 def _log_partition(p_y_given_x, base_p_t, base_p_y_given_t, beta):

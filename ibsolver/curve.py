@@ -33,8 +33,8 @@ from . import _validation as v
 from ._blas import single_threaded_blas
 from .backends import get_backend
 from .bifurcation import (ClusterStability, cluster_stability, first_instability,
-                          unstable_clusters,
-                          hypercontractivity, invasion_rate, invasion_starts, split_cluster)
+                          hypercontractivity, invasion_rate, invasion_starts, split_cluster,
+                          tilt_ratio_ascent, unstable_clusters)
 from .deterministic import squared_grid, squared_ib_curve
 from .envelope import upper_concave_envelope
 from .exceptions import ConvergenceWarning, OptimalityWarning
@@ -289,7 +289,7 @@ class _Tracer:
         than MAX_MOVES of them (as in ``solve``)."""
         problem = self.problem
         n_rows = problem.p_x.size
-        finest = (State.from_encoder(problem, np.eye(n_rows)) if n_rows <= self.max_clusters
+        finest = (State.from_joint(problem.p_x, problem.p_xy) if n_rows <= self.max_clusters
                   else self.finest_state(beta))
         starts = [finest] + [
             State.from_encoder(problem, random_encoder(n_rows, min(n_rows, self.max_clusters),
@@ -729,7 +729,7 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
         curve_betas, results = curve_betas[:end], results[:end]
     onset, onset_bracket = _onset(transitions, best)
     s_star = _s_star(problem, fwd, rev, onset) if ib else np.nan
-    located_onset = any(t.located and t.beta == onset for t in transitions if t.optimal)
+    located_onset = onset_bracket is None and np.isfinite(onset)  # (see _onset)
     if ib and located_onset and abs(onset * s_star - 1.0) > ONSET_RTOL:
         warnings.warn(f"ib_curve: the onset beta_0 = {onset:.9g} and 1/s* = {1 / s_star:.9g} "
                       f"differ by {abs(onset * s_star - 1.0):.2g} (relative): one of them is "
@@ -1278,7 +1278,7 @@ def _s_star(problem: Problem, fwd: dict, rev: dict, onset: float) -> float:
         with np.errstate(divide="ignore"):
             tilts = np.vstack([r.beta * np.log(r.p_y_given_t / problem.p_y)
                                for r in found[:ONSET_POINTS]])
-        s = max(s, hypercontractivity(problem.p_xy, directions=tilts)[0])
+        s = max(s, tilt_ratio_ascent(problem.p_xy, tilts))
     return s
 
 

@@ -140,7 +140,8 @@ def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0, max_iter=1
     rng = v.check_random_state(random_state)
     rows = np.arange(problem.p_x.size) if group is None else np.asarray(group)
     # one user's row of each reduced row (-1: an x of probability 0, not one of them)
-    first = np.unique(rows, return_index=True)[1][np.unique(rows) >= 0]
+    values, first = np.unique(rows, return_index=True)
+    first = first[values >= 0]
     done = {b: replace(r, encoder=r.encoder[first]) for b, r in (seeds or {}).items()}
     bar = _progress_bar(progress, betas.size)
     complete = True

@@ -280,7 +280,6 @@ def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
     n_x = problem.p_x.size
     if init is not None:
         q0 = v.check_encoder(init, n_x=kept_rows.size, name="init")[kept_rows]
-        q0 = q0[:, q0.sum(axis=0) > 0]  # (clusters only dropped rows used)
     else:
         if n_clusters is None:
             n_clusters = min(problem.n_distinct_rows(), MAX_DEFAULT_CLUSTERS)
