@@ -39,6 +39,11 @@ def to_tensor(a, dtype=torch.float32, device="cpu") -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
 
 
+def _hash_array(h, a: np.ndarray) -> None:
+    """Feed ``a``'s dtype, shape and bytes (C order) into the hash ``h`` (data fingerprints)."""
+    h.update(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+
+
 def stratified_split(labels, train_fraction: float, seed: int):
     """(train_idx, test_idx), sorted index arrays: per label, a shuffled
     ``round(train_fraction * count)`` rows go to train (for a fraction below 1, at least one

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from ._info_utils import seed_from, to_tensor, torch_threads
+from ._info_utils import _hash_array, seed_from, to_tensor, torch_threads
 from .estimators import (Binning, check_probe_joint, estimate_ensemble, joint_from_labels,
                          make_estimator)
 from .models import resolve_device
@@ -42,7 +42,7 @@ from .recording import Recording, load_state
 logger = logging.getLogger(__name__)
 
 LN2 = math.log(2.0)
-OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+OPTIMIZERS = ("sgd", "adam")
 CHECKPOINT = "checkpoint.pt"
 FORMAT_VERSION = 2
 #: rows per forward pass when recording or evaluating (bounds the memory of large probes)
@@ -68,8 +68,7 @@ class _Tensors:
 
     def fingerprint(self, h):
         for t in (self.x, self.y):
-            a = t.detach().cpu().numpy()
-            h.update(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+            _hash_array(h, t.detach().cpu().numpy())
 
     def train_batches(self, gens):
         n = self.x.shape[0]
@@ -248,9 +247,8 @@ class _Members:
 
 def _vmap_works(base, states, x) -> bool:
     """Whether a vmapped training step runs on this model (tried on copies, in train mode)."""
-    trial = _Members(base, [({k: v.clone() for k, v in p.items()},
-                             {k: v.clone() for k, v in b.items()}) for p, b in states],
-                     True, lambda params: None, x.device)
+    # batched=True stacks the states into new tensors: the trial leaves ``states`` untouched
+    trial = _Members(base, states, True, lambda params: None, x.device)
     try:
         base.train()
         out = trial.forward(x, shared=True)
@@ -533,16 +531,21 @@ class _Run:
         self.base.train()
         for xb, yb in self.train.train_batches(self.gens):
             logits = self.members.forward(xb, self.train.shared)
-            s, b = logits.shape[:2]
-            y = yb.unsqueeze(0).expand(s, *yb.shape) if self.train.shared else yb
-            per = self.loss_fn(logits.reshape(s * b, -1), y.reshape(s * b, *y.shape[2:]))
-            loss = per.reshape(s, b).mean(dim=1).sum()
+            loss = self._row_losses(logits, yb, self.train.shared).mean(dim=1).sum()
             self.members.zero_grad()
             loss.backward()
             if record_grads:
                 self.stats.add(self.members.grads(self.grad_groups))
             self.members.step()
         self.epoch += 1
+
+    def _row_losses(self, logits, yb, shared):
+        """(S, B) per-row losses of the logits (S, B, C); ``yb`` is (B, ...) if shared, else
+        (S, B, ...)."""
+        s, b = logits.shape[:2]
+        y = yb.unsqueeze(0).expand(s, *yb.shape) if shared else yb
+        per = self.loss_fn(logits.reshape(s * b, -1), y.reshape(s * b, *y.shape[2:]))
+        return per.reshape(s, b)
 
     @torch.no_grad()
     def _evaluate(self, data):
@@ -555,10 +558,8 @@ class _Run:
         rows = 0
         for xb, yb in data.eval_batches():
             logits = self.members.forward(xb, shared=True)
-            s, b = logits.shape[:2]
-            y = yb.unsqueeze(0).expand(s, *yb.shape)
-            per = self.loss_fn(logits.reshape(s * b, -1), y.reshape(s * b, *y.shape[2:]))
-            total += per.reshape(s, b).double().sum(dim=1)
+            b = logits.shape[1]
+            total += self._row_losses(logits, yb, True).double().sum(dim=1)
             labels = yb.argmax(dim=-1) if yb.is_floating_point() else yb
             correct += (logits.argmax(dim=-1) == labels.unsqueeze(0)).double().sum(dim=1)
             rows += b
@@ -603,20 +604,16 @@ class _Run:
 
     def _member_module(self, s) -> nn.Module:
         """A copy of the model holding seed ``s``'s parameters and buffers."""
-        module = copy.deepcopy(self.base)
         params, buffers = self.members.member(s)
-        with torch.no_grad():
-            for k, v in params.items():
-                module.get_parameter(k).copy_(v)
-            for k, v in buffers.items():
-                module.get_buffer(k).copy_(v)
-        return module
+        return load_state(copy.deepcopy(self.base), {**params, **buffers})
 
     def _measures(self) -> dict:
         """{name: (S,) values} of the user's measures on every seed's network."""
         out: dict = {}
+        if not self.measures:
+            return out
         for s in range(len(self.seeds)):
-            module = self._member_module(s) if self.measures else None
+            module = self._member_module(s)
             for name, fn in self.measures.items():
                 value = fn(module)
                 items = value.items() if isinstance(value, dict) else [(None, value)]
@@ -647,9 +644,9 @@ class _Run:
             self.load_state(st["run"])
             logger.info("resumed %s at epoch %d", ckpt, self.epoch)
         record_set = set(int(e) for e in rec_epochs)
-        nan = tuple(np.full((len(self.seeds), len(self.grad_names)), np.nan) for _ in range(3))
         if self.epoch == 0 and not self.records.epochs and 0 in record_set:
-            self.record(nan)
+            # no minibatch yet (count 0): the statistics are all NaN
+            self.record(self.stats.result(len(self.seeds)))
             _save(ckpt, header, self)
         last_save = time.perf_counter()
         while self.epoch < epochs:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._info_utils import stratified_split
+from ._info_utils import _hash_array, stratified_split
 from .estimators import joint_from_labels, probe_joint
-from .loop import CHECKPOINT, record_training
+from .loop import CHECKPOINT, OPTIMIZERS, _check_number, _check_seeds, record_training
 from .models import ACTIVATIONS, INITS, mlp, mlp_init, mlp_layers
 from .record import log_epochs
 from .recording import Recording
@@ -25,7 +24,6 @@ from .tasks.base import Task
 
 __all__ = ["CHECKPOINT", "TrainConfig", "stratified_split", "task_fingerprint", "train"]
 
-OPTIMIZERS = ("sgd", "adam")
 PROBES = ("full", "train", "test")
 TARGETS = ("labels", "soft")
 
@@ -82,10 +80,7 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)} (got {self.optimizer!r})")
         for name in ("lr", "momentum", "weight_decay"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name} must be a finite number >= 0 (got {v!r})")
-            setf(name, float(v))
+            setf(name, _check_number(name, getattr(self, name)))
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0 (got {self.lr})")
         for name, low in (("batch_size", 1), ("epochs", 1), ("n_records", 2)):
@@ -97,13 +92,7 @@ class TrainConfig:
         if isinstance(tf, bool) or not isinstance(tf, (int, float)) or not 0 < tf <= 1:
             raise ValueError(f"train_fraction must be in (0, 1] (got {tf!r})")
         setf("train_fraction", float(tf))
-        seeds = (self.seeds,) if isinstance(self.seeds, (int, np.integer)) else tuple(self.seeds)
-        if not seeds or any(isinstance(s, bool) or int(s) != s or s < 0 for s in seeds):
-            raise ValueError(f"seeds must be a non-empty list of integers >= 0 (got {self.seeds!r})")
-        seeds = tuple(int(s) for s in seeds)
-        if len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must be distinct (got {seeds})")
-        setf("seeds", seeds)
+        setf("seeds", _check_seeds(self.seeds))
         if isinstance(self.split_seed, bool) or int(self.split_seed) != self.split_seed:
             raise ValueError(f"split_seed must be an integer (got {self.split_seed!r})")
         setf("split_seed", int(self.split_seed))
@@ -138,10 +127,7 @@ def task_fingerprint(task: Task) -> str:
     h = hashlib.sha256()
     for arr in (task.x, task.labels, task.p_x, task.p_y_given_x):
         if arr is not None:
-            a = np.ascontiguousarray(arr)
-            h.update(str(a.dtype).encode())
-            h.update(str(a.shape).encode())
-            h.update(a.tobytes())
+            _hash_array(h, np.ascontiguousarray(arr))
     return h.hexdigest()[:16]
 
 

@@ -280,6 +280,11 @@ def _train_decoders(Zs, ys, n_classes, budget: DecoderBudget, split, seeds, orde
     return [(float(ce_te[g]), float(ce_tr[g]), float(acc[g])) for g in range(G)]
 
 
+def _label_entropy(labels, n_classes: int) -> float:
+    """The plug-in entropy H(Y), bits, of the integer ``labels`` (classes 0..n_classes-1)."""
+    return float(entropy(np.bincount(labels, minlength=n_classes) / len(labels)))
+
+
 def _check_inputs(Z, y, n_classes):
     Z = np.asarray(Z.detach().cpu().numpy() if hasattr(Z, "detach") else Z)
     y = np.asarray(y.detach().cpu().numpy() if hasattr(y, "detach") else y)
@@ -352,7 +357,7 @@ def usable_information(Z, y, *, decoder: str = "linear", n_classes: int | None =
     gen = make_generator(random_state)
     split = _resolve_split(split, len(y), budget.test_size, gen, y)
     if h_y is None:
-        h_y = float(entropy(np.bincount(y[split[1]], minlength=n_classes) / len(split[1])))
+        h_y = _label_entropy(y[split[1]], n_classes)
     with torch_threads(n_threads):
         (ce_te, ce_tr, acc), = _train_decoders([Z], [y], [n_classes], budget, split,
                                                [seed_from(gen)], seed_from(gen), dev)
@@ -523,8 +528,7 @@ def usable_information_over_training(activations, labels: dict, *, epochs=None, 
     gen = make_generator(random_state)
     split = stratified_split(ys[label_sets[0]], 1.0 - budget.test_size, seed_from(gen))
     # H(Y) of the held-out labels, shared by every layer and epoch
-    h_y = {k: float(entropy(np.bincount(ys[k][split[1]], minlength=n_classes[k])
-                            / len(split[1]))) for k in label_sets}
+    h_y = {k: _label_entropy(ys[k][split[1]], n_classes[k]) for k in label_sets}
     seeds = [seed_from(gen) for _ in jobs]
     order_seed = seed_from(gen)  # same minibatch order for every chunk: grouping-invariant
     dev = resolve_device(device) if isinstance(device, str) else device
