@@ -13,7 +13,7 @@ equal p(y|x) merged; it has the same curve and the same Lagrangians).
 
 A point fails where curve.lagrangian > reference + threshold (1e-9 bit). Every reference that
 beats the curve by more than the threshold is first iterated on from where it stopped (plain
-BA, up to ``--confirm-iter`` more iterations) until it converges, so that a failure is never
+BA, up to CONFIRM_MAX_ITER more iterations) until it converges, so that a failure is never
 reported against a reference still on its way; even unconverged, a reference is the exact
 Lagrangian of an encoder, hence an achievable value, and continuing can only lower it.
 
@@ -99,34 +99,31 @@ class PointCheck:
         return self.curve_lagrangian - self.reference_lagrangian
 
 
-def _plain(problem: Problem, state: State, beta: float, max_iter: int, tol: float, kernel):
-    return solve_from_state(problem, state, beta, alpha=1.0, kernel=kernel, tol=tol,
+def _plain(problem: Problem, state: State, beta: float, max_iter: int, kernel):
+    return solve_from_state(problem, state, beta, alpha=1.0, kernel=kernel, tol=REF_TOL,
                             max_iter=max_iter, n_threads=1, merge_tol=1e-7,
                             accelerate=False, warn=False)
 
 
-def reference_runs(problem: Problem, beta: float, rng: np.random.Generator, *, starts: int = 8,
-                   max_iter: int = REF_MAX_ITER, tol: float = REF_TOL, kernel=None) -> list:
+def reference_runs(problem: Problem, beta: float, rng: np.random.Generator, *, kernel,
+                   starts: int = 8) -> list:
     """Plain BA at ``beta`` from the identity encoder and ``starts`` random encoders with
     k = n_x clusters (Dirichlet(1) rows). ``problem`` should be the compressed one."""
-    kernel = get_backend("cpp") if kernel is None else kernel
     n = problem.p_x.size
     encoders = [("identity", np.eye(n))]
     encoders += [(f"random{r}", random_encoder(n, n, rng)) for r in range(starts)]
     runs = []
     for name, q in encoders:
         state = State.from_encoder(problem, q)
-        runs.append(Run(_plain(problem, state, beta, max_iter, tol, kernel), state, name))
+        runs.append(Run(_plain(problem, state, beta, REF_MAX_ITER, kernel), state, name))
     return runs
 
 
-def confirm(problem: Problem, beta: float, run: Run, *, max_iter: int = CONFIRM_MAX_ITER,
-            tol: float = REF_TOL, kernel=None) -> Run:
+def confirm(problem: Problem, beta: float, run: Run, *, kernel) -> Run:
     """``run`` iterated on (plain BA) from where it stopped until it converges."""
     if run.result.converged:
         return run
-    kernel = get_backend("cpp") if kernel is None else kernel
-    more = _plain(problem, run.state, beta, max_iter, tol, kernel)
+    more = _plain(problem, run.state, beta, CONFIRM_MAX_ITER, kernel)
     return Run(replace(more, n_iter=run.result.n_iter + more.n_iter), run.state, run.start)
 
 
@@ -138,21 +135,18 @@ def sample_indices(n_points: int, at_most: int | None) -> np.ndarray:
 
 
 def check_curve(problem: Problem, curve, rng: np.random.Generator, *, starts: int = 8,
-                points: int | None = None, threshold: float = THRESHOLD,
-                max_iter: int = REF_MAX_ITER, confirm_iter: int = CONFIRM_MAX_ITER,
-                kernel=None) -> list:
+                points: int | None = None, threshold: float = THRESHOLD) -> list:
     """A PointCheck per sampled curve point (beta, lagrangian) against the plain-BA
     reference; references that beat the curve by more than ``threshold`` are run to
     convergence first."""
-    kernel = get_backend("cpp") if kernel is None else kernel
+    kernel = get_backend("cpp")
     checks = []
     for i in sample_indices(curve.beta.size, points):
         beta, lag = float(curve.beta[i]), float(curve.lagrangian[i])
-        runs = reference_runs(problem, beta, rng, starts=starts, max_iter=max_iter,
-                              kernel=kernel)
+        runs = reference_runs(problem, beta, rng, kernel=kernel, starts=starts)
         confirmed = False
         if min(r.result.lagrangian for r in runs) < lag - threshold:
-            runs = [confirm(problem, beta, r, max_iter=confirm_iter, kernel=kernel)
+            runs = [confirm(problem, beta, r, kernel=kernel)
                     if r.result.lagrangian < lag - threshold else r for r in runs]
             confirmed = True
         best = min(runs, key=lambda r: r.result.lagrangian)
@@ -192,21 +186,17 @@ class ProblemReport:
 
 
 def stress_problem(seed: int, index: int, *, starts: int = 8, points: int | None = None,
-                   threshold: float = THRESHOLD, max_x: int = 80, max_y: int = 8,
-                   curve_options: dict | None = None, curve_fn=None) -> ProblemReport:
+                   threshold: float = THRESHOLD, max_x: int = 80, max_y: int = 8) -> ProblemReport:
     """Trace problem ``index`` of ``seed`` and check its points. An exception (from the curve
     or the reference) is caught and recorded in ``error`` with its traceback."""
     p_xy = make_problem(seed, index, max_x=max_x, max_y=max_y)
     problem = Problem.from_joint(p_xy).compressed()[0]
     report = ProblemReport(seed, index, p_xy.shape, problem.p_xy.shape, int(np.sum(p_xy == 0)))
-    curve_fn = ibsolver.ib_curve if curve_fn is None else curve_fn
-    options = dict(locate_transitions=False, n_threads=1)
-    options.update(curve_options or {})
     try:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ibsolver.ConvergenceWarning)
-            curve = curve_fn(p_xy, **options)
+            curve = ibsolver.ib_curve(p_xy, locate_transitions=False, n_threads=1)
         report.curve_seconds = time.perf_counter() - t0
         report.n_points = int(curve.beta.size)
         t0 = time.perf_counter()

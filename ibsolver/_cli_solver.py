@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -106,37 +105,37 @@ def _saved_curve(out: Path, args):
 def _trace(p_xy, out: Path, args):
     """The curve of ``p_xy``, resumed from ``out`` where asked; None if the saved curve
     is already complete (it is printed, nothing is written)."""
-    from .curve import ib_curve
-
     saved = _saved_curve(out, args)
     if saved is not None and saved.complete:
         print(saved.summary())
         print(f"nothing to resume: the curve in {str(out)!r} is complete")
         return None
+    return _quiet_curve(p_xy, resume=saved, **_curve_kwargs(args))
+
+
+def _quiet_curve(p_xy, **kwargs):
+    """``ib_curve(p_xy, **kwargs)`` without the "ib_curve interrupted" warning (the summary
+    and the files say PARTIAL: no Python warning line on top)."""
+    from .curve import ib_curve
+
     with warnings.catch_warnings():
-        # (the summary and the files say PARTIAL: no Python warning line on top)
         warnings.filterwarnings("ignore", "ib_curve interrupted", RuntimeWarning)
-        return ib_curve(p_xy, resume=saved, **_curve_kwargs(args))
+        return ib_curve(p_xy, **kwargs)
 
 
 def _write_outputs(curve, out: Path, title: str) -> list:
     """Write curve.npz, transitions.json and curve.png, each to a temporary file first, so
     that an interruption while writing leaves the previous file whole."""
+    from .io import transitions_json, write_whole
     from .plotting import plot_summary
 
     writers = (curve.to_npz,
-               lambda path: path.write_text(json.dumps(curve.transitions_dict(), indent=2)),
+               lambda path: path.write_text(transitions_json(curve)),
                lambda path: plot_summary(curve, path, title=title))
     files = []
     for name, write in zip(RESULT_FILES, writers):
         path = out / name
-        # (same suffix, so that each writer picks its format; created with the umask's mode)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.part{path.suffix}")
-        try:
-            write(tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_whole(path, write)
         files.append(path)
     return files
 
@@ -232,14 +231,12 @@ def cmd_curve(args) -> int:
 
 
 def cmd_transitions(args) -> int:
-    from .curve import ib_curve
+    from .io import transitions_json
 
     p_xy, _, _ = _load(args)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "ib_curve interrupted", RuntimeWarning)
-        curve = ib_curve(p_xy, **_curve_kwargs(args))
+    curve = _quiet_curve(p_xy, **_curve_kwargs(args))
     if args.json:
-        print(json.dumps(curve.transitions_dict(), indent=2))
+        print(transitions_json(curve))
     else:
         print(curve.summary())
     return 0 if curve.complete else 130

@@ -1,7 +1,10 @@
-"""Reading joint-distribution tables from files (.npy, .npz, .csv)."""
+"""Reading joint-distribution tables from files (.npy, .npz, .csv); writing result files
+whole."""
 from __future__ import annotations
 
+import json
 import logging
+import os
 import warnings
 import zipfile
 from pathlib import Path
@@ -117,3 +120,22 @@ def _load(path, *, counts=None, normalize=False, drop_empty=True, normalize_hint
     kept = full[np.ix_(rows, cols)]
     return (check_joint(kept, name=name, normalize=bool(counts or normalize),
                         normalize_hint=hint), rows, cols)
+
+
+def write_whole(path: Path, write) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then moved onto ``path``, so that
+    an interruption while writing leaves the previous file whole (the temporary is removed
+    whatever happens)."""
+    # (same suffix, so that each writer picks its format; created with the umask's mode)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.part{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def transitions_json(curve) -> str:
+    """``curve.transitions_dict()`` as the JSON text the CLI prints and the result files
+    hold."""
+    return json.dumps(curve.transitions_dict(), indent=2)

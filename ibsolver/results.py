@@ -340,8 +340,7 @@ class IBCurve:
         meta = {k: getattr(self, k) for k in _CURVE_META}
         meta["onset_bracket"] = (None if self.onset_bracket is None
                                  else [float(b) for b in self.onset_bracket])
-        meta["settings"] = {k: (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v)
-                            for k, v in self.settings.items()}
+        meta["settings"] = self.settings  # (arrays and numpy scalars: _json_scalar)
         meta["branches"] = list(self.branches)
         meta["transitions"] = [t.to_dict() for t in self.transitions]
         meta["all_transitions"] = [t.to_dict() for t in self.all_transitions]

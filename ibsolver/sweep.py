@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import logging
 import multiprocessing
 import os
@@ -29,6 +28,7 @@ import numpy as np
 
 from . import _validation as v
 from .curve import ib_curve
+from .io import transitions_json, write_whole
 
 logger = logging.getLogger(__name__)
 
@@ -198,16 +198,8 @@ def _out_dir(out):
 def _save(curve, out: Path, name: str) -> None:
     """``name.json`` (the transitions), then ``name.npz``, each through a temporary file:
     the .npz is what marks the table done, and it only appears whole."""
-    _write_whole(out / f"{name}.json",
-                 lambda f: f.write(json.dumps(curve.transitions_dict(), indent=2).encode()))
-    _write_whole(out / f"{name}.npz", curve.to_npz)
-
-
-def _write_whole(path: Path, write) -> None:
-    part = path.with_name(path.name + ".part")
-    with open(part, "wb") as f:
-        write(f)
-    os.replace(part, path)
+    write_whole(out / f"{name}.json", lambda path: path.write_text(transitions_json(curve)))
+    write_whole(out / f"{name}.npz", curve.to_npz)
 
 
 # --- the generic runner ------------------------------------------------------------------
