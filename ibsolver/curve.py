@@ -38,10 +38,11 @@ from .bifurcation import (ClusterStability, cluster_stability, first_instability
 from .deterministic import squared_grid, squared_ib_curve
 from .envelope import upper_concave_envelope
 from .exceptions import ConvergenceWarning, OptimalityWarning
-from .measures import _encoder_information, conditional_entropy, entropy, mutual_information
+from .measures import conditional_entropy, entropy, mutual_information
 from .results import Branch, IBCurve, IBResult, Transition
 from .solve import (MAX_DEFAULT_CLUSTERS, Problem, State, _grow_invaders, _lower, _moves,
-                    in_user_rows, random_encoder, solve_from_state, user_rows)
+                    encoder_and_lagrangian, in_user_rows, random_encoder, solve_from_state,
+                    user_rows)
 
 logger = logging.getLogger(__name__)
 
@@ -456,11 +457,8 @@ def _pool_seed(tracer, fwd: dict, rev: dict) -> bool:
         own = min(r.lagrangian for r in (fwd.get(b), rev.get(b)) if r is not None)
         best, best_state = own, None
         for state in pool:
-            q = opts["kernel"].encoder(pb.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
-                                       b, tracer.alpha, opts["n_threads"])
-            q = q[:, pb.p_x @ q > 0]
-            info = _encoder_information(pb.p_xy, q)
-            value = info["h_t"] - tracer.alpha * info["h_t_given_x"] - b * info["i_ty"]
+            value = encoder_and_lagrangian(pb, state, b, alpha=tracer.alpha,
+                                           kernel=opts["kernel"], n_threads=opts["n_threads"])[2]
             if _lower(value, best):
                 best, best_state = value, state
         if best_state is not None:

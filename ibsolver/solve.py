@@ -538,11 +538,8 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
                 return replace(reduced, n_iter=n_iter + reduced.n_iter,
                                lagrangian_history=all_history)
     converged = residual <= tol or objective_converged
-    q = kernel.encoder(problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
-                       beta, alpha, n_threads)
-    q = q[:, problem.p_x @ q > 0]
-    info = _encoder_information(problem.p_xy, q)
-    lagrangian = info["h_t"] - alpha * info["h_t_given_x"] - beta * info["i_ty"]
+    q, info, lagrangian = encoder_and_lagrangian(problem, state, beta, alpha=alpha,
+                                                 kernel=kernel, n_threads=n_threads)
     history_bits = _lagrangian_bits(np.concatenate(histories), problem, beta)
     if not converged and warn:
         _warn_not_converged(beta, max_iter, residual, tol, stacklevel=3)
@@ -552,6 +549,18 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         i_xt=info["i_xt"], i_ty=info["i_ty"], h_t=info["h_t"], lagrangian=float(lagrangian),
         beta=beta, alpha=alpha, n_iter=n_iter, converged=bool(converged),
         residual=float(residual), backend=kernel.NAME, lagrangian_history=history_bits)
+
+
+def encoder_and_lagrangian(problem: Problem, state: State, beta: float, *, alpha: float,
+                           kernel, n_threads):
+    """The encoder one BA step builds from ``state`` (clusters of zero mass dropped), its
+    information terms (bits, see _encoder_information) and its Lagrangian H(T) - alpha
+    H(T|X) - beta I(T;Y) (bits)."""
+    q = kernel.encoder(problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
+                       beta, alpha, n_threads)
+    q = q[:, problem.p_x @ q > 0]
+    info = _encoder_information(problem.p_xy, q)
+    return q, info, info["h_t"] - alpha * info["h_t_given_x"] - beta * info["i_ty"]
 
 
 def _lagrangian_bits(kernel_value, problem: Problem, beta: float):
