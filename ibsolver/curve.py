@@ -848,24 +848,10 @@ def _seeds(resume) -> tuple:
     return points.get("forward", {}), points.get("reverse", {}), splits
 
 
-class _NoBar:
-    total = n = 0
-
-    def update(self, n=1):
-        pass
-
-    def refresh(self):
-        pass
-
-    def close(self):
-        pass
-
-
 def _progress(enabled, total):
-    if not enabled:
-        return _NoBar()
+    """A tqdm bar over the grid solves, or one that shows nothing."""
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc="IB curve", unit="solve")
+    return tqdm(total=total, desc="IB curve", unit="solve", disable=not enabled)
 
 
 def _best_points(fwd: dict, rev: dict) -> dict:
