@@ -109,7 +109,8 @@ else:
     ext_modules.append(
         Extension(
             "ibsolver._core",
-            sources=["csrc/ba_kernel.cpp", "csrc/newton_jacobian.cpp", "csrc/bindings.cpp"],
+            sources=["csrc/ba_kernel.cpp", "csrc/newton_jacobian.cpp", "csrc/squarem.cpp",
+                     "csrc/bindings.cpp"],
             include_dirs=["csrc", pybind11.get_include()],
             depends=["csrc/ba_kernel.hpp", "csrc/fast_exp.hpp"],
             language="c++",

@@ -920,6 +920,7 @@ IBS_OMP(atomic read)
         return result;
     }
     result.n_iter = n_iter;
+    result.n_history = n_iter;
     result.residual = residual;
     return result;
 }

@@ -28,6 +28,7 @@ const char* status_message(Status status);
 
 struct IterationResult {
     std::int64_t n_iter = 0;  // iterations done (<= max_iter)
+    std::int64_t n_history = 0;  // entries written to history (<= n_iter)
     double residual = 0.0;    // max_{t,y} |p_new(t,y) - p_old(t,y)| of the last iteration
     Status status = Status::ok;
 };
@@ -42,6 +43,14 @@ IterationResult run_iterations(const double* p_x, const double* p_y_given_x, std
                                std::int64_t m, double* log_p_t, double* log_p_y_given_t,
                                std::int64_t k, double beta, double alpha, std::int64_t max_iter,
                                double tol, int n_threads, double* history);
+
+/// As run_iterations, accelerated by SQUAREM (ibsolver/accelerate.py is the
+/// specification): n_iter counts map evaluations; history receives the Lagrangian of the
+/// points kept (n_history of them), and needs room for max_iter entries.
+IterationResult run_squarem(const double* p_x, const double* p_y_given_x, std::int64_t n,
+                            std::int64_t m, double* log_p_t, double* log_p_y_given_t,
+                            std::int64_t k, double beta, double alpha, std::int64_t max_iter,
+                            double tol, int n_threads, double* history);
 
 /// Writes to q (n, k) the encoder q(t|x) that one iteration builds from the state.
 Status encoder(const double* p_y_given_x, std::int64_t n, std::int64_t m,

@@ -78,7 +78,7 @@ Array copy_of(const Array& a) {
     return out;
 }
 
-py::tuple run_iterations(Array p_x, Array p_y_given_x, Array log_p_t, Array log_p_y_given_t,
+py::tuple iterate(bool squarem, Array p_x, Array p_y_given_x, Array log_p_t, Array log_p_y_given_t,
                          double beta, double alpha, std::int64_t max_iter, double tol,
                          std::optional<int> n_threads) {
     std::int64_t n, m, k;
@@ -101,15 +101,29 @@ py::tuple run_iterations(Array p_x, Array p_y_given_x, Array log_p_t, Array log_
     ibsolver::IterationResult res;
     {
         py::gil_scoped_release release;
-        res = ibsolver::run_iterations(p_x.data(), p_y_given_x.data(), n, m,
-                                       out_t.mutable_data(), out_ty.mutable_data(), k, beta,
-                                       alpha, max_iter, tol, nth, history.data());
+        res = (squarem ? ibsolver::run_squarem : ibsolver::run_iterations)(
+            p_x.data(), p_y_given_x.data(), n, m, out_t.mutable_data(), out_ty.mutable_data(),
+            k, beta, alpha, max_iter, tol, nth, history.data());
     }
     if (res.status != ibsolver::Status::ok) raise_status(res.status);
-    Array hist(static_cast<py::ssize_t>(res.n_iter));
-    if (res.n_iter > 0)
-        std::memcpy(hist.mutable_data(), history.data(), res.n_iter * sizeof(double));
+    Array hist(static_cast<py::ssize_t>(res.n_history));
+    if (res.n_history > 0)
+        std::memcpy(hist.mutable_data(), history.data(), res.n_history * sizeof(double));
     return py::make_tuple(out_t, out_ty, res.n_iter, res.residual, hist);
+}
+
+py::tuple run_iterations(Array p_x, Array p_y_given_x, Array log_p_t, Array log_p_y_given_t,
+                         double beta, double alpha, std::int64_t max_iter, double tol,
+                         std::optional<int> n_threads) {
+    return iterate(false, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, max_iter,
+                   tol, n_threads);
+}
+
+py::tuple run_squarem(Array p_x, Array p_y_given_x, Array log_p_t, Array log_p_y_given_t,
+                      double beta, double alpha, std::int64_t max_iter, double tol,
+                      std::optional<int> n_threads) {
+    return iterate(true, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, max_iter,
+                   tol, n_threads);
 }
 
 Array encoder(Array p_y_given_x, Array log_p_t, Array log_p_y_given_t, double beta, double alpha,
@@ -166,6 +180,11 @@ PYBIND11_MODULE(_core, mod) {
             py::arg("max_iter"), py::arg("tol"), py::arg("n_threads") = py::none(),
             "Iterate from the given state; returns (log_p_t, log_p_y_given_t, n_iter, residual, "
             "history). See ibsolver.backends.numpy_backend.run_iterations.");
+    mod.def("run_squarem", &run_squarem, py::arg("p_x"), py::arg("p_y_given_x"),
+            py::arg("log_p_t"), py::arg("log_p_y_given_t"), py::arg("beta"), py::arg("alpha"),
+            py::arg("max_iter"), py::arg("tol"), py::arg("n_threads") = py::none(),
+            "run_iterations accelerated by SQUAREM (n_iter counts map evaluations, history "
+            "holds the points kept). See ibsolver.accelerate.squarem_iterations.");
     mod.def("encoder", &encoder, py::arg("p_y_given_x"), py::arg("log_p_t"),
             py::arg("log_p_y_given_t"), py::arg("beta"), py::arg("alpha"),
             py::arg("n_threads") = py::none(),

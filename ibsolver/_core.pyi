@@ -21,6 +21,20 @@ def run_iterations(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], int, float, NDArray[np.float64]]:
     """Iterate from the given state: (log_p_t, log_p_y_given_t, n_iter, residual, history)."""
 
+def run_squarem(
+    p_x: ArrayLike,
+    p_y_given_x: ArrayLike,
+    log_p_t: ArrayLike,
+    log_p_y_given_t: ArrayLike,
+    beta: float,
+    alpha: float,
+    max_iter: int,
+    tol: float,
+    n_threads: int | None = None,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], int, float, NDArray[np.float64]]:
+    """run_iterations accelerated by SQUAREM: n_iter counts map evaluations, history holds
+    the Lagrangian of the points kept."""
+
 def encoder(
     p_y_given_x: ArrayLike,
     log_p_t: ArrayLike,

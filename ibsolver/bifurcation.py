@@ -275,34 +275,74 @@ def invasion_rate(p_x, p_y_given_x, base_p_t, base_p_y_given_t, beta, decoder):
     there, so this locates births without the critical slowing down of the full iteration.
 
     Returns ``(G, d)`` at the local maximum of G reached from ``decoder`` (a distribution
-    on Y; zeros stay zero).
+    on Y; zeros stay zero). The ascent (see :func:`_ascend_log_g`) takes Newton steps where
+    log G is locally concave and the decoder map's own step elsewhere: that map is a
+    minorise-maximise step of log G (Jensen over x), so G never decreases.
     """
     log_z = _log_partition(p_y_given_x, base_p_t, base_p_y_given_t, beta)
     d0 = np.asarray(decoder, dtype=np.float64)
     support = d0 > 0
     # x that need a y outside the decoder's support cannot join the new cluster
     allowed = ~np.any((p_y_given_x > 0) & ~support[None, :], axis=1)
-    a = p_y_given_x[np.ix_(allowed, support)]
-    base = np.log(p_x[allowed]) - log_z[allowed]
-
-    def neg_log_g(z):
-        z = z - z.max()
-        log_d = z - np.log(np.exp(z).sum())
-        e = base + beta * (a @ log_d)
-        m = e.max()
-        w = np.exp(e - m)
-        g = w.sum()
-        grad_log_d = beta * (w @ a) / g  # d log G / d log d
-        d = np.exp(log_d)
-        grad_z = grad_log_d - d * grad_log_d.sum()
-        return -(m + np.log(g)), -grad_z
-
-    if a.shape[0] == 0:
+    if not allowed.any():
         return 0.0, d0
-    res = minimize(neg_log_g, np.log(d0[support]), jac=True, method="L-BFGS-B",
-                   options={"maxiter": 1000, "gtol": 1e-12, "ftol": 1e-15})
-    z = res.x - res.x.max()
+    log_g, log_d = _ascend_log_g(np.log(p_x[allowed]) - log_z[allowed],
+                                 p_y_given_x[np.ix_(allowed, support)], beta,
+                                 np.log(d0[support]))
     d = np.zeros_like(d0)
-    d[support] = np.exp(z) / np.exp(z).sum()
+    d[support] = np.exp(log_d)
     with np.errstate(over="ignore"):  # far from a fixed point G can exceed 1e308: inf
-        return float(np.exp(-res.fun)), d
+        return float(np.exp(log_g)), d
+
+
+#: the ascent of log G stops once its steps shrink geometrically to an estimated remaining
+#: gain below this (or gain nothing), or after INVASION_MAX_STEPS steps
+INVASION_GAIN_TOL = 1e-12
+INVASION_MAX_STEPS = 500
+
+
+def _ascend_log_g(base, a, beta, log_d):
+    """Local maximum of log G(d) = logsumexp_x(base_x + beta a_x . log d) over the simplex
+    from ``log_d``: ``(log G, log d)``.
+
+    In z = log d (up to a constant), with pi the softmax of the terms over x and
+    m = pi @ a, the gradient is beta (m - d) and the Hessian beta^2 J' Cov_pi(a) J - beta
+    (diag d - d d') with J = I - 1 d'. A Newton step (the last z held fixed: the constant)
+    is taken where that Hessian is negative definite and the step raises log G; otherwise
+    the minorise-maximise step d <- m."""
+    def evaluate(log_d):
+        e = base + beta * (a @ log_d)
+        top = e.max()
+        w = np.exp(e - top)
+        return top + np.log(w.sum()), w / w.sum()
+
+    k = log_d.size
+    log_g, pi = evaluate(log_d)
+    last_gain = np.inf
+    for _ in range(INVASION_MAX_STEPS):
+        d = np.exp(log_d)
+        m = pi @ a
+        cand = None
+        if k > 1:
+            cov = (a * pi[:, None]).T @ a - np.outer(m, m)
+            jac = np.eye(k) - d[None, :]
+            hess = (beta ** 2 * jac.T @ cov @ jac - beta * (np.diag(d) - np.outer(d, d)))[:-1, :-1]
+            if np.linalg.eigvalsh(hess).max() < 0:
+                z = log_d.copy()
+                z[:-1] += np.linalg.solve(hess, -beta * (m - d)[:-1])
+                z -= np.logaddexp.reduce(z)
+                cand = (z, *evaluate(z))
+                if cand[1] < log_g:
+                    cand = None
+        if cand is None:
+            z = np.log(np.maximum(m, 1e-300))  # (a y no x weighted here uses: d(y) -> 0)
+            cand = (z, *evaluate(z))
+        gain = cand[1] - log_g
+        ratio = gain / last_gain if 0 < last_gain < np.inf else 1.0
+        last_gain = gain
+        if gain >= 0:
+            log_d, log_g, pi = cand
+        if gain <= 1e-15 * (1.0 + abs(log_g)) or (
+                ratio < 1.0 and gain * ratio / (1.0 - ratio) < INVASION_GAIN_TOL):
+            break
+    return log_g, log_d

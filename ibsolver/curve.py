@@ -675,15 +675,19 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
                     fwd[b] = prev
                 bar.update()
             passed = dict(fwd)
-        if refine:
-            _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate_transitions)
-        for round_ in range(3 if method == "both" or not ib else 0):
+        # the branches learn from each other before refinement: where they then agree on
+        # both sides of a new beta, one solve serves both (see _refine)
+        rounds = 3 if method == "both" or not ib else 0
+        for round_ in range(rounds):
             pooled = not ib and _pool_seed(tracer, fwd, rev)
             restarted = ib and round_ == 0 and _random_restarts(tracer, fwd, rev, grid)
-            if not _cross_seed(tracer, fwd, rev) and not pooled and not restarted:
+            improved = _cross_seed(tracer, fwd, rev) or pooled or restarted
+            if round_ > 0 and not improved:
                 break
             if refine:
                 _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate_transitions)
+        if refine and rounds == 0:
+            _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate_transitions)
     except KeyboardInterrupt:
         if not interruptible or not (fwd or rev):
             raise
@@ -921,14 +925,34 @@ def _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate):
             return
         todo = todo[: max_points - len(bs)]
         for mid in todo:
+            above = min((b for b in rev if b > mid), default=None)
+            below = max((b for b in fwd if b < mid), default=None)
+            if method == "both" and _one_branch(fwd, rev, below, above,
+                                                tracer.opts["lagrangian_tol"]):
+                # both branches hold the same points on either side: the one solve from
+                # above (the reverse branch's) stands for both
+                rev[mid] = fwd[mid] = tracer.solve(tracer.state(rev[above]), mid)
+                bar.update(2)
+                continue
             if method in ("both", "reverse"):
-                above = min(b for b in rev if b > mid)
                 rev[mid] = tracer.solve(tracer.state(rev[above]), mid)
                 bar.update()
             if method in ("both", "forward"):
-                below = max(b for b in fwd if b < mid)
                 fwd[mid] = tracer.forward_step(fwd[below], mid, False, [])
                 bar.update()
+
+
+def _one_branch(fwd: dict, rev: dict, below, above, lagrangian_tol: float) -> bool:
+    """Whether the forward and reverse branches agree at ``below`` and ``above`` (the same
+    cluster count, and Lagrangians as close as two solves stopped by ``lagrangian_tol``
+    can leave one point), with no transition between: one curve there. (Across a
+    transition each branch's own step is what finds and locates it.)"""
+    def same(b):
+        return (b in fwd and b in rev
+                and abs(fwd[b].lagrangian - rev[b].lagrangian) <= 2 * lagrangian_tol + 1e-10
+                and n_effective(fwd[b]) == n_effective(rev[b]))
+    return (below is not None and above is not None and same(below) and same(above)
+            and n_effective(fwd[below]) == n_effective(fwd[above]))
 
 
 def _random_restarts(tracer, fwd: dict, rev: dict, betas) -> bool:

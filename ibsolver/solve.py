@@ -34,7 +34,8 @@ CHUNK = 200
 CHEAP_NEWTON = 20
 FIRST_CHUNK = 3
 REFUSED_CHUNK = 20
-#: n_x * n_y * n_clusters below which SQUAREM's per-step Python overhead outweighs it
+#: n_x * n_y * n_clusters below which SQUAREM's per-step Python overhead outweighs it (a
+#: backend with compiled SQUAREM has none)
 ACCELERATE_MIN_WORK = 20_000
 #: a lightest cluster whose log-mass falls faster than this per iteration may be dying
 DYING_LOG_RATE = 5e-6
@@ -494,13 +495,17 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         use_newton = newton_ok and n_iter > 0 and not newton_refused
         after_refusal = newton_refused
         before = state.log_p_t  # the dying test compares against it, per iteration
-        squarem_ok = n_x * n_y * state.n_clusters >= ACCELERATE_MIN_WORK
+        # compiled SQUAREM (the C++ backend's) has no per-step overhead to outweigh
+        compiled_squarem = getattr(kernel, "squarem_iterations", None)
+        squarem_ok = (compiled_squarem is not None
+                      or n_x * n_y * state.n_clusters >= ACCELERATE_MIN_WORK)
         if use_newton:
             *out, saddle = newton.newton_iterations(kernel, *args, guarded=guarded)
             out = Iterated(*out)
             guarded = guarded or saddle
         elif accelerate and squarem_ok and (n_iter > 0 or not newton_cheap):
-            out = squarem_iterations(kernel, *args)
+            out = (compiled_squarem(*args) if compiled_squarem is not None
+                   else squarem_iterations(kernel, *args))
         else:
             out = kernel.run_iterations(*args)
         newton_refused = use_newton and out.residual > tol

@@ -51,9 +51,23 @@ def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
     the calls measure faster on problems large enough to consider threads (see
     :mod:`ibsolver.backends._threads`); an int is used as given.
     """
+    return _iterate(_core.run_iterations, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta,
+                    alpha, max_iter, tol, n_threads)
+
+
+def squarem_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, max_iter,
+                       tol, n_threads=None):
+    """:func:`ibsolver.accelerate.squarem_iterations` compiled (the same steps; ``n_iter``
+    counts map evaluations, ``history`` holds the points kept)."""
+    return _iterate(_core.run_squarem, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta,
+                    alpha, max_iter, tol, n_threads)
+
+
+def _iterate(loop, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, max_iter, tol,
+             n_threads):
     def call(threads):
-        out = _core.run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, float(beta),
-                                   float(alpha), int(max_iter), float(tol), threads)
+        out = loop(p_x, p_y_given_x, log_p_t, log_p_y_given_t, float(beta), float(alpha),
+                   int(max_iter), float(tol), threads)
         return out, out[2]
 
     sizes = _sizes(p_y_given_x, log_p_t)
