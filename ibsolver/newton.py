@@ -45,6 +45,14 @@ MAX_DIM = 600
 MAX_PAIRS = 4_000_000
 #: a step longer than this in any log-probability is not taken
 MAX_STEP = 8.0
+#: the most a Newton step may cost, in BA iterations (see :func:`cost`): dearer ones lose
+#: to SQUAREM (compiled in the C++ backend). With 200, Newton's factorisations (damped
+#: ones refactorised for every damping) took two thirds of a gaussian-24 curve: 30 s
+#: against 18 s with 20; a 128 x 4 curve 7.6 s against 5.5 s; 1024 x 2 the same
+MAX_COST = 20
+#: the most a step may cost where Newton only finishes a solve that SQUAREM brought close
+#: (see ibsolver.solve.solve_from_state): a few steps there replace thousands of iterations
+POLISH_MAX_COST = 200
 #: halvings of a Newton step that raised the Lagrangian before damping is tried
 BACKTRACK = 3
 #: largest k * m for a full eigendecomposition of J (some 40 times its LU factorisation);
@@ -68,10 +76,12 @@ def cost(n_x: int, n_clusters: int, n_y: int) -> float:
     return (n_x * n_clusters * dim * n_y + dim ** 3 / 3.0) / (10.0 * n_x * dim)
 
 
-def applicable(n_x: int, n_clusters: int, n_y: int, alpha: float) -> bool:
-    """Whether Newton's method is available and cheaper than a chunk of 200 BA iterations."""
+def applicable(n_x: int, n_clusters: int, n_y: int, alpha: float,
+               max_cost: float = MAX_COST) -> bool:
+    """Whether Newton's method is available and a step costs at most ``max_cost`` BA
+    iterations."""
     return (alpha > 0.0 and 1 < n_clusters and n_clusters * n_y <= MAX_DIM
-            and n_x * n_clusters ** 2 <= MAX_PAIRS and cost(n_x, n_clusters, n_y) <= 200)
+            and n_x * n_clusters ** 2 <= MAX_PAIRS and cost(n_x, n_clusters, n_y) <= max_cost)
 
 
 def _encoder(p_y_given_x, theta, beta, alpha):

@@ -28,10 +28,14 @@ MAX_DEFAULT_CLUSTERS = 1024
 DROP_MASS = 1e-14
 #: iterations between checks for empty or coincident clusters
 CHUNK = 200
-#: a Newton step costing no more than this many BA iterations is cheap: then Newton starts
-#: after FIRST_CHUNK plain iterations (they settle a warm start's clusters) and is retried
-#: after REFUSED_CHUNK; otherwise after full CHUNKs
-CHEAP_NEWTON = 20
+#: plain iterations that confirm an objective stop after SQUAREM, and the Newton map
+#: evaluations that may finish it instead (see solve_from_state)
+VERIFY_CHUNK = 40
+POLISH_CHUNK = 12
+#: SQUAREM's estimated distance (bits) from the limit below which Newton is tried
+POLISH_GAP_BITS = 1e-6
+#: where Newton can run (see newton.applicable) it starts after FIRST_CHUNK plain
+#: iterations (they settle a warm start's clusters) and is retried after REFUSED_CHUNK
 FIRST_CHUNK = 3
 REFUSED_CHUNK = 20
 #: n_x * n_y * n_clusters below which SQUAREM's per-step Python overhead outweighs it (a
@@ -472,44 +476,53 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
     guarded = False  # once Newton met a saddle, no Newton step from where det(I - J) <= 0
     shortcut_tried = set() if shortcut_tried is None else shortcut_tried
     objective_converged = False
+    # after SQUAREM seems converged by the objective: a few Newton steps to finish it
+    # (polish), or where they cannot run or fail, a short plain chunk to confirm (verify)
+    polish = verify = False
+    polish_below = POLISH_GAP_BITS * LN2
     state.prune(merge_tol)
     n_x, n_y = problem.p_y_given_x.shape
     while n_iter < max_iter:
         newton_ok = accelerate and newton.applicable(n_x, state.n_clusters, n_y, alpha)
-        newton_cheap = newton_ok and newton.cost(n_x, state.n_clusters, n_y) <= CHEAP_NEWTON
-        if newton_cheap and n_iter == 0:
+        if newton_ok and n_iter == 0:
             chunk = FIRST_CHUNK
-        elif newton_cheap and newton_refused:
+        elif newton_ok and newton_refused:
             # doubling after each refusal in a row: where Newton keeps failing (e.g. a
             # zero p(y|t) makes theta infinite) this falls back to full CHUNKs, which the
             # objective stopping rule needs (it reads one chunk's history)
             chunk = min(REFUSED_CHUNK * 2 ** (refusals - 1), CHUNK)
+        elif polish:  # (a polish chunk is Newton's, however dear: see below)
+            chunk = POLISH_CHUNK
         else:
-            chunk = CHUNK
+            chunk = VERIFY_CHUNK if verify else CHUNK
         chunk = min(chunk, max_iter - n_iter)
         args = (problem.p_x, problem.p_y_given_x, state.log_p_t, state.log_p_y_given_t,
                 beta, alpha, chunk, tol, n_threads)
-        # a short plain chunk first where Newton is cheap (it settles a warm start), then
-        # Newton; elsewhere SQUAREM from the start where one iteration outweighs its Python
-        # overhead (e.g. the reverse branch's first solve, from hundreds of clusters)
-        use_newton = newton_ok and n_iter > 0 and not newton_refused
+        # a short plain chunk first where Newton can run (it settles a warm start), then
+        # Newton; elsewhere SQUAREM from the start, where it is compiled or one iteration
+        # outweighs its Python overhead (e.g. the reverse branch's first solve, from
+        # hundreds of clusters)
+        polishing, polish = polish, False
+        use_newton = polishing or (newton_ok and n_iter > 0 and not newton_refused)
         after_refusal = newton_refused
         before = state.log_p_t  # the dying test compares against it, per iteration
         # compiled SQUAREM (the C++ backend's) has no per-step overhead to outweigh
         compiled_squarem = getattr(kernel, "squarem_iterations", None)
         squarem_ok = (compiled_squarem is not None
                       or n_x * n_y * state.n_clusters >= ACCELERATE_MIN_WORK)
+        squarem_used = (not use_newton and accelerate and squarem_ok
+                        and (n_iter > 0 or not newton_ok) and not verify)
         if use_newton:
             *out, saddle = newton.newton_iterations(kernel, *args, guarded=guarded)
             out = Iterated(*out)
             guarded = guarded or saddle
-        elif accelerate and squarem_ok and (n_iter > 0 or not newton_cheap):
+        elif squarem_used:
             out = (compiled_squarem(*args) if compiled_squarem is not None
                    else squarem_iterations(kernel, *args))
         else:
             out = kernel.run_iterations(*args)
-        newton_refused = use_newton and out.residual > tol
-        if use_newton:
+        newton_refused = use_newton and not polishing and out.residual > tol
+        if use_newton and not polishing:
             refusals = refusals + 1 if newton_refused else 0
         residual, history = out.residual, out.history
         state.log_p_t, state.log_p_y_given_t = out.log_p_t, out.log_p_y_given_t
@@ -518,17 +531,30 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         changed = state.prune(merge_tol)
         if residual <= tol and not changed:
             break
-        if (lagrangian_tol > 0 and not changed
-                and n_iter >= (OBJECTIVE_MIN_ITER if newton_ok else CHUNK)
-                and _lagrangian_gap(history) <= lagrangian_tol * LN2):
+        gap = _lagrangian_gap(history) if lagrangian_tol > 0 and not changed else np.inf
+        objective_met = (n_iter >= (OBJECTIVE_MIN_ITER if newton_ok else CHUNK)
+                         and gap <= lagrangian_tol * LN2)
+        # the estimate extrapolates BA's geometric decrease; SQUAREM's history decreases
+        # irregularly and can look converged early (on random 37 x 8 to 55 x 6 tables it
+        # stopped 2e-9 to 2e-8 bit short of the optimum). So once SQUAREM is close, Newton
+        # finishes the solve where it can run (each failed try lowers the next one's
+        # threshold a hundredfold), and a plain chunk confirms an objective stop otherwise
+        polish = (squarem_used and gap <= polish_below
+                  and newton.applicable(n_x, state.n_clusters, n_y, alpha,
+                                        max_cost=newton.POLISH_MAX_COST))
+        if polishing:
+            polish_below *= 0.01
+        verify = objective_met and squarem_used and not polish
+        if objective_met and not (polish or verify):
             objective_converged = True
             break
         if changed:
             residual = np.inf  # the merged state has not been iterated yet
-        elif ((after_refusal or (accelerate and not newton_ok)) and alpha == 1.0
+        elif (after_refusal and alpha == 1.0
               and n_iter < max_iter and state.n_clusters not in shortcut_tried):
-            # where BA crawls and Newton failed or cannot run, try the fixed point it
-            # crawls towards
+            # where Newton failed, try the fixed point BA crawls towards (only there: with
+            # Newton out of reach, as for most states once SQUAREM was compiled, 585 trials
+            # on a gaussian-24 curve took a third of its map evaluations for 8 accepted)
             shortcut_tried.add(state.n_clusters)
             reduced = _shortcut(problem, state, before, out.n_iter, beta,
                                 lagrangian_nats=history[-1], kernel=kernel, tol=tol,

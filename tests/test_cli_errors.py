@@ -333,8 +333,9 @@ def test_demo_gaussian_runs_and_sigterm_saves_its_partial_curve(tmp_path):
     out = tmp_path / "demo"
     saved = sigterm_after_start(["demo", "--problem", "gaussian", "--out", out, "--quiet"],
                                 out, tmp_path, 5.0)
-    assert saved["untraced"]
+    assert saved["complete"] is False
     curve = ibsolver.IBCurve.load(out / "curve.npz")
+    assert not curve.complete and curve.beta.size > 0
     p_xy = ibsolver.discretize_gaussian(0.8, 24, 24)
     assert curve.i_xy == pytest.approx(ibsolver.mutual_information(p_xy), rel=1e-12)
     assert np.all(curve.i_ty <= np.minimum(curve.i_xt, curve.i_xy) + 1e-9)
