@@ -686,6 +686,9 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
                 break
             if refine:
                 _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate_transitions)
+        else:
+            if rounds and refine:  # the last refinement's points learn from the others too
+                _cross_seed(tracer, fwd, rev)
         if refine and rounds == 0:
             _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate_transitions)
     except KeyboardInterrupt:
@@ -927,12 +930,26 @@ def _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate):
         for mid in todo:
             above = min((b for b in rev if b > mid), default=None)
             below = max((b for b in fwd if b < mid), default=None)
-            if method == "both" and _one_branch(fwd, rev, below, above,
-                                                tracer.opts["lagrangian_tol"]):
-                # both branches hold the same points on either side: the one solve from
-                # above (the reverse branch's) stands for both
-                rev[mid] = fwd[mid] = tracer.solve(tracer.state(rev[above]), mid)
-                bar.update(2)
+            leading = (_leading_branch(fwd, rev, below, above,
+                                       tracer.opts["lagrangian_tol"], locate)
+                       if method == "both" else None)
+            # one branch is as low as the other on both sides: its one solve stands for both,
+            # unless it ends above what a neighbour's solution reaches at mid (fell off)
+            if leading is not None:
+                res = (tracer.solve(tracer.state(rev[above]), mid) if leading == "reverse"
+                       else tracer.forward_step(fwd[below], mid, False, []))
+                ends = [min(fwd[b], rev[b], key=lambda r: r.lagrangian) for b in (below, above)]
+                if res.lagrangian <= _tangent_bound(*ends, beta=mid) + 1e-10:
+                    rev[mid] = fwd[mid] = res
+                    bar.update(2)
+                    continue
+                (rev if leading == "reverse" else fwd)[mid] = res
+                bar.update()
+                if leading == "reverse":
+                    fwd[mid] = tracer.forward_step(fwd[below], mid, False, [])
+                else:
+                    rev[mid] = tracer.solve(tracer.state(rev[above]), mid)
+                bar.update()
                 continue
             if method in ("both", "reverse"):
                 rev[mid] = tracer.solve(tracer.state(rev[above]), mid)
@@ -942,17 +959,29 @@ def _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate):
                 bar.update()
 
 
-def _one_branch(fwd: dict, rev: dict, below, above, lagrangian_tol: float) -> bool:
-    """Whether the forward and reverse branches agree at ``below`` and ``above`` (the same
-    cluster count, and Lagrangians as close as two solves stopped by ``lagrangian_tol``
-    can leave one point), with no transition between: one curve there. (Across a
-    transition each branch's own step is what finds and locates it.)"""
-    def same(b):
-        return (b in fwd and b in rev
-                and abs(fwd[b].lagrangian - rev[b].lagrangian) <= 2 * lagrangian_tol + 1e-10
-                and n_effective(fwd[b]) == n_effective(rev[b]))
-    return (below is not None and above is not None and same(below) and same(above)
-            and n_effective(fwd[below]) == n_effective(fwd[above]))
+def _tangent_bound(*results: IBResult, beta: float) -> float:
+    """The lowest Lagrangian the encoders of ``results`` reach at ``beta``: each one's
+    Lagrangian is linear in beta with slope -I(T;Y), so the optimum there is at most this."""
+    return min(r.lagrangian - r.i_ty * (beta - r.beta) for r in results)
+
+
+def _leading_branch(fwd: dict, rev: dict, below, above, lagrangian_tol: float,
+                    locate: bool):
+    """The branch ("reverse" first, or "forward") whose points at ``below`` and ``above``
+    are as low as the other's (to what two solves stopped by ``lagrangian_tol`` can leave
+    apart), else None. Where transitions are to be ``locate``d, None also where either
+    branch's cluster count changes between the two: each branch's own step is what finds
+    and locates a transition."""
+    if below is None or above is None or not all(b in d for b in (below, above)
+                                                  for d in (fwd, rev)):
+        return None
+    if locate and any(n_effective(d[below]) != n_effective(d[above]) for d in (fwd, rev)):
+        return None
+    slack = 2 * lagrangian_tol + 1e-10
+    for name, own, other in (("reverse", rev, fwd), ("forward", fwd, rev)):
+        if all(own[b].lagrangian <= other[b].lagrangian + slack for b in (below, above)):
+            return name
+    return None
 
 
 def _random_restarts(tracer, fwd: dict, rev: dict, betas) -> bool:
@@ -995,8 +1024,12 @@ def _cross_seed(tracer, fwd: dict, rev: dict) -> bool:
             seeds = [r for r in (rev.get(prev_b), fwd.get(prev_b)) if r is not None]
             seed = min(seeds, key=lambda r: r.lagrangian)
             own = d[prev_b].lagrangian
-            if not prev_changed and seed.lagrangian >= own - 1e-10 * (1 + abs(own)):
-                continue  # d[b] was continued from a point as good as any seed here
+            if (not prev_changed and seed.lagrangian >= own - 1e-10 * (1 + abs(own))
+                    and d[b].lagrangian <= _tangent_bound(seed, beta=b) + 1e-10):
+                # d[b] was continued from a point as good as any seed here (or from
+                # elsewhere: refinement inserts betas), and the seed's own encoder does no
+                # better at b
+                continue
             cand = tracer.solve(tracer.state(seed), b)
             prev_changed = cand.lagrangian < d[b].lagrangian - 1e-10 * (1 + abs(d[b].lagrangian))
             if prev_changed:
