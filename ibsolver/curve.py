@@ -930,33 +930,23 @@ def _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate):
         for mid in todo:
             above = min((b for b in rev if b > mid), default=None)
             below = max((b for b in fwd if b < mid), default=None)
+            step = {"reverse": lambda: tracer.solve(tracer.state(rev[above]), mid),
+                    "forward": lambda: tracer.forward_step(fwd[below], mid, False, [])}
+            done = {}  # branch name -> its solve at mid
             leading = (_leading_branch(fwd, rev, below, above,
                                        tracer.opts["lagrangian_tol"], locate)
                        if method == "both" else None)
-            # one branch is as low as the other on both sides: its one solve stands for both,
-            # unless it ends above what a neighbour's solution reaches at mid (fell off)
             if leading is not None:
-                res = (tracer.solve(tracer.state(rev[above]), mid) if leading == "reverse"
-                       else tracer.forward_step(fwd[below], mid, False, []))
+                # one branch is as low as the other on both sides: its one solve stands for
+                # both, unless it ends above what a neighbour's solution reaches at mid
+                res = done[leading] = step[leading]()
                 ends = [min(fwd[b], rev[b], key=lambda r: r.lagrangian) for b in (below, above)]
                 if res.lagrangian <= _tangent_bound(*ends, beta=mid) + 1e-10:
-                    rev[mid] = fwd[mid] = res
-                    bar.update(2)
-                    continue
-                (rev if leading == "reverse" else fwd)[mid] = res
-                bar.update()
-                if leading == "reverse":
-                    fwd[mid] = tracer.forward_step(fwd[below], mid, False, [])
-                else:
-                    rev[mid] = tracer.solve(tracer.state(rev[above]), mid)
-                bar.update()
-                continue
-            if method in ("both", "reverse"):
-                rev[mid] = tracer.solve(tracer.state(rev[above]), mid)
-                bar.update()
-            if method in ("both", "forward"):
-                fwd[mid] = tracer.forward_step(fwd[below], mid, False, [])
-                bar.update()
+                    done["forward" if leading == "reverse" else "reverse"] = res
+            for name, branch in (("reverse", rev), ("forward", fwd)):
+                if method in ("both", name):
+                    branch[mid] = done[name] if name in done else step[name]()
+                    bar.update()
 
 
 def _tangent_bound(*results: IBResult, beta: float) -> float:
