@@ -38,9 +38,10 @@ STARTS = 4
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "known defect (issue 11, open): the curve sits on a worse local optimum at problem 18 "
-    "(17 x 8, beta 5.170316, 7.7e-4 bit; problem 12 was fixed by the curve's random "
-    "restarts); strict, so a fix shows as XPASS and this marker must go"))
+    "known defect (issue 11, open): the curve sits on a worse local optimum at problem 12 "
+    "(23 x 3, beta 5.666182, 8.2e-6 bit; problem 18, 7.7e-4 bit before, passes since the "
+    "solver changes of the seventh session); strict, so a fix shows as XPASS and this "
+    "marker must go"))
 def test_no_curve_point_is_worse_than_plain_ba_from_random_starts():
     """20 random problems (n_x 2..24, n_y 2..8, every third with a third of p(x, y) zero):
     at 3 betas spread over each curve, the curve's Lagrangian is within 1e-9 bit of the
