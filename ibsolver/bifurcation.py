@@ -327,12 +327,13 @@ def _ascend_log_g(base, a, beta, log_d):
             cov = (a * pi[:, None]).T @ a - np.outer(m, m)
             jac = np.eye(k) - d[None, :]
             hess = (beta ** 2 * jac.T @ cov @ jac - beta * (np.diag(d) - np.outer(d, d)))[:-1, :-1]
-            if np.linalg.eigvalsh(hess).max() < 0:
+            step = _concave_newton_step(hess, -beta * (m - d)[:-1])
+            if step is not None:
                 z = log_d.copy()
-                z[:-1] += np.linalg.solve(hess, -beta * (m - d)[:-1])
+                z[:-1] += step
                 z -= np.logaddexp.reduce(z)
                 cand = (z, *evaluate(z))
-                if cand[1] < log_g:
+                if not cand[1] >= log_g:  # (NaN: not taken either)
                     cand = None
         if cand is None:
             z = np.log(np.maximum(m, 1e-300))  # (a y no x weighted here uses: d(y) -> 0)
@@ -346,3 +347,17 @@ def _ascend_log_g(base, a, beta, log_d):
                 ratio < 1.0 and gain * ratio / (1.0 - ratio) < INVASION_GAIN_TOL):
             break
     return log_g, log_d
+
+
+def _concave_newton_step(hess, minus_grad):
+    """The Newton step solving ``hess step = minus_grad`` where ``hess`` is finite and
+    negative definite (a local maximum ahead), else None."""
+    if not np.all(np.isfinite(hess)) or not np.all(np.isfinite(minus_grad)):
+        return None
+    try:
+        if np.linalg.eigvalsh(hess).max() >= 0:
+            return None
+        step = np.linalg.solve(hess, minus_grad)
+    except np.linalg.LinAlgError:  # singular to working precision
+        return None
+    return step if np.all(np.isfinite(step)) else None

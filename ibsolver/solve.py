@@ -53,6 +53,8 @@ INVADE_MARGIN = 1e-3
 #: solution's to be one
 INVADER_MASS = 1e-3
 INVADER_DISTANCE = 1e-3
+#: rows of p(y|x) (the most invasive at the start) from which the invasion rate is ascended
+INVADER_STARTS = 2
 #: iterations a shortcut trial may take (it starts next to its fixed point)
 SHORTCUT_MAX_ITER = 5 * CHUNK
 #: iterations before the objective criterion (lagrangian_tol) is consulted where Newton can
@@ -427,7 +429,7 @@ def _grow_invaders(problem: Problem, result: IBResult, beta: float, *, max_iter,
     while result.converged and result.n_iter < max_iter:
         best_g, best_d = 1.0 + INVADE_MARGIN, None
         for d0 in invasion_starts(problem.p_x, problem.p_y_given_x, result.p_t,
-                                  result.p_y_given_t, beta, count=2, max_rows=64,
+                                  result.p_y_given_t, beta, count=INVADER_STARTS, max_rows=64,
                                   min_distance=INVADER_DISTANCE):
             g, d = invasion_rate(problem.p_x, problem.p_y_given_x, result.p_t,
                                  result.p_y_given_t, beta, d0)
