@@ -299,6 +299,8 @@ def invasion_rate(p_x, p_y_given_x, base_p_t, base_p_y_given_t, beta, decoder):
 #: gain below this (or gain nothing), or after INVASION_MAX_STEPS steps
 INVASION_GAIN_TOL = 1e-12
 INVASION_MAX_STEPS = 500
+#: doublings of a minorise-maximise step tried while they climb further
+MM_DOUBLINGS = 8
 
 
 def _ascend_log_g(base, a, beta, log_d):
@@ -309,7 +311,9 @@ def _ascend_log_g(base, a, beta, log_d):
     m = pi @ a, the gradient is beta (m - d) and the Hessian beta^2 J' Cov_pi(a) J - beta
     (diag d - d d') with J = I - 1 d'. A Newton step (the last z held fixed: the constant)
     is taken where that Hessian is negative definite and the step raises log G; otherwise
-    the minorise-maximise step d <- m."""
+    the minorise-maximise step d <- m, doubled while that climbs further (where log G is
+    flat the plain step crawls: 70 steps per call on a 1024 x 2 curve's births, 3.5 with
+    the doublings)."""
     def evaluate(log_d):
         e = base + beta * (a @ log_d)
         top = e.max()
@@ -338,6 +342,14 @@ def _ascend_log_g(base, a, beta, log_d):
         if cand is None:
             z = np.log(np.maximum(m, 1e-300))  # (a y no x weighted here uses: d(y) -> 0)
             cand = (z, *evaluate(z))
+            # where the step crawls, longer steps the same way, while they climb further
+            for _ in range(MM_DOUBLINGS if np.all(np.isfinite(z - log_d)) else 0):
+                longer = log_d + 2.0 * (cand[0] - log_d)
+                longer -= np.logaddexp.reduce(longer)
+                trial = (longer, *evaluate(longer))
+                if not trial[1] > cand[1]:
+                    break
+                cand = trial
         gain = cand[1] - log_g
         ratio = gain / last_gain if 0 < last_gain < np.inf else 1.0
         last_gain = gain
