@@ -300,7 +300,7 @@ class IBCurve:
                          f"{self.accuracy:.3g} bit")
         for t in self.transitions:
             where = (f"at beta = {t.beta:.7g}" if t.located else
-                     f"between beta = {t.beta_bracket[0]:.7g} and {t.beta_bracket[1]:.7g}")
+                     "between beta = {} and {}".format(*_distinct(*t.beta_bracket)))
             lines.append(f"  {t.kind:5s} {where}: clusters {t.n_clusters_before} -> "
                          f"{t.n_clusters_after}, I(X;T) {t.i_xt_before:.4f} -> {t.i_xt_after:.4f}"
                          f", I(T;Y) {t.i_ty_before:.4f} -> {t.i_ty_after:.4f}")
@@ -312,7 +312,7 @@ class IBCurve:
         kind = "cluster count" if self.alpha != 1.0 else self.onset_kind
         if self.onset_bracket is not None:
             lo, hi = self.onset_bracket
-            return f"between beta = {lo:.6g} and {hi:.6g} ({kind})"
+            return "between beta = {} and {} ({})".format(*_distinct(lo, hi, 6), kind)
         if np.isnan(self.onset_beta):
             low = f"{self.beta.min():.6g}" if self.beta.size else "its lowest"
             why = ("the betas below were not traced" if self.untraced
@@ -481,3 +481,14 @@ def _branch_from_arrays(name: str, arrays: dict) -> Branch:
             backend=str(arrays[f"{name}_backend"][i]), lagrangian_history=histories[i],
             **values))
     return Branch(name, tuple(results))
+
+
+def _distinct(lo: float, hi: float, digits: int = 7) -> tuple:
+    """``lo`` and ``hi`` printed with ``digits`` significant digits, or as many more as
+    tell them apart (a bracket refined to 1e-7 otherwise prints as "between 2.717358 and
+    2.717358")."""
+    for n in range(digits, 18):
+        a, b = f"{lo:.{n}g}", f"{hi:.{n}g}"
+        if a != b or lo == hi:
+            return a, b
+    return a, b

@@ -125,3 +125,13 @@ def test_an_onset_that_disagrees_with_s_star_is_said(birth_curve, monkeypatch):
     assert curve.onset_agrees_with_s_star is False
     assert curve.transitions_dict()["onset_agrees_with_s_star"] is False
     assert "WARNING: the onset and 1/s* = 2.75803 disagree" in curve.summary()
+
+
+def test_a_narrow_bracket_prints_as_two_different_betas():
+    """Brackets refined to 1e-7 relative must not print as "between 2.717358 and
+    2.717358": as many digits as tell the ends apart."""
+    from ibsolver.results import _distinct
+
+    assert _distinct(2.7173581, 2.71735812) == ("2.7173581", "2.71735812")
+    assert _distinct(1.5, 2.25) == ("1.5", "2.25")
+    assert _distinct(3.0, 3.0) == ("3", "3")
