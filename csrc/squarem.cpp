@@ -46,7 +46,9 @@ IterationResult run_squarem(const double* p_x, const double* p_y_given_x, std::i
     result.residual = kInf;
     const std::size_t km = static_cast<std::size_t>(k * m);
     std::vector<double> lp1(log_p_t, log_p_t + k), lpy1(log_p_y_given_t, log_p_y_given_t + km);
-    std::vector<double> lp2(k), lpy2(km), lp3(k), lpy3(km), th(km), r(km), v(km);
+    std::vector<double> lp2(k), lpy2(km), lp3(k), lpy3(km), th(km), th0(km), th2(km), r(km),
+        v(km);
+    std::vector<char> finite(km);
     std::int64_t n_eval = 0, n_hist = 0;
     double step_max = 4.0;
     double l = 0.0;
@@ -87,16 +89,18 @@ IterationResult run_squarem(const double* p_x, const double* p_y_given_x, std::i
             if (res2 <= tol) break;
             continue;
         }
+        // r, v in the joint log coordinates theta = log p(t) + log p(y|t), where all three
+        // points are finite (elsewhere p(t, y) = 0 stays, and the extrapolation keeps th2)
         double nr = 0.0, nv = 0.0;
         for (std::int64_t t = 0; t < k; ++t) {
             for (std::int64_t y = 0; y < m; ++y) {
                 const std::size_t i = static_cast<std::size_t>(t * m + y);
-                const double th0 = log_p_t[t] + log_p_y_given_t[i];
+                th0[i] = log_p_t[t] + log_p_y_given_t[i];
                 const double th1 = lp1[t] + lpy1[i];
-                const double th2 = lp2[t] + lpy2[i];
-                const bool finite = std::isfinite(th0) && std::isfinite(th1) && std::isfinite(th2);
-                r[i] = finite ? th1 - th0 : 0.0;
-                v[i] = (finite ? th2 - th1 : 0.0) - r[i];
+                th2[i] = lp2[t] + lpy2[i];
+                finite[i] = std::isfinite(th0[i]) && std::isfinite(th1) && std::isfinite(th2[i]);
+                r[i] = finite[i] ? th1 - th0[i] : 0.0;
+                v[i] = (finite[i] ? th2[i] - th1 : 0.0) - r[i];
                 nr += r[i] * r[i];
                 nv += v[i] * v[i];
             }
@@ -106,17 +110,8 @@ IterationResult run_squarem(const double* p_x, const double* p_y_given_x, std::i
         bool accepted = false;
         if (nv > 0.0) {
             const double a = -std::min(std::max(nr / nv, 1.0), step_max);
-            for (std::int64_t t = 0; t < k; ++t) {
-                for (std::int64_t y = 0; y < m; ++y) {
-                    const std::size_t i = static_cast<std::size_t>(t * m + y);
-                    const double th0 = log_p_t[t] + log_p_y_given_t[i];
-                    const double th1 = lp1[t] + lpy1[i];
-                    const double th2 = lp2[t] + lpy2[i];
-                    const bool finite =
-                        std::isfinite(th0) && std::isfinite(th1) && std::isfinite(th2);
-                    th[i] = finite ? th0 - 2.0 * a * r[i] + a * a * v[i] : th2;
-                }
-            }
+            for (std::size_t i = 0; i < km; ++i)
+                th[i] = finite[i] ? th0[i] - 2.0 * a * r[i] + a * a * v[i] : th2[i];
             state_from_joint_log(th, k, m, lp3, lpy3);
             bool ok = true;
             for (std::int64_t t = 0; t < k; ++t)
