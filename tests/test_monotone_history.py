@@ -120,3 +120,32 @@ def test_every_curve_point_never_went_uphill():
         for res in branch.results:
             if res.lagrangian_history.size >= 2:
                 assert_never_rises(res.lagrangian_history)
+
+
+def test_an_objective_stop_after_squarem_is_finished_by_newton(monkeypatch):
+    """Where SQUAREM's Lagrangian looks converged, Newton steps finish the solve (a state
+    too large for Newton's every step, small enough for a few): on gaussian-24 at beta 3
+    from a random 10-cluster start the accelerated solve takes them, and ends no higher
+    than plain BA after 100,000 iterations, to its lagrangian_tol (1e-8 bit)."""
+    chunks = []
+    newton_iterations = newton.newton_iterations
+
+    def recording(*args, **kwargs):
+        chunks.append(args[7])  # max_iter: the chunk's length
+        return newton_iterations(*args, **kwargs)
+
+    monkeypatch.setattr(newton, "newton_iterations", recording)
+    p = ibsolver.discretize_gaussian(0.8, 24, 24)
+    problem = Problem.from_joint(p)
+    q = solve_module.random_encoder(24, 10, np.random.default_rng(0))
+    opts = dict(alpha=1.0, kernel=get_backend("auto"), n_threads=1, merge_tol=1e-7,
+                warn=False)
+    fast = solve_from_state(problem, State.from_encoder(problem, q), 3.0, tol=1e-10,
+                            max_iter=50_000, accelerate=True, lagrangian_tol=1e-8, **opts)
+    assert solve_module.POLISH_CHUNK in chunks
+    assert not newton.applicable(24, fast.n_clusters, 24, 1.0)  # (only as a polish)
+    plain = solve_from_state(problem, State.from_encoder(problem, q), 3.0, tol=1e-14,
+                             max_iter=100_000, accelerate=False, **opts)
+    assert fast.converged
+    assert fast.lagrangian <= plain.lagrangian + 1e-8
+    assert_never_rises(fast.lagrangian_history)
