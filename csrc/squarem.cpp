@@ -46,8 +46,8 @@ IterationResult run_squarem(const double* p_x, const double* p_y_given_x, std::i
     result.residual = kInf;
     const std::size_t km = static_cast<std::size_t>(k * m);
     std::vector<double> lp1(log_p_t, log_p_t + k), lpy1(log_p_y_given_t, log_p_y_given_t + km);
-    std::vector<double> lp2(k), lpy2(km), lp3(k), lpy3(km), th(km), th0(km), th2(km), r(km),
-        v(km);
+    std::vector<double> lp2(k), lpy2(km), lp3(k), lpy3(km), lpx(k), lpyx(km), th(km), th0(km),
+        th2(km), r(km), v(km);
     std::vector<char> finite(km);
     std::int64_t n_eval = 0, n_hist = 0;
     double step_max = 4.0;
@@ -112,14 +112,13 @@ IterationResult run_squarem(const double* p_x, const double* p_y_given_x, std::i
             const double a = -std::min(std::max(nr / nv, 1.0), step_max);
             for (std::size_t i = 0; i < km; ++i)
                 th[i] = finite[i] ? th0[i] - 2.0 * a * r[i] + a * a * v[i] : th2[i];
-            state_from_joint_log(th, k, m, lp3, lpy3);
+            state_from_joint_log(th, k, m, lpx, lpyx);  // the extrapolated point
             bool ok = true;
             for (std::int64_t t = 0; t < k; ++t)
-                ok = ok && (std::isfinite(lp3[t]) || lp3[t] == -kInf);
+                ok = ok && (std::isfinite(lpx[t]) || lpx[t] == -kInf);
             if (ok && n_eval < max_iter) {
                 double l3;
-                const std::vector<double> from_t = lp3, from_ty = lpy3;
-                if (!step(from_t.data(), from_ty.data(), lp3, lpy3, res3, l3)) return result;
+                if (!step(lpx.data(), lpyx.data(), lp3, lpy3, res3, l3)) return result;
                 if (std::isfinite(l3) && l3 <= l2) {
                     history[n_hist++] = l3;
                     keep(lp3, lpy3);

@@ -482,6 +482,8 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
     # (polish), or where they cannot run or fail, a short plain chunk to confirm (verify)
     polish = verify = False
     polish_below = POLISH_GAP_BITS * LN2
+    # compiled SQUAREM (the C++ backend's) has no per-step overhead to outweigh
+    compiled_squarem = getattr(kernel, "squarem_iterations", None)
     state.prune(merge_tol)
     n_x, n_y = problem.p_y_given_x.shape
     while n_iter < max_iter:
@@ -508,8 +510,6 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
         use_newton = polishing or (newton_ok and n_iter > 0 and not newton_refused)
         after_refusal = newton_refused
         before = state.log_p_t  # the dying test compares against it, per iteration
-        # compiled SQUAREM (the C++ backend's) has no per-step overhead to outweigh
-        compiled_squarem = getattr(kernel, "squarem_iterations", None)
         squarem_ok = (compiled_squarem is not None
                       or n_x * n_y * state.n_clusters >= ACCELERATE_MIN_WORK)
         squarem_used = (not use_newton and accelerate and squarem_ok
