@@ -113,9 +113,8 @@ def checkerboard_experiment(n_colors: int = 2, *, hidden=None, activation: str |
     Returns (Recording, UsableCurves); the curves have label sets "direction" and
     "color", each with max log2(n_colors) bits.
     """
-    from ._info_utils import make_generator, seed_from
+    from ._info_utils import make_generator, seed_from, stratified_split
     from .tasks.checkerboard import checkerboard
-    from .train import stratified_split
 
     n = int(n_colors)
     paper = {2: (SMALL_FC, 32, 0.05, 10_000)}
@@ -169,10 +168,9 @@ def fisher_over_training(task, *, hidden=(64, 32), epochs: int = 40, batch_size:
     Returns (Recording with ``measures["fisher_trace"]`` and the others of
     :func:`fisher_measures`, the final model Fisher diagonal as a
     :class:`dnn.fisher.FisherInfo`)."""
-    from ._info_utils import make_generator, seed_from
+    from ._info_utils import make_generator, seed_from, stratified_split
     from .fisher import fisher_diagonal
     from .models import mlp
-    from .train import stratified_split
 
     if isinstance(fisher_samples, bool) or int(fisher_samples) != fisher_samples \
             or fisher_samples < 1:
@@ -263,9 +261,8 @@ def digits_coarse_fine(*, hidden=(64, 32, 16), activation: str = "relu", epochs:
 
     Returns (Recording, UsableCurves) with label sets "fine" and "coarse".
     """
-    from ._info_utils import make_generator, seed_from
+    from ._info_utils import make_generator, seed_from, stratified_split
     from .tasks.digits import digits
-    from .train import stratified_split
 
     gen = make_generator(random_state)
     task = digits("coarse")

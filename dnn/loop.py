@@ -14,6 +14,10 @@ would get alone: the two modes give the same numbers up to round-off. ``batched=
 tries vmap on a few probe rows and runs one by one where the model does not allow it
 (dropout, batch statistics updated in place, data-dependent control flow); the Recording
 says which ran.
+
+:func:`fit` is the same minibatch step for a loss written by hand (the usable-information
+decoders, the weight posterior): the minibatch order of :func:`minibatches`, the optimizer
+of ``record_training``, one zero_grad/backward/step per minibatch.
 """
 from __future__ import annotations
 
@@ -71,10 +75,7 @@ class _Tensors:
             _hash_array(h, t.detach().cpu().numpy())
 
     def train_batches(self, gens):
-        n = self.x.shape[0]
-        rows = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(self.device)
-        for start in range(0, n, self.batch_size):
-            idx = rows[:, start:start + self.batch_size]
+        for idx in minibatches(self.x.shape[0], self.batch_size, gens, self.device):
             yield self.x[idx], self.y[idx]
 
     def eval_batches(self):
@@ -258,6 +259,68 @@ def _vmap_works(base, states, x) -> bool:
         logger.info("the seeds run one by one: this model cannot be vmapped (%s: %s)",
                     type(exc).__name__, exc)
         return False
+
+
+# --------------------------------------------------------------------------- the step
+def minibatches(n: int, batch_size: int, generator, device="cpu") -> tuple:
+    """One epoch's minibatches of row indices: ``range(n)`` shuffled, then cut in order.
+
+    Parameters
+    ----------
+    n : number of rows.
+    batch_size : rows per minibatch (the last one may be smaller).
+    generator : the CPU ``torch.Generator`` that draws the permutation, or a list of them
+        (one permutation each, stacked: every minibatch is then (len(generator), b)).
+    device : where the indices go. They are drawn on the CPU, so every device sees the same
+        order.
+
+    Returns
+    -------
+    tuple of int64 tensors, each (b,), or (S, b) for a list of generators.
+    """
+    if isinstance(generator, torch.Generator):
+        return torch.randperm(n, generator=generator).to(device).split(batch_size)
+    rows = torch.stack([torch.randperm(n, generator=g) for g in generator]).to(device)
+    return rows.split(batch_size, dim=1)
+
+
+def fit(params, loss_of_batch, n: int, *, epochs: int, batch_size: int, generator,
+        optimizer="adam", lr: float = 1e-3, momentum: float = 0.0, weight_decay: float = 0.0,
+        min_rows: int = 1, device="cpu", on_epoch=None) -> None:
+    """Minimise a loss over ``n`` rows by minibatch SGD or Adam, in place.
+
+    Every epoch draws a fresh order of the rows from ``generator`` (:func:`minibatches`),
+    then takes one optimizer step on ``loss_of_batch(idx)`` per minibatch ``idx``
+    (zero_grad, backward, step). :func:`record_training` draws its minibatch orders and
+    builds its optimizers the same way.
+
+    Parameters
+    ----------
+    params : the tensors to train (leaves with ``requires_grad``), or torch parameter groups
+        (dicts, each with its own options such as ``lr``).
+    loss_of_batch : callable ``idx -> scalar loss tensor`` for the row indices ``idx``. It
+        may draw from ``generator`` too: its draws follow the epoch's permutation.
+    n : number of rows.
+    epochs : passes over the rows (0 trains nothing).
+    batch_size : rows per minibatch (the last one of an epoch may be smaller).
+    generator : the CPU ``torch.Generator`` of the minibatch order.
+    optimizer, lr, momentum, weight_decay : "adam" or "sgd" with these settings (momentum
+        for "sgd" only), or a callable ``params -> torch.optim.Optimizer``.
+    min_rows : minibatches with fewer rows are skipped (batch norm needs 2).
+    device : where the indices go.
+    on_epoch : optional callable ``on_epoch(epoch)`` after every epoch (counted from 1).
+    """
+    opt = _make_optimizer(optimizer, params, lr, momentum, weight_decay)
+    for epoch in range(1, epochs + 1):
+        for idx in minibatches(n, batch_size, generator, device):
+            if len(idx) < min_rows:
+                continue
+            loss = loss_of_batch(idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if on_epoch is not None:
+            on_epoch(epoch)
 
 
 # --------------------------------------------------------------------------- records

@@ -137,7 +137,7 @@ def task2vec_embed(x, y, *, probe, n_classes: int | None = None, name: str = "",
     from ._info_utils import make_generator, seed_from, to_tensor
     from .fisher import fisher_diagonal
     from .loop import initial_network
-    from .models import mlp_init
+    from .models import mlp, mlp_init
 
     if reduce not in ("unit", "none"):
         raise ValueError(f"reduce must be 'unit' or 'none' (got {reduce!r})")
@@ -158,9 +158,8 @@ def task2vec_embed(x, y, *, probe, n_classes: int | None = None, name: str = "",
     with torch.no_grad():
         feats = probe(xt[:1])
     # initialised on the CPU from the CPU generator, then moved: same head on every device
-    with torch.random.fork_rng(devices=[]):  # the constructor's draws are replaced below
-        head = nn.Linear(feats.shape[1], n_classes)
-    head = initial_network(head, seed_from(gen), mlp_init("uniform")).to(dev)
+    head = initial_network(mlp((feats.shape[1], n_classes)), seed_from(gen),
+                           mlp_init("uniform")).to(dev)
     model = nn.Sequential(OrderedDict(probe=probe, head=head))
     with torch.no_grad():
         f_all = probe(xt)

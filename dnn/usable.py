@@ -232,6 +232,8 @@ def _train_decoders(Zs, ys, n_classes, budget: DecoderBudget, split, seeds, orde
     """
     import torch
 
+    from .loop import fit
+
     train_idx, test_idx = split
     G = len(Zs)
     d_in = [z.shape[1] for z in Zs]
@@ -253,20 +255,13 @@ def _train_decoders(Zs, ys, n_classes, budget: DecoderBudget, split, seeds, orde
     x_tr, x_te, y_tr, y_te = (t.to(device) for t in (x_tr, x_te, y_tr, y_te))
 
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    order = torch.Generator().manual_seed(int(order_seed))
     net = _DecoderStack(d_in, n_classes, budget, gens, device)
-    opt = torch.optim.Adam(net.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
-    bs = min(budget.batch_size, n_tr)
-    for _ in range(budget.epochs):
-        perm = torch.randperm(n_tr, generator=order).to(device)
-        for start in range(0, n_tr, bs):
-            idx = perm[start:start + bs]
-            if len(idx) < 2 and budget.batch_norm and budget.hidden:
-                continue  # batch-norm needs two rows
-            loss = _per_group_ce(net(x_tr[:, idx], train=True), y_tr[:, idx]).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+    fit(net.parameters(),
+        lambda idx: _per_group_ce(net(x_tr[:, idx], train=True), y_tr[:, idx]).sum(), n_tr,
+        epochs=budget.epochs, batch_size=budget.batch_size,
+        generator=torch.Generator().manual_seed(int(order_seed)), optimizer=budget.optimizer,
+        lr=budget.lr, weight_decay=budget.weight_decay,
+        min_rows=2 if budget.batch_norm and budget.hidden else 1, device=device)
     with torch.no_grad():
         logits_te = net(x_te, train=False)
         ce_te = (_per_group_ce(logits_te, y_te) / LN2).cpu().numpy()

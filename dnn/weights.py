@@ -347,6 +347,7 @@ def fit_weight_posterior(model, x, y, *, beta: float = 1.0, prior_center="init",
 
     from ._info_utils import make_generator, to_tensor
     from .fisher import as_logits, fisher_diagonal
+    from .loop import fit
     from .models import resolve_device
 
     beta = float(beta)
@@ -396,37 +397,34 @@ def fit_weight_posterior(model, x, y, *, beta: float = 1.0, prior_center="init",
             tot = sum((torch.exp(2 * log_s[k]) + (mu[k] - w0[k]) ** 2).sum() for k in mu)
             return 0.5 * torch.log(tot / n_params)
 
-    log_l = best_log_l() if optimize_scale else torch.tensor(math.log(float(prior_scale)))
-    groups = [{"params": list(log_s.values()), "lr": lr}]
-    if learn_mean:
-        groups.append({"params": list(mu.values()), "lr": lr_mean})
-    opt = torch.optim.Adam(groups)
-    bs = min(int(batch_size), n)
+    fixed_log_l = None if optimize_scale else torch.tensor(math.log(float(prior_scale)))
     history = {"objective_bits": [], "kl_bits": [], "expected_ce_bits": []}
-    for _ in range(int(epochs)):
-        perm = torch.randperm(n, generator=gen).to(dev)
-        tot_ce, tot_kl, steps = 0.0, 0.0, 0
-        for start in range(0, n, bs):
-            idx = perm[start:start + bs]
-            eps = {k: torch.randn(v.shape, generator=gen).to(dev) for k, v in mu.items()}
-            w = {k: mu[k] + torch.exp(log_s[k]) * eps[k] for k in mu}
-            out = as_logits(functional_call(model, (w, buffers), (xt[idx],)))
-            ce = F.cross_entropy(out, yt[idx])
-            if optimize_scale:
-                log_l = best_log_l()
-            kl = _kl_nats_torch(mu, log_s, w0, log_l)
-            loss = ce + beta * kl / n
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot_ce += ce.item()
-            tot_kl = kl.item()
-            steps += 1
-        history["expected_ce_bits"].append(tot_ce / steps / LN2)
-        history["kl_bits"].append(tot_kl / LN2)
-        history["objective_bits"].append((tot_ce / steps + beta * tot_kl / n) / LN2)
+    steps = []  # (CE, KL) in nats of every minibatch of the current epoch
+
+    def loss_of_batch(idx):
+        # one weight sample per minibatch, drawn after the epoch's order from the same gen
+        eps = {k: torch.randn(v.shape, generator=gen).to(dev) for k, v in mu.items()}
+        w = {k: mu[k] + torch.exp(log_s[k]) * eps[k] for k in mu}
+        ce = F.cross_entropy(as_logits(functional_call(model, (w, buffers), (xt[idx],))),
+                             yt[idx])
+        kl = _kl_nats_torch(mu, log_s, w0, best_log_l() if optimize_scale else fixed_log_l)
+        steps.append((ce.item(), kl.item()))
+        return ce + beta * kl / n
+
+    def end_epoch(_epoch):
+        ce, kl = sum(c for c, _ in steps) / len(steps), steps[-1][1]
+        steps.clear()
+        history["expected_ce_bits"].append(ce / LN2)
+        history["kl_bits"].append(kl / LN2)
+        history["objective_bits"].append((ce + beta * kl / n) / LN2)
         if progress is not None:
             progress(1)
+
+    groups = [{"params": list(log_s.values())}]
+    if learn_mean:
+        groups.append({"params": list(mu.values()), "lr": lr_mean})
+    fit(groups, loss_of_batch, n, epochs=int(epochs), batch_size=int(batch_size),
+        generator=gen, optimizer="adam", lr=lr, device=dev, on_epoch=end_epoch)
 
     n_priors = 1
     if optimize_scale:

@@ -219,6 +219,63 @@ def test_gradient_statistics_by_hand():
     assert all(np.isnan(a).all() for a in acc.result(2))
 
 
+@pytest.mark.parametrize("optimizer, options", [
+    ("sgd", {"momentum": 0.9, "weight_decay": 1e-3}), ("adam", {"weight_decay": 1e-3})])
+def test_fit_takes_the_steps_of_a_hand_written_loop(optimizer, options):
+    """dnn.loop.fit against the naive loop: a permutation per epoch from the seeded
+    generator, batches cut in order (33 rows by 8: the last, of one row, skipped by
+    min_rows=2), and the loss's own draws from the same generator after the permutation."""
+    import torch.nn.functional as F
+
+    from dnn.loop import fit
+
+    g = torch.Generator().manual_seed(0)
+    n, epochs = 33, 3
+    x, y = torch.randn(n, 5, generator=g), torch.randint(0, 3, (n,), generator=g)
+    w0 = torch.randn(5, 3, generator=g)
+
+    def loss(w, b, idx, gen):
+        noise = 0.1 * torch.randn(3, generator=gen)
+        return F.cross_entropy(x[idx] @ w + b + noise, y[idx])
+
+    gen = torch.Generator().manual_seed(1)
+    w, b = w0.clone().requires_grad_(), torch.zeros(3, requires_grad=True)
+    opt = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[optimizer]([w, b], lr=0.1, **options)
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        for start in range(0, n, 8):
+            idx = perm[start:start + 8]
+            if len(idx) < 2:
+                continue
+            step_loss = loss(w, b, idx, gen)
+            opt.zero_grad()
+            step_loss.backward()
+            opt.step()
+
+    fit_gen = torch.Generator().manual_seed(1)
+    fw, fb = w0.clone().requires_grad_(), torch.zeros(3, requires_grad=True)
+    seen = []
+    fit([fw, fb], lambda idx: loss(fw, fb, idx, fit_gen), n, epochs=epochs, batch_size=8,
+        generator=fit_gen, optimizer=optimizer, lr=0.1, min_rows=2, on_epoch=seen.append,
+        **options)
+    assert seen == [1, 2, 3]
+    assert not torch.allclose(fw, w0, atol=1e-2)  # it trained
+    np.testing.assert_allclose(fw.detach().numpy(), w.detach().numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(fb.detach().numpy(), b.detach().numpy(), rtol=0, atol=1e-6)
+    assert torch.equal(fit_gen.get_state(), gen.get_state())  # the same draws, no more
+
+
+def test_minibatches_of_several_generators_stack_theirs():
+    from dnn.loop import minibatches
+
+    one = [torch.cat(minibatches(10, 4, torch.Generator().manual_seed(s))) for s in (3, 5)]
+    for perm in one:
+        np.testing.assert_array_equal(np.sort(perm.numpy()), np.arange(10))
+    both = minibatches(10, 4, [torch.Generator().manual_seed(s) for s in (3, 5)])
+    assert [tuple(b.shape) for b in both] == [(2, 4), (2, 4), (2, 2)]
+    np.testing.assert_array_equal(torch.cat(both, dim=1).numpy(), torch.stack(one).numpy())
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"optimizer": "rmsprop"}, "optimizer"), ({"lr": 0}, "lr"), ({"train_fraction": 0}, "train_fraction"),
     ({"seeds": (1, 1)}, "seeds"), ({"batch_size": 0}, "batch_size"), ({"probe": "all"}, "probe"),
