@@ -132,7 +132,7 @@ inline int64_t dec_index(int64_t block, int64_t m, int64_t y, int64_t t) {
 /// is exact) or scale = 1 (alpha = 0, where only the argmax matters).
 struct Shared {
     const double* p_x;          // (n); unused in encoder mode
-    const double* p_y_given_x;  // (n, m)
+    Rows rows;                  // p(y|x), its non-zeros
     int64_t m, k, kp, block;
     const double* lpt_scaled;  // (kp) scale * log p(t); padding -inf
     const double* log_dec_t;   // log p(y|t), non-finite -> -inf, pad 0, in blocks (see
@@ -378,17 +378,15 @@ IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64
         // The active y of each row, their weights in the logits and rows of log p(y|t).
         int64_t max_na = 0;
         for (int r = 0; r < rows; ++r) {
-            const double* row = s.p_y_given_x + (x0 + r) * m;
-            int64_t cnt = 0;
-            for (int64_t y = 0; y < m; ++y) {
-                if (row[y] > 0.0) {
-                    ys[r * m + cnt] = y;
-                    coef[r * m + cnt] = row[y];
-                    // > 0 even if the product underflows: -inf * weight stays -inf
-                    wts[r * m + cnt] = std::max(s.coef * row[y], kTiny);
-                    rows_j[r * m + cnt] = s.log_dec_t + y * B;  // + block * m * B
-                    ++cnt;
-                }
+            const int64_t j0 = s.rows.starts[x0 + r], cnt = s.rows.starts[x0 + r + 1] - j0;
+            for (int64_t j = 0; j < cnt; ++j) {
+                const int64_t y = s.rows.columns[j0 + j];
+                const double v = s.rows.values[j0 + j];
+                ys[r * m + j] = y;
+                coef[r * m + j] = v;
+                // > 0 even if the product underflows: -inf * weight stays -inf
+                wts[r * m + j] = std::max(s.coef * v, kTiny);
+                rows_j[r * m + j] = s.log_dec_t + y * B;  // + block * m * B
             }
             na[r] = cnt;
             max_na = std::max(max_na, cnt);
@@ -697,10 +695,10 @@ struct KernelState {
         }
     }
 
-    Shared shared(const double* p_x, const double* p_y_given_x, double beta) const {
+    Shared shared(const double* p_x, const Rows& rows, double beta) const {
         Shared s;
         s.p_x = p_x;
-        s.p_y_given_x = p_y_given_x;
+        s.rows = rows;
         s.m = m;
         s.k = k;
         s.kp = kp;
@@ -815,24 +813,67 @@ const char* status_message(Status status) {
     return "unknown error";
 }
 
-IterationResult run_iterations(const double* p_x, const double* p_y_given_x, int64_t n,
-                               int64_t m, double* log_p_t, double* log_p_y_given_t, int64_t k,
-                               double beta, double alpha, int64_t max_iter, double tol,
-                               int n_threads, double* history) {
+RowStore rows_of_dense(const double* p, int64_t n, int64_t m) {
+    RowStore store;
+    for (int64_t x = 0; x < n; ++x) {
+        for (int64_t y = 0; y < m; ++y) {
+            if (p[x * m + y] > 0.0) {
+                store.columns.push_back(y);
+                store.values.push_back(p[x * m + y]);
+            }
+        }
+        store.starts.push_back(static_cast<int64_t>(store.columns.size()));
+    }
+    return store;
+}
+
+struct BaMap::Impl {
+    int64_t n, m, k;
+    double beta, alpha;
+    KernelState state;
+    Shared sh;
+    RowFn rows;
+    int nth;
+    std::vector<Workspace> ws;
+    std::vector<Partial> part;
+
+    Impl(const double* p_x, const Rows& r, int64_t k_, double beta_, double alpha_,
+         int n_threads)
+        : n(r.n), m(r.m), k(k_), beta(beta_), alpha(alpha_), state(r.m, k_, alpha_),
+          sh(state.shared(p_x, r, beta_)), rows(current_target().load()->rows),
+          nth(resolve_threads(n_threads, r.n, state.kp, r.m)), ws(nth), part(nth) {
+        for (auto& w : ws) w.allocate(m, state.kp, true);
+    }
+
+    IterationResult run(double* log_p_t, double* log_p_y_given_t, int64_t max_iter, double tol,
+                        double* history);
+};
+
+BaMap::BaMap(const double* p_x, const Rows& rows, int64_t k, double beta, double alpha,
+             int n_threads)
+    : impl_(std::make_unique<Impl>(p_x, rows, k, beta, alpha, n_threads)) {}
+
+BaMap::~BaMap() = default;
+
+IterationResult BaMap::run(double* log_p_t, double* log_p_y_given_t, int64_t max_iter,
+                           double tol, double* history) {
+    return impl_->run(log_p_t, log_p_y_given_t, max_iter, tol, history);
+}
+
+IterationResult run_iterations(const double* p_x, const Rows& rows, double* log_p_t,
+                               double* log_p_y_given_t, int64_t k, double beta, double alpha,
+                               int64_t max_iter, double tol, int n_threads, double* history) {
+    return BaMap(p_x, rows, k, beta, alpha, n_threads)
+        .run(log_p_t, log_p_y_given_t, max_iter, tol, history);
+}
+
+IterationResult BaMap::Impl::run(double* log_p_t, double* log_p_y_given_t, int64_t max_iter,
+                                 double tol, double* history) {
     IterationResult result;
     result.residual = kInf;
     if (max_iter <= 0) return result;
-
-    KernelState state(m, k, alpha);
     state.load(log_p_t, log_p_y_given_t);
     const int64_t kp = state.kp;
-    const Shared sh = state.shared(p_x, p_y_given_x, beta);
-    const RowFn rows = current_target().load()->rows;
-
-    const int nth = resolve_threads(n_threads, n, kp, m);
-    std::vector<Workspace> ws(nth);
-    for (auto& w : ws) w.allocate(m, kp, true);
-    std::vector<Partial> part(nth);
 
     int error = 0;
     int64_t n_iter = 0;
@@ -925,12 +966,12 @@ IBS_OMP(atomic read)
     return result;
 }
 
-Status encoder(const double* p_y_given_x, int64_t n, int64_t m, const double* log_p_t,
-               const double* log_p_y_given_t, int64_t k, double beta, double alpha,
-               int n_threads, double* q) {
+Status encoder(const Rows& rows_in, const double* log_p_t, const double* log_p_y_given_t,
+               int64_t k, double beta, double alpha, int n_threads, double* q) {
+    const int64_t n = rows_in.n, m = rows_in.m;
     KernelState state(m, k, alpha);
     state.load(log_p_t, log_p_y_given_t);
-    const Shared sh = state.shared(nullptr, p_y_given_x, beta);
+    const Shared sh = state.shared(nullptr, rows_in, beta);
     const RowFn rows = current_target().load()->rows;
 
     const int nth = resolve_threads(n_threads, n, state.kp, m);

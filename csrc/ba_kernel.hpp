@@ -6,13 +6,14 @@
 //
 // Layouts (row-major, C-contiguous, float64):
 //   p_x            (n)      p(x)
-//   p_y_given_x    (n, m)   p(y|x)
+//   rows                    p(y|x), its non-zeros by rows (see Rows)
 //   log_p_t        (k)      log p(t)
 //   log_p_y_given_t(k, m)   log p(y|t)
 //   q              (n, k)   encoder q(t|x)
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,30 @@ enum class Status : int {
 
 /// Human-readable message for a non-ok status.
 const char* status_message(Status status);
+
+/// p(y|x) by rows, non-zeros only (compressed sparse rows): row x holds p(y|x) = values[j]
+/// > 0 for y = columns[j], j in [starts[x], starts[x + 1]), columns increasing in a row.
+/// The kernel visits only these entries, so its cost per iteration is about
+/// nnz(p) * k + n * k, not n * m * k.
+struct Rows {
+    const std::int64_t* starts = nullptr;   // (n + 1), starts[0] = 0
+    const std::int64_t* columns = nullptr;  // (nnz)
+    const double* values = nullptr;         // (nnz)
+    std::int64_t n = 0, m = 0;
+};
+
+/// Owned arrays behind a Rows view.
+struct RowStore {
+    std::vector<std::int64_t> starts{0}, columns;
+    std::vector<double> values;
+
+    Rows view(std::int64_t n, std::int64_t m) const {
+        return Rows{starts.data(), columns.data(), values.data(), n, m};
+    }
+};
+
+/// The positive entries of a dense (n, m) row-major table, by rows.
+RowStore rows_of_dense(const double* p, std::int64_t n, std::int64_t m);
 
 struct IterationResult {
     std::int64_t n_iter = 0;  // iterations done (<= max_iter)
@@ -39,23 +64,38 @@ struct IterationResult {
 /// entries. n_threads <= 0 means all available (omp_get_max_threads()).
 /// On a non-ok status the state and history are unspecified.
 /// Throws std::bad_alloc if the workspace cannot be allocated.
-IterationResult run_iterations(const double* p_x, const double* p_y_given_x, std::int64_t n,
-                               std::int64_t m, double* log_p_t, double* log_p_y_given_t,
-                               std::int64_t k, double beta, double alpha, std::int64_t max_iter,
-                               double tol, int n_threads, double* history);
+IterationResult run_iterations(const double* p_x, const Rows& rows, double* log_p_t,
+                               double* log_p_y_given_t, std::int64_t k, double beta,
+                               double alpha, std::int64_t max_iter, double tol, int n_threads,
+                               double* history);
+
+/// run_iterations with its workspace kept between calls (for SQUAREM, whose every map
+/// evaluation is one iteration): the inputs must outlive it.
+class BaMap {
+public:
+    BaMap(const double* p_x, const Rows& rows, std::int64_t k, double beta, double alpha,
+          int n_threads);
+    ~BaMap();
+    BaMap(const BaMap&) = delete;
+    BaMap& operator=(const BaMap&) = delete;
+    IterationResult run(double* log_p_t, double* log_p_y_given_t, std::int64_t max_iter,
+                        double tol, double* history);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
 
 /// As run_iterations, accelerated by SQUAREM (ibsolver/accelerate.py is the
 /// specification): n_iter counts map evaluations; history receives the Lagrangian of the
 /// points kept (n_history of them), and needs room for max_iter entries.
-IterationResult run_squarem(const double* p_x, const double* p_y_given_x, std::int64_t n,
-                            std::int64_t m, double* log_p_t, double* log_p_y_given_t,
-                            std::int64_t k, double beta, double alpha, std::int64_t max_iter,
-                            double tol, int n_threads, double* history);
+IterationResult run_squarem(const double* p_x, const Rows& rows, double* log_p_t,
+                            double* log_p_y_given_t, std::int64_t k, double beta, double alpha,
+                            std::int64_t max_iter, double tol, int n_threads, double* history);
 
 /// Writes to q (n, k) the encoder q(t|x) that one iteration builds from the state.
-Status encoder(const double* p_y_given_x, std::int64_t n, std::int64_t m,
-               const double* log_p_t, const double* log_p_y_given_t, std::int64_t k,
-               double beta, double alpha, int n_threads, double* q);
+Status encoder(const Rows& rows, const double* log_p_t, const double* log_p_y_given_t,
+               std::int64_t k, double beta, double alpha, int n_threads, double* q);
 
 /// The BA map in joint log coordinates and its Jacobian, for Newton's method (see
 /// ibsolver/newton.py, whose numpy `jacobian` is the specification). theta (k, m) =

@@ -14,6 +14,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ba_kernel.hpp"
@@ -39,21 +40,87 @@ void check_ndim(const Array& a, int ndim, const char* name) {
     }
 }
 
-/// Shapes of (p_y_given_x, log_p_t, log_p_y_given_t); returns (n, m, k).
-void check_state(const Array& p_y_given_x, const Array& log_p_t, const Array& log_p_y_given_t,
-                 std::int64_t& n, std::int64_t& m, std::int64_t& k) {
-    check_ndim(p_y_given_x, 2, "p_y_given_x");
+using Index = py::array_t<std::int64_t, py::array::c_style | py::array::forcecast>;
+
+/// p(y|x) as the kernel reads it (ibsolver::Rows), from a dense 2-D array (its positive
+/// entries) or a scipy.sparse CSR matrix (its stored entries, which must be positive,
+/// finite, with sorted distinct columns). Owns what the view points to.
+class RowsData {
+public:
+    explicit RowsData(const py::object& table) {
+        if (py::hasattr(table, "indptr")) {
+            from_csr(table);
+        } else {
+            const Array a = Array::ensure(table);
+            if (!a) throw py::error_already_set();
+            check_ndim(a, 2, "p_y_given_x");
+            n_ = a.shape(0);
+            m_ = a.shape(1);
+            store_ = ibsolver::rows_of_dense(a.data(), n_, m_);
+        }
+    }
+
+    ibsolver::Rows rows() const { return store_.view(n_, m_); }
+
+private:
+    void from_csr(const py::object& table) {
+        const auto format = table.attr("format").cast<std::string>();
+        if (format != "csr") {
+            throw py::value_error("p_y_given_x must be a 2-D array or a scipy.sparse CSR "
+                                  "matrix (got format " + format + ")");
+        }
+        const auto shape = table.attr("shape").cast<std::pair<std::int64_t, std::int64_t>>();
+        n_ = shape.first;
+        m_ = shape.second;
+        const Index indptr = Index::ensure(table.attr("indptr"));
+        const Index indices = Index::ensure(table.attr("indices"));
+        const Array data = Array::ensure(table.attr("data"));
+        if (!indptr || !indices || !data) throw py::error_already_set();
+        const std::int64_t nnz = data.size();
+        if (indptr.size() != n_ + 1 || indices.size() != nnz || indptr.data()[0] != 0 ||
+            indptr.data()[n_] != nnz) {
+            throw py::value_error("p_y_given_x: inconsistent CSR arrays (indptr, indices, data)");
+        }
+        auto& st = store_;
+        st.starts.assign(indptr.data(), indptr.data() + n_ + 1);
+        st.columns.assign(indices.data(), indices.data() + nnz);
+        st.values.assign(data.data(), data.data() + nnz);
+        for (std::int64_t x = 0; x < n_; ++x) {
+            if (st.starts[x + 1] < st.starts[x]) {
+                throw py::value_error("p_y_given_x: CSR indptr must not decrease");
+            }
+            for (std::int64_t j = st.starts[x]; j < st.starts[x + 1]; ++j) {
+                const bool in_order = j == st.starts[x] || st.columns[j] > st.columns[j - 1];
+                if (st.columns[j] < 0 || st.columns[j] >= m_ || !in_order) {
+                    throw py::value_error("p_y_given_x: CSR column indices must be sorted, "
+                                          "distinct and in [0, n_y) in every row");
+                }
+                if (!(st.values[j] > 0.0) || std::isinf(st.values[j])) {
+                    throw py::value_error("p_y_given_x: stored CSR entries must be finite and "
+                                          "> 0 (got " + std::to_string(st.values[j]) + ")");
+                }
+            }
+        }
+    }
+
+    std::int64_t n_ = 0, m_ = 0;
+    ibsolver::RowStore store_;
+};
+
+/// Shapes of (p(y|x), log_p_t, log_p_y_given_t); returns k.
+std::int64_t check_state(const ibsolver::Rows& rows, const Array& log_p_t,
+                         const Array& log_p_y_given_t) {
     check_ndim(log_p_t, 1, "log_p_t");
     check_ndim(log_p_y_given_t, 2, "log_p_y_given_t");
-    n = p_y_given_x.shape(0);
-    m = p_y_given_x.shape(1);
-    k = log_p_t.shape(0);
+    const std::int64_t m = rows.m;
+    const std::int64_t k = log_p_t.shape(0);
     if (k < 1) throw py::value_error("log_p_t must have at least one cluster (got shape (0,))");
     if (log_p_y_given_t.shape(0) != k || log_p_y_given_t.shape(1) != m) {
         throw py::value_error("log_p_y_given_t must have shape (k, n_y) = (" + std::to_string(k) +
                               ", " + std::to_string(m) + ") (got " +
                               shape_str(log_p_y_given_t) + ")");
     }
+    return k;
 }
 
 void check_params(double beta, double alpha) {
@@ -78,11 +145,13 @@ Array copy_of(const Array& a) {
     return out;
 }
 
-py::tuple iterate(bool squarem, Array p_x, Array p_y_given_x, Array log_p_t, Array log_p_y_given_t,
-                         double beta, double alpha, std::int64_t max_iter, double tol,
-                         std::optional<int> n_threads) {
-    std::int64_t n, m, k;
-    check_state(p_y_given_x, log_p_t, log_p_y_given_t, n, m, k);
+py::tuple iterate(bool squarem, Array p_x, const py::object& p_y_given_x, Array log_p_t,
+                  Array log_p_y_given_t, double beta, double alpha, std::int64_t max_iter,
+                  double tol, std::optional<int> n_threads) {
+    const RowsData table(p_y_given_x);
+    const ibsolver::Rows rows = table.rows();
+    const std::int64_t n = rows.n;
+    const std::int64_t k = check_state(rows, log_p_t, log_p_y_given_t);
     check_ndim(p_x, 1, "p_x");
     if (p_x.shape(0) != n) {
         throw py::value_error("p_x must have n_x = " + std::to_string(n) + " entries (got " +
@@ -102,8 +171,8 @@ py::tuple iterate(bool squarem, Array p_x, Array p_y_given_x, Array log_p_t, Arr
     {
         py::gil_scoped_release release;
         res = (squarem ? ibsolver::run_squarem : ibsolver::run_iterations)(
-            p_x.data(), p_y_given_x.data(), n, m, out_t.mutable_data(), out_ty.mutable_data(),
-            k, beta, alpha, max_iter, tol, nth, history.data());
+            p_x.data(), rows, out_t.mutable_data(), out_ty.mutable_data(), k, beta,
+            alpha, max_iter, tol, nth, history.data());
     }
     if (res.status != ibsolver::Status::ok) raise_status(res.status);
     Array hist(static_cast<py::ssize_t>(res.n_history));
@@ -112,33 +181,34 @@ py::tuple iterate(bool squarem, Array p_x, Array p_y_given_x, Array log_p_t, Arr
     return py::make_tuple(out_t, out_ty, res.n_iter, res.residual, hist);
 }
 
-py::tuple run_iterations(Array p_x, Array p_y_given_x, Array log_p_t, Array log_p_y_given_t,
+py::tuple run_iterations(Array p_x, const py::object& p_y_given_x, Array log_p_t, Array log_p_y_given_t,
                          double beta, double alpha, std::int64_t max_iter, double tol,
                          std::optional<int> n_threads) {
     return iterate(false, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, max_iter,
                    tol, n_threads);
 }
 
-py::tuple run_squarem(Array p_x, Array p_y_given_x, Array log_p_t, Array log_p_y_given_t,
+py::tuple run_squarem(Array p_x, const py::object& p_y_given_x, Array log_p_t, Array log_p_y_given_t,
                       double beta, double alpha, std::int64_t max_iter, double tol,
                       std::optional<int> n_threads) {
     return iterate(true, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, max_iter,
                    tol, n_threads);
 }
 
-Array encoder(Array p_y_given_x, Array log_p_t, Array log_p_y_given_t, double beta, double alpha,
-              std::optional<int> n_threads) {
-    std::int64_t n, m, k;
-    check_state(p_y_given_x, log_p_t, log_p_y_given_t, n, m, k);
+Array encoder(const py::object& p_y_given_x, Array log_p_t, Array log_p_y_given_t,
+              double beta, double alpha, std::optional<int> n_threads) {
+    const RowsData table(p_y_given_x);
+    const ibsolver::Rows rows = table.rows();
+    const std::int64_t n = rows.n;
+    const std::int64_t k = check_state(rows, log_p_t, log_p_y_given_t);
     check_params(beta, alpha);
     Array q({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(k)});
     const int nth = thread_count(n_threads);
     ibsolver::Status status;
     {
         py::gil_scoped_release release;
-        status = ibsolver::encoder(p_y_given_x.data(), n, m, log_p_t.data(),
-                                   log_p_y_given_t.data(), k, beta, alpha, nth,
-                                   q.mutable_data());
+        status = ibsolver::encoder(rows, log_p_t.data(), log_p_y_given_t.data(), k,
+                                   beta, alpha, nth, q.mutable_data());
     }
     if (status != ibsolver::Status::ok) raise_status(status);
     return q;

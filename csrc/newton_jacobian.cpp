@@ -138,7 +138,8 @@ Status ba_jacobian(const double* p_x, const double* p_y_given_x, int64_t n, int6
         }
     }
     std::vector<double> q(n * k), qt(k * n);
-    const Status status = encoder(p_y_given_x, n, m, log_p_t.data(), log_dec.data(), k, beta,
+    const RowStore store = rows_of_dense(p_y_given_x, n, m);
+    const Status status = encoder(store.view(n, m), log_p_t.data(), log_dec.data(), k, beta,
                                   alpha, 1, q.data());
     if (status != Status::ok) return status;
     for (int64_t t = 0; t < k; ++t)  // written in order: the reads are the strided ones

@@ -38,10 +38,11 @@ void state_from_joint_log(const std::vector<double>& theta, std::int64_t k, std:
 
 }  // namespace
 
-IterationResult run_squarem(const double* p_x, const double* p_y_given_x, std::int64_t n,
-                            std::int64_t m, double* log_p_t, double* log_p_y_given_t,
-                            std::int64_t k, double beta, double alpha, std::int64_t max_iter,
-                            double tol, int n_threads, double* history) {
+IterationResult run_squarem(const double* p_x, const Rows& rows, double* log_p_t,
+                            double* log_p_y_given_t, std::int64_t k, double beta, double alpha,
+                            std::int64_t max_iter, double tol, int n_threads, double* history) {
+    const std::int64_t m = rows.m;
+    BaMap map(p_x, rows, k, beta, alpha, n_threads);
     IterationResult result;
     result.residual = kInf;
     const std::size_t km = static_cast<std::size_t>(k * m);
@@ -58,9 +59,7 @@ IterationResult run_squarem(const double* p_x, const double* p_y_given_x, std::i
                     std::vector<double>& out_ty, double& residual, double& value) {
         std::copy(lp, lp + k, out_t.begin());
         std::copy(lpy, lpy + km, out_ty.begin());
-        const IterationResult one = run_iterations(p_x, p_y_given_x, n, m, out_t.data(),
-                                                   out_ty.data(), k, beta, alpha, 1, 0.0,
-                                                   n_threads, &value);
+        const IterationResult one = map.run(out_t.data(), out_ty.data(), 1, 0.0, &value);
         ++n_eval;
         result.status = one.status;
         residual = one.residual;

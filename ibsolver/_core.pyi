@@ -4,13 +4,21 @@ ibsolver.backends.cpp_backend.
 Array arguments take anything numpy converts to float64 (any dtype or memory layout: the
 binding copies to C-contiguous float64); returned arrays are new float64 arrays. Kernel
 errors raise FloatingPointError, bad shapes or parameters ValueError.
+
+``p_y_given_x`` is a dense (n, m) array (the kernel visits its positive entries) or a
+scipy.sparse CSR matrix whose stored entries are all positive and finite, with sorted
+column indices (the kernel visits those; the cost per iteration is then about
+nnz * clusters).
 """
 import numpy as np
+import scipy.sparse
 from numpy.typing import ArrayLike, NDArray
+
+Rows = ArrayLike | scipy.sparse.csr_matrix | scipy.sparse.csr_array
 
 def run_iterations(
     p_x: ArrayLike,
-    p_y_given_x: ArrayLike,
+    p_y_given_x: Rows,
     log_p_t: ArrayLike,
     log_p_y_given_t: ArrayLike,
     beta: float,
@@ -23,7 +31,7 @@ def run_iterations(
 
 def run_squarem(
     p_x: ArrayLike,
-    p_y_given_x: ArrayLike,
+    p_y_given_x: Rows,
     log_p_t: ArrayLike,
     log_p_y_given_t: ArrayLike,
     beta: float,
@@ -36,7 +44,7 @@ def run_squarem(
     the Lagrangian of the points kept."""
 
 def encoder(
-    p_y_given_x: ArrayLike,
+    p_y_given_x: Rows,
     log_p_t: ArrayLike,
     log_p_y_given_t: ArrayLike,
     beta: float,
