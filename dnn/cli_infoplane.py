@@ -14,10 +14,22 @@ from .cli_common import (add_run_flags, parse_floats, parse_ints, parse_seeds, p
 
 TASKS = ("tishby12", "var_u", "checkerboard", "digits")
 DEFAULT_VAR_U = os.path.join("shared", "data", "var_u.mat")
+#: tishby12's default label noise: I(X;Y) = 0.883 bit < H(Y), so the IB bound is a real
+#: curve that a network could miss, not min(I(X;T), H(Y)), which every layer meets
+DEFAULT_NOISE = 1.0
 
-_DESCRIPTION = """\
+_DESCRIPTION = f"""\
 Train MLPs (several seeds as one batched ensemble) and record their layers on the
 information plane against the exact IB bound of the same p(x, y). All information in bits.
+The 12-bit task is noisy by default (--noise {DEFAULT_NOISE:g}), so the bound is a true curve; --noise 0
+gives the canonical labels, whose bound min(I(X;T), H(Y)) only tests the solver.
+
+Binning by default cannot manufacture compression: a tanh or sigmoid layer (and the
+softmax output) gets 30 bins over its fixed range, a ReLU or any other layer bins of fixed
+width 2/30. The summary states the rule per layer, each layer's compression verdict and
+whether it survives a sweep of binnings (bins, widths, per-layer ranges), and every
+honesty flag: saturation at log2 N, data-processing violations, range changes, points
+above the bound.
 
 Writes to --out: records.npz (every array), records.csv (tidy: epoch, seed, layer,
 estimator, knobs, I(X;T), I(T;Y), bound, gap, losses, gradient SNR, ...), summary.json,
@@ -34,7 +46,7 @@ _EPILOG = """\
 example:
   ibsolver infoplane --task tishby12 --activation tanh --epochs 3000 --seeds 10 --out runs/tanh
   ibsolver infoplane --task tishby12 --activation relu --out runs/relu
-  ibsolver infoplane --task tishby12 --noise 2 --out runs/noisy
+  ibsolver infoplane --task tishby12 --noise 0 --bound exact --out runs/canonical
 """
 
 
@@ -48,9 +60,9 @@ def register(subparsers) -> None:
                    help="tishby12: the 12-bit icosahedral rule (4096 patterns); var_u: the "
                         "original var_u.mat (--data); checkerboard, digits: sampled tasks "
                         "(default: tishby12)")
-    g.add_argument("--noise", type=float, default=0.0,
+    g.add_argument("--noise", type=float, default=None,
                    help="tishby12 only: p(y=1|x) = sigmoid(margin / noise); 0 = the canonical "
-                        "deterministic labels (default: 0)")
+                        f"deterministic labels (default: {DEFAULT_NOISE:g})")
     g.add_argument("--data", default=None,
                    help=f"path of var_u.mat for --task var_u (default: {DEFAULT_VAR_U})")
     g = p.add_argument_group("network and training")
@@ -80,23 +92,31 @@ def register(subparsers) -> None:
                    help="binning (exact for the binned layer; always run) or kde (adds the "
                         "Kolchinsky-Tracey upper and lower bounds) (default: binning)")
     g.add_argument("--bins", type=int, default=30, help="bins per unit (default: 30)")
-    g.add_argument("--bin-range", default="layer",
-                   help="'layer' (each layer's range per epoch), 'global' (all layers') or "
-                        "LO,HI fixed, e.g. -1,1 for tanh (default: layer)")
+    g.add_argument("--bin-range", default="auto",
+                   help="'auto' (--bins over the fixed range of a bounded layer: tanh, "
+                        "sigmoid, the softmax output; bins of --bin-width for the others), "
+                        "'layer' (each layer's range per epoch: can fake compression), "
+                        "'global' (all layers') or LO,HI fixed, e.g. -1,1 (default: auto)")
     g.add_argument("--bin-strategy", choices=("count", "width", "mass"), default="count",
                    help="count: --bins equal bins over the range; width: bins of --bin-width; "
                         "mass: equal-mass bins (default: count)")
-    g.add_argument("--bin-width", type=float, default=None, help="for --bin-strategy width")
+    g.add_argument("--bin-width", type=float, default=None,
+                   help="for --bin-strategy width, and for the unbounded layers of "
+                        "--bin-range auto (default there: 2/30)")
     g.add_argument("--noise-var", type=float, default=0.1,
                    help="KDE noise variance s^2 (default: 0.1)")
     g.add_argument("--bound", choices=("auto", "solver", "exact", "none"), default="auto",
                    help="the IB bound: auto or solver (ibsolver.ib_curve of the probe's "
-                        "p(x, y)), exact (the same, for deterministic rules only, where it is "
-                        "min(I(X;T), H(Y))), none (default: auto)")
+                        "p(x, y)), exact (the same, for deterministic rules only, e.g. "
+                        "--noise 0, where it is min(I(X;T), H(Y))), none (default: auto)")
     g.add_argument("--sweep", default=None,
-                   help="knob values for the sensitivity sweep, comma-separated (default: bins "
-                        "10,30,100 over the first seed's whole trajectory, bin widths "
-                        "0.5,0.2,0.1,0.05,0.01, or s^2 1e-3,1e-2,1e-1,1 at the last epoch)")
+                   help="knob values for the sensitivity sweep, comma-separated: numbers of "
+                        "bins (widths with --bin-strategy width) tried on the first seed's "
+                        "trajectory after the run's own binning, or with --estimator kde s^2 "
+                        "at the last epoch (default: bins 10,100, widths 0.5,0.02, every "
+                        "layer at width 0.5 and 0.07, per-layer and all-layer ranges, "
+                        "auto; s^2 "
+                        "1e-3,1e-2,1e-1,1)")
     g = add_run_flags(p, seeds_default="5", seeds_help="number of seeds (0..N-1) or a "
                       "comma-separated list; all train as one batched ensemble")
     g.add_argument("--resume", action="store_true",
@@ -107,10 +127,10 @@ def register(subparsers) -> None:
 def _make_task(args):
     from .tasks.tishby12 import load_var_u, tishby12
 
-    if args.noise != 0 and args.task != "tishby12":
+    if args.noise not in (None, 0) and args.task != "tishby12":
         raise ValueError(f"--noise applies to --task tishby12 only (got --task {args.task})")
     if args.task == "tishby12":
-        return tishby12(noise=args.noise)
+        return tishby12(noise=DEFAULT_NOISE if args.noise is None else args.noise)
     if args.task == "var_u":
         return load_var_u(args.data or DEFAULT_VAR_U)
     import importlib
@@ -122,12 +142,12 @@ def _make_task(args):
 def _estimators(args):
     from .estimators import KDE, Binning
 
-    if args.bin_range in ("layer", "global"):
+    if args.bin_range in ("auto", "layer", "global"):
         bin_range = args.bin_range
     else:
         bin_range = tuple(parse_floats(args.bin_range, "--bin-range"))
         if len(bin_range) != 2:
-            raise ValueError(f"--bin-range must be layer, global or LO,HI (got {args.bin_range!r})")
+            raise ValueError(f"--bin-range must be auto, layer, global or LO,HI (got {args.bin_range!r})")
     estimators = [Binning(args.bins, strategy=args.bin_strategy, range=bin_range,
                           bin_width=args.bin_width)]
     if args.estimator == "kde":
@@ -147,6 +167,9 @@ def _command(args) -> int:
     from .train import CHECKPOINT, TrainConfig
 
     seeds = parse_seeds(args.seeds)
+    if args.bound == "exact" and args.task == "tishby12" and args.noise is None:
+        raise ValueError(f"--bound exact needs a deterministic rule, and the 12-bit task is "
+                         f"noisy by default (--noise {DEFAULT_NOISE:g}): add --noise 0")
     task = _make_task(args)
     widths = ([int(task.x.shape[1]), 10, 7, 5, 4, 3, int(task.n_classes)] if args.widths is None
               else parse_ints(args.widths, "--widths"))
@@ -174,7 +197,7 @@ def _command(args) -> int:
     paths = {"npz": rec.save(os.path.join(out, "records.npz")),
              "csv": write_csv(os.path.join(out, "records.csv"), rec.to_rows(curve))}
     paths.update(save_figures(rec, out, curve, key=key,
-                              sensitivity=run.sweeps[0] if key == "binning" else run.sweeps,
+                              sensitivity=run.sweeps[0] if key == "binning" else run.sweeps[1:],
                               extra_keys=() if key == "binning" else ("binning", "kde_lower")))
     summ = run.summary()
     summ["files"] = {k: os.path.basename(v) for k, v in paths.items() if v is not None}
@@ -190,18 +213,62 @@ def _command(args) -> int:
 
 
 def _report(run, summ, out):
+    from .infoplane import COMPRESSION_BITS
+
     rec = run.recording
     print(f"{rec.name}: {len(rec.seeds)} seeds x {rec.settings['epochs']} epochs on {rec.device} "
           f"in {run.timing_s['train_and_record']:.1f} s; test accuracy "
           f"{summ['final']['test_acc']['mean']:.3f} (+- {summ['final']['test_acc']['std']:.3f})")
     print(f"final epoch, {run.key} (bits, mean over seeds; N = {rec.n_probe}, "
           f"log2 N = {rec.log2_n:.2f}, H(Y) = {rec.h_y:.6f}):")
-    print(f"{'layer':>7} {'width':>5} {'I(X;T)':>8} {'I(T;Y)':>8}"
-          + (f" {'gap':>8}" if run.curve is not None else ""))
+    gap = run.curve is not None
+    print(f"{'layer':>7} {'width':>5} {'I(X;T)':>8} {'I(T;Y)':>8}" + (f" {'gap':>8}" if gap else "")
+          + f"  {'drop from peak [min, max]':>25}  verdict")
     for layer, e in summ["layers"].items():
-        line = (f"{layer:>7} {e['width']:>5} {e['i_xt_bits']['mean']:8.4f} "
-                f"{e['i_ty_bits']['mean']:8.4f}")
-        if "gap_bits" in e:
-            line += f" {e['gap_bits']['mean']:8.4f}"
-        print(line)
+        drop = e["compression"]["drop_bits"]
+        print(f"{layer:>7} {e['width']:>5} {e['i_xt_bits']['mean']:8.4f} "
+              f"{e['i_ty_bits']['mean']:8.4f}" + (f" {e['gap_bits']['mean']:8.4f}" if gap else "")
+              + f"  {drop['mean']:7.3f} [{drop['min']:7.3f}, {drop['max']:7.3f}]  "
+              f"{e['compression']['verdict']}")
+    print(f"verdict: 'compresses' when I(X;T) falls from its peak to the last record by more "
+          f"than {COMPRESSION_BITS:g} bit in every seed")
+    print("binning per layer:")
+    for layer, e in summ["layers"].items():
+        print(f"  {layer}: {e['rule']}")
+    sweep = summ["compression_sweep"]
+    print(f"the verdict under {len(sweep['binnings'])} binnings (seed {sweep['seed']}):")
+    for layer, r in sweep["layers"].items():
+        print(f"  {layer}: {r['verdict']}, " + ("survives all binnings" if r["survives_all_binnings"]
+                                                 else "changed by " + "; ".join(r["changed_by"])))
+    _report_flags(summ)
     print(f"wrote {', '.join(sorted(summ['files'].values()))} to {out}")
+
+
+def _report_flags(summ):
+    """Every honesty flag, each printed even when nothing was flagged."""
+    from .estimators import RANGE_CHANGE_WARN
+
+    sat = summ["saturation"]
+    hit = {layer: e["saturated_records"] for layer, e in summ["layers"].items()
+           if e["saturated_records"]}
+    print(f"flags: saturated (I(X;T) >= {sat['ceiling_bits']:.2f} bit = 0.99 log2 N): "
+          f"{sat['records']} of {sat['of']} points"
+          + (" (" + ", ".join(f"{k} {v}" for k, v in hit.items()) + ")" if hit else ""))
+    dpi = summ["dpi_violations"]
+    print(f"  data-processing violations (a later layer with more information): "
+          f"{dpi['count']} of {dpi['of']} checks")
+    for p in dpi["pairs"]:
+        print(f"    {p['layer']} > {p['previous']} in {p['quantity']}: {p['count']} record(s), worst "
+              f"{p['worst_excess_bits']:.4f} bit (epoch {p['epoch']}, seed {p['seed']})")
+    warned = {layer: r for layer, r in summ["range_changes"].items() if r["warn"]}
+    print(f"  range changes over {RANGE_CHANGE_WARN:g}x between records (seed {summ['compression_sweep']['seed']}): "
+          + (", ".join(f"{k} {r['ratio']:.3g}x ({r['smallest']:.3g} to {r['largest']:.3g})"
+                       for k, r in warned.items()) if warned else "none"))
+    check = summ.get("bound_check")
+    if check is None:
+        print("  bound check: not run (--bound none)")
+        return
+    print(f"  points above the IB bound: {check['n_violations']} of {check['n_points']} "
+          f"(max excess {check['max_excess_bits']:.3g} bit)")
+    if summ["bound"]["self_test"]:
+        print(f"  note: {summ['bound']['note']}")

@@ -10,9 +10,13 @@ Binning
     p(x, y) (the same numbers as ``ibsolver.encoder_information(p_xy, hard_encoder(t))``,
     computed here by counting instead of through the (N, n_t) one-hot matrix). Every binned
     point is an achievable point of the IB problem and lies on or below the IB bound.
-    Strategies: ``"count"`` (B equal bins over a range: each layer's own range, the range of
-    all recorded layers, or a fixed (lo, hi)), ``"width"`` (bins of fixed width anchored at 0),
-    ``"mass"`` (per unit, B bins of equal p(x)-mass).
+    Strategies: ``"count"`` (B equal bins over a range: by default "auto", the fixed range
+    of a bounded nonlinearity such as tanh's (-1, 1) and bins of fixed width for any other
+    layer; or each layer's own range, the range of all recorded layers, or a fixed
+    (lo, hi)), ``"width"`` (bins of fixed width anchored at 0), ``"mass"`` (per unit, B
+    bins of equal p(x)-mass). A range recomputed at every record ("layer", "global") can
+    manufacture compression: see :class:`Binning`, :func:`sensitivity` (which sweeps the
+    range rule, the width and the number of bins) and :func:`range_changes`.
 
 KDE (Kolchinsky & Tracey 2017; Saxe et al. 2018)
     T + N(0, s^2 I) is a mixture of Gaussians centred on the activations; pairwise-distance
@@ -30,6 +34,7 @@ data-processing inequality across consecutive layers.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -280,6 +285,85 @@ def hard_information(p_xy, clusters) -> tuple[float, float]:
 
 # --------------------------------------------------------------------------- binning
 BIN_STRATEGIES = ("count", "width", "mass")
+#: bin width for layers with no known bounded range under ``range="auto"``: one of the 30
+#: bins Shwartz-Ziv & Tishby lay over tanh's (-1, 1), Saxe et al.'s 0.07 made exact. Both
+#: grids are then multiples of 2/30 from 0, so a tanh layer whose type is unknown is binned
+#: as if it were known (only values at +-1 may land one bin further). Saxe's other width,
+#: 0.5, puts a whole freshly initialised ReLU layer of the 12-bit task (largest activation
+#: about 0.45) into one bin, so its I(X;T) could only rise.
+DEFAULT_BIN_WIDTH = 2.0 / 30.0
+#: the output range of bounded torch.nn activation modules, by class name (no torch import
+#: here); Hardtanh and its subclass ReLU6 report their own ``min_val`` and ``max_val``
+MODULE_RANGES = {"Tanh": (-1.0, 1.0), "Softsign": (-1.0, 1.0), "Sigmoid": (0.0, 1.0),
+                 "Hardsigmoid": (0.0, 1.0), "Softmax": (0.0, 1.0), "Softmin": (0.0, 1.0)}
+
+
+def module_range(module):
+    """The output range (lo, hi) of a bounded ``torch.nn`` activation module, else None.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Recognised by its class (or a base class) from ``torch.nn``: Tanh, Softsign (-1, 1);
+        Sigmoid, Hardsigmoid, Softmax, Softmin (0, 1); Hardtanh and ReLU6 their own bounds.
+
+    Returns
+    -------
+    tuple of two floats or None
+        None for anything else: ReLU, Linear, GELU, a user's module that applies tanh inside
+        its forward, ... (:class:`Binning` then bins it with fixed-width bins).
+    """
+    for cls in type(module).__mro__:
+        if not cls.__module__.startswith("torch.nn"):
+            continue
+        if cls.__name__ == "Hardtanh":
+            return float(module.min_val), float(module.max_val)
+        if cls.__name__ in MODULE_RANGES:
+            return MODULE_RANGES[cls.__name__]
+    return None
+
+
+def layer_bounds(model, layers, transforms=None) -> dict:
+    """{layer: (lo, hi) or None}: the ``bounds`` of :class:`Binning` for hooked layers.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network whose submodules ``layers`` name (as in ``dnn.record_training``).
+    layers : list of str
+        The recorded submodule names.
+    transforms : dict, optional
+        ``record_training``'s transforms: a layer recorded through "softmax" has range
+        (0, 1); one recorded through any other callable has no known range (None).
+
+    Returns
+    -------
+    dict
+        Each layer's output range from :func:`module_range`, None where not known.
+    """
+    modules = dict(model.named_modules())
+    transforms = dict(transforms or {})
+    missing = [name for name in layers if name not in modules]
+    if missing:
+        raise ValueError(f"layers {missing} are not submodules of the model")
+    out = {}
+    for name in layers:
+        if name in transforms:
+            out[name] = (0.0, 1.0) if transforms[name] == "softmax" else None
+        else:
+            out[name] = module_range(modules[name])
+    return out
+
+
+def _check_range(value, name):
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be 'auto', 'layer', 'global' or (lo, hi) "
+                         f"(got {value!r})") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise ValueError(f"{name} must satisfy lo < hi, both finite (got {value!r})")
+    return lo, hi
 
 
 class Binning:
@@ -292,41 +376,59 @@ class Binning:
     strategy : "count" (n_bins equal bins over ``range``), "width" (bins of width
         ``bin_width`` anchored at 0, any number of them), "mass" (per unit, n_bins quantile
         bins of equal p(x)-mass; ties can merge bins).
-    range : for "count": "layer" (each layer's min..max at that moment), "global" (min..max
-        over all the layers passed together) or a fixed (lo, hi), e.g. (-1, 1) for tanh.
-    bin_width : for "width".
+    range : for "count": "auto" (the default, see below), "layer" (each layer's min..max at
+        that moment), "global" (min..max over all the layers passed together) or a fixed
+        (lo, hi), e.g. (-1, 1) for tanh.
+    bin_width : for "width"; for "auto", the width of the bins of a layer without a known
+        range (default :data:`DEFAULT_BIN_WIDTH`, 2/30).
+    bounds : for "auto": {layer: (lo, hi) or None}, each layer's output range, e.g. from
+        :func:`layer_bounds` (the infoplane recipe fills it in for its MLP).
+
+    The "auto" rule: a layer named in ``bounds`` with a range (lo, hi) (tanh (-1, 1),
+    sigmoid or softmax (0, 1), hardtanh its bounds) gets n_bins equal bins over that fixed
+    range; every other layer, unbounded (ReLU, linear, GELU, ...) or not named, gets bins of
+    width ``bin_width`` anchored at 0. Neither depends on the activations, so the bins of a
+    layer stay the same over training. "layer" and "global" recompute the range at every
+    record: when a ReLU layer's largest activation grows 30x, each of its bins widens 30x
+    and I(X;T) falls with no change in the binned pattern -- compression manufactured by
+    the estimator. :meth:`rules` states, per layer, what is applied.
     """
 
     name = "binning"
     keys = ("binning",)
     exact = True
 
-    def __init__(self, n_bins: int = 30, *, strategy: str = "count", range="layer",
-                 bin_width: float | None = None):
+    def __init__(self, n_bins: int = 30, *, strategy: str = "count", range="auto",
+                 bin_width: float | None = None, bounds=None):
         if strategy not in BIN_STRATEGIES:
             raise ValueError(f"strategy must be one of {list(BIN_STRATEGIES)} (got {strategy!r})")
         if isinstance(n_bins, bool) or int(n_bins) != n_bins or n_bins < 1:
             raise ValueError(f"n_bins must be a positive integer (got {n_bins!r})")
-        if strategy == "width":
-            if bin_width is None or not (float(bin_width) > 0 and math.isfinite(float(bin_width))):
-                raise ValueError(f"bin_width must be a positive number for strategy='width' "
-                                 f"(got {bin_width!r})")
-            bin_width = float(bin_width)
         if isinstance(range, str):
-            if range not in ("layer", "global"):
-                raise ValueError(f"range must be 'layer', 'global' or (lo, hi) (got {range!r})")
+            if range not in ("auto", "layer", "global"):
+                raise ValueError(f"range must be 'auto', 'layer', 'global' or (lo, hi) "
+                                 f"(got {range!r})")
         else:
-            try:
-                lo, hi = (float(v) for v in range)
-            except (TypeError, ValueError):
-                raise ValueError(f"range must be 'layer', 'global' or (lo, hi) (got {range!r})") from None
-            if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
-                raise ValueError(f"range must satisfy lo < hi, both finite (got {range!r})")
-            range = (lo, hi)
+            range = _check_range(range, "range")
+        if bin_width is None and strategy == "count" and range == "auto":
+            bin_width = DEFAULT_BIN_WIDTH
+        if bin_width is not None or strategy == "width":
+            if bin_width is None or not (float(bin_width) > 0 and math.isfinite(float(bin_width))):
+                raise ValueError(f"bin_width must be a positive number (needed for "
+                                 f"strategy='width') (got {bin_width!r})")
+            bin_width = float(bin_width)
+        if not isinstance(bounds, (dict, type(None))):
+            raise ValueError(f"bounds must be a dict {{layer: (lo, hi) or None}} (got {bounds!r})")
+        self.bounds = {str(k): None if v is None else _check_range(v, f"bounds[{k!r}]")
+                       for k, v in (bounds or {}).items()}
         self.n_bins = int(n_bins)
         self.strategy = strategy
         self.range = range
         self.bin_width = bin_width
+
+    @property
+    def _auto(self) -> bool:
+        return self.strategy == "count" and self.range == "auto"
 
     @property
     def knobs(self) -> dict:
@@ -335,8 +437,10 @@ class Binning:
             k["n_bins"] = self.n_bins
         if self.strategy == "count":
             k["range"] = self.range if isinstance(self.range, str) else list(self.range)
-        if self.strategy == "width":
+        if self.strategy == "width" or self._auto:
             k["bin_width"] = self.bin_width
+        if self._auto:
+            k["bounds"] = {name: None if b is None else list(b) for name, b in self.bounds.items()}
         return k
 
     def spec(self) -> dict:
@@ -345,42 +449,61 @@ class Binning:
     def __repr__(self) -> str:
         return "Binning(" + ", ".join(f"{k}={v!r}" for k, v in self.knobs.items()) + ")"
 
+    @property
+    def label(self) -> str:
+        """The setting in words, e.g. "30 bins over each layer's range" (sweep legends)."""
+        if self._auto:
+            return (f"auto: {self.n_bins} bins over a bounded layer's range, else width "
+                    f"{self.bin_width:.3g}")
+        if self.strategy == "width":
+            return f"width {self.bin_width:.3g}"
+        if self.strategy == "mass":
+            return f"{self.n_bins} equal-mass bins per unit"
+        if self.range == "layer":
+            return f"{self.n_bins} bins over each layer's range"
+        if self.range == "global":
+            return f"{self.n_bins} bins over all layers' range"
+        return "{} bins over ({:g}, {:g})".format(self.n_bins, *self.range)
+
+    def rules(self, layers) -> dict:
+        """{layer: the binning applied to it, in words}, e.g. {"act1": "30 bins over (-1, 1)",
+        "act5": "bins of width 0.0667 (no known bounded range)"}."""
+        out = {}
+        for name in layers:
+            if not self._auto:
+                out[name] = self.label
+            elif self.bounds.get(name) is None:
+                out[name] = f"bins of width {self.bin_width:.3g} (no known bounded range)"
+            else:
+                out[name] = "{} bins over ({:g}, {:g})".format(self.n_bins, *self.bounds[name])
+        return out
+
     def codes(self, activations, p_x=None) -> dict:
         """{layer: (N, w) int array}: the bin index of every unit of every row."""
         acts = _as_layers(activations)
+        if self.strategy == "mass":
+            return {name: _mass_codes(a, self.n_bins, p_x) for name, a in acts.items()}
+        lo, hi = self.range if isinstance(self.range, tuple) else (None, None)
+        if self.range == "global":
+            lo, hi = min(a.min() for a in acts.values()), max(a.max() for a in acts.values())
         out = {}
-        if self.strategy == "count":
-            if self.range == "global":
-                lo = min(a.min() for a in acts.values())
-                hi = max(a.max() for a in acts.values())
-            for name, a in acts.items():
-                if self.range == "layer":
-                    lo, hi = a.min(), a.max()
-                elif self.range != "global":
-                    lo, hi = self.range
-                if hi > lo:
-                    c = np.floor((a - lo) / (hi - lo) * self.n_bins).astype(np.int64)
-                    out[name] = np.clip(c, 0, self.n_bins - 1)
-                else:
-                    out[name] = np.zeros(a.shape, dtype=np.int64)
-        elif self.strategy == "width":
-            for name, a in acts.items():
+        for name, a in acts.items():
+            if self.strategy == "width" or (self._auto and self.bounds.get(name) is None):
                 out[name] = np.floor(a / self.bin_width).astype(np.int64)
-        else:  # mass
-            for name, a in acts.items():
-                n = a.shape[0]
-                w = np.full(n, 1.0 / n) if p_x is None else np.asarray(p_x, dtype=np.float64)
-                c = np.empty(a.shape, dtype=np.int64)
-                for u in range(a.shape[1]):
-                    order = np.argsort(a[:, u], kind="stable")
-                    cdf = np.cumsum(w[order])
-                    targets = np.arange(1, self.n_bins) / self.n_bins * cdf[-1]
-                    # first row past each mass target: bin k holds the rows whose
-                    # cumulative mass is within (k/B, (k+1)/B] (up to round-off)
-                    pos = np.searchsorted(cdf, targets * (1 + 1e-9), side="right")
-                    edges = np.unique(a[order[np.minimum(pos, n - 1)], u])
-                    c[:, u] = np.searchsorted(edges, a[:, u], side="right")
-                out[name] = c
+                continue
+            if self._auto:
+                lo, hi = self.bounds[name]
+                if a.min() < lo or a.max() > hi:
+                    logger.warning("layer %r has values in [%.4g, %.4g], outside its declared "
+                                   "range (%g, %g): they fall into the end bins", name,
+                                   a.min(), a.max(), lo, hi)
+            elif self.range == "layer":
+                lo, hi = a.min(), a.max()
+            if hi > lo:
+                c = np.floor((a - lo) / (hi - lo) * self.n_bins).astype(np.int64)
+                out[name] = np.clip(c, 0, self.n_bins - 1)
+            else:
+                out[name] = np.zeros(a.shape, dtype=np.int64)
         return out
 
     def clusters(self, activations, p_x=None) -> dict:
@@ -400,6 +523,23 @@ class Binning:
             i_ty.append(b)
             n_t.append(int(clusters[name].max()) + 1)
         return [_make_estimate(self.name, self.knobs, list(acts), i_xt, i_ty, p_xy, True, n_t)]
+
+
+def _mass_codes(a, n_bins, p_x):
+    """Per unit of ``a`` (N, w), n_bins quantile bins of equal p(x)-mass."""
+    n = a.shape[0]
+    w = np.full(n, 1.0 / n) if p_x is None else np.asarray(p_x, dtype=np.float64)
+    c = np.empty(a.shape, dtype=np.int64)
+    for u in range(a.shape[1]):
+        order = np.argsort(a[:, u], kind="stable")
+        cdf = np.cumsum(w[order])
+        targets = np.arange(1, n_bins) / n_bins * cdf[-1]
+        # first row past each mass target: bin k holds the rows whose
+        # cumulative mass is within (k/B, (k+1)/B] (up to round-off)
+        pos = np.searchsorted(cdf, targets * (1 + 1e-9), side="right")
+        edges = np.unique(a[order[np.minimum(pos, n - 1)], u])
+        c[:, u] = np.searchsorted(edges, a[:, u], side="right")
+    return c
 
 
 # --------------------------------------------------------------------------- KDE
@@ -517,6 +657,15 @@ class KDE:
     def __repr__(self) -> str:
         return f"KDE(noise_var={self.noise_var!r})"
 
+    @property
+    def label(self) -> str:
+        """The setting in words (sweep legends)."""
+        return f"noise_var={self.noise_var:g}"
+
+    def rules(self, layers) -> dict:
+        """{layer: the setting applied to it, in words} (the same for every layer)."""
+        return {name: self.label for name in layers}
+
     def estimate(self, activations, p_xy) -> list:
         """[upper, lower] InfoEstimates for ``activations`` ({layer: (N, w)})."""
         acts = _as_layers(activations)
@@ -545,8 +694,6 @@ def make_estimator(spec):
                          f"spec dict with 'name' (got {spec!r})")
     knobs = {k: v for k, v in spec.items() if k != "name"}
     if spec["name"] == "binning":
-        if isinstance(knobs.get("range"), list):
-            knobs["range"] = tuple(knobs["range"])
         return Binning(**knobs)
     if spec["name"] == "kde":
         return KDE(**knobs)
@@ -580,17 +727,19 @@ def estimate_ensemble(estimator, activations, p_xy) -> dict:
 # --------------------------------------------------------------------------- sensitivity
 @dataclass(frozen=True)
 class Sensitivity:
-    """How an estimate moves with its knob, in bits.
+    """How an estimate moves with the estimator's setting, in bits.
 
     estimator : "binning", "kde_upper" or "kde_lower"; knob : "n_bins", "bin_width" or
-    "noise_var"; values : (V,) knob values; layers; i_xt, i_ty : (V, n_layers);
-    spread_xt, spread_ty : (n_layers,) max - min over the values;
-    estimates : the InfoEstimate of each value.
+    "noise_var" (a sweep of numbers), or "setting" (a sweep of changes to the settings,
+    dicts); values : the numbers or changes swept, as given; labels : each setting in words;
+    layers; i_xt, i_ty : (V, n_layers); spread_xt, spread_ty : (n_layers,) max - min over
+    the values; estimates : the InfoEstimate of each value.
     """
 
     estimator: str
     knob: str
-    values: np.ndarray
+    values: tuple
+    labels: tuple
     layers: tuple
     i_xt: np.ndarray
     i_ty: np.ndarray
@@ -599,47 +748,136 @@ class Sensitivity:
     estimates: tuple
 
     def as_dict(self) -> dict:
-        return {"estimator": self.estimator, "knob": self.knob, "values": self.values.tolist(),
-                "layers": list(self.layers), "i_xt_bits": self.i_xt.tolist(),
-                "i_ty_bits": self.i_ty.tolist(), "spread_xt_bits": self.spread_xt.tolist(),
+        return {"estimator": self.estimator, "knob": self.knob, "values": list(self.values),
+                "labels": list(self.labels), "layers": list(self.layers),
+                "i_xt_bits": self.i_xt.tolist(), "i_ty_bits": self.i_ty.tolist(),
+                "spread_xt_bits": self.spread_xt.tolist(),
                 "spread_ty_bits": self.spread_ty.tolist()}
 
 
-DEFAULT_SWEEPS = {"n_bins": (5, 10, 20, 30, 50, 100, 300),
-                  "noise_var": (1e-3, 1e-2, 1e-1, 1.0),
-                  "bin_width": (0.5, 0.2, 0.1, 0.05, 0.01)}
+#: what a sweep tries by default. Binning: the run's own setting ({}), then each change to
+#: it in turn: the number of bins (over a bounded range), the width of an unbounded layer's
+#: bins, fixed-width bins for every layer (Saxe et al.'s 0.5 and 0.07), the ranges
+#: recomputed at every record (Shwartz-Ziv & Tishby's per-layer range, and all layers'
+#: range), which can manufacture compression, and the "auto" rule (changes that repeat
+#: the run's own setting are dropped). KDE: the noise variance s^2.
+DEFAULT_SWEEPS = {"binning": ({}, {"n_bins": 10}, {"n_bins": 100}, {"bin_width": 0.5},
+                              {"bin_width": 0.02}, {"strategy": "width", "bin_width": 0.5},
+                              {"strategy": "width", "bin_width": 0.07},
+                              {"strategy": "count", "range": "layer"},
+                              {"strategy": "count", "range": "global"},
+                              {"strategy": "count", "range": "auto"}),
+                  "kde": (1e-3, 1e-2, 1e-1, 1.0)}
+
+
+def sweep_estimators(estimator: str = "binning", values=None, **knobs) -> tuple:
+    """The estimators of a sensitivity sweep.
+
+    Parameters
+    ----------
+    estimator : "binning" or "kde".
+    values : sequence, optional
+        Numbers (values of the main knob: ``n_bins``, or ``bin_width`` with
+        strategy="width"; ``noise_var`` for KDE) or dicts (changes to ``knobs``, e.g.
+        ``{"strategy": "count", "range": "layer"}``), or both. Default
+        ``DEFAULT_SWEEPS[estimator]``.
+    **knobs
+        The setting every value changes (e.g. a run's ``Binning.knobs``).
+
+    Returns
+    -------
+    (knob, values, estimators)
+        knob : the main knob's name, or "setting" when a value is a dict; values : those
+        giving distinct estimators, in order (a repeat of an earlier setting is dropped);
+        estimators : one per value.
+    """
+    if estimator not in DEFAULT_SWEEPS:
+        raise ValueError(f"estimator must be 'binning' or 'kde' (got {estimator!r})")
+    knob = "noise_var" if estimator == "kde" else (
+        "bin_width" if knobs.get("strategy") == "width" else "n_bins")
+    kept, ests, seen = [], [], set()
+    for v in DEFAULT_SWEEPS[estimator] if values is None else values:
+        est = make_estimator({"name": estimator, **knobs,
+                              **(v if isinstance(v, dict) else {knob: v})})
+        spec = json.dumps(est.spec(), sort_keys=True)
+        if spec not in seen:
+            seen.add(spec)
+            kept.append(v)
+            ests.append(est)
+    if not kept:
+        raise ValueError("values must list at least one knob value (got none)")
+    if any(isinstance(v, dict) for v in kept):
+        knob = "setting"
+    return knob, kept, ests
 
 
 def sensitivity(activations, p_xy, *, estimator: str = "binning", values=None,
                 **knobs) -> list:
-    """Sweep the main knob of an estimator on fixed activations ({layer: (N, w)}).
+    """Sweep an estimator's settings on fixed activations ({layer: (N, w)}).
 
-    ``estimator="binning"`` sweeps ``n_bins`` (or ``bin_width`` with strategy="width");
-    ``estimator="kde"`` sweeps ``noise_var``. Other knobs are passed through. Returns a list of
-    :class:`Sensitivity` (one for binning, upper and lower for KDE).
+    ``values`` and ``knobs`` as in :func:`sweep_estimators`: by default binning tries its
+    number of bins, its range rules and its widths, KDE its noise variance. Returns a list
+    of :class:`Sensitivity` (one for binning, upper and lower for KDE).
     """
-    if estimator == "binning":
-        knob = "bin_width" if knobs.get("strategy") == "width" else "n_bins"
-    elif estimator == "kde":
-        knob = "noise_var"
-    else:
-        raise ValueError(f"estimator must be 'binning' or 'kde' (got {estimator!r})")
-    values = DEFAULT_SWEEPS[knob] if values is None else values
-    values = list(values)
-    if not values:
-        raise ValueError("values must list at least one knob value (got none)")
+    knob, values, ests = sweep_estimators(estimator, values, **knobs)
     acts = _as_layers(activations)
     per_key: dict = {}
-    for v in values:
-        est = make_estimator({"name": estimator, **knobs, knob: v})
+    for est in ests:
         for r in est.estimate(acts, p_xy):
             per_key.setdefault(r.estimator, []).append(r)
     out = []
     for key, rs in per_key.items():
         i_xt = np.stack([r.i_xt for r in rs])
         i_ty = np.stack([r.i_ty for r in rs])
-        out.append(Sensitivity(estimator=key, knob=knob, values=np.asarray(values, dtype=float),
-                               layers=tuple(acts), i_xt=i_xt, i_ty=i_ty,
-                               spread_xt=i_xt.max(0) - i_xt.min(0),
+        out.append(Sensitivity(estimator=key, knob=knob, values=tuple(values),
+                               labels=tuple(e.label for e in ests), layers=tuple(acts),
+                               i_xt=i_xt, i_ty=i_ty, spread_xt=i_xt.max(0) - i_xt.min(0),
                                spread_ty=i_ty.max(0) - i_ty.min(0), estimates=tuple(rs)))
+    return out
+
+
+#: a layer whose range (max - min of its activations) changes by more than this factor
+#: between records gets a warning: bins over the layer's own range widen or narrow as
+#: much, whatever the layer separates
+RANGE_CHANGE_WARN = 4.0
+
+
+def range_changes(activations, *, factor: float = RANGE_CHANGE_WARN) -> dict:
+    """How much each layer's range (max - min over probe rows and units) changes over records.
+
+    Parameters
+    ----------
+    activations : dict
+        {layer: (E, S, N, w) or (E, N, w) array}: E records (epochs) of S networks (seeds),
+        e.g. ``Recording.activations``.
+    factor : float
+        A layer whose largest range exceeds ``factor`` times its smallest, in any network,
+        is warned about through ``logging``.
+
+    Returns
+    -------
+    dict
+        {layer: {"smallest", "largest", "ratio", "warn"}}: the smallest and largest range
+        over the records of the network where they differ most, their ratio (inf when the
+        smallest is 0), and whether it exceeds ``factor``.
+    """
+    out = {}
+    for name, a in activations.items():
+        a = np.asarray(a, dtype=np.float64)
+        if a.ndim not in (3, 4):
+            raise ValueError(f"activations[{name!r}] must be (E, S, N, w) or (E, N, w) "
+                             f"(got shape {a.shape})")
+        a = a if a.ndim == 4 else a[:, None]
+        spans = np.ptp(a.reshape(*a.shape[:2], -1), axis=2)     # (E, S)
+        lo, hi = spans.min(axis=0), spans.max(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(hi > 0, hi / lo, 1.0)
+        s = int(np.argmax(ratio))
+        out[name] = {"smallest": float(lo[s]), "largest": float(hi[s]),
+                     "ratio": float(ratio[s]), "warn": bool(ratio[s] > factor)}
+        if out[name]["warn"]:
+            logger.warning("layer %r: its range (max - min) changes %.3gx between records "
+                           "(%.3g to %.3g); bins over a layer's own range (range='layer' or "
+                           "'global') widen as much and can fake compression", name,
+                           ratio[s], lo[s], hi[s])
     return out

@@ -2,20 +2,22 @@
 
 :func:`infoplane_experiment` -- the package's MLP on a task (the 12-bit task of Shwartz-Ziv
 & Tishby by default), its layers against the exact IB curve of the probe's p(x, y), the
-bound check, the estimator's sensitivity and the solver's score of the final layers. What
+bound check, the compression verdict of every layer and whether it survives a sweep of
+binnings, the honesty flags and the solver's score of the final layers. What
 ``ibsolver infoplane`` runs; a notebook calls it the same way.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .estimators import KDE, sensitivity
-from .infoplane import (BoundCheck, check_below_bound, score_final_layers, summary,
-                        trajectory_sensitivity)
+from .estimators import KDE, layer_bounds, make_estimator, range_changes, sensitivity
+from .infoplane import (BoundCheck, check_below_bound, compression_robustness,
+                        score_final_layers, summary, trajectory_sensitivity)
 from .loop import resolve_estimators
+from .models import mlp, mlp_layers
 from .recording import Recording
 from .tasks.base import Task
 from .train import TrainConfig, train
@@ -29,10 +31,12 @@ class InfoplaneExperiment:
 
     recording : the run; curve : the ``ibsolver.IBCurve`` of ``recording.p_xy`` (None with
     ``bound="none"``); check : every binned point against it (None without a curve); key :
-    the estimator key the figures and the summary show; sweeps : the sensitivity of that
-    estimator (binning: the first seed's trajectories per knob value, dicts; KDE: the last
-    record per noise variance, ``Sensitivity``); scores : ``ibsolver.score_encoder`` of the
-    first seed's binned final layers; timing_s : seconds per stage.
+    the estimator key the figures and the summary show; sweeps : first the binning sweep
+    (the first seed's trajectories under each binning, a :func:`trajectory_sensitivity`
+    dict, the run's own binning first), then with a KDE its last record per noise variance
+    (``Sensitivity``); scores : ``ibsolver.score_encoder`` of the first seed's binned final
+    layers; timing_s : seconds per stage; range_changes : :func:`dnn.estimators.range_changes`
+    of the first seed's layers over the records.
     """
 
     recording: Recording
@@ -42,6 +46,7 @@ class InfoplaneExperiment:
     sweeps: list
     scores: list
     timing_s: dict
+    range_changes: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         """The JSON-ready summary (what ``summary.json`` holds)."""
@@ -54,6 +59,11 @@ class InfoplaneExperiment:
         out["config"] = rec.settings["config"]
         out["estimators"] = [dict(s) for s in rec.estimators]
         out["sensitivity"] = [_sweep_summary(s, rec.layers) for s in self.sweeps]
+        out["compression_sweep"] = {"seed": self.sweeps[0]["seed"],
+                                    "binnings": list(self.sweeps[0]["labels"]),
+                                    "layers": compression_robustness(self.sweeps[0])}
+        out["range_changes"] = dict(self.range_changes)
+        out["range_warnings"] = [layer for layer, r in self.range_changes.items() if r["warn"]]
         out["timing_s"] = dict(self.timing_s)
         out["task_info"] = rec.settings["task_info"]
         return out
@@ -62,8 +72,9 @@ class InfoplaneExperiment:
 def _sweep_summary(sweep, layers) -> dict:
     if not isinstance(sweep, dict):
         return sweep.as_dict()
-    return {"estimator": sweep["estimator"], "knob": sweep["knob"],
-            "values": list(sweep["values"]), "layers": list(layers),
+    return {"estimator": sweep["estimator"], "knob": sweep["knob"], "seed": sweep["seed"],
+            "values": list(sweep["values"]), "labels": list(sweep["labels"]),
+            "layers": list(layers),
             "final_i_xt_bits": sweep["i_xt"][:, -1, :].tolist(),
             "final_i_ty_bits": sweep["i_ty"][:, -1, :].tolist(),
             "max_spread_xt_bits": float(np.ptp(sweep["i_xt"], axis=0).max()),
@@ -76,14 +87,20 @@ def infoplane_experiment(task: Task, config: TrainConfig | None = None, *, estim
                          n_threads: int | None = None) -> InfoplaneExperiment:
     """Train and record (:func:`dnn.train.train`), then place the layers under the IB curve.
 
-    estimators : a binning first (default ``Binning(30)``), optionally a KDE; with a KDE the
-        figures and summary show its upper bound, else the binning.
+    estimators : a binning first (default ``Binning(30)``: range "auto"; a binning with
+        range "auto" and no ``bounds`` gets those of the MLP's layers, from their modules:
+        tanh (-1, 1), sigmoid (0, 1), the softmax output (0, 1), ReLU and the rest fixed
+        width), optionally a KDE; with a KDE the figures and summary show its upper bound,
+        else the binning.
     bound : "auto" or "solver" (``ibsolver.ib_curve`` of the probe's joint, exact for a
         deterministic rule, and the solver's scores of the first seed's final layers),
         "exact" (the curve without the scores, refused for a noisy rule) or "none".
-    sweep : knob values of the sensitivity sweep (default: 10, 30, 100 bins over the first
-        seed's trajectory; the default widths or noise variances of
-        :data:`dnn.estimators.DEFAULT_SWEEPS`).
+    sweep : values of the sensitivity sweep: without a KDE, numbers of bins (or widths, for
+        a binning of strategy "width") tried after the run's own binning; with a KDE, noise
+        variances. Default: :data:`dnn.estimators.DEFAULT_SWEEPS` (binning: the number of
+        bins, the range rules and the widths). The binning sweep runs over the first seed's
+        trajectory in every case, and the summary says for each layer whether its
+        compression verdict is the same under all its binnings.
 
     The other arguments go to :func:`dnn.train.train` (the first seed's activations are
     kept for the sweep).
@@ -100,6 +117,13 @@ def infoplane_experiment(task: Task, config: TrainConfig | None = None, *, estim
     binning = ests[0]
     if binning.name != "binning":
         raise ValueError(f"estimators must start with a Binning (got {binning!r})")
+    if binning.knobs.get("bounds") == {}:  # range "auto" without the layers' ranges
+        cfg = config if config is not None else TrainConfig()
+        model = mlp(cfg.widths, cfg.activation)
+        layers = mlp_layers(model)
+        # train() records the output layer through a softmax
+        ests[0] = binning = make_estimator(
+            {**binning.spec(), "bounds": layer_bounds(model, layers, {layers[-1]: "softmax"})})
     key = "kde_upper" if any(isinstance(e, KDE) for e in ests) else "binning"
     timing = {}
     t0 = time.perf_counter()
@@ -119,19 +143,16 @@ def infoplane_experiment(task: Task, config: TrainConfig | None = None, *, estim
 
     t0 = time.perf_counter()
     values = None if sweep is None else list(sweep)
-    if key == "binning":
-        knobs = {k: (tuple(v) if isinstance(v, list) else v)
-                 for k, v in binning.knobs.items() if k not in ("n_bins", "bin_width")}
-        if binning.strategy == "width":
-            knobs.pop("range", None)
-        elif values is None:
-            values = [10, 30, 100]
-        else:
-            values = [int(v) for v in values]
-        sweeps = trajectory_sensitivity(rec, estimator="binning", values=values, **knobs)
-    else:  # KDE: the last record only (O(N^2) per value)
+    binning_values = None
+    if key == "binning" and values is not None:
+        cast = float if binning.strategy == "width" else int
+        binning_values = [{}] + [cast(v) for v in values]
+    sweeps = trajectory_sensitivity(rec, estimator="binning", values=binning_values,
+                                    **binning.knobs)
+    if key != "binning":  # KDE: the last record only (O(N^2) per value)
         acts = {layer: rec.final_activations[layer][0] for layer in rec.layers}
-        sweeps = sensitivity(acts, rec.p_xy, estimator="kde", values=values)
+        sweeps += sensitivity(acts, rec.p_xy, estimator="kde", values=values)
     timing["sensitivity"] = time.perf_counter() - t0
     return InfoplaneExperiment(recording=rec, curve=curve, check=check, key=key,
-                               sweeps=sweeps, scores=scores, timing_s=timing)
+                               sweeps=sweeps, scores=scores, timing_s=timing,
+                               range_changes=range_changes(rec.activations))

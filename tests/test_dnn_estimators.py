@@ -55,9 +55,11 @@ def test_binned_layers_equal_encoder_information(task):
 
 # --------------------------------------------------------------------------- binning
 @pytest.mark.parametrize("binning", [
-    Binning(30), Binning(10, range="global"), Binning(30, range=(-1, 1)),
+    Binning(30), Binning(30, bounds={"act1": (-1, 1), "act3": (-1, 1)}),
+    Binning(30, range="layer"), Binning(10, range="global"), Binning(30, range=(-1, 1)),
     Binning(strategy="width", bin_width=0.25), Binning(6, strategy="mass")],
-    ids=["count-layer", "count-global", "count-fixed", "width", "mass"])
+    ids=["count-auto", "count-auto-bounds", "count-layer", "count-global", "count-fixed",
+         "width", "mass"])
 @pytest.mark.parametrize("seed", range(3))
 def test_binned_points_lie_below_the_bound_and_ceilings(task, binning, seed):
     acts = _random_layers(task, seed)
@@ -76,12 +78,14 @@ def test_binned_points_lie_below_the_bound_and_ceilings(task, binning, seed):
 
 
 def test_one_bin_carries_nothing_and_identity_saturates(task):
+    # bins over the layer's own range, 0..1 here (the default range "auto" would give this
+    # layer of unknown type bins of width 2/30, and 0 and 1 would fall in different ones)
     x = task.x.astype(np.float64)
-    est = Binning(1).estimate({"T": x}, task.p_xy)[0]
+    est = Binning(1, range="layer").estimate({"T": x}, task.p_xy)[0]
     np.testing.assert_allclose(est.i_xt, [0.0], rtol=0, atol=0)
     np.testing.assert_allclose(est.i_ty, [0.0], rtol=0, atol=1e-15)
     # the raw 12-bit input, two bins per unit: T = X
-    est = Binning(2).estimate({"X": x}, task.p_xy)[0]
+    est = Binning(2, range="layer").estimate({"X": x}, task.p_xy)[0]
     np.testing.assert_allclose(est.i_xt, [LOG2_N], rtol=0, atol=1e-9)
     np.testing.assert_allclose(est.i_ty, [est.h_y], rtol=0, atol=1e-9)
     assert est.saturated.tolist() == [True]
@@ -90,8 +94,12 @@ def test_one_bin_carries_nothing_and_identity_saturates(task):
 
 def test_nested_bins_increase_information(task):
     acts = _random_layers(task, 4)
-    sens = sensitivity(acts, task.p_xy, estimator="binning", values=(4, 8, 16, 32))[0]
+    # over the layer's own range (under the default "auto" these tanh layers, whose type is
+    # not declared, get fixed-width bins and the number of bins would change nothing)
+    sens = sensitivity(acts, task.p_xy, estimator="binning", values=(4, 8, 16, 32),
+                       range="layer")[0]
     assert sens.knob == "n_bins" and sens.i_xt.shape == (4, 3)
+    assert sens.values == (4, 8, 16, 32) and sens.labels[0] == "4 bins over each layer's range"
     # 2k equal bins over the same range refine k bins: I(X;T) and I(T;Y) cannot drop
     assert np.all(np.diff(sens.i_xt, axis=0) >= -1e-12)
     assert np.all(np.diff(sens.i_ty, axis=0) >= -1e-12)
@@ -130,7 +138,8 @@ def test_probe_subset_joint(task):
 @pytest.mark.parametrize("kwargs, match", [
     ({"n_bins": 0}, "n_bins"), ({"strategy": "quantile"}, "strategy"),
     ({"strategy": "width"}, "bin_width"), ({"range": (1, 0)}, "range"),
-    ({"range": "all"}, "range")])
+    ({"range": "all"}, "range"), ({"bin_width": -0.1}, "bin_width"),
+    ({"bounds": [(-1, 1)]}, "bounds"), ({"bounds": {"act1": (1, -1)}}, r"bounds\['act1'\]")])
 def test_binning_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Binning(**kwargs)

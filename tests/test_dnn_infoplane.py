@@ -95,6 +95,54 @@ def test_a_point_above_the_bound_is_an_error(run, curve):
     assert summary(tampered, None, "binning", flagged)["bound_check"]["n_violations"] >= 1
 
 
+def test_dpi_violations_are_counted_per_layer_pair(run):
+    """Information that falls layer by layer everywhere, then three planted violations."""
+    shape = (len(run.epochs), 3, 3)  # records, seeds, layers
+    i_xt = np.broadcast_to(3.0 - np.arange(3), shape).copy()
+    i_ty = np.broadcast_to(0.5 - 0.1 * np.arange(3), shape).copy()
+    i_xt[2, 1, 1] = 3.5    # act2 above act1 (3.0) by 0.5 bit
+    i_xt[3, 0, 1] = 3.25   # and by 0.25 bit
+    i_ty[1, 2, 2] = 0.45   # fc3 above act2 (0.4) by 0.05 bit
+    info = {"binning": {**run.info["binning"], "i_xt": i_xt, "i_ty": i_ty}}
+    summ = summary(type(run)(**{**run.__dict__, "info": info}), None, "binning")
+    dpi = summ["dpi_violations"]
+    assert dpi["count"] == 3 and dpi["of"] == len(run.epochs) * 3 * 2 * 2
+    by_pair = {(p["previous"], p["layer"], p["quantity"]): p for p in dpi["pairs"]}
+    assert set(by_pair) == {("act1", "act2", "I(X;T)"), ("act2", "fc3", "I(T;Y)")}
+    worst = by_pair["act1", "act2", "I(X;T)"]
+    assert worst["count"] == 2 and (worst["epoch"], worst["seed"]) == (int(run.epochs[2]), 1)
+    np.testing.assert_allclose(worst["worst_excess_bits"], 0.5, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(by_pair["act2", "fc3", "I(T;Y)"]["worst_excess_bits"], 0.05,
+                               rtol=0, atol=1e-12)
+
+
+def test_recipe_bins_relu_layers_at_fixed_width(caplog):
+    """The recipe declares the MLP's ranges: ReLU layers unbounded, the softmax (0, 1)."""
+    cfg = TrainConfig(widths=(12, 4, 3, 2), activation="relu", epochs=3, n_records=3,
+                      batch_size=64, seeds=(0, 1))
+    run = infoplane_experiment(small_task(), cfg, bound="none", device="cpu", n_threads=1,
+                               sweep=(10,))
+    knobs = run.recording.knobs("binning")
+    assert knobs["bounds"] == {"act1": None, "act2": None, "fc3": [0.0, 1.0]}
+    summ = run.summary()
+    assert summ["layers"]["act1"]["rule"] == "bins of width 0.0667 (no known bounded range)"
+    assert summ["layers"]["fc3"]["rule"] == "30 bins over (0, 1)"
+    d = run.recording.info["binning"]["i_xt"]
+    for k, layer in enumerate(run.recording.layers):
+        drop = d[:, :, k].max(axis=0) - d[-1, :, k]
+        c = summ["layers"][layer]["compression"]
+        np.testing.assert_allclose([c["drop_bits"]["min"], c["drop_bits"]["max"]],
+                                   [drop.min(), drop.max()], rtol=0, atol=1e-12)
+        assert c["n_compressing"] == int(np.sum(drop > 0.1))
+    # the sweep: the run's own binning, then 10 bins
+    assert run.sweeps[0]["values"] == [{}, 10] and run.sweeps[0]["seed"] == 0
+    np.testing.assert_allclose(run.sweeps[0]["i_xt"][0], d[:, 0], rtol=0, atol=1e-3)
+    # the range check covers every layer and says the same as its log
+    warned = {r.args[0] for r in caplog.records if "range (max - min)" in r.getMessage()}
+    assert set(summ["range_changes"]) == {"act1", "act2", "fc3"}
+    assert warned == set(summ["range_warnings"])
+
+
 #: a short curve for the tests (the solver's own tests cover its accuracy)
 CURVE_KW = dict(n_betas=20, max_points=60)
 TINY_PREFIX = (1, 0, 1, 0, 0, 1, 1, 0)  # 16 patterns, 7 with y = 1
@@ -163,15 +211,17 @@ def test_save_figures_writes_pngs(run, curve, tmp_path):
 
 
 # --------------------------------------------------------------------------- CLI
-def test_cli_end_to_end(tmp_path):
+def test_cli_end_to_end(tmp_path, capsys):
     from ibsolver.cli import main
 
     out = tmp_path / "run"
-    argv = ["infoplane", "--task", "tishby12", "--widths", "12,5,3,2", "--epochs", "3",
-            "--seeds", "2", "--records", "3", "--batch-size", "1024", "--sweep", "5,30",
-            "--bound", "exact",
+    # --noise 0: the canonical labels (the default is noisy), the only rule --bound exact takes
+    argv = ["infoplane", "--task", "tishby12", "--noise", "0", "--widths", "12,5,3,2",
+            "--epochs", "3", "--seeds", "2", "--records", "3", "--batch-size", "1024",
+            "--sweep", "5,30", "--bound", "exact",
             "--out", str(out), "--quiet", "--device", "cpu"]
     assert main(argv) == 0
+    printed = capsys.readouterr().out
     with np.load(out / "records.npz") as z:
         assert z["info/binning/i_xt"].shape == (3, 2, 3)
         assert z["epochs"].tolist() == [0, 1, 3]
@@ -185,6 +235,26 @@ def test_cli_end_to_end(tmp_path):
     assert summ["bound_check"]["ok"] is True
     assert summ["config"]["epochs"] == 3 and summ["h_y_bits"] == pytest.approx(0.999157, abs=1e-6)
     assert set(summ["layers"]) == {"act1", "act2", "fc3"}
+    # the rule applied to each layer, in the saved knobs and in what is printed
+    assert summ["knobs"]["range"] == "auto" and summ["knobs"]["bin_width"] == 2 / 30
+    assert summ["knobs"]["bounds"] == {"act1": [-1.0, 1.0], "act2": [-1.0, 1.0],
+                                       "fc3": [0.0, 1.0]}
+    assert summ["layers"]["act1"]["rule"] == "30 bins over (-1, 1)"
+    assert "  fc3: 30 bins over (0, 1)" in printed
+    # the sweep: the run's own binning first, then 5 bins (30 is the run's own)
+    assert summ["compression_sweep"]["binnings"] == [
+        "auto: 30 bins over a bounded layer's range, else width 0.0667",
+        "auto: 5 bins over a bounded layer's range, else width 0.0667"]
+    for layer, r in summ["compression_sweep"]["layers"].items():
+        assert r["survives_all_binnings"] == (r["changed_by"] == []), layer
+        assert f"  {layer}: {r['verdict']}, " in printed
+    # every honesty flag is printed, flagged or not
+    for line in ("flags: saturated (I(X;T) >= 11.88 bit = 0.99 log2 N)",
+                 "data-processing violations", "range changes over 4x",
+                 "points above the IB bound: 0 of 18", "only tests the solver"):
+        assert line in printed, line
+    assert summ["bound"]["self_test"] is True
+    assert summ["dpi_violations"]["of"] == 3 * 2 * 2 * 2
     from matplotlib.image import imread
 
     for name in ("infoplane.png", "gap.png", "grad_snr.png", "loss.png", "sensitivity.png"):
@@ -210,6 +280,23 @@ def test_cli_help_mentions_defaults(capsys):
         main(["infoplane", "--help"])
     text = capsys.readouterr().out
     assert "--resume" in text and "2 CPU cores" in text
+
+
+def test_cli_default_task_is_noisy(tmp_path, capsys):
+    from argparse import Namespace
+
+    from ibsolver.cli import main
+
+    from dnn.cli_infoplane import _make_task
+
+    task = _make_task(Namespace(task="tishby12", noise=None, data=None))
+    assert task.name == "tishby12-noise1"
+    np.testing.assert_array_equal(task.p_y_given_x, tishby12(1.0).p_y_given_x)
+    # the bound check can fail only where H(Y|X) > 0
+    p_xy = task.p_x[:, None] * task.p_y_given_x
+    assert ibsolver.entropy(p_xy.sum(axis=0)) - ibsolver.mutual_information(p_xy) > 0.1
+    assert main(["infoplane", "--bound", "exact", "--out", str(tmp_path)]) == 2
+    assert "--noise 0" in capsys.readouterr().err
 
 
 def test_cli_rejects_noise_for_other_tasks(tmp_path, capsys):
