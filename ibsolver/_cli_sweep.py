@@ -1,4 +1,6 @@
-"""CLI subcommand `ibsolver sweep`: the IB curves of many tables (ibsolver.sweep.ib_curves)."""
+"""CLI subcommand `ibsolver sweep`: the IB curves of many tables (ibsolver.sweep.ib_curves),
+or a sweep of another kind that a package adds through the entry point group ``SWEEP_GROUP``
+(how ``dnn`` adds its training runs, so this module names none of them)."""
 from __future__ import annotations
 
 import glob
@@ -14,7 +16,16 @@ from .io import FORMATS
 SPEC_HELP = ("the tables: a folder (its .npy, .npz and .csv files), a quoted glob pattern of "
              "table files (``'tables/**/*.npy'``), or a .json file {\"tables\": [paths or "
              "patterns, relative to the JSON file], \"options\": {ib_curve keywords, e.g. "
-             "\"n_betas\": 30, \"alpha\": 0.5}}")
+             "\"n_betas\": 30, \"alpha\": 0.5}}; or a .json file {KIND: {...}} of a sweep "
+             "kind another package adds, e.g. {\"dnn\": {\"grid\": {\"activation\": "
+             "[\"tanh\", \"relu\"]}, \"epochs\": 100, \"seeds\": [0, 1]}} (network "
+             "trainings, with the dnn extra)")
+#: entry point group of other packages' sweep kinds (each "KIND = module:function"): a JSON
+#: SPEC {KIND: value} runs through ``function(value, where)``, which checks ``value`` (a
+#: ValueError starting with ``where``, before any work) and returns the run, a callable of
+#: ``out``, ``client``, ``n_workers`` and ``progress`` that prints what it did and returns
+#: the exit status
+SWEEP_GROUP = "ibsolver.sweeps"
 
 
 def read_spec(spec: str) -> tuple[list, dict]:
@@ -49,14 +60,42 @@ def read_spec(spec: str) -> tuple[list, dict]:
     return files, options
 
 
-def _read_json_spec(path: Path, shown: str) -> tuple[list, dict]:
+def _sweep_kinds() -> dict:
+    """{KIND: entry point} of the sweep kinds installed (``SWEEP_GROUP``)."""
+    from importlib.metadata import entry_points
+
+    found = entry_points()
+    group = (found.select(group=SWEEP_GROUP) if hasattr(found, "select")
+             else found.get(SWEEP_GROUP, ()))  # Python 3.9
+    return {ep.name: ep for ep in group}
+
+
+def _load_json(path: Path, shown: str):
     try:
-        spec = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{shown}: cannot read it as JSON ({exc})") from None
+
+
+def _kind_spec(spec: str):
+    """(KIND, value) where SPEC is a .json file {KIND: value} of an installed sweep kind, else
+    None."""
+    path = Path(spec)
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return None
+    content = _load_json(path, f"SPEC {spec!r}")
+    if isinstance(content, dict) and len(content) == 1 and set(content) <= set(_sweep_kinds()):
+        return next(iter(content.items()))
+    return None
+
+
+def _read_json_spec(path: Path, shown: str) -> tuple[list, dict]:
+    spec = _load_json(path, shown)
     if not isinstance(spec, dict) or not set(spec) <= {"tables", "options"}:
+        kinds = ", ".join(repr(k) for k in sorted(_sweep_kinds())) or "none installed"
         raise ValueError(f"{shown} must hold an object with the keys 'tables' and, optionally, "
-                         f"'options' (got {json.dumps(spec)[:80]})")
+                         f"'options', or one key naming a sweep kind ({kinds}) (got "
+                         f"{json.dumps(spec)[:80]})")
     patterns, options = spec.get("tables"), spec.get("options", {})
     if not isinstance(patterns, list) or not patterns or not all(
             isinstance(p, str) for p in patterns):
@@ -80,10 +119,11 @@ def _read_json_spec(path: Path, shown: str) -> tuple[list, dict]:
 def cmd_sweep(args) -> int:
     from .sweep import SweepFailure, ib_curves
 
+    kind = _kind_spec(args.spec)
+    if kind is not None:
+        return _cmd_kind(args, *kind)
     files, options = read_spec(args.spec)
-    if args.workers is not None and args.scheduler:
-        raise ValueError(f"--workers applies to local workers only; the cluster at --scheduler "
-                         f"has its own (got --workers {args.workers})")
+    _check_workers(args)
     for key in ("betas", "n_betas", "backend"):  # given on the command line: over SPEC's
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
@@ -113,6 +153,31 @@ def cmd_sweep(args) -> int:
     return 1 if failed else 0
 
 
+def _cmd_kind(args, kind: str, value) -> int:
+    """Run SPEC's sweep of another kind: its plugin checks ``value``, then runs."""
+    where = f"SPEC {args.spec!r}: {kind!r}"
+    for flag, given in (("--normalize", args.normalize or None), ("--backend", args.backend),
+                        ("--betas", args.betas), ("--n-betas", args.n_betas)):
+        if given is not None:
+            raise ValueError(f"{where}: {flag} applies to tables, not to this kind of sweep")
+    _check_workers(args)
+    run = _sweep_kinds()[kind].load()(value, where)
+    client = _connect(args.scheduler) if args.scheduler else None
+    try:
+        out = _prepare_out_dir(Path(args.out))
+        return int(run(out=out, client=client, n_workers=args.workers,
+                       progress=not args.quiet))
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _check_workers(args) -> None:
+    if args.workers is not None and args.scheduler:
+        raise ValueError(f"--workers applies to local workers only; the cluster at --scheduler "
+                         f"has its own (got --workers {args.workers})")
+
+
 def _connect(address: str):
     try:
         from distributed import Client
@@ -133,7 +198,9 @@ def register(sub) -> None:
                                    "transitions) for each to --out as it finishes. Curves "
                                    "already in --out are skipped, so a sweep that was stopped "
                                    "goes on where it was. A table that fails is reported and "
-                                   "the others go on (exit status 1).")
+                                   "the others go on (exit status 1). A SPEC of another kind "
+                                   "(e.g. {\"dnn\": ...}: network trainings) runs the same "
+                                   "way, one task per run.")
     p.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--scheduler", metavar="ADDRESS",
