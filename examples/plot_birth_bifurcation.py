@@ -23,7 +23,7 @@ from ibsolver import plotting
 p_xy = np.random.default_rng(1).dirichlet(np.ones(24)).reshape(8, 3)
 
 curve = ibsolver.ib_curve(p_xy)
-print(curve.summary())
+print(curve)
 
 # %%
 # Two independent numbers for the same onset: the located birth on the curve, and 1/s*

@@ -28,7 +28,7 @@ eps = 0.1
 p_xy = np.array([[1 - eps, eps], [eps, 1 - eps]]) / 2
 
 curve = ibsolver.ib_curve(p_xy)
-print(curve.summary())
+print(curve)
 
 # %%
 # The analytic curve, as a function of the flip probability d of the best encoder.

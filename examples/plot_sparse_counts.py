@@ -55,7 +55,7 @@ with warnings.catch_warnings(record=True) as caught:
                               locate_transitions=False, curve_tol=1e-3)
 for w in caught:
     print("warning:", w.message)
-print(curve.summary())
+print(curve)
 
 # %%
 # The encoder that knows the topics, T = topic(X), is a point on or below the curve, like

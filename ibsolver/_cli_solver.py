@@ -107,7 +107,7 @@ def _trace(p_xy, out: Path, args):
     is already complete (it is printed, nothing is written)."""
     saved = _saved_curve(out, args)
     if saved is not None and saved.complete:
-        print(saved.summary())
+        print(saved)
         print(f"nothing to resume: the curve in {str(out)!r} is complete")
         return None
     return _quiet_curve(p_xy, resume=saved, **_curve_kwargs(args))
@@ -129,7 +129,7 @@ def _write_outputs(curve, out: Path, title: str) -> list:
     from .io import transitions_json, write_whole
     from .plotting import plot_summary
 
-    writers = (curve.to_npz,
+    writers = (curve.save,
                lambda path: path.write_text(transitions_json(curve)),
                lambda path: plot_summary(curve, path, title=title))
     files = []
@@ -211,7 +211,7 @@ def cmd_demo(args) -> int:
     if curve is None:
         return 0
     print(f"traced in {time.perf_counter() - t0:.1f} s\n")
-    print(curve.summary() + "\n")
+    print(f"{curve}\n")
     _print_table(curve)
     files = _write_outputs(curve, out, f"ibsolver demo: {args.problem}")
     print("\nwrote " + ", ".join(str(f) for f in files))
@@ -224,7 +224,7 @@ def cmd_curve(args) -> int:
     curve = _trace(p_xy, out, args)
     if curve is None:
         return 0
-    print(curve.summary())
+    print(curve)
     files = _write_outputs(curve, out, Path(args.input).name)
     print("wrote " + ", ".join(str(f) for f in files))
     return 0 if curve.complete else 130
@@ -238,11 +238,12 @@ def cmd_transitions(args) -> int:
     if args.json:
         print(transitions_json(curve))
     else:
-        print(curve.summary())
+        print(curve)
     return 0 if curve.complete else 130
 
 
 def cmd_solve(args) -> int:
+    from .results import _write
     from .solve import solve
 
     p_xy, rows, cols = _load(args)
@@ -251,8 +252,7 @@ def cmd_solve(args) -> int:
                 random_state=args.seed, accelerate=True)
     print(res)
     if out is not None:
-        np.savez(out, encoder=res.encoder, p_t=res.p_t, p_y_given_t=res.p_y_given_t,
-                 i_xt=res.i_xt, i_ty=res.i_ty, beta=res.beta, x_index=rows, y_index=cols)
+        _write(out, res, x_index=rows, y_index=cols)
         print(f"wrote {out}")
     return 0
 
@@ -334,7 +334,8 @@ def register(sub) -> None:
     p.add_argument("--alpha", type=_real_arg(0.0), default=1.0,
                    help="generalised IB alpha (1: IB, 0: deterministic IB)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random initial encoder")
-    p.add_argument("--out", help="save encoder and decoders to this .npz file (with x_index and "
-                                 "y_index: the rows and columns of INPUT they are for)")
+    p.add_argument("--out", help="save the result to this .npz file (read it with "
+                                 "ibsolver.IBResult.load; its x_index and y_index are the rows "
+                                 "and columns of INPUT that the encoder and decoder are for)")
     _common(p, curve=False)
     p.set_defaults(func=cmd_solve)

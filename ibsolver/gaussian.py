@@ -58,6 +58,7 @@ from scipy import special
 
 from . import _validation as v
 from .measures import LN2
+from .results import _json_safe, _Result
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +96,12 @@ def _check_covariance(cov, *, name: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class GaussianIB:
+class GaussianIB(_Result):
     """The analytic IB of jointly Gaussian X, Y (Chechik et al. 2005). Information in bits.
 
-    Build it with :func:`gaussian_ib`.
+    Build it with :func:`gaussian_ib`. ``summary()`` gives I(X;Y), the eigenvalues and the
+    critical betas as plain JSON values, ``to_dataframe()`` one row per direction,
+    ``save``/``load`` the whole object.
 
     Attributes
     ----------
@@ -204,6 +207,22 @@ class GaussianIB:
         lam = self.eigenvalues
         alpha2 = np.where(beta > self.critical_betas, (beta * (1.0 - lam) - 1.0) / lam, 0.0)
         return np.sqrt(np.maximum(alpha2, 0.0))[:, None] * self.directions.T
+
+    def summary(self) -> dict:
+        """I(X;Y) (bits), the eigenvalues and the critical betas as plain JSON values (an
+        infinite critical beta, of a direction that carries no information, as None)."""
+        return _json_safe({"mutual_information": self.mutual_information,
+                           "eigenvalues": self.eigenvalues,
+                           "critical_betas": self.critical_betas})
+
+    def _columns(self) -> dict:
+        """One row per direction, in the order of ``eigenvalues``."""
+        return {"eigenvalue": self.eigenvalues, "critical_beta": self.critical_betas}
+
+    @classmethod
+    def _from_payload(cls, meta: dict, arrays: dict) -> GaussianIB:
+        """Read-only arrays, as :func:`gaussian_ib` gives them."""
+        return super()._from_payload(meta, {k: _readonly(a) for k, a in arrays.items()})
 
     def __repr__(self) -> str:
         return (f"GaussianIB(eigenvalues={np.array2string(self.eigenvalues, precision=6)}, "

@@ -136,6 +136,6 @@ def write_whole(path: Path, write) -> None:
 
 
 def transitions_json(curve) -> str:
-    """``curve.transitions_dict()`` as the JSON text the CLI prints and the result files
+    """``curve.summary()`` as the JSON text the CLI prints and the result files
     hold."""
-    return json.dumps(curve.transitions_dict(), indent=2)
+    return json.dumps(curve.summary(), indent=2)

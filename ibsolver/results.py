@@ -1,20 +1,161 @@
-"""Result objects returned by the solvers."""
+"""Result objects returned by the solvers, and the one way they are saved and read.
+
+Every result class (:class:`IBResult`, :class:`IBCurve`, :class:`~ibsolver.GaussianIB`,
+:class:`~ibsolver.EncoderScore`) has ``save(path)`` and ``load(path)``: one ``.npz`` file
+holding the result's arrays under their names and everything else as JSON text in the
+entry ``meta`` (with the result's type and the file format); no pickle. ``summary()`` is
+a dict of plain JSON values, ``to_dataframe()`` a pandas table and ``str(result)`` the
+text to print.
+"""
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from .envelope import interpolate_envelope
 
+#: version of the file layout that ``save`` writes; ``IBCurve.load`` also reads format 1,
+#: written by ``IBCurve.to_npz`` (the name of ``IBCurve.save`` before it)
+FORMAT = 2
+
+_R = TypeVar("_R", bound="_Result")
+
+
+class _Result:
+    """``save``, ``load`` and ``to_dataframe`` of a result dataclass. By default the
+    dataclass fields that are numpy arrays are saved as arrays and the others as JSON; a
+    class overrides ``_payload`` and ``_from_payload`` (their inverse) to save otherwise,
+    and gives ``_columns``, the columns of its table."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # (set by @dataclass on the subclass)
+
+    def save(self, path) -> None:
+        """Write the result to one ``.npz`` file; no pickle.
+
+        Parameters
+        ----------
+        path : str, path-like or binary file
+            Where to write: a file name (used as given: no suffix is added) or a file open
+            for writing bytes. The file holds the result's arrays under their names and
+            everything else as JSON text in the entry ``meta``; :meth:`load` reads it back
+            equal to the last bit (NaN included).
+        """
+        _write(path, self)
+
+    @classmethod
+    def load(cls: type[_R], path) -> _R:
+        """Read a result of this class that :meth:`save` wrote.
+
+        Parameters
+        ----------
+        path : str, path-like or binary file
+
+        Returns
+        -------
+        The result, equal to the one saved.
+
+        Raises
+        ------
+        ValueError
+            Naming the file, where it holds no such result: not an ``.npz``, another
+            result type or file format, or entries missing.
+        """
+        meta, arrays = _read(path, cls.__name__)
+        try:
+            return cls._from_payload(meta, arrays)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"{str(path)!r} is not a complete {cls.__name__} file "
+                             f"({type(exc).__name__}: {exc})") from exc
+
+    def to_dataframe(self):
+        """The result as a table (information in bits).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per point of a curve, per direction of a Gaussian IB, else one row.
+
+        Raises
+        ------
+        ImportError
+            Where pandas is not installed (:meth:`summary` needs no pandas).
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("to_dataframe needs pandas: pip install pandas (or use "
+                              "summary() for a dict)") from None
+        return pd.DataFrame(self._columns())
+
+    def _columns(self) -> dict:
+        """The columns of :meth:`to_dataframe`, equal in length, by name."""
+        raise NotImplementedError
+
+    def _payload(self) -> tuple[dict, dict]:
+        """(JSON values, arrays) that :meth:`_from_payload` rebuilds the result from."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        arrays = {k: v for k, v in values.items() if isinstance(v, np.ndarray)}
+        return {k: v for k, v in values.items() if k not in arrays}, arrays
+
+    @classmethod
+    def _from_payload(cls: type[_R], meta: dict, arrays: dict) -> _R:
+        return cls(**{f.name: arrays[f.name] if f.name in arrays else meta[f.name]
+                      for f in dataclasses.fields(cls)})
+
+
+def _write(path, result: _Result, **extra: np.ndarray) -> None:
+    """``result.save(path)``, with the ``extra`` arrays beside it (``load`` skips them)."""
+    meta, arrays = result._payload()
+    meta = {"type": type(result).__name__, "format": FORMAT, **meta}
+    entries = {**arrays, **extra, "meta": np.array(json.dumps(meta, default=_json_scalar))}
+    if isinstance(path, (str, os.PathLike)):
+        with open(path, "wb") as fh:  # (np.savez would append ".npz" to a name without it)
+            np.savez(fh, **entries)
+    else:
+        np.savez(path, **entries)
+
+
+def _read(path, kind: str) -> tuple[dict, dict]:
+    """(JSON values, arrays) of the ``kind`` result saved in ``path``, with the JSON's
+    "format"; a ValueError naming the file where it holds none."""
+    shown = repr(str(path))
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{shown} is not a readable .npz file ({exc})") from exc
+    if "meta" not in arrays:
+        raise ValueError(f"{shown} was not written by {kind}.save (it has no 'meta' entry)")
+    try:
+        meta = json.loads(str(arrays.pop("meta")))
+    except ValueError as exc:
+        raise ValueError(f"{shown} was not written by {kind}.save (its 'meta' entry is not "
+                         f"JSON: {exc})") from exc
+    if not isinstance(meta, dict):
+        raise ValueError(f"{shown} was not written by {kind}.save (its 'meta' entry is not "
+                         "a JSON object)")
+    # format 1 was IBCurve.to_npz's, which did not record the type
+    saved = meta.pop("type", "IBCurve" if meta.get("format") == 1 else None)
+    if saved != kind:
+        raise ValueError(f"{shown} holds a result of type {saved}, not {kind}")
+    if meta.get("format") not in ((1, FORMAT) if kind == "IBCurve" else (FORMAT,)):
+        raise ValueError(f"{shown} has file format {meta.get('format')!r}; this version of "
+                         f"ibsolver reads format {FORMAT}")
+    return meta, arrays
+
 
 @dataclass(frozen=True)
-class IBResult:
+class IBResult(_Result):
     """The solution of the (generalised) IB at one beta.
 
-    All information quantities are in bits.
+    All information quantities are in bits. ``summary()`` gives the numbers as plain JSON
+    values, ``to_dataframe()`` as a one-row table, ``save``/``load`` the whole result.
 
     Attributes
     ----------
@@ -54,6 +195,15 @@ class IBResult:
     def n_clusters(self) -> int:
         """Number of clusters with non-zero mass."""
         return int(self.p_t.size)
+
+    def summary(self) -> dict:
+        """The numbers of the solution (beta, alpha, information in bits, cluster count,
+        iterations, convergence, backend) as plain JSON values; NaN as None."""
+        return _json_safe({k: getattr(self, k) for k in _RESULT_SUMMARY})
+
+    def _columns(self) -> dict:
+        """One row: the numbers of :meth:`summary`."""
+        return {k: [getattr(self, k)] for k in _RESULT_SUMMARY}
 
     def __repr__(self) -> str:
         state = "converged" if self.converged else "NOT converged"
@@ -104,25 +254,28 @@ class Transition:
     direction: np.ndarray | None = field(default=None, repr=False)
     located: bool = True
 
-    def to_dict(self) -> dict:
-        out = {k: getattr(self, k) for k in (
-            "beta", "kind", "branch", "n_clusters_before", "n_clusters_after", "i_xt_before",
-            "i_xt_after", "i_ty_before", "i_ty_after", "lagrangian", "optimal", "eigenvalue",
-            "located")}
+    def summary(self) -> dict:
+        """Every field as plain JSON values (bits; NaN and inf as None, the bracket and the
+        direction as lists)."""
+        return _json_safe(self._record())
+
+    def _record(self) -> dict:
+        """Every field as JSON values, NaN kept (for a file: Python's json writes it)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["beta_bracket"] = list(self.beta_bracket)
         out["direction"] = None if self.direction is None else self.direction.tolist()
         return out
 
     @classmethod
-    def from_dict(cls, d: dict) -> Transition:
-        """The inverse of :meth:`to_dict`."""
+    def _from_record(cls, d: dict) -> Transition:
         return cls(**{**d, "beta_bracket": tuple(d["beta_bracket"]),
                       "direction": None if d["direction"] is None else np.array(d["direction"])})
 
 
 @dataclass(frozen=True)
 class Branch:
-    """One annealing branch: per-beta solutions, ascending in beta."""
+    """One annealing branch: per-beta solutions, ascending in beta (saved and read as part
+    of its :class:`IBCurve`)."""
 
     name: str
     results: tuple  # of IBResult
@@ -139,7 +292,7 @@ class Branch:
 
 
 @dataclass(frozen=True)
-class IBCurve:
+class IBCurve(_Result):
     """The IB curve of p(x, y). All information in bits.
 
     Per-beta arrays (ascending beta) describe the optimal solution found at each beta:
@@ -167,8 +320,12 @@ class IBCurve:
     ranges of beta it did not reach (drawn dashed by :func:`ibsolver.plotting.plot_curve`),
     and ``ib_curve(p_xy, resume=curve)`` continues it. ``settings`` holds the options that
     shape the curve (the starting grid of betas among them) and ``table_digest`` the SHA-256
-    of the (reduced) table it was traced for; resuming checks both. ``to_npz`` writes the
+    of the (reduced) table it was traced for; resuming checks both. ``save`` writes the
     whole object and ``IBCurve.load`` reads it back.
+
+    ``str(curve)`` is the text the command line prints; ``summary()`` the same facts (the
+    onset, the transitions, the curve's accuracy and completeness) as plain JSON values;
+    ``to_dataframe()`` the per-beta arrays as a table.
 
     ``alpha`` is the generalised IB parameter the curve was traced for. For alpha != 1 the
     points are the optima of H(T) - alpha H(T|X) - beta I(T;Y) (``lagrangian`` is that),
@@ -272,7 +429,9 @@ class IBCurve:
         lookup = {name: {r.beta: r for r in br.results} for name, br in self.branches.items()}
         return [lookup[name][b] for b, name in zip(self.beta, self.branch)]
 
-    def summary(self) -> str:
+    def __str__(self) -> str:
+        """The curve as text (what the command line prints): I(X;Y), the onset, warnings,
+        what a partial or capped curve lacks, the transitions."""
         head = (f"IB curve: {self.beta.size} betas, I(X;Y) = {self.i_xy:.6f} bit, "
                 f"H(Y) = {self.h_y:.6f} bit" + ("" if self.complete else " (INTERRUPTED)"))
         if self.alpha != 1.0:
@@ -322,108 +481,95 @@ class IBCurve:
             return "nowhere in the betas traced"
         return f"at beta_0 = {self.onset_beta:.6g} ({kind})"
 
-    # -- saving and loading ---------------------------------------------------------------
-    def to_npz(self, path) -> None:
-        """Save the whole curve as a numpy .npz file (``path`` a file name or an open binary
-        file): the per-beta table, the envelope, every branch point with its decoder state,
-        the transitions and the settings. :meth:`load` reads it back (no pickle)."""
+    def summary(self) -> dict:
+        """The curve's facts as plain JSON values (bits): I(X;Y), H(Y), the onset and how it
+        was found, completeness, the cluster cap, the accuracy and the transitions (each as
+        :meth:`Transition.summary`). A NaN or infinite number, e.g. an onset not known, is
+        None: strict JSON has neither."""
+        return _json_safe({
+            "alpha": self.alpha, "i_xy": self.i_xy, "h_y": self.h_y,
+            "first_instability": self.first_instability,
+            "onset_beta": self.onset_beta, "onset_kind": self.onset_kind,
+            "onset_bracket": self.onset_bracket,
+            "onset_beta_s_star": self.onset_beta_s_star,
+            "onset_agrees_with_s_star": self.onset_agrees_with_s_star,
+            "deterministic": self.deterministic,
+            "complete": self.complete, "untraced": self.untraced,
+            "capped": self.capped, "max_clusters": self.max_clusters,
+            "accuracy": self.accuracy,
+            "transitions": [t.summary() for t in self.transitions],
+            "all_transitions": [t.summary() for t in self.all_transitions]})
+
+    def _columns(self) -> dict:
+        """One row per beta of the curve."""
+        return {k: getattr(self, k) for k in _CURVE_COLUMNS}
+
+    def _payload(self) -> tuple[dict, dict]:
+        """The per-beta table, the envelope, every branch point with its decoder state and
+        the encoders as arrays; the rest (transitions, settings) as JSON."""
         arrays: dict[str, Any] = {k: np.asarray(getattr(self, k)) for k in _CURVE_ARRAYS}
         arrays["branch"] = self.branch.astype(str)
         for name, br in self.branches.items():
             arrays.update(_branch_arrays(name, br))
         if self.encoders is not None:
             arrays["encoders"], arrays["encoders_width"] = _ragged(self.encoders)
-        # (the same five numbers as before, for readers of older files)
-        arrays["scalars"] = np.array([self.i_xy, self.h_y, self.first_instability,
-                                      self.onset_beta, self.onset_beta_s_star])
-        arrays["alpha"] = np.array(self.alpha)
         meta = {k: getattr(self, k) for k in _CURVE_META}
-        meta["onset_bracket"] = (None if self.onset_bracket is None
-                                 else [float(b) for b in self.onset_bracket])
+        meta["onset_bracket"] = self.onset_bracket
         meta["settings"] = self.settings  # (arrays and numpy scalars: _json_scalar)
         meta["branches"] = list(self.branches)
-        meta["transitions"] = [t.to_dict() for t in self.transitions]
-        meta["all_transitions"] = [t.to_dict() for t in self.all_transitions]
-        meta["format"] = NPZ_FORMAT
-        arrays["meta"] = np.array(json.dumps(meta, default=_json_scalar))
-        np.savez(path, **arrays)
+        meta["transitions"] = [t._record() for t in self.transitions]
+        meta["all_transitions"] = [t._record() for t in self.all_transitions]
+        return meta, arrays
 
     @classmethod
-    def load(cls, path) -> IBCurve:
-        """Read a curve written by :meth:`to_npz`. Raises ValueError naming the file if it
-        is not one (a file from an older version lacks the branches' decoder states)."""
-        shown = repr(str(path))
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError) as exc:
-            raise ValueError(f"{shown} is not a readable .npz file ({exc})") from exc
-        if "meta" not in arrays:
-            raise ValueError(f"{shown} was not written by IBCurve.to_npz of this version "
-                             "(it has no 'meta' entry)")
-        try:
-            meta = json.loads(str(arrays["meta"]))
-            if meta.get("format") != NPZ_FORMAT:
-                raise ValueError(f"format {meta.get('format')!r}, expected {NPZ_FORMAT}")
-            scalars = arrays["scalars"]
-            settings = {k: (np.array(v) if k == "grid" else v)
-                        for k, v in meta["settings"].items()}
-            return cls(
-                **{k: arrays[k] for k in _CURVE_ARRAYS}, branch=arrays["branch"],
-                transitions=tuple(Transition.from_dict(t) for t in meta["transitions"]),
-                all_transitions=tuple(Transition.from_dict(t) for t in meta["all_transitions"]),
-                branches={name: _branch_from_arrays(name, arrays) for name in meta["branches"]},
-                i_xy=float(scalars[0]), h_y=float(scalars[1]),
-                first_instability=float(scalars[2]), onset_beta=float(scalars[3]),
-                onset_beta_s_star=float(scalars[4]),
-                encoders=(_unragged(arrays["encoders"], arrays["encoders_width"])
-                          if "encoders" in arrays else None),
-                alpha=float(arrays["alpha"]),
-                onset_bracket=(None if meta["onset_bracket"] is None
-                               else tuple(meta["onset_bracket"])),
-                settings=settings, **{k: meta[k] for k in _CURVE_META})
-        except (KeyError, ValueError, TypeError) as exc:
-            raise ValueError(f"{shown} is not a curve written by IBCurve.to_npz "
-                             f"({type(exc).__name__}: {exc})") from exc
-
-    def transitions_dict(self) -> dict:
-        """The summary as plain JSON values (a NaN or infinite number, e.g. an onset not
-        known, is None: strict JSON has neither)."""
-        return _json_safe({"alpha": self.alpha, "i_xy": self.i_xy, "h_y": self.h_y,
-                "first_instability": self.first_instability,
-                "onset_beta": self.onset_beta, "onset_kind": self.onset_kind,
-                "onset_bracket": (None if self.onset_bracket is None
-                                  else [float(b) for b in self.onset_bracket]),
-                "onset_beta_s_star": self.onset_beta_s_star,
-                "onset_agrees_with_s_star": self.onset_agrees_with_s_star,
-                "deterministic": self.deterministic,
-                "complete": self.complete, "untraced": [list(g) for g in self.untraced],
-                "capped": self.capped, "max_clusters": self.max_clusters,
-                "accuracy": self.accuracy,
-                "transitions": [t.to_dict() for t in self.transitions],
-                "all_transitions": [t.to_dict() for t in self.all_transitions]})
+    def _from_payload(cls, meta: dict, arrays: dict) -> IBCurve:
+        if meta["format"] == 1:  # (IBCurve.to_npz kept six of the numbers as arrays)
+            meta = {**meta, **dict(zip(_FORMAT1_SCALARS, arrays["scalars"].tolist())),
+                    "alpha": float(arrays["alpha"])}
+        return cls(
+            **{k: arrays[k] for k in _CURVE_ARRAYS}, branch=arrays["branch"],
+            transitions=tuple(Transition._from_record(t) for t in meta["transitions"]),
+            all_transitions=tuple(Transition._from_record(t) for t in meta["all_transitions"]),
+            branches={name: _branch_from_arrays(name, arrays) for name in meta["branches"]},
+            encoders=(_unragged(arrays["encoders"], arrays["encoders_width"])
+                      if "encoders" in arrays else None),
+            onset_bracket=(None if meta["onset_bracket"] is None
+                           else tuple(meta["onset_bracket"])),
+            settings={k: (np.array(v) if k == "grid" else v)
+                      for k, v in meta["settings"].items()},
+            **{k: meta[k] for k in _CURVE_META})
 
 
-#: version of the layout to_npz writes (load refuses others)
-NPZ_FORMAT = 1
 #: per-beta arrays of IBCurve, saved under their own names
 _CURVE_ARRAYS = ("beta", "i_xt", "i_ty", "h_t", "lagrangian", "n_clusters", "n_iter",
                  "converged", "envelope_i_xt", "envelope_i_ty")
+#: the columns of IBCurve.to_dataframe
+_CURVE_COLUMNS = ("beta", "i_xt", "i_ty", "h_t", "lagrangian", "n_clusters", "n_iter",
+                  "converged", "branch")
 #: IBCurve fields that are plain JSON values
-_CURVE_META = ("deterministic", "complete", "accuracy", "capped", "max_clusters",
+_CURVE_META = ("i_xy", "h_y", "first_instability", "onset_beta", "onset_beta_s_star",
+               "alpha", "deterministic", "complete", "accuracy", "capped", "max_clusters",
                "table_digest")
+#: the numbers that a format-1 file holds in its array "scalars", in order
+_FORMAT1_SCALARS = ("i_xy", "h_y", "first_instability", "onset_beta", "onset_beta_s_star")
+#: the IBResult numbers of its summary and its table
+_RESULT_SUMMARY = ("beta", "alpha", "i_xt", "i_ty", "h_t", "lagrangian", "n_clusters",
+                   "n_iter", "converged", "residual", "backend")
 #: per-point IBResult fields a branch saves as one array each
 _RESULT_SCALARS = ("beta", "i_xt", "i_ty", "h_t", "lagrangian", "alpha", "n_iter",
                    "converged", "residual")
 
 
 def _json_safe(value):
-    """``value`` with every non-finite float (at any depth) replaced by None."""
+    """``value`` as plain JSON values: numpy scalars and arrays as Python numbers and
+    lists, tuples as lists, and every NaN or infinite float (at any depth) as None."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        value = value.tolist()
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 
@@ -434,7 +580,7 @@ def _json_scalar(value):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
-    raise TypeError(f"cannot save {type(value).__name__} in an IBCurve's settings")
+    raise TypeError(f"cannot save a {type(value).__name__} in a result file")
 
 
 def _ragged(arrays) -> tuple:

@@ -7,11 +7,15 @@ import numpy as np
 
 from . import _validation as v
 from .measures import _encoder_information
+from .results import _json_safe, _Result
 
 
 @dataclass(frozen=True)
-class EncoderScore:
+class EncoderScore(_Result):
     """Where an encoder sits relative to the IB curve. Information in bits.
+
+    ``summary()`` gives the numbers (and ``above_bound``) as plain JSON values,
+    ``to_dataframe()`` as a one-row table, ``save``/``load`` the whole score.
 
     Attributes
     ----------
@@ -44,6 +48,19 @@ class EncoderScore:
         """True when the encoder beats the computed curve by more than its accuracy (and
         round-off, 1e-9 bit): then the curve is provably sub-optimal there."""
         return self.gap < -max(self.tolerance, 1e-9)
+
+    def summary(self) -> dict:
+        """Every field and ``above_bound`` as plain JSON values (bits; NaN as None)."""
+        return _json_safe({k: getattr(self, k) for k in _SUMMARY})
+
+    def _columns(self) -> dict:
+        """One row: the numbers of :meth:`summary`."""
+        return {k: [getattr(self, k)] for k in _SUMMARY}
+
+
+#: the numbers of EncoderScore's summary and its table
+_SUMMARY = ("i_xt", "i_ty", "h_t", "bound", "gap", "epsilon", "beta_fit", "tolerance",
+            "above_bound")
 
 
 def _epsilon(i_xt, i_ty, env_x, env_y) -> tuple:

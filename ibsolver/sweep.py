@@ -76,7 +76,7 @@ def ib_curves(tables, *, client=None, n_workers=None, out=None, names=None, n_th
         Local worker processes (without ``client``). Default: the cores this process may
         use, at most one per table.
     out : path, optional
-        Save each curve as it finishes, as ``out/NAME.npz`` (:meth:`IBCurve.to_npz`) and
+        Save each curve as it finishes, as ``out/NAME.npz`` (:meth:`IBCurve.save`) and
         ``out/NAME.json`` (its transitions, as ``ibsolver curve`` writes them); a table
         whose ``NAME.npz`` is already there is skipped, so a sweep restarted after an
         interruption traces only the rest. Files are written whole (through a temporary
@@ -97,9 +97,9 @@ def ib_curves(tables, *, client=None, n_workers=None, out=None, names=None, n_th
     -------
     list, in the order of ``tables``: an :class:`IBCurve` where the curve was traced, a
     :class:`SweepFailure` (which table, which error) where it raised, and None where
-    ``out`` already held the table's curve (read it from ``out/NAME.npz``). A failure is
-    also logged as a warning; the other tables go on. The type of each entry says which
-    happened, whatever the arguments.
+    ``out`` already held the table's curve (``IBCurve.load`` reads it from
+    ``out/NAME.npz``). A failure is also logged as a warning; the other tables go on. The
+    type of each entry says which happened, whatever the arguments.
 
     Each curve is the one ``ib_curve(table, n_threads=n_threads, **options)`` gives in
     this process. Ctrl-C cancels the tables not yet finished (and stops the local workers);
@@ -199,7 +199,7 @@ def _save(curve, out: Path, name: str) -> None:
     """``name.json`` (the transitions), then ``name.npz``, each through a temporary file:
     the .npz is what marks the table done, and it only appears whole."""
     write_whole(out / f"{name}.json", lambda path: path.write_text(transitions_json(curve)))
-    write_whole(out / f"{name}.npz", curve.to_npz)
+    write_whole(out / f"{name}.npz", curve.save)
 
 
 # --- the generic runner ------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""What the command line writes, checked by content: the keys and values of curve.npz and
-of solve's .npz, the fields of transitions.json, against the library on the same table and
-against analytic values (DSBS: Mrs Gerber's lemma, the split at 1/(1 - 2 eps)^2)."""
+"""What the command line writes, checked by content: the arrays and values of curve.npz and
+of solve's .npz (files that IBCurve.load and IBResult.load read), the fields of
+transitions.json, against the library on the same table and against analytic values (DSBS:
+Mrs Gerber's lemma, the split at 1/(1 - 2 eps)^2)."""
 import json
 
 import numpy as np
@@ -12,9 +13,10 @@ from ibsolver.cli import main
 
 EPS = 0.1
 BETAS = "0.5,1,1.5,1.6,2,3,5,10,30"
-#: arrays curve.npz holds (at least), one entry per grid beta or per envelope vertex
+#: arrays curve.npz holds (at least), one entry per grid beta or per envelope vertex, and
+#: "meta": the other values as JSON
 CURVE_KEYS = {"beta", "i_xt", "i_ty", "h_t", "lagrangian", "n_clusters", "n_iter", "converged",
-              "branch", "envelope_i_xt", "envelope_i_ty", "scalars", "alpha"}
+              "branch", "envelope_i_xt", "envelope_i_ty", "meta"}
 
 
 def run(argv, capsys):
@@ -48,9 +50,12 @@ def test_curve_npz_and_json_hold_the_curve_of_the_table(tmp_path, capsys, dsbs_r
         np.testing.assert_array_equal(data["n_clusters"], ref.n_clusters)
         np.testing.assert_array_equal(data["branch"], ref.branch.astype(str))
         assert data["converged"].all()
-        # scalars: I(X;Y), H(Y), 1/s2^2, onset beta, 1/s*
-        np.testing.assert_allclose(data["scalars"][:3], [i_xy, 1.0, 1.5625], rtol=1e-12)
-        np.testing.assert_allclose(data["scalars"][3:], 1.5625, rtol=1e-5)
+        meta = json.loads(str(data["meta"]))
+        assert (meta["type"], meta["format"]) == ("IBCurve", 2)
+        np.testing.assert_allclose([meta["i_xy"], meta["h_y"], meta["first_instability"]],
+                                   [i_xy, 1.0, 1.5625], rtol=1e-12)
+        np.testing.assert_allclose([meta["onset_beta"], meta["onset_beta_s_star"]], 1.5625,
+                                   rtol=1e-5)
         ok = data["i_xt"] > 1e-6
         np.testing.assert_allclose(data["i_ty"][ok], [gerber(x, EPS) for x in data["i_xt"][ok]],
                                    atol=1e-6)
@@ -89,19 +94,18 @@ def test_solve_npz_holds_the_solution_indexed_by_the_files_rows(tmp_path, capsys
     np.save(tmp_path / "z.npy", table)
     run(["solve", tmp_path / "z.npy", "--beta", 3, "--out", tmp_path / "r.npz"], capsys)
     with np.load(tmp_path / "r.npz") as r:
-        assert {"encoder", "p_t", "p_y_given_t", "i_xt", "i_ty", "beta", "x_index",
-                "y_index"} <= set(r.files)
-        np.testing.assert_array_equal(r["x_index"], [0, 2])
-        np.testing.assert_array_equal(r["y_index"], [0, 1])
-        assert float(r["beta"]) == 3.0
-        p = table[np.ix_(r["x_index"], r["y_index"])]
-        q = r["encoder"]
-        np.testing.assert_allclose(q.sum(axis=1), 1.0, rtol=1e-12)
-        np.testing.assert_allclose(r["p_t"], p.sum(axis=1) @ q, rtol=1e-12)
-        np.testing.assert_allclose(r["p_y_given_t"], (q.T @ p) / r["p_t"][:, None], rtol=1e-10)
-        info = ibsolver.encoder_information(p, q)
-        np.testing.assert_allclose([info["i_xt"], info["i_ty"]], [r["i_xt"], r["i_ty"]],
-                                   rtol=1e-12)
-        # beta = 3 is past the split: on Mrs Gerber's curve, and no better than the optimum
-        assert float(r["i_xt"]) > 0.5
-        np.testing.assert_allclose(float(r["i_ty"]), gerber(float(r["i_xt"]), EPS), atol=1e-9)
+        x_index, y_index = r["x_index"], r["y_index"]
+    np.testing.assert_array_equal(x_index, [0, 2])
+    np.testing.assert_array_equal(y_index, [0, 1])
+    res = ibsolver.IBResult.load(tmp_path / "r.npz")
+    assert res.beta == 3.0
+    p = table[np.ix_(x_index, y_index)]
+    q = res.encoder
+    np.testing.assert_allclose(q.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(res.p_t, p.sum(axis=1) @ q, rtol=1e-12)
+    np.testing.assert_allclose(res.p_y_given_t, (q.T @ p) / res.p_t[:, None], rtol=1e-10)
+    info = ibsolver.encoder_information(p, q)
+    np.testing.assert_allclose([info["i_xt"], info["i_ty"]], [res.i_xt, res.i_ty], rtol=1e-12)
+    # beta = 3 is past the split: on Mrs Gerber's curve, and no better than the optimum
+    assert res.i_xt > 0.5
+    np.testing.assert_allclose(res.i_ty, gerber(res.i_xt, EPS), atol=1e-9)

@@ -95,7 +95,7 @@ def test_resume_errors_name_the_option_and_come_before_any_work(table, tmp_path,
     assert run(["curve", table, "--out", out, "-q", "--betas", "1,2,4"], capsys)[0] == 0
     saved = IBCurve.load(out / "curve.npz")
     # an interrupted curve of the same table, with other options than the call's
-    replace(saved, complete=False).to_npz(out / "curve.npz")
+    replace(saved, complete=False).save(out / "curve.npz")
     code, _, err = run(["curve", table, "--out", out, "-q", "--resume", "--n-betas", "30"],
                        capsys)
     assert_clear_error(code, err, "resume", "grid=[3 betas from 1 to 4]",

@@ -170,11 +170,11 @@ def test_score_encoder(birth_curve):
 
 def test_outputs_round_trip(tmp_path, dsbs_curve):
     import json
-    dsbs_curve.to_npz(tmp_path / "c.npz")
+    dsbs_curve.save(tmp_path / "c.npz")
     with np.load(tmp_path / "c.npz") as data:
         np.testing.assert_array_equal(data["beta"], dsbs_curve.beta)
         np.testing.assert_array_equal(data["envelope_i_ty"], dsbs_curve.envelope_i_ty)
-    d = json.loads(json.dumps(dsbs_curve.transitions_dict()))
+    d = json.loads(json.dumps(dsbs_curve.summary()))
     assert d["transitions"][0]["kind"] == "split"
 
 
@@ -509,5 +509,5 @@ def test_the_summary_is_strict_json_where_values_are_unknown_or_infinite():
     JSON summary has null there, not the Infinity strict JSON lacks."""
     curve = ibsolver.ib_curve(np.ones((3, 2)) / 6, n_betas=4)
     assert np.isinf(curve.onset_beta) and np.isinf(curve.onset_beta_s_star)
-    d = json.loads(json.dumps(curve.transitions_dict(), allow_nan=False))
+    d = json.loads(json.dumps(curve.summary(), allow_nan=False))
     assert d["onset_beta"] is None and d["onset_beta_s_star"] is None

@@ -90,8 +90,8 @@ def test_transitions_are_cluster_count_changes_known_to_their_bracket(table):
         assert c.onset_kind == "count"
         # the IB leaves the trivial solution first: its L is the lowest of all alpha
         assert c.onset_beta >= curves[1.0].onset_beta * (1 - 1e-2)
-        assert "alpha = %g" % alpha in c.summary()
-        assert c.transitions_dict()["alpha"] == alpha
+        assert "alpha = %g" % alpha in str(c)
+        assert c.summary()["alpha"] == alpha
 
 
 def test_alpha_one_is_the_default_ib_curve():

@@ -23,8 +23,8 @@ def test_capped_curve_ends_before_the_cap_and_its_accuracy_covers_the_rest():
     # beyond them the capped curve's stated accuracy covers the true (full) curve
     xs = np.linspace(0.0, full.envelope_i_xt[-1], 500)
     assert np.max(full.bound(xs) - capped.bound(xs)) <= capped.accuracy + 1e-9
-    assert "capped at max_clusters = 4" in capped.summary()
-    assert capped.transitions_dict()["capped"] is True
+    assert "capped at max_clusters = 4" in str(capped)
+    assert capped.summary()["capped"] is True
 
 
 def test_max_clusters_is_validated():
@@ -111,9 +111,9 @@ def test_transitions_known_only_to_a_bracket_say_so():
     p = np.random.default_rng(1).dirichlet(np.ones(24)).reshape(8, 3)
     fast = ibsolver.ib_curve(p, locate_transitions=False)
     assert fast.transitions and not any(t.located for t in fast.transitions)
-    assert "optimum leaves zero between beta = " in fast.summary()
-    assert all(not t["located"] for t in fast.transitions_dict()["transitions"])
+    assert "optimum leaves zero between beta = " in str(fast)
+    assert all(not t["located"] for t in fast.summary()["transitions"])
     located = ibsolver.ib_curve(p)
     onset = [t for t in located.transitions if t.beta == located.onset_beta]
     assert onset and onset[0].located
-    assert f"optimum leaves zero at beta_0 = {located.onset_beta:.6g}" in located.summary()
+    assert f"optimum leaves zero at beta_0 = {located.onset_beta:.6g}" in str(located)

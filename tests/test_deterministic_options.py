@@ -38,7 +38,7 @@ def test_instability_and_onset_are_the_real_ones():
     (jump,) = curve.transitions
     assert jump.located and (jump.n_clusters_before, jump.n_clusters_after) == (1, 3)
     np.testing.assert_allclose([jump.i_xt_after, jump.i_ty_after], H_Y, rtol=1e-12)
-    assert "optimum leaves zero at beta_0 = 1 (jump)" in curve.summary()
+    assert "optimum leaves zero at beta_0 = 1 (jump)" in str(curve)
 
 
 def test_backend_is_recorded_as_what_ran(capsys):

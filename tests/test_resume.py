@@ -1,4 +1,4 @@
-"""Interrupted curves: they say what they lack (summary, JSON, figure), report no onset they
+"""Interrupted curves: they say what they lack (text, JSON, figure), report no onset they
 did not locate, save and load whole (no pickle), and resume to the uninterrupted curve."""
 import io
 import json
@@ -48,7 +48,7 @@ def interrupted(p_xy, monkeypatch, at, after=None, **kw):
 
 def reloaded(curve) -> IBCurve:
     buf = io.BytesIO()
-    curve.to_npz(buf)
+    curve.save(buf)
     buf.seek(0)
     return IBCurve.load(buf)
 
@@ -59,7 +59,7 @@ def full_birth():
 
 
 def assert_same_curve(a: IBCurve, b: IBCurve):
-    """Every field of two curves equal (arrays exactly, transitions through to_dict)."""
+    """Every field of two curves equal (arrays exactly, transitions through summary)."""
     for name in ("beta", "i_xt", "i_ty", "h_t", "lagrangian", "n_clusters", "n_iter",
                  "converged", "branch", "envelope_i_xt", "envelope_i_ty"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
@@ -72,8 +72,8 @@ def assert_same_curve(a: IBCurve, b: IBCurve):
     for key in a.settings:
         np.testing.assert_array_equal(a.settings[key], b.settings[key], err_msg=key)
     for name in ("all_transitions", "transitions"):  # (as JSON text: NaN equals NaN there)
-        assert json.dumps([t.to_dict() for t in getattr(a, name)]) == \
-            json.dumps([t.to_dict() for t in getattr(b, name)]), name
+        assert json.dumps([t.summary() for t in getattr(a, name)]) == \
+            json.dumps([t.summary() for t in getattr(b, name)]), name
     assert a.branches.keys() == b.branches.keys()
     for name in a.branches:
         for r, s in zip(a.branches[name].results, b.branches[name].results, strict=True):
@@ -90,8 +90,8 @@ def assert_same_curve(a: IBCurve, b: IBCurve):
 
 # --- saving and loading ------------------------------------------------------------------
 
-def test_to_npz_and_load_give_back_every_field(full_birth, tmp_path):
-    full_birth.to_npz(tmp_path / "c.npz")
+def test_save_and_load_give_back_every_field(full_birth, tmp_path):
+    full_birth.save(tmp_path / "c.npz")
     back = IBCurve.load(tmp_path / "c.npz")
     assert_same_curve(full_birth, back)
     with np.load(tmp_path / "c.npz", allow_pickle=False) as data:  # nothing needs pickle
@@ -118,7 +118,7 @@ def test_deterministic_curve_round_trips_with_its_encoders():
 
 def test_load_names_a_file_it_cannot_read(tmp_path):
     np.savez(tmp_path / "other.npz", beta=np.arange(3.0))
-    with pytest.raises(ValueError, match="other.npz.*not written by IBCurve.to_npz"):
+    with pytest.raises(ValueError, match="other.npz.*not written by IBCurve.save"):
         IBCurve.load(tmp_path / "other.npz")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="junk.npz.*not a readable .npz"):
@@ -136,10 +136,10 @@ def test_a_curve_cut_in_its_reverse_pass_says_what_it_lacks(monkeypatch):
     # the lowest traced point is not trivial: the onset is below it, not at it
     assert part.i_xt[0] > 1e-3
     assert np.isnan(part.onset_beta) and part.onset_kind == "unknown"
-    text = part.summary()
+    text = str(part)
     assert "PARTIAL" in text and f"not traced: beta {grid[0]:.6g} to {part.beta.min():.6g}" \
         in text and "beta_0" not in text
-    saved = json.loads(json.dumps(part.transitions_dict()))
+    saved = json.loads(json.dumps(part.summary()))
     assert saved["complete"] is False and saved["untraced"] == [list(gap)]
     assert saved["onset_kind"] == "unknown"
     # nothing is claimed located that an interrupted run did not locate
@@ -165,7 +165,7 @@ def test_an_onset_below_the_lowest_beta_asked_is_not_reported():
     curve = ibsolver.ib_curve(birth_problem(), betas=[5.0, 10.0, 20.0])
     assert curve.complete and curve.i_xt[0] > 0.1  # non-trivial already at beta = 5
     assert np.isnan(curve.onset_beta)
-    assert "unknown beta below beta = 5 (already non-trivial there)" in curve.summary()
+    assert "unknown beta below beta = 5 (already non-trivial there)" in str(curve)
 
 
 # --- resuming ----------------------------------------------------------------------------

@@ -87,7 +87,7 @@ def test_out_saves_each_curve_and_a_restart_skips_it(tmp_path, sequential):
     with np.load(tmp_path / "a.npz") as saved:
         np.testing.assert_array_equal(saved["i_ty"], first[0].i_ty)
     saved = json.loads((tmp_path / "b.json").read_text())
-    assert saved == json.loads(json.dumps(first[1].transitions_dict()))
+    assert saved == json.loads(json.dumps(first[1].summary()))
     # "b" is now invalid: traced again, it would fail; skipped, it is None
     again = ib_curves([t[0], INVALID, t[2]], names=["a", "b", "c"], out=tmp_path, betas=BETAS)
     assert again[:2] == [None, None]
@@ -186,10 +186,10 @@ def test_cli_sweep_json_spec_on_a_scheduler(tmp_path, capsys, dask_cluster):
     out = tmp_path / "out"
     assert main(["sweep", str(spec), "--out", str(out), "-q",
                  "--scheduler", dask_cluster.scheduler_address]) == 0
-    with np.load(out / "dsbs.npz") as saved:
-        want = ibsolver.ib_curve(dsbs(0.1), betas=[1, 2, 5, 30], alpha=0.5, n_threads=1)
-        np.testing.assert_allclose(saved["i_ty"], want.i_ty, rtol=0, atol=ATOL)
-        assert float(saved["alpha"]) == 0.5
+    saved = ibsolver.IBCurve.load(out / "dsbs.npz")
+    want = ibsolver.ib_curve(dsbs(0.1), betas=[1, 2, 5, 30], alpha=0.5, n_threads=1)
+    np.testing.assert_allclose(saved.i_ty, want.i_ty, rtol=0, atol=ATOL)
+    assert saved.alpha == 0.5
 
 
 @pytest.mark.parametrize("spec, words", [

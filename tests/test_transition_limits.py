@@ -36,7 +36,7 @@ def test_the_dsbs_split_is_continuous():
                                 split.i_ty_after], 0.0, atol=1e-9)
     assert (split.n_clusters_before, split.n_clusters_after) == (1, 2)
     assert "clusters 1 -> 2, I(X;T) 0.0000 -> 0.0000, I(T;Y) 0.0000 -> 0.0000" \
-        in curve.summary()
+        in str(curve)
 
 
 def test_births_show_no_jump_and_counts_chain(birth_curve):
@@ -117,14 +117,14 @@ def test_an_onset_that_disagrees_with_s_star_is_said(birth_curve, monkeypatch):
     made 10% too high, as a search stopped short of it would leave it too low) the
     warning, the summary and the JSON say so."""
     assert birth_curve.onset_agrees_with_s_star is True
-    assert "WARNING" not in birth_curve.summary()
+    assert "WARNING" not in str(birth_curve)
     true_s_star = curve_module._s_star
     monkeypatch.setattr(curve_module, "_s_star", lambda *a: 1.1 * true_s_star(*a))
     with pytest.warns(ibsolver.OptimalityWarning, match="onset beta_0 = 3.0338"):
         curve = ibsolver.ib_curve(birth_problem(), betas=[0.0, 5.0, 10.0])
     assert curve.onset_agrees_with_s_star is False
-    assert curve.transitions_dict()["onset_agrees_with_s_star"] is False
-    assert "WARNING: the onset and 1/s* = 2.75803 disagree" in curve.summary()
+    assert curve.summary()["onset_agrees_with_s_star"] is False
+    assert "WARNING: the onset and 1/s* = 2.75803 disagree" in str(curve)
 
 
 def test_a_narrow_bracket_prints_as_two_different_betas():
