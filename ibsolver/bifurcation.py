@@ -6,16 +6,22 @@ eigenvector of the n x n twin ``C_xx'`` gives the split direction in x-space. Th
 solution loses local stability at ``1 / s2**2`` (s2 the maximal correlation), but the
 optimum can leave it earlier, at ``beta_0 = 1 / s*`` with s* the hypercontractivity
 coefficient; no linear analysis sees that "birth".
+
+The functions here take p(y|x) as a dense array or a scipy CSR matrix (``Problem.rows``):
+with a sparse table their cost follows its non-zeros.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 from scipy.optimize import minimize
+from scipy.sparse.linalg import LinearOperator, eigsh
 
 from . import _validation as v
-from .measures import maximal_correlation
+from ._tables import dense, pattern, squared
+from .measures import _maximal_correlation, maximal_correlation
 
 
 @dataclass(frozen=True)
@@ -26,30 +32,59 @@ class ClusterStability:
     direction: np.ndarray
 
 
+#: a cluster's support in Y above which lambda_2 is found by Lanczos iterations (products
+#: with the table's rows, cost ~ its non-zeros) instead of a dense eigendecomposition
+#: (|Y|^3: 1.5 s at |Y| = 2000)
+DENSE_EIGEN_MAX = 256
+
+
 def cluster_stability(p_x, p_y_given_x, q_col) -> ClusterStability:
     """lambda_2(C(t)) and the split direction for the cluster with encoder column q(t|.)."""
     w = p_x * q_col
     p_x_given_t = w / w.sum()
     p_y_given_t = p_x_given_t @ p_y_given_x
-    support = p_y_given_t > 0
+    support = np.flatnonzero(p_y_given_t > 0)
+    if support.size < 2:
+        return ClusterStability(0.0, np.zeros_like(p_x))
     a = p_y_given_x[:, support]
     d = np.sqrt(p_y_given_t[support])
-    if a.shape[1] < 2:
-        return ClusterStability(0.0, np.zeros_like(p_x))
-    m = a.T @ (p_x_given_t[:, None] * a)  # symmetric, C_yy = D^-1 M
-    s = m / d[:, None] / d[None, :]
-    evals, evecs = np.linalg.eigh(s)
-    u = evecs[:, -2] / d  # right eigenvector of C_yy
-    direction = a @ u  # eigenvector of C_xx = A D^-1 A^T P for the same eigenvalue
+    if support.size <= DENSE_EIGEN_MAX:
+        a = dense(a)
+        m = a.T @ (p_x_given_t[:, None] * a)  # symmetric, C_yy = D^-1 M
+        evals, evecs = np.linalg.eigh(m / d[:, None] / d[None, :])
+        value, vec = evals[-2], evecs[:, -2]
+    else:
+        value, vec = _second_eigenpair(a, p_x_given_t, d)
+    direction = a @ (vec / d)  # eigenvector of C_xx = A D^-1 A^T P for the same eigenvalue
     scale = np.max(np.abs(direction[q_col > 0])) if np.any(q_col > 0) else 0.0
     if scale > 0:
         direction = direction / scale
-    return ClusterStability(float(evals[-2]), direction)
+    return ClusterStability(float(value), direction)
+
+
+def _second_eigenpair(a, weights, d):
+    """The second eigenpair of S = D^-1 A' W A D^-1 (D = diag d, W = diag weights) by
+    Lanczos: S has the top eigenpair (1, d) (d = sqrt p(y|t), a unit vector), so the top
+    eigenpair of S on the complement of d is the second one."""
+    rows = np.flatnonzero(weights > 0)  # the other rows add nothing to S
+    a_in, w_in = a[rows], weights[rows]
+
+    def apply(v):
+        v = v - d * (d @ v)
+        u = (a_in.T @ (w_in * (a_in @ (v / d)))) / d
+        return u - d * (d @ u)
+
+    size = d.size
+    start = np.random.default_rng(0).normal(size=size)  # (seeded: the same answer each run)
+    values, vecs = eigsh(LinearOperator((size, size), matvec=apply, dtype=np.float64), k=1,
+                         which="LA", v0=start - d * (d @ start), tol=1e-13)
+    return values[0], vecs[:, 0]
 
 
 def cluster_stabilities(p_x, p_y_given_x, encoder) -> list:
-    """cluster_stability of every column of ``encoder`` (n, k), batched: the clusters whose
-    p(y|t) is positive for every y share one stacked eigendecomposition."""
+    """cluster_stability of every column of ``encoder`` (n, k), batched for a dense table
+    with |Y| <= DENSE_EIGEN_MAX: the clusters whose p(y|t) is positive for every y share
+    one stacked eigendecomposition."""
     n, k = encoder.shape
     m = p_y_given_x.shape[1]
     w = p_x[:, None] * encoder
@@ -57,7 +92,8 @@ def cluster_stabilities(p_x, p_y_given_x, encoder) -> list:
     with np.errstate(invalid="ignore", divide="ignore"):
         p_x_given_t = w / mass
     p_y_given_t = p_x_given_t.T @ p_y_given_x
-    full = np.flatnonzero((mass > 0) & np.all(p_y_given_t > 0, axis=1)) if m >= 2 else []
+    batched = 2 <= m <= DENSE_EIGEN_MAX and not scipy.sparse.issparse(p_y_given_x)
+    full = np.flatnonzero((mass > 0) & np.all(p_y_given_t > 0, axis=1)) if batched else []
     out = [None] * k
     if len(full):
         d = np.sqrt(p_y_given_t[full])                                     # (f, m)
@@ -89,7 +125,7 @@ def unstable_clusters(p_x, p_y_given_x, encoder, beta, margin=0.0) -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         p_x_given_t = w / mass
         p_y_given_t = p_x_given_t.T @ p_y_given_x
-        second = p_x_given_t.T @ p_y_given_x ** 2                      # sum_x p(x|t) p(y|x)^2
+        second = p_x_given_t.T @ squared(p_y_given_x)                 # sum_x p(x|t) p(y|x)^2
         bound = np.sum(np.where(p_y_given_t > 0, second / p_y_given_t, 0.0), axis=1) - 1.0
     # (slack for round-off: with |Y| = 2 the bound is lambda_2 itself)
     candidates = np.flatnonzero((mass > 0) & (beta * bound >= (1.0 + margin) * (1.0 - 1e-9)))
@@ -123,7 +159,12 @@ def first_instability(p_xy, *, normalize: bool = False) -> float:
 
     s2 is the maximal correlation of X and Y; inf when X and Y are independent.
     """
-    s2 = maximal_correlation(p_xy, normalize=normalize)
+    return _first_instability(v.check_joint(p_xy, normalize=normalize))
+
+
+def _first_instability(p_xy) -> float:
+    """first_instability of a checked table, dense or scipy sparse."""
+    s2 = _maximal_correlation(p_xy)
     return float("inf") if s2 <= 0 else 1.0 / s2**2
 
 
@@ -235,7 +276,7 @@ def _log_partition(p_y_given_x, base_p_t, base_p_y_given_t, beta):
         log_pt = np.log(base_p_t)
     finite = np.where(np.isfinite(log_pyt), log_pyt, 0.0)
     logits = log_pt + beta * (p_y_given_x @ finite.T)
-    blocked = ((p_y_given_x > 0).astype(float) @ (~np.isfinite(log_pyt)).T.astype(float)) > 0
+    blocked = (pattern(p_y_given_x) @ (~np.isfinite(log_pyt)).T.astype(float)) > 0
     logits[blocked] = -np.inf
     top = logits.max(axis=1)
     return top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
@@ -250,7 +291,7 @@ def invasion_starts(p_x, p_y_given_x, base_p_t, base_p_y_given_t, beta, *, count
     start falls back onto an existing decoder, one of these finds the far maximum."""
     n = p_x.size
     rows = np.unique(np.linspace(0, n - 1, min(n, max_rows)).astype(int))
-    cand = p_y_given_x[rows]
+    cand = dense(p_y_given_x[rows])
     dist = np.min(np.max(np.abs(cand[:, None, :] - base_p_y_given_t[None, :, :]), axis=2), axis=1)
     rows, cand = rows[dist > min_distance], cand[dist > min_distance]
     if rows.size == 0:
@@ -283,12 +324,11 @@ def invasion_rate(p_x, p_y_given_x, base_p_t, base_p_y_given_t, beta, decoder):
     d0 = np.asarray(decoder, dtype=np.float64)
     support = d0 > 0
     # x that need a y outside the decoder's support cannot join the new cluster
-    allowed = ~np.any((p_y_given_x > 0) & ~support[None, :], axis=1)
+    allowed = (pattern(p_y_given_x) @ (~support).astype(float)) == 0
     if not allowed.any():
         return 0.0, d0
     log_g, log_d = _ascend_log_g(np.log(p_x[allowed]) - log_z[allowed],
-                                 p_y_given_x[np.ix_(allowed, support)], beta,
-                                 np.log(d0[support]))
+                                 p_y_given_x[allowed][:, support], beta, np.log(d0[support]))
     d = np.zeros_like(d0)
     d[support] = np.exp(log_d)
     with np.errstate(over="ignore"):  # far from a fixed point G can exceed 1e308: inf
@@ -301,6 +341,9 @@ INVASION_GAIN_TOL = 1e-12
 INVASION_MAX_STEPS = 500
 #: doublings of a minorise-maximise step tried while they climb further
 MM_DOUBLINGS = 8
+#: decoder supports above which the ascent takes minorise-maximise steps only (a Newton
+#: step costs rows x support^2 + support^3)
+NEWTON_MAX_SUPPORT = 256
 
 
 def _ascend_log_g(base, a, beta, log_d):
@@ -327,7 +370,8 @@ def _ascend_log_g(base, a, beta, log_d):
         d = np.exp(log_d)
         m = pi @ a
         cand = None
-        if k > 1:
+        if 1 < k <= NEWTON_MAX_SUPPORT:
+            a = dense(a)
             cov = (a * pi[:, None]).T @ a - np.outer(m, m)
             jac = np.eye(k) - d[None, :]
             hess = (beta ** 2 * jac.T @ cov @ jac - beta * (np.diag(d) - np.outer(d, d)))[:-1, :-1]

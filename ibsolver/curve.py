@@ -26,13 +26,14 @@ import warnings
 from dataclasses import replace
 
 import numpy as np
+import scipy.sparse
 from scipy.optimize import brentq
-from scipy.spatial import cKDTree
 
 from . import _validation as v
 from ._blas import single_threaded_blas
+from ._tables import dense, group_sums, nearest_rows, row_distances, row_groups
 from .backends import get_backend
-from .bifurcation import (ClusterStability, cluster_stability, first_instability,
+from .bifurcation import (ClusterStability, cluster_stability,
                           hypercontractivity, invasion_rate, invasion_starts, split_cluster,
                           tilt_ratio_ascent, unstable_clusters)
 from .deterministic import squared_grid, squared_ib_curve
@@ -148,9 +149,10 @@ class _Tracer:
     def encoder(self, result: IBResult) -> np.ndarray:
         """p(t|x) of ``result``, one BA step from its decoder state (equal at convergence)."""
         state = self.state(result)
-        return self.opts["kernel"].encoder(self.problem.p_y_given_x, state.log_p_t,
-                                           state.log_p_y_given_t, result.beta, self.alpha,
-                                           self.opts["n_threads"])
+        kernel = self.opts["kernel"]
+        return kernel.encoder(self.problem.kernel_rows(kernel), state.log_p_t,
+                              state.log_p_y_given_t, result.beta, self.alpha,
+                              self.opts["n_threads"])
 
     def state(self, result: IBResult) -> State:
         """The decoder state of ``result`` (its encoder is one BA step from that state, so
@@ -186,13 +188,15 @@ class _Tracer:
         and BA would merge it only slowly: clusters coincide to merge_tol after hundreds of
         iterations at k = n_x (0.5 s of a 1024 x 2 curve)."""
         width = FINEST_CELL / np.sqrt(max(beta, 1.0))
-        cells = np.floor(self.problem.p_y_given_x / width).astype(np.int64)
-        _, group = np.unique(cells, axis=0, return_inverse=True)
-        group = group.ravel()
+        cells = self.problem.rows / width
+        if scipy.sparse.issparse(cells):
+            cells.data = np.floor(cells.data)
+        else:
+            cells = np.floor(cells)
+        group = row_groups(cells)
         if group.max() + 1 > self.max_clusters:
             group = _nearest_seed_groups(self.problem, self.max_clusters)
-        p_ty = np.zeros((group.max() + 1, self.problem.p_y.size))
-        np.add.at(p_ty, group, self.problem.p_xy)  # the one-hot encoder's p(t, y)
+        p_ty = dense(group_sums(self.problem.joint, group))  # the one-hot encoder's p(t, y)
         return State.from_joint(p_ty.sum(axis=1), p_ty)
 
     def top_solve(self, beta: float) -> IBResult:
@@ -227,7 +231,7 @@ class _Tracer:
         if self.alpha != 1.0:
             return self.improve(cont, beta)
         encoder = self.encoder(cont)
-        stab = unstable_clusters(self.problem.p_x, self.problem.p_y_given_x, encoder, beta)
+        stab = unstable_clusters(self.problem.p_x, self.problem.rows, encoder, beta)
         # never more clusters than the cap (by default the distinct rows, all the beta -> inf
         # optimum needs): the most unstable clusters split first
         room = max(self.max_clusters - cont.n_clusters, 0)
@@ -238,7 +242,7 @@ class _Tracer:
         prev_encoder = self.encoder(prev) if same else None  # (built once, not per cluster)
         seeds = []
         for t in sorted(crossing, reverse=True):  # split right to left keeps indices valid
-            s_prev = cluster_stability(self.problem.p_x, self.problem.p_y_given_x,
+            s_prev = cluster_stability(self.problem.p_x, self.problem.rows,
                                        prev_encoder[:, t]) if same else None
             stable_before = s_prev is not None and prev.beta * s_prev.eigenvalue < 1.0
             if locate and stable_before:
@@ -314,7 +318,7 @@ class _Tracer:
             result = best
 
     def _stability(self, result: IBResult, t: int):
-        return cluster_stability(self.problem.p_x, self.problem.p_y_given_x,
+        return cluster_stability(self.problem.p_x, self.problem.rows,
                                  self.encoder(result)[:, t])
 
     def _locate_split(self, prev: IBResult, s: ClusterStability, beta: float, t: int,
@@ -380,11 +384,11 @@ class _Tracer:
                               beta, grow=False)
             starts = [start["d"]]
             if search:
-                starts += invasion_starts(pb.p_x, pb.p_y_given_x, base.p_t, base.p_y_given_t,
+                starts += invasion_starts(pb.p_x, pb.rows, base.p_t, base.p_y_given_t,
                                           beta, min_distance=BIRTH_DISTANCE)
             best = (-np.inf, None)
             for d0 in starts:
-                g, d = invasion_rate(pb.p_x, pb.p_y_given_x, base.p_t, base.p_y_given_t,
+                g, d = invasion_rate(pb.p_x, pb.rows, base.p_t, base.p_y_given_t,
                                      beta, d0)
                 # a copy of an existing cluster has G = 1 up to round-off: not a birth
                 if _decoder_distance(base, d) > BIRTH_DISTANCE and g > best[0]:
@@ -473,17 +477,17 @@ def _nearest_seed_groups(problem: Problem, k: int) -> np.ndarray:
     """Each row's nearest (Euclidean, in p(y|x)) of k seed rows spread by farthest-point
     sampling (Gonzalez's 2-approximation of the k-centre problem): the start of a reverse
     branch capped at k clusters, which keeps the rows' spread as well as k points can."""
-    rows = problem.p_y_given_x
+    rows = problem.rows
     seeds = [int(np.argmax(problem.p_x))]
-    dist = np.linalg.norm(rows - rows[seeds[0]], axis=1)
+    dist = row_distances(rows, seeds[0])
     for _ in range(k - 1):
         seeds.append(int(np.argmax(dist)))
-        dist = np.minimum(dist, np.linalg.norm(rows - rows[seeds[-1]], axis=1))
-    return cKDTree(rows[seeds]).query(rows)[1]
+        dist = np.minimum(dist, row_distances(rows, seeds[-1]))
+    return nearest_rows(rows, dense(rows[seeds]))
 
 
 def _default_grid(problem: Problem, n_betas: int) -> np.ndarray:
-    beta_c = first_instability(problem.p_xy)
+    beta_c = problem.first_instability
     # X and Y independent (s2 = 0, beta_c = inf): the curve is the point (0, 0), trivial
     # at every beta; a grid of the same span as for beta_c = 1 shows it
     top = 1e3 * max(beta_c, 1.0) if np.isfinite(beta_c) else 1e3
@@ -776,7 +780,7 @@ def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_to
         branches={name: Branch(name, tuple(d[b] for b in sorted(d)))
                   for name, d in (("forward", fwd), ("reverse", rev)) if d},
         i_xy=i_xy, h_y=problem.h_y,
-        first_instability=first_instability(problem.p_xy) if ib else np.nan,
+        first_instability=problem.first_instability if ib else np.nan,
         onset_beta=onset, onset_beta_s_star=(np.nan if not ib
                                              else 1.0 / s_star if s_star > 0 else np.inf),
         encoders=(tuple(in_user_rows(tracer.encoder(r), r.p_t, group) for r in results)

@@ -132,7 +132,7 @@ def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0, max_iter=1
     ``onset_beta_s_star`` = 1/s* = 1, and ``onset_beta`` = 1 with one transition there, a
     jump from one cluster to |Y| (kind "jump", located exactly).
     """
-    from .bifurcation import first_instability, hypercontractivity
+    from .bifurcation import hypercontractivity
 
     problem = Problem.from_joint(p_xy)
     h_y = problem.h_y
@@ -199,7 +199,7 @@ def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0, max_iter=1
         envelope_i_xt=np.array([0.0, h_sufficient]), envelope_i_ty=np.array([0.0, h_y]),
         transitions=(onset,), all_transitions=(onset,),
         branches={"squared": Branch("squared", tuple(results))},
-        i_xy=h_y, h_y=h_y, first_instability=first_instability(problem.p_xy),
+        i_xy=h_y, h_y=h_y, first_instability=problem.first_instability,
         onset_beta=1.0, onset_beta_s_star=1.0 / s_star, deterministic=True,
         encoders=tuple(r.encoder for r in results) if return_encoders else None,
         complete=complete, settings=dict(settings or {}, grid=betas),

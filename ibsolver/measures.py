@@ -5,6 +5,8 @@ Conventions: 0 log 0 = 0; a KL divergence with q(i) = 0 < p(i) is +inf.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse
+from scipy.sparse.linalg import svds
 
 from ._validation import check_joint
 
@@ -64,14 +66,29 @@ def maximal_correlation(p_xy, *, normalize: bool = False) -> float:
     The trivial IB solution loses local stability at beta = 1 / s2**2.
     Returns 0 when X or Y takes a single value.
     """
-    p_xy = check_joint(p_xy, normalize=normalize)
+    return _maximal_correlation(check_joint(p_xy, normalize=normalize))
+
+
+#: tables with more rows and columns than this get their two largest singular values by
+#: Lanczos iterations (scipy's svds, products with the table) rather than a full SVD
+#: (min(n, m)^2 max(n, m) flops: 7 s for a 20000 x 2000 table)
+DENSE_SVD_MAX = 512
+
+
+def _maximal_correlation(p_xy) -> float:
+    """maximal_correlation of a checked table, dense or scipy sparse."""
     if min(p_xy.shape) < 2:
         return 0.0
-    p_x = p_xy.sum(axis=1)
-    p_y = p_xy.sum(axis=0)
-    b = p_xy / np.sqrt(np.outer(p_x, p_y))
-    s = np.linalg.svd(b, compute_uv=False)
-    return float(min(s[1], 1.0))
+    scale_x = 1.0 / np.sqrt(np.asarray(p_xy.sum(axis=1)).ravel())
+    scale_y = 1.0 / np.sqrt(np.asarray(p_xy.sum(axis=0)).ravel())
+    if min(p_xy.shape) <= DENSE_SVD_MAX:
+        b = np.asarray(p_xy.toarray() if scipy.sparse.issparse(p_xy) else p_xy)
+        s = np.linalg.svd(scale_x[:, None] * b * scale_y[None, :], compute_uv=False)
+        return float(min(s[1], 1.0))
+    b = scipy.sparse.diags(scale_x) @ scipy.sparse.csr_matrix(p_xy) @ scipy.sparse.diags(scale_y)
+    start = np.random.default_rng(0).normal(size=min(p_xy.shape))  # (the same answer each run)
+    s = svds(b, k=2, v0=start, tol=0, return_singular_vectors=False)
+    return float(min(np.sort(s)[0], 1.0))
 
 
 def joint_from_counts(counts) -> np.ndarray:
@@ -122,9 +139,10 @@ def encoder_information(p_xy, encoder) -> dict:
     return _encoder_information(p_xy, q)
 
 
-def _encoder_information(p_xy: np.ndarray, q: np.ndarray) -> dict:
-    p_x = p_xy.sum(axis=1)
-    p_y = p_xy.sum(axis=0)
+def _encoder_information(p_xy, q: np.ndarray) -> dict:
+    """encoder_information without the checks; ``p_xy`` may be a scipy sparse matrix."""
+    p_x = np.asarray(p_xy.sum(axis=1)).ravel()
+    p_y = np.asarray(p_xy.sum(axis=0)).ravel()
     p_t = p_x @ q
     p_ty = q.T @ p_xy
     with np.errstate(divide="ignore", invalid="ignore"):

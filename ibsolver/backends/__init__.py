@@ -1,7 +1,8 @@
 """Backend registry: the same fused BA kernel in C++, numba and numpy.
 
-Every backend module exposes ``NAME``, ``run_iterations`` (returning :class:`Iterated`) and
-``encoder`` with the signatures and semantics documented in
+Every backend module exposes ``NAME``, ``READS_CSR`` (whether its ``run_iterations`` and
+``encoder`` also take p(y|x) as a scipy CSR matrix), ``run_iterations`` (returning
+:class:`Iterated`) and ``encoder`` with the signatures and semantics documented in
 :mod:`ibsolver.backends.numpy_backend`.
 """
 from __future__ import annotations

@@ -29,6 +29,10 @@ from ._threads import ThreadPolicy
 
 NAME = "cpp"
 
+#: run_iterations and encoder take p(y|x) as a scipy CSR matrix too (the kernel reads
+#: its non-zeros only)
+READS_CSR = True
+
 #: how n_threads=None picks between one thread and all (see ibsolver.backends._threads);
 #: "all" is OpenMP's default team size, which respects OMP_NUM_THREADS
 POLICY = ThreadPolicy(_core.max_threads)

@@ -35,6 +35,9 @@ from ._threads import ThreadPolicy
 
 NAME = "numba"
 
+#: p(y|x) is a dense array (see the C++ backend's READS_CSR)
+READS_CSR = False
+
 _NO_CLUSTER = "an x has no admissible cluster (all logits are -inf)"
 _OK = 0
 _BAD_ROW = 1  # status: some x has all logits -inf

@@ -26,6 +26,9 @@ from . import Iterated
 
 NAME = "numpy"
 
+#: p(y|x) is a dense array (see the C++ backend's READS_CSR)
+READS_CSR = False
+
 
 def _logits(p_y_given_x, log_p_t, log_p_y_given_t, beta):
     n = p_y_given_x.shape[0]
