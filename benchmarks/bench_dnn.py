@@ -9,8 +9,10 @@ networks (so "ensemble / loop" is the speed-up) and the final train loss of each
 agree (same numbers: the ensemble is exact). Timing covers the unrecorded epochs only (from
 the end of epoch 1 to the start of the last one), median over ``--repeats`` runs.
 
-Estimates: seconds per recorded epoch for binning (30 bins, all layers, S seeds) and for the
-KDE bounds (one seed, all layers, N = 4096), on the activations of the trained ensemble.
+Estimates: seconds per recorded epoch for the run's own binning (the "auto" rule: 30 bins
+over the fixed range of the tanh layers and the softmax output, bins of width 2/30 for any
+other layer; all layers, S seeds) and for the KDE bounds (one seed, all layers, N = 4096),
+on the activations of the trained ensemble.
 
     python benchmarks/bench_dnn.py
     python benchmarks/bench_dnn.py --seeds 1,10,50 --epochs 12 --out bench_dnn.json
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a sourc
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from dnn.estimators import KDE, Binning, estimate_ensemble  # noqa: E402
+from dnn.estimators import KDE, estimate_ensemble, make_estimator  # noqa: E402
 from dnn.tasks.tishby12 import tishby12  # noqa: E402
 from dnn.train import TrainConfig, train  # noqa: E402
 
@@ -101,12 +103,14 @@ def main(argv=None) -> int:
     p_xy = last.p_xy
     est_rows = []
     n_seeds = acts[last.layers[0]].shape[0]
+    binning = make_estimator({"name": "binning", **last.knobs("binning")})  # the run's own
     times = []
     for _ in range(max(args.repeats, 1)):
         t0 = time.perf_counter()
-        estimate_ensemble(Binning(30), acts, p_xy)
+        estimate_ensemble(binning, acts, p_xy)
         times.append(time.perf_counter() - t0)
-    est_rows.append({"estimator": "binning (30 bins)", "seeds": n_seeds, "n_probe": p_xy.shape[0],
+    est_rows.append({"estimator": "binning (auto: 30 bins or w 2/30)", "seeds": n_seeds,
+                     "n_probe": p_xy.shape[0],
                      "s_per_record": statistics.median(times),
                      "s_per_record_per_seed": statistics.median(times) / n_seeds})
     one = {k: v[:1] for k, v in acts.items()}

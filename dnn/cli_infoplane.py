@@ -17,6 +17,9 @@ DEFAULT_VAR_U = os.path.join("shared", "data", "var_u.mat")
 #: tishby12's default label noise: I(X;Y) = 0.883 bit < H(Y), so the IB bound is a real
 #: curve that a network could miss, not min(I(X;T), H(Y)), which every layer meets
 DEFAULT_NOISE = 1.0
+#: the learning rate when --lr is not given, per optimizer (sgd: the recipe's
+#: dnn.recipes.DEFAULT_CONFIG, kept here as a number so that --help needs no torch)
+DEFAULT_LR = {"sgd": 0.1, "adam": 3e-3}
 
 _DESCRIPTION = f"""\
 Train MLPs (several seeds as one batched ensemble) and record their layers on the
@@ -31,10 +34,16 @@ whether it survives a sweep of binnings (bins, widths, per-layer ranges), and ev
 honesty flag: saturation at log2 N, data-processing violations, range changes, points
 above the bound.
 
+Training is plain SGD by default, as in Shwartz-Ziv & Tishby: per parametrised layer and
+recorded epoch, the norms of the mean and of the standard deviation of the minibatch
+gradients and their ratio (SNR) are kept, and the summary puts the epoch where the SNR
+falls below 1 for good (the phase change) beside each layer's onset of compression (the
+epoch of its peak I(X;T)), saying whether the two lie within a factor 2.
+
 Writes to --out: records.npz (every array), records.csv (tidy: epoch, seed, layer,
-estimator, knobs, I(X;T), I(T;Y), bound, gap, losses, gradient SNR, ...), summary.json,
-infoplane.png, gap.png, grad_snr.png, loss.png, sensitivity.png, and checkpoint.pt (resume
-an interrupted run with --resume).
+estimator, knobs, I(X;T), I(T;Y), bound, gap, losses, gradient norms and SNR, ...),
+summary.json, infoplane.png, gap.png, grad_snr.png, grad_stats.png, loss.png,
+sensitivity.png, and checkpoint.pt (resume an interrupted run with --resume).
 
 The defaults (1000 epochs, 5 seeds, 40 recorded epochs, binning) finish in about one to two
 minutes on 2 CPU cores; the 3000-epoch, 10-seed run of the example below takes a few
@@ -71,9 +80,11 @@ def register(subparsers) -> None:
                         "match the task (default: the task's input size, 10,7,5,4,3, its number "
                         "of classes: 12,10,7,5,4,3,2 for tishby12)")
     g.add_argument("--activation", default="tanh", help="tanh, relu, ... (default: tanh)")
-    g.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
-                   help="(default: adam)")
-    g.add_argument("--lr", type=float, default=3e-3, help="learning rate (default: 3e-3)")
+    g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                   help="plain SGD (with --momentum 0) or Adam (default: sgd)")
+    g.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: " + ", ".join(
+                       f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ")")
     g.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default: 0)")
     g.add_argument("--batch-size", type=int, default=256, help="(default: 256)")
     g.add_argument("--epochs", type=int, default=1000, help="(default: 1000)")
@@ -175,7 +186,9 @@ def _command(args) -> int:
               else parse_ints(args.widths, "--widths"))
     estimators = _estimators(args)
     cfg = TrainConfig(widths=tuple(widths), activation=args.activation,
-                      optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+                      optimizer=args.optimizer,
+                      lr=DEFAULT_LR[args.optimizer] if args.lr is None else args.lr,
+                      momentum=args.momentum,
                       batch_size=args.batch_size, epochs=args.epochs,
                       train_fraction=args.train_fraction, seeds=tuple(seeds),
                       split_seed=args.split_seed, init=args.init, n_records=args.records,
@@ -240,8 +253,22 @@ def _report(run, summ, out):
     for layer, r in sweep["layers"].items():
         print(f"  {layer}: {r['verdict']}, " + ("survives all binnings" if r["survives_all_binnings"]
                                                  else "changed by " + "; ".join(r["changed_by"])))
+    _report_phases(summ)
     _report_flags(summ)
     print(f"wrote {', '.join(sorted(summ['files'].values()))} to {out}")
+
+
+def _report_phases(summ):
+    """Per layer, the gradient phase change beside the onset of compression."""
+    grad = summ["gradient_stats"]
+    batches = sorted({b for b in grad["minibatches_per_record"] if b})
+    print(f"gradient phase change (the SNR |mean| / |std| of the gradients of the layer's "
+          f"parameters over {', '.join(map(str, batches)) or 'no'} minibatches per epoch, "
+          f"{grad['optimizer']}, below 1 from then on) beside the compression onset (the "
+          f"epoch of peak I(X;T)), per seed:")
+    for layer, e in summ["layers"].items():
+        p = e["gradient_phase"]
+        print(f"  {layer} ({p['grad_layer'] or 'no parametrised layer'}): {p['statement']}")
 
 
 def _report_flags(summ):

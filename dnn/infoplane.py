@@ -255,6 +255,34 @@ def plot_grad_snr(result, ax=None):
     return ax
 
 
+def plot_gradient_stats(result, ax=None):
+    """Per parametrised layer, the norms of the mean and of the standard deviation of its
+    minibatch gradients against epoch, log-log (the figure of Shwartz-Ziv & Tishby 2017).
+
+    Solid: ``|mean|``, dashed: ``|std|``, one colour per layer, each the mean over seeds of
+    ``Recording.grad_mean_norm`` and ``Recording.grad_std_norm``; two lines per
+    layer. Records without statistics (epoch 0) are left out. Where the solid line falls
+    below the dashed one the ratio (SNR) is below 1: the diffusion phase. Returns the axes.
+    """
+    ax = _new_ax(ax)
+    keep = result.grad_n_batches >= 2
+    x = _epoch_x(result.epochs)[keep]
+    for j, layer in enumerate(result.grad_layers):
+        (line,) = ax.plot(x, result.grad_mean_norm[keep, :, j].mean(axis=1), label=f"{layer} mean")
+        ax.plot(x, result.grad_std_norm[keep, :, j].mean(axis=1), ls="--",
+                color=line.get_color(), label=f"{layer} std")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("norm of the gradient's mean (solid) and std (dashed)")
+    batches = sorted({int(b) for b in result.grad_n_batches[keep]})
+    ax.set_title(f"{result.name}: gradient statistics per layer over "
+                 f"{', '.join(map(str, batches)) or 'fewer than 2'} minibatches per epoch, "
+                 f"{result.settings.get('optimizer', '')}", fontsize=9)
+    ax.legend(fontsize=6, ncol=2)
+    return ax
+
+
 def _plot_train_test(result, ax, quantity: str, ylabel: str):
     """Train and test ``quantity`` ("loss" or "acc") against epoch; mean and spread over seeds."""
     ax = _new_ax(ax)
@@ -388,8 +416,8 @@ def _figure(figsize=(6.4, 4.8), ncols=1):
 
 def save_figures(result, out_dir, curve=None, *, key: str = "binning", sensitivity=None,
                  extra_keys=(), dpi: int = 120) -> dict:
-    """Write infoplane.png, gap.png (with a curve), grad_snr.png, loss.png, given a
-    sensitivity result sensitivity.png, and infoplane_KEY.png for each of ``extra_keys``
+    """Write infoplane.png, gap.png (with a curve), grad_snr.png, grad_stats.png, loss.png,
+    given a sensitivity result sensitivity.png, and infoplane_KEY.png for each of ``extra_keys``
     (other estimator keys) to ``out_dir`` (Agg canvas, no pyplot).
 
     ``curve``: the ``ibsolver.IBCurve`` of ``result.p_xy``, or None (no bound drawn).
@@ -414,6 +442,9 @@ def save_figures(result, out_dir, curve=None, *, key: str = "binning", sensitivi
     fig, ax = _figure()
     plot_grad_snr(result, ax=ax)
     save(fig, "grad_snr.png")
+    fig, ax = _figure()
+    plot_gradient_stats(result, ax=ax)
+    save(fig, "grad_stats.png")
     fig, axes = _figure((10, 4), ncols=2)
     plot_loss(result, ax=axes[0])
     plot_accuracy(result, ax=axes[1])
@@ -501,6 +532,89 @@ def compression_robustness(sweep: dict, *, threshold_bits: float = COMPRESSION_B
     return out
 
 
+def phase_change(snr, *, threshold: float = 1.0):
+    """The record where the gradient signal-to-noise ratio falls below ``threshold`` for good.
+
+    Parameters
+    ----------
+    snr : array (E,)
+        One layer's ratio ``|mean| / |std|`` of its minibatch gradients at E records, in
+        order (NaN where not measured, e.g. epoch 0; inf where the std is 0).
+    threshold : float
+        1: the mean gradient (drift) no longer dominates its fluctuations (diffusion).
+
+    Returns
+    -------
+    int or None
+        The index of the first record below ``threshold`` after which every measured record
+        stays below it ([5, 3, 0.8, 1.2, 0.5, 0.4] -> 4); None if the last measured record
+        is not below it.
+    """
+    r = np.asarray(snr, dtype=np.float64)
+    above = np.flatnonzero(r >= threshold)
+    start = above[-1] + 1 if above.size else 0
+    below = np.flatnonzero(r[start:] < threshold)
+    return int(start + below[0]) if below.size else None
+
+
+def gradient_phases(result, key: str = "binning", *, factor: float = 2.0,
+                    threshold_bits: float = COMPRESSION_BITS) -> dict:
+    """Per recorded layer and seed, the gradient phase change beside the onset of compression.
+
+    Parameters
+    ----------
+    result : Recording
+        The run.
+    key : str
+        The estimator key whose I(X;T) (bits) locates the compression.
+    factor : float
+        The two epochs coincide when the larger is at most ``factor`` times the smaller.
+    threshold_bits : float
+        A seed compresses when its I(X;T) falls from its peak to the last record by more
+        than this (as in :func:`compression`).
+
+    Returns
+    -------
+    dict
+        {layer: {"grad_layer": the parametrised module whose gradients are used (the one
+        that last feeds the layer; "" if none), "phase_change_epoch": per seed, the epoch of
+        :func:`phase_change` of its SNR (None where the SNR does not stay below 1),
+        "compression_onset_epoch": per seed, the epoch of its peak I(X;T) (None where the
+        seed does not compress), "coincide": per seed, both exist within ``factor``,
+        "statement": one line saying so}}.
+    """
+    result._check_key(key)
+    i_xt = result.info[key]["i_xt"]
+    grad_index = {g: j for j, g in enumerate(result.grad_layers)}
+    out = {}
+    for k, layer in enumerate(result.layers):
+        j = grad_index.get(result.grad_layer_of[k])
+        phase, onset, together = [], [], []
+        for s in range(len(result.seeds)):
+            i = None if j is None else phase_change(result.grad_snr[:, s, j])
+            a = i_xt[:, s, k]
+            peak = int(np.argmax(a))
+            p = None if i is None else int(result.epochs[i])
+            o = int(result.epochs[peak]) if a[peak] - a[-1] > threshold_bits else None
+            phase.append(p)
+            onset.append(o)
+            together.append(p is not None and o is not None and max(p, o) <= factor * min(p, o))
+        out[layer] = {"grad_layer": result.grad_layer_of[k], "phase_change_epoch": phase,
+                      "compression_onset_epoch": onset, "coincide": together,
+                      "statement": _phase_statement(phase, onset, together, factor)}
+    return out
+
+
+def _phase_statement(phase, onset, together, factor) -> str:
+    """E.g. "phase change at epochs [30, 30], compression onset at [-, 15]: within 2x in 1
+    of 2 seeds" (per seed; "-" where there is none)."""
+    def epochs(values):
+        return "[" + ", ".join("-" if v is None else str(v) for v in values) + "]"
+
+    return (f"phase change at epochs {epochs(phase)}, compression onset at {epochs(onset)}: "
+            f"within {factor:g}x in {sum(together)} of {len(together)} seeds")
+
+
 def _dpi_by_pair(violations) -> list:
     """Data-processing violations grouped by (previous layer, layer, quantity): the count
     and the worst (largest excess, bits) with its epoch and seed."""
@@ -517,8 +631,10 @@ def _dpi_by_pair(violations) -> list:
 
 def summary(result, curve=None, key: str = "binning", check=None) -> dict:
     """A JSON-ready summary of a run (bits): final losses; per layer the estimator's rule,
-    the final information, the gap to the bound and the compression verdict
-    (:func:`compression`); and every honesty flag: records saturated at 0.99 log2 N,
+    the final information, the gap to the bound, the compression verdict
+    (:func:`compression`) and the gradient phase change beside the onset of compression
+    (:func:`gradient_phases`, over the minibatches "gradient_stats" states); and every
+    honesty flag: records saturated at 0.99 log2 N,
     data-processing violations (count, and per layer pair the worst), the bound check
     (points above the bound; a self-test of the solver for a deterministic rule)."""
     result._check_key(key)
@@ -532,13 +648,15 @@ def summary(result, curve=None, key: str = "binning", check=None) -> dict:
     layers = {}
     g = gaps(result, curve, key) if curve is not None else None
     sat = result.saturated(key)
+    phases = gradient_phases(result, key)
     for k, layer in enumerate(result.layers):
         entry = {"width": int(result.layer_widths[k]), "rule": rules[layer],
                  "i_xt_bits": ms(d["i_xt"][-1, :, k]), "i_ty_bits": ms(d["i_ty"][-1, :, k]),
                  "max_i_xt_bits": float(d["i_xt"][:, :, k].mean(axis=1).max()),
                  "epoch_of_max_i_xt": int(result.epochs[int(np.argmax(d["i_xt"][:, :, k].mean(axis=1)))]),
                  "compression": compression(d["i_xt"][:, :, k]),
-                 "saturated_records": int(sat[:, :, k].sum())}
+                 "saturated_records": int(sat[:, :, k].sum()),
+                 "gradient_phase": phases[layer]}
         if g is not None:
             entry["gap_bits"] = ms(g[-1, :, k])
         layers[layer] = entry
@@ -551,6 +669,8 @@ def summary(result, curve=None, key: str = "binning", check=None) -> dict:
                   "test_loss_bits": ms(result.test_loss[-1]),
                   "train_acc": ms(result.train_acc[-1]), "test_acc": ms(result.test_acc[-1])},
         "layers": layers,
+        "gradient_stats": {"optimizer": result.settings.get("optimizer"),
+                           "minibatches_per_record": [int(b) for b in result.grad_n_batches]},
         "saturation": {"ceiling_bits": (1.0 - SATURATION) * result.log2_n,
                        "records": int(sat.sum()), "of": int(sat.size)},
         "dpi_violations": {"count": len(dpi), "of": int(d["i_xt"][..., 1:].size * 2),

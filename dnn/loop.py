@@ -38,7 +38,7 @@ from torch.func import functional_call, vmap
 
 from ._info_utils import _hash_array, seed_from, to_tensor, torch_threads
 from .estimators import (Binning, check_probe_joint, estimate_ensemble, joint_from_labels,
-                         make_estimator)
+                         layer_bounds, make_estimator)
 from .models import resolve_device
 from .record import GradientStats, LayerRecorder, execution_order, log_epochs
 from .recording import Recording, load_state
@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 LN2 = math.log(2.0)
 OPTIMIZERS = ("sgd", "adam")
 CHECKPOINT = "checkpoint.pt"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: rows per forward pass when recording or evaluating (bounds the memory of large probes)
 EVAL_CHUNK = 8192
 
@@ -328,7 +328,7 @@ class _Records:
     """Per-record lists, convertible to and from plain tensors for the checkpoint."""
 
     SCALARS = ("train_loss", "test_loss", "train_acc", "test_acc",
-               "grad_mean_norm", "grad_std_norm", "grad_snr")
+               "grad_mean_norm", "grad_std_norm", "grad_snr", "grad_n_batches")
 
     def __init__(self, keys, keep_activations: int):
         self.measures: dict = {}
@@ -415,6 +415,14 @@ def resolve_estimators(estimators):
     return ests
 
 
+def _with_layer_bounds(estimator, bounds):
+    """``estimator`` where it is not an "auto" Binning, else that Binning with the ranges of
+    the layers its own ``bounds`` do not name filled in from ``bounds``."""
+    if estimator.name != "binning" or "bounds" not in estimator.knobs:
+        return estimator
+    return make_estimator({**estimator.spec(), "bounds": {**bounds, **estimator.bounds}})
+
+
 def _transform(fn, layer):
     if fn == "softmax":
         return lambda t: torch.softmax(t, dim=-1)
@@ -459,6 +467,12 @@ def record_training(model: nn.Module, train_data, *, layers, probe, epochs: int,
         measured (a softmax on logits).
     test_data : like ``train_data``, for the test loss and accuracy (NaN without it).
     estimators : Binning / KDE instances, names or spec dicts (default ``[Binning(30)]``).
+        A binning of range "auto" bins each layer whose range its module states (Tanh,
+        Sigmoid, Hardtanh, ..., or a "softmax" transform; :func:`dnn.estimators.layer_bounds`)
+        in n_bins equal bins over that range, and every other layer in bins of fixed width:
+        the ranges are filled in here for the layers its ``bounds`` do not name (the ones
+        it names keep the given range, or None for fixed width). The recording's knobs
+        state the rule per layer.
     n_records, record_epochs : record ``n_records`` log-spaced epochs (0 and the last
         included), or exactly the epochs listed in ``record_epochs``.
     batched : True (vmap the seeds), False (one by one) or "auto" (vmap where it works).
@@ -508,12 +522,18 @@ def record_training(model: nn.Module, train_data, *, layers, probe, epochs: int,
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
     names = dict(model.named_modules())
     layers = list(layers(model) if callable(layers) else layers)
-    transforms = {k: _transform(v, k) for k, v in (transforms or {}).items()}
+    missing = [n for n in layers if n not in names]
+    if missing:
+        raise ValueError(f"layers {missing} are not submodules of the model "
+                         f"(available: {[n for n in names if n]})")
+    transforms = dict(transforms or {})
     unknown = [k for k in transforms if k not in layers]
     if unknown:
         raise ValueError(f"transforms names layers {unknown} that are not recorded "
                          f"(layers: {layers})")
-    ests = resolve_estimators(estimators)
+    bounds = layer_bounds(model, layers, transforms)
+    ests = [_with_layer_bounds(e, bounds) for e in resolve_estimators(estimators)]
+    transforms = {k: _transform(v, k) for k, v in transforms.items()}
     train = _as_data(train_data, "train_data", batch_size, dev)
     test = _as_data(test_data, "test_data", batch_size, dev)
     if train is None:
@@ -544,10 +564,6 @@ def record_training(model: nn.Module, train_data, *, layers, probe, epochs: int,
               "data_fingerprint": h.hexdigest()[:16], "seeds": list(seeds),
               "estimators": [e.spec() for e in ests], "layers": layers,
               "keep_activations": keep_activations}
-    missing = [n for n in layers if n not in names]
-    if missing:
-        raise ValueError(f"layers {missing} are not submodules of the model "
-                         f"(available: {[n for n in names if n]})")
     with torch_threads(n_threads):
         run = _Run(model, train, test, x_probe, p_xy, layers, transforms, ests, seeds, init,
                    optimizer, (lr, momentum, weight_decay), batched, keep_activations,
@@ -647,9 +663,13 @@ class _Run:
         return {n: torch.stack([m[n] for m in per_member]).double().cpu().numpy()
                 for n in self.layers}
 
-    def record(self, grad_stats):
+    def record(self):
+        """Measure every seed's network now: losses, the statistics of the gradients of the
+        minibatches of the epoch just trained (none at epoch 0), the layers' information."""
         self.base.eval()
-        scalars = dict(zip(("grad_mean_norm", "grad_std_norm", "grad_snr"), grad_stats))
+        scalars = dict(zip(("grad_mean_norm", "grad_std_norm", "grad_snr"),
+                           self.stats.result(len(self.seeds))))
+        scalars["grad_n_batches"] = self.stats.count
         for part, data in (("train", self.train), ("test", self.test)):
             scalars[f"{part}_loss"], scalars[f"{part}_acc"] = self._evaluate(data)
         acts = self._activations()
@@ -709,14 +729,14 @@ class _Run:
         record_set = set(int(e) for e in rec_epochs)
         if self.epoch == 0 and not self.records.epochs and 0 in record_set:
             # no minibatch yet (count 0): the statistics are all NaN
-            self.record(self.stats.result(len(self.seeds)))
+            self.record()
             _save(ckpt, header, self)
         last_save = time.perf_counter()
         while self.epoch < epochs:
             rec = (self.epoch + 1) in record_set
             self.train_epoch(record_grads=rec)
             if rec:
-                self.record(self.stats.result(len(self.seeds)))
+                self.record()
             if rec or self.epoch == epochs or \
                     time.perf_counter() - last_save > checkpoint_interval_s:
                 _save(ckpt, header, self)
@@ -728,6 +748,7 @@ class _Run:
     def assemble(self, wall, name, settings) -> Recording:
         r = self.records
         data: dict[str, Any] = {k: np.stack(r.data[k]) for k in _Records.SCALARS}
+        data["grad_n_batches"] = data["grad_n_batches"].astype(np.int64)
         info = {key: {q: np.stack(r.info[key][q]) for q in ("i_xt", "i_ty", "n_clusters")}
                 for key in self.keys}
         acts = ({layer: np.stack(r.acts[layer]) for layer in self.layers}

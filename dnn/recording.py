@@ -27,9 +27,12 @@ class Recording:
     for each estimator key ("binning", "kde_upper", ...), with estimators (their specs: name
     and every setting) and exact_keys (keys whose points are real encoders of X);
     train_loss, test_loss (E, S) cross-entropy in bits, train_acc, test_acc (E, S) (NaN
-    without test data); grad_layers (G,) the parametrised modules, grad_mean_norm,
-    grad_std_norm (E, S, G) the norms of the mean and the standard deviation of the
-    minibatch gradients over the recorded epoch and grad_snr their ratio (NaN at epoch 0);
+    without test data); grad_layers (G,) the parametrised modules (each one's own
+    parameters, flattened together), grad_mean_norm, grad_std_norm (E, S, G) the Euclidean
+    norms of the elementwise mean and (population) standard deviation of the minibatch
+    gradients over the epoch ending at the record, grad_snr their ratio (the signal-to-noise
+    ratio; NaN with fewer than two minibatches, so at epoch 0), grad_n_batches (E,) the
+    number of minibatches those statistics are taken over (0 at epoch 0);
     grad_layer_of (L,) the grad layer that last feeds each recorded layer ("" if none);
     p_xy (N, C) the probe's joint; estimate_time_s (E,); activations {layer: (E, S_kept, N,
     width)} float32 for the first seeds kept, or None; final_activations {layer: (S, N,
@@ -56,6 +59,7 @@ class Recording:
     grad_mean_norm: np.ndarray
     grad_std_norm: np.ndarray
     grad_snr: np.ndarray
+    grad_n_batches: np.ndarray
     grad_layer_of: tuple
     p_xy: np.ndarray
     estimate_time_s: np.ndarray
@@ -141,7 +145,10 @@ class Recording:
     def to_rows(self, curve=None) -> list:
         """One dict per (estimator key, epoch, seed, layer): the tidy table (bits).
 
-        With ``curve`` (the ``ibsolver.IBCurve`` of ``p_xy``) adds the bound and the gap."""
+        The gradient columns (grad_mean_norm, grad_std_norm, grad_snr, grad_n_batches) are
+        those of ``grad_layer``, the parametrised module that last feeds the layer (NaN
+        where none does). With ``curve`` (the ``ibsolver.IBCurve`` of ``p_xy``) adds the
+        bound and the gap."""
         rows = []
         grad_index = {g: j for j, g in enumerate(self.grad_layers)}
         common = {"n_probe": self.n_probe, "log2_n": self.log2_n, "h_y_bits": self.h_y}
@@ -153,14 +160,17 @@ class Recording:
                 for s, seed in enumerate(self.seeds):
                     for k, layer in enumerate(self.layers):
                         j = grad_index.get(self.grad_layer_of[k])
+                        grad = {name: (float(getattr(self, name)[e, s, j]) if j is not None
+                                       else float("nan"))
+                                for name in ("grad_mean_norm", "grad_std_norm", "grad_snr")}
                         row = {"epoch": int(epoch), "seed": int(seed), "layer": layer,
                                "width": int(self.layer_widths[k]), "estimator": key,
                                "knobs": knobs, "i_xt_bits": float(d["i_xt"][e, s, k]),
                                "i_ty_bits": float(d["i_ty"][e, s, k]),
                                "n_clusters": int(d["n_clusters"][e, s, k]),
                                "saturated": bool(sat[e, s, k]),
-                               "grad_snr": (float(self.grad_snr[e, s, j]) if j is not None
-                                            else float("nan")),
+                               "grad_layer": self.grad_layer_of[k], **grad,
+                               "grad_n_batches": int(self.grad_n_batches[e]),
                                "train_loss_bits": float(self.train_loss[e, s]),
                                "test_loss_bits": float(self.test_loss[e, s]),
                                "train_acc": float(self.train_acc[e, s]),
@@ -173,7 +183,8 @@ class Recording:
 
     def training_rows(self) -> list:
         """One dict per (epoch, seed): losses (bits), accuracies, the gradient statistics per
-        parametrised layer and the measures."""
+        parametrised layer (grad_mean_norm_G, grad_std_norm_G, grad_snr_G; over
+        grad_n_batches minibatches) and the measures."""
         rows = []
         for e, epoch in enumerate(self.epochs):
             for s, seed in enumerate(self.seeds):
@@ -181,9 +192,11 @@ class Recording:
                        "train_loss_bits": float(self.train_loss[e, s]),
                        "test_loss_bits": float(self.test_loss[e, s]),
                        "train_acc": float(self.train_acc[e, s]),
-                       "test_acc": float(self.test_acc[e, s])}
+                       "test_acc": float(self.test_acc[e, s]),
+                       "grad_n_batches": int(self.grad_n_batches[e])}
                 for j, g in enumerate(self.grad_layers):
-                    row[f"grad_snr_{g}"] = float(self.grad_snr[e, s, j])
+                    for name in ("grad_mean_norm", "grad_std_norm", "grad_snr"):
+                        row[f"{name}_{g}"] = float(getattr(self, name)[e, s, j])
                 for name, values in self.measures.items():
                     row[name] = float(values[e, s])
                 rows.append(row)

@@ -14,9 +14,9 @@ import numpy as np  # noqa: E402
 
 import ibsolver  # noqa: E402
 from dnn.infoplane import (BoundViolationError, check_below_bound, gaps,  # noqa: E402
-                           plot_accuracy, plot_bound, plot_gap, plot_grad_snr, plot_infoplane,
-                           plot_loss, plot_sensitivity, save_figures, summary,
-                           trajectory_sensitivity)
+                           plot_accuracy, plot_bound, plot_gap, plot_grad_snr,
+                           plot_gradient_stats, plot_infoplane, plot_loss, plot_sensitivity,
+                           save_figures, summary, trajectory_sensitivity)
 from dnn.recipes import infoplane_experiment  # noqa: E402
 from dnn.estimators import sensitivity  # noqa: E402
 from dnn.tasks.base import Task  # noqa: E402
@@ -178,7 +178,8 @@ def test_plots_take_an_axis_and_return_it(run, curve):
     before = dict(matplotlib.rcParams)
     try:
         for fn, args in ((plot_infoplane, (curve, "binning")), (plot_gap, (curve, "binning")),
-                         (plot_grad_snr, ()), (plot_loss, ()), (plot_accuracy, ())):
+                         (plot_grad_snr, ()), (plot_gradient_stats, ()), (plot_loss, ()),
+                         (plot_accuracy, ())):
             fig, ax = plt.subplots()
             assert fn(run, *args, ax=ax) is ax
             assert ax.has_data()
@@ -203,7 +204,7 @@ def test_save_figures_writes_pngs(run, curve, tmp_path):
     sweep = trajectory_sensitivity(run, values=(5, 30))[0]
     assert sweep["i_xt"].shape == (2, len(run.epochs), 3)
     paths = save_figures(run, tmp_path, curve, sensitivity=sweep)
-    assert set(paths) == {"infoplane", "gap", "grad_snr", "loss", "sensitivity"}
+    assert set(paths) == {"infoplane", "gap", "grad_snr", "grad_stats", "loss", "sensitivity"}
     for p in paths.values():
         img = imread(p)
         assert img.ndim == 3 and img.shape[0] > 100
@@ -255,9 +256,19 @@ def test_cli_end_to_end(tmp_path, capsys):
         assert line in printed, line
     assert summ["bound"]["self_test"] is True
     assert summ["dpi_violations"]["of"] == 3 * 2 * 2 * 2
+    # plain SGD by default; the gradient phase change beside the compression onset
+    assert summ["config"]["optimizer"] == "sgd" and summ["config"]["lr"] == 0.1
+    assert summ["gradient_stats"] == {"optimizer": "sgd", "minibatches_per_record": [0, 4, 4]}
+    assert "over 4 minibatches per epoch, sgd" in printed
+    for layer, e in summ["layers"].items():
+        phase = e["gradient_phase"]
+        assert len(phase["phase_change_epoch"]) == 2 and phase["grad_layer"] == f"fc{layer[-1]}"
+        assert f"  {layer} ({phase['grad_layer']}): {phase['statement']}" in printed
+    assert {"grad_mean_norm", "grad_std_norm", "grad_n_batches"} <= set(rows[0])
     from matplotlib.image import imread
 
-    for name in ("infoplane.png", "gap.png", "grad_snr.png", "loss.png", "sensitivity.png"):
+    for name in ("infoplane.png", "gap.png", "grad_snr.png", "grad_stats.png", "loss.png",
+                 "sensitivity.png"):
         assert imread(out / name).ndim == 3
     # a second run into the same directory must ask for --resume
     assert main(argv) == 2
@@ -280,6 +291,7 @@ def test_cli_help_mentions_defaults(capsys):
         main(["infoplane", "--help"])
     text = capsys.readouterr().out
     assert "--resume" in text and "2 CPU cores" in text
+    assert "(default: sgd)" in text and "0.1 for sgd, 0.003 for adam" in text
 
 
 def test_cli_default_task_is_noisy(tmp_path, capsys):

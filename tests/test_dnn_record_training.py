@@ -211,6 +211,45 @@ def test_buffers_train_the_same_batched_and_one_by_one():
     np.testing.assert_allclose(runs[0].train_loss, runs[1].train_loss, rtol=1e-5)
 
 
+def test_auto_binning_gets_the_ranges_of_the_users_layers(data, tmp_path):
+    """record_training's default binning: a Tanh module over (-1, 1), a ReLU at fixed width."""
+    from dnn.estimators import Binning
+
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.tanh = nn.Linear(64, 8), nn.Tanh()
+            self.fc2, self.relu = nn.Linear(8, 6), nn.ReLU()
+            self.head = nn.Linear(6, 10)
+
+        def forward(self, x):
+            return self.head(self.relu(self.fc2(self.tanh(self.fc1(x)))))
+
+    train_set, (xp, yp) = data
+    kw = dict(layers=["tanh", "relu", "head"], transforms={"head": "softmax"},
+              probe=(xp, yp.numpy()), test_data=(xp, yp), epochs=2, n_records=2)
+    rec = dnn.record_training(Mixed(), train_set, **kw)
+    knobs = dnn.Recording.load(rec.save(tmp_path / "rec.npz")).knobs("binning")
+    assert knobs["range"] == "auto" and knobs["n_bins"] == 30 and knobs["bin_width"] == 2 / 30
+    assert knobs["bounds"] == {"tanh": [-1.0, 1.0], "relu": None, "head": [0.0, 1.0]}
+    layers = summary(rec)["layers"]
+    assert layers["tanh"]["rule"] == "30 bins over (-1, 1)"
+    assert layers["relu"]["rule"] == "bins of width 0.0667 (no known bounded range)"
+    # the estimates are those of that rule, applied by hand to the last record
+    by_hand = Binning(bounds={"tanh": (-1, 1), "relu": None, "head": (0, 1)})
+    acts = {layer: rec.final_activations[layer][0] for layer in rec.layers}
+    np.testing.assert_allclose(rec.info["binning"]["i_xt"][-1, 0],
+                               by_hand.estimate(acts, rec.p_xy)[0].i_xt, rtol=0, atol=1e-12)
+    # the user's bounds win; a layer they do not name gets its module's range
+    mine = dnn.record_training(Mixed(), train_set, **kw,
+                               estimators=[Binning(10, bounds={"tanh": None, "relu": (0, 5)})])
+    assert mine.knobs("binning")["bounds"] == {"tanh": None, "relu": [0.0, 5.0],
+                                               "head": [0.0, 1.0]}
+    # a binning over a fixed or per-layer range is left as it is
+    fixed = dnn.record_training(Mixed(), train_set, **kw, estimators=[Binning(range="layer")])
+    assert "bounds" not in fixed.knobs("binning")
+
+
 def test_to_dataframe(recording):
     pd = pytest.importorskip("pandas")
     curve = ibsolver.ib_curve(recording.p_xy)

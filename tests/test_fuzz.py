@@ -176,10 +176,10 @@ def test_cli_curve_succeeds_with_a_good_curve_or_exits_2_naming_the_problem(
         # what the file holds is what the file's table gives
         loaded = np.loadtxt(path, delimiter=",", ndmin=2) if fmt != "npy" else table
         h_x, i_xy = information_bounds(loaded)
-        with np.load(folder / "out" / "curve.npz") as data:
-            np.testing.assert_allclose(data["scalars"][0], i_xy, rtol=1e-9, atol=TOL)
-            assert_a_good_curve(data["i_xt"], data["i_ty"], data["envelope_i_xt"],
-                                data["envelope_i_ty"], h_x, i_xy)
+        saved = ibsolver.IBCurve.load(folder / "out" / "curve.npz")
+        np.testing.assert_allclose(saved.i_xy, i_xy, rtol=1e-9, atol=TOL)
+        assert_a_good_curve(saved.i_xt, saved.i_ty, saved.envelope_i_xt, saved.envelope_i_ty,
+                            h_x, i_xy)
         assert json.loads((folder / "out" / "transitions.json").read_text())["complete"]
 
 
