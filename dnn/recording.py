@@ -211,6 +211,33 @@ class Recording:
                               "(or use to_rows() for a list of dicts)") from None
         return pd.DataFrame(self.to_rows(curve))
 
+    def to_xarray(self):
+        """The recording as an ``xarray.Dataset`` (needs xarray): per estimator key,
+        ``i_xt_KEY``, ``i_ty_KEY``, ``n_clusters_KEY`` over (epoch, seed, layer); the losses
+        and accuracies over (epoch, seed); the gradient statistics over (epoch, seed,
+        grad_layer); ``grad_n_batches`` over epoch. Information in bits. The estimators'
+        settings and the run's settings are JSON text in the attributes."""
+        try:
+            import xarray as xr
+        except ImportError:
+            raise ImportError("to_xarray needs xarray: pip install xarray "
+                              "(or use to_rows() for a list of dicts)") from None
+        esl, es, esg = ("epoch", "seed", "layer"), ("epoch", "seed"), ("epoch", "seed", "grad_layer")
+        data = {f"{q}_{key}": (esl, np.asarray(d[q]))
+                for key, d in self.info.items() for q in ("i_xt", "i_ty", "n_clusters")}
+        data.update({name: (es, np.asarray(getattr(self, name)))
+                     for name in ("train_loss", "test_loss", "train_acc", "test_acc")})
+        data.update({name: (esg, np.asarray(getattr(self, name)))
+                     for name in ("grad_mean_norm", "grad_std_norm", "grad_snr")})
+        data["grad_n_batches"] = (("epoch",), np.asarray(self.grad_n_batches))
+        coords = {"epoch": np.asarray(self.epochs), "seed": list(self.seeds),
+                  "layer": list(self.layers), "grad_layer": list(self.grad_layers),
+                  "layer_width": ("layer", list(self.layer_widths))}
+        attrs = {"name": self.name, "units": "bits", "log2_n": self.log2_n,
+                 "estimators": json.dumps(list(self.estimators)),
+                 "settings": json.dumps(self.settings, default=str)}
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+
     # ---- files
     def save(self, path) -> str:
         """Write the recording to ``path`` (one .npz: arrays, and the rest as JSON; no

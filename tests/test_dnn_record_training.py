@@ -1,4 +1,5 @@
 """dnn.record_training: a user's own module and DataLoader through the whole pipeline."""
+import json
 from collections import OrderedDict
 
 import pytest
@@ -259,3 +260,20 @@ def test_to_dataframe(recording):
     np.testing.assert_allclose(mean["bottleneck"],
                                recording.info["binning"]["i_xt"][-1, :, 1].mean(), rtol=1e-12)
     np.testing.assert_allclose(df.gap_bits, df.bound_bits - df.i_ty_bits, rtol=0, atol=1e-12)
+
+
+def test_to_xarray_holds_the_recordings_arrays(recording):
+    pytest.importorskip("xarray")
+    ds = recording.to_xarray()
+    np.testing.assert_array_equal(ds["i_xt_binning"].values, recording.info["binning"]["i_xt"])
+    assert ds["i_xt_binning"].dims == ("epoch", "seed", "layer")
+    assert list(ds.layer.values) == list(recording.layers)
+    np.testing.assert_array_equal(ds.epoch.values, recording.epochs)
+    np.testing.assert_array_equal(ds["test_acc"].values, recording.test_acc)
+    assert ds["grad_snr"].dims == ("epoch", "seed", "grad_layer")
+    # selection by label gives the same number as indexing the arrays
+    layer = recording.layers[1]
+    assert float(ds["i_ty_binning"].sel(epoch=recording.epochs[-1], seed=recording.seeds[0],
+                                        layer=layer)) \
+        == recording.info["binning"]["i_ty"][-1, 0, 1]
+    assert json.loads(ds.attrs["estimators"]) == [dict(e) for e in recording.estimators]
