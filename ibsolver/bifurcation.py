@@ -292,7 +292,9 @@ def invasion_starts(p_x, p_y_given_x, base_p_t, base_p_y_given_t, beta, *, count
     n = p_x.size
     rows = np.unique(np.linspace(0, n - 1, min(n, max_rows)).astype(int))
     cand = dense(p_y_given_x[rows])
-    dist = np.min(np.max(np.abs(cand[:, None, :] - base_p_y_given_t[None, :, :]), axis=2), axis=1)
+    dist = np.full(rows.size, np.inf)
+    for decoder in base_p_y_given_t:  # (not one rows x k x m array: 260 MB at m = 2000)
+        dist = np.minimum(dist, np.max(np.abs(cand - decoder), axis=1))
     rows, cand = rows[dist > min_distance], cand[dist > min_distance]
     if rows.size == 0:
         return []
