@@ -150,8 +150,8 @@ def record_sweep(configs: Mapping[str, Sequence] | Sequence[Mapping[str, Any]], 
         ``ibsolver.SweepFailure`` per run that raised (also logged as a warning; the others
         go on). ``to_dataframe()`` tabulates the last record of every run.
 
-    Each recording is the one ``dnn.train.train(task, config, estimators=estimators,
-    n_threads=n_threads)`` gives in this process. Settings are checked here, before any
+    Each recording is the one :func:`dnn.train.train` gives in this process (with the
+    run's task and config, ``estimators`` and ``n_threads``). Settings are checked here, before any
     training (a ValueError naming the setting and its value); what only the task can tell
     (``widths`` that do not fit it, a bad task option value) fails that run alone.
     Ctrl-C cancels the runs not finished; with ``out``, every finished run is saved.
