@@ -434,8 +434,8 @@ def _transform(fn, layer):
 # --------------------------------------------------------------------------- the entry
 def record_training(model: nn.Module, train_data, *, layers, probe, epochs: int,
                     optimizer="adam", lr: float = 1e-3, momentum: float = 0.0,
-                    weight_decay: float = 0.0, batch_size: int = 256, seeds=(0,),
-                    init="reset", transforms=None, test_data=None, estimators=None,
+                    weight_decay: float = 0.0, lr_decay: float = 1.0, batch_size: int = 256,
+                    seeds=(0,), init="reset", transforms=None, test_data=None, estimators=None,
                     n_records: int = 40, record_epochs=None, batched="auto",
                     keep_activations=False, loss=None, measures=None, out_dir=None,
                     resume: bool = False,
@@ -458,6 +458,10 @@ def record_training(model: nn.Module, train_data, *, layers, probe, epochs: int,
     epochs : passes over the training data.
     optimizer : "adam", "sgd" (with ``lr``, ``momentum``, ``weight_decay``) or a callable
         ``params -> torch.optim.Optimizer`` (elementwise optimizers only when batched).
+    lr_decay : after every epoch, every parameter group's learning rate is multiplied by
+        this: epoch t (counted from 1) runs at ``lr * lr_decay**(t - 1)``, the exponential
+        annealing of Achille, Rovere & Soatto (2019). 1 (the default) keeps it constant. The
+        rate lives in the optimizer's state, so a resumed run continues the schedule.
     batch_size : minibatch size for (X, y) data (a DataLoader has its own).
     seeds : one network per seed; each seed's generator draws its initial weights and
         minibatch order.
@@ -504,6 +508,7 @@ def record_training(model: nn.Module, train_data, *, layers, probe, epochs: int,
     lr = _check_number("lr", lr, positive=True)
     momentum = _check_number("momentum", momentum)
     weight_decay = _check_number("weight_decay", weight_decay)
+    lr_decay = _check_number("lr_decay", lr_decay, positive=True)
     if batched not in (True, False, "auto"):
         raise ValueError(f"batched must be True, False or 'auto' (got {batched!r})")
     if not (init in ("reset", None) or callable(init)):
@@ -555,6 +560,8 @@ def record_training(model: nn.Module, train_data, *, layers, probe, epochs: int,
         "init": init if init in ("reset", None) else getattr(init, "__name__", repr(init)),
         "loss": "cross_entropy" if loss is None else getattr(loss, "__name__", repr(loss)),
         "model": type(model).__name__})
+    if lr_decay != 1.0:  # absent at 1: the settings (and checkpoint headers) of before
+        settings["lr_decay"] = lr_decay
     h = hashlib.sha256()
     for part in (train, test):
         if part is not None:
@@ -567,7 +574,7 @@ def record_training(model: nn.Module, train_data, *, layers, probe, epochs: int,
     with torch_threads(n_threads):
         run = _Run(model, train, test, x_probe, p_xy, layers, transforms, ests, seeds, init,
                    optimizer, (lr, momentum, weight_decay), batched, keep_activations,
-                   loss_fn, grad_groups, dict(measures or {}), dev)
+                   loss_fn, grad_groups, dict(measures or {}), dev, lr_decay)
         return run.go(epochs, rec_epochs, out_dir, resume, header, callback, name, settings,
                       float(checkpoint_interval_s))
 
@@ -575,8 +582,9 @@ def record_training(model: nn.Module, train_data, *, layers, probe, epochs: int,
 class _Run:
     def __init__(self, model, train, test, x_probe, p_xy, layers, transforms, ests, seeds,
                  init, optimizer, hyper, batched, keep_activations, loss_fn, grad_groups,
-                 measures, dev):
+                 measures, dev, lr_decay):
         self.train, self.test, self.x_probe, self.p_xy = train, test, x_probe, p_xy
+        self.lr_decay = lr_decay
         self.measures = measures
         self.layers, self.ests, self.seeds, self.loss_fn = layers, ests, seeds, loss_fn
         self.grad_names = list(grad_groups)
@@ -616,6 +624,10 @@ class _Run:
             if record_grads:
                 self.stats.add(self.members.grads(self.grad_groups))
             self.members.step()
+        if self.lr_decay != 1.0:
+            for opt in self.members.opts:
+                for group in opt.param_groups:
+                    group["lr"] *= self.lr_decay
         self.epoch += 1
 
     def _row_losses(self, logits, yb, shared):
