@@ -11,15 +11,22 @@ import csv
 import os
 import time
 
-from .cli_common import (add_run_flags, parse_floats, parse_ints, progress, require_torch,
-                         write_csv, write_json)
+from .cli_common import (add_run_flags, parse_floats, parse_ints, parse_seeds, progress,
+                         require_torch, write_csv, write_json)
+from .usable import RISE_FALL_BITS
 
-def _record_epochs(text, epochs):
-    """"auto" -> about 15 log-spaced epochs in [0, epochs]; else a comma-separated list."""
+#: log-spaced points of ``--record auto`` (epoch 0 added): about 15 records for fisher, and
+#: about 9 for usable, where every record costs 2 x layers x seeds MLP decoders
+AUTO_RECORDS = {"fisher": 14, "usable": 8}
+
+
+def _record_epochs(text, epochs, n_points):
+    """"auto" -> epoch 0 and ``n_points`` log-spaced epochs in [1, epochs] (rounded, without
+    repeats); else a comma-separated list."""
     if text == "auto":
         import numpy as np
 
-        pts = np.unique(np.round(np.geomspace(1, max(epochs, 1), 14)).astype(int))
+        pts = np.unique(np.round(np.geomspace(1, max(epochs, 1), n_points)).astype(int))
         return sorted({0, *[int(p) for p in pts if p <= epochs]})
     eps = parse_ints(text, "--record")
     bad = [e for e in eps if e < 0 or e > epochs]
@@ -37,16 +44,25 @@ def register(subparsers) -> None:
 
     # ------------------------------------------------------------------ usable
     p = subparsers.add_parser(
-        "usable", help="usable information per layer over training (torch)", formatter_class=fmt,
+        "usable", help="usable information per layer over training, over seeds (torch)",
+        formatter_class=fmt,
         description="Usable information I_u(Z;Y) = H(Y) - held-out cross-entropy of a decoder "
                     "(Kleinman et al. 2021), in bits, per layer and label set at recorded "
-                    "epochs.\n\ncheckerboard: relevant (direction) and irrelevant (colour) "
-                    "information, max log2(n) bits each; digits: train on parity, track the "
-                    "digit.\n\nWrites usable.csv, training.csv, usable.json and usable.png "
-                    "(and sgd_regimes.png / sgd_regimes.csv with --compare-sgd) to --out. "
-                    "The defaults finish in about a minute on 2 CPU cores.",
+                    "epochs, for networks that differ only in their seed.\n\ncheckerboard: "
+                    "relevant (direction) and irrelevant (colour) information, max log2(n) "
+                    "bits each; digits: train on parity, track the digit.\n\nPrints, per "
+                    "label set and layer, the final usable information over seeds and the "
+                    "fraction of seeds in which it rises then falls (its peak exceeds both "
+                    "its first and its last record by more than --rise-threshold bits).\n\n"
+                    "Writes usable.csv (every seed), training.csv, usable.json (the summary), "
+                    "usable.npz (the curves; dnn.results_io.load_result reads it) and "
+                    "usable.png (mean over seeds, their range shaded) (sgd_regimes.png / "
+                    "sgd_regimes.csv with --compare-sgd) to --out. The defaults (checkerboard "
+                    "n=2, 5 seeds, 30 epochs, 9 records, MLP decoders of the paper's 128-64-32 "
+                    "architecture: 540 decoders) take about two minutes of one CPU core.",
         epilog="example:\n  ibsolver usable --task checkerboard --n-colors 10 --epochs 30 "
-               "--out runs/cb10\n  ibsolver usable --task digits --decoder mlp --out runs/digits")
+               "--seeds 3 --out runs/cb10\n"
+               "  ibsolver usable --decoder linear --seeds 10 --out runs/linear")
     p.add_argument("--task", choices=("checkerboard", "digits"), default="checkerboard",
                    help="(default: checkerboard)")
     p.add_argument("--n-colors", type=int, default=2, help="checkerboard colours (default: 2)")
@@ -59,16 +75,24 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=None,
                    help="SGD learning rate (default: the paper's)")
     p.add_argument("--record", default="auto",
-                   help="epochs to record, comma-separated, or auto (~15 log-spaced; default)")
-    p.add_argument("--decoder", choices=("linear", "mlp"), default="linear",
-                   help="linear, or mlp: 128-64-32, LeakyReLU 0.2, batch-norm, dropout "
-                        "(default: linear)")
+                   help="epochs to record, comma-separated, or auto (0 and about 8 "
+                        "log-spaced; default)")
+    p.add_argument("--decoder", choices=("linear", "mlp"), default="mlp",
+                   help="mlp: the paper's 128-64-32, LeakyReLU 0.2, batch-norm, dropout; or "
+                        "linear (default: mlp)")
     p.add_argument("--decoder-epochs", type=int, default=None,
                    help="decoder training epochs (default: 40)")
+    p.add_argument("--rise-threshold", type=float, default=RISE_FALL_BITS,
+                   help="bits a curve must rise from its first record to its peak and fall "
+                        f"from there to its last to count as rising then falling (default: "
+                        f"{RISE_FALL_BITS:g})")
     p.add_argument("--compare-sgd", action="store_true",
                    help="checkerboard: small batch / high lr (the paper's) vs batch 256 / "
                         "lr / 5")
-    _common(p, "runs/usable")
+    p.add_argument("--data-seed", type=int, default=0,
+                   help="seed of the data, the splits and the decoders (default: 0)")
+    add_run_flags(p, out_default="runs/usable", device_default="cpu", seeds_default="5",
+                  seeds_help="networks: a count (seeds 0..N-1) or a comma-separated list")
     p.set_defaults(func=_usable)
 
     # ------------------------------------------------------------------ fisher
@@ -95,15 +119,23 @@ def register(subparsers) -> None:
 
     # ----------------------------------------------------------------- weights
     p = subparsers.add_parser(
-        "weights", help="information in the weights, PAC-Bayes bound, random labels (torch)",
+        "weights",
+        help="information in the weights, PAC-Bayes bound, true vs random labels (torch)",
         formatter_class=fmt,
         description="Train an MLP on digits, fit a Gaussian posterior N(w*, diag s^2) against "
                     "the prior N(w0, l^2 I) centred at the initialisation by minimising "
                     "E_q[sum CE] + beta KL, and report KL (bits), the expected loss, the "
                     "Fisher approximation of the KL and the PAC-Bayes bound on the test error "
-                    "next to the measured one. Then the random-label sweep over beta.\n\n"
-                    "Writes weights.json, weights_sigma.npz, random_labels.csv and "
-                    "random_labels.png to --out.",
+                    "next to the measured one.\n\nThen true against random labels on the "
+                    "same network (--rl-* options): --rl-samples digits labelled by their "
+                    "parity, or by the same labels shuffled; per seed one initialisation, "
+                    "trained to each labelling, and the posterior fitted at every beta of "
+                    "--betas. Prints KL (bits), training error and PAC-Bayes bound per beta "
+                    "and labelling (mean over seeds), and how much more information random "
+                    "labels take where both fit.\n\nWrites weights.json, weights_sigma.npz, "
+                    "random_labels.csv, random_labels.npz (dnn.results_io.load_result reads "
+                    "it) and random_labels.png to --out. The defaults finish in about a "
+                    "minute on 2 CPU cores.",
         epilog="example:\n  ibsolver weights --beta 1 --out runs/weights")
     p.add_argument("--epochs", type=int, default=30, help="network training epochs (default: 30)")
     p.add_argument("--hidden", default="64", help="hidden widths (default: 64)")
@@ -117,15 +149,19 @@ def register(subparsers) -> None:
     p.add_argument("--n-mc", type=int, default=500,
                    help="weight samples for the errors and the bound (default: 500)")
     p.add_argument("--delta", type=float, default=0.05, help="PAC-Bayes confidence (default: 0.05)")
-    p.add_argument("--betas", default="0.1,0.3,0.5,0.8,1,1.5,3",
-                   help="random-label sweep (default: 0.1,0.3,0.5,0.8,1,1.5,3); empty to skip")
-    p.add_argument("--rl-inputs", choices=("one_hot", "digits"), default="one_hot",
-                   help="random-label inputs: one_hot (a lookup table, every label coded "
-                        "independently) or digits (an MLP on images) (default: one_hot)")
+    p.add_argument("--betas", default="0.003,0.01,0.03,0.1,0.3,1,3",
+                   help="true vs random labels: the betas (default: "
+                        "0.003,0.01,0.03,0.1,0.3,1,3); empty to skip")
     p.add_argument("--rl-samples", type=int, default=100,
-                   help="random-label examples (default: 100)")
-    p.add_argument("--rl-epochs", type=int, default=None,
-                   help="(default: 1000 one_hot, 500 digits)")
+                   help="true vs random labels: training images (default: 100)")
+    p.add_argument("--rl-hidden", default="32", help="its hidden widths (default: 32)")
+    p.add_argument("--rl-seeds", default="3",
+                   help="its networks: a count (seeds 0..N-1) or a comma-separated list "
+                        "(default: 3)")
+    p.add_argument("--rl-train-epochs", type=int, default=100,
+                   help="full-batch Adam epochs to w* (default: 100)")
+    p.add_argument("--rl-epochs", type=int, default=300,
+                   help="posterior epochs per beta (default: 300)")
     _common(p, "runs/weights")
     p.set_defaults(func=_weights)
 
@@ -173,53 +209,72 @@ def _usable(args) -> int:
     import matplotlib.pyplot as plt
 
     from .experiments import plot_accuracy, usable_experiment, usable_summary
+    from .results_io import save_result
     from .usable import plot_usable_curves
 
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1 (got {args.epochs})")
     if args.task == "checkerboard" and args.n_colors < 2:
         raise ValueError(f"--n-colors must be >= 2 (got {args.n_colors})")
-    rec_epochs = _record_epochs(args.record, args.epochs)
+    if not args.rise_threshold >= 0:
+        raise ValueError(f"--rise-threshold must be >= 0 bits (got {args.rise_threshold})")
+    seeds = parse_seeds(args.seeds)
+    rec_epochs = _record_epochs(args.record, args.epochs, AUTO_RECORDS["usable"])
     t0 = time.time()
     n_layers = {True: 6, False: 5}[args.n_colors == 2] if args.task == "checkerboard" else 4
     n_runs = 2 if args.compare_sgd and args.task == "checkerboard" else 1
-    with progress(n_runs * (args.epochs + 2 * n_layers * len(rec_epochs)), args.task,
+    n_decoders = n_runs * len(seeds) * 2 * n_layers * len(rec_epochs)
+    with progress(n_runs * args.epochs + n_decoders, f"{args.task} x{len(seeds)} seeds",
                   args.quiet) as bar:
         runs = usable_experiment(
             args.task, n_colors=args.n_colors, n_samples=args.n_samples, n_probe=args.n_probe,
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
             record_epochs=rec_epochs, decoder=args.decoder,
             decoder_options={} if args.decoder_epochs is None else {"epochs": args.decoder_epochs},
-            compare_sgd=args.compare_sgd, random_state=args.seed, progress=bar.update,
-            device=args.device)
-    summary = {"task": args.task, "runs": usable_summary(runs)}
-    rows = [{"run": name, **r} for name, (_, curves) in runs.items() for r in curves.to_rows()]
+            compare_sgd=args.compare_sgd, seeds=seeds, random_state=args.data_seed,
+            progress=bar.update, device=args.device)
+    summary = {"task": args.task,
+               "runs": usable_summary(runs, threshold_bits=args.rise_threshold)}
+    rows = [{"run": name, **r} for name, (_, ens) in runs.items() for r in ens.to_rows()]
     write_csv(os.path.join(args.out, "usable.csv"), rows)
     write_csv(os.path.join(args.out, "training.csv"),
               [{"run": name, **r} for name, (rec, _) in runs.items() for r in rec.training_rows()])
     write_json(os.path.join(args.out, "usable.json"), summary)
+    save_result({name: ens for name, (_, ens) in runs.items()},
+                os.path.join(args.out, "usable.npz"))
     if args.compare_sgd:
         write_csv(os.path.join(args.out, "sgd_regimes.csv"), rows)
 
     title = f"checkerboard n={args.n_colors}" if args.task == "checkerboard" else \
         "digits: trained on parity"
-    fig, axes = plt.subplots(1, len(runs), figsize=(6.5 * len(runs), 4.2), squeeze=False)
-    for ax, (name, (rec, curves)) in zip(axes[0], runs.items()):
-        plot_usable_curves(curves, ax=ax, title=title + ("" if name == "main" else f" ({name})"))
-        ax.set_ylim(-0.05, max(curves.max_bits.values()) * 1.08)
-        plot_accuracy(rec, ax)
+    label_sets = next(iter(runs.values()))[1].label_sets
+    fig, axes = plt.subplots(len(runs), len(label_sets), squeeze=False,
+                             figsize=(5.5 * len(label_sets), 4.2 * len(runs)))
+    for row, (name, (rec, ens)) in zip(axes, runs.items()):
+        for ax, lab in zip(row, label_sets):
+            plot_usable_curves(ens, ax=ax, label_sets=[lab],
+                               title=f"{title}: {lab}" + ("" if name == "main" else f" ({name})"))
+            ax.set_ylim(-0.05, ens.max_bits[lab] * 1.08)
+            plot_accuracy(rec, ax)
     fig.tight_layout()
     fig.savefig(os.path.join(args.out, "sgd_regimes.png" if args.compare_sgd else "usable.png"),
                 dpi=120)
     plt.close(fig)
 
-    print(f"ibsolver usable: {args.task}, {len(rows)} decoders ({args.decoder}) in "
-          f"{time.time() - t0:.1f} s -> {args.out}")
+    print(f"ibsolver usable: {args.task}, {len(seeds)} seeds, {n_decoders} decoders "
+          f"({args.decoder}) in {time.time() - t0:.1f} s -> {args.out}")
     for name, s in summary["runs"].items():
-        print(f"  [{name}] final validation accuracy {s['final_test_accuracy']:.3f}")
+        acc = s["final_test_accuracy"]
+        print(f"  [{name}] final validation accuracy {acc['mean']:.3f} (min {acc['min']:.3f}, "
+              f"max {acc['max']:.3f})")
+        print(f"    per layer: final usable information, mean over seeds (bits); seeds in which "
+              f"it rises then falls by more than {s['rise_then_fall_bits']:g} bit")
         for lab, per_layer in s["final"].items():
-            vals = "  ".join(f"{layer} {v:.2f}" for layer, v in per_layer.items())
-            print(f"    {lab:9s} (max {s['max_bits'][lab]:.2f} bits) final: {vals}")
+            vals = "  ".join(f"{layer} {v['mean']:.2f}" for layer, v in per_layer.items())
+            print(f"    {lab:9s} (max {s['max_bits'][lab]:.2f}) final: {vals}")
+            rf = "  ".join(f"{layer} {v['n_rise_fall']}/{v['n_seeds']}"
+                           for layer, v in s["rise_then_fall"][lab].items())
+            print(f"    {'':9s} rises then falls: {rf}")
     return 0
 
 
@@ -235,7 +290,7 @@ def _fisher(args) -> int:
     if args.epochs < 1:
         raise ValueError(f"--epochs must be >= 1 (got {args.epochs})")
     hidden = parse_ints(args.hidden, "--hidden")
-    rec_epochs = _record_epochs(args.record, args.epochs)
+    rec_epochs = _record_epochs(args.record, args.epochs, AUTO_RECORDS["fisher"])
     gen = make_generator(args.seed)
     if args.task == "digits":
         from .tasks.digits import digits
@@ -289,6 +344,7 @@ def _weights(args) -> int:
     import numpy as np
 
     from ._info_utils import make_generator, seed_from
+    from .results_io import save_result
     from .weights import plot_random_labels, random_labels_experiment, weights_of_digits_mlp
 
     prior_scale = args.prior_scale
@@ -299,6 +355,7 @@ def _weights(args) -> int:
                              f"(got {args.prior_scale})")
     hidden = parse_ints(args.hidden, "--hidden")
     betas = parse_floats(args.betas, "--betas")
+    rl_seeds = parse_seeds(args.rl_seeds, "--rl-seeds")
     gen = make_generator(args.seed)
     t0 = time.time()
     with progress(args.epochs + args.posterior_epochs, "network, posterior", args.quiet) as bar:
@@ -314,28 +371,34 @@ def _weights(args) -> int:
     np.savez(os.path.join(args.out, "weights_sigma.npz"),
              **{f"sigma_{k.replace('.', '_')}": v for k, v in res.sigma.items()},
              **{f"sigma_fisher_{k.replace('.', '_')}": v for k, v in res.sigma_fisher.items()})
-    rl = []
+    rl = None
     if betas:
-        n_steps = len(betas) * (args.rl_epochs or (1000 if args.rl_inputs == "one_hot" else 500))
-        with progress(n_steps, "random labels", args.quiet) as bar:
-            rl = random_labels_experiment(betas, inputs=args.rl_inputs, n_samples=args.rl_samples,
-                                          epochs=args.rl_epochs, random_state=seed_from(gen),
-                                          progress=bar.update, device=args.device)
+        n_steps = 2 * len(rl_seeds) * (args.rl_train_epochs + len(betas) * args.rl_epochs)
+        with progress(n_steps, "true vs random labels", args.quiet) as bar:
+            rl = random_labels_experiment(
+                betas, n_samples=args.rl_samples,
+                hidden=parse_ints(args.rl_hidden, "--rl-hidden"), seeds=rl_seeds,
+                train_epochs=args.rl_train_epochs, epochs=args.rl_epochs,
+                random_state=seed_from(gen), progress=bar.update, device=args.device)
         write_csv(os.path.join(args.out, "random_labels.csv"), [
-            dict(beta=r.beta, train_error=r.train_error, expected_ce_bits=r.expected_ce_bits,
-                 kl_bits=r.kl_bits, kl_bits_per_example=r.kl_bits / r.n_samples,
-                 prior_scale=r.prior_scale, n_samples=r.n_samples, inputs=args.rl_inputs)
-            for r in rl])
+            dict(labels=lab, beta=float(beta), seed=seed, kl_bits=rl.kl_bits[i, b, k],
+                 kl_bits_per_example=rl.kl_bits[i, b, k] / rl.n_samples,
+                 expected_ce_bits=rl.expected_ce_bits[i, b, k],
+                 train_error=rl.train_error[i, b, k], test_error=rl.test_error[i, b, k],
+                 pac_bayes_bound=rl.pac_bayes_bound[i, b, k],
+                 prior_scale=rl.prior_scale[i, b, k],
+                 n_samples=rl.n_samples)
+            for i, lab in enumerate(rl.labels) for b, beta in enumerate(rl.betas)
+            for k, seed in enumerate(rl.seeds)])
+        save_result(rl, os.path.join(args.out, "random_labels.npz"))
         fig, ax = plt.subplots(figsize=(6.5, 4))
         plot_random_labels(rl, ax=ax)
-        ax.set_title(f"random labels ({args.rl_inputs}, N={args.rl_samples}): "
-                     "E_q[sum CE] + beta KL", fontsize=9)
+        ax.set_title(f"true vs random labels (digits parity, N={rl.n_samples}, "
+                     f"{len(rl.seeds)} seeds): E_q[sum CE] + beta KL", fontsize=9)
         fig.tight_layout()
         fig.savefig(os.path.join(args.out, "random_labels.png"), dpi=120)
         plt.close(fig)
-        summary["random_labels"] = [dict(beta=r.beta, train_error=r.train_error,
-                                         kl_bits_per_example=r.kl_bits / r.n_samples)
-                                    for r in rl]
+        summary["random_labels"] = rl.summary()
     write_json(os.path.join(args.out, "weights.json"), summary)
     pb = res.pac_bayes
     print(f"ibsolver weights: digits, {res.n_params} weights, N={res.n_samples}, beta={res.beta:g}"
@@ -348,9 +411,21 @@ def _weights(args) -> int:
     print(f"  PAC-Bayes bound on the test error of q: {pb.bound:.3f} (delta={pb.delta:g}, "
           f"train error of q {res.train_error:.3f} -> {pb.train_error_upper:.3f} after MC); "
           f"measured test error of q {res.test_error:.3f}, of w* {res.test_error_mean:.3f}")
-    for r in rl:
-        print(f"  random labels beta={r.beta:<5g} train error {r.train_error:.3f}  "
-              f"KL/N {r.kl_bits / r.n_samples:.3f} bits")
+    if rl is not None:
+        s = summary["random_labels"]
+        print(f"  true vs random labels: {rl.n_params} weights, N={rl.n_samples}, "
+              f"{len(rl.seeds)} seeds (mean over seeds; * = fits: training error of q <= "
+              f"{s['fit_error']:g} in every seed)")
+        print("    beta     KL bits true / random   train error true / random   "
+              "PAC-Bayes bound true / random")
+        for row in s["per_beta"]:
+            t, r = row["true"], row["random"]
+            kl = f"{t['kl_bits']['mean']:8.1f} / {r['kl_bits']['mean']:8.1f}"
+            err = (f"{t['train_error']['mean']:.3f}{'*' if t['fits'] else ' '} / "
+                   f"{r['train_error']['mean']:.3f}{'*' if r['fits'] else ' '}")
+            bound = f"{t['pac_bayes_bound']['mean']:.3f} / {r['pac_bayes_bound']['mean']:.3f}"
+            print(f"    {row['beta']:<7g}  {kl}     {err}             {bound}")
+        print(f"  {s['verdict']}")
     return 0
 
 

@@ -1,26 +1,31 @@
 """Experiments of issue 5: usable information over training, Fisher over training.
 
-Each trains the package's MLP with plain SGD through :func:`dnn.record_training`, keeping
-the activations of every hidden layer (and the softmax output) on a fixed probe set at the
-recorded epochs and, optionally, the exact Fisher trace (model and empirical) on a fixed
-subset of the training inputs (``recording.measures``):
+Each trains the package's MLP with plain SGD through :func:`dnn.record_training` (one
+network per seed, as one batched ensemble), keeping the activations of every hidden layer
+(and the softmax output) on a fixed probe set at the recorded epochs and, optionally, the
+exact Fisher trace (model and empirical) on a fixed subset of the training inputs
+(``recording.measures``):
 
 * :func:`checkerboard_experiment` -- Kleinman et al. (2021) fig. 2: usable direction
-  (relevant) and colour (irrelevant) information per layer over epochs, n = 2, 10, 20;
+  (relevant) and colour (irrelevant) information per layer over epochs, n = 2, 10, 20, for
+  an ensemble of seeds (:class:`dnn.usable.UsableEnsemble`: the spread over seeds, and in
+  how many of them each curve rises then falls);
 * :func:`sgd_regimes` -- the same task with small batch / high learning rate against large
   batch / low learning rate;
 * :func:`digits_coarse_fine` -- train on the parity of a digit, track the usable information
   about the digit itself (the CIFAR-10 even/odd experiment, on scikit-learn's digits);
 * :func:`fisher_over_training` -- the Fisher trace of an MLP over training.
 
-Everything is seeded through ``random_state``; nothing touches the global RNG. Information
-is in bits.
+The networks are seeded by ``seeds``, the data, splits and decoders by ``random_state``;
+nothing touches the global RNG. Information is in bits.
 """
 from __future__ import annotations
 
 import logging
 
 import numpy as np
+
+from .usable import RISE_FALL_BITS
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +57,13 @@ def fisher_measures(fisher_x, fisher_y=None, device="cpu") -> dict:
 
 
 def train_mlp(x, y, train, probe, test, *, hidden, activation="relu", epochs=30,
-              batch_size=32, lr=0.05, record_epochs=None, fisher_samples=0, seed=0,
+              batch_size=32, lr=0.05, record_epochs=None, fisher_samples=0, seeds=(0,),
               progress=None, device="cpu", name="mlp"):
-    """Train ``dnn.models.mlp`` (He initialisation, plain SGD, one seed) on the ``train`` rows
-    of (x, y) and record it; the probe rows' activations are kept at every recorded epoch
-    (default: every epoch). ``fisher_samples`` > 0 adds :func:`fisher_measures` on that
-    many training rows. Returns a :class:`dnn.recording.Recording`."""
+    """Train ``dnn.models.mlp`` (He initialisation, plain SGD, one network per seed) on the
+    ``train`` rows of (x, y) and record it; every seed's probe-row activations are kept at
+    every recorded epoch (default: every epoch). ``fisher_samples`` > 0 adds
+    :func:`fisher_measures` on that many training rows. Returns a
+    :class:`dnn.recording.Recording`."""
     from .loop import record_training
     from .models import mlp, mlp_init, mlp_layers, resolve_device
 
@@ -70,7 +76,7 @@ def train_mlp(x, y, train, probe, test, *, hidden, activation="relu", epochs=30,
     return record_training(
         model, (x[train], y[train]), layers=layers, transforms={layers[-1]: "softmax"},
         probe=(x[probe], y[probe]), test_data=(x[test], y[test]), epochs=epochs,
-        optimizer="sgd", lr=lr, batch_size=batch_size, seeds=[seed],
+        optimizer="sgd", lr=lr, batch_size=batch_size, seeds=seeds,
         init=mlp_init("he", activation), estimators=(),
         record_epochs=range(epochs + 1) if record_epochs is None else record_epochs,
         keep_activations=True, measures=fisher, device=dev,
@@ -78,12 +84,13 @@ def train_mlp(x, y, train, probe, test, *, hidden, activation="relu", epochs=30,
         settings={"hidden": list(hidden), "activation": activation})
 
 
-def probe_activations(record) -> list:
-    """The first seed's kept activations as one {layer: (N, width)} dict per recorded epoch,
-    the softmax output named "output"."""
+def probe_activations(record, seed_index: int = 0) -> list:
+    """One seed's kept activations as one {layer: (N, width)} dict per recorded epoch, the
+    softmax output named "output"."""
     out_layer = record.layers[-1]
-    return [{("output" if layer == out_layer else layer): record.activations[layer][e, 0]
-             for layer in record.layers} for e in range(len(record.epochs))]
+    return [{("output" if layer == out_layer else layer):
+             record.activations[layer][e, seed_index] for layer in record.layers}
+            for e in range(len(record.epochs))]
 
 
 def _decoder_opts(options) -> dict:
@@ -97,9 +104,9 @@ def _decoder_opts(options) -> dict:
 def checkerboard_experiment(n_colors: int = 2, *, hidden=None, activation: str | None = None,
                             n_samples: int | None = None, epochs: int = 30,
                             batch_size: int | None = None, lr: float | None = None,
-                            record_epochs=None, n_probe: int = 2000, decoder: str = "linear",
+                            record_epochs=None, n_probe: int = 2000, decoder: str = "mlp",
                             decoder_options: dict | None = None, fisher_samples: int = 0,
-                            random_state=0, progress=None, device="cpu"):
+                            seeds=(0,), random_state=0, progress=None, device="cpu"):
     """Usable direction (relevant) and colour (irrelevant) information per layer over training.
 
     Defaults follow the paper's appendix B.5: Small FC (10-7-5-4-3), batch 32, lr 0.05 and
@@ -110,7 +117,12 @@ def checkerboard_experiment(n_colors: int = 2, *, hidden=None, activation: str |
     the activations of ``n_probe`` fresh trials (not used for training). ``fisher_samples``
     > 0 also records the exact Fisher trace on that many training inputs.
 
-    Returns (Recording, UsableCurves); the curves have label sets "direction" and
+    One network per seed of ``seeds`` (its initial weights and minibatch order), all on the
+    same data; ``random_state`` draws the data, the splits and the decoders, which share
+    one train/test split across seeds. The decoder is by default an MLP of the paper's
+    architecture (128-64-32; budget ``dnn.usable.DEFAULT_BUDGETS["mlp"]``).
+
+    Returns (Recording, UsableEnsemble); the curves have label sets "direction" and
     "color", each with max log2(n_colors) bits.
     """
     from ._info_utils import make_generator, seed_from, stratified_split
@@ -136,26 +148,28 @@ def checkerboard_experiment(n_colors: int = 2, *, hidden=None, activation: str |
         {"direction": n, "color": n}, gen, hidden=hidden, activation=activation,
         name=task.name, epochs=epochs, batch_size=batch_size, lr=lr,
         record_epochs=record_epochs, fisher_samples=fisher_samples, decoder=decoder,
-        decoder_options=decoder_options, progress=progress, device=device)
+        decoder_options=decoder_options, seeds=seeds, progress=progress, device=device)
 
 
 def _train_then_decode(x, y, train, probe, test, label_sets, n_classes, gen, *, hidden,
                        activation, name, epochs, batch_size, lr, record_epochs,
-                       fisher_samples, decoder, decoder_options, progress, device):
-    """Train an MLP on the ``train`` rows recording the activations of the ``probe`` rows,
-    then decode every label set from them over training. Returns (record, curves)."""
+                       fisher_samples, decoder, decoder_options, seeds, progress, device):
+    """Train one MLP per seed on the ``train`` rows recording the activations of the
+    ``probe`` rows, then decode every label set from each seed's activations over training
+    (the same decoder split and seeds for every network). Returns (record, ensemble)."""
     from ._info_utils import seed_from
-    from .usable import usable_information_over_training
+    from .usable import UsableEnsemble, usable_information_over_training
 
     rec = train_mlp(x, y, train, probe, test, hidden=hidden, activation=activation,
                     epochs=epochs, batch_size=batch_size, lr=lr, record_epochs=record_epochs,
-                    fisher_samples=fisher_samples, seed=seed_from(gen),
-                    progress=progress, device=device, name=name)
-    curves = usable_information_over_training(
-        probe_activations(rec), label_sets, epochs=list(rec.epochs), decoder=decoder,
-        n_classes=n_classes, random_state=seed_from(gen), progress=progress, device=device,
-        **_decoder_opts(decoder_options))
-    return rec, curves
+                    fisher_samples=fisher_samples, seeds=seeds, progress=progress,
+                    device=device, name=name)
+    decoder_seed = seed_from(gen)
+    curves = tuple(usable_information_over_training(
+        probe_activations(rec, s), label_sets, epochs=list(rec.epochs), decoder=decoder,
+        n_classes=n_classes, random_state=decoder_seed, progress=progress, device=device,
+        **_decoder_opts(decoder_options)) for s in range(len(rec.seeds)))
+    return rec, UsableEnsemble(seeds=tuple(rec.seeds), curves=curves)
 
 
 def fisher_over_training(task, *, hidden=(64, 32), epochs: int = 40, batch_size: int = 32,
@@ -179,7 +193,7 @@ def fisher_over_training(task, *, hidden=(64, 32), epochs: int = 40, batch_size:
     tr, te = stratified_split(task.n, train_fraction, seed_from(gen))
     rec = train_mlp(task.x, task.labels, tr, tr[:1], te, hidden=hidden, epochs=epochs,
                     batch_size=batch_size, lr=lr, record_epochs=record_epochs,
-                    fisher_samples=fisher_samples, seed=seed_from(gen),
+                    fisher_samples=fisher_samples, seeds=[seed_from(gen)],
                     progress=progress, device=device, name=task.name)
     model = rec.network(mlp((task.x.shape[1],) + tuple(hidden) + (task.n_classes,), "relu"))
     return rec, fisher_diagonal(model, task.x[tr[:fisher_samples]], kind="model")
@@ -191,8 +205,8 @@ def sgd_regimes(n_colors: int = 2, *, small=(32, 0.05), large=(256, 0.01), **kw)
     ``small`` and ``large`` are (batch_size, lr): small batch / high learning rate against
     large batch / low learning rate (defaults for n = 2; for n = 10 use (64, 0.5) and
     (256, 0.1)). A much larger batch (1024 at lr / 10) does not learn the task within the
-    same number of epochs, which confounds the comparison. Returns {"small_batch_high_lr": (record, curves),
-    "large_batch_low_lr": (record, curves)}.
+    same number of epochs, which confounds the comparison. Returns {"small_batch_high_lr":
+    (record, ensemble), "large_batch_low_lr": (record, ensemble)}.
     """
     out = {}
     for name, (bs, lr) in (("small_batch_high_lr", small), ("large_batch_low_lr", large)):
@@ -202,18 +216,19 @@ def sgd_regimes(n_colors: int = 2, *, small=(32, 0.05), large=(256, 0.01), **kw)
 
 def usable_experiment(task: str = "checkerboard", *, n_colors: int = 2, n_samples=None,
                       n_probe: int = 2000, epochs: int = 30, batch_size=None, lr=None,
-                      record_epochs=None, decoder: str = "linear", decoder_options=None,
-                      compare_sgd: bool = False, random_state=0, progress=None,
-                      device="cpu") -> dict:
-    """What ``ibsolver usable`` runs: {run name: (Recording, UsableCurves)}.
+                      record_epochs=None, decoder: str = "mlp", decoder_options=None,
+                      compare_sgd: bool = False, seeds=(0, 1, 2, 3, 4), random_state=0,
+                      progress=None, device="cpu") -> dict:
+    """What ``ibsolver usable`` runs: {run name: (Recording, UsableEnsemble)}.
 
     task "checkerboard": :func:`checkerboard_experiment` with ``n_colors`` (the paper's
     batch size and learning rate where None), or with ``compare_sgd`` the two regimes of
     :func:`sgd_regimes` (the paper's batch and lr against batch 256 at lr / 5); "digits":
-    :func:`digits_coarse_fine`. Information in bits.
+    :func:`digits_coarse_fine`. One network per seed of ``seeds`` (default five), decoded
+    by MLP decoders of the paper's architecture by default. Information in bits.
     """
     common = dict(epochs=epochs, record_epochs=record_epochs, decoder=decoder,
-                  decoder_options=decoder_options, random_state=random_state,
+                  decoder_options=decoder_options, seeds=seeds, random_state=random_state,
                   progress=progress, device=device)
     if task == "digits":
         kw = {k: v for k, v in (("batch_size", batch_size), ("lr", lr)) if v}
@@ -230,36 +245,65 @@ def usable_experiment(task: str = "checkerboard", *, n_colors: int = 2, n_sample
     return sgd_regimes(n_colors, small=(batch_size or 32, lr), large=(256, lr / 5), **common)
 
 
-def usable_summary(runs: dict) -> dict:
-    """The JSON-ready summary of :func:`usable_experiment`'s runs (bits): per run the
-    settings, the decoder budget, the final and peak usable information per label set and
-    layer, and the final validation accuracy."""
+def _over_seeds(values) -> dict:
+    """{"mean", "std", "min", "max"} of a 1-D array of per-seed values."""
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
+            "max": float(v.max())}
+
+
+def usable_summary(runs: dict, *, threshold_bits: float = RISE_FALL_BITS) -> dict:
+    """The JSON-ready summary of :func:`usable_experiment`'s runs, in bits.
+
+    Parameters
+    ----------
+    runs : dict
+        {run name: (Recording, UsableEnsemble)}.
+    threshold_bits : float
+        The rise and the drop a curve must both exceed to count as rising then falling
+        (default :data:`dnn.usable.RISE_FALL_BITS`).
+
+    Returns
+    -------
+    dict
+        Per run: the settings, the seeds, the decoder budget, H(Y) and the maximum per
+        label set; "final" and "peak" usable information per label set and layer, each
+        {"mean", "std", "min", "max"} over seeds; "rise_then_fall": per label set and layer
+        the fraction of seeds whose curve rises then falls (with each seed's rise and drop,
+        :meth:`dnn.usable.UsableEnsemble.rise_then_fall`) and "rise_then_fall_bits", the
+        threshold; "n_clipped" (decoders whose raw value was negative, over all seeds);
+        "final_test_accuracy" over seeds.
+    """
     out = {}
-    for name, (rec, curves) in runs.items():
-        per_layer = {stat: {lab: {layer: float(fn(curves.value[i, j]))
-                                  for j, layer in enumerate(curves.layers)}
-                            for i, lab in enumerate(curves.label_sets)}
-                     for stat, fn in (("final", lambda v: v[-1]), ("peak", np.max))}
-        out[name] = {"config": rec.settings, "decoder_budget": curves.budget.to_dict(),
-                     "h_y_bits": curves.h_y, "max_bits": curves.max_bits, **per_layer,
-                     "n_clipped": int(curves.clipped.sum()),
-                     "final_test_accuracy": float(rec.test_acc[-1, 0])}
+    for name, (rec, ens) in runs.items():
+        v = ens.value
+        per_layer = {stat: {lab: {layer: _over_seeds(a[:, i, j])
+                                  for j, layer in enumerate(ens.layers)}
+                            for i, lab in enumerate(ens.label_sets)}
+                     for stat, a in (("final", v[..., -1]), ("peak", v.max(axis=-1)))}
+        out[name] = {"config": rec.settings, "seeds": list(ens.seeds),
+                     "decoder_budget": ens.budget.to_dict(), "h_y_bits": ens.curves[0].h_y,
+                     "max_bits": ens.max_bits, **per_layer,
+                     "rise_then_fall": ens.rise_then_fall(threshold_bits=threshold_bits),
+                     "rise_then_fall_bits": float(threshold_bits),
+                     "n_clipped": int(sum(c.clipped.sum() for c in ens.curves)),
+                     "final_test_accuracy": _over_seeds(rec.test_acc[-1])}
     return out
 
 
 def digits_coarse_fine(*, hidden=(64, 32, 16), activation: str = "relu", epochs: int = 40,
                        batch_size: int = 32, lr: float = 0.05, test_fraction: float = 0.5,
-                       record_epochs=None, decoder: str = "linear",
+                       record_epochs=None, decoder: str = "mlp",
                        decoder_options: dict | None = None, fisher_samples: int = 0,
-                       random_state=0, progress=None, device="cpu"):
+                       seeds=(0,), random_state=0, progress=None, device="cpu"):
     """Train on the parity of scikit-learn digits, track usable fine (digit) and coarse info.
 
     The network sees only the parity label (1 bit); a minimal representation carries no
     more usable information about the digit (3.32 bits) than the parity does (1 bit). Half
     of the 1797 images train the network; the decoders read the activations of the other
-    half (their own train/test split inside it).
+    half (their own train/test split inside it). One network per seed of ``seeds``.
 
-    Returns (Recording, UsableCurves) with label sets "fine" and "coarse".
+    Returns (Recording, UsableEnsemble) with label sets "fine" and "coarse".
     """
     from ._info_utils import make_generator, seed_from, stratified_split
     from .tasks.digits import digits
@@ -273,14 +317,17 @@ def digits_coarse_fine(*, hidden=(64, 32, 16), activation: str = "relu", epochs:
         gen, hidden=hidden, activation=activation, name=task.name,
         epochs=epochs, batch_size=batch_size, lr=lr, record_epochs=record_epochs,
         fisher_samples=fisher_samples, decoder=decoder, decoder_options=decoder_options,
-        progress=progress, device=device)
+        seeds=seeds, progress=progress, device=device)
 
 
 def plot_accuracy(record, ax):
-    """Validation accuracy (first seed of a Recording) on a twin axis (green dashed, as in
-    the paper). Returns the twin."""
+    """Validation accuracy of a Recording on a twin axis (green dashed, as in the paper):
+    the mean over seeds, their range shaded. Returns the twin."""
     twin = ax.twinx()
-    twin.plot(record.epochs, record.test_acc[:, 0], "g--", lw=1.2, label="validation accuracy")
+    acc = record.test_acc
+    twin.plot(record.epochs, acc.mean(axis=1), "g--", lw=1.2, label="validation accuracy")
+    twin.fill_between(record.epochs, acc.min(axis=1), acc.max(axis=1), color="g", alpha=0.1,
+                      lw=0)
     twin.set_ylim(0, 1.02)
     twin.set_ylabel("validation accuracy", color="g")
     return twin

@@ -7,9 +7,10 @@ the KL term of the minimiser of
 
 with q = N(mu, diag s^2) and a data-independent prior p = N(w0, l^2 I) centred at the
 initialisation (or at 0). L_D is the cross-entropy *summed* over the data set, in nats, the
-convention in which beta = 1 is the ELBO and in which random labels switch between being
-memorised and being ignored near beta = 1 (memorising N labels of entropy H saves N*H nats
-of loss and costs at least about N*H nats of KL). Training divides the objective by N:
+convention in which beta = 1 is the ELBO and above which random labels are never worth
+memorising (memorising N labels of entropy H saves N*H nats of loss and costs at least about
+N*H nats of KL; a network, which spends more, stops below beta = 1, and true labels cost
+less: :func:`random_labels_experiment`). Training divides the objective by N:
 mean CE + (beta / N) KL. s is learned by the reparametrisation trick, w = mu + s * eps,
 evaluated with ``torch.func.functional_call``.
 
@@ -481,11 +482,7 @@ def fit_weight_posterior(model, x, y, *, beta: float = 1.0, prior_center="init",
         history=history)
 
 
-# ------------------------------------------------------------------ random labels
-
-#: budgets of the random-label experiment per input kind (epochs, lr_mean, init_sigma)
-_RANDOM_LABEL_BUDGET = {"one_hot": (1000, 0.05, 1.0), "digits": (500, 1e-2, 0.03)}
-
+# ------------------------------------------------------------ one trained network
 
 def weights_of_digits_mlp(*, hidden=(64,), epochs: int = 30, n_train: int = 1000,
                           random_state=0, progress=None, device="cpu", **posterior):
@@ -505,106 +502,237 @@ def weights_of_digits_mlp(*, hidden=(64,), epochs: int = 30, n_train: int = 1000
     tr, te = stratified_split(task.n, n_train / task.n, seed_from(gen))
     seed = seed_from(gen)
     rec = train_mlp(task.x, task.labels, tr, te[:1], te, hidden=hidden, epochs=epochs,
-                    record_epochs=[epochs], seed=seed, progress=progress, device=device,
+                    record_epochs=[epochs], seeds=[seed], progress=progress, device=device,
                     name=task.name)
     model = mlp((task.x.shape[1],) + tuple(hidden) + (task.n_classes,), "relu")
     init = initial_network(model, seed, mlp_init("he", "relu"))
     posterior = dict(posterior)
     res = fit_weight_posterior(
         rec.network(model), task.x[tr], task.labels[tr],
-        init_state={k: v.detach() for k, v in init.named_parameters()}, epochs=posterior.pop("posterior_epochs", 100),
+        init_state={k: v.detach() for k, v in init.named_parameters()},
+        epochs=posterior.pop("posterior_epochs", 100),
         x_test=task.x[te], y_test=task.labels[te], random_state=seed_from(gen),
         progress=progress, device=device, **posterior)
     return rec, res
 
 
-def random_labels_experiment(betas=(0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 3.0), *,
-                             inputs: str = "one_hot", n_samples: int = 100, n_classes: int = 2,
-                             hidden=(128,), epochs: int | None = None, lr: float = 0.05,
-                             lr_mean: float | None = None, batch_size: int = 50,
-                             prior_scale="optimize", init_sigma: float | None = None,
+# -------------------------------------------------------------- true and random labels
+
+#: a labelling "fits" at a beta when the E_q training error (0-1) is at most this in every
+#: seed: a fifth of the chance level of two balanced classes
+FIT_ERROR = 0.1
+
+
+@dataclass(frozen=True)
+class RandomLabels:
+    """Information in the weights of one network fitted to true and to random labels.
+
+    Every array is indexed (labelling, beta, seed); information in bits, errors the 0-1
+    error averaged over q.
+
+    Attributes
+    ----------
+    labels : ("true", "random").
+    betas : (B,) the trade-offs.
+    seeds : the networks' seeds (S).
+    kl_bits : KL(q || p), the information in the weights.
+    expected_ce_bits : E_q mean training cross-entropy, bits per example.
+    train_error, test_error : E_q error on the N training images and on ``n_test`` held-out
+        ones, labelled the same way (so the random labels' test error is chance).
+    pac_bayes_bound : the PAC-Bayes bound on the test error of q (:func:`pac_bayes_bound`).
+    prior_scale : the prior's standard deviation picked for each fit.
+    network_train_error : (labelling, seed) training error of the network w* the
+        posteriors start from.
+    n_samples, n_test, n_params : sizes; settings : the experiment's options.
+    """
+
+    labels: tuple
+    betas: np.ndarray
+    seeds: tuple
+    kl_bits: np.ndarray
+    expected_ce_bits: np.ndarray
+    train_error: np.ndarray
+    test_error: np.ndarray
+    pac_bayes_bound: np.ndarray
+    prior_scale: np.ndarray
+    network_train_error: np.ndarray
+    n_samples: int
+    n_test: int
+    n_params: int
+    settings: dict = field(default_factory=dict)
+
+    def summary(self, *, fit_error: float = FIT_ERROR) -> dict:
+        """The JSON-ready comparison of true and random labels.
+
+        Parameters
+        ----------
+        fit_error : float
+            A labelling fits at a beta when its E_q training error is at most this in
+            every seed.
+
+        Returns
+        -------
+        dict
+            "per_beta": for every beta and labelling, KL (bits; {"mean", "std", "min",
+            "max"} over seeds), KL per example (mean, bits), training and test error and the
+            PAC-Bayes bound over seeds, and whether it fits; "both_fit": for every beta at
+            which both labellings fit, the mean KL of each, their ratio (random / true) and
+            whether random labels take more KL in every seed (same seed = same initial
+            network); "verdict": that comparison in words. With the sizes and settings.
+        """
+        from .experiments import _over_seeds
+
+        t, r = self.labels.index("true"), self.labels.index("random")
+        fits = self.train_error.max(axis=2) <= fit_error          # (labelling, beta)
+        per_beta, both = [], []
+        for b, beta in enumerate(self.betas):
+            per_beta.append({"beta": float(beta), **{lab: {
+                "kl_bits": _over_seeds(self.kl_bits[i, b]),
+                "kl_bits_per_example": float(self.kl_bits[i, b].mean() / self.n_samples),
+                "train_error": _over_seeds(self.train_error[i, b]),
+                "test_error": _over_seeds(self.test_error[i, b]),
+                "pac_bayes_bound": _over_seeds(self.pac_bayes_bound[i, b]),
+                "fits": bool(fits[i, b])}
+                for i, lab in enumerate(self.labels)}})
+            if fits[t, b] and fits[r, b]:
+                kt, kr = self.kl_bits[t, b], self.kl_bits[r, b]
+                both.append({"beta": float(beta), "kl_true_bits": float(kt.mean()),
+                             "kl_random_bits": float(kr.mean()),
+                             "ratio": float(kr.mean() / kt.mean()),
+                             "random_more_in_every_seed": bool(np.all(kr > kt))})
+        if both:
+            more = sum(c["random_more_in_every_seed"] for c in both)
+            ratios = ", ".join(f"{c['ratio']:.1f}x at beta {c['beta']:g}" for c in both)
+            verdict = (f"where both fit, random labels take {ratios} the information in the "
+                       f"weights of true labels (more in every seed at {more} of "
+                       f"{len(both)} betas)")
+        else:
+            verdict = (f"no beta at which both labellings fit (E_q training error <= "
+                       f"{fit_error:g} in every seed)")
+        return {"labels": list(self.labels), "seeds": list(self.seeds),
+                "n_samples": self.n_samples, "n_test": self.n_test, "n_params": self.n_params,
+                "settings": self.settings, "fit_error": float(fit_error), "per_beta": per_beta,
+                "both_fit": both, "verdict": verdict}
+
+
+def random_labels_experiment(betas=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0), *,
+                             n_samples: int = 100, n_test: int = 500, hidden=(32,),
+                             seeds=(0, 1, 2), train_epochs: int = 100, epochs: int = 300,
+                             lr: float = 0.05, lr_mean: float = 1e-2,
+                             prior_scale="optimize", init_sigma: float = 0.01,
                              n_mc: int = 100, random_state=0, progress=None,
-                             device="cpu") -> list:
-    """Train N(mu, diag s^2) with E_q[sum CE] + beta KL on *random* labels, over beta.
+                             device="cpu") -> RandomLabels:
+    """Information in the weights of one network for true and for random labels, over beta.
 
-    inputs : "digits" -- ``n_samples`` digit images with random labels, an MLP with
-        ``hidden`` layers; "one_hot" -- example n is the n-th one-hot vector and the model is
-        linear (``hidden`` ignored): every example has its own weights, the idealised
-        "lookup table" in which each label is coded independently.
-    epochs, lr_mean, init_sigma : None takes the per-input defaults
-        ``_RANDOM_LABEL_BUDGET[inputs]`` (one_hot: 1000, 0.05, 1.0; digits: 500, 0.01, 0.03).
+    The data: ``n_samples`` training and ``n_test`` held-out images of scikit-learn's
+    digits (drawn by ``random_state``); the true labels are their parity (1 bit), the random
+    labels the same labels shuffled across the images (the same marginal, independent of
+    the image). The network: a ReLU MLP 64-``hidden``-2 with He initialisation w0 drawn
+    from the seed. For each seed and labelling, the network is trained from w0 to w*
+    (Adam, lr 0.01, full batch, ``train_epochs``), then for every beta the posterior
+    q = N(mu, diag s^2) is fitted from w* (mean learned, :func:`fit_weight_posterior`,
+    full batch, ``epochs`` at ``lr`` and ``lr_mean``) against the prior N(w0, l^2 I). Both
+    labellings of a seed start from the same w0 and draw the same minibatch order and
+    weight noise: they differ by their labels only.
 
-    For every beta the same initialisation (also the prior's centre) and the same random
-    labels are used; mu and s are both learned (mu from the initialisation).
+    Why random labels are not memorised at large beta: for labels Y^N independent of x,
+    any posterior q(w | Y^N) has E[N H(Y) - E_q sum CE] <= I(Y^N; W) <= E[KL(q || p)]
+    (cross-entropy >= conditional entropy; the mutual information is the KL to the
+    *mixture* of the posteriors, the smallest over priors). So E_q[sum CE] + beta KL >=
+    N H(Y) + (beta - 1) KL: above beta = 1 memorising never pays (in expectation over
+    labelings), and a network, which spends more KL per label than an ideal code, stops
+    memorising at a smaller beta. True labels are predictable from the image: fitting
+    them costs less KL at the same beta.
 
-    Why beta = 1: for labels Y^N drawn uniformly and independently of x, any posterior
-    q(w | Y^N) has E[N log C - E_q sum CE] <= I(Y^N; W) <= E[KL(q || p)] (cross-entropy >=
-    conditional entropy; the mutual information is the KL to the *mixture* of the
-    posteriors, the smallest over priors). So E_q[sum CE] + beta KL >= N log C +
-    (beta - 1) KL: above beta = 1 memorising never pays (in expectation over labelings).
-    Below it, it pays when the code is efficient enough: for one independent Gaussian logit
-    per example (the one_hot case) the best gain per nat of KL tends to 1, and memorising
-    pays for every beta < 1 (numerically, gain 0.065 / 0.025 / 0.001 nats per example at
-    beta = 0.8 / 0.9 / 0.99 and 0 from beta = 1 on); a network shares its weights between
-    examples and spends more KL per label, which moves its transition to smaller beta.
-    Returns one WeightsInformation per beta (``train_error``, ``kl_bits``,
-    ``expected_ce_bits``).
+    Returns
+    -------
+    RandomLabels (KL in bits, E_q errors, PAC-Bayes bounds) with ``summary()``.
     """
     import torch
+    import torch.nn.functional as F
 
-    from ._info_utils import make_generator, seed_from
-    from .loop import initial_network
-    from .models import mlp, mlp_init
+    from ._info_utils import make_generator, seed_from, to_tensor
+    from .loop import fit, initial_network
+    from .models import mlp, mlp_init, resolve_device
     from .tasks.digits import digits
 
-    if inputs not in _RANDOM_LABEL_BUDGET:
-        raise ValueError(f"inputs must be 'digits' or 'one_hot' (got {inputs!r})")
-    d_epochs, d_lr_mean, d_sigma = _RANDOM_LABEL_BUDGET[inputs]
-    epochs = d_epochs if epochs is None else epochs
-    lr_mean = d_lr_mean if lr_mean is None else lr_mean
-    init_sigma = d_sigma if init_sigma is None else init_sigma
+    betas = np.asarray(betas, dtype=np.float64)
+    if betas.ndim != 1 or betas.size == 0 or not np.all(betas > 0):
+        raise ValueError(f"betas must be a non-empty list of positive numbers (got {betas!r})")
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("seeds must list at least one seed (got none)")
+    if n_samples < 2 or n_test < 1 or n_samples + n_test > 1797:
+        raise ValueError(f"n_samples >= 2 and n_test >= 1 must add up to at most the 1797 "
+                         f"digits (got {n_samples} and {n_test})")
+    dev = resolve_device(device) if isinstance(device, str) else device
     gen = make_generator(random_state)
-    if inputs == "digits":
-        x = digits("fine", n_samples=n_samples, random_state=seed_from(gen)).x
-        widths = (x.shape[1],) + tuple(hidden) + (n_classes,)
-    else:
-        x = np.eye(int(n_samples), dtype=np.float32)
-        widths = (int(n_samples), n_classes)
-    y_rand = torch.randint(0, int(n_classes), (len(x),), generator=gen).numpy()
-    init_seed = seed_from(gen)
-    out = []
-    for beta in betas:
-        model = initial_network(mlp(widths, "relu"), init_seed, mlp_init("he", "relu"))
-        init = {k: v.detach().clone() for k, v in model.named_parameters()}
-        res = fit_weight_posterior(model, x, y_rand, beta=beta, init_state=init,
-                                   prior_scale=prior_scale, learn_mean=True, lr_mean=lr_mean,
-                                   init_sigma=init_sigma, epochs=epochs, lr=lr,
-                                   batch_size=batch_size, n_mc=n_mc, fisher=False,
-                                   random_state=seed_from(gen), progress=progress,
-                                   device=device)
-        out.append(res)
-    return out
+    task = digits("coarse", n_samples=n_samples + n_test, random_state=seed_from(gen))
+    x = to_tensor(task.x, device=dev)
+    y_true = torch.as_tensor(task.labels)
+    labellings = {"true": y_true,
+                  "random": y_true[torch.randperm(len(y_true), generator=gen)]}
+    tr, te = slice(0, n_samples), slice(n_samples, None)
+    widths = (task.x.shape[1],) + tuple(hidden) + (2,)
+    shape = (len(labellings), len(betas), len(seeds))
+    out = {k: np.zeros(shape) for k in ("kl_bits", "expected_ce_bits", "train_error",
+                                        "test_error", "pac_bayes_bound", "prior_scale")}
+    net_err = np.zeros(shape[::2])
+    for i, y in enumerate(labellings.values()):
+        y = y.to(dev)
+        for k, seed in enumerate(seeds):
+            g = make_generator(seed)
+            model = initial_network(mlp(widths, "relu"), seed, mlp_init("he", "relu")).to(dev)
+            init = {name: v.detach().clone() for name, v in model.named_parameters()}
+            fit(list(model.parameters()),
+                lambda idx: F.cross_entropy(model(x[tr][idx]), y[tr][idx]), n_samples,
+                epochs=train_epochs, batch_size=n_samples, generator=g, lr=0.01, device=dev,
+                on_epoch=(lambda _e: progress(1)) if progress is not None else None)
+            with torch.no_grad():
+                net_err[i, k] = (model(x[tr]).argmax(1) != y[tr]).float().mean().item()
+            for b, beta in enumerate(betas):
+                res = fit_weight_posterior(
+                    model, x[tr], y[tr], beta=beta, init_state=init, prior_scale=prior_scale,
+                    learn_mean=True, lr_mean=lr_mean, init_sigma=init_sigma, epochs=epochs,
+                    lr=lr, batch_size=n_samples, n_mc=n_mc, x_test=x[te], y_test=y[te],
+                    fisher=False, random_state=seed_from(g), progress=progress, device=dev)
+                fitted = res.summary()
+                for key, values in out.items():
+                    values[i, b, k] = fitted[key]
+    settings = dict(hidden=list(hidden), train_epochs=train_epochs, epochs=epochs, lr=lr,
+                    lr_mean=lr_mean, prior_scale=prior_scale, init_sigma=init_sigma, n_mc=n_mc,
+                    task=task.name, labels="parity")
+    return RandomLabels(labels=tuple(labellings), betas=betas, seeds=seeds,
+                        network_train_error=net_err, n_samples=int(n_samples),
+                        n_test=int(n_test), n_params=int(sum(v.numel() for v in init.values())),
+                        settings=settings, **out)
 
 
-def plot_random_labels(results, *, ax=None):
-    """Training error and KL per example (bits) against beta (log axis). Returns the axes."""
+def plot_random_labels(result: RandomLabels, *, ax=None):
+    """KL per example (bits, log scale) against beta (log axis) for true (blue) and random
+    (red) labels: the mean over seeds, their range shaded; on a twin axis the E_q training
+    error (dashed) and the PAC-Bayes bound on the test error (dotted). Returns the axes."""
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
-    betas = [r.beta for r in results]
-    ax.semilogx(betas, [r.train_error for r in results], "o-", color="tab:red",
-                label="training error (E_q, 0-1)")
-    ax.semilogx(betas, [r.expected_ce_bits for r in results], "s--", color="tab:orange",
-                label="E_q cross-entropy (bits/example)")
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    twin = ax.twinx()
+    betas = result.betas
+    for i, (lab, color) in enumerate(zip(result.labels, ("tab:blue", "tab:red"))):
+        kl = result.kl_bits[i] / result.n_samples
+        ax.loglog(betas, kl.mean(axis=1), "o-", color=color,
+                  label=f"{lab} labels: KL(q||p) / N")
+        ax.fill_between(betas, kl.min(axis=1), kl.max(axis=1), color=color, alpha=0.15, lw=0)
+        twin.semilogx(betas, result.train_error[i].mean(axis=1), "--", color=color,
+                      label=f"{lab}: training error of q")
+        twin.semilogx(betas, result.pac_bayes_bound[i].mean(axis=1), ":", color=color,
+                      label=f"{lab}: PAC-Bayes bound on its test error")
     ax.axvline(1.0, color="grey", ls=":", lw=1)
     ax.set_xlabel("beta")
-    ax.set_ylabel("error / bits per example")
-    twin = ax.twinx()
-    twin.semilogx(betas, [r.kl_bits / r.n_samples for r in results], "d-", color="tab:blue",
-                  label="KL(q||p) / N (bits/example)")
-    twin.set_ylabel("information in the weights per example (bits)", color="tab:blue")
-    lines = ax.get_legend_handles_labels()
-    lines2 = twin.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="center right")
+    ax.set_ylabel("information in the weights per example (bits)")
+    twin.set_ylabel("0-1 error")
+    twin.set_ylim(0, 1.02)
+    lines, names = ax.get_legend_handles_labels()
+    lines2, names2 = twin.get_legend_handles_labels()
+    ax.legend(lines + lines2, names + names2, fontsize=6, loc="center left")
     return ax

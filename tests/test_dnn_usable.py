@@ -1,5 +1,6 @@
 """Usable information, the checkerboard and digits tasks, the experiments and the CLI."""
 import csv
+import dataclasses
 import json
 import math
 
@@ -10,7 +11,9 @@ torch = pytest.importorskip("torch")
 
 from dnn.tasks.checkerboard import checkerboard  # noqa: E402
 from dnn.tasks.digits import digits  # noqa: E402
-from dnn.usable import (UsableCurves, usable_information,  # noqa: E402
+from dnn.results_io import load_result, save_result  # noqa: E402
+from dnn.usable import (RISE_FALL_BITS, DecoderBudget, UsableCurves,  # noqa: E402
+                        UsableEnsemble, rise_and_drop, rises_then_falls, usable_information,
                         usable_information_over_training)
 
 
@@ -191,6 +194,123 @@ def test_mlp_decoders_do_not_depend_on_their_grouping():
     assert np.ptp(grouped.raw) > 1e-3  # the decoders do differ from one another
 
 
+# ----------------------------------------------------------- rise then fall, ensembles
+
+def test_rises_then_falls_on_synthetic_curves():
+    t = 0.25   # binary fractions: the differences below are exact
+    curves = np.array([
+        [0.25, 0.75, 1.0, 0.5],      # rises by 0.75, falls by 0.5: counts
+        [0.0, 0.25, 0.5, 1.0],       # rises only
+        [1.0, 0.75, 0.5, 0.0],       # falls only (present at the start, then lost)
+        [0.0, 0.25, 0.0, 0.0],       # rise and drop exactly at the threshold: not more
+        [0.0, 0.5, 0.5, 0.25],       # drop exactly at the threshold
+        [0.0, 0.5, 0.5, 0.125],      # drop just over it
+        [0.5, 0.5, 0.5, 0.5],        # flat
+    ])
+    np.testing.assert_array_equal(rises_then_falls(curves, threshold_bits=t),
+                                  [True, False, False, False, False, True, False])
+    rise, drop = rise_and_drop(curves)
+    np.testing.assert_allclose(rise, [0.75, 1.0, 0.0, 0.25, 0.5, 0.5, 0.0], rtol=0, atol=0)
+    np.testing.assert_allclose(drop, [0.5, 0.0, 1.0, 0.25, 0.25, 0.375, 0.0], rtol=0, atol=0)
+    # just below the threshold the edge case counts; the default threshold is 0.05 bit
+    assert rises_then_falls(curves[3], threshold_bits=np.nextafter(t, 0))
+    assert RISE_FALL_BITS == 0.05 and not rises_then_falls([0.9, 0.94, 0.9])
+    assert rises_then_falls([0.9, 0.96, 0.9])
+    # any leading shape
+    assert rises_then_falls(np.zeros((2, 3, 5))).shape == (2, 3)
+    with pytest.raises(ValueError, match="threshold_bits"):
+        rises_then_falls(curves, threshold_bits=-0.1)
+
+
+def _budget():
+    return DecoderBudget(decoder="mlp", hidden=(128, 64, 32), epochs=40, lr=0.01,
+                         weight_decay=1e-3, dropout=0.2, batch_size=256, test_size=0.5,
+                         standardize=True)
+
+
+def _curves(value, epochs=(0, 1, 2, 3), budget=None):
+    """UsableCurves holding ``value`` (label set, layer, epoch), two label sets, three
+    layers."""
+    value = np.asarray(value, dtype=np.float64)
+    return UsableCurves(epochs=np.asarray(epochs), layers=("l1", "l2", "l3"),
+                        label_sets=("a", "b"), value=value, raw=value.copy(),
+                        clipped=np.zeros(value.shape, dtype=bool),
+                        test_accuracy=np.full(value.shape, 0.5), h_y={"a": 1.0, "b": 1.0},
+                        max_bits={"a": 1.0, "b": 1.0}, budget=budget or _budget())
+
+
+def _ensemble(seed=0):
+    """Three seeds of synthetic curves; layer l1 of label set a rises then falls in the
+    first two seeds only."""
+    rng = np.random.default_rng(seed)
+    per_seed = []
+    for s in range(3):
+        v = 0.5 + 0.001 * rng.standard_normal((2, 3, 4))        # flat, noise far below 0.05
+        if s < 2:
+            v[0, 0] = [0.2, 0.8, 0.6, 0.4]
+        per_seed.append(_curves(v))
+    return UsableEnsemble(seeds=(0, 1, 2), curves=tuple(per_seed))
+
+
+def test_usable_ensemble_spread_fraction_and_round_trip(tmp_path):
+    ens = _ensemble()
+    assert ens.value.shape == (3, 2, 3, 4) and ens.layers == ("l1", "l2", "l3")
+    spread = ens.spread()
+    assert set(spread) == {"mean", "std", "min", "max"}
+    for v in spread.values():
+        assert v.shape == (2, 3, 4)
+    stacked = np.stack([c.value for c in ens.curves])
+    np.testing.assert_allclose(spread["mean"], stacked.mean(0), rtol=1e-15)
+    np.testing.assert_array_equal(spread["min"], stacked.min(0))
+    np.testing.assert_array_equal(spread["max"], stacked.max(0))
+    assert np.all(spread["min"] <= spread["mean"]) and np.all(spread["mean"] <= spread["max"])
+    rf = ens.rise_then_fall()
+    assert rf["a"]["l1"]["n_rise_fall"] == 2 and rf["a"]["l1"]["n_seeds"] == 3
+    np.testing.assert_allclose(rf["a"]["l1"]["fraction"], 2 / 3, rtol=1e-15)
+    np.testing.assert_allclose(rf["a"]["l1"]["rise_bits"][:2], [0.6, 0.6], rtol=1e-12)
+    np.testing.assert_allclose(rf["a"]["l1"]["drop_bits"][:2], [0.4, 0.4], rtol=1e-12)
+    assert all(rf[lab][layer]["fraction"] == 0.0 for lab in ("a", "b")
+               for layer in ("l1", "l2", "l3") if (lab, layer) != ("a", "l1"))
+    # a larger threshold than the drop: no seed counts
+    assert ens.rise_then_fall(threshold_bits=0.45)["a"]["l1"]["n_rise_fall"] == 0
+    rows = ens.to_rows()
+    assert len(rows) == 3 * 2 * 3 * 4 and {r["seed"] for r in rows} == {0, 1, 2}
+    back = load_result(save_result(ens, tmp_path / "ens.npz"))
+    assert isinstance(back, UsableEnsemble) and back.seeds == ens.seeds
+    np.testing.assert_array_equal(back.value, ens.value)
+    assert back.budget == ens.budget and back.rise_then_fall() == rf
+
+
+def test_usable_ensemble_rejects_mismatched_curves():
+    c = _curves(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="one UsableCurves per seed"):
+        UsableEnsemble(seeds=(0, 1), curves=(c,))
+    with pytest.raises(ValueError, match="share epochs"):
+        UsableEnsemble(seeds=(0, 1), curves=(c, _curves(np.zeros((2, 3, 4)), (0, 1, 2, 5))))
+    linear = dataclasses.replace(_budget(), decoder="linear", hidden=())
+    with pytest.raises(ValueError, match="share epochs"):
+        UsableEnsemble(seeds=(0, 1), curves=(c, _curves(np.zeros((2, 3, 4)), budget=linear)))
+
+
+def test_plot_usable_ensemble_shades_the_range():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dnn.usable import plot_usable_curves
+
+    ens = _ensemble()
+    _, ax = plt.subplots()
+    assert plot_usable_curves(ens, ax=ax, label_sets=["a"]) is ax
+    assert len(ax.lines) == 3 + 1                   # three mean curves and the maximum
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), ens.spread()["mean"][0, 0])
+    assert len(ax.collections) == 3                 # one min-max band per layer
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    np.testing.assert_allclose([band.min(), band.max()],
+                               [ens.spread()["min"][0, 0].min(), ens.spread()["max"][0, 0].max()])
+    plt.close(ax.figure)
+
+
 def test_plot_usable_curves():
     import matplotlib
     matplotlib.use("Agg")
@@ -210,14 +330,18 @@ def test_plot_usable_curves():
 def test_checkerboard_experiment_tiny():
     from dnn.experiments import checkerboard_experiment
 
-    rec, curves = checkerboard_experiment(2, n_samples=600, n_probe=200, epochs=2,
-                                          record_epochs=[0, 2], decoder_options={"epochs": 3},
-                                          fisher_samples=16, random_state=0)
-    assert rec.epochs.tolist() == [0, 2] and curves.value.shape == (2, 6, 2)
-    assert curves.layers == ("act1", "act2", "act3", "act4", "act5", "output")
-    assert rec.layers[-1] == "fc6" and rec.activations["act1"].shape == (2, 1, 200, 10)
+    rec, ens = checkerboard_experiment(2, n_samples=600, n_probe=200, epochs=2,
+                                       record_epochs=[0, 2], decoder_options={"epochs": 3},
+                                       fisher_samples=16, seeds=(0, 1), random_state=0)
+    assert isinstance(ens, UsableEnsemble) and ens.seeds == (0, 1) == rec.seeds
+    assert rec.epochs.tolist() == [0, 2] and ens.value.shape == (2, 2, 6, 2)
+    assert ens.layers == ("act1", "act2", "act3", "act4", "act5", "output")
+    assert ens.budget.decoder == "mlp" and ens.budget.epochs == 3   # the paper's decoder
+    assert rec.layers[-1] == "fc6" and rec.activations["act1"].shape == (2, 2, 200, 10)
+    # each seed's curves decode its own network's activations
+    assert not np.allclose(ens.curves[0].raw, ens.curves[1].raw, atol=1e-3)
     fisher = rec.measures["fisher_trace"]
-    assert fisher.shape == (2, 1) and np.all(fisher > 0)
+    assert fisher.shape == (2, 2) and np.all(fisher > 0)
     # the trace is the sum of the layers' traces
     layers = sum(v for k, v in rec.measures.items() if k.startswith("fisher_trace_"))
     np.testing.assert_allclose(layers, fisher, rtol=1e-6)
@@ -246,27 +370,41 @@ def test_experiment_decodes_on_its_device(experiment, monkeypatch):
         kw.update(n_colors=2, n_samples=300, n_probe=100)
     else:
         kw.update(hidden=(8,))
-    _, curves = getattr(experiments, experiment)(**kw)
+    _, ens = getattr(experiments, experiment)(**kw)
     assert seen == [dev]
-    assert np.all(np.isfinite(curves.raw))
+    assert np.all(np.isfinite(ens.curves[0].raw))
 
 
-def test_cli_usable_end_to_end(tmp_path):
+def test_cli_usable_end_to_end(tmp_path, capsys):
+    """The default run (a seed ensemble, MLP decoders) with tiny sizes: every seed's curves,
+    the fraction of seeds rising then falling per label set and layer, printed and saved."""
     from ibsolver.cli import main
 
     out = tmp_path / "usable"
-    rc = main(["usable", "--n-samples", "400", "--n-probe", "200", "--epochs", "2",
-               "--record", "0,2", "--decoder-epochs", "3", "--quiet", "--out", str(out)])
+    rc = main(["usable", "--n-samples", "400", "--n-probe", "200", "--epochs", "3",
+               "--record", "0,1,3", "--decoder-epochs", "3", "--seeds", "2", "--quiet",
+               "--out", str(out)])
     assert rc == 0
     with open(out / "usable.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 2 * 6 * 2
+    assert len(rows) == 2 * 2 * 6 * 3
     assert {r["label"] for r in rows} == {"direction", "color"}
+    assert {r["seed"] for r in rows} == {"0", "1"}
     assert all(float(r["usable_bits"]) >= 0 for r in rows)
-    meta = json.loads((out / "usable.json").read_text())
-    assert meta["runs"]["main"]["decoder_budget"]["epochs"] == 3
+    meta = json.loads((out / "usable.json").read_text())["runs"]["main"]
+    assert meta["decoder_budget"]["decoder"] == "mlp" and meta["decoder_budget"]["epochs"] == 3
+    assert meta["seeds"] == [0, 1] and meta["rise_then_fall_bits"] == RISE_FALL_BITS
+    ens = load_result(out / "usable.npz")["main"]
+    fraction = rises_then_falls(ens.value).mean(axis=0)
+    printed = capsys.readouterr().out
+    for i, lab in enumerate(ens.label_sets):
+        for j, layer in enumerate(ens.layers):
+            entry = meta["rise_then_fall"][lab][layer]
+            assert entry["n_seeds"] == 2 and entry["fraction"] == fraction[i, j]
+            assert f"{layer} {entry['n_rise_fall']}/2" in printed
+    assert printed.count("rises then falls:") == 2
     with open(out / "training.csv") as fh:
-        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [0, 2]
+        assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [0, 0, 1, 1, 3, 3]
     import matplotlib.image as mpimg
     assert mpimg.imread(out / "usable.png").ndim == 3
 
@@ -379,7 +517,8 @@ def test_cuda_checkerboard_experiment_tiny(monkeypatch):
     kw = dict(n_samples=600, n_probe=200, epochs=2, record_epochs=[0, 2],
               decoder_options={"epochs": 3}, fisher_samples=16, random_state=0)
     seen = _spy_decoder_devices(monkeypatch)
-    rec, curves = checkerboard_experiment(2, device="cuda", **kw)
+    rec, ens = checkerboard_experiment(2, device="cuda", **kw)
+    curves = ens.curves[0]
     assert seen and all(d.type == "cuda" for d in seen)   # they used to stay on the CPU
     assert rec.epochs.tolist() == [0, 2] and curves.value.shape == (2, 6, 2)
     assert rec.device.startswith("cuda")
@@ -388,8 +527,8 @@ def test_cuda_checkerboard_experiment_tiny(monkeypatch):
     for layer, a in rec.activations.items():
         assert a.dtype == np.float32 and a.shape[2] == 200 and np.all(np.isfinite(a)), layer
     assert np.all(np.isfinite(curves.raw)) and np.all(curves.value >= 0)
-    cpu_rec, cpu_curves = checkerboard_experiment(2, device="cpu", **kw)
+    cpu_rec, cpu_ens = checkerboard_experiment(2, device="cpu", **kw)
     np.testing.assert_allclose(rec.train_loss, cpu_rec.train_loss, rtol=1e-4)
     for name in ("fisher_trace", "fisher_empirical_trace"):
         np.testing.assert_allclose(rec.measures[name], cpu_rec.measures[name], rtol=1e-3)
-    np.testing.assert_allclose(curves.raw, cpu_curves.raw, rtol=0, atol=1e-2)
+    np.testing.assert_allclose(curves.raw, cpu_ens.curves[0].raw, rtol=0, atol=1e-2)
