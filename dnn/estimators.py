@@ -472,10 +472,10 @@ class Binning:
         for name in layers:
             if not self._auto:
                 out[name] = self.label
-            elif self.bounds.get(name) is None:
+            elif (bounds := self.bounds.get(name)) is None:
                 out[name] = f"bins of width {self.bin_width:.3g} (no known bounded range)"
             else:
-                out[name] = "{} bins over ({:g}, {:g})".format(self.n_bins, *self.bounds[name])
+                out[name] = f"{self.n_bins} bins over ({bounds[0]:g}, {bounds[1]:g})"
         return out
 
     def codes(self, activations, p_x=None) -> dict:
@@ -492,7 +492,7 @@ class Binning:
                 out[name] = np.floor(a / self.bin_width).astype(np.int64)
                 continue
             if self._auto:
-                lo, hi = self.bounds[name]
+                lo, hi = self.bounds[name]  # type: ignore[misc]  # (not None here)
                 if a.min() < lo or a.max() > hi:
                     logger.warning("layer %r has values in [%.4g, %.4g], outside its declared "
                                    "range (%g, %g): they fall into the end bins", name,

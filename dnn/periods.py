@@ -16,6 +16,8 @@ Information in bits.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,7 +80,7 @@ class DatasizeSweep:
 
     sizes: np.ndarray
     recordings: tuple
-    curve: object
+    curve: Any  # the ibsolver.IBCurve of the task's p_xy
     key: str = "binning"
 
     @property
@@ -541,7 +543,8 @@ def critical_periods(removal_epochs=DEFAULT_REMOVAL, *, epochs_after: int = 30,
         schedules.append((None, [(x_blurred, max(removal) + epochs_after)]))
     runs = []
     for e, steps in schedules:
-        phases, init, lr_now = [], mlp_init("he", activation), lr
+        phases: list = []
+        init, lr_now = mlp_init("he", activation), lr
         for x, epochs in steps:
             if epochs:
                 phases.append(phase(x, epochs, lr_now, init, first=not phases))

@@ -144,7 +144,7 @@ def infoplane_experiment(task: Task, config: TrainConfig | None = None, *, estim
 
     t0 = time.perf_counter()
     values = None if sweep is None else list(sweep)
-    binning_values = None
+    binning_values: list | None = None
     if key == "binning" and values is not None:
         cast = float if binning.strategy == "width" else int
         binning_values = [{}] + [cast(v) for v in values]

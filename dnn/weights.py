@@ -421,7 +421,7 @@ def fit_weight_posterior(model, x, y, *, beta: float = 1.0, prior_center="init",
         if progress is not None:
             progress(1)
 
-    groups = [{"params": list(log_s.values())}]
+    groups: list[dict] = [{"params": list(log_s.values())}]
     if learn_mean:
         groups.append({"params": list(mu.values()), "lr": lr_mean})
     fit(groups, loss_of_batch, n, epochs=int(epochs), batch_size=int(batch_size),
