@@ -33,7 +33,7 @@ def register(subparsers) -> None:
         description="Train the 12-10-7-5-4-3-2 tanh MLP (plain SGD) on --sizes fractions of "
                     "the 4096 inputs of the 12-bit task (Shwartz-Ziv & Tishby 2017: 5% to "
                     "85%), one run per size in worker processes, every run measured on all "
-                    "inputs (binning, 30 bins over each layer's range) under the IB curve of "
+                    "inputs (binning: 30 bins over tanh's fixed range (-1, 1)) under the IB curve of "
                     "the task's p(x, y), computed once. Reports per size the test accuracy, "
                     "the final I(T;Y) of the last hidden layer and every layer's compression "
                     "verdict.\n\nThe defaults (500 epochs, 3 seeds) are far shorter than the "
