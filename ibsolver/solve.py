@@ -92,8 +92,8 @@ class Problem:
 
     @cached_property
     def sparse(self) -> bool:
-        return (self.p_xy.size >= SPARSE_MIN_ENTRIES
-                and np.count_nonzero(self.p_xy) <= SPARSE_DENSITY * self.p_xy.size)
+        return bool(self.p_xy.size >= SPARSE_MIN_ENTRIES
+                    and np.count_nonzero(self.p_xy) <= SPARSE_DENSITY * self.p_xy.size)
 
     @cached_property
     def joint(self):
