@@ -13,6 +13,7 @@ from scipy.spatial import cKDTree
 from . import _validation as v
 from ._blas import single_threaded_blas
 from . import newton
+from ._schedule import CHUNK, NEWTON, POLISH, SHORTCUT, SQUAREM, STOP, Outcome, Schedule
 from ._tables import dense, group_sums, pattern, row_groups
 from .accelerate import squarem_iterations
 from .backends import Iterated, get_backend
@@ -29,18 +30,6 @@ DEFAULT_MAX_ITER = 10_000
 MAX_DEFAULT_CLUSTERS = 1024
 #: clusters lighter than this are dropped (they carry no information worth the cost)
 DROP_MASS = 1e-14
-#: iterations between checks for empty or coincident clusters
-CHUNK = 200
-#: plain iterations that confirm an objective stop after SQUAREM, and the Newton map
-#: evaluations that may finish it instead (see solve_from_state)
-VERIFY_CHUNK = 40
-POLISH_CHUNK = 12
-#: SQUAREM's estimated distance (bits) from the limit below which Newton is tried
-POLISH_GAP_BITS = 1e-6
-#: where Newton can run (see newton.applicable) it starts after FIRST_CHUNK plain
-#: iterations (they settle a warm start's clusters) and is retried after REFUSED_CHUNK
-FIRST_CHUNK = 3
-REFUSED_CHUNK = 20
 #: n_x * n_y * n_clusters below which SQUAREM's per-step Python overhead outweighs it (a
 #: backend with compiled SQUAREM has none)
 ACCELERATE_MIN_WORK = 20_000
@@ -65,12 +54,6 @@ SPARSE_DENSITY = 0.25
 SPARSE_MIN_ENTRIES = 100_000
 #: iterations a shortcut trial may take (it starts next to its fixed point)
 SHORTCUT_MAX_ITER = 5 * CHUNK
-#: iterations before the objective criterion (lagrangian_tol) is consulted where Newton can
-#: run: it and the shortcuts get their chance first, since they leave a cleaner state (no
-#: dying cluster). Where Newton cannot run there is nothing to wait for: one CHUNK (on a
-#: 512 x 4 curve, whose solves at large beta have hundreds of clusters, the median solve
-#: there went from 400 to 200 iterations)
-OBJECTIVE_MIN_ITER = 5 * CHUNK
 #: for alpha < 1, the most finite moves (merges, classes moved out) tried from a solution
 #: (see _reach_optimum); more are not tried
 MAX_MOVES = 256
@@ -502,126 +485,73 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
                      lagrangian_tol: float = 0.0, shortcut_tried: set | None = None) -> IBResult:
     """Iterate a validated problem from ``state`` (modified in place) to a fixed point.
 
-    With ``lagrangian_tol`` > 0 the iteration also stops, converged, once the Lagrangian is
-    estimated to lie within that many bits of its limit (see :func:`_lagrangian_gap`).
-    ``shortcut_tried`` holds the cluster counts at which :func:`_shortcut` was tried; the
-    shortcut's own trial solves share it, so each count is tried once in all (nested
-    trials once tried counts k, k - 1, ... again at every level: 6937 solves for 22 points
-    of a capped 1024 x 4 curve)."""
+    A :class:`ibsolver._schedule.Schedule` says which step runs when and when the
+    iteration stops; this runs the steps, prunes the state after each and tries the
+    shortcuts the schedule calls for. With ``lagrangian_tol`` > 0 the iteration also
+    stops, converged, once the Lagrangian is estimated to lie within that many bits of its
+    limit. ``shortcut_tried`` holds the cluster counts at which :func:`_shortcut` was tried
+    (shared with its trial solves: see the schedule)."""
+    compiled_squarem = hasattr(kernel, "squarem_iterations")  # no per-step overhead
+    schedule = Schedule(problem.p_y_given_x.shape, alpha=alpha, accelerate=accelerate,
+                        tol=tol, max_iter=max_iter, lagrangian_tol=lagrangian_tol,
+                        squarem_min_work=0 if compiled_squarem else ACCELERATE_MIN_WORK,
+                        shortcut_tried=shortcut_tried)
     histories = []
-    n_iter = 0
-    residual = np.inf
-    newton_refused = False
-    refusals = 0  # Newton chunks in a row that ended short of the fixed point
-    guarded = False  # once Newton met a saddle, no Newton step from where det(I - J) <= 0
-    shortcut_tried = set() if shortcut_tried is None else shortcut_tried
-    objective_converged = False
-    # after SQUAREM seems converged by the objective: a few Newton steps to finish it
-    # (polish), or where they cannot run or fail, a short plain chunk to confirm (verify)
-    polish = verify = False
-    polish_below = POLISH_GAP_BITS * LN2
-    # compiled SQUAREM (the C++ backend's) has no per-step overhead to outweigh
-    compiled_squarem = getattr(kernel, "squarem_iterations", None)
-    rows = problem.kernel_rows(kernel)
     state.prune(merge_tol)
-    n_x, n_y = problem.p_y_given_x.shape
-    while n_iter < max_iter:
-        newton_ok = accelerate and newton.applicable(n_x, state.n_clusters, n_y, alpha)
-        if newton_ok and n_iter == 0:
-            chunk = FIRST_CHUNK
-        elif newton_ok and newton_refused:
-            # doubling after each refusal in a row: where Newton keeps failing (e.g. a
-            # zero p(y|t) makes theta infinite) this falls back to full CHUNKs, which the
-            # objective stopping rule needs (it reads one chunk's history)
-            chunk = min(REFUSED_CHUNK * 2 ** (refusals - 1), CHUNK)
-        elif polish:  # (a polish chunk is Newton's, however dear: see below)
-            chunk = POLISH_CHUNK
-        else:
-            chunk = VERIFY_CHUNK if verify else CHUNK
-        chunk = min(chunk, max_iter - n_iter)
-        args = (problem.p_x, rows, state.log_p_t, state.log_p_y_given_t, beta, alpha, chunk,
-                tol, n_threads)
-        # a short plain chunk first where Newton can run (it settles a warm start), then
-        # Newton; elsewhere SQUAREM from the start, where it is compiled or one iteration
-        # outweighs its Python overhead (e.g. the reverse branch's first solve, from
-        # hundreds of clusters)
-        polishing, polish = polish, False
-        use_newton = polishing or (newton_ok and n_iter > 0 and not newton_refused)
-        after_refusal = newton_refused
+    while (step := schedule.next_step(state.n_clusters)) is not None:
         before = state.log_p_t  # the dying test compares against it, per iteration
-        squarem_ok = (compiled_squarem is not None
-                      or n_x * n_y * state.n_clusters >= ACCELERATE_MIN_WORK)
-        squarem_used = (not use_newton and accelerate and squarem_ok
-                        and (n_iter > 0 or not newton_ok) and not verify)
-        if use_newton:  # (its Jacobian takes the dense table)
-            *out, saddle = newton.newton_iterations(kernel, problem.p_x, problem.p_y_given_x,
-                                                    *args[2:], guarded=guarded)
-            out = Iterated(*out)
-            guarded = guarded or saddle
-        elif squarem_used:
-            out = (compiled_squarem(*args) if compiled_squarem is not None
-                   else squarem_iterations(kernel, *args))
-        else:
-            out = kernel.run_iterations(*args)
-        newton_refused = use_newton and not polishing and out.residual > tol
-        if use_newton and not polishing:
-            refusals = refusals + 1 if newton_refused else 0
-        residual, history = out.residual, out.history
+        outcome = _take(step, problem, state, beta, alpha=alpha, kernel=kernel, tol=tol,
+                        n_threads=n_threads, guarded=schedule.guarded)
+        out = outcome.iterated
         state.log_p_t, state.log_p_y_given_t = out.log_p_t, out.log_p_y_given_t
-        n_iter += out.n_iter
-        histories.append(history)
+        histories.append(out.history)
         changed = state.prune(merge_tol)
-        if residual <= tol and not changed:
+        verdict = schedule.after(step, outcome, n_clusters=state.n_clusters,
+                                 changed=changed)
+        if verdict == STOP:
             break
-        gap = _lagrangian_gap(history) if lagrangian_tol > 0 and not changed else np.inf
-        objective_met = (n_iter >= (OBJECTIVE_MIN_ITER if newton_ok else CHUNK)
-                         and gap <= lagrangian_tol * LN2)
-        # the estimate extrapolates BA's geometric decrease; SQUAREM's history decreases
-        # irregularly and can look converged early (on random 37 x 8 to 55 x 6 tables it
-        # stopped 2e-9 to 2e-8 bit short of the optimum). So once SQUAREM is close, Newton
-        # finishes the solve where it can run (each failed try lowers the next one's
-        # threshold a hundredfold), and a plain chunk confirms an objective stop otherwise
-        polish = (squarem_used and gap <= polish_below
-                  and newton.applicable(n_x, state.n_clusters, n_y, alpha,
-                                        max_cost=newton.POLISH_MAX_COST))
-        if polishing:
-            polish_below *= 0.01
-        verify = objective_met and squarem_used and not polish
-        if objective_met and not (polish or verify):
-            objective_converged = True
-            break
-        if changed:
-            residual = np.inf  # the merged state has not been iterated yet
-        elif (after_refusal and alpha == 1.0
-              and n_iter < max_iter and state.n_clusters not in shortcut_tried):
-            # where Newton failed, try the fixed point BA crawls towards (only there: with
-            # Newton out of reach, as for most states once SQUAREM was compiled, 585 trials
-            # on a gaussian-24 curve took a third of its map evaluations for 8 accepted)
-            shortcut_tried.add(state.n_clusters)
+        if verdict == SHORTCUT:
             reduced = _shortcut(problem, state, before, out.n_iter, beta,
-                                lagrangian_nats=history[-1], kernel=kernel, tol=tol,
-                                lagrangian_tol=lagrangian_tol,
-                                max_iter=min(max_iter - n_iter, SHORTCUT_MAX_ITER),
+                                lagrangian_nats=out.history[-1], kernel=kernel,
+                                tol=tol, lagrangian_tol=lagrangian_tol,
+                                max_iter=min(max_iter - schedule.n_iter, SHORTCUT_MAX_ITER),
                                 n_threads=n_threads, merge_tol=merge_tol,
-                                shortcut_tried=shortcut_tried)
+                                shortcut_tried=schedule.shortcut_tried)
             if reduced is not None:
                 all_history = np.concatenate([_lagrangian_bits(np.concatenate(histories),
                                                                problem, beta),
                                               reduced.lagrangian_history])
-                return replace(reduced, n_iter=n_iter + reduced.n_iter,
+                return replace(reduced, n_iter=schedule.n_iter + reduced.n_iter,
                                lagrangian_history=all_history)
-    converged = residual <= tol or objective_converged
     q, info, lagrangian = encoder_and_lagrangian(problem, state, beta, alpha=alpha,
                                                  kernel=kernel, n_threads=n_threads)
     history_bits = _lagrangian_bits(np.concatenate(histories), problem, beta)
-    if not converged and warn:
-        _warn_not_converged(beta, max_iter, residual, tol, stacklevel=3)
+    if not schedule.converged and warn:
+        _warn_not_converged(beta, max_iter, schedule.residual, tol, stacklevel=3)
     p_t = problem.p_x @ q
     return IBResult(
         encoder=q, p_t=p_t, p_y_given_t=(q.T @ problem.joint) / p_t[:, None],
         i_xt=info["i_xt"], i_ty=info["i_ty"], h_t=info["h_t"], lagrangian=float(lagrangian),
-        beta=beta, alpha=alpha, n_iter=n_iter, converged=bool(converged),
-        residual=float(residual), backend=kernel.NAME, lagrangian_history=history_bits)
+        beta=beta, alpha=alpha, n_iter=schedule.n_iter, converged=schedule.converged,
+        residual=float(schedule.residual), backend=kernel.NAME,
+        lagrangian_history=history_bits)
+
+
+def _take(step, problem: Problem, state: State, beta: float, *, alpha: float, kernel,
+          tol: float, n_threads, guarded: bool) -> Outcome:
+    """Run ``step`` (a :class:`ibsolver._schedule.Step`) from ``state``: Newton on the dense
+    table (its Jacobian takes it), SQUAREM compiled where the backend has it."""
+    args = (problem.p_x, problem.kernel_rows(kernel), state.log_p_t, state.log_p_y_given_t,
+            beta, alpha, step.length, tol, n_threads)
+    if step.kind in (NEWTON, POLISH):  # (Iterated's five values, then the saddle flag)
+        *iterated, saddle = newton.newton_iterations(
+            kernel, problem.p_x, problem.p_y_given_x, *args[2:], guarded=guarded)
+        return Outcome(Iterated(*iterated), saddle)
+    if step.kind == SQUAREM:
+        compiled = getattr(kernel, "squarem_iterations", None)
+        return Outcome(compiled(*args) if compiled is not None
+                       else squarem_iterations(kernel, *args))
+    return Outcome(kernel.run_iterations(*args))
 
 
 def encoder_and_lagrangian(problem: Problem, state: State, beta: float, *, alpha: float,
@@ -640,26 +570,6 @@ def _lagrangian_bits(kernel_value, problem: Problem, beta: float):
     """The Lagrangian in bits from the kernel's objective (nats, without the constant
     -beta H(Y) that turns beta H(Y|T) into -beta I(T;Y))."""
     return (kernel_value - beta * problem.h_y * LN2) / LN2
-
-
-def _lagrangian_gap(history: np.ndarray) -> float:
-    """Estimated distance (same units as ``history``) of the Lagrangian from its limit.
-
-    BA lowers the Lagrangian monotonically and, away from a critical point, geometrically:
-    if it fell by D1 over the first half of the chunk and D2 over the second, the rest of
-    the series is about D2 r / (1 - r) with r = D2 / D1. Where convergence is not (yet)
-    geometric (r >= 1, a critical point) the gap is unknown: inf."""
-    if history.size < 21:
-        return np.inf
-    half = (history.size - 1) // 2
-    h = history[-(2 * half + 1):]  # two halves of equal length
-    d1 = h[0] - h[half]
-    d2 = h[half] - h[-1]
-    noise = 1e-14 * (1.0 + abs(h[-1]))
-    if d2 <= noise:
-        return max(d2, 0.0)
-    r = d2 / d1 if d1 > 0 else np.inf
-    return d2 * r / (1.0 - r) if r < 1.0 else np.inf
 
 
 def _shortcut(problem: Problem, state: State, before: np.ndarray, steps: int, beta: float, *,

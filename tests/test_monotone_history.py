@@ -13,7 +13,7 @@ import pytest
 from conftest import birth_problem, dsbs
 
 import ibsolver
-from ibsolver import newton
+from ibsolver import _schedule, newton
 from ibsolver.accelerate import squarem_iterations
 from ibsolver.backends import get_backend
 
@@ -142,7 +142,7 @@ def test_an_objective_stop_after_squarem_is_finished_by_newton(monkeypatch):
                 warn=False)
     fast = solve_from_state(problem, State.from_encoder(problem, q), 3.0, tol=1e-10,
                             max_iter=50_000, accelerate=True, lagrangian_tol=1e-8, **opts)
-    assert solve_module.POLISH_CHUNK in chunks
+    assert _schedule.POLISH_CHUNK in chunks
     assert not newton.applicable(24, fast.n_clusters, 24, 1.0)  # (only as a polish)
     plain = solve_from_state(problem, State.from_encoder(problem, q), 3.0, tol=1e-14,
                              max_iter=100_000, accelerate=False, **opts)

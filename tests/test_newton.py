@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ibsolver
-from ibsolver import newton
+from ibsolver import _schedule, newton
 from ibsolver.backends import get_backend
 
 solve_module = sys.modules["ibsolver.solve"]
@@ -233,7 +233,7 @@ def test_objective_stopping_rule_is_within_its_tolerance():
 
 
 def test_lagrangian_gap_estimate():
-    gap = solve_module._lagrangian_gap
+    gap = _schedule._lagrangian_gap
     geometric = 1.0 + 0.5 * 0.9 ** np.arange(200)
     # exact for a geometric series: what remains after the last term, 0.5 * 0.9^199
     assert gap(geometric) == pytest.approx(0.5 * 0.9 ** 199, rel=1e-6)
