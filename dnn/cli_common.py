@@ -7,11 +7,19 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import argparse
+
+    from tqdm.auto import tqdm
 
 INSTALL = "pip install 'ibsolver[dnn]'"
 
 
-def require_torch(command: str):
+def require_torch(command: str) -> ModuleType:
     """torch, or exit with the install hint."""
     try:
         import torch
@@ -21,21 +29,21 @@ def require_torch(command: str):
     return torch
 
 
-def parse_ints(text, name) -> list:
+def parse_ints(text: str | int, name: str) -> list:
     try:
         return [int(v) for v in str(text).split(",") if v.strip() != ""]
     except ValueError:
         raise ValueError(f"{name} must be comma-separated integers (got {text!r})") from None
 
 
-def parse_floats(text, name) -> list:
+def parse_floats(text: str | float, name: str) -> list:
     try:
         return [float(v) for v in str(text).split(",") if v.strip() != ""]
     except ValueError:
         raise ValueError(f"{name} must be comma-separated numbers (got {text!r})") from None
 
 
-def parse_seeds(text, name="--seeds") -> list:
+def parse_seeds(text: str | int, name: str = "--seeds") -> list:
     """"N" -> seeds 0 .. N-1; "a,b,c" -> those seeds."""
     if "," in str(text):
         return parse_ints(text, name)
@@ -45,8 +53,10 @@ def parse_seeds(text, name="--seeds") -> list:
     return list(range(values[0]))
 
 
-def add_run_flags(parser, *, out_default=None, device_default="auto", seeds_default="1",
-                  seeds_help="number of seeds (0..N-1) or a comma-separated list"):
+def add_run_flags(parser: argparse.ArgumentParser, *, out_default: str | None = None,
+                  device_default: str = "auto", seeds_default: str | None = "1",
+                  seeds_help: str = "number of seeds (0..N-1) or a comma-separated list"
+                  ) -> argparse._ArgumentGroup:
     """The flags every subcommand takes: --out, --seeds (--seed where one run is made: with
     ``seeds_default=None``), --device, --threads, --quiet."""
     g = parser.add_argument_group("run")
@@ -67,7 +77,7 @@ def add_run_flags(parser, *, out_default=None, device_default="auto", seeds_defa
     return g
 
 
-def progress(total, desc, quiet):
+def progress(total: int | None, desc: str, quiet: bool) -> tqdm:
     """A tqdm bar on stderr (disabled with --quiet)."""
     from tqdm.auto import tqdm
 
@@ -87,7 +97,7 @@ def _json_default(obj):
     return str(obj)
 
 
-def write_json(path, obj) -> str:
+def write_json(path: str | os.PathLike[str], obj: Any) -> str:
     """Write ``obj`` as indented JSON, atomically; numpy values become plain ones."""
     path = os.fspath(path)
     tmp = path + ".tmp"
@@ -97,7 +107,7 @@ def write_json(path, obj) -> str:
     return path
 
 
-def write_csv(path, rows) -> str | None:
+def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> str | None:
     """Write a list of dicts as CSV (columns: the union, in first-seen order), atomically."""
     if not rows:
         return None

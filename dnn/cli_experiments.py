@@ -22,7 +22,7 @@ SIZES = "0.05,0.25,0.45,0.65,0.85"
 REMOVAL = "0,10,20,40"
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``datasize`` and ``critical`` subcommands."""
     fmt = argparse.RawDescriptionHelpFormatter
 

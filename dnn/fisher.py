@@ -28,9 +28,17 @@ sigmoid(output) (logits [0, output]); then the Fisher trace of logistic regressi
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # torch and matplotlib are imported where they are used
+    import torch
+    from matplotlib.axes import Axes
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +91,7 @@ def _select_params(model, params):
     return names
 
 
-def as_logits(out):
+def as_logits(out: torch.Tensor) -> torch.Tensor:
     """Class logits from a model output: itself, or [0, out] for one output unit (Bernoulli
     with p(y=1|x) = sigmoid(out))."""
     import torch
@@ -100,8 +108,9 @@ def _log_probs(out):
     return torch.log_softmax(as_logits(out), dim=-1)
 
 
-def fisher_diagonal(model, x, y=None, *, kind: str = "model", params=None,
-                    batch_size: int | None = None, device=None) -> FisherInfo:
+def fisher_diagonal(model: nn.Module, x: ArrayLike | torch.Tensor, y: ArrayLike | torch.Tensor | None = None,
+                    *, kind: str = "model", params: str | Iterable[str] | None = None,
+                    batch_size: int | None = None, device: str | torch.device | None = None) -> FisherInfo:
     """Exact diagonal (and trace) of the Fisher information of ``model``'s weights.
 
     Parameters
@@ -195,12 +204,14 @@ def fisher_diagonal(model, x, y=None, *, kind: str = "model", params=None,
                       n_samples=int(n))
 
 
-def fisher_trace(model, x, y=None, *, kind: str = "model", params=None, **kw) -> float:
+def fisher_trace(model: nn.Module, x: ArrayLike | torch.Tensor, y: ArrayLike | torch.Tensor | None = None,
+                 *, kind: str = "model", params: str | Iterable[str] | None = None, **kw: Any) -> float:
     """Trace of the Fisher information (see :func:`fisher_diagonal`)."""
     return fisher_diagonal(model, x, y, kind=kind, params=params, **kw).trace
 
 
-def minibatch_squared_gradient(model, x, y, *, batch_size: int = 32, params=None) -> float:
+def minibatch_squared_gradient(model: nn.Module, x: ArrayLike, y: ArrayLike, *, batch_size: int = 32,
+                               params: str | Iterable[str] | None = None) -> float:
     """The *wrong* estimate: mean over minibatches of |grad of the minibatch-mean loss|^2.
 
     Kept to show the pitfall (about the empirical Fisher trace divided by ``batch_size`` when
@@ -223,8 +234,9 @@ def minibatch_squared_gradient(model, x, y, *, batch_size: int = 32, params=None
     return total / count
 
 
-def plot_fisher_trace(epochs, traces, *, ax=None, layer_traces=None, label="model Fisher",
-                      logy: bool = True):
+def plot_fisher_trace(epochs: ArrayLike, traces: ArrayLike, *, ax: Axes | None = None,
+                      layer_traces: Mapping[str, ArrayLike] | None = None, label: str = "model Fisher",
+                      logy: bool = True) -> Axes:
     """Fisher trace vs epoch (optionally one thin curve per layer, darker = deeper).
 
     ``traces`` is a sequence of totals; ``layer_traces`` an optional {layer: sequence}.

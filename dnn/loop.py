@@ -28,16 +28,18 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from numpy.typing import ArrayLike
 from torch.func import functional_call, vmap
 
 from ._info_utils import _hash_array, seed_from, to_tensor, torch_threads
-from .estimators import (Binning, check_probe_joint, estimate_ensemble, joint_from_labels,
+from .estimators import (KDE, Binning, check_probe_joint, estimate_ensemble, joint_from_labels,
                          layer_bounds, make_estimator)
 from .models import resolve_device
 from .record import GradientStats, LayerRecorder, execution_order, log_epochs
@@ -153,7 +155,8 @@ def _initial_state(model, seed_gen, init):
 _Module = TypeVar("_Module", bound=nn.Module)  # the copy has the type given (a Sequential stays one)
 
 
-def initial_network(model: _Module, seed: int, init="reset") -> _Module:
+def initial_network(model: _Module, seed: int,
+                    init: str | Callable[[nn.Module, torch.Generator], object] | None = "reset") -> _Module:
     """A copy of ``model`` as :func:`record_training` initialises it for ``seed`` (on the
     CPU), e.g. the prior centre of the information in the weights."""
     params, buffers = _initial_state(model, torch.Generator().manual_seed(int(seed)), init)
@@ -262,7 +265,8 @@ def _vmap_works(base, states, x) -> bool:
 
 
 # --------------------------------------------------------------------------- the step
-def minibatches(n: int, batch_size: int, generator, device="cpu") -> tuple:
+def minibatches(n: int, batch_size: int, generator: torch.Generator | Sequence[torch.Generator],
+                device: str | torch.device = "cpu") -> tuple:
     """One epoch's minibatches of row indices: ``range(n)`` shuffled, then cut in order.
 
     Parameters
@@ -284,9 +288,12 @@ def minibatches(n: int, batch_size: int, generator, device="cpu") -> tuple:
     return rows.split(batch_size, dim=1)
 
 
-def fit(params, loss_of_batch, n: int, *, epochs: int, batch_size: int, generator,
-        optimizer="adam", lr: float = 1e-3, momentum: float = 0.0, weight_decay: float = 0.0,
-        min_rows: int = 1, device="cpu", on_epoch=None) -> None:
+def fit(params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        loss_of_batch: Callable[[torch.Tensor], torch.Tensor], n: int, *, epochs: int,
+        batch_size: int, generator: torch.Generator,
+        optimizer: str | Callable[..., torch.optim.Optimizer] = "adam", lr: float = 1e-3,
+        momentum: float = 0.0, weight_decay: float = 0.0, min_rows: int = 1,
+        device: str | torch.device = "cpu", on_epoch: Callable[[int], object] | None = None) -> None:
     """Minimise a loss over ``n`` rows by minibatch SGD or Adam, in place.
 
     Every epoch draws a fresh order of the rows from ``generator`` (:func:`minibatches`),
@@ -392,7 +399,7 @@ def _check_number(name, value, positive=False):
     return float(value)
 
 
-def _check_seeds(seeds):
+def _check_seeds(seeds: int | Iterable[int]) -> tuple[int, ...]:
     seeds = (seeds,) if isinstance(seeds, (int, np.integer)) else tuple(seeds)
     if not seeds or any(isinstance(s, bool) or int(s) != s or s < 0 for s in seeds):
         raise ValueError(f"seeds must be a non-empty list of integers >= 0 (got {seeds!r})")
@@ -401,12 +408,13 @@ def _check_seeds(seeds):
     return tuple(int(s) for s in seeds)
 
 
-def resolve_estimators(estimators):
+def resolve_estimators(estimators: Binning | KDE | str | dict[str, Any]
+                       | Iterable[Binning | KDE | str | dict[str, Any]] | None) -> list[Binning | KDE]:
     """Estimator instances from instances, names or spec dicts (default ``[Binning(30)]``)."""
     if estimators is None:
         return [Binning(30)]
     if isinstance(estimators, (str, dict)) or hasattr(estimators, "estimate"):
-        estimators = [estimators]
+        estimators = [estimators]  # type: ignore[list-item]  # (one spec: hasattr keeps Iterable)
     ests = [make_estimator(e) for e in estimators]
     keys = [k for e in ests for k in e.keys]
     if len(set(keys)) != len(keys):
@@ -432,14 +440,26 @@ def _transform(fn, layer):
 
 
 # --------------------------------------------------------------------------- the entry
-def record_training(model: nn.Module, train_data, *, layers, probe, epochs: int,
-                    optimizer="adam", lr: float = 1e-3, momentum: float = 0.0,
+def record_training(model: nn.Module,
+                    train_data: torch.utils.data.DataLoader | Sequence[ArrayLike | torch.Tensor], *,
+                    layers: Sequence[str] | Callable[[nn.Module], Iterable[str]],
+                    probe: Sequence[ArrayLike | torch.Tensor], epochs: int,
+                    optimizer: str | Callable[..., torch.optim.Optimizer] = "adam",
+                    lr: float = 1e-3, momentum: float = 0.0,
                     weight_decay: float = 0.0, lr_decay: float = 1.0, batch_size: int = 256,
-                    seeds=(0,), init="reset", transforms=None, test_data=None, estimators=None,
-                    n_records: int = 40, record_epochs=None, batched="auto",
-                    keep_activations=False, loss=None, measures=None, out_dir=None,
-                    resume: bool = False,
-                    checkpoint_interval_s: float = 60.0, device="cpu", callback=None,
+                    seeds: int | Iterable[int] = (0,),
+                    init: str | Callable[[nn.Module, torch.Generator], object] | None = "reset",
+                    transforms: Mapping[str, str | Callable[[torch.Tensor], torch.Tensor]] | None = None,
+                    test_data: torch.utils.data.DataLoader | Sequence[ArrayLike | torch.Tensor] | None = None,
+                    estimators: Binning | KDE | str | dict[str, Any]
+                    | Iterable[Binning | KDE | str | dict[str, Any]] | None = None,
+                    n_records: int = 40, record_epochs: Sequence[int] | np.ndarray | None = None,
+                    batched: bool | str = "auto", keep_activations: bool | int = False,
+                    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                    measures: Mapping[str, Callable[[nn.Module], float | Mapping[str, float]]] | None = None,
+                    out_dir: str | os.PathLike[str] | None = None, resume: bool = False,
+                    checkpoint_interval_s: float = 60.0, device: str | torch.device = "cpu",
+                    callback: Callable[[int], object] | None = None,
                     n_threads: int | None = None, name: str | None = None,
                     settings: dict | None = None) -> Recording:
     """Train ``model`` once per seed and record its layers on the information plane (bits).

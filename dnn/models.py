@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -17,7 +18,7 @@ INITS = ("uniform", "normal", "he")
 _HE_GAIN = {"relu": 2.0, "leaky_relu": 2.0 / (1 + 0.2 ** 2), "elu": 2.0}
 
 
-def mlp(widths, activation: str = "tanh") -> nn.Sequential:
+def mlp(widths: Iterable[int], activation: str = "tanh") -> nn.Sequential:
     """An MLP with layers ``fc1, act1, fc2, act2, ..., fcL`` (no activation after the last).
 
     ``widths`` lists every layer size including input and output, e.g. (12, 10, 7, 5, 4, 3, 2).
@@ -49,7 +50,8 @@ def mlp_layers(model: nn.Sequential) -> list:
     return [n for n in names if n.startswith("act")] + fcs[-1:]
 
 
-def mlp_init(scheme: str = "uniform", activation: str = "tanh"):
+def mlp_init(scheme: str = "uniform",
+             activation: str = "tanh") -> Callable[[nn.Module, torch.Generator], None]:
     """An initialiser ``(model, generator)`` for :func:`dnn.record_training`'s ``init``:
     every ``nn.Linear`` in order, weight then bias, drawn from the generator (see
     :data:`INITS`; ``activation`` sets the gain of "he")."""
@@ -79,7 +81,7 @@ def mlp_init(scheme: str = "uniform", activation: str = "tanh"):
     return init
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """"auto" -> CUDA when available, else CPU; anything else is passed to torch.device."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

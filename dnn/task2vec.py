@@ -20,9 +20,20 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # torch and matplotlib are imported where they are used
+    import torch
+    from matplotlib.axes import Axes
+    from torch import nn
+
+    # what a random_state may be (dnn._info_utils.make_generator)
+    _RandomState = int | np.random.Generator | torch.Generator | None
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +56,9 @@ class TaskEmbedding:
     head_accuracy: float = float("nan")
 
 
-def build_probe(*, hidden=(64, 32), n_inputs: int = 64, pretrain: str | None = "digits",
-                epochs: int = 20, lr: float = 0.05, batch_size: int = 32, random_state=0):
+def build_probe(*, hidden: Iterable[int] = (64, 32), n_inputs: int = 64, pretrain: str | None = "digits",
+                epochs: int = 20, lr: float = 0.05, batch_size: int = 32,
+                random_state: _RandomState = 0) -> nn.Module:
     """The fixed feature extractor shared by every task: Linear/ReLU layers ``hidden``.
 
     pretrain : "digits" trains it (with a temporary 10-way head, plain SGD) on the digit
@@ -104,10 +116,12 @@ def _unit_average(diag: dict) -> np.ndarray:
     return np.concatenate(out)
 
 
-def task2vec_embed(x, y, *, probe, n_classes: int | None = None, name: str = "",
+def task2vec_embed(x: ArrayLike | torch.Tensor, y: ArrayLike | torch.Tensor, *, probe: nn.Module,
+                   n_classes: int | None = None, name: str = "",
                    head_l2: float = 1e-3, head_max_iter: int = 500,
                    n_fisher: int | None = None, reduce: str = "unit",
-                   random_state=0, device=None) -> TaskEmbedding:
+                   random_state: _RandomState = 0,
+                   device: str | torch.device | None = None) -> TaskEmbedding:
     """Embed the task (x, y) with the Fisher of ``probe`` under a freshly trained head.
 
     Parameters
@@ -209,7 +223,8 @@ def _embed_device(probe, device):
     return resolve_device(device) if isinstance(device, str) else torch.device(device)
 
 
-def task_distance(a, b, *, metric: str = "normalized_cosine") -> float:
+def task_distance(a: TaskEmbedding | ArrayLike, b: TaskEmbedding | ArrayLike, *,
+                  metric: str = "normalized_cosine") -> float:
     """Distance between two embeddings (TaskEmbedding or arrays), in [0, 1] for
     non-negative embeddings; symmetric; 0 for identical ones."""
     va = np.asarray(a.vector if isinstance(a, TaskEmbedding) else a, dtype=np.float64)
@@ -230,7 +245,8 @@ def task_distance(a, b, *, metric: str = "normalized_cosine") -> float:
     return float(np.clip(1.0 - va @ vb / (na * nb), 0.0, 2.0))
 
 
-def distance_matrix(embeddings, *, metric: str = "normalized_cosine") -> np.ndarray:
+def distance_matrix(embeddings: Sequence[TaskEmbedding | ArrayLike], *,
+                    metric: str = "normalized_cosine") -> np.ndarray:
     """Symmetric matrix of pairwise task distances with an exactly zero diagonal."""
     m = len(embeddings)
     d = np.zeros((m, m))
@@ -240,7 +256,8 @@ def distance_matrix(embeddings, *, metric: str = "normalized_cosine") -> np.ndar
     return d
 
 
-def digits_task_family(*, n_samples: int | None = None, random_state=0) -> dict:
+def digits_task_family(*, n_samples: int | None = None,
+                       random_state: int | np.random.Generator | None = 0) -> dict:
     """Binary and multi-class tasks on scikit-learn's digits: {name: (x, y, n_classes)}.
 
     fine (10-way), parity, high (>= 5), mod3 (3-way), low5 / high5 (5-way on the images of
@@ -263,8 +280,11 @@ def digits_task_family(*, n_samples: int | None = None, random_state=0) -> dict:
     return fam
 
 
-def task2vec_experiment(tasks: dict | None = None, *, probe=None, metric="normalized_cosine",
-                        random_state=0, progress=None, device=None, **embed_options):
+def task2vec_experiment(tasks: dict | None = None, *, probe: nn.Module | None = None,
+                        metric: str = "normalized_cosine", random_state: _RandomState = 0,
+                        progress: Callable[[int], object] | None = None,
+                        device: str | torch.device | None = None,
+                        **embed_options: Any) -> tuple[list[str], list[TaskEmbedding], np.ndarray]:
     """Embed every task of ``tasks`` (default: ``digits_task_family()``) with one probe.
 
     device : where every task is embedded, as in :func:`task2vec_embed` (default: the probe's
@@ -288,7 +308,8 @@ def task2vec_experiment(tasks: dict | None = None, *, probe=None, metric="normal
     return names, embs, distance_matrix(embs, metric=metric)
 
 
-def plot_distance_matrix(d, names, *, ax=None, cmap="viridis_r", annotate: bool = True):
+def plot_distance_matrix(d: ArrayLike, names: Sequence[str], *, ax: Axes | None = None,
+                         cmap: str = "viridis_r", annotate: bool = True) -> Axes:
     """Heat map of a task distance matrix. Returns the axes."""
     import matplotlib.pyplot as plt
 

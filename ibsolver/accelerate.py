@@ -8,9 +8,15 @@ so the iteration stays monotone and converges to a fixed point of the same map.
 """
 from __future__ import annotations
 
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .backends import Iterated
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
 
 #: the largest extrapolation length tried (|alpha| grows geometrically on success)
 MAX_STEP = 64.0
@@ -31,8 +37,9 @@ def _state_from_joint_log(theta):
         return log_p_t, log_p_ty - log_p_t[:, None]
 
 
-def squarem_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
-                       max_iter, tol, n_threads=None):
+def squarem_iterations(kernel: ModuleType, p_x: np.ndarray, p_y_given_x: np.ndarray | csr_matrix,
+                       log_p_t: np.ndarray, log_p_y_given_t: np.ndarray, beta: float, alpha: float,
+                       max_iter: int, tol: float, n_threads: int | None = None) -> Iterated:
     """Same contract as ``kernel.run_iterations`` (an :class:`~ibsolver.backends.Iterated`);
     ``max_iter`` counts map evaluations."""
     history = []

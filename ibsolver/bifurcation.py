@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse
+from numpy.typing import ArrayLike
 from scipy.optimize import minimize
 from scipy.sparse.linalg import LinearOperator, eigsh
 
@@ -38,7 +39,8 @@ class ClusterStability:
 DENSE_EIGEN_MAX = 256
 
 
-def cluster_stability(p_x, p_y_given_x, q_col) -> ClusterStability:
+def cluster_stability(p_x: np.ndarray, p_y_given_x: np.ndarray | scipy.sparse.csr_matrix,
+                      q_col: np.ndarray) -> ClusterStability:
     """lambda_2(C(t)) and the split direction for the cluster with encoder column q(t|.)."""
     w = p_x * q_col
     p_x_given_t = w / w.sum()
@@ -81,7 +83,8 @@ def _second_eigenpair(a, weights, d):
     return values[0], vecs[:, 0]
 
 
-def cluster_stabilities(p_x, p_y_given_x, encoder) -> list:
+def cluster_stabilities(p_x: np.ndarray, p_y_given_x: np.ndarray | scipy.sparse.csr_matrix,
+                        encoder: np.ndarray) -> list:
     """cluster_stability of every column of ``encoder`` (n, k), batched for a dense table
     with |Y| <= DENSE_EIGEN_MAX: the clusters whose p(y|t) is positive for every y share
     one stacked eigendecomposition."""
@@ -112,7 +115,8 @@ def cluster_stabilities(p_x, p_y_given_x, encoder) -> list:
     return out
 
 
-def unstable_clusters(p_x, p_y_given_x, encoder, beta, margin=0.0) -> dict:
+def unstable_clusters(p_x: np.ndarray, p_y_given_x: np.ndarray | scipy.sparse.csr_matrix, encoder: np.ndarray,
+                      beta: float, margin: float = 0.0) -> dict:
     """{t: cluster_stability} of the clusters of ``encoder`` (n, k) with
     beta * lambda_2(C(t)) >= 1 + margin.
 
@@ -154,7 +158,7 @@ TIGHT_ASCENT = {"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9}
 MAX_TILT = 50.0
 
 
-def first_instability(p_xy, *, normalize: bool = False) -> float:
+def first_instability(p_xy: ArrayLike, *, normalize: bool = False) -> float:
     """beta where the trivial (one-cluster) solution loses local stability: 1 / s2**2.
 
     s2 is the maximal correlation of X and Y; inf when X and Y are independent.
@@ -195,7 +199,9 @@ def _tilt_ratio_and_grad(lam, log_p_x, p_y_given_x, p_y):
     return num / den, cov @ (log_ratio * den - num * lam) / den**2
 
 
-def hypercontractivity(p_xy, *, n_starts: int = 8, random_state=0, normalize: bool = False):
+def hypercontractivity(p_xy: ArrayLike, *, n_starts: int = 8,
+                       random_state: int | np.random.Generator | None = 0,
+                       normalize: bool = False) -> tuple[float, np.ndarray]:
     """The hypercontractivity coefficient s* = sup_r D(r_Y || p_Y) / D(r || p_X).
 
     s* is the slope of the IB curve at the origin, so the optimum first leaves the trivial
@@ -243,7 +249,7 @@ def hypercontractivity(p_xy, *, n_starts: int = 8, random_state=0, normalize: bo
     return max(best, s2**2), best_r
 
 
-def tilt_ratio_ascent(p_xy, directions) -> float:
+def tilt_ratio_ascent(p_xy: ArrayLike, directions: ArrayLike) -> float:
     """The largest D(r_Y || p_Y) / D(r || p_X) reached by ascents of the tilt ratio (see
     :func:`hypercontractivity`) from the tilts ``directions`` (lam in R^|Y| each; -inf
     entries, from a decoder with p(y|t) = 0, become -MAX_TILT), each run to the end (tight
@@ -282,8 +288,9 @@ def _log_partition(p_y_given_x, base_p_t, base_p_y_given_t, beta):
     return top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
 
 
-def invasion_starts(p_x, p_y_given_x, base_p_t, base_p_y_given_t, beta, *, count=3,
-                    min_distance=1e-3, max_rows=256):
+def invasion_starts(p_x: np.ndarray, p_y_given_x: np.ndarray | scipy.sparse.csr_matrix, base_p_t: np.ndarray,
+                    base_p_y_given_t: np.ndarray, beta: float, *, count: int = 3,
+                    min_distance: float = 1e-3, max_rows: int = 256) -> list[np.ndarray]:
     """Decoders to start the ascent of G from: the ``count`` rows p(.|x') with the largest
     G(p(.|x')) among those at least ``min_distance`` (max-norm) from every base decoder
     (at most ``max_rows`` rows evenly spaced in the given order are scored). A new
@@ -307,7 +314,9 @@ def invasion_starts(p_x, p_y_given_x, base_p_t, base_p_y_given_t, beta, *, count
     return [cand[i] for i in np.argsort(log_g)[::-1][:count]]
 
 
-def invasion_rate(p_x, p_y_given_x, base_p_t, base_p_y_given_t, beta, decoder):
+def invasion_rate(p_x: np.ndarray, p_y_given_x: np.ndarray | scipy.sparse.csr_matrix, base_p_t: np.ndarray,
+                  base_p_y_given_t: np.ndarray, beta: float,
+                  decoder: ArrayLike) -> tuple[float, np.ndarray]:
     """Largest growth factor per BA iteration of a cluster of vanishing mass added to a solution.
 
     A cluster of mass eps -> 0 with decoder d is mapped by one BA iteration to mass

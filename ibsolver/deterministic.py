@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import minimize
 
 from . import _validation as v
@@ -25,7 +28,7 @@ from .solve import Problem, in_user_rows
 logger = logging.getLogger(__name__)
 
 
-def is_deterministic(p_xy, *, atol: float = 1e-12) -> bool:
+def is_deterministic(p_xy: ArrayLike, *, atol: float = 1e-12) -> bool:
     """Whether Y is a function of X (H(Y|X) = 0 within ``atol`` bits)."""
     return conditional_entropy(p_xy) <= atol
 
@@ -54,8 +57,10 @@ def _objective(z, p_x, p_xy, p_y_given_x, shape, beta):
     return value, grad_z.ravel()
 
 
-def solve_squared_ib(p_xy, beta, *, n_clusters=None, init=None, max_iter=10_000, tol=1e-15,
-                     random_state=None, normalize=False) -> IBResult:
+def solve_squared_ib(p_xy: ArrayLike, beta: float, *, n_clusters: int | None = None,
+                     init: ArrayLike | None = None, max_iter: int = 10_000, tol: float = 1e-15,
+                     random_state: int | np.random.Generator | None = None,
+                     normalize: bool = False) -> IBResult:
     """Minimise the squared IB Lagrangian I(X;T)^2 - beta I(T;Y) (bits) at one beta.
 
     Works for any p(x, y); for deterministic rules it reaches the interior of the curve
@@ -97,7 +102,7 @@ def solve_squared_ib(p_xy, beta, *, n_clusters=None, init=None, max_iter=10_000,
         backend="numpy", lagrangian_history=np.array([res.fun]))
 
 
-def squared_grid(h_y: float, betas=None, n_betas: int = 25) -> np.ndarray:
+def squared_grid(h_y: float, betas: ArrayLike | None = None, n_betas: int = 25) -> np.ndarray:
     """The betas of the squared Lagrangian a deterministic rule's curve is traced at:
     ``betas`` (sorted, duplicates dropped), or ``n_betas`` evenly spaced over (0, 2 H(Y)], so
     that the optimal I(X;T) = beta / 2 covers the line."""
@@ -106,9 +111,13 @@ def squared_grid(h_y: float, betas=None, n_betas: int = 25) -> np.ndarray:
     return np.unique(np.asarray(betas, dtype=np.float64))
 
 
-def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0, max_iter=10_000,
-                     progress=False, interruptible=False, group=None, return_encoders=False,
-                     seeds=None, settings=None, table_digest="") -> IBCurve:
+def squared_ib_curve(p_xy: ArrayLike, *, betas: ArrayLike | None = None, n_betas: int = 25,
+                     random_state: int | np.random.Generator | None = 0, max_iter: int = 10_000,
+                     progress: bool = False, interruptible: bool = False,
+                     group: ArrayLike | None = None, return_encoders: bool = False,
+                     seeds: Mapping[float, IBResult] | None = None,
+                     settings: Mapping[str, Any] | None = None,
+                     table_digest: str = "") -> IBCurve:
     """The IB curve of a deterministic rule from squared-IB solutions.
 
     ``p_xy`` is the table reduced to its minimal sufficient statistic (one row per value
@@ -142,7 +151,8 @@ def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0, max_iter=1
     # one user's row of each reduced row (-1: an x of probability 0, not one of them)
     values, first = np.unique(rows, return_index=True)
     first = first[values >= 0]
-    done = {b: replace(r, encoder=r.encoder[first]) for b, r in (seeds or {}).items()}
+    # (every point solved or seeded here carries its encoder)
+    done = {b: replace(r, encoder=cast(np.ndarray, r.encoder)[first]) for b, r in (seeds or {}).items()}
     bar = _progress_bar(progress, betas.size)
     complete = True
     prev = None
@@ -169,7 +179,7 @@ def squared_ib_curve(p_xy, *, betas=None, n_betas=25, random_state=0, max_iter=1
     finally:
         bar.close()
     solved = np.array(sorted(done))
-    results = [replace(done[b], encoder=in_user_rows(done[b].encoder, done[b].p_t, rows))
+    results = [replace(done[b], encoder=in_user_rows(cast(np.ndarray, done[b].encoder), done[b].p_t, rows))
                for b in solved]
     i_xt = np.array([r.i_xt for r in results])
     i_ty = np.array([r.i_ty for r in results])

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
-def upper_concave_envelope(x, y):
+def upper_concave_envelope(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Vertices of the upper concave hull of the points, left to right, non-decreasing.
 
     Points are sorted by x; the hull is the least concave majorant, then flattened where
@@ -32,7 +33,7 @@ def upper_concave_envelope(x, y):
     return hx[: top + 1], hy[: top + 1]
 
 
-def interpolate_envelope(hx, hy, r):
+def interpolate_envelope(hx: np.ndarray, hy: np.ndarray, r: ArrayLike) -> float | np.ndarray:
     """Piecewise-linear interpolation on hull vertices; flat at the maximum beyond the last."""
     r = np.asarray(r, dtype=np.float64)
     if np.any(r < 0) or not np.all(np.isfinite(r)):

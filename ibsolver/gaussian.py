@@ -54,6 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+from numpy.typing import ArrayLike
 from scipy import special
 
 from . import _validation as v
@@ -137,12 +138,12 @@ class GaussianIB(_Result):
             [zero, np.cumsum(np.log(lam))])
 
     # ------------------------------------------------------------------ public API
-    def n_active(self, beta) -> np.ndarray:
+    def n_active(self, beta: ArrayLike) -> np.ndarray:
         """Number of directions in the optimal T at each beta: #{i : beta_i < beta}."""
         betas = _check_nonnegative(beta, name="beta")
         return np.searchsorted(self.critical_betas, betas, side="left")
 
-    def curve(self, betas):
+    def curve(self, betas: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """The optimal (I(X;T), I(T;Y)) at each beta, in bits.
 
         Parameters
@@ -172,7 +173,7 @@ class GaussianIB(_Result):
             i_ty[act] = 0.5 * (k * log_1m_inv - cum_loglam[k])
         return i_xt / LN2, i_ty / LN2
 
-    def bound(self, i_xt):
+    def bound(self, i_xt: ArrayLike) -> np.ndarray:
         """I(T;Y) on the analytic curve at the given I(X;T) (both in bits).
 
         Vectorised; non-decreasing and concave in ``i_xt``, 0 at 0, and saturating at
@@ -197,7 +198,7 @@ class GaussianIB(_Result):
             out[act] = np.where(np.isinf(xa), -0.5 * cum_loglam[k], val)
         return out / LN2
 
-    def projection(self, beta) -> np.ndarray:
+    def projection(self, beta: float) -> np.ndarray:
         """The optimal encoder at ``beta``: T = A X + xi with xi ~ N(0, I), A (d_x, d_x).
 
         Row i is alpha_i v_i' with alpha_i^2 = (beta (1 - lambda_i) - 1) / lambda_i for
@@ -245,7 +246,7 @@ def _readonly(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def gaussian_ib(cov_x, cov_xy, cov_y) -> GaussianIB:
+def gaussian_ib(cov_x: ArrayLike, cov_xy: ArrayLike, cov_y: ArrayLike) -> GaussianIB:
     """The analytic Gaussian IB of jointly normal X, Y (information in bits).
 
     Parameters
@@ -350,7 +351,8 @@ def _bvn_cdf(h: np.ndarray, k: np.ndarray, rho: float) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def discretize_gaussian(rho, n_x_bins, n_y_bins=None, *, span=4.0, tails="absorb") -> np.ndarray:
+def discretize_gaussian(rho: float, n_x_bins: int, n_y_bins: int | None = None, *, span: float = 4.0,
+                        tails: str = "absorb") -> np.ndarray:
     """Joint table p(x, y) of a standard bivariate normal with correlation rho, binned.
 
     Each variable is cut into equal-width bins on [-span, span] (in standard deviations) and

@@ -7,12 +7,17 @@ import logging
 import os
 import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse
 
 from ._validation import check_joint, densified
+
+if TYPE_CHECKING:  # (results imports this module)
+    from .results import IBCurve
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +27,7 @@ FORMATS = (".npy", ".npz", ".csv")
 NPZ_KEYS = ("p_xy", "counts", "arr_0")
 
 
-def read_table(path) -> tuple[np.ndarray, bool]:
+def read_table(path: str | os.PathLike[str]) -> tuple[np.ndarray, bool]:
     """(the raw numeric table in ``path``, whether an .npz stored it as ``counts``).
 
     Raises FileNotFoundError or ValueError naming the file and what was wrong with it.
@@ -77,7 +82,7 @@ def read_table(path) -> tuple[np.ndarray, bool]:
     return table, from_counts
 
 
-def load_joint(path, *, counts: bool | None = None, normalize: bool = False,
+def load_joint(path: str | os.PathLike[str], *, counts: bool | None = None, normalize: bool = False,
                drop_empty: bool = True, normalize_hint: str | None = None) -> np.ndarray:
     """Load p(x, y) (rows x, columns y) from .npy, .npz (a ``scipy.sparse.save_npz`` file, an
     array named ``p_xy`` or ``counts``, or a single unnamed array ``arr_0``) or .csv (comma
@@ -122,7 +127,7 @@ def _load(path, *, counts=None, normalize=False, drop_empty=True, normalize_hint
                         normalize_hint=hint), rows, cols)
 
 
-def write_whole(path: Path, write) -> None:
+def write_whole(path: Path, write: Callable[[Path], object]) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, then moved onto ``path``, so that
     an interruption while writing leaves the previous file whole (the temporary is removed
     whatever happens)."""
@@ -135,7 +140,7 @@ def write_whole(path: Path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def transitions_json(curve) -> str:
+def transitions_json(curve: IBCurve) -> str:
     """``curve.summary()`` as the JSON text the CLI prints and the result files
     hold."""
     return json.dumps(curve.summary(), indent=2)

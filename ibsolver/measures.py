@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse
+from numpy.typing import ArrayLike
 from scipy.sparse.linalg import svds
 
 from ._validation import check_joint
@@ -21,7 +22,7 @@ def _xlogy(x, y):
         return np.where(x > 0, x * np.log(y), 0.0)  # 0 * log(0) = nan there, replaced
 
 
-def entropy(p, axis=None) -> float | np.ndarray:
+def entropy(p: ArrayLike, axis: int | None = None) -> float | np.ndarray:
     """Shannon entropy H(p) in bits of a probability vector (or of every slice along ``axis``).
 
     ``p`` need not be normalised along an axis when ``axis`` is given; it is used as is.
@@ -32,7 +33,7 @@ def entropy(p, axis=None) -> float | np.ndarray:
     return -_xlogy(p, p).sum(axis=axis) / LN2 + 0.0  # no -0.0
 
 
-def kl_divergence(p, q) -> float:
+def kl_divergence(p: ArrayLike, q: ArrayLike) -> float:
     """Kullback-Leibler divergence D(p || q) in bits; +inf where q = 0 < p."""
     p = np.asarray(p, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
@@ -43,7 +44,7 @@ def kl_divergence(p, q) -> float:
     return float((_xlogy(p, p) - _xlogy(p, q)).sum() / LN2)
 
 
-def mutual_information(p_xy, *, normalize: bool = False) -> float:
+def mutual_information(p_xy: ArrayLike, *, normalize: bool = False) -> float:
     """I(X;Y) in bits of a joint table p(x, y)."""
     p_xy = check_joint(p_xy, normalize=normalize)
     p_x = p_xy.sum(axis=1, keepdims=True)
@@ -52,14 +53,14 @@ def mutual_information(p_xy, *, normalize: bool = False) -> float:
     return float(max(val, 0.0))
 
 
-def conditional_entropy(p_xy, *, normalize: bool = False) -> float:
+def conditional_entropy(p_xy: ArrayLike, *, normalize: bool = False) -> float:
     """H(Y|X) in bits of a joint table p(x, y)."""
     p_xy = check_joint(p_xy, normalize=normalize)
     p_x = p_xy.sum(axis=1, keepdims=True)
     return float(max(-(_xlogy(p_xy, p_xy) - _xlogy(p_xy, p_x)).sum() / LN2, 0.0))
 
 
-def maximal_correlation(p_xy, *, normalize: bool = False) -> float:
+def maximal_correlation(p_xy: ArrayLike, *, normalize: bool = False) -> float:
     """Hirschfeld-Gebelein-Renyi maximal correlation of X and Y.
 
     The second singular value s2 of B[x, y] = p(x, y) / sqrt(p(x) p(y)); the largest is 1.
@@ -91,7 +92,7 @@ def _maximal_correlation(p_xy) -> float:
     return float(min(np.sort(s)[0], 1.0))
 
 
-def joint_from_counts(counts) -> np.ndarray:
+def joint_from_counts(counts: ArrayLike) -> np.ndarray:
     """p(x, y) from a table of co-occurrence counts (rows x, columns y).
 
     Rows or columns with no counts are an error (drop those symbols first).
@@ -99,7 +100,7 @@ def joint_from_counts(counts) -> np.ndarray:
     return check_joint(counts, name="counts", normalize=True)
 
 
-def joint_from_samples(x, y):
+def joint_from_samples(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Empirical p(x, y) from paired samples.
 
     Returns ``(p_xy, x_values, y_values)``: the table and the sorted distinct values that
@@ -126,7 +127,7 @@ def joint_from_samples(x, y):
     return counts / counts.sum(), x_values, y_values
 
 
-def encoder_information(p_xy, encoder) -> dict:
+def encoder_information(p_xy: ArrayLike, encoder: ArrayLike) -> dict:
     """I(X;T), I(T;Y), H(T) and H(T|X), in bits, of an encoder p(t|x) applied to p(x, y).
 
     Works for any (n_x, n_t) row-stochastic ``encoder``, optimal or not (a binned network

@@ -32,6 +32,7 @@ no step goes downhill is handed back to plain or SQUAREM iterations.
 from __future__ import annotations
 
 import logging
+from types import ModuleType
 
 import numpy as np
 from scipy.linalg.lapack import dgetrf, dgetrs
@@ -97,7 +98,8 @@ def _encoder(p_y_given_x, theta, beta, alpha):
     return q, np.exp(theta - a[:, None])
 
 
-def jacobian(p_x, p_y_given_x, theta, beta, alpha):
+def jacobian(p_x: np.ndarray, p_y_given_x: np.ndarray, theta: np.ndarray, beta: float,
+             alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """(G(theta), J): the BA map in joint log coordinates and its Jacobian, shape
     (k m, k m) with rows and columns ordered (t, y). Entries of theta may be -inf
     (p(t, y) = 0, a pattern the map keeps); J's rows and columns for them are not
@@ -122,8 +124,10 @@ def jacobian(p_x, p_y_given_x, theta, beta, alpha):
         return np.log(r), jac.reshape(k * m, k * m)
 
 
-def newton_iterations(kernel, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
-                      max_iter, tol, n_threads=None, guarded=False):
+def newton_iterations(kernel: ModuleType, p_x: np.ndarray, p_y_given_x: np.ndarray,
+                      log_p_t: np.ndarray, log_p_y_given_t: np.ndarray, beta: float,
+                      alpha: float, max_iter: int, tol: float, n_threads: int | None = None,
+                      guarded: bool = False) -> tuple[np.ndarray, np.ndarray, int, float, np.ndarray, bool]:
     """The five values of ``kernel.run_iterations`` (:class:`~ibsolver.backends.Iterated`)
     plus a sixth: whether the iteration
     reached a saddle and was pushed off it (continue ``guarded`` then). ``max_iter``

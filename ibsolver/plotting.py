@@ -5,7 +5,16 @@ Every function takes ``ax=None`` (a new figure then) and returns the axes; none 
 """
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # matplotlib is imported lazily
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from .results import IBCurve
 
 #: marker and colour per transition kind
 KIND_STYLE = {"split": ("o", "C3"), "birth": ("*", "C2"), "jump": ("s", "C1")}
@@ -57,8 +66,9 @@ def _envelope_pieces(curve, spans) -> tuple:
                  if side else (np.empty(0), np.empty(0)) for side in pieces)
 
 
-def plot_curve(curve, ax=None, *, transitions=True, points=True, branches=False,
-               label="IB bound", color="C0"):
+def plot_curve(curve: IBCurve, ax: Axes | None = None, *, transitions: bool = True,
+               points: bool = True, branches: bool = False, label: str = "IB bound",
+               color: str = "C0") -> Axes:
     """The IB curve (upper concave envelope, bits) with its computed points and transitions.
     Where an interrupted curve did not trace its betas, the envelope (there only a chord
     between the points around the gap) is drawn dashed in grey, labelled "not traced"."""
@@ -89,7 +99,8 @@ def plot_curve(curve, ax=None, *, transitions=True, points=True, branches=False,
     return ax
 
 
-def plot_bifurcation(curve, ax=None, *, y_index=0, transitions=True):
+def plot_bifurcation(curve: IBCurve, ax: Axes | None = None, *, y_index: int = 0,
+                     transitions: bool = True) -> Axes:
     """Bifurcation diagram: each cluster's decoder p(y=y_index | t) against beta (log axis);
     marker area proportional to the cluster's mass p(t). Clusters appear where they split
     or are born, as in Tishby's bifurcation plots."""
@@ -109,7 +120,7 @@ def plot_bifurcation(curve, ax=None, *, y_index=0, transitions=True):
     return ax
 
 
-def plot_iterations(curve, ax=None, *, transitions=True):
+def plot_iterations(curve: IBCurve, ax: Axes | None = None, *, transitions: bool = True) -> Axes:
     """BA iterations to converge at each beta, per branch: critical slowing down shows as
     peaks at the transitions."""
     ax = _axes(ax)
@@ -125,7 +136,8 @@ def plot_iterations(curve, ax=None, *, transitions=True):
     return ax
 
 
-def plot_summary(curve, path=None, *, title=None):
+def plot_summary(curve: IBCurve, path: str | os.PathLike[str] | None = None, *,
+                 title: str | None = None) -> Figure:
     """Curve, bifurcation diagram and iterations side by side; saved to ``path`` if given.
     Returns the figure."""
     from matplotlib.figure import Figure  # no pyplot state: safe in scripts and servers

@@ -4,10 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _validation as v
 from .measures import _encoder_information
-from .results import _json_safe, _Result
+from .results import IBCurve, _json_safe, _Result
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def _epsilon(i_xt, i_ty, env_x, env_y) -> tuple:
     return float(low), fit
 
 
-def score_encoder(p_xy, encoder, curve=None) -> EncoderScore:
+def score_encoder(p_xy: ArrayLike, encoder: ArrayLike, curve: IBCurve | None = None) -> EncoderScore:
     """I(X;T), I(T;Y), the gap to the IB curve and the deviation from optimality of an encoder.
 
     ``encoder`` is any (n_x, n_t) row-stochastic p(t|x) (a binned network layer is one), its

@@ -19,16 +19,24 @@ import re
 import signal
 import traceback
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _validation as v
 from .curve import ib_curve
 from .io import transitions_json, write_whole
+
+if TYPE_CHECKING:  # dask is optional
+    from distributed import Client
+
+    from .results import IBCurve
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +67,10 @@ class SweepFailure:
         return f"{self.name} (item {self.index}): {self.error}: {self.message}"
 
 
-def ib_curves(tables, *, client=None, n_workers=None, out=None, names=None, n_threads=1,
-              progress=False, **options) -> list:
+def ib_curves(tables: Iterable[ArrayLike | str | os.PathLike[str]], *, client: Client | None = None,
+              n_workers: int | None = None, out: str | os.PathLike[str] | None = None,
+              names: Iterable[str] | None = None, n_threads: int | None = 1,
+              progress: bool = False, **options: Any) -> list[IBCurve | SweepFailure | None]:
     """Trace the IB curves of many tables in parallel. All information in bits.
 
     Parameters
@@ -185,7 +195,7 @@ def _names(items: list, names) -> list:
     return names
 
 
-def _out_dir(out):
+def _out_dir(out: str | os.PathLike[str] | None) -> Path | None:
     if out is None:
         return None
     out = Path(out)

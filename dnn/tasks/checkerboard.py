@@ -42,7 +42,8 @@ def _rng(random_state) -> np.random.Generator:
 
 
 def checkerboard(n_colors: int = 2, n_samples: int = 10_000, noise: float = 0.1,
-                 random_state=None, *, balanced: bool = True) -> Task:
+                 random_state: int | np.random.Generator | None = None, *,
+                 balanced: bool = True) -> Task:
     """Sample the n-colour checkerboard task.
 
     Parameters

@@ -36,7 +36,7 @@ def _load():
 
 
 def digits(label: str = "coarse", *, coarse: str = "parity", n_samples: int | None = None,
-           random_state=None) -> Task:
+           random_state: int | np.random.Generator | None = None) -> Task:
     """The 1797 8x8 digits of ``sklearn.datasets.load_digits`` as a Task.
 
     Parameters

@@ -40,6 +40,7 @@ import math
 import os
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .base import Task
 
@@ -102,7 +103,7 @@ def _as_patterns(x) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def invariants(x) -> np.ndarray:
+def invariants(x: ArrayLike) -> np.ndarray:
     """(n, 4) int array of the O(3) invariants (n_on, n_nb, n_2nd, n_anti) of each pattern."""
     f = _as_patterns(x)
     dist = vertex_distances()
@@ -113,12 +114,12 @@ def invariants(x) -> np.ndarray:
     return np.stack(cols, axis=1)
 
 
-def rule_score(x) -> np.ndarray:
+def rule_score(x: ArrayLike) -> np.ndarray:
     """(n,) int array: 23 n + n_nb - 5 n_2nd - 8 n_anti (see the module docstring)."""
     return invariants(x) @ RULE_WEIGHTS
 
 
-def rule_margin(x) -> np.ndarray:
+def rule_margin(x: ArrayLike) -> np.ndarray:
     """(n,) float array: ``rule_score(x) - 98.5``; y = 1 exactly where it is positive."""
     return rule_score(x).astype(np.float64) - RULE_THRESHOLD
 
@@ -132,7 +133,7 @@ def _sigmoid(z):
     return out
 
 
-def tishby12(noise: float = 0.0, *, random_state=0) -> Task:
+def tishby12(noise: float = 0.0, *, random_state: int | np.random.Generator | None = 0) -> Task:
     """The 12-bit icosahedral task: 4096 patterns, p(x) uniform, binary label.
 
     Parameters
@@ -178,7 +179,7 @@ def tishby12(noise: float = 0.0, *, random_state=0) -> Task:
                 extra_labels={"rule": rule})
 
 
-def load_var_u(path) -> Task:
+def load_var_u(path: str | os.PathLike[str]) -> Task:
     """The original ``var_u.mat`` (MATLAB v5, keys ``F`` (4096, 12) and ``y`` (1, 4096)) as a
     Task with uniform p(x) and the one-hot p(y|x) of its labels."""
     from scipy.io import loadmat

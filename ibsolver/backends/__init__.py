@@ -8,6 +8,7 @@ Every backend module exposes ``NAME``, ``READS_CSR`` (whether its ``run_iteratio
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
@@ -59,7 +60,7 @@ def available_backends() -> list[str]:
     return [name for name in ORDER if _load(name) is not None]
 
 
-def get_backend(name: str = "auto"):
+def get_backend(name: str = "auto") -> ModuleType:
     """The backend module for ``name`` ("auto", "cpp", "numba" or "numpy")."""
     if name == "auto":
         for candidate in ORDER:

@@ -21,11 +21,17 @@ the backend registry knows the backend is unavailable.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .. import _core  # ImportError when the extension is missing
 from . import Iterated
 from ._threads import ThreadPolicy
+
+if TYPE_CHECKING:
+    from .._core import Rows  # p(y|x): dense or scipy CSR
 
 NAME = "cpp"
 
@@ -38,7 +44,7 @@ READS_CSR = True
 POLICY = ThreadPolicy(_core.max_threads)
 
 
-def _sizes(p_y_given_x, log_p_t):
+def _sizes(p_y_given_x: Rows, log_p_t: ArrayLike) -> tuple[int, int, int] | None:
     """(n, k, m), or None where the shapes are not what the kernel takes (it then raises)."""
     sy, st = np.shape(p_y_given_x), np.shape(log_p_t)
     if len(sy) != 2 or len(st) != 1:
@@ -46,8 +52,9 @@ def _sizes(p_y_given_x, log_p_t):
     return sy[0], st[0], sy[1]
 
 
-def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
-                   max_iter, tol, n_threads=None):
+def run_iterations(p_x: ArrayLike, p_y_given_x: Rows, log_p_t: ArrayLike,
+                   log_p_y_given_t: ArrayLike, beta: float, alpha: float, max_iter: int,
+                   tol: float, n_threads: int | None = None) -> Iterated:
     """Iterate from the given state; an :class:`ibsolver.backends.Iterated`.
 
     See :func:`ibsolver.backends.numpy_backend.run_iterations`; ``history`` is in nats.
@@ -59,8 +66,9 @@ def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
                     alpha, max_iter, tol, n_threads)
 
 
-def squarem_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, max_iter,
-                       tol, n_threads=None):
+def squarem_iterations(p_x: ArrayLike, p_y_given_x: Rows, log_p_t: ArrayLike,
+                       log_p_y_given_t: ArrayLike, beta: float, alpha: float, max_iter: int,
+                       tol: float, n_threads: int | None = None) -> Iterated:
     """:func:`ibsolver.accelerate.squarem_iterations` compiled (the same steps; ``n_iter``
     counts map evaluations, ``history`` holds the points kept)."""
     return _iterate(_core.run_squarem, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta,
@@ -80,7 +88,8 @@ def _iterate(loop, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, max_
     return Iterated(*POLICY.timed(*sizes, call))
 
 
-def encoder(p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, n_threads=None):
+def encoder(p_y_given_x: Rows, log_p_t: ArrayLike, log_p_y_given_t: ArrayLike,
+            beta: float, alpha: float, n_threads: int | None = None) -> np.ndarray:
     """The encoder q(t|x), shape (n, k), that one iteration builds from the given state."""
     def call(threads):
         return _core.encoder(p_y_given_x, log_p_t, log_p_y_given_t, float(beta), float(alpha),
@@ -92,7 +101,8 @@ def encoder(p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, n_threads=None):
     return POLICY.timed(*sizes, call)
 
 
-def jacobian(p_x, p_y_given_x, theta, beta, alpha):
+def jacobian(p_x: ArrayLike, p_y_given_x: ArrayLike, theta: ArrayLike, beta: float,
+             alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """(G(theta), J): the BA map in joint log coordinates and its Jacobian; see
     :func:`ibsolver.newton.jacobian`, the numpy specification (alpha > 0, theta finite)."""
     return _core.ba_jacobian(p_x, p_y_given_x, theta, float(beta), float(alpha))

@@ -29,6 +29,7 @@ from llvmlite import ir
 from numba import njit, prange
 from numba.core import types
 from numba.extending import intrinsic
+from numpy.typing import ArrayLike
 
 from . import Iterated
 from ._threads import ThreadPolicy
@@ -624,14 +625,15 @@ def _threads(n_blocks: int):
         numba.set_num_threads(previous)
 
 
-def _as_f64(a, ndim: int, name: str) -> np.ndarray:
+def _as_f64(a: ArrayLike, ndim: int, name: str) -> np.ndarray:
     arr = np.ascontiguousarray(a, dtype=np.float64)
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-D array (got shape {arr.shape})")
     return arr
 
 
-def _state(p_y_given_x, log_p_t, log_p_y_given_t):
+def _state(p_y_given_x: ArrayLike, log_p_t: ArrayLike,
+           log_p_y_given_t: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     p_y_given_x = _as_f64(p_y_given_x, 2, "p_y_given_x")
     log_p_t = _as_f64(log_p_t, 1, "log_p_t")
     log_p_y_given_t = _as_f64(log_p_y_given_t, 2, "log_p_y_given_t")
@@ -643,8 +645,9 @@ def _state(p_y_given_x, log_p_t, log_p_y_given_t):
     return p_y_given_x, log_p_t, log_p_y_given_t
 
 
-def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
-                   max_iter, tol, n_threads=None):
+def run_iterations(p_x: ArrayLike, p_y_given_x: ArrayLike, log_p_t: ArrayLike,
+                   log_p_y_given_t: ArrayLike, beta: float, alpha: float, max_iter: int,
+                   tol: float, n_threads: int | None = None) -> Iterated:
     """Iterate from the given state; an :class:`ibsolver.backends.Iterated`.
 
     See :func:`ibsolver.backends.numpy_backend.run_iterations`; ``history`` is in nats.
@@ -677,7 +680,8 @@ def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
     return Iterated(out_t, out_ty, int(n_iter), float(residual), history)
 
 
-def encoder(p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, n_threads=None):
+def encoder(p_y_given_x: ArrayLike, log_p_t: ArrayLike, log_p_y_given_t: ArrayLike,
+            beta: float, alpha: float, n_threads: int | None = None) -> np.ndarray:
     """The encoder q(t|x), shape (n, k), that one iteration builds from the given state."""
     p_y_given_x, log_p_t, log_p_y_given_t = _state(p_y_given_x, log_p_t, log_p_y_given_t)
     (n, m), k = p_y_given_x.shape, log_p_t.size

@@ -70,8 +70,9 @@ def _log(a):
         return np.log(a)
 
 
-def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
-                   max_iter, tol, n_threads=None):
+def run_iterations(p_x: np.ndarray, p_y_given_x: np.ndarray, log_p_t: np.ndarray,
+                   log_p_y_given_t: np.ndarray, beta: float, alpha: float, max_iter: int,
+                   tol: float, n_threads: int | None = None) -> Iterated:
     """Iterate from the given state; an :class:`ibsolver.backends.Iterated`."""
     p_xy = p_x[:, None] * p_y_given_x
     history = np.empty(max_iter)
@@ -97,7 +98,8 @@ def run_iterations(p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha,
     return Iterated(log_p_t, log_p_y_given_t, n_iter, residual, history[:n_iter])
 
 
-def encoder(p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, n_threads=None):
+def encoder(p_y_given_x: np.ndarray, log_p_t: np.ndarray, log_p_y_given_t: np.ndarray,
+            beta: float, alpha: float, n_threads: int | None = None) -> np.ndarray:
     """The encoder q(t|x), shape (n, k), that one iteration builds from the given state."""
     q, _ = _assign(_logits(p_y_given_x, log_p_t, log_p_y_given_t, beta), alpha)
     return q
