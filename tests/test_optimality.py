@@ -120,3 +120,32 @@ def test_nonconvergence_after_the_correctness_steps_still_warns():
     with pytest.warns(ibsolver.ConvergenceWarning, match="increase max_iter"):
         res = ibsolver.solve(ZEROS / ZEROS.sum(), ZEROS_BETA, random_state=0, max_iter=50)
     assert not res.converged
+
+
+@pytest.mark.parametrize("accelerate", [False, True])
+def test_a_start_with_zeros_in_its_decoders_is_not_a_trap(accelerate):
+    """From the identity encoder of a table whose rows have different supports, every
+    cluster has a p(y|t) = 0 that bars the other rows from it for good (BA keeps q = 0):
+    at beta = 0.5 < 1, where the one-cluster solution (Lagrangian 0) is the only optimum,
+    the solve stayed at T = X (Lagrangian 1.2516 bit, 'converged') until starts were
+    unbarred (ibsolver.solve.unbarred)."""
+    p = np.array([[2, 1, 0], [0, 2, 1], [1, 0, 2]], dtype=float) / 9.0
+    res = ibsolver.solve(p, 0.5, init=np.eye(3), accelerate=accelerate)
+    assert res.lagrangian == pytest.approx(0.0, abs=1e-9)
+    assert res.i_xt <= 1e-9
+
+
+def test_unbarred_mixes_only_states_with_a_zero():
+    """unbarred copies a state without zeros unchanged, and mixes one with zeros with
+    UNBAR_MIX of p(y): every decoder then sums to 1 and has no zero."""
+    problem = SOLVE.Problem.from_joint(np.array([[2, 1, 0], [0, 2, 1], [1, 0, 2]]) / 9.0)
+    full = SOLVE.State.from_encoder(problem, np.full((3, 2), 0.5))
+    same = SOLVE.unbarred(problem, full)
+    assert same is not full and np.array_equal(same.log_p_y_given_t, full.log_p_y_given_t)
+    barred = SOLVE.State.from_encoder(problem, np.eye(3))
+    mixed = np.exp(SOLVE.unbarred(problem, barred).log_p_y_given_t)
+    assert np.all(mixed > 0)
+    np.testing.assert_allclose(mixed.sum(axis=1), 1.0, rtol=1e-14)
+    expected = (1 - SOLVE.UNBAR_MIX) * np.exp(barred.log_p_y_given_t) \
+        + SOLVE.UNBAR_MIX * problem.p_y
+    np.testing.assert_allclose(mixed, expected, rtol=1e-12)
