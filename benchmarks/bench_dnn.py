@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     last = None
     for s in sizes:
         cfg = TrainConfig(epochs=args.epochs, seeds=tuple(range(s)), n_records=2,
-                          batch_size=256, lr=3e-3)
+                          batch_size=256, optimizer="adam", lr=3e-3)
         ens, loop = [], []
         for _ in range(args.repeats):
             t_e, loss_e, res = _time_training(task, cfg, True, args.device)

@@ -55,7 +55,9 @@ def register(subparsers) -> None:
                     "fraction of seeds in which it rises then falls (its peak exceeds both "
                     "its first and its last record by more than --rise-threshold bits).\n\n"
                     "Writes usable.csv (every seed), training.csv, usable.json (the summary), "
-                    "usable.npz (the curves; dnn.results_io.load_result reads it) and "
+                    "usable_main.npz (the curves; with --compare-sgd usable_small_batch_high_lr.npz "
+                    "and usable_large_batch_low_lr.npz; dnn.usable.UsableEnsemble.load reads "
+                    "them) and "
                     "usable.png (mean over seeds, their range shaded) (sgd_regimes.png / "
                     "sgd_regimes.csv with --compare-sgd) to --out. The defaults (checkerboard "
                     "n=2, 5 seeds, 30 epochs, 9 records, MLP decoders of the paper's 128-64-32 "
@@ -133,8 +135,8 @@ def register(subparsers) -> None:
                     "--betas. Prints KL (bits), training error and PAC-Bayes bound per beta "
                     "and labelling (mean over seeds), and how much more information random "
                     "labels take where both fit.\n\nWrites weights.json, weights_sigma.npz, "
-                    "random_labels.csv, random_labels.npz (dnn.results_io.load_result reads "
-                    "it) and random_labels.png to --out. The defaults finish in about a "
+                    "random_labels.csv, random_labels.npz (dnn.weights.RandomLabels.load "
+                    "reads it) and random_labels.png to --out. The defaults finish in about a "
                     "minute on 2 CPU cores.",
         epilog="example:\n  ibsolver weights --beta 1 --out runs/weights")
     p.add_argument("--epochs", type=int, default=30, help="network training epochs (default: 30)")
@@ -209,7 +211,6 @@ def _usable(args) -> int:
     import matplotlib.pyplot as plt
 
     from .experiments import plot_accuracy, usable_experiment, usable_summary
-    from .results_io import save_result
     from .usable import plot_usable_curves
 
     if args.epochs < 1:
@@ -240,8 +241,8 @@ def _usable(args) -> int:
     write_csv(os.path.join(args.out, "training.csv"),
               [{"run": name, **r} for name, (rec, _) in runs.items() for r in rec.training_rows()])
     write_json(os.path.join(args.out, "usable.json"), summary)
-    save_result({name: ens for name, (_, ens) in runs.items()},
-                os.path.join(args.out, "usable.npz"))
+    for name, (_, ens) in runs.items():
+        ens.save(os.path.join(args.out, f"usable_{name}.npz"))
     if args.compare_sgd:
         write_csv(os.path.join(args.out, "sgd_regimes.csv"), rows)
 
@@ -344,7 +345,6 @@ def _weights(args) -> int:
     import numpy as np
 
     from ._info_utils import make_generator, seed_from
-    from .results_io import save_result
     from .weights import plot_random_labels, random_labels_experiment, weights_of_digits_mlp
 
     prior_scale = args.prior_scale
@@ -380,17 +380,8 @@ def _weights(args) -> int:
                 hidden=parse_ints(args.rl_hidden, "--rl-hidden"), seeds=rl_seeds,
                 train_epochs=args.rl_train_epochs, epochs=args.rl_epochs,
                 random_state=seed_from(gen), progress=bar.update, device=args.device)
-        write_csv(os.path.join(args.out, "random_labels.csv"), [
-            dict(labels=lab, beta=float(beta), seed=seed, kl_bits=rl.kl_bits[i, b, k],
-                 kl_bits_per_example=rl.kl_bits[i, b, k] / rl.n_samples,
-                 expected_ce_bits=rl.expected_ce_bits[i, b, k],
-                 train_error=rl.train_error[i, b, k], test_error=rl.test_error[i, b, k],
-                 pac_bayes_bound=rl.pac_bayes_bound[i, b, k],
-                 prior_scale=rl.prior_scale[i, b, k],
-                 n_samples=rl.n_samples)
-            for i, lab in enumerate(rl.labels) for b, beta in enumerate(rl.betas)
-            for k, seed in enumerate(rl.seeds)])
-        save_result(rl, os.path.join(args.out, "random_labels.npz"))
+        write_csv(os.path.join(args.out, "random_labels.csv"), rl.to_rows())
+        rl.save(os.path.join(args.out, "random_labels.npz"))
         fig, ax = plt.subplots(figsize=(6.5, 4))
         plot_random_labels(rl, ax=ax)
         ax.set_title(f"true vs random labels (digits parity, N={rl.n_samples}, "

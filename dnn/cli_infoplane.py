@@ -30,9 +30,9 @@ gives the canonical labels, whose bound min(I(X;T), H(Y)) only tests the solver.
 Binning by default cannot manufacture compression: a tanh or sigmoid layer (and the
 softmax output) gets 30 bins over its fixed range, a ReLU or any other layer bins of fixed
 width 2/30. The summary states the rule per layer, each layer's compression verdict and
-whether it survives a sweep of binnings (bins, widths, per-layer ranges), and every
-honesty flag: saturation at log2 N, data-processing violations, range changes, points
-above the bound.
+whether it survives a sweep of binnings (bins, widths, per-layer ranges) in every seed,
+and every honesty flag: saturation at log2 N, data-processing violations, range changes
+over 4x between records (in how many seeds, and the worst), points above the bound.
 
 Training is plain SGD by default, as in Shwartz-Ziv & Tishby: per parametrised layer and
 recorded epoch, the norms of the mean and of the standard deviation of the minibatch
@@ -40,8 +40,9 @@ gradients and their ratio (SNR) are kept, and the summary puts the epoch where t
 falls below 1 for good (the phase change) beside each layer's onset of compression (the
 epoch of its peak I(X;T)), saying whether the two lie within a factor 2.
 
-Writes to --out: records.npz (every array), records.csv (tidy: epoch, seed, layer,
-estimator, knobs, I(X;T), I(T;Y), bound, gap, losses, gradient norms and SNR, ...),
+Writes to --out: records.npz (every array, with every seed's probe activations at the
+recorded epochs, float32: about 100 MB at the defaults), records.csv (tidy: epoch, seed,
+layer, estimator, knobs, I(X;T), I(T;Y), bound, gap, losses, gradient norms and SNR, ...),
 summary.json, infoplane.png, gap.png, grad_snr.png, grad_stats.png, loss.png,
 sensitivity.png, and checkpoint.pt (resume an interrupted run with --resume).
 
@@ -122,9 +123,9 @@ def register(subparsers) -> None:
                         "--noise 0, where it is min(I(X;T), H(Y))), none (default: auto)")
     g.add_argument("--sweep", default=None,
                    help="knob values for the sensitivity sweep, comma-separated: numbers of "
-                        "bins (widths with --bin-strategy width) tried on the first seed's "
+                        "bins (widths with --bin-strategy width) tried on every seed's "
                         "trajectory after the run's own binning, or with --estimator kde s^2 "
-                        "at the last epoch (default: bins 10,100, widths 0.5,0.02, every "
+                        "at the first seed's last epoch (default: bins 10,100, widths 0.5,0.02, every "
                         "layer at width 0.5 and 0.07, per-layer and all-layer ranges, "
                         "auto; s^2 "
                         "1e-3,1e-2,1e-1,1)")
@@ -207,8 +208,9 @@ def _command(args) -> int:
                                    callback=lambda epoch: bar.update(epoch - bar.n))
 
     rec, curve, key = run.recording, run.curve, run.key
-    paths = {"npz": rec.save(os.path.join(out, "records.npz")),
-             "csv": write_csv(os.path.join(out, "records.csv"), rec.to_rows(curve))}
+    npz = os.path.join(out, "records.npz")
+    rec.save(npz)
+    paths = {"npz": npz, "csv": write_csv(os.path.join(out, "records.csv"), rec.to_rows(curve))}
     paths.update(save_figures(rec, out, curve, key=key,
                               sensitivity=run.sweeps[0] if key == "binning" else run.sweeps[1:],
                               extra_keys=() if key == "binning" else ("binning", "kde_lower")))
@@ -229,9 +231,16 @@ def _report(run, summ, out):
     from .infoplane import COMPRESSION_BITS
 
     rec = run.recording
+    cfg = summ["config"]
     print(f"{rec.name}: {len(rec.seeds)} seeds x {rec.settings['epochs']} epochs on {rec.device} "
           f"in {run.timing_s['train_and_record']:.1f} s; test accuracy "
           f"{summ['final']['test_acc']['mean']:.3f} (+- {summ['final']['test_acc']['std']:.3f})")
+    print(f"config: {cfg['activation']} {'-'.join(map(str, cfg['widths']))}, "
+          f"{cfg['optimizer']} lr {cfg['lr']:g}"
+          + (f" momentum {cfg['momentum']:g}" if cfg["optimizer"] == "sgd" else "")
+          + (f" weight decay {cfg['weight_decay']:g}" if cfg["weight_decay"] else "")
+          + f", batch {cfg['batch_size']}, train fraction {cfg['train_fraction']:g}, "
+          f"{cfg['init']} init, probe {cfg['probe']}, {len(rec.epochs)} records")
     print(f"final epoch, {run.key} (bits, mean over seeds; N = {rec.n_probe}, "
           f"log2 N = {rec.log2_n:.2f}, H(Y) = {rec.h_y:.6f}):")
     gap = run.curve is not None
@@ -249,10 +258,12 @@ def _report(run, summ, out):
     for layer, e in summ["layers"].items():
         print(f"  {layer}: {e['rule']}")
     sweep = summ["compression_sweep"]
-    print(f"the verdict under {len(sweep['binnings'])} binnings (seed {sweep['seed']}):")
+    print(f"the verdict under {len(sweep['binnings'])} binnings, each seed re-binned (seeds "
+          f"{', '.join(map(str, sweep['seeds']))}; drop from peak under the run's binning, "
+          f"mean +- std [min, max] over seeds):")
     for layer, r in sweep["layers"].items():
-        print(f"  {layer}: {r['verdict']}, " + ("survives all binnings" if r["survives_all_binnings"]
-                                                 else "changed by " + "; ".join(r["changed_by"])))
+        print(f"  {layer}: {r['statement']}"
+              + ("" if r["survives_all_binnings"] else "; changed by " + "; ".join(r["changed_by"])))
     _report_phases(summ)
     _report_flags(summ)
     print(f"wrote {', '.join(sorted(summ['files'].values()))} to {out}")
@@ -288,9 +299,12 @@ def _report_flags(summ):
         print(f"    {p['layer']} > {p['previous']} in {p['quantity']}: {p['count']} record(s), worst "
               f"{p['worst_excess_bits']:.4f} bit (epoch {p['epoch']}, seed {p['seed']})")
     warned = {layer: r for layer, r in summ["range_changes"].items() if r["warn"]}
-    print(f"  range changes over {RANGE_CHANGE_WARN:g}x between records (seed {summ['compression_sweep']['seed']}): "
-          + (", ".join(f"{k} {r['ratio']:.3g}x ({r['smallest']:.3g} to {r['largest']:.3g})"
-                       for k, r in warned.items()) if warned else "none"))
+    n_seeds = len(summ["compression_sweep"]["seeds"])
+    print(f"  range changes over {RANGE_CHANGE_WARN:g}x between records (max - min of a "
+          f"layer, in each of {n_seeds} seed{'s' if n_seeds > 1 else ''}): "
+          + ("; ".join(f"{k} in {r['n_seeds_changed']} of {r['n_seeds']}, worst "
+                       f"{r['ratio']:.3g}x ({r['smallest']:.3g} to {r['largest']:.3g}, seed "
+                       f"{r['seed']})" for k, r in warned.items()) if warned else "none"))
     check = summ.get("bound_check")
     if check is None:
         print("  bound check: not run (--bound none)")

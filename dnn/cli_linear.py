@@ -54,7 +54,7 @@ _POS_INT = _number(1, integer=True, strict=False)
 _POS = _number(0.0, integer=False, strict=True)
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "linear", help="deep linear networks on Gaussian data: exact layer information (torch)",
         description=_DESCRIPTION, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -105,8 +105,9 @@ def _command(args) -> int:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    paths = {"npz": study.save(os.path.join(args.out, "linear.npz")),
+    paths = {"npz": os.path.join(args.out, "linear.npz"),
              "csv": write_csv(os.path.join(args.out, "linear.csv"), study.to_rows())}
+    study.save(paths["npz"])
     for name, draw, shape, size in (
             ("linear_infoplane.png", plot_conditions, (2, 2), (11.0, 8.5)),
             ("linear_irrelevant.png", plot_irrelevant_information, (1, 2), (11.0, 4.0))):

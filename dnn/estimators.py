@@ -842,42 +842,59 @@ def sensitivity(activations, p_xy, *, estimator: str = "binning", values=None,
 RANGE_CHANGE_WARN = 4.0
 
 
-def range_changes(activations, *, factor: float = RANGE_CHANGE_WARN) -> dict:
-    """How much each layer's range (max - min over probe rows and units) changes over records.
+def range_changes(activations, *, factor: float = RANGE_CHANGE_WARN, seeds=None) -> dict:
+    """How much each layer's range (max - min over probe rows and units) changes over records,
+    in every network.
 
     Parameters
     ----------
     activations : dict
         {layer: (E, S, N, w) or (E, N, w) array}: E records (epochs) of S networks (seeds),
-        e.g. ``Recording.activations``.
+        e.g. ``Recording.activations`` (kept for every seed by the infoplane recipe).
     factor : float
-        A layer whose largest range exceeds ``factor`` times its smallest, in any network,
-        is warned about through ``logging``.
+        A network whose largest range over the records exceeds ``factor`` times its
+        smallest is counted; a layer with any such network is warned about through
+        ``logging``.
+    seeds : sequence, optional
+        The names of the S networks (default 0 .. S-1), as the result reports them.
 
     Returns
     -------
     dict
-        {layer: {"smallest", "largest", "ratio", "warn"}}: the smallest and largest range
-        over the records of the network where they differ most, their ratio (inf when the
-        smallest is 0), and whether it exceeds ``factor``.
+        {layer: {"ratio": the worst factor (largest over smallest range) over the networks,
+        inf when a smallest range is 0; "seed", "smallest", "largest": the network where
+        it is worst and its two ranges; "ratios": the factor of each network;
+        "n_seeds_changed": how many networks exceed ``factor``; "n_seeds": S; "warn":
+        whether any does}}.
     """
+    factor = float(factor)
     out = {}
     for name, a in activations.items():
-        a = np.asarray(a, dtype=np.float64)
+        a = np.asarray(a)
         if a.ndim not in (3, 4):
             raise ValueError(f"activations[{name!r}] must be (E, S, N, w) or (E, N, w) "
                              f"(got shape {a.shape})")
         a = a if a.ndim == 4 else a[:, None]
-        spans = np.ptp(a.reshape(*a.shape[:2], -1), axis=2)     # (E, S)
+        # reduced in the stored dtype (no float64 copy of every record), subtracted in float64
+        spans = (a.max(axis=(2, 3)).astype(np.float64)
+                 - a.min(axis=(2, 3)).astype(np.float64))            # (E, S)
         lo, hi = spans.min(axis=0), spans.max(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(hi > 0, hi / lo, 1.0)
+        names = list(range(a.shape[1])) if seeds is None else list(seeds)
+        if len(names) != a.shape[1]:
+            raise ValueError(f"seeds must name the {a.shape[1]} networks of "
+                             f"activations[{name!r}] (got {len(names)})")
         s = int(np.argmax(ratio))
-        out[name] = {"smallest": float(lo[s]), "largest": float(hi[s]),
-                     "ratio": float(ratio[s]), "warn": bool(ratio[s] > factor)}
-        if out[name]["warn"]:
-            logger.warning("layer %r: its range (max - min) changes %.3gx between records "
-                           "(%.3g to %.3g); bins over a layer's own range (range='layer' or "
-                           "'global') widen as much and can fake compression", name,
-                           ratio[s], lo[s], hi[s])
+        n_changed = int(np.sum(ratio > factor))
+        out[name] = {"ratio": float(ratio[s]), "seed": names[s], "smallest": float(lo[s]),
+                     "largest": float(hi[s]), "ratios": [float(r) for r in ratio],
+                     "n_seeds_changed": n_changed, "n_seeds": int(ratio.size),
+                     "warn": n_changed > 0}
+        if n_changed:
+            logger.warning("layer %r: its range (max - min) changes more than %gx between "
+                           "records in %d of %d seeds (worst %.3gx, %.3g to %.3g, seed %s); "
+                           "bins over a layer's own range (range='layer' or 'global') widen "
+                           "as much and can fake compression", name, factor, n_changed,
+                           ratio.size, ratio[s], lo[s], hi[s], names[s])
     return out

@@ -344,36 +344,61 @@ def plot_sensitivity(sens, ax=None, *, curve=None, cmap: str = "plasma"):
     return ax
 
 
-def trajectory_sensitivity(result, *, estimator: str = "binning", values=None, seed_index=0,
-                           **knobs) -> list:
-    """Re-estimate the kept activations of one seed at every recorded epoch for each setting.
+def trajectory_sensitivity(result, *, estimator: str = "binning", values=None,
+                           seed_index=None, **knobs) -> list:
+    """Re-estimate the kept activations of every recorded epoch under each setting, per seed.
 
-    ``values`` and ``knobs`` as in :func:`dnn.estimators.sweep_estimators` (default: the
-    binning's number of bins, range rules and widths). Returns a list (one per estimator
-    key) of dicts {"estimator", "knob", "values", "labels" (each setting in words), "layers",
-    "seed", "i_xt" (V, E, L), "i_ty" (V, E, L)}, bits. Needs
-    ``train(..., keep_activations=...)``.
+    Parameters
+    ----------
+    result : Recording
+        A run with activations (``train(..., keep_activations=True)``; the infoplane
+        recipe keeps them for every seed, at the recorded epochs only).
+    estimator, values, **knobs
+        As in :func:`dnn.estimators.sweep_estimators` (default: the binning's number of
+        bins, range rules and widths).
+    seed_index : int, sequence of int or None
+        Positions in ``result.seeds`` to re-estimate (default None: every seed whose
+        activations are kept).
+
+    Returns
+    -------
+    list
+        One dict per estimator key: {"estimator", "knob", "values", "labels" (each setting
+        in words), "layers", "seeds" (the seeds re-estimated), "i_xt" (V, E, S, L), "i_ty"
+        (V, E, S, L)}, bits: V settings, E records, S seeds, L layers.
     """
     from .estimators import sweep_estimators
 
     if not result.activations:
-        raise ValueError("result has no activations; train with keep_activations=True or 1")
+        raise ValueError("result has no activations; train with keep_activations=True")
+    n_kept = int(np.asarray(result.activations[result.layers[0]]).shape[1])
+    if seed_index is None:
+        index = list(range(n_kept))
+    else:
+        index = [seed_index] if np.ndim(seed_index) == 0 else list(seed_index)
+        bad = [i for i in index if isinstance(i, bool) or not isinstance(i, (int, np.integer))
+               or not 0 <= i < n_kept]
+        if not index or bad:
+            raise ValueError(f"seed_index must be None or positions in 0..{n_kept - 1} of the "
+                             f"seeds whose activations are kept (got {seed_index!r})")
     knob, values, ests = sweep_estimators(estimator, values, **knobs)
     out: dict = {}
     for est in ests:
-        per_epoch: dict = {}
+        rows: dict = {}       # key -> [(i_xt, i_ty) per epoch and seed]
         for e in range(len(result.epochs)):
-            acts = {layer: result.activations[layer][e, seed_index] for layer in result.layers}
-            for r in est.estimate(acts, result.p_xy):
-                per_epoch.setdefault(r.estimator, []).append((r.i_xt, r.i_ty))
-        for key, rows in per_epoch.items():
+            for s in index:
+                acts = {layer: result.activations[layer][e, s] for layer in result.layers}
+                for r in est.estimate(acts, result.p_xy):
+                    rows.setdefault(r.estimator, []).append((r.i_xt, r.i_ty))
+        shape = (len(result.epochs), len(index), len(result.layers))
+        for key, pairs in rows.items():
             o = out.setdefault(key, {"estimator": key, "knob": knob, "values": values,
                                      "labels": [x.label for x in ests],
                                      "layers": list(result.layers),
-                                     "seed": int(result.seeds[seed_index]),
+                                     "seeds": [int(result.seeds[s]) for s in index],
                                      "i_xt": [], "i_ty": []})
-            o["i_xt"].append(np.stack([a for a, _ in rows]))
-            o["i_ty"].append(np.stack([b for _, b in rows]))
+            o["i_xt"].append(np.stack([a for a, _ in pairs]).reshape(shape))
+            o["i_ty"].append(np.stack([b for _, b in pairs]).reshape(shape))
     res = []
     for o in out.values():
         o["i_xt"] = np.stack(o["i_xt"])
@@ -384,22 +409,24 @@ def trajectory_sensitivity(result, *, estimator: str = "binning", values=None, s
 
 def plot_trajectory_sensitivity(result, sweep: dict, ax=None, *, curve=None,
                                 cmap: str = "plasma"):
-    """Each layer's trajectory (one seed) for every knob value of a
-    :func:`trajectory_sensitivity` sweep, one colour per value."""
+    """Each layer's trajectory (mean over the sweep's seeds) for every setting of a
+    :func:`trajectory_sensitivity` sweep, one colour per setting."""
     import matplotlib as mpl
 
     ax = _new_ax(ax)
     colors = mpl.colormaps[cmap](np.linspace(0.0, 0.85, len(sweep["labels"])))
+    i_xt, i_ty = sweep["i_xt"].mean(axis=2), sweep["i_ty"].mean(axis=2)   # (V, E, L)
     for i, label in enumerate(sweep["labels"]):
-        for k in range(sweep["i_xt"].shape[2]):
-            ax.plot(sweep["i_xt"][i, :, k], sweep["i_ty"][i, :, k], "-o", ms=2, lw=0.8,
+        for k in range(i_xt.shape[2]):
+            ax.plot(i_xt[i, :, k], i_ty[i, :, k], "-o", ms=2, lw=0.8,
                     color=colors[i], label=label if k == 0 else None)
     if curve is not None:
         plot_bound(curve, ax, transitions=False)
     ax.set_xlabel("I(X;T) [bits]")
     ax.set_ylabel("I(T;Y) [bits]")
+    n = len(sweep["seeds"])
     ax.set_title(f"{result.name}: {sweep['estimator']} trajectories vs {sweep['knob']} "
-                 f"(seed {sweep['seed']})", fontsize=9)
+                 f"(mean over {n} seed{'s' if n > 1 else ''})", fontsize=9)
     ax.legend(fontsize=6, loc="lower right")
     return ax
 
@@ -502,33 +529,71 @@ def compression(i_xt, *, threshold_bits: float = COMPRESSION_BITS) -> dict:
 
 
 def compression_robustness(sweep: dict, *, threshold_bits: float = COMPRESSION_BITS) -> dict:
-    """Per layer, whether its compression verdict is the same under every setting of a sweep.
+    """Per layer, whether its compression verdict survives every setting of a sweep, in
+    every seed.
 
     Parameters
     ----------
     sweep : dict
-        One :func:`trajectory_sensitivity` result (one seed); its first setting is the
-        reference (the run's own binning in :func:`dnn.recipes.infoplane_experiment`).
+        One :func:`trajectory_sensitivity` result: "labels" (V settings), "layers" (L),
+        "i_xt" (V, E, S, L) bits (or (V, E, L) for one seed) and optionally "seeds"; its
+        first setting is the reference (the run's own binning in
+        :func:`dnn.recipes.infoplane_experiment`).
     threshold_bits : float
-        As in :func:`compression`.
+        As in :func:`compression`: a seed compresses under a setting when its I(X;T) falls
+        from its peak to the last record by more than this.
 
     Returns
     -------
     dict
-        {layer: {"verdict": under the first setting, "drop_bits": the drop (bits) under each
-        setting, "survives_all_binnings": the verdict is the same under every setting,
-        "changed_by": "label: verdict" of each setting that changes it}}.
+        {layer: {"verdict": :func:`compression`'s verdict under the first setting, over all
+        seeds; "drop_bits": per setting, the drop from the peak (bits) over seeds
+        {"mean", "std", "min", "max"}; "n_compressing": per setting, the seeds that
+        compress; "n_seeds"; "seeds"; "n_seeds_surviving": the seeds that compress, or do
+        not, under every setting as under the first; "survives_all_binnings": all of them
+        do; "changed_by": "label: verdict" of each setting under which any seed changes,
+        naming those seeds when there are several; "statement": one line saying so}}.
     """
+    i_xt = np.asarray(sweep["i_xt"], dtype=np.float64)
+    i_xt = i_xt[:, :, None, :] if i_xt.ndim == 3 else i_xt          # (V, E, S, L)
+    if i_xt.ndim != 4 or i_xt.shape[0] != len(sweep["labels"]) \
+            or i_xt.shape[3] != len(sweep["layers"]):
+        raise ValueError(f"sweep['i_xt'] must be (settings, records, seeds, layers) = "
+                         f"({len(sweep['labels'])}, E, S, {len(sweep['layers'])}) "
+                         f"(got shape {np.shape(sweep['i_xt'])})")
+    n_seeds = i_xt.shape[2]
+    seeds = list(sweep.get("seeds", range(n_seeds)))
     out = {}
     for k, layer in enumerate(sweep["layers"]):
-        per = [compression(sweep["i_xt"][v, :, k], threshold_bits=threshold_bits)
+        per = [compression(i_xt[v, :, :, k], threshold_bits=threshold_bits)
                for v in range(len(sweep["labels"]))]
+        drops = i_xt[:, :, :, k].max(axis=1) - i_xt[:, -1, :, k]            # (V, S)
+        compresses = drops > threshold_bits
+        changed = compresses != compresses[:1]                             # (V, S)
+        surviving = int(np.sum(~changed.any(axis=0)))
         ref = per[0]["verdict"]
-        out[layer] = {"verdict": ref, "drop_bits": [c["drop_bits"]["mean"] for c in per],
-                      "survives_all_binnings": all(c["verdict"] == ref for c in per),
-                      "changed_by": [f"{label}: {c['verdict']}"
-                                     for label, c in zip(sweep["labels"], per)
-                                     if c["verdict"] != ref]}
+        changed_by = []
+        for label, c, row in zip(sweep["labels"], per, changed):
+            if row.any():
+                which = ", ".join(str(seeds[s]) for s in np.flatnonzero(row))
+                changed_by.append(f"{label}: {c['verdict']}" + (
+                    (f" (seeds {which} change)" if row.sum() > 1 else f" (seed {which} changes)")
+                    if n_seeds > 1 else ""))
+        d = per[0]["drop_bits"]
+        n_set = len(per)
+        if surviving == n_seeds:
+            held = f"survives all {n_set} binnings" + (" in every seed" if n_seeds > 1 else "")
+        elif n_seeds > 1:
+            held = f"survives all {n_set} binnings in {surviving} of {n_seeds} seeds"
+        else:
+            held = f"does not survive all {n_set} binnings"
+        statement = (f"{ref}, drop {d['mean']:.3f} +- {d['std']:.3f} bit [{d['min']:.3f}, "
+                     f"{d['max']:.3f}] over {n_seeds} seed{'s' if n_seeds > 1 else ''}; {held}")
+        out[layer] = {"verdict": ref, "drop_bits": [c["drop_bits"] for c in per],
+                      "n_compressing": [c["n_compressing"] for c in per],
+                      "n_seeds": n_seeds, "seeds": seeds, "n_seeds_surviving": surviving,
+                      "survives_all_binnings": surviving == n_seeds,
+                      "changed_by": changed_by, "statement": statement}
     return out
 
 

@@ -79,13 +79,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from ibsolver.results import _Result
 from torch import nn
 
 from ._info_utils import torch_threads
@@ -288,38 +288,8 @@ def _record(model: nn.Module, teacher: GaussianTeacher, noise_var: float, covs,
 
 
 # --------------------------------------------------------------------------- results
-class _Saved:
-    """``save``/``load`` (one .npz: arrays by name, the rest as JSON; no pickle) and
-    ``to_dataframe`` of the results below."""
-
-    def save(self, path) -> str:
-        """Write the result to ``path`` (.npz, atomically; :func:`dnn.results_io.save_result`)."""
-        from .results_io import save_result
-
-        return save_result(self, path)
-
-    @classmethod
-    def load(cls, path):
-        """Read a result of this class written by :meth:`save`."""
-        from .results_io import load_result
-
-        obj = load_result(path)
-        if not isinstance(obj, cls):
-            raise ValueError(f"{os.fspath(path)!r} holds a {type(obj).__name__}, not a {cls.__name__}")
-        return obj
-
-    def to_dataframe(self):
-        """``to_rows()`` as a pandas DataFrame (information in bits; needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError("to_dataframe needs pandas: pip install pandas "
-                              "(or use to_rows() for a list of dicts)") from None
-        return pd.DataFrame(self.to_rows())  # type: ignore[attr-defined]
-
-
 @dataclass(frozen=True)
-class DeepLinearRun(_Saved):
+class DeepLinearRun(_Result):
     """One condition (task, method) trained over several seeds. Information in bits.
 
     Arrays are indexed (record E, seed S[, layer L]).
@@ -419,9 +389,11 @@ class DeepLinearRun(_Saved):
                                  "test_loss": float(self.test_loss[e, s])})
         return rows
 
+    _columns = to_rows  # the rows of to_dataframe
+
 
 @dataclass(frozen=True)
-class DeepLinearStudy(_Saved):
+class DeepLinearStudy(_Result):
     """The conditions of :func:`deep_linear_experiment`, in the order (0 irrelevant, SGD),
     (0, GD), (k, SGD), (k, GD). Information in bits.
 
@@ -469,6 +441,8 @@ class DeepLinearStudy(_Saved):
     def to_rows(self) -> list:
         """Every run's :meth:`DeepLinearRun.to_rows`, concatenated."""
         return [row for r in self.runs for row in r.to_rows()]
+
+    _columns = to_rows  # the rows of to_dataframe
 
 
 # --------------------------------------------------------------------------- training

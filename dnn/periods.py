@@ -18,19 +18,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from ibsolver import _validation as v
+from ibsolver.results import _Result
 
 from .experiments import fisher_measures
 from .infoplane import compression, plot_infoplane
 from .loop import record_training
 from .models import mlp, mlp_init, mlp_layers, resolve_device
 from .recording import Recording, load_state
-from .results_io import load_result, save_result
 from .tasks.base import Task
 from .train import TrainConfig, stratified_split
 
@@ -45,25 +44,9 @@ def _mean_std(a) -> dict:
     return {"mean": float(a.mean()), "std": float(a.std())}
 
 
-def _load(cls, path):
-    obj = load_result(path)
-    if not isinstance(obj, cls):
-        raise ValueError(f"{os.fspath(path)!r} holds a {type(obj).__name__}, not a {cls.__name__}")
-    return obj
-
-
-def _dataframe(rows: list):
-    try:
-        import pandas as pd
-    except ImportError:
-        raise ImportError("to_dataframe needs pandas: pip install pandas "
-                          "(or use to_rows() for a list of dicts)") from None
-    return pd.DataFrame(rows)
-
-
 # --------------------------------------------------------------------------- data size
 @dataclass(frozen=True)
-class DatasizeSweep:
+class DatasizeSweep(_Result):
     """What :func:`datasize_experiment` found. Information in bits.
 
     Attributes
@@ -119,9 +102,7 @@ class DatasizeSweep:
                              "n_seeds": len(rec.seeds)})
         return rows
 
-    def to_dataframe(self):
-        """:meth:`to_rows` as a pandas DataFrame (needs pandas)."""
-        return _dataframe(self.to_rows())
+    _columns = to_rows  # the rows of to_dataframe
 
     def summary(self) -> dict:
         """The JSON-ready summary (bits): per size the test accuracy, the last hidden
@@ -146,15 +127,6 @@ class DatasizeSweep:
                 "i_xy_bits": float(self.curve.i_xy), "estimator": self.key,
                 "last_hidden_layer": self.last_hidden, "seeds": list(rec0.seeds),
                 "config": config, "sizes": sizes}
-
-    def save(self, path) -> str:
-        """Write the sweep to ``path`` (one .npz: arrays, the rest as JSON; no pickle)."""
-        return save_result(self, path)
-
-    @classmethod
-    def load(cls, path) -> "DatasizeSweep":
-        """Read a sweep written by :meth:`save`."""
-        return _load(cls, path)
 
 
 def datasize_experiment(sizes=DEFAULT_SIZES, config: TrainConfig | None = None, *,
@@ -360,7 +332,7 @@ class DeficitRun:
 
 
 @dataclass(frozen=True)
-class CriticalPeriods:
+class CriticalPeriods(_Result):
     """What :func:`critical_periods` found: one :class:`DeficitRun` per schedule.
 
     Attributes
@@ -400,9 +372,7 @@ class CriticalPeriods:
                     rows.append(row)
         return rows
 
-    def to_dataframe(self):
-        """:meth:`to_rows` as a pandas DataFrame (needs pandas)."""
-        return _dataframe(self.to_rows())
+    _columns = to_rows  # the rows of to_dataframe
 
     def summary(self) -> dict:
         """The JSON-ready summary: per run the final test accuracy (mean, std and per seed),
@@ -423,15 +393,6 @@ class CriticalPeriods:
                                           "peak_epoch": int(run.epochs[peak]),
                                           "final": float(fisher[-1])}})
         return {"settings": dict(self.settings), "seeds": list(self.seeds), "runs": runs}
-
-    def save(self, path) -> str:
-        """Write the result to ``path`` (one .npz: arrays, the rest as JSON; no pickle)."""
-        return save_result(self, path)
-
-    @classmethod
-    def load(cls, path) -> "CriticalPeriods":
-        """Read a result written by :meth:`save`."""
-        return _load(cls, path)
 
 
 def _continue_from(rec: Recording) -> Callable:

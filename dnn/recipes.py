@@ -23,11 +23,12 @@ from .tasks.base import Task
 from .train import TrainConfig, train
 
 BOUNDS = ("auto", "solver", "exact", "none")
-#: the recipe's training when no config is given: plain SGD, as in Shwartz-Ziv & Tishby,
-#: whose drift and diffusion phases are those of SGD's minibatch noise (Adam rescales each
-#: coordinate by its own gradient history). At lr 0.1 the 12-bit task (noise 1) reaches
-#: test accuracy 0.93 in 1000 epochs, as Adam at 3e-3 does.
-DEFAULT_CONFIG = TrainConfig(optimizer="sgd", lr=0.1)
+#: the recipe's training when no config is given: :class:`dnn.train.TrainConfig`'s own
+#: defaults, plain SGD at lr 0.1 without momentum, as in Shwartz-Ziv & Tishby, whose drift
+#: and diffusion phases are those of SGD's minibatch noise (Adam rescales each coordinate by
+#: its own gradient history). The 12-bit task (noise 1) reaches test accuracy 0.93 in 1000
+#: epochs, as Adam at 3e-3 does.
+DEFAULT_CONFIG = TrainConfig()
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,11 @@ class InfoplaneExperiment:
     recording : the run; curve : the ``ibsolver.IBCurve`` of ``recording.p_xy`` (None with
     ``bound="none"``); check : every binned point against it (None without a curve); key :
     the estimator key the figures and the summary show; sweeps : first the binning sweep
-    (the first seed's trajectories under each binning, a :func:`trajectory_sensitivity`
-    dict, the run's own binning first), then with a KDE its last record per noise variance
-    (``Sensitivity``); scores : ``ibsolver.score_encoder`` of the first seed's binned final
-    layers; timing_s : seconds per stage; range_changes : :func:`dnn.estimators.range_changes`
-    of the first seed's layers over the records.
+    (every seed's trajectories under each binning, a :func:`trajectory_sensitivity` dict,
+    the run's own binning first), then with a KDE the first seed's last record per noise
+    variance (``Sensitivity``); scores : ``ibsolver.score_encoder`` of the first seed's
+    binned final layers; timing_s : seconds per stage; range_changes :
+    :func:`dnn.estimators.range_changes` of every seed's layers over the records.
     """
 
     recording: Recording
@@ -64,7 +65,7 @@ class InfoplaneExperiment:
         out["config"] = rec.settings["config"]
         out["estimators"] = [dict(s) for s in rec.estimators]
         out["sensitivity"] = [_sweep_summary(s, rec.layers) for s in self.sweeps]
-        out["compression_sweep"] = {"seed": self.sweeps[0]["seed"],
+        out["compression_sweep"] = {"seeds": list(self.sweeps[0]["seeds"]),
                                     "binnings": list(self.sweeps[0]["labels"]),
                                     "layers": compression_robustness(self.sweeps[0])}
         out["range_changes"] = dict(self.range_changes)
@@ -77,11 +78,11 @@ class InfoplaneExperiment:
 def _sweep_summary(sweep, layers) -> dict:
     if not isinstance(sweep, dict):
         return sweep.as_dict()
-    return {"estimator": sweep["estimator"], "knob": sweep["knob"], "seed": sweep["seed"],
+    return {"estimator": sweep["estimator"], "knob": sweep["knob"], "seeds": sweep["seeds"],
             "values": list(sweep["values"]), "labels": list(sweep["labels"]),
             "layers": list(layers),
-            "final_i_xt_bits": sweep["i_xt"][:, -1, :].tolist(),
-            "final_i_ty_bits": sweep["i_ty"][:, -1, :].tolist(),
+            "final_i_xt_bits": sweep["i_xt"][:, -1].mean(axis=1).tolist(),  # mean over seeds
+            "final_i_ty_bits": sweep["i_ty"][:, -1].mean(axis=1).tolist(),
             "max_spread_xt_bits": float(np.ptp(sweep["i_xt"], axis=0).max()),
             "max_spread_ty_bits": float(np.ptp(sweep["i_ty"], axis=0).max())}
 
@@ -93,7 +94,8 @@ def infoplane_experiment(task: Task, config: TrainConfig | None = None, *, estim
     """Train and record (:func:`dnn.train.train`), then place the layers under the IB curve.
 
     config : the :class:`dnn.train.TrainConfig` of the run
-        (default :data:`DEFAULT_CONFIG`: plain SGD at lr 0.1).
+        (default :data:`DEFAULT_CONFIG`, TrainConfig's defaults: plain SGD at lr 0.1,
+        momentum 0).
     estimators : a binning first (default ``Binning(30)``: range "auto", which bins the
         MLP's tanh or sigmoid layers and its softmax output over their fixed ranges and
         ReLU and the rest at fixed width, as :func:`dnn.record_training` fills in),
@@ -105,12 +107,15 @@ def infoplane_experiment(task: Task, config: TrainConfig | None = None, *, estim
     sweep : values of the sensitivity sweep: without a KDE, numbers of bins (or widths, for
         a binning of strategy "width") tried after the run's own binning; with a KDE, noise
         variances. Default: :data:`dnn.estimators.DEFAULT_SWEEPS` (binning: the number of
-        bins, the range rules and the widths). The binning sweep runs over the first seed's
-        trajectory in every case, and the summary says for each layer whether its
-        compression verdict is the same under all its binnings.
+        bins, the range rules and the widths). The binning sweep re-bins every seed's
+        trajectory, and the summary says for each layer whether its compression verdict
+        (the drop from its peak, with its spread over seeds) holds under all its binnings
+        in every seed.
 
-    The other arguments go to :func:`dnn.train.train` (the first seed's activations are
-    kept for the sweep).
+    The other arguments go to :func:`dnn.train.train`. Every seed's probe activations are
+    kept at the recorded epochs only (float32, ``n_records`` x seeds x N x the layers'
+    total width), for the sweep and for :func:`dnn.estimators.range_changes`, which warns
+    about a layer whose range changes more than 4x between records in any seed.
     """
     import ibsolver
 
@@ -127,7 +132,7 @@ def infoplane_experiment(task: Task, config: TrainConfig | None = None, *, estim
     timing = {}
     t0 = time.perf_counter()
     rec = train(task, DEFAULT_CONFIG if config is None else config, out_dir=out_dir,
-                resume=resume, device=device, estimators=ests, keep_activations=1,
+                resume=resume, device=device, estimators=ests, keep_activations=True,
                 callback=callback, n_threads=n_threads)
     timing["train_and_record"] = time.perf_counter() - t0
     binning = make_estimator({"name": "binning", **rec.knobs("binning")})  # layer ranges filled
@@ -154,6 +159,7 @@ def infoplane_experiment(task: Task, config: TrainConfig | None = None, *, estim
         acts = {layer: rec.final_activations[layer][0] for layer in rec.layers}
         sweeps += sensitivity(acts, rec.p_xy, estimator="kde", values=values)
     timing["sensitivity"] = time.perf_counter() - t0
+    kept = rec.seeds[:sweeps[0]["i_xt"].shape[2]]   # every seed (train keeps them all)
     return InfoplaneExperiment(recording=rec, curve=curve, check=check, key=key,
                                sweeps=sweeps, scores=scores, timing_s=timing,
-                               range_changes=range_changes(rec.activations))
+                               range_changes=range_changes(rec.activations, seeds=kept))

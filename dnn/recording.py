@@ -3,21 +3,21 @@
 A :class:`Recording` is what :func:`dnn.record_training` returns, whatever the model and
 data. Every downstream function (:mod:`dnn.infoplane`) takes one, with the
 ``ibsolver.IBCurve`` of its ``p_xy``. ``save``/``load`` use one ``.npz`` of plain arrays with
-the metadata as JSON (no pickle).
+the metadata as JSON (no pickle), as every ``ibsolver`` result does.
 """
 from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
+from ibsolver.results import _dataframe, _json_safe, _Result
 
 from .estimators import DPI_TOL, SATURATION
 
 @dataclass(frozen=True, repr=False)
-class Recording:
+class Recording(_Result):
     """Layers of a network (one per seed) on the information plane over training. Bits.
 
     Arrays are indexed (epoch record E, seed S[, layer]):
@@ -204,12 +204,18 @@ class Recording:
 
     def to_dataframe(self, curve=None):
         """:meth:`to_rows` as a pandas DataFrame (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError("to_dataframe needs pandas: pip install pandas "
-                              "(or use to_rows() for a list of dicts)") from None
-        return pd.DataFrame(self.to_rows(curve))
+        return _dataframe(self.to_rows(curve))
+
+    def summary(self, curve=None, key: str | None = None) -> dict:
+        """:func:`dnn.infoplane.summary` of the run for estimator ``key`` (default
+        "binning" where recorded, else the first key), with ``curve`` (the
+        ``ibsolver.IBCurve`` of ``p_xy``) the gaps to the bound: plain JSON values, bits,
+        NaN as None."""
+        from .infoplane import summary
+
+        if key is None:
+            key = "binning" if "binning" in self.info else next(iter(self.info))
+        return _json_safe(summary(self, curve, key))
 
     def to_xarray(self):
         """The recording as an ``xarray.Dataset`` (needs xarray): per estimator key,
@@ -237,24 +243,6 @@ class Recording:
                  "estimators": json.dumps(list(self.estimators)),
                  "settings": json.dumps(self.settings, default=str)}
         return xr.Dataset(data, coords=coords, attrs=attrs)
-
-    # ---- files
-    def save(self, path) -> str:
-        """Write the recording to ``path`` (one .npz: arrays, and the rest as JSON; no
-        pickle), atomically."""
-        from .results_io import save_result
-
-        return save_result(self, path)
-
-    @classmethod
-    def load(cls, path) -> "Recording":
-        """Read a recording written by :meth:`save`."""
-        from .results_io import load_result
-
-        obj = load_result(path)
-        if not isinstance(obj, cls):
-            raise ValueError(f"{os.fspath(path)!r} holds a {type(obj).__name__}, not a Recording")
-        return obj
 
 
 def _bound_values(curve, i_xt):

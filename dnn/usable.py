@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from ibsolver import entropy
+from ibsolver.results import _Result
 
 logger = logging.getLogger(__name__)
 
@@ -619,8 +620,11 @@ def rises_then_falls(values, *, threshold_bits: float = RISE_FALL_BITS) -> np.nd
 
 
 @dataclass(frozen=True)
-class UsableEnsemble:
+class UsableEnsemble(_Result):
     """Usable information over training of networks that differ only in their seed, in bits.
+
+    ``save``/``load`` (one .npz, no pickle), ``summary()`` and ``to_dataframe()`` as every
+    ``ibsolver`` result.
 
     Attributes
     ----------
@@ -697,6 +701,27 @@ class UsableEnsemble:
     def to_rows(self) -> list:
         """One dict per (seed, label, layer, epoch), for CSV."""
         return [{"seed": s, **r} for s, c in zip(self.seeds, self.curves) for r in c.to_rows()]
+
+    _columns = to_rows  # the rows of to_dataframe
+
+    def summary(self, *, threshold_bits: float = RISE_FALL_BITS) -> dict:
+        """The JSON-ready summary, bits: the seeds, the decoder budget, H(Y) and the maximum
+        per label set; "final" and "peak" usable information per label set and layer, each
+        {"mean", "std", "min", "max"} over seeds; "rise_then_fall" (:meth:`rise_then_fall`
+        at ``threshold_bits``, also given as "rise_then_fall_bits"); "n_clipped" (decoders
+        whose raw value was negative, over all seeds)."""
+        from .experiments import _over_seeds
+
+        v = self.value
+        per_layer = {stat: {lab: {layer: _over_seeds(a[:, i, j])
+                                  for j, layer in enumerate(self.layers)}
+                            for i, lab in enumerate(self.label_sets)}
+                     for stat, a in (("final", v[..., -1]), ("peak", v.max(axis=-1)))}
+        return {"seeds": list(self.seeds), "decoder_budget": self.budget.to_dict(),
+                "h_y_bits": self.curves[0].h_y, "max_bits": self.max_bits, **per_layer,
+                "rise_then_fall": self.rise_then_fall(threshold_bits=threshold_bits),
+                "rise_then_fall_bits": float(threshold_bits),
+                "n_clipped": int(sum(c.clipped.sum() for c in self.curves))}
 
 
 def plot_usable_curves(curves: UsableCurves | UsableEnsemble, *, ax=None, label_sets=None,

@@ -53,6 +53,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from ibsolver.results import _Result
 
 logger = logging.getLogger(__name__)
 
@@ -524,8 +525,11 @@ FIT_ERROR = 0.1
 
 
 @dataclass(frozen=True)
-class RandomLabels:
+class RandomLabels(_Result):
     """Information in the weights of one network fitted to true and to random labels.
+
+    ``save``/``load`` (one .npz, no pickle), ``summary()`` and ``to_dataframe()`` as every
+    ``ibsolver`` result.
 
     Every array is indexed (labelling, beta, seed); information in bits, errors the 0-1
     error averaged over q.
@@ -613,6 +617,23 @@ class RandomLabels:
                 "n_samples": self.n_samples, "n_test": self.n_test, "n_params": self.n_params,
                 "settings": self.settings, "fit_error": float(fit_error), "per_beta": per_beta,
                 "both_fit": both, "verdict": verdict}
+
+    def to_rows(self) -> list:
+        """One dict per (labelling, beta, seed): KL (bits, and per example), E_q
+        cross-entropy (bits per example), training and test error, the PAC-Bayes bound and
+        the prior's scale."""
+        return [{"labels": lab, "beta": float(beta), "seed": seed,
+                 "kl_bits": float(self.kl_bits[i, b, k]),
+                 "kl_bits_per_example": float(self.kl_bits[i, b, k] / self.n_samples),
+                 "expected_ce_bits": float(self.expected_ce_bits[i, b, k]),
+                 "train_error": float(self.train_error[i, b, k]),
+                 "test_error": float(self.test_error[i, b, k]),
+                 "pac_bayes_bound": float(self.pac_bayes_bound[i, b, k]),
+                 "prior_scale": float(self.prior_scale[i, b, k]), "n_samples": self.n_samples}
+                for i, lab in enumerate(self.labels) for b, beta in enumerate(self.betas)
+                for k, seed in enumerate(self.seeds)]
+
+    _columns = to_rows  # the rows of to_dataframe
 
 
 def random_labels_experiment(betas=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0), *,

@@ -1,27 +1,32 @@
-"""Result objects returned by the solvers, and the one way they are saved and read.
+"""Result objects returned by the solvers, and the one way results are saved and read.
 
 Every result class (:class:`IBResult`, :class:`IBCurve`, :class:`~ibsolver.GaussianIB`,
-:class:`~ibsolver.EncoderScore`) has ``save(path)`` and ``load(path)``: one ``.npz`` file
-holding the result's arrays under their names and everything else as JSON text in the
-entry ``meta`` (with the result's type and the file format); no pickle. ``summary()`` is
-a dict of plain JSON values, ``to_dataframe()`` a pandas table and ``str(result)`` the
-text to print.
+:class:`~ibsolver.EncoderScore`, and ``dnn``'s results through the same :class:`_Result`)
+has ``save(path)`` and ``load(path)``: one ``.npz`` file holding the result's arrays under
+their names and everything else as JSON text in the entry ``meta`` (with the result's type
+and the file format); no pickle. ``summary()`` is a dict of plain JSON values,
+``to_dataframe()`` a pandas table and ``str(result)`` the text to print.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
 from .envelope import interpolate_envelope
+from .io import write_whole
 
 #: version of the file layout that ``save`` writes; ``IBCurve.load`` also reads format 1,
-#: written by ``IBCurve.to_npz`` (the name of ``IBCurve.save`` before it)
+#: written by ``IBCurve.to_npz`` (the name of ``IBCurve.save`` before it), and ``load`` the
+#: files of ``dnn.results_io.save_result`` (format "dnn.result/1", before ``dnn``'s results
+#: saved this way)
 FORMAT = 2
 
 _R = TypeVar("_R", bound="_Result")
@@ -29,9 +34,10 @@ _R = TypeVar("_R", bound="_Result")
 
 class _Result:
     """``save``, ``load`` and ``to_dataframe`` of a result dataclass. By default the
-    dataclass fields that are numpy arrays are saved as arrays and the others as JSON; a
-    class overrides ``_payload`` and ``_from_payload`` (their inverse) to save otherwise,
-    and gives ``_columns``, the columns of its table."""
+    dataclass fields that are numpy arrays are saved as arrays and the others as JSON, where
+    nested dataclasses, dicts, tuples and lists keep their types and their arrays are saved
+    as arrays too (:func:`_encode`); a class overrides ``_payload`` and ``_from_payload``
+    (their inverse) to save otherwise, and gives ``_columns``, its table."""
 
     __dataclass_fields__: ClassVar[dict[str, Any]]  # (set by @dataclass on the subclass)
 
@@ -41,10 +47,11 @@ class _Result:
         Parameters
         ----------
         path : str, path-like or binary file
-            Where to write: a file name (used as given: no suffix is added) or a file open
-            for writing bytes. The file holds the result's arrays under their names and
-            everything else as JSON text in the entry ``meta``; :meth:`load` reads it back
-            equal to the last bit (NaN included).
+            Where to write: a file name (used as given: no suffix is added; written to a
+            temporary file first, so that an interruption leaves no partial file) or a file
+            open for writing bytes. The file holds the result's arrays under their names
+            and everything else as JSON text in the entry ``meta``; :meth:`load` reads it
+            back equal to the last bit (NaN included).
         """
         _write(path, self)
 
@@ -69,7 +76,7 @@ class _Result:
         meta, arrays = _read(path, cls.__name__)
         try:
             return cls._from_payload(meta, arrays)
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError, ImportError) as exc:
             raise ValueError(f"{str(path)!r} is not a complete {cls.__name__} file "
                              f"({type(exc).__name__}: {exc})") from exc
 
@@ -79,34 +86,45 @@ class _Result:
         Returns
         -------
         pandas.DataFrame
-            One row per point of a curve, per direction of a Gaussian IB, else one row.
+            One row per point of a curve, per direction of a Gaussian IB, per record of a
+            training run, else one row.
 
         Raises
         ------
         ImportError
             Where pandas is not installed (:meth:`summary` needs no pandas).
         """
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError("to_dataframe needs pandas: pip install pandas (or use "
-                              "summary() for a dict)") from None
-        return pd.DataFrame(self._columns())
+        return _dataframe(self._columns())
 
-    def _columns(self) -> dict:
-        """The columns of :meth:`to_dataframe`, equal in length, by name."""
+    def _columns(self) -> dict | list:
+        """The table of :meth:`to_dataframe`: its columns by name, equal in length, or its
+        rows (dicts with the same keys)."""
         raise NotImplementedError
 
     def _payload(self) -> tuple[dict, dict]:
         """(JSON values, arrays) that :meth:`_from_payload` rebuilds the result from."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
         arrays = {k: v for k, v in values.items() if isinstance(v, np.ndarray)}
-        return {k: v for k, v in values.items() if k not in arrays}, arrays
+        return {k: _encode(v, arrays, k) for k, v in values.items() if k not in arrays}, arrays
 
     @classmethod
     def _from_payload(cls: type[_R], meta: dict, arrays: dict) -> _R:
-        return cls(**{f.name: arrays[f.name] if f.name in arrays else meta[f.name]
-                      for f in dataclasses.fields(cls)})
+        """The result of :meth:`_payload`'s values; fields missing from both take their
+        defaults (a file written before the field was added)."""
+        packages = {"ibsolver", cls.__module__.partition(".")[0]}
+        return cls(**{f.name: _decode(meta[f.name], arrays, packages) if f.name in meta
+                      else arrays[f.name] for f in dataclasses.fields(cls)
+                      if f.init and (f.name in meta or f.name in arrays)})
+
+
+def _dataframe(table):
+    """``pandas.DataFrame(table)``, or an ImportError saying how to get pandas."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("to_dataframe needs pandas: pip install pandas (or use "
+                          "summary() for a dict)") from None
+    return pd.DataFrame(table)
 
 
 def _write(path, result: _Result, **extra: np.ndarray) -> None:
@@ -114,11 +132,15 @@ def _write(path, result: _Result, **extra: np.ndarray) -> None:
     meta, arrays = result._payload()
     meta = {"type": type(result).__name__, "format": FORMAT, **meta}
     entries = {**arrays, **extra, "meta": np.array(json.dumps(meta, default=_json_scalar))}
-    if isinstance(path, (str, os.PathLike)):
-        with open(path, "wb") as fh:  # (np.savez would append ".npz" to a name without it)
-            np.savez(fh, **entries)
+    if isinstance(path, (str, os.PathLike)):  # whole or not at all
+        write_whole(Path(path), lambda tmp: _savez(tmp, entries))
     else:
         np.savez(path, **entries)
+
+
+def _savez(path: Path, entries: dict) -> None:
+    with open(path, "wb") as fh:  # (np.savez would append ".npz" to a name without it)
+        np.savez(fh, **entries)
 
 
 def _read(path, kind: str) -> tuple[dict, dict]:
@@ -130,16 +152,24 @@ def _read(path, kind: str) -> tuple[dict, dict]:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError) as exc:
         raise ValueError(f"{shown} is not a readable .npz file ({exc})") from exc
-    if "meta" not in arrays:
+    entry = "__meta__" if "__meta__" in arrays and "meta" not in arrays else "meta"
+    if entry not in arrays:
         raise ValueError(f"{shown} was not written by {kind}.save (it has no 'meta' entry)")
     try:
-        meta = json.loads(str(arrays.pop("meta")))
+        meta = json.loads(str(arrays.pop(entry)))
     except ValueError as exc:
         raise ValueError(f"{shown} was not written by {kind}.save (its 'meta' entry is not "
                          f"JSON: {exc})") from exc
     if not isinstance(meta, dict):
         raise ValueError(f"{shown} was not written by {kind}.save (its 'meta' entry is not "
                          "a JSON object)")
+    if entry == "__meta__":  # dnn.results_io's: {"format", "tree": the result's dataclass}
+        tree = meta.get("tree")
+        if meta.get("format") != "dnn.result/1" or not (isinstance(tree, dict)
+                                                         and "dataclass" in tree):
+            raise ValueError(f"{shown} holds no result that {kind}.load reads")
+        meta = {"type": tree["dataclass"].rpartition(":")[2], "format": FORMAT,
+                **tree["fields"]}
     # format 1 was IBCurve.to_npz's, which did not record the type
     saved = meta.pop("type", "IBCurve" if meta.get("format") == 1 else None)
     if saved != kind:
@@ -148,6 +178,63 @@ def _read(path, kind: str) -> tuple[dict, dict]:
         raise ValueError(f"{shown} has file format {meta.get('format')!r}; this version of "
                          f"ibsolver reads format {FORMAT}")
     return meta, arrays
+
+
+def _encode(value, arrays: dict, key: str):
+    """``value`` as JSON: a number, string, bool or None as itself, the rest as a node that
+    keeps its type: ``{"array": entry}`` (the array put into ``arrays`` under its path,
+    e.g. ``info/binning/i_xt``), ``{"tuple": [...]}``, ``{"list": [...]}``, ``{"dict":
+    [[key, value], ...]}`` and ``{"dataclass": "module:Class", "fields": {...}}``."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls = type(value)
+        return {"dataclass": f"{cls.__module__}:{cls.__qualname__}",
+                "fields": {f.name: _encode(getattr(value, f.name), arrays, f"{key}/{f.name}")
+                           for f in dataclasses.fields(value) if f.init}}
+    if isinstance(value, np.ndarray):
+        name = key
+        while name in arrays or name == "meta":  # a path taken already
+            name += "_"
+        arrays[name] = value
+        return {"array": name}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {"dict": [[_encode(k, arrays, f"{key}/key{i}"),
+                          _encode(v, arrays, f"{key}/{k if isinstance(k, str) else i}")]
+                         for i, (k, v) in enumerate(value.items())]}
+    if isinstance(value, (tuple, list)):
+        kind = "tuple" if isinstance(value, tuple) else "list"
+        return {kind: [_encode(v, arrays, f"{key}/{i}") for i, v in enumerate(value)]}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot save a {type(value).__name__} (at {key}) in a result file: "
+                    "dataclasses, dicts, tuples, lists, numpy arrays and plain values only")
+
+
+def _decode(node, arrays: dict, packages: set):
+    """The value that :func:`_encode` wrote as ``node``; dataclasses are rebuilt (from their
+    fields: no code is run but theirs) only where defined in one of ``packages``."""
+    if not isinstance(node, dict):
+        return node
+    if "array" in node:
+        return arrays[node["array"]]
+    if "tuple" in node:
+        return tuple(_decode(v, arrays, packages) for v in node["tuple"])
+    if "list" in node:
+        return [_decode(v, arrays, packages) for v in node["list"]]
+    if "dict" in node:
+        return {_decode(k, arrays, packages): _decode(v, arrays, packages)
+                for k, v in node["dict"]}
+    module, _, qualname = node["dataclass"].partition(":")
+    if module.partition(".")[0] not in packages:
+        raise ValueError(f"refusing to rebuild {node['dataclass']!r}: only classes of "
+                         f"{' and '.join(sorted(packages))} are read")
+    cls: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        cls = getattr(cls, part)
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        raise ValueError(f"{node['dataclass']!r} is not a dataclass")
+    return cls(**{k: _decode(v, arrays, packages) for k, v in node["fields"].items()})
 
 
 @dataclass(frozen=True)
@@ -231,7 +318,8 @@ class Transition:
     ``n_clusters_*``, ``i_xt_*`` and ``i_ty_*`` are the values just before and just after
     ``beta`` (the limits from below and above, where located; a continuous split or birth
     shows none of a jump in I(X;T) and I(T;Y), only one more cluster after), and for a
-    transition known only to its bracket, the values at the bracket's ends. Along the
+    transition known only to its bracket, the values at the bracket's ends. Cluster counts
+    are of distinct decoders, as in ``IBCurve.n_clusters``. Along the
     optimal path (``IBCurve.transitions``) the counts chain: each starts where the one
     before it ended.
     ``lagrangian`` is the branch's Lagrangian at ``beta`` (bits); ``optimal`` says whether
@@ -297,6 +385,11 @@ class IBCurve(_Result):
 
     Per-beta arrays (ascending beta) describe the optimal solution found at each beta:
     ``beta, i_xt, i_ty, h_t, lagrangian, n_clusters, n_iter, converged, branch``.
+    ``n_clusters`` counts distinct decoders: clusters whose p(y|t) agree within 1e-4
+    (max-norm; ``ibsolver.curve.DISTINCT_DECODER``) are near-copies of one cluster and count
+    once, with their masses summed, and a cluster counts where its mass exceeds 1e-6
+    (``ibsolver.curve.n_distinct``); the solutions in ``branches`` keep every copy
+    (``IBResult.n_clusters``).
     ``envelope_i_xt, envelope_i_ty`` are the vertices of the upper concave envelope;
     ``bound(i_xt)`` interpolates it. ``transitions`` lists the phase transitions on the
     optimal path (``all_transitions`` also those on sub-optimal branches).

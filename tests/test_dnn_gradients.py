@@ -130,7 +130,8 @@ def test_phase_change_beside_compression_onset():
 
 def test_save_load_and_tables_keep_the_norms(tmp_path):
     rec = record(True)
-    back = dnn.Recording.load(rec.save(tmp_path / "rec.npz"))
+    rec.save(tmp_path / "rec.npz")
+    back = dnn.Recording.load(tmp_path / "rec.npz")
     for name in ("grad_mean_norm", "grad_std_norm", "grad_snr", "grad_n_batches"):
         np.testing.assert_array_equal(getattr(back, name), getattr(rec, name), err_msg=name)
     assert back.grad_n_batches.dtype == np.int64

@@ -124,6 +124,9 @@ def test_the_sweep_reveals_the_manufactured_compression():
     assert r["verdict"] == "no compression" and not r["survives_all_binnings"]
     assert r["changed_by"] == ["30 bins over each layer's range: compresses",
                                "30 bins over all layers' range: compresses"]
+    assert r["n_seeds_surviving"] == 0
+    assert r["statement"].endswith(f"over 1 seed; does not survive all {len(sens[0].labels)} "
+                                   "binnings")
 
 
 def test_real_compression_survives_all_binnings():
@@ -140,6 +143,48 @@ def test_real_compression_survives_all_binnings():
     np.testing.assert_allclose(sweep["i_xt"][0, [0, -1], 0], [3.0, 1.0], rtol=0, atol=1e-12)
     r = compression_robustness(sweep)["tanh"]
     assert r["verdict"] == "compresses" and r["survives_all_binnings"] and r["changed_by"] == []
+    assert r["n_seeds"] == 1 and r["n_seeds_surviving"] == 1
+    assert r["statement"] == (f"compresses, drop 2.000 +- 0.000 bit [2.000, 2.000] over 1 "
+                              f"seed; survives all {len(sens[0].labels)} binnings")
+
+
+def test_the_sweep_verdict_covers_every_seed():
+    """Three seeds, two settings, one layer; the drops are set by hand (the threshold 0.1).
+
+    Under setting A seeds 0 and 1 compress (drops 0.5, 0.3), seed 2 does not (0.05); under
+    B seeds 0 and 2 do (0.4, 0.2) and seed 1 not (0.0): "mixed (2 of 3 seeds)" both times,
+    but seeds 1 and 2 change, so the verdict does not survive.
+    """
+    peak, drops = 3.0, np.array([[0.5, 0.3, 0.05], [0.4, 0.0, 0.2]])       # (V, S)
+    i_xt = np.empty((2, 4, 3, 1))                                         # (V, E, S, L)
+    i_xt[:, 0] = 1.0
+    i_xt[:, 1] = peak
+    i_xt[:, 2, :, 0] = peak - drops / 2
+    i_xt[:, 3, :, 0] = peak - drops
+    sweep = {"labels": ["A", "B"], "layers": ["h"], "seeds": [10, 11, 12], "i_xt": i_xt}
+    r = compression_robustness(sweep)["h"]
+    assert r["verdict"] == "mixed (2 of 3 seeds)" and r["n_compressing"] == [2, 2]
+    assert not r["survives_all_binnings"] and r["n_seeds_surviving"] == 1
+    assert r["changed_by"] == ["B: mixed (2 of 3 seeds) (seeds 11, 12 change)"]
+    for got, row in zip(r["drop_bits"], drops):
+        np.testing.assert_allclose([got["mean"], got["std"], got["min"], got["max"]],
+                                   [row.mean(), row.std(), row.min(), row.max()],
+                                   rtol=0, atol=1e-12)
+    assert r["statement"].startswith("mixed (2 of 3 seeds), drop 0.283 +- 0.184 bit "
+                                      "[0.050, 0.500] over 3 seeds; survives all 2 "
+                                      "binnings in 1 of 3 seeds")
+    # seed 2 compressing under A as under B: every seed keeps its verdict
+    i_xt[0, 3, 2, 0] = peak - 0.3
+    r = compression_robustness(sweep)["h"]
+    assert r["verdict"] == "compresses" and r["n_compressing"] == [3, 2]
+    assert r["n_seeds_surviving"] == 2 and r["changed_by"] == [
+        "B: mixed (2 of 3 seeds) (seed 11 changes)"]
+    i_xt[1, 3, 1, 0] = peak - 0.15
+    r = compression_robustness(sweep)["h"]
+    assert r["survives_all_binnings"] and r["changed_by"] == [] and r["n_seeds_surviving"] == 3
+    assert r["statement"].endswith("survives all 2 binnings in every seed")
+    with pytest.raises(ValueError, match="settings, records, seeds, layers"):
+        compression_robustness({**sweep, "labels": ["A"]})
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -191,19 +236,36 @@ def test_range_change_warning(caplog):
             "stable": np.stack([s * base for s in (1.0, 1.5, 1.2)]),
             "seeds": np.stack([np.stack([s0 * base, s1 * base])              # (E, S, N, w)
                                for s0, s1 in ((1.0, 1.0), (1.2, 4.0), (1.1, 8.0))]),
+            "both": np.stack([np.stack([s0 * base, s1 * base])
+                              for s0, s1 in ((1.0, 1.0), (5.0, 2.0), (2.0, 9.0))]),
             "dead": np.stack([s * base for s in (0.0, 1.0, 1.0)])}
     with caplog.at_level(logging.WARNING, logger="dnn.estimators"):
         r = range_changes(acts)
-    np.testing.assert_allclose([r["grows"]["ratio"], r["stable"]["ratio"], r["seeds"]["ratio"]],
-                               [5.0, 1.5, 8.0], rtol=1e-12)
+    np.testing.assert_allclose([r["grows"]["ratio"], r["stable"]["ratio"], r["seeds"]["ratio"],
+                                r["both"]["ratio"]], [5.0, 1.5, 8.0, 9.0], rtol=1e-12)
     assert (r["seeds"]["smallest"], r["seeds"]["largest"]) == pytest.approx((1.0, 8.0))
+    # per seed: the factor of each network, how many exceed 4x, and the worst one
+    np.testing.assert_allclose(r["seeds"]["ratios"], [1.2, 8.0], rtol=1e-12)
+    np.testing.assert_allclose(r["both"]["ratios"], [5.0, 9.0], rtol=1e-12)
+    assert [(r[k]["n_seeds_changed"], r[k]["n_seeds"], r[k]["seed"])
+            for k in ("grows", "stable", "seeds", "both")] == [(1, 1, 0), (0, 1, 0), (1, 2, 1),
+                                                             (2, 2, 1)]
     assert r["dead"]["ratio"] == math.inf
     assert {k: v["warn"] for k, v in r.items()} == {"grows": True, "stable": False,
-                                                   "seeds": True, "dead": True}
-    assert sorted(rec.args[0] for rec in caplog.records) == ["dead", "grows", "seeds"]
+                                                   "seeds": True, "both": True, "dead": True}
+    assert sorted(rec.args[0] for rec in caplog.records) == ["both", "dead", "grows", "seeds"]
+    both = next(rec.getMessage() for rec in caplog.records if rec.args[0] == "both")
+    assert "in 2 of 2 seeds (worst 9x, 1 to 9, seed 1)" in both
     assert not range_changes({"grows": acts["grows"]}, factor=6.0)["grows"]["warn"]
+    named = range_changes({"both": acts["both"]}, seeds=(7, 9))["both"]
+    assert named["seed"] == 9 and named["n_seeds_changed"] == 2
+    # float32 records (as kept by the recorder) give the same factors
+    assert range_changes({"both": acts["both"].astype(np.float32)})["both"]["ratios"] \
+        == pytest.approx([5.0, 9.0], rel=1e-6)
     with pytest.raises(ValueError, match="activations"):
         range_changes({"flat": base})
+    with pytest.raises(ValueError, match="seeds must name the 2 networks"):
+        range_changes({"both": acts["both"]}, seeds=(7,))
 
 
 # --------------------------------------------------------------------------- DPI flags

@@ -18,7 +18,7 @@ from dnn.infoplane import (BoundViolationError, check_below_bound, gaps,  # noqa
                            plot_gradient_stats, plot_infoplane, plot_loss, plot_sensitivity,
                            save_figures, summary, trajectory_sensitivity)
 from dnn.recipes import infoplane_experiment  # noqa: E402
-from dnn.estimators import sensitivity  # noqa: E402
+from dnn.estimators import Binning, sensitivity  # noqa: E402
 from dnn.tasks.base import Task  # noqa: E402
 from dnn.tasks.tishby12 import all_patterns, tishby12  # noqa: E402
 from dnn.train import TrainConfig, train  # noqa: E402
@@ -48,7 +48,7 @@ def run():
     try:
         cfg = TrainConfig(widths=(12, 6, 4, 2), epochs=40, batch_size=32, lr=0.01, n_records=6,
                           seeds=(0, 1, 2))
-        return train(small_task(), cfg, device="cpu", keep_activations=1)
+        return train(small_task(), cfg, device="cpu", keep_activations=True)
     finally:
         torch.set_num_threads(old)
 
@@ -134,13 +134,31 @@ def test_recipe_bins_relu_layers_at_fixed_width(caplog):
         np.testing.assert_allclose([c["drop_bits"]["min"], c["drop_bits"]["max"]],
                                    [drop.min(), drop.max()], rtol=0, atol=1e-12)
         assert c["n_compressing"] == int(np.sum(drop > 0.1))
-    # the sweep: the run's own binning, then 10 bins
-    assert run.sweeps[0]["values"] == [{}, 10] and run.sweeps[0]["seed"] == 0
-    np.testing.assert_allclose(run.sweeps[0]["i_xt"][0], d[:, 0], rtol=0, atol=1e-3)
-    # the range check covers every layer and says the same as its log
+    # the sweep: the run's own binning, then 10 bins, over every seed
+    sweep = run.sweeps[0]
+    assert sweep["values"] == [{}, 10] and sweep["seeds"] == [0, 1]
+    assert sweep["i_xt"].shape == (2, len(run.recording.epochs), 2, 3)
+    np.testing.assert_allclose(sweep["i_xt"][0], d, rtol=0, atol=1e-3)
+    # the verdict per layer: each seed's drop under each binning, computed here
+    drops = sweep["i_xt"].max(axis=1) - sweep["i_xt"][:, -1]              # (V, S, L)
+    for k, layer in enumerate(run.recording.layers):
+        r = summ["compression_sweep"]["layers"][layer]
+        for got, row in zip(r["drop_bits"], drops[:, :, k]):
+            np.testing.assert_allclose([got["mean"], got["min"], got["max"]],
+                                       [row.mean(), row.min(), row.max()], rtol=0, atol=1e-12)
+        same = np.all((drops[:, :, k] > 0.1) == (drops[:1, :, k] > 0.1), axis=0)
+        assert r["n_seeds"] == 2 and r["n_seeds_surviving"] == int(same.sum())
+    # the range check covers every layer and every seed, and says the same as its log
     warned = {r.args[0] for r in caplog.records if "range (max - min)" in r.getMessage()}
     assert set(summ["range_changes"]) == {"act1", "act2", "fc3"}
     assert warned == set(summ["range_warnings"])
+    for layer, r in summ["range_changes"].items():
+        a = run.recording.activations[layer].astype(np.float64)          # (E, S, N, w)
+        spans = a.max(axis=(2, 3)) - a.min(axis=(2, 3))
+        ratios = spans.max(axis=0) / spans.min(axis=0)
+        np.testing.assert_allclose(r["ratios"], ratios, rtol=1e-12)
+        assert r["n_seeds"] == 2 and r["n_seeds_changed"] == int(np.sum(ratios > 4.0))
+        assert r["ratio"] == pytest.approx(ratios.max(), rel=1e-12)
 
 
 #: a short curve for the tests (the solver's own tests cover its accuracy)
@@ -197,12 +215,38 @@ def test_plots_take_an_axis_and_return_it(run, curve):
         assert dict(matplotlib.rcParams) == before
 
 
+def test_trajectory_sensitivity_re_bins_every_seed(run):
+    """Each (setting, record, seed) entry is that binning's own estimate of those activations."""
+    knobs = run.knobs("binning")
+    sweep = trajectory_sensitivity(run, values=(5, {"strategy": "width", "bin_width": 0.5}),
+                                   **knobs)[0]
+    assert sweep["seeds"] == [0, 1, 2] and sweep["labels"] == [
+        "auto: 5 bins over a bounded layer's range, else width 0.0667", "width 0.5"]
+    for v, est in enumerate((Binning(5, bounds=knobs["bounds"]),
+                             Binning(strategy="width", bin_width=0.5))):
+        for e in (0, len(run.epochs) - 1):
+            for s in range(3):
+                acts = {layer: run.activations[layer][e, s] for layer in run.layers}
+                r = est.estimate(acts, run.p_xy)[0]
+                np.testing.assert_allclose(sweep["i_xt"][v, e, s], r.i_xt, rtol=0, atol=1e-12)
+                np.testing.assert_allclose(sweep["i_ty"][v, e, s], r.i_ty, rtol=0, atol=1e-12)
+    # a subset of the seeds: the same numbers
+    two = trajectory_sensitivity(run, values=(5,), seed_index=[2, 0], **knobs)[0]
+    assert two["seeds"] == [2, 0]
+    np.testing.assert_array_equal(two["i_xt"][0], sweep["i_xt"][0][:, [2, 0]])
+    one = trajectory_sensitivity(run, values=(5,), seed_index=1)[0]
+    assert one["i_xt"].shape == (1, len(run.epochs), 1, 3)
+    for bad in (3, [], [0, -1], True):
+        with pytest.raises(ValueError, match="seed_index"):
+            trajectory_sensitivity(run, values=(5,), seed_index=bad)
+
+
 def test_save_figures_writes_pngs(run, curve, tmp_path):
     from matplotlib.image import imread
 
     backend = matplotlib.get_backend()
     sweep = trajectory_sensitivity(run, values=(5, 30))[0]
-    assert sweep["i_xt"].shape == (2, len(run.epochs), 3)
+    assert sweep["i_xt"].shape == (2, len(run.epochs), 3, 3)
     paths = save_figures(run, tmp_path, curve, sensitivity=sweep)
     assert set(paths) == {"infoplane", "gap", "grad_snr", "grad_stats", "loss", "sensitivity"}
     for p in paths.values():
@@ -258,6 +302,15 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert summ["dpi_violations"]["of"] == 3 * 2 * 2 * 2
     # plain SGD by default; the gradient phase change beside the compression onset
     assert summ["config"]["optimizer"] == "sgd" and summ["config"]["lr"] == 0.1
+    assert ("config: tanh 12-5-3-2, sgd lr 0.1 momentum 0, batch 1024, train fraction 0.85, "
+            "uniform init, probe full, 3 records") in printed
+    # the sweep and the range check cover both seeds
+    assert summ["compression_sweep"]["seeds"] == [0, 1]
+    for layer, r in summ["compression_sweep"]["layers"].items():
+        assert r["n_seeds"] == 2 and f"  {layer}: {r['statement']}" in printed
+    for layer, r in summ["range_changes"].items():
+        assert r["n_seeds"] == 2 and len(r["ratios"]) == 2
+        assert (f"{layer} in {r['n_seeds_changed']} of 2, worst" in printed) == r["warn"]
     assert summ["gradient_stats"] == {"optimizer": "sgd", "minibatches_per_record": [0, 4, 4]}
     assert "over 4 minibatches per epoch, sgd" in printed
     for layer, e in summ["layers"].items():

@@ -173,19 +173,22 @@ def test_summary_states_verdicts_per_layer_and_condition(study):
 
 
 def test_save_load_round_trip(study, tmp_path):
-    path = study.save(tmp_path / "study.npz")
+    path = tmp_path / "study.npz"
+    assert study.save(path) is None
     back = DeepLinearStudy.load(path)
     assert back.summary() == study.summary()
     for a, b in zip(study.runs, back.runs):
         for name in ("epochs", "i_xt", "i_ty", "i_xt_irrelevant", "train_loss", "test_loss"):
             np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
         np.testing.assert_array_equal(a.teacher.weights, b.teacher.weights)
-    run_path = study.runs[0].save(tmp_path / "run.npz")
+    run_path = tmp_path / "run.npz"
+    study.runs[0].save(run_path)
     assert DeepLinearRun.load(run_path).name == study.runs[0].name
-    with pytest.raises(ValueError, match="not a DeepLinearStudy"):
+    with pytest.raises(ValueError, match="holds a result of type DeepLinearRun, not "
+                                         "DeepLinearStudy"):
         DeepLinearStudy.load(run_path)
     with np.load(path, allow_pickle=False) as z:
-        assert "__meta__" in z.files
+        assert "meta" in z.files
 
 
 def test_dataframe_has_a_row_per_point(study):

@@ -153,7 +153,8 @@ def test_lr_decay_of_record_training_is_a_new_phase_at_the_decayed_rate():
 
 
 def test_critical_periods_round_trip_and_table(result, tmp_path):
-    path = result.save(tmp_path / "critical.npz")
+    path = tmp_path / "critical.npz"
+    assert result.save(path) is None
     back = CriticalPeriods.load(path)
     assert back.summary() == result.summary()
     for a, b in zip(back.runs, result.runs):
@@ -166,7 +167,8 @@ def test_critical_periods_round_trip_and_table(result, tmp_path):
     assert len(df) == sum(len(r.epochs) for r in result.runs) * 2
     assert {"removal_epoch", "epoch", "seed", "blurred", "test_acc", "fisher_trace",
             "fisher_trace_fc1"} <= set(df.columns)
-    with pytest.raises(ValueError, match="not a DatasizeSweep"):
+    with pytest.raises(ValueError, match="holds a result of type CriticalPeriods, not "
+                                         "DatasizeSweep"):
         DatasizeSweep.load(path)
 
 

@@ -93,7 +93,8 @@ def test_whole_pipeline_on_a_user_module(recording, tmp_path):
     assert {"infoplane", "gap", "grad_snr", "loss"} <= set(paths)
     assert summary(rec, curve, check=check)["bound_check"]["ok"] is True
 
-    back = dnn.Recording.load(rec.save(tmp_path / "rec.npz"))
+    rec.save(tmp_path / "rec.npz")
+    back = dnn.Recording.load(tmp_path / "rec.npz")
     assert back.layers == rec.layers and back.settings == rec.settings
     assert back.estimators == rec.estimators and back.knobs("binning")["n_bins"] == 30
     for name in ("epochs", "train_loss", "test_acc", "grad_mean_norm", "grad_snr", "p_xy"):
@@ -148,8 +149,10 @@ def test_the_mlp_recipe_is_the_entry_on_a_plain_sequential():
     x, y = task.x, task.labels
     theirs = dnn.record_training(
         model, (x[tr], y[tr]), layers=["act1", "act2", "fc3"], transforms={"fc3": "softmax"},
-        probe=(x, task.p_xy), test_data=(x[te], y[te]), epochs=3, optimizer="adam", lr=0.01,
-        batch_size=512, seeds=(0, 1), n_records=3, init=mlp_init("uniform"))
+        probe=(x, task.p_xy), test_data=(x[te], y[te]), epochs=3, optimizer=cfg.optimizer,
+        lr=0.01, momentum=cfg.momentum, batch_size=512, seeds=(0, 1), n_records=3,
+        init=mlp_init("uniform"))
+    assert ours.settings["optimizer"] == "sgd"  # TrainConfig's default, plain SGD
     for name in ("train_loss", "test_loss", "train_acc", "test_acc", "grad_snr"):
         np.testing.assert_array_equal(getattr(theirs, name), getattr(ours, name), err_msg=name)
     for q in ("i_xt", "i_ty"):
@@ -230,7 +233,8 @@ def test_auto_binning_gets_the_ranges_of_the_users_layers(data, tmp_path):
     kw = dict(layers=["tanh", "relu", "head"], transforms={"head": "softmax"},
               probe=(xp, yp.numpy()), test_data=(xp, yp), epochs=2, n_records=2)
     rec = dnn.record_training(Mixed(), train_set, **kw)
-    knobs = dnn.Recording.load(rec.save(tmp_path / "rec.npz")).knobs("binning")
+    rec.save(tmp_path / "rec.npz")
+    knobs = dnn.Recording.load(tmp_path / "rec.npz").knobs("binning")
     assert knobs["range"] == "auto" and knobs["n_bins"] == 30 and knobs["bin_width"] == 2 / 30
     assert knobs["bounds"] == {"tanh": [-1.0, 1.0], "relu": None, "head": [0.0, 1.0]}
     layers = summary(rec)["layers"]

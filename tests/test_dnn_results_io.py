@@ -1,18 +1,33 @@
-"""Every recipe's result round-trips through save_result / load_result (npz + JSON, no pickle)."""
+"""dnn's results save and load as ibsolver's do (``save(path)`` returns None, ``load(path)``;
+one .npz of arrays plus JSON, no pickle), nested results included, to the last bit; files of
+the former ``dnn.results_io.save_result`` still load; only dnn and ibsolver classes are
+rebuilt."""
 import dataclasses
 import json
+from collections import OrderedDict
+from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
 import numpy as np  # noqa: E402
+from torch import nn  # noqa: E402
 
-from dnn.results_io import load_result, save_result  # noqa: E402
+import dnn  # noqa: E402
+import ibsolver  # noqa: E402
+from dnn.periods import DatasizeSweep  # noqa: E402
+from dnn.recording import Recording  # noqa: E402
+from dnn.weights import RandomLabels  # noqa: E402
+
+#: a Recording of ``tiny_recording(n=16, batch_size=8)`` written by
+#: ``dnn.results_io.save_result`` (file format "dnn.result/1") before that module was removed
+RESULTS_IO_RECORDING = Path(__file__).parent / "data" / "dnn_recording_results_io.npz"
 
 
 def assert_same(a, b, where="result"):
-    """Equal types, fields, keys and arrays (NaN equal to NaN), recursively."""
+    """Equal types, fields, keys and arrays (dtype, shape, values; NaN equal to NaN),
+    recursively."""
     assert type(a) is type(b), f"{where}: {type(a).__name__} != {type(b).__name__}"
     if dataclasses.is_dataclass(a):
         for f in dataclasses.fields(a):
@@ -27,7 +42,7 @@ def assert_same(a, b, where="result"):
         for i, (x, y) in enumerate(zip(a, b)):
             assert_same(x, y, f"{where}[{i}]")
     elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape, where
+        assert (a.dtype, a.shape) == (b.dtype, b.shape), where
         np.testing.assert_array_equal(a, b, err_msg=where)
     elif isinstance(a, float) and np.isnan(a):
         assert np.isnan(b), where
@@ -35,78 +50,92 @@ def assert_same(a, b, where="result"):
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-def round_trip(obj, tmp_path):
-    back = load_result(save_result(obj, tmp_path / "result.npz"))
-    assert_same(obj, back)
+def reloaded(result, tmp_path):
+    path = tmp_path / "result.npz"
+    assert result.save(path) is None  # as every ibsolver result's
+    back = type(result).load(path)
+    assert_same(result, back)
     return back
 
 
-def test_infoplane_experiment(tmp_path):
-    from dnn.recipes import infoplane_experiment
-    from dnn.tasks.base import Task
-    from dnn.tasks.tishby12 import tishby12
-    from dnn.train import TrainConfig
-
-    full = tishby12()
-    rows = np.arange(0, 4096, 16)  # 256 patterns, uniform p(x)
-    task = Task("tishby12-256", full.x[rows], full.labels[rows], 2,
-                np.full(rows.size, 1 / rows.size), full.p_y_given_x[rows])
-    run = infoplane_experiment(task, TrainConfig(widths=(12, 4, 2), epochs=3, n_records=3,
-                                                 batch_size=64, seeds=(0, 1)),
-                               sweep=(5, 30), device="cpu", n_threads=1)
-    back = round_trip(run, tmp_path)  # the IBCurve with its branches, too
-    assert back.curve.bound(0.5) == run.curve.bound(0.5) and back.check.ok
-    json.dumps(back.summary())  # the summary stays JSON-ready
+def tiny_recording(n=40, batch_size=16, **kw):
+    torch.manual_seed(0)  # init=None below: every seed starts from these weights
+    model = nn.Sequential(OrderedDict(fc1=nn.Linear(3, 4), act=nn.Tanh(), fc2=nn.Linear(4, 2)))
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(n, 3, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+    return dnn.record_training(model, (x, y), layers=["act", "fc2"], probe=(x, y.numpy()),
+                               test_data=(x, y), epochs=2, optimizer="sgd", lr=0.1,
+                               batch_size=batch_size, seeds=(0, 1), init=None,
+                               record_epochs=range(3), **kw)
 
 
-def test_usable_experiment(tmp_path):
-    from dnn.experiments import usable_experiment
-
-    runs = usable_experiment("checkerboard", n_samples=300, n_probe=100, epochs=1,
-                             record_epochs=[0, 1], decoder_options={"epochs": 2})
-    round_trip(runs, tmp_path)
+@pytest.fixture(scope="module")
+def recording():
+    return tiny_recording(keep_activations=True)
 
 
-def test_fisher_over_training(tmp_path):
-    from dnn.experiments import fisher_over_training
-    from dnn.tasks.digits import digits
-
-    result = fisher_over_training(digits("fine", n_samples=200, random_state=0), hidden=(8,),
-                                  epochs=1, fisher_samples=10)
-    rec, final = round_trip(result, tmp_path)
-    np.testing.assert_allclose(rec.measures["fisher_trace"][-1, 0], final.trace, rtol=1e-5)
-
-
-def test_weights_of_digits_mlp(tmp_path):
-    from dnn.weights import weights_of_digits_mlp
-
-    round_trip(weights_of_digits_mlp(hidden=(8,), epochs=1, n_train=200, posterior_epochs=2,
-                                     n_mc=5), tmp_path)
+def test_the_comparison_itself_can_fail(recording):
+    info = {**recording.info, "binning": {**recording.info["binning"],
+                                          "i_xt": recording.info["binning"]["i_xt"] + 1e-12}}
+    for changed in (dataclasses.replace(recording, info=info),
+                    dataclasses.replace(recording, seeds=list(recording.seeds)),
+                    dataclasses.replace(recording, epochs=recording.epochs.astype(np.int32)),
+                    dataclasses.replace(recording, wall_time_s=float("nan"))):
+        with pytest.raises(AssertionError):
+            assert_same(recording, changed)
 
 
-def test_task2vec_experiment(tmp_path):
-    from dnn.task2vec import build_probe, digits_task_family, task2vec_experiment
+def test_a_recording_round_trips_with_its_table_and_summary(recording, tmp_path):
+    back = reloaded(recording, tmp_path)
+    assert back.activations is not None and back.final_state  # nested dicts of arrays
+    with np.load(tmp_path / "result.npz", allow_pickle=False) as data:
+        assert all(data[k].dtype != object for k in data.files)
+        meta = json.loads(str(data["meta"]))
+        np.testing.assert_array_equal(data["info/binning/i_xt"], recording.info["binning"]["i_xt"])
+    assert (meta["type"], meta["format"]) == ("Recording", ibsolver.results.FORMAT)
+    summary = back.summary()
+    assert summary == recording.summary()
+    assert json.loads(json.dumps(summary, allow_nan=False)) == summary  # strict JSON
+    assert summary["estimator"] == "binning" and set(summary["layers"]) == {"act", "fc2"}
+    pytest.importorskip("pandas")
+    df = back.to_dataframe()
+    assert len(df) == 3 * 2 * 2  # (epoch, seed, layer)
+    np.testing.assert_array_equal(df["i_xt_bits"], [r["i_xt_bits"] for r in recording.to_rows()])
 
-    family = digits_task_family(n_samples=120, random_state=0)
-    family = {k: family[k] for k in ("parity", "high")}
-    round_trip(task2vec_experiment(family, probe=build_probe(hidden=(8,), pretrain=None)),
-               tmp_path)
+
+def test_a_result_holding_recordings_and_an_ib_curve_round_trips(recording, tmp_path):
+    curve = ibsolver.ib_curve(recording.p_xy)
+    sweep = DatasizeSweep(sizes=np.array([0.5, 1.0]), recordings=(recording, recording),
+                          curve=curve)
+    back = reloaded(sweep, tmp_path)
+    assert str(back.curve) == str(curve) and back.curve.bound(0.3) == curve.bound(0.3)
 
 
-def test_only_dnn_and_ibsolver_classes_are_rebuilt(tmp_path):
-    path = save_result({"x": np.arange(3), 2: (1.5, None, "a")}, tmp_path / "d.npz")
-    assert_same(load_result(path), {"x": np.arange(3), 2: (1.5, None, "a")})
-    with pytest.raises(AssertionError):  # the comparison itself can fail
-        assert_same(load_result(path), {"x": np.arange(1, 4), 2: (1.5, None, "a")})
-    with pytest.raises(AssertionError):
-        assert_same(load_result(path), {"x": np.arange(3), 2: [1.5, None, "a"]})
+def test_a_file_of_the_former_results_io_still_loads(tmp_path):
+    rec = Recording.load(RESULTS_IO_RECORDING)
+    with np.load(RESULTS_IO_RECORDING, allow_pickle=False) as data:
+        old = {k: data[k] for k in data.files}
+    assert json.loads(str(old["__meta__"]))["format"] == "dnn.result/1"
+    for name in ("epochs", "train_loss", "grad_snr", "p_xy"):
+        np.testing.assert_array_equal(getattr(rec, name), old[name], err_msg=name)
+    np.testing.assert_array_equal(rec.info["binning"]["i_ty"], old["info/binning/i_ty"])
+    assert rec.layers == ("act", "fc2") and rec.seeds == (0, 1) and rec.n_probe == 16
+    assert rec.settings["optimizer"] == "sgd" and rec.settings["batch_size"] == 8
+    reloaded(rec, tmp_path)  # and it saves anew in today's format
+    with pytest.raises(ValueError, match=r"holds a result of type Recording, not RandomLabels"):
+        RandomLabels.load(RESULTS_IO_RECORDING)
 
+
+def test_only_dnn_and_ibsolver_classes_are_rebuilt(recording, tmp_path):
     @dataclasses.dataclass
     class Foreign:
         a: int = 1
 
-    path = save_result(Foreign(), tmp_path / "f.npz")
-    with pytest.raises(ValueError, match="refusing"):
-        load_result(path)
-    with pytest.raises(TypeError, match="cannot save a set"):
-        save_result({"s": {1, 2}}, tmp_path / "s.npz")
+    dataclasses.replace(recording, settings={"model": Foreign()}).save(tmp_path / "f.npz")
+    with pytest.raises(ValueError, match=r"f\.npz' is not a complete Recording file "
+                                         r"\(ValueError: refusing to rebuild .*Foreign"):
+        Recording.load(tmp_path / "f.npz")
+    with pytest.raises(TypeError, match=r"cannot save a set \(at settings/s\)"):
+        dataclasses.replace(recording, settings={"s": {1, 2}}).save(tmp_path / "s.npz")
+    assert not (tmp_path / "s.npz").exists()  # nothing half-written

@@ -162,7 +162,8 @@ def test_resume_refuses_another_task(task, tmp_path):
 def test_result_round_trip(task, tmp_path):
     cfg = TrainConfig(seeds=(0, 1), **{**TINY, "epochs": 3, "n_records": 3})
     res = train(task, cfg, device="cpu", estimators=["binning"], keep_activations=True)
-    path = res.save(tmp_path / "r.npz")
+    path = tmp_path / "r.npz"
+    assert res.save(path) is None
     back = Recording.load(path)
     assert back.settings == res.settings and back.layers == res.layers
     assert back.estimators == res.estimators and back.knobs("binning")["n_bins"] == 30
@@ -274,6 +275,31 @@ def test_minibatches_of_several_generators_stack_theirs():
     both = minibatches(10, 4, [torch.Generator().manual_seed(s) for s in (3, 5)])
     assert [tuple(b.shape) for b in both] == [(2, 4), (2, 4), (2, 2)]
     np.testing.assert_array_equal(torch.cat(both, dim=1).numpy(), torch.stack(one).numpy())
+
+
+def test_the_default_optimizer_is_the_recipes_plain_sgd():
+    """TrainConfig, the infoplane recipe and ``ibsolver infoplane`` train alike by default."""
+    from ibsolver.cli import build_parser
+
+    from dnn.cli_infoplane import DEFAULT_LR
+    from dnn.recipes import DEFAULT_CONFIG
+
+    cfg = TrainConfig()
+    assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay) == ("sgd", 0.1, 0.0, 0.0)
+    assert DEFAULT_CONFIG == cfg
+    args = build_parser().parse_args(["infoplane", "--out", "unused"])
+    assert (args.optimizer, DEFAULT_LR[args.optimizer], args.momentum) == ("sgd", cfg.lr,
+                                                                          cfg.momentum)
+    for field, flag in (("batch_size", "batch_size"), ("epochs", "epochs"),
+                        ("train_fraction", "train_fraction"), ("n_records", "records"),
+                        ("init", "init"), ("probe", "probe"), ("activation", "activation"),
+                        ("split_seed", "split_seed")):
+        assert getattr(args, flag) == getattr(cfg, field), field
+    # the optimizer a run used is in its settings (what summary.json and the CLI print)
+    small = tishby12(1.0)
+    rec = train(small, TrainConfig(seeds=(0,), **{**TINY, "epochs": 1, "n_records": 2}),
+                device="cpu")
+    assert rec.settings["config"]["optimizer"] == "sgd" and rec.settings["optimizer"] == "sgd"
 
 
 @pytest.mark.parametrize("kwargs, match", [

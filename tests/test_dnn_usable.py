@@ -11,7 +11,6 @@ torch = pytest.importorskip("torch")
 
 from dnn.tasks.checkerboard import checkerboard  # noqa: E402
 from dnn.tasks.digits import digits  # noqa: E402
-from dnn.results_io import load_result, save_result  # noqa: E402
 from dnn.usable import (RISE_FALL_BITS, DecoderBudget, UsableCurves,  # noqa: E402
                         UsableEnsemble, rise_and_drop, rises_then_falls, usable_information,
                         usable_information_over_training)
@@ -275,10 +274,13 @@ def test_usable_ensemble_spread_fraction_and_round_trip(tmp_path):
     assert ens.rise_then_fall(threshold_bits=0.45)["a"]["l1"]["n_rise_fall"] == 0
     rows = ens.to_rows()
     assert len(rows) == 3 * 2 * 3 * 4 and {r["seed"] for r in rows} == {0, 1, 2}
-    back = load_result(save_result(ens, tmp_path / "ens.npz"))
-    assert isinstance(back, UsableEnsemble) and back.seeds == ens.seeds
+    assert ens.save(tmp_path / "ens.npz") is None
+    back = UsableEnsemble.load(tmp_path / "ens.npz")
+    assert back.seeds == ens.seeds and back.summary() == ens.summary()
     np.testing.assert_array_equal(back.value, ens.value)
     assert back.budget == ens.budget and back.rise_then_fall() == rf
+    pytest.importorskip("pandas")
+    assert back.to_dataframe().to_dict("records") == rows
 
 
 def test_usable_ensemble_rejects_mismatched_curves():
@@ -394,7 +396,8 @@ def test_cli_usable_end_to_end(tmp_path, capsys):
     meta = json.loads((out / "usable.json").read_text())["runs"]["main"]
     assert meta["decoder_budget"]["decoder"] == "mlp" and meta["decoder_budget"]["epochs"] == 3
     assert meta["seeds"] == [0, 1] and meta["rise_then_fall_bits"] == RISE_FALL_BITS
-    ens = load_result(out / "usable.npz")["main"]
+    ens = UsableEnsemble.load(out / "usable_main.npz")
+    assert ens.summary(threshold_bits=RISE_FALL_BITS).items() <= meta.items()
     fraction = rises_then_falls(ens.value).mean(axis=0)
     printed = capsys.readouterr().out
     for i, lab in enumerate(ens.label_sets):

@@ -13,7 +13,6 @@ torch = pytest.importorskip("torch")
 
 from torch import nn  # noqa: E402
 
-from dnn.results_io import load_result, save_result  # noqa: E402
 from dnn.weights import (FIT_ERROR, PRIOR_SCALE_GRID, RandomLabels, binary_kl,  # noqa: E402
                          fisher_kl_approximation, fit_weight_posterior, gaussian_kl,
                          invert_binary_kl, pac_bayes_bound, random_labels_experiment)
@@ -219,8 +218,15 @@ def test_true_vs_random_labels_on_the_same_network(tmp_path):
                                rtol=1e-12)
     assert c["random_more_in_every_seed"] and "random labels take" in summ["verdict"]
     json.dumps(summ)
-    back = load_result(save_result(res, tmp_path / "rl.npz"))
-    assert isinstance(back, RandomLabels) and back.summary() == summ
+    assert res.save(tmp_path / "rl.npz") is None
+    back = RandomLabels.load(tmp_path / "rl.npz")
+    for name in ("betas", "kl_bits", "train_error", "prior_scale", "network_train_error"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(res, name), err_msg=name)
+    assert (back.labels, back.seeds, back.n_samples) == (res.labels, res.seeds, res.n_samples)
+    assert back.summary() == summ
+    assert len(res.to_rows()) == res.kl_bits.size  # one per (labelling, beta, seed)
+    pytest.importorskip("pandas")
+    assert back.to_dataframe().to_dict("records") == res.to_rows()
 
 
 def _synthetic_random_labels(kl_true, kl_random, err_true, err_random):
@@ -286,8 +292,9 @@ def test_cli_weights_end_to_end(tmp_path, capsys):
     assert len(rows) == 2 * 2 * 2
     assert {(r["labels"], float(r["beta"]), r["seed"]) for r in rows} == {
         (lab, b, s) for lab in ("true", "random") for b in (0.3, 3.0) for s in ("0", "1")}
-    back = load_result(out / "random_labels.npz")
-    assert isinstance(back, RandomLabels) and back.summary() == rl
+    back = RandomLabels.load(out / "random_labels.npz")
+    assert back.summary() == rl
+    assert [r["kl_bits"] for r in back.to_rows()] == [float(r["kl_bits"]) for r in rows]
     printed = capsys.readouterr().out
     assert "true vs random labels" in printed and rl["verdict"] in printed
     sig = np.load(out / "weights_sigma.npz")

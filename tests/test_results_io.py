@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def test_the_comparison_itself_can_fail(result):
 
 def reloaded(result, tmp_path):
     path = tmp_path / "result.npz"
-    result.save(path)
+    assert result.save(path) is None  # (dnn's results too)
     back = type(result).load(path)
     assert_same(result, back)
     return back
@@ -176,12 +177,21 @@ def test_a_file_of_another_format_or_missing_entries_is_refused_by_name(result, 
         IBResult.load(tmp_path / "newer.npz")
     np.savez(tmp_path / "short.npz", meta=np.array(json.dumps({**meta, "format": 2})))
     with pytest.raises(ValueError, match=r"short\.npz' is not a complete IBResult file "
-                                         r"\(KeyError"):
+                                         r"\(TypeError: .*missing 14 required"):
         IBResult.load(tmp_path / "short.npz")
     # format 1 is IBCurve.to_npz's: no other result was written in it
     np.savez(tmp_path / "old.npz", meta=np.array(json.dumps({**meta, "format": 1})))
     with pytest.raises(ValueError, match=r"old\.npz' has file format 1"):
         IBResult.load(tmp_path / "old.npz")
+
+
+def test_saving_and_loading_imports_neither_dnn_nor_torch(tmp_path):
+    code = ("import sys; from ibsolver import IBCurve; "
+            f"c = IBCurve.load({str(FORMAT1_CURVE)!r}); c.save({str(tmp_path / 'c.npz')!r}); "
+            f"IBCurve.load({str(tmp_path / 'c.npz')!r}); "
+            "assert not {'dnn', 'torch'} & set(sys.modules), 'dnn or torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
 
 
 # --- files of the old IBCurve.to_npz --------------------------------------------------------
