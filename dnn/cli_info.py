@@ -39,7 +39,7 @@ def _common(p, out_default):
     add_run_flags(p, out_default=out_default, device_default="cpu", seeds_default=None)
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
 
     # ------------------------------------------------------------------ usable

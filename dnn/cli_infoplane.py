@@ -60,7 +60,7 @@ example:
 """
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "infoplane", help="train networks and overlay their layers on the IB bound (torch)",
         description=_DESCRIPTION, epilog=_EPILOG,

@@ -37,10 +37,22 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
 from ibsolver import entropy
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    #: activations: {layer: (N, w) array} in feed-forward order, or a single (N, w) array
+    Activations = Union[dict[str, ArrayLike], ArrayLike]
+    #: an estimator, its name ("binning", "kde") or a spec dict {"name": ..., knob: value}
+    EstimatorSpec = Union["Binning", "KDE", str, dict[str, Any]]
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +112,7 @@ class InfoEstimate:
                 "ceiling_violations": list(self.ceiling_violations)}
 
 
-def check_probe_joint(p_xy, n_rows: int | None = None) -> np.ndarray:
+def check_probe_joint(p_xy: ArrayLike, n_rows: int | None = None) -> np.ndarray:
     """Validate a probe joint p(x, y): (N, n_classes), non-negative, sums to 1."""
     arr = np.asarray(p_xy, dtype=np.float64)
     if arr.ndim != 2:
@@ -116,7 +128,8 @@ def check_probe_joint(p_xy, n_rows: int | None = None) -> np.ndarray:
     return arr
 
 
-def probe_joint(p_x, p_y_given_x, index=None) -> np.ndarray:
+def probe_joint(p_x: ArrayLike, p_y_given_x: ArrayLike,
+                index: np.ndarray | Sequence[int] | slice | None = None) -> np.ndarray:
     """The joint on probe rows ``index``: p(x) renormalised over them times p(y|x)."""
     p_x = np.asarray(p_x, dtype=np.float64)
     p_y_given_x = np.asarray(p_y_given_x, dtype=np.float64)
@@ -128,8 +141,8 @@ def probe_joint(p_x, p_y_given_x, index=None) -> np.ndarray:
     return (p_x / p_x.sum())[:, None] * p_y_given_x
 
 
-def joint_from_labels(x_ids, y=None, *, n_classes: int | None = None,
-                      p_y_given_x=None) -> np.ndarray:
+def joint_from_labels(x_ids: ArrayLike, y: ArrayLike | None = None, *, n_classes: int | None = None,
+                      p_y_given_x: ArrayLike | None = None) -> np.ndarray:
     """The probe joint p(x, y) from the identities of the probe inputs and their labels.
 
     ``x_ids`` (N,) names the input of each example (equal ids = the same input, e.g. a
@@ -251,7 +264,7 @@ def _rows_to_clusters(codes: np.ndarray) -> np.ndarray:
     return inverse.ravel().astype(np.int64)
 
 
-def hard_encoder(clusters) -> np.ndarray:
+def hard_encoder(clusters: ArrayLike) -> np.ndarray:
     """The (N, n_t) one-hot encoder p(t|x) of a deterministic assignment ``clusters`` (N,)."""
     clusters = np.asarray(clusters, dtype=np.int64)
     _, t = np.unique(clusters, return_inverse=True)
@@ -260,7 +273,7 @@ def hard_encoder(clusters) -> np.ndarray:
     return enc
 
 
-def hard_information(p_xy, clusters) -> tuple[float, float]:
+def hard_information(p_xy: ArrayLike, clusters: ArrayLike) -> tuple[float, float]:
     """(I(X;T), I(T;Y)) in bits of the deterministic encoder T = clusters[x].
 
     I(X;T) = H(T). Equal to ``ibsolver.encoder_information(p_xy, hard_encoder(clusters))``.
@@ -298,7 +311,7 @@ MODULE_RANGES = {"Tanh": (-1.0, 1.0), "Softsign": (-1.0, 1.0), "Sigmoid": (0.0, 
                  "Hardsigmoid": (0.0, 1.0), "Softmax": (0.0, 1.0), "Softmin": (0.0, 1.0)}
 
 
-def module_range(module):
+def module_range(module: nn.Module) -> tuple[float, float] | None:
     """The output range (lo, hi) of a bounded ``torch.nn`` activation module, else None.
 
     Parameters
@@ -317,13 +330,15 @@ def module_range(module):
         if not cls.__module__.startswith("torch.nn"):
             continue
         if cls.__name__ == "Hardtanh":
-            return float(module.min_val), float(module.max_val)
+            hardtanh = cast("nn.Hardtanh", module)  # torch.nn's Hardtanh or a subclass (ReLU6)
+            return float(hardtanh.min_val), float(hardtanh.max_val)
         if cls.__name__ in MODULE_RANGES:
             return MODULE_RANGES[cls.__name__]
     return None
 
 
-def layer_bounds(model, layers, transforms=None) -> dict:
+def layer_bounds(model: nn.Module, layers: Sequence[str],
+                 transforms: Mapping[str, Any] | None = None) -> dict[str, tuple[float, float] | None]:
     """{layer: (lo, hi) or None}: the ``bounds`` of :class:`Binning` for hooked layers.
 
     Parameters
@@ -398,8 +413,9 @@ class Binning:
     keys = ("binning",)
     exact = True
 
-    def __init__(self, n_bins: int = 30, *, strategy: str = "count", range="auto",
-                 bin_width: float | None = None, bounds=None):
+    def __init__(self, n_bins: int = 30, *, strategy: str = "count",
+                 range: str | Sequence[float] = "auto", bin_width: float | None = None,
+                 bounds: dict[str, Sequence[float] | None] | None = None) -> None:
         if strategy not in BIN_STRATEGIES:
             raise ValueError(f"strategy must be one of {list(BIN_STRATEGIES)} (got {strategy!r})")
         if isinstance(n_bins, bool) or int(n_bins) != n_bins or n_bins < 1:
@@ -465,7 +481,7 @@ class Binning:
             return f"{self.n_bins} bins over all layers' range"
         return "{} bins over ({:g}, {:g})".format(self.n_bins, *self.range)
 
-    def rules(self, layers) -> dict:
+    def rules(self, layers: Iterable[str]) -> dict[str, str]:
         """{layer: the binning applied to it, in words}, e.g. {"act1": "30 bins over (-1, 1)",
         "act5": "bins of width 0.0667 (no known bounded range)"}."""
         out = {}
@@ -478,7 +494,7 @@ class Binning:
                 out[name] = f"{self.n_bins} bins over ({bounds[0]:g}, {bounds[1]:g})"
         return out
 
-    def codes(self, activations, p_x=None) -> dict:
+    def codes(self, activations: Activations, p_x: ArrayLike | None = None) -> dict[str, np.ndarray]:
         """{layer: (N, w) int array}: the bin index of every unit of every row."""
         acts = _as_layers(activations)
         if self.strategy == "mass":
@@ -506,11 +522,12 @@ class Binning:
                 out[name] = np.zeros(a.shape, dtype=np.int64)
         return out
 
-    def clusters(self, activations, p_x=None) -> dict:
+    def clusters(self, activations: Activations,
+                 p_x: ArrayLike | None = None) -> dict[str, np.ndarray]:
         """{layer: (N,) int array}: the binned state T_b(x) of every row, numbered 0..n_t-1."""
         return {name: _rows_to_clusters(c) for name, c in self.codes(activations, p_x).items()}
 
-    def estimate(self, activations, p_xy) -> list:
+    def estimate(self, activations: Activations, p_xy: ArrayLike) -> list[InfoEstimate]:
         """[InfoEstimate] for ``activations`` ({layer: (N, w)}, in feed-forward order)."""
         acts = _as_layers(activations)
         n = next(iter(acts.values())).shape[0]
@@ -591,7 +608,8 @@ def _pairwise_terms_torch(h: np.ndarray, weights: np.ndarray, scales, device, ch
     return outs
 
 
-def kde_information(h, p_xy, noise_var: float, *, device=None) -> dict:
+def kde_information(h: ArrayLike, p_xy: ArrayLike, noise_var: float, *,
+                    device: torch.device | str | None = None) -> dict[str, tuple[float, float]]:
     """KDE bounds for one layer: {"upper": (I(X;T), I(T;Y)), "lower": (...)}, bits.
 
     ``h`` (N, w) activations, ``p_xy`` (N, C) the probe joint, ``noise_var`` = s^2 > 0.
@@ -637,7 +655,7 @@ class KDE:
     keys = ("kde_upper", "kde_lower")
     exact = False
 
-    def __init__(self, noise_var: float = 0.1, *, device=None):
+    def __init__(self, noise_var: float = 0.1, *, device: torch.device | str | None = None) -> None:
         self.device = device
         try:
             v = float(noise_var)
@@ -662,11 +680,11 @@ class KDE:
         """The setting in words (sweep legends)."""
         return f"noise_var={self.noise_var:g}"
 
-    def rules(self, layers) -> dict:
+    def rules(self, layers: Iterable[str]) -> dict[str, str]:
         """{layer: the setting applied to it, in words} (the same for every layer)."""
         return {name: self.label for name in layers}
 
-    def estimate(self, activations, p_xy) -> list:
+    def estimate(self, activations: Activations, p_xy: ArrayLike) -> list[InfoEstimate]:
         """[upper, lower] InfoEstimates for ``activations`` ({layer: (N, w)})."""
         acts = _as_layers(activations)
         n = next(iter(acts.values())).shape[0]
@@ -682,7 +700,7 @@ class KDE:
         return res
 
 
-def make_estimator(spec):
+def make_estimator(spec: EstimatorSpec) -> Binning | KDE:
     """An estimator from an instance, a name ("binning", "kde") or a spec dict
     ({"name": "binning", "n_bins": 30, ...})."""
     if isinstance(spec, (Binning, KDE)):
@@ -700,7 +718,8 @@ def make_estimator(spec):
     raise ValueError(f"estimator name must be 'binning' or 'kde' (got {spec['name']!r})")
 
 
-def estimate_ensemble(estimator, activations, p_xy) -> dict:
+def estimate_ensemble(estimator: EstimatorSpec, activations: Mapping[str, np.ndarray],
+                      p_xy: ArrayLike) -> dict[str, dict[str, Any]]:
     """Run ``estimator`` on every ensemble member.
 
     ``activations`` {layer: (S, N, w)}. Returns {key: {"i_xt": (S, L), "i_ty": (S, L),
@@ -770,7 +789,8 @@ DEFAULT_SWEEPS = {"binning": ({}, {"n_bins": 10}, {"n_bins": 100}, {"bin_width":
                   "kde": (1e-3, 1e-2, 1e-1, 1.0)}
 
 
-def sweep_estimators(estimator: str = "binning", values=None, **knobs) -> tuple:
+def sweep_estimators(estimator: str = "binning", values: Iterable[float | dict[str, Any]] | None = None,
+                     **knobs: Any) -> tuple[str, list[float | dict[str, Any]], list[Binning | KDE]]:
     """The estimators of a sensitivity sweep.
 
     Parameters
@@ -811,8 +831,9 @@ def sweep_estimators(estimator: str = "binning", values=None, **knobs) -> tuple:
     return knob, kept, ests
 
 
-def sensitivity(activations, p_xy, *, estimator: str = "binning", values=None,
-                **knobs) -> list:
+def sensitivity(activations: Activations, p_xy: ArrayLike, *, estimator: str = "binning",
+                values: Iterable[float | dict[str, Any]] | None = None,
+                **knobs: Any) -> list[Sensitivity]:
     """Sweep an estimator's settings on fixed activations ({layer: (N, w)}).
 
     ``values`` and ``knobs`` as in :func:`sweep_estimators`: by default binning tries its
@@ -842,7 +863,8 @@ def sensitivity(activations, p_xy, *, estimator: str = "binning", values=None,
 RANGE_CHANGE_WARN = 4.0
 
 
-def range_changes(activations, *, factor: float = RANGE_CHANGE_WARN, seeds=None) -> dict:
+def range_changes(activations: Mapping[str, ArrayLike], *, factor: float = RANGE_CHANGE_WARN,
+                  seeds: Iterable[Any] | None = None) -> dict[str, dict[str, Any]]:
     """How much each layer's range (max - min over probe rows and units) changes over records,
     in every network.
 

@@ -22,10 +22,23 @@ nothing touches the global RNG. Information is in bits.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .usable import RISE_FALL_BITS
+
+if TYPE_CHECKING:
+    import torch
+    from matplotlib.axes import Axes
+    from torch import nn
+
+    from .fisher import FisherInfo
+    from .recording import Recording
+    from .tasks.base import Task
+    from .usable import RandomState, UsableEnsemble
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +47,8 @@ SMALL_FC = (10, 7, 5, 4, 3)
 MEDIUM_FC = (100, 20, 20, 20)
 
 
-def fisher_measures(fisher_x, fisher_y=None, device="cpu") -> dict:
+def fisher_measures(fisher_x: ArrayLike | torch.Tensor, fisher_y: ArrayLike | torch.Tensor | None = None,
+                    device: str | torch.device = "cpu") -> dict[str, Callable[[nn.Module], dict[str, float]]]:
     """``record_training`` measures: the exact model Fisher trace with its per-layer traces
     ("fisher_trace", "fisher_trace_<layer>") and, with labels, the empirical one
     ("fisher_empirical_trace"), on the inputs ``fisher_x``."""
@@ -56,9 +70,12 @@ def fisher_measures(fisher_x, fisher_y=None, device="cpu") -> dict:
     return {"fisher": fisher}
 
 
-def train_mlp(x, y, train, probe, test, *, hidden, activation="relu", epochs=30,
-              batch_size=32, lr=0.05, record_epochs=None, fisher_samples=0, seeds=(0,),
-              progress=None, device="cpu", name="mlp"):
+def train_mlp(x: np.ndarray, y: np.ndarray, train: np.ndarray, probe: np.ndarray, test: np.ndarray, *,
+              hidden: Sequence[int], activation: str = "relu", epochs: int = 30,
+              batch_size: int = 32, lr: float = 0.05, record_epochs: Sequence[int] | np.ndarray | None = None,
+              fisher_samples: int = 0, seeds: int | Iterable[int] = (0,),
+              progress: Callable[[int], object] | None = None, device: str | torch.device = "cpu",
+              name: str = "mlp") -> Recording:
     """Train ``dnn.models.mlp`` (He initialisation, plain SGD, one network per seed) on the
     ``train`` rows of (x, y) and record it; every seed's probe-row activations are kept at
     every recorded epoch (default: every epoch). ``fisher_samples`` > 0 adds
@@ -84,7 +101,7 @@ def train_mlp(x, y, train, probe, test, *, hidden, activation="relu", epochs=30,
         settings={"hidden": list(hidden), "activation": activation})
 
 
-def probe_activations(record, seed_index: int = 0) -> list:
+def probe_activations(record: Recording, seed_index: int = 0) -> list[dict[str, np.ndarray]]:
     """One seed's kept activations as one {layer: (N, width)} dict per recorded epoch, the
     softmax output named "output"."""
     out_layer = record.layers[-1]
@@ -101,12 +118,15 @@ def _decoder_opts(options) -> dict:
     return opts
 
 
-def checkerboard_experiment(n_colors: int = 2, *, hidden=None, activation: str | None = None,
+def checkerboard_experiment(n_colors: int = 2, *, hidden: Sequence[int] | None = None,
+                            activation: str | None = None,
                             n_samples: int | None = None, epochs: int = 30,
                             batch_size: int | None = None, lr: float | None = None,
-                            record_epochs=None, n_probe: int = 2000, decoder: str = "mlp",
-                            decoder_options: dict | None = None, fisher_samples: int = 0,
-                            seeds=(0,), random_state=0, progress=None, device="cpu"):
+                            record_epochs: Sequence[int] | np.ndarray | None = None, n_probe: int = 2000,
+                            decoder: str = "mlp", decoder_options: dict | None = None,
+                            fisher_samples: int = 0, seeds: int | Iterable[int] = (0,),
+                            random_state: RandomState = 0, progress: Callable[[int], object] | None = None,
+                            device: str | torch.device = "cpu") -> tuple[Recording, UsableEnsemble]:
     """Usable direction (relevant) and colour (irrelevant) information per layer over training.
 
     Defaults follow the paper's appendix B.5: Small FC (10-7-5-4-3), batch 32, lr 0.05 and
@@ -172,10 +192,11 @@ def _train_then_decode(x, y, train, probe, test, label_sets, n_classes, gen, *, 
     return rec, UsableEnsemble(seeds=tuple(rec.seeds), curves=curves)
 
 
-def fisher_over_training(task, *, hidden=(64, 32), epochs: int = 40, batch_size: int = 32,
-                         lr: float = 0.05, fisher_samples: int = 300, record_epochs=None,
-                         train_fraction: float = 0.7, random_state=0, progress=None,
-                         device="cpu"):
+def fisher_over_training(task: Task, *, hidden: Sequence[int] = (64, 32), epochs: int = 40,
+                         batch_size: int = 32, lr: float = 0.05, fisher_samples: int = 300,
+                         record_epochs: Sequence[int] | np.ndarray | None = None, train_fraction: float = 0.7,
+                         random_state: RandomState = 0, progress: Callable[[int], object] | None = None,
+                         device: str | torch.device = "cpu") -> tuple[Recording, FisherInfo]:
     """The exact Fisher trace (model, empirical, per layer) of a ReLU MLP over SGD training
     on ``task`` (a :class:`dnn.tasks.Task`), on ``fisher_samples`` training inputs.
 
@@ -199,7 +220,9 @@ def fisher_over_training(task, *, hidden=(64, 32), epochs: int = 40, batch_size:
     return rec, fisher_diagonal(model, task.x[tr[:fisher_samples]], kind="model")
 
 
-def sgd_regimes(n_colors: int = 2, *, small=(32, 0.05), large=(256, 0.01), **kw):
+def sgd_regimes(n_colors: int = 2, *, small: tuple[int, float] = (32, 0.05),
+                large: tuple[int, float] = (256, 0.01),
+                **kw: Any) -> dict[str, tuple[Recording, UsableEnsemble]]:
     """Checkerboard usable information under two SGD regimes, same data and initialisation.
 
     ``small`` and ``large`` are (batch_size, lr): small batch / high learning rate against
@@ -214,11 +237,13 @@ def sgd_regimes(n_colors: int = 2, *, small=(32, 0.05), large=(256, 0.01), **kw)
     return out
 
 
-def usable_experiment(task: str = "checkerboard", *, n_colors: int = 2, n_samples=None,
-                      n_probe: int = 2000, epochs: int = 30, batch_size=None, lr=None,
-                      record_epochs=None, decoder: str = "mlp", decoder_options=None,
-                      compare_sgd: bool = False, seeds=(0, 1, 2, 3, 4), random_state=0,
-                      progress=None, device="cpu") -> dict:
+def usable_experiment(task: str = "checkerboard", *, n_colors: int = 2, n_samples: int | None = None,
+                      n_probe: int = 2000, epochs: int = 30, batch_size: int | None = None,
+                      lr: float | None = None, record_epochs: Sequence[int] | np.ndarray | None = None,
+                      decoder: str = "mlp", decoder_options: dict | None = None,
+                      compare_sgd: bool = False, seeds: int | Iterable[int] = (0, 1, 2, 3, 4),
+                      random_state: RandomState = 0, progress: Callable[[int], object] | None = None,
+                      device: str | torch.device = "cpu") -> dict[str, tuple[Recording, UsableEnsemble]]:
     """What ``ibsolver usable`` runs: {run name: (Recording, UsableEnsemble)}.
 
     task "checkerboard": :func:`checkerboard_experiment` with ``n_colors`` (the paper's
@@ -291,11 +316,13 @@ def usable_summary(runs: dict, *, threshold_bits: float = RISE_FALL_BITS) -> dic
     return out
 
 
-def digits_coarse_fine(*, hidden=(64, 32, 16), activation: str = "relu", epochs: int = 40,
-                       batch_size: int = 32, lr: float = 0.05, test_fraction: float = 0.5,
-                       record_epochs=None, decoder: str = "mlp",
-                       decoder_options: dict | None = None, fisher_samples: int = 0,
-                       seeds=(0,), random_state=0, progress=None, device="cpu"):
+def digits_coarse_fine(*, hidden: Sequence[int] = (64, 32, 16), activation: str = "relu",
+                       epochs: int = 40, batch_size: int = 32, lr: float = 0.05,
+                       test_fraction: float = 0.5, record_epochs: Sequence[int] | np.ndarray | None = None,
+                       decoder: str = "mlp", decoder_options: dict | None = None,
+                       fisher_samples: int = 0, seeds: int | Iterable[int] = (0,),
+                       random_state: RandomState = 0, progress: Callable[[int], object] | None = None,
+                       device: str | torch.device = "cpu") -> tuple[Recording, UsableEnsemble]:
     """Train on the parity of scikit-learn digits, track usable fine (digit) and coarse info.
 
     The network sees only the parity label (1 bit); a minimal representation carries no
@@ -320,7 +347,7 @@ def digits_coarse_fine(*, hidden=(64, 32, 16), activation: str = "relu", epochs:
         seeds=seeds, progress=progress, device=device)
 
 
-def plot_accuracy(record, ax):
+def plot_accuracy(record: Recording, ax: Axes) -> Axes:
     """Validation accuracy of a Recording on a twin axis (green dashed, as in the paper):
     the mean over seeds, their range shaded. Returns the twin."""
     twin = ax.twinx()

@@ -16,12 +16,22 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .estimators import SATURATION
 from .recording import _bound_values
+
+if TYPE_CHECKING:
+    from ibsolver import IBCurve
+    from matplotlib.axes import Axes
+
+    from .estimators import EstimatorSpec, Sensitivity
+    from .recording import Recording
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +45,7 @@ class BoundViolationError(RuntimeError):
     ``violations`` lists dicts with epoch, seed, layer, i_xt, i_ty, bound and excess (bits).
     """
 
-    def __init__(self, message, violations):
+    def __init__(self, message: str, violations: list[dict[str, Any]]) -> None:
         super().__init__(message)
         self.violations = violations
 
@@ -74,14 +84,14 @@ class BoundCheck:
                 "tol_bits": self.tol, "bound_kind": self.kind}
 
 
-def gaps(result, curve, key: str = "binning") -> np.ndarray:
+def gaps(result: Recording, curve: IBCurve, key: str = "binning") -> np.ndarray:
     """(E, S, L) array: F(I(X;T)) - I(T;Y) of every recorded point, bits (F = the curve)."""
     result._check_key(key)
     d = result.info[key]
     return _bound_values(curve, d["i_xt"]) - d["i_ty"]
 
 
-def check_below_bound(result, curve, key: str = "binning", *, tol: float = BOUND_TOL,
+def check_below_bound(result: Recording, curve: IBCurve, key: str = "binning", *, tol: float = BOUND_TOL,
                       on_violation: str = "raise") -> BoundCheck:
     """Check that every binned point of ``result`` lies on or below the IB curve.
 
@@ -119,17 +129,21 @@ def check_below_bound(result, curve, key: str = "binning", *, tol: float = BOUND
     return check
 
 
-def score_final_layers(result, curve, estimator=None, seed_index: int = 0) -> list:
+def score_final_layers(result: Recording, curve: IBCurve | None, estimator: EstimatorSpec | None = None,
+                       seed_index: int = 0) -> list[dict[str, Any]]:
     """Score the binned last-record layers of one seed with ``ibsolver.score_encoder``
     (``estimator`` default: the recording's own binning).
 
     Returns a list of dicts (layer, i_xt, i_ty, gap, epsilon, beta_fit; bits)."""
     import ibsolver
 
-    from .estimators import hard_encoder, make_estimator
+    from .estimators import Binning, hard_encoder, make_estimator
 
     est = make_estimator(estimator if estimator is not None
                          else {"name": "binning", **result.knobs("binning")})
+    if not isinstance(est, Binning):
+        raise ValueError(f"estimator must be a binning: only binned layers are encoders to score "
+                         f"(got {est!r})")
     acts = {layer: result.final_activations[layer][seed_index] for layer in result.layers}
     clusters = est.clusters(acts, result.p_xy.sum(axis=1))
     out = []
@@ -156,8 +170,8 @@ def _epoch_x(epochs):
     return np.where(e > 0, e, 0.5)
 
 
-def plot_bound(curve, ax=None, *, h_x=None, color="k", transitions: bool = True,
-               label="IB bound"):
+def plot_bound(curve: IBCurve, ax: Axes | None = None, *, h_x: float | None = None, color: Any = "k",
+               transitions: bool = True, label: str = "IB bound") -> Axes:
     """The IB curve (and its transitions) on ``ax``, drawn by ``ibsolver.plotting.plot_curve``;
     flat from its last vertex out to ``h_x`` (H(X), where the curve ends) when given."""
     from ibsolver.plotting import plot_curve
@@ -171,8 +185,9 @@ def plot_bound(curve, ax=None, *, h_x=None, color="k", transitions: bool = True,
     return ax
 
 
-def plot_infoplane(result, curve=None, key: str = "binning", ax=None, *, layers=None,
-                   cmap: str = "viridis", spread: bool = True, colorbar: bool = True):
+def plot_infoplane(result: Recording, curve: IBCurve | None = None, key: str = "binning",
+                   ax: Axes | None = None, *, layers: Iterable[str] | None = None,
+                   cmap: str = "viridis", spread: bool = True, colorbar: bool = True) -> Axes:
     """Each layer's trajectory (mean over seeds, coloured by epoch) with the IB curve
     (none drawn when ``curve`` is None).
 
@@ -215,7 +230,7 @@ def plot_infoplane(result, curve=None, key: str = "binning", ax=None, *, layers=
     return ax
 
 
-def plot_gap(result, curve, key: str = "binning", ax=None):
+def plot_gap(result: Recording, curve: IBCurve, key: str = "binning", ax: Axes | None = None) -> Axes:
     """Per layer, the gap F(I(X;T)) - I(T;Y) (bits) against epoch; mean and spread over seeds."""
     ax = _new_ax(ax)
     g = gaps(result, curve, key)
@@ -232,7 +247,7 @@ def plot_gap(result, curve, key: str = "binning", ax=None):
     return ax
 
 
-def plot_grad_snr(result, ax=None):
+def plot_grad_snr(result: Recording, ax: Axes | None = None) -> Axes:
     """Per layer, the gradient signal-to-noise ratio over each recorded epoch's minibatches
     (geometric mean over seeds, band = min..max)."""
     ax = _new_ax(ax)
@@ -255,7 +270,7 @@ def plot_grad_snr(result, ax=None):
     return ax
 
 
-def plot_gradient_stats(result, ax=None):
+def plot_gradient_stats(result: Recording, ax: Axes | None = None) -> Axes:
     """Per parametrised layer, the norms of the mean and of the standard deviation of its
     minibatch gradients against epoch, log-log (the figure of Shwartz-Ziv & Tishby 2017).
 
@@ -301,7 +316,7 @@ def _plot_train_test(result, ax, quantity: str, ylabel: str):
     return ax
 
 
-def plot_loss(result, ax=None):
+def plot_loss(result: Recording, ax: Axes | None = None) -> Axes:
     """Train and test cross-entropy (bits) against epoch; mean and spread over seeds; H(Y)."""
     ax = _plot_train_test(result, ax, "loss", "cross-entropy [bits]")
     ax.axhline(result.h_y, color="0.4", ls=":", lw=0.8, label="H(Y)")
@@ -309,14 +324,15 @@ def plot_loss(result, ax=None):
     return ax
 
 
-def plot_accuracy(result, ax=None):
+def plot_accuracy(result: Recording, ax: Axes | None = None) -> Axes:
     """Train and test accuracy against epoch; mean and spread over seeds."""
     ax = _plot_train_test(result, ax, "acc", "accuracy")
     ax.legend(fontsize=7)
     return ax
 
 
-def plot_sensitivity(sens, ax=None, *, curve=None, cmap: str = "plasma"):
+def plot_sensitivity(sens: Sensitivity | list[Sensitivity] | tuple[Sensitivity, ...], ax: Axes | None = None, *,
+                     curve: IBCurve | None = None, cmap: str = "plasma") -> Axes:
     """How a layer's point moves with the estimator's setting (one Sensitivity or a list):
     each layer's points for the swept settings, joined, one colour per setting."""
     import matplotlib as mpl
@@ -344,8 +360,10 @@ def plot_sensitivity(sens, ax=None, *, curve=None, cmap: str = "plasma"):
     return ax
 
 
-def trajectory_sensitivity(result, *, estimator: str = "binning", values=None,
-                           seed_index=None, **knobs) -> list:
+def trajectory_sensitivity(result: Recording, *, estimator: str = "binning",
+                           values: Iterable[float | dict[str, Any]] | None = None,
+                           seed_index: int | Sequence[int] | None = None,
+                           **knobs: Any) -> list[dict[str, Any]]:
     """Re-estimate the kept activations of every recorded epoch under each setting, per seed.
 
     Parameters
@@ -375,7 +393,8 @@ def trajectory_sensitivity(result, *, estimator: str = "binning", values=None,
     if seed_index is None:
         index = list(range(n_kept))
     else:
-        index = [seed_index] if np.ndim(seed_index) == 0 else list(seed_index)
+        index = ([cast(int, seed_index)] if np.ndim(seed_index) == 0      # one position
+                 else list(cast("Sequence[int]", seed_index)))
         bad = [i for i in index if isinstance(i, bool) or not isinstance(i, (int, np.integer))
                or not 0 <= i < n_kept]
         if not index or bad:
@@ -407,8 +426,8 @@ def trajectory_sensitivity(result, *, estimator: str = "binning", values=None,
     return res
 
 
-def plot_trajectory_sensitivity(result, sweep: dict, ax=None, *, curve=None,
-                                cmap: str = "plasma"):
+def plot_trajectory_sensitivity(result: Recording, sweep: Mapping[str, Any], ax: Axes | None = None, *,
+                                curve: IBCurve | None = None, cmap: str = "plasma") -> Axes:
     """Each layer's trajectory (mean over the sweep's seeds) for every setting of a
     :func:`trajectory_sensitivity` sweep, one colour per setting."""
     import matplotlib as mpl
@@ -441,8 +460,11 @@ def _figure(figsize=(6.4, 4.8), ncols=1):
     return fig, axes
 
 
-def save_figures(result, out_dir, curve=None, *, key: str = "binning", sensitivity=None,
-                 extra_keys=(), dpi: int = 120) -> dict:
+def save_figures(result: Recording, out_dir: str | os.PathLike[str], curve: IBCurve | None = None, *,
+                 key: str = "binning",
+                 sensitivity: dict[str, Any] | Sensitivity | list[Sensitivity] | tuple[Sensitivity, ...]
+                 | None = None,
+                 extra_keys: Iterable[str] = (), dpi: int = 120) -> dict[str, str]:
     """Write infoplane.png, gap.png (with a curve), grad_snr.png, grad_stats.png, loss.png,
     given a sensitivity result sensitivity.png, and infoplane_KEY.png for each of ``extra_keys``
     (other estimator keys) to ``out_dir`` (Agg canvas, no pyplot).
@@ -498,7 +520,7 @@ SELF_TEST_NOTE = ("H(Y|X) = 0: the bound is min(I(X;T), H(Y)), which every binne
                   "task (noise > 0) gives a bound a network could miss")
 
 
-def compression(i_xt, *, threshold_bits: float = COMPRESSION_BITS) -> dict:
+def compression(i_xt: ArrayLike, *, threshold_bits: float = COMPRESSION_BITS) -> dict[str, Any]:
     """The compression verdict of one layer: how far its I(X;T) falls after its peak.
 
     Parameters
@@ -597,7 +619,7 @@ def compression_robustness(sweep: dict, *, threshold_bits: float = COMPRESSION_B
     return out
 
 
-def phase_change(snr, *, threshold: float = 1.0):
+def phase_change(snr: ArrayLike, *, threshold: float = 1.0) -> int | None:
     """The record where the gradient signal-to-noise ratio falls below ``threshold`` for good.
 
     Parameters
@@ -622,8 +644,8 @@ def phase_change(snr, *, threshold: float = 1.0):
     return int(start + below[0]) if below.size else None
 
 
-def gradient_phases(result, key: str = "binning", *, factor: float = 2.0,
-                    threshold_bits: float = COMPRESSION_BITS) -> dict:
+def gradient_phases(result: Recording, key: str = "binning", *, factor: float = 2.0,
+                    threshold_bits: float = COMPRESSION_BITS) -> dict[str, dict[str, Any]]:
     """Per recorded layer and seed, the gradient phase change beside the onset of compression.
 
     Parameters
@@ -694,7 +716,8 @@ def _dpi_by_pair(violations) -> list:
     return list(pairs.values())
 
 
-def summary(result, curve=None, key: str = "binning", check=None) -> dict:
+def summary(result: Recording, curve: IBCurve | None = None, key: str = "binning",
+            check: BoundCheck | None = None) -> dict[str, Any]:
     """A JSON-ready summary of a run (bits): final losses; per layer the estimator's rule,
     the final information, the gap to the bound, the compression verdict
     (:func:`compression`) and the gradient phase change beside the onset of compression
@@ -726,7 +749,7 @@ def summary(result, curve=None, key: str = "binning", check=None) -> dict:
             entry["gap_bits"] = ms(g[-1, :, k])
         layers[layer] = entry
     dpi = result.dpi_violations(key)
-    out = {
+    out: dict[str, Any] = {
         "task": result.name, "n_probe": result.n_probe, "log2_n": result.log2_n,
         "h_y_bits": result.h_y, "estimator": key, "knobs": result.knobs(key),
         "epochs_recorded": [int(e) for e in result.epochs],

@@ -81,7 +81,9 @@ import logging
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
@@ -93,6 +95,14 @@ from .infoplane import COMPRESSION_BITS, _epoch_x, compression
 from .loop import _check_int, _check_number, _check_seeds, fit
 from .models import resolve_device
 from .record import log_epochs
+
+if TYPE_CHECKING:
+    from ibsolver import GaussianIB
+    from matplotlib.axes import Axes
+    from numpy.typing import ArrayLike
+
+    #: axes to draw on, in any shape: an array of them, a list, or a list of lists
+    AxesGrid = Union[np.ndarray, Sequence[Axes], Sequence[Sequence[Axes]]]
 
 logger = logging.getLogger(__name__)
 
@@ -150,13 +160,13 @@ class GaussianTeacher:
         cov_y = self.weights @ self.weights.T + self.output_noise * np.eye(self.n_outputs)
         return cov_x, cov_xy, cov_y
 
-    def ib(self):
+    def ib(self) -> GaussianIB:
         """The analytic Gaussian IB of (X, Y) (:func:`ibsolver.gaussian_ib`), bits."""
         from ibsolver import gaussian_ib
 
         return gaussian_ib(*self.covariances())
 
-    def sample(self, n: int, random_state) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, n: int, random_state: int | np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
         """``n`` rows (x (n, d_x), y (n, d_y)) drawn in the order X_rel, noise, X_irr, so that
         teachers differing only in ``n_irrelevant`` give the same X_rel and Y."""
         rng = np.random.default_rng(random_state)
@@ -167,7 +177,8 @@ class GaussianTeacher:
 
 
 def gaussian_teacher(n_relevant: int = 4, n_irrelevant: int = 12, n_outputs: int = 4, *,
-                     output_noise: float = 0.1, random_state=0) -> GaussianTeacher:
+                     output_noise: float = 0.1,
+                     random_state: int | np.random.Generator | None = 0) -> GaussianTeacher:
     """A random linear teacher: W with entries N(0, 1 / n_relevant) (each output's signal
     has variance about 1), drawn from ``random_state`` (an int or ``np.random.Generator``)
     independently of ``n_irrelevant``.
@@ -209,7 +220,8 @@ def _mi_bits(a: np.ndarray, cov_x: np.ndarray, cov_x_given_v: np.ndarray,
     return 0.5 * (_logdet(a @ cov_x @ a.T + eye) - _logdet(a @ cov_x_given_v @ a.T + eye)) / LN2
 
 
-def channel_information(a, cov_x, cov_xy, cov_y, *, noise_var: float) -> tuple[float, float]:
+def channel_information(a: ArrayLike, cov_x: ArrayLike, cov_xy: ArrayLike, cov_y: ArrayLike, *,
+                        noise_var: float) -> tuple[float, float]:
     """Exact (I(X;T), I(T;Y)) in bits of T = a X + Z, Z ~ N(0, noise_var I), for jointly
     Gaussian X, Y.
 
@@ -247,7 +259,7 @@ def _layer_information(a: np.ndarray, teacher: GaussianTeacher, noise_var: float
 
 
 # --------------------------------------------------------------------------- the network
-def deep_linear_network(widths) -> nn.Sequential:
+def deep_linear_network(widths: Iterable[int]) -> nn.Sequential:
     """``nn.Sequential`` of bias-free ``nn.Linear`` layers fc1 .. fcL; ``widths`` lists every
     size, input to output, e.g. (16, 8, 8, 4). (:func:`dnn.models.mlp` has biases and a
     nonlinearity between layers.)"""
@@ -327,7 +339,7 @@ class DeepLinearRun(_Result):
         """E.g. "SGD, 12 irrelevant dims"."""
         return f"{self.method.upper()}, {int(self.teacher.n_irrelevant)} irrelevant dims"
 
-    def bound(self):
+    def bound(self) -> GaussianIB:
         """The Gaussian IB of the task (:meth:`GaussianTeacher.ib`)."""
         return self.teacher.ib()
 
@@ -446,11 +458,12 @@ class DeepLinearStudy(_Result):
 
 
 # --------------------------------------------------------------------------- training
-def train_deep_linear(teacher: GaussianTeacher, *, widths=(8, 8), method: str = "sgd",
+def train_deep_linear(teacher: GaussianTeacher, *, widths: Iterable[int] = (8, 8), method: str = "sgd",
                       epochs: int = 300, lr: float = 0.05, batch_size: int = 32,
                       n_train: int = 256, init_scale: float = 0.5, noise_var: float = 1.0,
-                      seeds=(0, 1, 2), n_records: int = 30, device="cpu",
-                      callback=None) -> DeepLinearRun:
+                      seeds: int | Iterable[int] = (0, 1, 2), n_records: int = 30,
+                      device: str | torch.device = "cpu",
+                      callback: Callable[[int], object] | None = None) -> DeepLinearRun:
     """Train a deep linear network on the teacher's task and record its layers exactly.
 
     Per seed s: a training sample of ``n_train`` rows (``teacher.sample(n_train, s)``),
@@ -537,7 +550,7 @@ def train_deep_linear(teacher: GaussianTeacher, *, widths=(8, 8), method: str = 
 
 
 def deep_linear_experiment(teacher: GaussianTeacher | None = None, *, n_threads: int | None = None,
-                           **options) -> DeepLinearStudy:
+                           **options: Any) -> DeepLinearStudy:
     """The four conditions of Saxe et al.: without and with the teacher's irrelevant input
     dimensions, each by SGD and by full-batch GD.
 
@@ -571,7 +584,7 @@ def deep_linear_experiment(teacher: GaussianTeacher | None = None, *, n_threads:
 
 
 # --------------------------------------------------------------------------- figures
-def _new_axes(axes, shape, figsize):
+def _new_axes(axes, shape, figsize) -> np.ndarray:
     if axes is None:
         import matplotlib.pyplot as plt
 
@@ -579,8 +592,8 @@ def _new_axes(axes, shape, figsize):
     return np.asarray(axes, dtype=object).reshape(shape)
 
 
-def plot_linear_infoplane(run: DeepLinearRun, ax=None, *, cmap: str = "viridis",
-                          colorbar: bool = True):
+def plot_linear_infoplane(run: DeepLinearRun, ax: Axes | None = None, *, cmap: str = "viridis",
+                          colorbar: bool = True) -> Axes:
     """Each layer's path (mean over seeds, coloured by epoch) on the information plane under
     the task's analytic Gaussian IB curve (drawn up to the largest I(X;T); it saturates at
     I(X;Y), given in the legend). Bits. Returns the axes."""
@@ -608,7 +621,7 @@ def plot_linear_infoplane(run: DeepLinearRun, ax=None, *, cmap: str = "viridis",
     return ax
 
 
-def plot_conditions(study: DeepLinearStudy, axes=None):
+def plot_conditions(study: DeepLinearStudy, axes: AxesGrid | None = None) -> np.ndarray:
     """2 x 2 information planes: rows without / with irrelevant dimensions, columns SGD /
     GD. ``axes``: four axes (any shape) or None for a new figure. Returns the (2, 2) axes."""
     axes = _new_axes(axes, (2, 2), (11.0, 8.5))
@@ -618,7 +631,7 @@ def plot_conditions(study: DeepLinearStudy, axes=None):
     return axes
 
 
-def plot_irrelevant_information(study: DeepLinearStudy, axes=None):
+def plot_irrelevant_information(study: DeepLinearStudy, axes: AxesGrid | None = None) -> np.ndarray:
     """For the runs with irrelevant dimensions (SGD, GD): per layer I(X;T) (solid) and
     I(T;X_irr) (dashed) against epoch, mean over seeds. Returns the (2,) axes."""
     axes = _new_axes(axes, (1, 2), (11.0, 4.0)).ravel()

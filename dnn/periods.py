@@ -16,10 +16,10 @@ Information in bits.
 """
 from __future__ import annotations
 
-from typing import Any
-
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ibsolver import _validation as v
@@ -32,6 +32,13 @@ from .models import mlp, mlp_init, mlp_layers, resolve_device
 from .recording import Recording, load_state
 from .tasks.base import Task
 from .train import TrainConfig, stratified_split
+
+if TYPE_CHECKING:
+    import torch
+    from matplotlib.axes import Axes
+    from numpy.typing import ArrayLike
+
+    from .estimators import EstimatorSpec
 
 #: the training fractions of the default sweep: Shwartz-Ziv & Tishby's 5% to 85%
 DEFAULT_SIZES = (0.05, 0.25, 0.45, 0.65, 0.85)
@@ -129,9 +136,11 @@ class DatasizeSweep(_Result):
                 "config": config, "sizes": sizes}
 
 
-def datasize_experiment(sizes=DEFAULT_SIZES, config: TrainConfig | None = None, *,
-                        noise: float = 1.0, estimators=None, curve_kwargs: dict | None = None,
-                        out=None, n_workers: int | None = None, n_threads: int = 1,
+def datasize_experiment(sizes: Iterable[float] = DEFAULT_SIZES, config: TrainConfig | None = None, *,
+                        noise: float = 1.0,
+                        estimators: EstimatorSpec | Iterable[EstimatorSpec] | None = None,
+                        curve_kwargs: dict | None = None, out: str | Path | None = None,
+                        n_workers: int | None = None, n_threads: int = 1,
                         progress: bool = False) -> DatasizeSweep:
     """Train the MLP on the 12-bit task with a growing share of the inputs. Bits.
 
@@ -200,7 +209,8 @@ def datasize_experiment(sizes=DEFAULT_SIZES, config: TrainConfig | None = None, 
     return DatasizeSweep(sizes=np.asarray(sizes), recordings=recordings, curve=curve)
 
 
-def plot_datasize_grid(result: DatasizeSweep, axes=None):
+def plot_datasize_grid(result: DatasizeSweep,
+                       axes: Sequence[Axes] | np.ndarray | None = None) -> Sequence[Axes] | np.ndarray:
     """One information plane per size (:func:`dnn.infoplane.plot_infoplane`: every layer's
     trajectory, mean over seeds, coloured by epoch, under the IB curve).
 
@@ -219,7 +229,7 @@ def plot_datasize_grid(result: DatasizeSweep, axes=None):
     return axes
 
 
-def plot_datasize_summary(result: DatasizeSweep, ax=None):
+def plot_datasize_summary(result: DatasizeSweep, ax: Axes | None = None) -> Axes:
     """The last hidden layer's final I(T;Y) (bits; left axis, mean +- std over seeds) and the
     test accuracy (right axis, green) against the training fraction. Returns the axes."""
     if ax is None:
@@ -245,7 +255,7 @@ def plot_datasize_summary(result: DatasizeSweep, ax=None):
 
 
 # --------------------------------------------------------------------------- critical periods
-def blur(x, factor: int = 4, *, image_shape=(8, 8)) -> np.ndarray:
+def blur(x: ArrayLike, factor: int = 4, *, image_shape: Sequence[int] = (8, 8)) -> np.ndarray:
     """The deficit of Achille et al.: images downsampled by ``factor`` and upsampled back.
 
     Each image is averaged over ``factor`` x ``factor`` blocks, then interpolated back to its
@@ -426,13 +436,15 @@ def _joined(removal_epoch, phases: list) -> DeficitRun:
                             for layer in layers})
 
 
-def critical_periods(removal_epochs=DEFAULT_REMOVAL, *, epochs_after: int = 30,
+def critical_periods(removal_epochs: Sequence[int] = DEFAULT_REMOVAL, *, epochs_after: int = 30,
                      never_removed: bool = True, task: Task | None = None,
-                     image_shape=(8, 8), blur_factor: int = 4, hidden=(64, 32),
+                     image_shape: Sequence[int] = (8, 8), blur_factor: int = 4,
+                     hidden: Sequence[int] = (64, 32),
                      activation: str = "relu", lr: float = 0.05, lr_decay: float = 0.97,
                      batch_size: int = 32, train_fraction: float = 0.7, split_seed: int = 0,
-                     seeds=(0, 1, 2), fisher_samples: int = 100, device="cpu",
-                     n_threads: int | None = None, progress=None) -> CriticalPeriods:
+                     seeds: int | Iterable[int] = (0, 1, 2), fisher_samples: int = 100,
+                     device: str | torch.device = "cpu", n_threads: int | None = None,
+                     progress: Callable[[int], object] | None = None) -> CriticalPeriods:
     """A blur deficit for the first e epochs, then clean images (Achille et al. 2019).
 
     For each removal epoch e: the MLP trains on the training images blurred by :func:`blur`
@@ -522,7 +534,7 @@ def critical_periods(removal_epochs=DEFAULT_REMOVAL, *, epochs_after: int = 30,
     return CriticalPeriods(runs=tuple(runs), seeds=tuple(phases[0].seeds), settings=settings)
 
 
-def plot_critical_accuracy(result: CriticalPeriods, ax=None):
+def plot_critical_accuracy(result: CriticalPeriods, ax: Axes | None = None) -> Axes:
     """Final test accuracy (mean +- std over seeds) against the deficit removal epoch; the
     never-removed deficit as a dashed line. Returns the axes."""
     if ax is None:
@@ -546,7 +558,7 @@ def plot_critical_accuracy(result: CriticalPeriods, ax=None):
     return ax
 
 
-def plot_critical_fisher(result: CriticalPeriods, ax=None):
+def plot_critical_fisher(result: CriticalPeriods, ax: Axes | None = None) -> Axes:
     """The Fisher trace (mean over seeds) against epoch, one curve per run (darker =
     removed later, red = never removed), a dot where the deficit is removed. Returns the
     axes."""

@@ -9,8 +9,12 @@ runs; a notebook calls it the same way.
 """
 from __future__ import annotations
 
+import os
 import time
+import typing
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +25,12 @@ from .loop import resolve_estimators
 from .recording import Recording
 from .tasks.base import Task
 from .train import TrainConfig, train
+
+if TYPE_CHECKING:
+    import torch
+    from ibsolver import IBCurve
+
+    from .estimators import Binning, EstimatorSpec, Sensitivity
 
 BOUNDS = ("auto", "solver", "exact", "none")
 #: the recipe's training when no config is given: :class:`dnn.train.TrainConfig`'s own
@@ -46,7 +56,7 @@ class InfoplaneExperiment:
     """
 
     recording: Recording
-    curve: object
+    curve: IBCurve | None
     check: BoundCheck | None
     key: str
     sweeps: list
@@ -87,9 +97,13 @@ def _sweep_summary(sweep, layers) -> dict:
             "max_spread_ty_bits": float(np.ptp(sweep["i_ty"], axis=0).max())}
 
 
-def infoplane_experiment(task: Task, config: TrainConfig | None = None, *, estimators=None,
-                         bound: str = "auto", sweep=None, curve_kwargs=None, out_dir=None,
-                         resume: bool = False, device="auto", callback=None,
+def infoplane_experiment(task: Task, config: TrainConfig | None = None, *,
+                         estimators: EstimatorSpec | Iterable[EstimatorSpec] | None = None,
+                         bound: str = "auto", sweep: Iterable[float] | None = None,
+                         curve_kwargs: Mapping[str, Any] | None = None,
+                         out_dir: str | os.PathLike[str] | None = None, resume: bool = False,
+                         device: str | torch.device = "auto",
+                         callback: Callable[[int], object] | None = None,
                          n_threads: int | None = None) -> InfoplaneExperiment:
     """Train and record (:func:`dnn.train.train`), then place the layers under the IB curve.
 
@@ -135,7 +149,8 @@ def infoplane_experiment(task: Task, config: TrainConfig | None = None, *, estim
                 resume=resume, device=device, estimators=ests, keep_activations=True,
                 callback=callback, n_threads=n_threads)
     timing["train_and_record"] = time.perf_counter() - t0
-    binning = make_estimator({"name": "binning", **rec.knobs("binning")})  # layer ranges filled
+    # layer ranges filled; a "binning" spec makes a Binning
+    binning = typing.cast("Binning", make_estimator({"name": "binning", **rec.knobs("binning")}))
 
     curve, check, scores = None, None, []
     t0 = time.perf_counter()
@@ -153,13 +168,15 @@ def infoplane_experiment(task: Task, config: TrainConfig | None = None, *, estim
     if key == "binning" and values is not None:
         cast = float if binning.strategy == "width" else int
         binning_values = [{}] + [cast(v) for v in values]
-    sweeps = trajectory_sensitivity(rec, estimator="binning", values=binning_values,
-                                    **binning.knobs)
+    traj = trajectory_sensitivity(rec, estimator="binning", values=binning_values,
+                                  **binning.knobs)
+    sweeps: list[dict[str, Any] | Sensitivity] = list(traj)
     if key != "binning":  # KDE: the last record only (O(N^2) per value)
         acts = {layer: rec.final_activations[layer][0] for layer in rec.layers}
         sweeps += sensitivity(acts, rec.p_xy, estimator="kde", values=values)
     timing["sensitivity"] = time.perf_counter() - t0
-    kept = rec.seeds[:sweeps[0]["i_xt"].shape[2]]   # every seed (train keeps them all)
+    kept = rec.seeds[:traj[0]["i_xt"].shape[2]]   # every seed (train keeps them all)
+    kept_acts = typing.cast("dict[str, np.ndarray]", rec.activations)  # keep_activations=True
     return InfoplaneExperiment(recording=rec, curve=curve, check=check, key=key,
                                sweeps=sweeps, scores=scores, timing_s=timing,
-                               range_changes=range_changes(rec.activations, seeds=kept))
+                               range_changes=range_changes(kept_acts, seeds=kept))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -49,7 +51,8 @@ class LayerRecorder:
     (e.g. a softmax for the output layer). Unknown names raise with the available ones.
     """
 
-    def __init__(self, module: nn.Module, layers, transforms=None):
+    def __init__(self, module: nn.Module, layers: Iterable[str],
+                 transforms: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None) -> None:
         names = dict(module.named_modules())
         layers = list(layers)
         missing = [name for name in layers if name not in names]
@@ -87,7 +90,7 @@ class LayerRecorder:
         return False
 
     @torch.no_grad()
-    def capture(self, *inputs) -> dict:
+    def capture(self, *inputs: Any) -> dict[str, torch.Tensor]:
         """Run the module on ``inputs`` with the hooks on; return {layer: output}."""
         with self:
             self.module(*inputs)
@@ -112,34 +115,37 @@ class GradientStats:
         self.n_layers = int(n_layers)
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         self.count = 0
-        self._sum = [None] * self.n_layers
-        self._sumsq = [None] * self.n_layers
+        self._sum: list[torch.Tensor | None] = [None] * self.n_layers
+        self._sumsq: list[torch.Tensor | None] = [None] * self.n_layers
 
     @torch.no_grad()
-    def add(self, grads):
+    def add(self, grads: Iterable[torch.Tensor]) -> None:
         """Add one minibatch: ``grads`` lists one (n_members, n_params) tensor per layer."""
         for i, g in enumerate(grads):
             g = g.double()
-            if self._sum[i] is None:
+            total, total_sq = self._sum[i], self._sumsq[i]
+            if total is None or total_sq is None:
                 self._sum[i] = g.clone()
                 self._sumsq[i] = g * g
-            else:
-                self._sum[i] += g
-                self._sumsq[i] += g * g
+            else:  # in place, as the lists hold them
+                total += g
+                total_sq += g * g
         self.count += 1
 
     @torch.no_grad()
-    def result(self, n_members: int):
+    def result(self, n_members: int) -> tuple[np.ndarray, ...]:
         """(mean_norm, std_norm, snr), each (n_members, n_layers) float64; NaN with fewer
         than two minibatches."""
         out = [np.full((n_members, self.n_layers), np.nan) for _ in range(3)]
         if self.count < 2:
             return tuple(out)
         for i in range(self.n_layers):
-            mean = self._sum[i] / self.count
-            var = (self._sumsq[i] / self.count - mean * mean).clamp_min(0.0)
+            # count >= 2: add() has filled every layer (one gradient per layer each call)
+            total, total_sq = cast(torch.Tensor, self._sum[i]), cast(torch.Tensor, self._sumsq[i])
+            mean = total / self.count
+            var = (total_sq / self.count - mean * mean).clamp_min(0.0)
             num = torch.linalg.vector_norm(mean, dim=1)
             den = torch.sqrt(var.sum(dim=1))
             ratio = torch.where(den > 0, num / den, torch.full_like(num, float("inf")))
@@ -148,7 +154,7 @@ class GradientStats:
         return tuple(out)
 
 
-def execution_order(module: nn.Module, names, forward) -> list:
+def execution_order(module: nn.Module, names: Iterable[str], forward: Callable[[], object]) -> list[str]:
     """The submodules ``names`` of ``module`` in the order their forward passes finish
     while ``forward()`` runs."""
     order = []

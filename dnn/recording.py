@@ -9,12 +9,25 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from ibsolver.results import _dataframe, _json_safe, _Result
+from numpy.typing import ArrayLike
 
 from .estimators import DPI_TOL, SATURATION
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+    import xarray as xr
+    from ibsolver import IBCurve
+    from torch import nn
+
+#: a torch module type, kept by :func:`load_state`
+ModuleT = TypeVar("ModuleT", bound="nn.Module")
 
 @dataclass(frozen=True, repr=False)
 class Recording(_Result):
@@ -131,7 +144,7 @@ class Recording(_Result):
                             "quantity": label, "excess_bits": float(diff[e, s, k])})
         return out
 
-    def network(self, model, seed_index: int = 0):
+    def network(self, model: ModuleT, seed_index: int = 0) -> ModuleT:
         """A copy of ``model`` (the module that was trained) holding seed ``seed_index``'s
         final parameters and buffers."""
         import copy
@@ -142,7 +155,7 @@ class Recording(_Result):
                           {k: v[seed_index] for k, v in self.final_state.items()})
 
     # ---- tables
-    def to_rows(self, curve=None) -> list:
+    def to_rows(self, curve: IBCurve | None = None) -> list[dict[str, Any]]:
         """One dict per (estimator key, epoch, seed, layer): the tidy table (bits).
 
         The gradient columns (grad_mean_norm, grad_std_norm, grad_snr, grad_n_batches) are
@@ -202,11 +215,11 @@ class Recording(_Result):
                 rows.append(row)
         return rows
 
-    def to_dataframe(self, curve=None):
+    def to_dataframe(self, curve: IBCurve | None = None) -> pd.DataFrame:
         """:meth:`to_rows` as a pandas DataFrame (needs pandas)."""
         return _dataframe(self.to_rows(curve))
 
-    def summary(self, curve=None, key: str | None = None) -> dict:
+    def summary(self, curve: IBCurve | None = None, key: str | None = None) -> dict[str, Any]:
         """:func:`dnn.infoplane.summary` of the run for estimator ``key`` (default
         "binning" where recorded, else the first key), with ``curve`` (the
         ``ibsolver.IBCurve`` of ``p_xy``) the gaps to the bound: plain JSON values, bits,
@@ -217,7 +230,7 @@ class Recording(_Result):
             key = "binning" if "binning" in self.info else next(iter(self.info))
         return _json_safe(summary(self, curve, key))
 
-    def to_xarray(self):
+    def to_xarray(self) -> xr.Dataset:
         """The recording as an ``xarray.Dataset`` (needs xarray): per estimator key,
         ``i_xt_KEY``, ``i_ty_KEY``, ``n_clusters_KEY`` over (epoch, seed, layer); the losses
         and accuracies over (epoch, seed); the gradient statistics over (epoch, seed,
@@ -229,7 +242,7 @@ class Recording(_Result):
             raise ImportError("to_xarray needs xarray: pip install xarray "
                               "(or use to_rows() for a list of dicts)") from None
         esl, es, esg = ("epoch", "seed", "layer"), ("epoch", "seed"), ("epoch", "seed", "grad_layer")
-        data = {f"{q}_{key}": (esl, np.asarray(d[q]))
+        data: dict[str, tuple[tuple[str, ...], np.ndarray]] = {f"{q}_{key}": (esl, np.asarray(d[q]))
                 for key, d in self.info.items() for q in ("i_xt", "i_ty", "n_clusters")}
         data.update({name: (es, np.asarray(getattr(self, name)))
                      for name in ("train_loss", "test_loss", "train_acc", "test_acc")})
@@ -251,12 +264,12 @@ def _bound_values(curve, i_xt):
     return np.asarray(curve.bound(x.ravel()), dtype=np.float64).reshape(x.shape)
 
 
-def load_state(module, state: dict):
+def load_state(module: ModuleT, state: Mapping[str, ArrayLike | torch.Tensor]) -> ModuleT:
     """Copy ``state`` ({name: array or tensor}, every parameter and buffer) into ``module``
     in place; returns it."""
     import torch
 
-    own = dict(module.named_parameters())
+    own: dict[str, torch.Tensor] = dict(module.named_parameters())
     own.update(module.named_buffers())
     mismatch = sorted(set(own) ^ set(state))
     if mismatch:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +24,11 @@ from .models import ACTIVATIONS, INITS, mlp, mlp_init, mlp_layers
 from .record import log_epochs
 from .recording import Recording
 from .tasks.base import Task
+
+if TYPE_CHECKING:
+    import torch
+
+    from .estimators import EstimatorSpec
 
 __all__ = ["CHECKPOINT", "TrainConfig", "stratified_split", "task_fingerprint", "train"]
 
@@ -153,10 +161,14 @@ def _probe(task: Task, cfg: TrainConfig, train_idx, test_idx):
                                     n_classes=task.n_classes)
 
 
-def train(task: Task, config: TrainConfig | None = None, *, out_dir=None, resume: bool = False,
-          device="auto", estimators=None, layers=None, keep_activations=False,
-          batched="auto", callback=None, checkpoint_interval_s: float = 60.0,
-          n_threads: int | None = None, **overrides) -> Recording:
+def train(task: Task, config: TrainConfig | None = None, *,
+          out_dir: str | os.PathLike[str] | None = None, resume: bool = False,
+          device: str | torch.device = "auto",
+          estimators: EstimatorSpec | Iterable[EstimatorSpec] | None = None,
+          layers: Iterable[str] | None = None, keep_activations: bool | int = False,
+          batched: bool | str = "auto", callback: Callable[[int], object] | None = None,
+          checkpoint_interval_s: float = 60.0, n_threads: int | None = None,
+          **overrides: Any) -> Recording:
     """Train ``config.seeds`` MLPs on ``task`` and record them (see the module docstring).
 
     ``config`` is a :class:`TrainConfig`; keyword ``overrides`` (e.g. ``epochs=100``) replace

@@ -30,11 +30,24 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 from ibsolver import entropy
 from ibsolver.results import _Result
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import torch
+    from matplotlib.axes import Axes
+    from matplotlib.colors import Colormap
+
+    #: a seed: None, an int, a numpy Generator or a torch.Generator
+    RandomState = Union[int, np.random.Generator, torch.Generator, None]
+    #: one record's activations {layer: (n, ...) array or tensor}
+    LayerActivations = Mapping[str, Union[np.ndarray, torch.Tensor]]
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +298,7 @@ def _label_entropy(labels, n_classes: int) -> float:
     return float(entropy(np.bincount(labels, minlength=n_classes) / len(labels)))
 
 
-def _check_inputs(Z, y, n_classes):
+def _check_inputs(Z, y, n_classes) -> tuple[np.ndarray, np.ndarray, int]:
     Z = np.asarray(Z.detach().cpu().numpy() if hasattr(Z, "detach") else Z)
     y = np.asarray(y.detach().cpu().numpy() if hasattr(y, "detach") else y)
     if Z.ndim == 1:
@@ -314,12 +327,15 @@ def _check_inputs(Z, y, n_classes):
     return Z.astype(np.float32), y.astype(np.int64), int(n_classes)
 
 
-def usable_information(Z, y, *, decoder: str = "linear", n_classes: int | None = None,
-                       h_y: float | None = None, test_size: float = 0.5, hidden=None,
+def usable_information(Z: ArrayLike | torch.Tensor, y: ArrayLike | torch.Tensor, *,
+                       decoder: str = "linear", n_classes: int | None = None,
+                       h_y: float | None = None, test_size: float = 0.5,
+                       hidden: Sequence[int] | None = None,
                        epochs: int | None = None, lr: float | None = None,
                        weight_decay: float | None = None, dropout: float | None = None,
                        batch_size: int | None = None, standardize: bool = True,
-                       split=None, random_state=0, device="cpu",
+                       split: tuple[ArrayLike, ArrayLike] | None = None,
+                       random_state: RandomState = 0, device: str | torch.device = "cpu",
                        n_threads: int | None = None) -> UsableInformation:
     """Usable information I_u(Z; Y) = H(Y) - L_CE in bits, L_CE held out.
 
@@ -364,7 +380,7 @@ def usable_information(Z, y, *, decoder: str = "linear", n_classes: int | None =
     return _result(float(h_y), ce_te, ce_tr, acc, split, budget)
 
 
-def _resolve_split(split, n, test_size, gen, y):
+def _resolve_split(split, n, test_size, gen, y) -> tuple[np.ndarray, np.ndarray]:
     from ._info_utils import seed_from, stratified_split
 
     if split is None:
@@ -430,11 +446,15 @@ class UsableCurves:
         return rows
 
 
-def usable_information_over_training(activations, labels: dict, *, epochs=None, layers=None,
-                                     decoder: str = "linear", n_classes: dict | None = None,
-                                     test_size: float = 0.5, random_state=0, progress=None,
-                                     device="cpu", n_threads: int | None = None,
-                                     max_group: int = 64, **decoder_options) -> UsableCurves:
+def usable_information_over_training(activations: Iterable[LayerActivations] | dict[int, LayerActivations],
+                                     labels: dict[str, ArrayLike | torch.Tensor], *,
+                                     epochs: Iterable[int] | None = None,
+                                     layers: Iterable[str] | None = None,
+                                     decoder: str = "linear", n_classes: dict[str, int] | None = None,
+                                     test_size: float = 0.5, random_state: RandomState = 0,
+                                     progress: Callable[[int], object] | None = None,
+                                     device: str | torch.device = "cpu", n_threads: int | None = None,
+                                     max_group: int = 64, **decoder_options: Any) -> UsableCurves:
     """Usable information per label set and layer at every recorded epoch.
 
     Parameters
@@ -497,17 +517,17 @@ def usable_information_over_training(activations, labels: dict, *, epochs=None, 
     n_classes = dict(n_classes or {})
     label_sets = tuple(labels.keys())
     ys = {}
-    for k, v in labels.items():
+    for lab, v in labels.items():
         v = np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
         if v.ndim != 1 or not np.issubdtype(v.dtype, np.integer) or (v.size and v.min() < 0):
-            raise ValueError(f"labels[{k!r}] must be a 1-D array of labels 0..C-1 "
+            raise ValueError(f"labels[{lab!r}] must be a 1-D array of labels 0..C-1 "
                              f"(got shape {v.shape}, dtype {v.dtype})")
-        ys[k] = v.astype(np.int64)
-        n_classes.setdefault(k, max(int(v.max()) + 1, 2))
+        ys[lab] = v.astype(np.int64)
+        n_classes.setdefault(lab, max(int(v.max()) + 1, 2))
     n = len(ys[label_sets[0]])
-    for k, v in ys.items():
+    for lab, v in ys.items():
         if v.shape != (n,):
-            raise ValueError(f"labels[{k!r}] must have shape ({n},) (got {v.shape})")
+            raise ValueError(f"labels[{lab!r}] must have shape ({n},) (got {v.shape})")
     jobs = []   # (i, j, k, Z)
     for k, entry in enumerate(entries):
         for j, layer in enumerate(layers):
@@ -574,7 +594,7 @@ def usable_information_over_training(activations, labels: dict, *, epochs=None, 
 RISE_FALL_BITS = 0.05
 
 
-def rise_and_drop(values) -> tuple:
+def rise_and_drop(values: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """The rise (peak minus first record) and the drop (peak minus last record) of curves.
 
     Parameters
@@ -593,7 +613,7 @@ def rise_and_drop(values) -> tuple:
     return peak - v[..., 0], peak - v[..., -1]
 
 
-def rises_then_falls(values, *, threshold_bits: float = RISE_FALL_BITS) -> np.ndarray:
+def rises_then_falls(values: ArrayLike, *, threshold_bits: float = RISE_FALL_BITS) -> np.ndarray:
     """Whether each curve rises then falls.
 
     A curve rises then falls when its peak exceeds both its first and its last record by
@@ -724,8 +744,10 @@ class UsableEnsemble(_Result):
                 "n_clipped": int(sum(c.clipped.sum() for c in self.curves))}
 
 
-def plot_usable_curves(curves: UsableCurves | UsableEnsemble, *, ax=None, label_sets=None,
-                       cmaps=None, title: str | None = None, legend: str = "compact"):
+def plot_usable_curves(curves: UsableCurves | UsableEnsemble, *, ax: Axes | None = None,
+                       label_sets: Iterable[str] | None = None,
+                       cmaps: Sequence[str | Colormap] | None = None, title: str | None = None,
+                       legend: str = "compact") -> Axes:
     """Usable information vs epoch, one curve per layer (darker = deeper), one colour family
     per label set (blue, orange, green, ... in ``curves.label_sets`` order, as in the
     paper's figures), the maximum log2(C) dotted. For a :class:`UsableEnsemble` each curve

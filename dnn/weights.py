@@ -50,10 +50,21 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ibsolver.results import _Result
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    import torch
+    from matplotlib.axes import Axes
+    from torch import nn
+
+    from .recording import Recording
+    from .usable import RandomState
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +76,7 @@ PRIOR_SCALE_GRID = tuple(float(v) for v in np.geomspace(1e-4, 10.0, 61))
 
 # ----------------------------------------------------------------------------- binary kl
 
-def binary_kl(p, q) -> np.ndarray:
+def binary_kl(p: ArrayLike, q: ArrayLike) -> np.ndarray | float:
     """kl(p || q) = p log(p/q) + (1-p) log((1-p)/(1-q)) in nats, elementwise; 0 log 0 = 0."""
     p = np.asarray(p, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
@@ -174,7 +185,7 @@ def pac_bayes_bound(train_error: float, kl_bits: float, n: int, *, delta: float 
 
 # ------------------------------------------------------------------------- Gaussian KL
 
-def gaussian_kl(mu_q, sigma_q, mu_p, sigma_p) -> float:
+def gaussian_kl(mu_q: ArrayLike, sigma_q: ArrayLike, mu_p: ArrayLike, sigma_p: ArrayLike) -> float:
     """KL( N(mu_q, diag sigma_q^2) || N(mu_p, diag sigma_p^2) ) in bits (arrays broadcast).
 
     Per coordinate: log(sigma_p / sigma_q) + (sigma_q^2 + (mu_q - mu_p)^2) / (2 sigma_p^2)
@@ -202,8 +213,9 @@ def _kl_nats_torch(mu, log_s, w0, log_l):
     return total
 
 
-def fisher_kl_approximation(fisher_diag: dict, w_star: dict, w0: dict, *, beta: float,
-                            prior_scale: float, n_samples: int):
+def fisher_kl_approximation(fisher_diag: Mapping[str, ArrayLike], w_star: Mapping[str, ArrayLike],
+                            w0: Mapping[str, ArrayLike], *, beta: float, prior_scale: float,
+                            n_samples: int) -> tuple[tuple[float, float], float, dict[str, np.ndarray]]:
     """Quadratic (Fisher) approximation of the optimal KL, in nats; see the module docstring.
 
     Returns ((kl_derived_nats, kl_derived_without_mean_term_nats), kl_doc_nats, sigma_opt)
@@ -307,14 +319,19 @@ def _sample_eval(model, mu, log_s, frozen, buffers, x, y, n_mc, gen, batch=4096)
     return float(np.mean(ces)), float(np.mean(errs))
 
 
-def fit_weight_posterior(model, x, y, *, beta: float = 1.0, prior_center="init",
-                         init_state: dict | None = None, prior_scale="optimize",
+def fit_weight_posterior(model: nn.Module, x: ArrayLike | torch.Tensor, y: ArrayLike | torch.Tensor, *,
+                         beta: float = 1.0, prior_center: str = "init",
+                         init_state: Mapping[str, ArrayLike | torch.Tensor] | None = None,
+                         prior_scale: float | str = "optimize",
                          learn_mean: bool = False, init_sigma: float = 1e-2, epochs: int = 100,
                          lr: float = 0.05, lr_mean: float = 1e-3, batch_size: int = 256,
                          n_mc: int = 500,
-                         x_test=None, y_test=None, fisher: bool = True, delta: float = 0.05,
-                         delta_mc: float = 0.01, random_state=0, progress=None,
-                         device="cpu") -> WeightsInformation:
+                         x_test: ArrayLike | torch.Tensor | None = None,
+                         y_test: ArrayLike | torch.Tensor | None = None, fisher: bool = True,
+                         delta: float = 0.05, delta_mc: float = 0.01,
+                         random_state: RandomState = 0,
+                         progress: Callable[[int], object] | None = None,
+                         device: str | torch.device = "cpu") -> WeightsInformation:
     """Fit q = N(mu, diag s^2) minimising E_q[sum CE] + beta KL(q || N(w0, l^2 I)).
 
     Parameters
@@ -485,8 +502,11 @@ def fit_weight_posterior(model, x, y, *, beta: float = 1.0, prior_center="init",
 
 # ------------------------------------------------------------ one trained network
 
-def weights_of_digits_mlp(*, hidden=(64,), epochs: int = 30, n_train: int = 1000,
-                          random_state=0, progress=None, device="cpu", **posterior):
+def weights_of_digits_mlp(*, hidden: Sequence[int] = (64,), epochs: int = 30, n_train: int = 1000,
+                          random_state: RandomState = 0,
+                          progress: Callable[[int], object] | None = None,
+                          device: str | torch.device = "cpu",
+                          **posterior: Any) -> tuple[Recording, WeightsInformation]:
     """Train a ReLU MLP on ``n_train`` of scikit-learn's digits (plain SGD, batch 32, lr 0.05),
     then fit its weight posterior on them (:func:`fit_weight_posterior`, prior centred at the
     network's initialisation; ``posterior`` holds its options, ``posterior_epochs`` its
@@ -636,13 +656,14 @@ class RandomLabels(_Result):
     _columns = to_rows  # the rows of to_dataframe
 
 
-def random_labels_experiment(betas=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0), *,
-                             n_samples: int = 100, n_test: int = 500, hidden=(32,),
-                             seeds=(0, 1, 2), train_epochs: int = 100, epochs: int = 300,
-                             lr: float = 0.05, lr_mean: float = 1e-2,
-                             prior_scale="optimize", init_sigma: float = 0.01,
-                             n_mc: int = 100, random_state=0, progress=None,
-                             device="cpu") -> RandomLabels:
+def random_labels_experiment(betas: ArrayLike = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0), *,
+                             n_samples: int = 100, n_test: int = 500, hidden: Sequence[int] = (32,),
+                             seeds: Iterable[int] = (0, 1, 2), train_epochs: int = 100,
+                             epochs: int = 300, lr: float = 0.05, lr_mean: float = 1e-2,
+                             prior_scale: float | str = "optimize", init_sigma: float = 0.01,
+                             n_mc: int = 100, random_state: RandomState = 0,
+                             progress: Callable[[int], object] | None = None,
+                             device: str | torch.device = "cpu") -> RandomLabels:
     """Information in the weights of one network for true and for random labels, over beta.
 
     The data: ``n_samples`` training and ``n_test`` held-out images of scikit-learn's
@@ -729,7 +750,7 @@ def random_labels_experiment(betas=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0), *,
                         settings=settings, **out)
 
 
-def plot_random_labels(result: RandomLabels, *, ax=None):
+def plot_random_labels(result: RandomLabels, *, ax: Axes | None = None) -> Axes:
     """KL per example (bits, log scale) against beta (log axis) for true (blue) and random
     (red) labels: the mean over seeds, their range shaded; on a twin axis the E_q training
     error (dashed) and the PAC-Bayes bound on the test error (dotted). Returns the axes."""
