@@ -126,12 +126,14 @@ def _checked_joint(p_xy, *, name, normalize, drop_empty, normalize_hint):
     return arr, kept_rows, kept_cols
 
 
-def check_joint_kept(p_xy, *, name: str = "p_xy", normalize: bool = False):
+def check_joint_kept(p_xy, *, name: str = "p_xy", normalize: bool = False,
+                     normalize_hint: str = "pass normalize=True to rescale"):
     """:func:`check_joint` with all-zero rows and columns dropped (logged at info level):
     ``(table, kept_rows, kept_cols)``, the last two boolean masks over the given rows and
-    columns, so results can be put back in the user's shape."""
+    columns, so results can be put back in the user's shape. A table left with one row or
+    one column is fine (its IB is trivial: I(X;Y) = 0)."""
     return _checked_joint(p_xy, name=name, normalize=normalize, drop_empty=True,
-                          normalize_hint="pass normalize=True to rescale")
+                          normalize_hint=normalize_hint)
 
 
 def drop_empty_margins(arr: np.ndarray, *, name: str = "p_xy"):

@@ -93,7 +93,8 @@ def load_joint(path: str | os.PathLike[str], *, counts: bool | None = None, norm
     ``normalize=True`` always normalises; otherwise the table must sum to 1 within float32
     rounding (relative 1e-6; such a table is renormalised exactly). With ``drop_empty``
     (the default) all-zero rows and columns (probability 0) are dropped and logged at info
-    level. The table, after that, must have at least 2 rows and 2 columns.
+    level. A table left with one row or one column is fine: its IB is trivial (I(X;Y) = 0,
+    one cluster), as ``ib_curve`` and ``solve`` return it.
     """
     return _load(path, counts=counts, normalize=normalize, drop_empty=drop_empty,
                  normalize_hint=normalize_hint)[0]
@@ -111,13 +112,8 @@ def _load(path, *, counts=None, normalize=False, drop_empty=True, normalize_hint
         counts = from_counts or bool(whole and abs(float(np.sum(table)) - 1.0) > 1e-9)
     name = f"table in {path.name}"
     hint = normalize_hint or "pass normalize=True to rescale"
-    # dtype, shape, finiteness and signs; drops (and logs) the all-zero rows and columns
-    valid = check_joint(table, name=name, normalize=True, drop_empty=drop_empty)
-    if valid.shape[0] < 2 or valid.shape[1] < 2:
-        raise ValueError(
-            f"{name} must have at least 2 rows and 2 columns with non-zero mass: the IB of a "
-            f"single x or a single y is trivial (got shape {table.shape}, with "
-            f"{valid.shape[0]} non-zero rows and {valid.shape[1]} non-zero columns)")
+    # dtype, shape, finiteness and signs; logs the all-zero rows and columns it drops
+    check_joint(table, name=name, normalize=True, drop_empty=drop_empty)
     full = np.asarray(table, dtype=np.float64)
     rows, cols = np.arange(full.shape[0]), np.arange(full.shape[1])
     if drop_empty:
