@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import warnings
+from collections.abc import Sequence
 
 from . import __version__
 
@@ -69,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:

@@ -24,9 +24,11 @@ import hashlib
 import logging
 import warnings
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import scipy.sparse
+from numpy.typing import ArrayLike
 from scipy.optimize import brentq
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
@@ -537,11 +539,15 @@ def _default_grid(problem: Problem, n_betas: int) -> np.ndarray:
 
 
 @single_threaded_blas
-def ib_curve(p_xy, *, alpha=1.0, betas=None, method="both", n_betas=60, curve_tol=1e-5,
-             max_points=300, tol=1e-11, lagrangian_tol=None, max_iter=50_000,
-             accelerate=True, backend="auto", locate_transitions=True,
-             n_threads=None, merge_tol=1e-7, max_clusters=None, return_encoders=False,
-             normalize=False, progress=False, interruptible=False, resume=None) -> IBCurve:
+def ib_curve(p_xy: ArrayLike | scipy.sparse.spmatrix, *, alpha: float = 1.0,
+             betas: ArrayLike | None = None, method: str = "both", n_betas: int = 60,
+             curve_tol: float = 1e-5, max_points: int = 300, tol: float = 1e-11,
+             lagrangian_tol: float | None = None, max_iter: int = 50_000,
+             accelerate: bool = True, backend: str = "auto", locate_transitions: bool = True,
+             n_threads: int | None = None, merge_tol: float = 1e-7,
+             max_clusters: int | None = None, return_encoders: bool = False,
+             normalize: bool = False, progress: bool = False, interruptible: bool = False,
+             resume: IBCurve | None = None) -> IBCurve:
     """Trace the whole IB curve of p(x, y) and its phase transitions.
 
     Parameters
@@ -1366,7 +1372,7 @@ def _s_star(problem: Problem, fwd: dict, rev: dict, onset: float) -> float:
     return s
 
 
-def phase_transitions(p_xy, **kwargs) -> tuple:
+def phase_transitions(p_xy: ArrayLike | scipy.sparse.spmatrix, **kwargs: Any) -> tuple:
     """The phase transitions on the optimal IB path (see :func:`ib_curve`)."""
     return ib_curve(p_xy, **kwargs).transitions
 

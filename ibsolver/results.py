@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .envelope import interpolate_envelope
 from .io import write_whole
@@ -460,7 +461,7 @@ class IBCurve(_Result):
     settings: dict = field(default_factory=dict)
     table_digest: str = ""
 
-    def bound(self, i_xt):
+    def bound(self, i_xt: ArrayLike) -> float | np.ndarray:
         """The best I(T;Y) achievable at the given I(X;T) (bits), on the concave envelope.
 
         The envelope joins computed optima by straight lines, so it is achievable and lies

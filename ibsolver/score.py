@@ -97,7 +97,7 @@ def score_encoder(p_xy: ArrayLike, encoder: ArrayLike, curve: IBCurve | None = N
     if curve is None:
         curve = ib_curve(p_xy)
     info = _encoder_information(p_xy, q)
-    bound = curve.bound(info["i_xt"])
+    bound = float(curve.bound(info["i_xt"]))
     epsilon, beta_fit = _epsilon(info["i_xt"], info["i_ty"], curve.envelope_i_xt,
                                  curve.envelope_i_ty)
     return EncoderScore(i_xt=info["i_xt"], i_ty=info["i_ty"], h_t=info["h_t"], bound=bound,

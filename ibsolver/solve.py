@@ -5,9 +5,11 @@ import logging
 import warnings
 from dataclasses import dataclass, replace
 from functools import cached_property
+from types import ModuleType
 
 import numpy as np
 import scipy.sparse
+from numpy.typing import ArrayLike
 from scipy.spatial import cKDTree
 
 from . import _validation as v
@@ -81,11 +83,11 @@ class Problem:
                     and np.count_nonzero(self.p_xy) <= SPARSE_DENSITY * self.p_xy.size)
 
     @cached_property
-    def joint(self):
+    def joint(self) -> np.ndarray | scipy.sparse.csr_matrix:
         return scipy.sparse.csr_matrix(self.p_xy) if self.sparse else self.p_xy
 
     @cached_property
-    def rows(self):
+    def rows(self) -> np.ndarray | scipy.sparse.csr_matrix:
         return scipy.sparse.csr_matrix(self.p_y_given_x) if self.sparse else self.p_y_given_x
 
     @cached_property
@@ -93,12 +95,12 @@ class Problem:
         """1 / s2^2, where the one-cluster solution loses local stability."""
         return _first_instability(self.joint)
 
-    def kernel_rows(self, kernel):
+    def kernel_rows(self, kernel: ModuleType) -> np.ndarray | scipy.sparse.csr_matrix:
         """p(y|x) as ``kernel`` takes it: ``rows`` where the backend reads CSR."""
         return self.rows if kernel.READS_CSR else self.p_y_given_x
 
     @classmethod
-    def from_joint(cls, p_xy, *, normalize: bool = False) -> "Problem":
+    def from_joint(cls, p_xy: ArrayLike, *, normalize: bool = False) -> "Problem":
         p_xy = v.check_joint(p_xy, normalize=normalize)
         p_x = p_xy.sum(axis=1)
         return cls(p_xy, p_x, p_xy / p_x[:, None], p_xy.sum(axis=0))
@@ -256,9 +258,12 @@ def random_encoder(n_x: int, n_clusters: int, rng: np.random.Generator) -> np.nd
 
 
 @single_threaded_blas
-def solve(p_xy, beta, *, n_clusters=None, alpha=1.0, init=None, backend="auto",
-          tol=DEFAULT_TOL, max_iter=DEFAULT_MAX_ITER, n_threads=None, random_state=None,
-          normalize=False, merge_tol=1e-7, accelerate=False) -> IBResult:
+def solve(p_xy: ArrayLike | scipy.sparse.spmatrix, beta: float, *, n_clusters: int | None = None,
+          alpha: float = 1.0, init: ArrayLike | None = None, backend: str = "auto",
+          tol: float = DEFAULT_TOL, max_iter: int = DEFAULT_MAX_ITER,
+          n_threads: int | None = None,
+          random_state: int | np.random.Generator | None = None, normalize: bool = False,
+          merge_tol: float = 1e-7, accelerate: bool = False) -> IBResult:
     """Solve the Information Bottleneck at one trade-off parameter beta.
 
     Minimises ``H(T) - alpha H(T|X) - beta I(T;Y)`` over encoders p(t|x). With ``alpha=1``
@@ -500,8 +505,9 @@ def _grow_invaders(problem: Problem, result: IBResult, beta: float, *, max_iter,
     return result
 
 
-def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: float, kernel,
-                     tol: float, max_iter: int, n_threads, merge_tol: float,
+def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: float,
+                     kernel: ModuleType, tol: float, max_iter: int, n_threads: int | None,
+                     merge_tol: float,
                      accelerate: bool = False, warn: bool = True,
                      lagrangian_tol: float = 0.0, shortcut_tried: set | None = None) -> IBResult:
     """Iterate a validated problem from ``state`` (modified in place) to a fixed point.
@@ -576,7 +582,8 @@ def _take(step, problem: Problem, state: State, beta: float, *, alpha: float, ke
 
 
 def encoder_and_lagrangian(problem: Problem, state: State, beta: float, *, alpha: float,
-                           kernel, n_threads):
+                           kernel: ModuleType, n_threads: int | None
+                           ) -> tuple[np.ndarray, dict, float]:
     """The encoder one BA step builds from ``state`` (clusters of zero mass dropped), its
     information terms (bits, see _encoder_information) and its Lagrangian H(T) - alpha
     H(T|X) - beta I(T;Y) (bits)."""

@@ -66,3 +66,40 @@ def test_version_comes_from_the_installed_metadata():
         assert cli.main(["--version"]) == 0
     assert out.getvalue().strip() == f"ibsolver {version('ibsolver')}"
     assert ibsolver.__version__ == version("ibsolver")
+
+
+def _unannotated(path: Path, root: Path) -> list:
+    """Public functions and methods of a public module (no leading underscore on the
+    module, the class or the function; __init__ counts) with a parameter or the return
+    type unannotated: ["module:Class.function", ...]."""
+    found = []
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef) and not child.name.startswith("_"):
+                visit(child, f"{prefix}{child.name}.")
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if child.name.startswith("_") and child.name != "__init__":
+                    continue
+                a = child.args
+                params = a.posonlyargs + a.args + a.kwonlyargs + [p for p in (a.vararg, a.kwarg) if p]
+                bare = [p.arg for p in params if p.annotation is None and p.arg not in ("self", "cls")]
+                if bare or (child.returns is None and child.name != "__init__"):
+                    found.append(f"{path.relative_to(root)}:{prefix}{child.name}")
+
+    visit(ast.parse(path.read_text()), "")
+    return found
+
+
+def test_every_public_function_is_annotated():
+    """Issue 15: public functions fully annotated (what mypy then checks), in ibsolver and
+    dnn alike."""
+    root = Path(ibsolver.__file__).parents[1]
+    missing = []
+    for package in ("ibsolver", "dnn"):
+        for path in sorted((root / package).rglob("*.py")):
+            parts = path.relative_to(root).parts
+            if any(p.startswith("_") and p != "__init__.py" for p in parts):
+                continue
+            missing += _unannotated(path, root)
+    assert not missing, missing
