@@ -184,7 +184,7 @@ class _Tracer:
                 and res.n_clusters < self.max_clusters):
             opts = {k: v for k, v in self.opts.items() if k != "max_iter"}
             res = _grow_invaders(self.problem, res, beta, max_iter=self.opts["max_iter"],
-                                 **opts)
+                                 max_clusters=self.max_clusters, **opts)
         # the n x k encoder is rebuilt from the decoder state where needed (self.encoder):
         # kept for every point it would cost points x rows x clusters of memory
         return replace(res, encoder=None)

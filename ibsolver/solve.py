@@ -467,13 +467,16 @@ def _split_unstable(problem: Problem, result: IBResult, beta: float, *, max_iter
     return result
 
 
-def _grow_invaders(problem: Problem, result: IBResult, beta: float, *, max_iter, **opts):
+def _grow_invaders(problem: Problem, result: IBResult, beta: float, *, max_iter,
+                   max_clusters: int | None = None, **opts):
     """Add a cluster where one of vanishing mass would grow (invasion rate G > 1, see
     :func:`ibsolver.bifurcation.invasion_rate`) and solve on, until none would. Accelerated
     steps can end on a fixed point where clusters coincide or have died, which plain BA
     passes by: a new cluster leaves it downhill (on a random 76 x 3 problem at beta = 10.3
-    Newton ended on 2 clusters, 6.9e-4 bit above BA's 3, with G = 1.105 there)."""
-    while result.converged and result.n_iter < max_iter:
+    Newton ended on 2 clusters, 6.9e-4 bit above BA's 3, with G = 1.105 there). No cluster
+    is added to ``max_clusters`` or more (a curve's cap)."""
+    while (result.converged and result.n_iter < max_iter
+           and (max_clusters is None or result.n_clusters < max_clusters)):
         best_g, best_d = 1.0 + INVADE_MARGIN, None
         for d0 in invasion_starts(problem.p_x, problem.rows, result.p_t,
                                   result.p_y_given_t, beta, count=INVADER_STARTS, max_rows=64,

@@ -42,6 +42,16 @@ def test_no_branch_carries_more_clusters_than_the_cap():
     assert curve.capped
 
 
+@pytest.mark.parametrize("seed, cap", [(0, 6), (3, 3), (5, 3)])
+def test_added_clusters_respect_the_cap_on_both_branches(seed, cap):
+    """Clusters added where one would grow (invasion rate > 1) count against the cap too:
+    on these 40 x 6 tables the branches reached cap + 1 or cap + 2 clusters before."""
+    with pytest.warns(ibsolver.ConvergenceWarning, match=f"max_clusters={cap} bound"):
+        curve = ibsolver.ib_curve(_random_joint(40, 6, seed), max_clusters=cap,
+                                  locate_transitions=False, n_threads=1)
+    assert max(r.n_clusters for b in curve.branches.values() for r in b.results) <= cap
+
+
 def test_curve_only_and_located_trace_the_same_curve():
     """Curve-only mode does not isolate cluster-count changes; its curve agrees with the
     located run's to their stated accuracies. (A forward branch stopped where it first met
