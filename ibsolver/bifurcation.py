@@ -70,10 +70,11 @@ def _second_eigenpair(a, weights, d):
     eigenpair of S on the complement of d is the second one."""
     rows = np.flatnonzero(weights > 0)  # the other rows add nothing to S
     a_in, w_in = a[rows], weights[rows]
+    a_in_t = a_in.T.tocsr() if scipy.sparse.issparse(a_in) else a_in.T  # (once, not per product)
 
     def apply(v):
         v = v - d * (d @ v)
-        u = (a_in.T @ (w_in * (a_in @ (v / d)))) / d
+        u = (a_in_t @ (w_in * (a_in @ (v / d)))) / d
         return u - d * (d @ u)
 
     size = d.size

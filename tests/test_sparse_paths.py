@@ -5,6 +5,7 @@ import importlib
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 import ibsolver
 from ibsolver import _tables, bifurcation, measures
@@ -92,3 +93,22 @@ def test_table_helpers_agree_between_forms():
     np.testing.assert_array_equal(_tables.nearest_rows(sp.csr_matrix(p), centres), brute)
     np.testing.assert_allclose(_tables.row_distances(sp.csr_matrix(p), 5),
                                np.linalg.norm(p - p[5], axis=1), atol=1e-12)
+
+
+@pytest.mark.parametrize("k, m", [(64, 1000), (200, 300), (60, 4), (500, 4), (64, 16)])
+def test_coincident_groups_match_brute_force(k, m):
+    """Decoders within merge_tol (max-norm, chained) share a group, whichever way the pairs
+    are found (a k x k table, screened on a few columns where there are many, or a tree):
+    the same as comparing every pair in full."""
+    rng = np.random.default_rng(k + m)
+    points = rng.dirichlet(np.ones(m), size=k)
+    points[5] = points[3] + 1e-9
+    points[7] = points[5] - 5e-9           # chained to 3 through 5
+    points[k - 1] = points[0] + 2e-8
+    points[k - 2] = points[1] + 2e-7       # just outside the tolerance
+    group = solve._coincident_groups(points, 1e-7)
+    close = np.max(np.abs(points[:, None, :] - points[None, :, :]), axis=2) <= 1e-7
+    n_components, label = connected_components(close, directed=False)
+    assert group.max() + 1 == n_components == k - 3
+    assert np.array_equal(group[:, None] == group[None, :], label[:, None] == label[None, :])
+    assert np.all(np.diff([np.flatnonzero(group == g)[0] for g in range(n_components)]) > 0)
