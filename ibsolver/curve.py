@@ -729,9 +729,11 @@ def ib_curve(p_xy: ArrayLike | scipy.sparse.spmatrix, *, alpha: float = 1.0,
         # the branches learn from each other before refinement: where they then agree on
         # both sides of a new beta, one solve serves both (see _refine)
         rounds = 3 if method == "both" or not ib else 0
+        restarted_at: set = set()
         for round_ in range(rounds):
             pooled = not ib and _pool_seed(tracer, fwd, rev)
-            restarted = ib and round_ == 0 and _random_restarts(tracer, fwd, rev, grid)
+            restarted = ib and _random_restarts(
+                tracer, fwd, rev, _restart_betas(fwd, rev, grid, restarted_at))
             improved = _cross_seed(tracer, fwd, rev) or pooled or restarted
             if round_ > 0 and not improved:
                 break
@@ -1023,6 +1025,25 @@ def _leading_branch(fwd: dict, rev: dict, below, above, lagrangian_tol: float,
         if all(own[b].lagrangian <= other[b].lagrangian + slack for b in (below, above)):
             return name
     return None
+
+
+def _restart_betas(fwd: dict, rev: dict, grid: np.ndarray, done: set) -> list:
+    """Where the next random restarts go (see _random_restarts): the first grid, then the
+    betas on both sides of each change of the optimal cluster count, each beta once
+    (``done`` records them). Local analysis (splits, invaders) cannot see a first-order
+    birth: on a 22 x 6 stress problem an 11-cluster point at beta 8.77 was stable to both
+    while a 12-cluster solution lay 1.8e-5 bit lower, and the curve was 2.6e-4 bit high at
+    8.85, next to where the count changed."""
+    if not done:
+        betas = list(grid)
+    else:
+        best = _best_points(fwd, rev)
+        bs = sorted(best)
+        betas = [b for lo, hi in zip(bs[:-1], bs[1:])
+                 if n_effective(best[lo][0]) != n_effective(best[hi][0]) for b in (lo, hi)]
+    betas = [b for b in dict.fromkeys(betas) if b not in done]
+    done.update(betas)
+    return betas
 
 
 def _random_restarts(tracer, fwd: dict, rev: dict, betas) -> bool:

@@ -43,8 +43,9 @@ STARTS = 4
 #: depend on the curve's length, so whether they hit the defect is chance)
 KNOWN_DEFECTS = {
     # 22 x 6: a 13-cluster branch over beta 8.74 .. 8.9 that neither annealing direction
-    # nor cross-seeding reaches; the curve is up to 2.6e-4 bit above it at beta 8.8524
-    # (seen in the sampled check once this session's changes moved its points)
+    # nor cross-seeding reaches (a first-order birth: the 11-cluster points there are
+    # stable to splits and invaders). The curve was up to 2.6e-4 bit above it at beta
+    # 8.8524; with restarts beside count changes (curve._restart_betas), 9.9e-6
     10: 8.8524,
 }
 
