@@ -1029,7 +1029,8 @@ def _leading_branch(fwd: dict, rev: dict, below, above, lagrangian_tol: float,
 
 def _restart_betas(fwd: dict, rev: dict, grid: np.ndarray, done: set) -> list:
     """Where the next random restarts go (see _random_restarts): the first grid, then the
-    betas on both sides of each change of the optimal cluster count, each beta once
+    betas on both sides of each change of the optimal count of distinct decoders (near-copies
+    come and go without a transition: see n_distinct), each beta once
     (``done`` records them). Local analysis (splits, invaders) cannot see a first-order
     birth: on a 22 x 6 stress problem an 11-cluster point at beta 8.77 was stable to both
     while a 12-cluster solution lay 1.8e-5 bit lower, and the curve was 2.6e-4 bit high at
@@ -1040,7 +1041,7 @@ def _restart_betas(fwd: dict, rev: dict, grid: np.ndarray, done: set) -> list:
         best = _best_points(fwd, rev)
         bs = sorted(best)
         betas = [b for lo, hi in zip(bs[:-1], bs[1:])
-                 if n_effective(best[lo][0]) != n_effective(best[hi][0]) for b in (lo, hi)]
+                 if n_distinct(best[lo][0]) != n_distinct(best[hi][0]) for b in (lo, hi)]
     betas = [b for b in dict.fromkeys(betas) if b not in done]
     done.update(betas)
     return betas
