@@ -316,6 +316,22 @@ def test_sigterm_saves_the_curve_traced_so_far(tmp_path):
     assert (out / "curve.npz").exists()
 
 
+def test_sigterm_inside_the_numba_loop_saves_the_curve_too(tmp_path):
+    """With the numba backend the signal lands inside a compiled loop, and numba reported
+    the handler's KeyboardInterrupt as a SystemError: traceback, exit 1, nothing saved. The
+    signal is sent once compilation (cached after the first run) is long over."""
+    pytest.importorskip("numba")
+    import ibsolver
+
+    table = tmp_path / "g.npy"
+    np.save(table, ibsolver.discretize_gaussian(0.8, 20))
+    out = tmp_path / "out"
+    saved = sigterm_after_start(["curve", table, "--backend", "numba", "--out", out,
+                                 "--quiet"], out, tmp_path, 15.0)
+    assert saved["complete"] is False
+    assert (out / "curve.npz").exists()
+
+
 def test_demo_gaussian_runs_and_sigterm_saves_its_partial_curve(tmp_path):
     """`demo --problem gaussian` (24 x 24; the whole located curve takes minutes, too long
     for every test run): it starts, and stopped by SIGTERM it saves a partial curve that

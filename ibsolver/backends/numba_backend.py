@@ -608,10 +608,22 @@ def _call(n_blocks, p_x, p_y_given_x, log_p_t, log_p_y_given_t, beta, alpha, max
     for the call and is restored afterwards."""
     args = (p_x, p_y_given_x, log_p_t, log_p_y_given_t, float(beta), float(alpha), max_iter,
             float(tol), n_blocks, q_out)
-    if n_blocks == 1:
-        return _run(*args)
-    with _threads(n_blocks):
-        return _run(*args)
+    try:
+        if n_blocks == 1:
+            return _run(*args)
+        with _threads(n_blocks):
+            return _run(*args)
+    except SystemError as exc:
+        # a signal handler that raised while the compiled loop ran (Ctrl-C, or the CLI's
+        # SIGTERM) reaches us as numba's SystemError "returned a result with an exception
+        # set", the KeyboardInterrupt some causes down: give the caller the interrupt it
+        # handles (a partial curve saved)
+        cause = exc.__cause__ or exc.__context__
+        while cause is not None and not isinstance(cause, KeyboardInterrupt):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise KeyboardInterrupt from None
+        raise
 
 
 @contextmanager
