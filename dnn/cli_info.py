@@ -134,9 +134,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "trained to each labelling, and the posterior fitted at every beta of "
                     "--betas. Prints KL (bits), training error and PAC-Bayes bound per beta "
                     "and labelling (mean over seeds), and how much more information random "
-                    "labels take where both fit.\n\nWrites weights.json, weights_sigma.npz, "
-                    "random_labels.csv, random_labels.npz (dnn.weights.RandomLabels.load "
-                    "reads it) and random_labels.png to --out. The defaults finish in about a "
+                    "labels take where both fit.\n\nWrites weights.json, weights_sigma.npz (the "
+                    "fitted posterior with its s per weight: dnn.weights."
+                    "WeightsInformation.load reads it), random_labels.csv, "
+                    "random_labels.npz (dnn.weights.RandomLabels.load reads it) and "
+                    "random_labels.png to --out. The defaults finish in about a "
                     "minute on 2 CPU cores.",
         epilog="example:\n  ibsolver weights --beta 1 --out runs/weights")
     p.add_argument("--epochs", type=int, default=30, help="network training epochs (default: 30)")
@@ -342,7 +344,6 @@ def _fisher(args) -> int:
 def _weights(args) -> int:
     _setup(args, "weights")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     from ._info_utils import make_generator, seed_from
     from .weights import plot_random_labels, random_labels_experiment, weights_of_digits_mlp
@@ -368,9 +369,7 @@ def _weights(args) -> int:
     summary.update(network_test_error=1 - float(rec.test_acc[-1, 0]),
                    network_train_error=1 - float(rec.train_acc[-1, 0]), hidden=hidden,
                    network_epochs=args.epochs, task=rec.name)
-    np.savez(os.path.join(args.out, "weights_sigma.npz"),
-             **{f"sigma_{k.replace('.', '_')}": v for k, v in res.sigma.items()},
-             **{f"sigma_fisher_{k.replace('.', '_')}": v for k, v in res.sigma_fisher.items()})
+    res.save(os.path.join(args.out, "weights_sigma.npz"))
     rl = None
     if betas:
         n_steps = 2 * len(rl_seeds) * (args.rl_train_epochs + len(betas) * args.rl_epochs)

@@ -6,6 +6,7 @@ the rest of :mod:`dnn` are imported inside the command.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -227,6 +228,12 @@ def _command(args) -> int:
     return 0
 
 
+def _num(value, missing=math.nan):
+    """A number of the summary, to print: ``missing`` where the summary has None (JSON's
+    stand-in for NaN, and for infinity where ``missing`` says so)."""
+    return missing if value is None else value
+
+
 def _report(run, summ, out):
     from .infoplane import COMPRESSION_BITS
 
@@ -234,7 +241,7 @@ def _report(run, summ, out):
     cfg = summ["config"]
     print(f"{rec.name}: {len(rec.seeds)} seeds x {rec.settings['epochs']} epochs on {rec.device} "
           f"in {run.timing_s['train_and_record']:.1f} s; test accuracy "
-          f"{summ['final']['test_acc']['mean']:.3f} (+- {summ['final']['test_acc']['std']:.3f})")
+          f"{_num(summ['final']['test_acc']['mean']):.3f} (+- {_num(summ['final']['test_acc']['std']):.3f})")
     print(f"config: {cfg['activation']} {'-'.join(map(str, cfg['widths']))}, "
           f"{cfg['optimizer']} lr {cfg['lr']:g}"
           + (f" momentum {cfg['momentum']:g}" if cfg["optimizer"] == "sgd" else "")
@@ -248,9 +255,9 @@ def _report(run, summ, out):
           + f"  {'drop from peak [min, max]':>25}  verdict")
     for layer, e in summ["layers"].items():
         drop = e["compression"]["drop_bits"]
-        print(f"{layer:>7} {e['width']:>5} {e['i_xt_bits']['mean']:8.4f} "
-              f"{e['i_ty_bits']['mean']:8.4f}" + (f" {e['gap_bits']['mean']:8.4f}" if gap else "")
-              + f"  {drop['mean']:7.3f} [{drop['min']:7.3f}, {drop['max']:7.3f}]  "
+        print(f"{layer:>7} {e['width']:>5} {_num(e['i_xt_bits']['mean']):8.4f} "
+              f"{_num(e['i_ty_bits']['mean']):8.4f}" + (f" {_num(e['gap_bits']['mean']):8.4f}" if gap else "")
+              + f"  {_num(drop['mean']):7.3f} [{_num(drop['min']):7.3f}, {_num(drop['max']):7.3f}]  "
               f"{e['compression']['verdict']}")
     print(f"verdict: 'compresses' when I(X;T) falls from its peak to the last record by more "
           f"than {COMPRESSION_BITS:g} bit in every seed")
@@ -297,19 +304,20 @@ def _report_flags(summ):
           f"{dpi['count']} of {dpi['of']} checks")
     for p in dpi["pairs"]:
         print(f"    {p['layer']} > {p['previous']} in {p['quantity']}: {p['count']} record(s), worst "
-              f"{p['worst_excess_bits']:.4f} bit (epoch {p['epoch']}, seed {p['seed']})")
+              f"{_num(p['worst_excess_bits']):.4f} bit (epoch {p['epoch']}, seed {p['seed']})")
     warned = {layer: r for layer, r in summ["range_changes"].items() if r["warn"]}
     n_seeds = len(summ["compression_sweep"]["seeds"])
     print(f"  range changes over {RANGE_CHANGE_WARN:g}x between records (max - min of a "
           f"layer, in each of {n_seeds} seed{'s' if n_seeds > 1 else ''}): "
           + ("; ".join(f"{k} in {r['n_seeds_changed']} of {r['n_seeds']}, worst "
-                       f"{r['ratio']:.3g}x ({r['smallest']:.3g} to {r['largest']:.3g}, seed "
+                       f"{_num(r['ratio'], math.inf):.3g}x ({_num(r['smallest']):.3g} to "
+                       f"{_num(r['largest']):.3g}, seed "
                        f"{r['seed']})" for k, r in warned.items()) if warned else "none"))
     check = summ.get("bound_check")
     if check is None:
         print("  bound check: not run (--bound none)")
         return
     print(f"  points above the IB bound: {check['n_violations']} of {check['n_points']} "
-          f"(max excess {check['max_excess_bits']:.3g} bit)")
+          f"(max excess {_num(check['max_excess_bits']):.3g} bit)")
     if summ["bound"]["self_test"]:
         print(f"  note: {summ['bound']['note']}")

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
 from ibsolver import entropy
+from ibsolver.results import _json_safe, _Result
 from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:
@@ -65,8 +66,11 @@ DPI_TOL = 1e-9
 
 # --------------------------------------------------------------------------- results
 @dataclass(frozen=True)
-class InfoEstimate:
+class InfoEstimate(_Result):
     """Information of each layer of one network at one moment, in bits.
+
+    ``save``/``load`` (one .npz, no pickle), ``summary()`` (plain JSON values, NaN as None)
+    and ``to_dataframe()`` (one row per layer) as every ``ibsolver`` result.
 
     Attributes
     ----------
@@ -103,6 +107,8 @@ class InfoEstimate:
     ceiling_violations: tuple = field(default_factory=tuple)
 
     def as_dict(self) -> dict:
+        """Every field as JSON values (arrays as lists, NaN kept; :meth:`summary` is the
+        same with NaN as None)."""
         return {"estimator": self.estimator, "knobs": dict(self.knobs),
                 "layers": list(self.layers), "i_xt_bits": self.i_xt.tolist(),
                 "i_ty_bits": self.i_ty.tolist(), "n_probe": self.n_probe,
@@ -110,6 +116,22 @@ class InfoEstimate:
                 "n_clusters": self.n_clusters.tolist(), "saturated": self.saturated.tolist(),
                 "dpi_violations": list(self.dpi_violations),
                 "ceiling_violations": list(self.ceiling_violations)}
+
+    def summary(self) -> dict:
+        """The estimator, its knobs, per layer I(X;T) and I(T;Y) (bits), the cluster counts,
+        the ceilings and the flags (saturation, data-processing and ceiling violations), as
+        plain JSON values; NaN as None."""
+        return _json_safe(self.as_dict())
+
+    def _columns(self) -> dict:
+        """One row per layer: I(X;T), I(T;Y) (bits), the binned states, the saturation
+        flag, with the estimator's name and whether the point is exact."""
+        n = len(self.layers)
+        return {"layer": list(self.layers), "estimator": [self.estimator] * n,
+                "i_xt_bits": np.asarray(self.i_xt), "i_ty_bits": np.asarray(self.i_ty),
+                "n_clusters": np.asarray(self.n_clusters),
+                "saturated": np.asarray(self.saturated), "exact": [self.exact] * n,
+                "n_probe": [self.n_probe] * n}
 
 
 def check_probe_joint(p_xy: ArrayLike, n_rows: int | None = None) -> np.ndarray:
@@ -745,8 +767,12 @@ def estimate_ensemble(estimator: EstimatorSpec, activations: Mapping[str, np.nda
 
 # --------------------------------------------------------------------------- sensitivity
 @dataclass(frozen=True)
-class Sensitivity:
+class Sensitivity(_Result):
     """How an estimate moves with the estimator's setting, in bits.
+
+    ``save``/``load`` (one .npz, no pickle; the estimates are saved with it),
+    ``summary()`` (plain JSON values, NaN as None) and ``to_dataframe()`` (one row per
+    (value, layer)) as every ``ibsolver`` result.
 
     estimator : "binning", "kde_upper" or "kde_lower"; knob : "n_bins", "bin_width" or
     "noise_var" (a sweep of numbers), or "setting" (a sweep of changes to the settings,
@@ -767,11 +793,32 @@ class Sensitivity:
     estimates: tuple
 
     def as_dict(self) -> dict:
+        """The sweep as JSON values (arrays as lists, NaN kept; :meth:`summary` is the same
+        with NaN as None), without the per-value estimates."""
         return {"estimator": self.estimator, "knob": self.knob, "values": list(self.values),
                 "labels": list(self.labels), "layers": list(self.layers),
                 "i_xt_bits": self.i_xt.tolist(), "i_ty_bits": self.i_ty.tolist(),
                 "spread_xt_bits": self.spread_xt.tolist(),
                 "spread_ty_bits": self.spread_ty.tolist()}
+
+    def summary(self) -> dict:
+        """The estimator, the knob, the values swept and their labels, per value and layer
+        I(X;T) and I(T;Y), per layer their spread over the values (bits), as plain JSON
+        values; NaN as None."""
+        return _json_safe(self.as_dict())
+
+    def _columns(self) -> list:
+        """One row per (value, layer): the setting in words, its value (the number, or for
+        a sweep of settings its JSON text), I(X;T), I(T;Y) and the layer's spreads (bits)."""
+        return [{"estimator": self.estimator, "knob": self.knob, "setting": label,
+                 "value": (json.dumps(value, sort_keys=True) if self.knob == "setting"
+                           else value),
+                 "layer": layer, "i_xt_bits": float(self.i_xt[v, k]),
+                 "i_ty_bits": float(self.i_ty[v, k]),
+                 "spread_xt_bits": float(self.spread_xt[k]),
+                 "spread_ty_bits": float(self.spread_ty[k])}
+                for v, (value, label) in enumerate(zip(self.values, self.labels))
+                for k, layer in enumerate(self.layers)]
 
 
 #: what a sweep tries by default. Binning: the run's own setting ({}), then each change to

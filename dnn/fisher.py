@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from ibsolver.results import _json_safe, _Result
 from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:  # torch and matplotlib are imported where they are used
@@ -47,8 +48,13 @@ _CHUNK_FLOATS = 2 ** 22
 
 
 @dataclass(frozen=True)
-class FisherInfo:
+class FisherInfo(_Result):
     """Diagonal of the Fisher information matrix (natural-log likelihood, mean over inputs).
+
+    The Fisher information is a curvature of the natural-log likelihood, not an amount of
+    information: it has no unit of bits. ``save``/``load`` (one .npz, no pickle; the
+    diagonal under ``diagonal/<parameter>``), ``summary()`` (plain JSON values, NaN as
+    None) and ``to_dataframe()`` (one row per parameter) as every ``ibsolver`` result.
 
     Attributes
     ----------
@@ -69,6 +75,26 @@ class FisherInfo:
     def flat(self) -> np.ndarray:
         """The diagonal as one vector (parameters in ``diagonal`` order)."""
         return np.concatenate([np.ravel(v) for v in self.diagonal.values()])
+
+    def summary(self) -> dict:
+        """The kind, the trace, the trace per layer, the number of inputs averaged over and
+        of parameters (entries of the diagonal), as plain JSON values; NaN as None."""
+        return _json_safe({"kind": self.kind, "trace": self.trace,
+                           "layer_trace": dict(self.layer_trace),
+                           "n_samples": self.n_samples,
+                           "n_params": int(sum(np.size(v) for v in self.diagonal.values()))})
+
+    def _columns(self) -> list:
+        """One row per parameter: its layer, its number of entries, and the sum (its share
+        of the trace), mean and largest entry of its diagonal."""
+        rows = []
+        for name, v in self.diagonal.items():
+            v = np.asarray(v, dtype=np.float64)
+            rows.append({"kind": self.kind, "parameter": name, "layer": _layer_of(name),
+                         "n_entries": int(v.size), "trace": float(v.sum()),
+                         "mean": float(v.mean()) if v.size else float("nan"),
+                         "max": float(v.max()) if v.size else float("nan")})
+        return rows
 
 
 def _layer_of(name: str) -> str:

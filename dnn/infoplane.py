@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from ibsolver.results import _json_safe, _Result
 from numpy.typing import ArrayLike
 
 from .estimators import SATURATION
@@ -63,12 +64,22 @@ def _estimator(result, key):
 
 
 # --------------------------------------------------------------------------- checks
+#: the keys of each of BoundCheck.violations, the columns of its table
+_VIOLATION_COLUMNS = ("epoch", "seed", "layer", "i_xt_bits", "i_ty_bits", "bound_bits",
+                      "excess_bits")
+
+
 @dataclass(frozen=True)
-class BoundCheck:
+class BoundCheck(_Result):
     """Result of checking achievable points against the bound (bits).
 
-    ok : no point above bound + tol. n_points; max_excess : max of I(T;Y) - F(I(X;T));
-    violations : list of dicts (epoch, seed, layer, i_xt, i_ty, bound, excess); tol; kind.
+    ok : no point above bound + tol. n_points; max_excess : max of I(T;Y) - F(I(X;T))
+    (NaN without points); violations : list of dicts (epoch, seed, layer, i_xt_bits,
+    i_ty_bits, bound_bits, excess_bits); tol; kind : "deterministic" or "ib_curve".
+
+    ``save``/``load`` (one .npz, no pickle), ``summary()`` (plain JSON values, NaN as
+    None) and ``to_dataframe()`` (one row per violation: none when ``ok``) as every
+    ``ibsolver`` result.
     """
 
     ok: bool
@@ -79,9 +90,22 @@ class BoundCheck:
     kind: str
 
     def as_dict(self) -> dict:
+        """The check as JSON values (NaN kept; :meth:`summary` is the same with NaN as
+        None), with the first 20 violations."""
         return {"ok": self.ok, "n_points": self.n_points, "max_excess_bits": self.max_excess,
                 "n_violations": len(self.violations), "violations": self.violations[:20],
                 "tol_bits": self.tol, "bound_kind": self.kind}
+
+    def summary(self) -> dict:
+        """Whether every point lies on or below the bound, the number of points and of
+        violations, the largest excess and the tolerance (bits), the bound's kind and the
+        first 20 violations, as plain JSON values; NaN as None."""
+        return _json_safe(self.as_dict())
+
+    def _columns(self) -> dict:
+        """One row per point above the bound (epoch, seed, layer, I(X;T), I(T;Y), the bound
+        there and the excess, bits); no rows, the same columns, when the check is ok."""
+        return {k: [v[k] for v in self.violations] for k in _VIOLATION_COLUMNS}
 
 
 def gaps(result: Recording, curve: IBCurve, key: str = "binning") -> np.ndarray:

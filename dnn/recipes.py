@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from ibsolver.results import _json_safe, _Result
 
 from .estimators import KDE, make_estimator, range_changes, sensitivity
 from .infoplane import (BoundCheck, check_below_bound, compression_robustness,
@@ -42,8 +43,14 @@ DEFAULT_CONFIG = TrainConfig()
 
 
 @dataclass(frozen=True)
-class InfoplaneExperiment:
+class InfoplaneExperiment(_Result):
     """What :func:`infoplane_experiment` found. Information in bits.
+
+    ``save``/``load`` (one .npz, no pickle, with the recording, the curve, the check and
+    the sweeps), ``summary()`` (plain JSON values, NaN as None: what ``summary.json``
+    holds) and ``to_dataframe()`` (one row per estimator key, record, seed and layer, with
+    the bound and the gap where there is a curve: :meth:`dnn.Recording.to_rows`) as every
+    ``ibsolver`` result.
 
     recording : the run; curve : the ``ibsolver.IBCurve`` of ``recording.p_xy`` (None with
     ``bound="none"``); check : every binned point against it (None without a curve); key :
@@ -65,7 +72,11 @@ class InfoplaneExperiment:
     range_changes: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
-        """The JSON-ready summary (what ``summary.json`` holds)."""
+        """The JSON-ready summary (what ``summary.json`` holds): :func:`dnn.infoplane.summary`
+        of the recording with the curve and the check, the solver's scores, the binning's
+        numbers where the key is a KDE, the config and the estimators, every sweep, the
+        compression verdict under the binning sweep, the range changes, the timing and the
+        task; plain JSON values (bits), NaN and infinity as None."""
         rec = self.recording
         out = summary(rec, self.curve, self.key, self.check)
         if self.scores:
@@ -82,12 +93,17 @@ class InfoplaneExperiment:
         out["range_warnings"] = [layer for layer, r in self.range_changes.items() if r["warn"]]
         out["timing_s"] = dict(self.timing_s)
         out["task_info"] = rec.settings["task_info"]
-        return out
+        return _json_safe(out)
+
+    def _columns(self) -> list:
+        """:meth:`dnn.Recording.to_rows` of the recording with the curve: one row per
+        (estimator key, record, seed, layer)."""
+        return self.recording.to_rows(self.curve)
 
 
 def _sweep_summary(sweep, layers) -> dict:
     if not isinstance(sweep, dict):
-        return sweep.as_dict()
+        return sweep.summary()
     return {"estimator": sweep["estimator"], "knob": sweep["knob"], "seeds": sweep["seeds"],
             "values": list(sweep["values"]), "labels": list(sweep["labels"]),
             "layers": list(layers),

@@ -156,14 +156,20 @@ class GradientStats:
 
 def execution_order(module: nn.Module, names: Iterable[str], forward: Callable[[], object]) -> list[str]:
     """The submodules ``names`` of ``module`` in the order their forward passes finish
-    while ``forward()`` runs."""
+    while ``forward()`` runs. The pass runs in eval mode (each submodule's mode restored
+    after): in training mode BatchNorm refuses a one-row probe and updates its running
+    statistics, one extra update for the model the probe ran through."""
     order = []
     modules = dict(module.named_modules())
     handles = [modules[n].register_forward_hook(lambda *_a, n=n: order.append(n)) for n in names]
+    training = {m: m.training for m in module.modules()}
+    module.eval()
     try:
         with torch.no_grad():
             forward()
     finally:
         for h in handles:
             h.remove()
+        for m, mode in training.items():
+            m.training = mode
     return list(dict.fromkeys(order))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from ibsolver.results import _json_safe, _Result
 from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:  # torch and matplotlib are imported where they are used
@@ -39,12 +40,20 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TaskEmbedding:
+class TaskEmbedding(_Result):
     """A Task2Vec embedding.
 
+    ``save``/``load`` (one .npz, no pickle), ``summary()`` (plain JSON values, NaN as None)
+    and ``to_dataframe()`` (one row: the task) as every ``ibsolver`` result; the rows of
+    several embeddings concatenate into one table of tasks. The probe is not part of the
+    embedding and is not saved.
+
+    name : the task's name.
     vector : the normalised embedding (non-negative, sums to 1).
     raw : the Fisher diagonal it came from (per unit, or per parameter with reduce="none").
-    fisher_trace : trace of the probe's Fisher for this task (the embedding's scale).
+    n_classes : the task's number of classes.
+    fisher_trace : trace of the probe's Fisher for this task (the embedding's scale;
+        natural-log likelihood, no unit of bits).
     head_accuracy : training accuracy of the task's linear head on the frozen probe.
     """
 
@@ -54,6 +63,20 @@ class TaskEmbedding:
     n_classes: int = 0
     fisher_trace: float = 0.0
     head_accuracy: float = float("nan")
+
+    def summary(self) -> dict:
+        """The task's name, its number of classes, the Fisher trace, the head's accuracy
+        and the embedding's length, as plain JSON values; NaN as None."""
+        return _json_safe({"name": self.name, "n_classes": self.n_classes,
+                           "fisher_trace": self.fisher_trace,
+                           "head_accuracy": self.head_accuracy,
+                           "n_entries": int(np.size(self.vector))})
+
+    def _columns(self) -> dict:
+        """One row, the task: the numbers of :meth:`summary` (``vector`` is the array)."""
+        return {"name": [self.name], "n_classes": [self.n_classes],
+                "fisher_trace": [self.fisher_trace], "head_accuracy": [self.head_accuracy],
+                "n_entries": [int(np.size(self.vector))]}
 
 
 def build_probe(*, hidden: Iterable[int] = (64, 32), n_inputs: int = 64, pretrain: str | None = "digits",

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ibsolver.results import _Result
+from ibsolver.results import _json_safe, _Result
 from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:
@@ -239,8 +239,13 @@ def fisher_kl_approximation(fisher_diag: Mapping[str, ArrayLike], w_star: Mappin
 # ----------------------------------------------------------------- posterior fitting
 
 @dataclass(frozen=True)
-class WeightsInformation:
+class WeightsInformation(_Result):
     """A fitted Gaussian posterior q = N(mu, diag s^2) against the prior N(w0, l^2 I).
+
+    ``save``/``load`` (one .npz, no pickle; ``sigma`` and ``sigma_fisher`` under
+    ``sigma/<parameter>`` and ``sigma_fisher/<parameter>``), ``summary()`` (plain JSON
+    values, NaN as None) and ``to_dataframe()`` (one row per parameter) as every
+    ``ibsolver`` result. The network and its weights mu are not part of the result.
 
     Attributes
     ----------
@@ -282,6 +287,9 @@ class WeightsInformation:
     history: dict = field(repr=False, default_factory=dict)
 
     def summary(self) -> dict:
+        """The numbers of the fit (KL and its Fisher approximations, expected cross-entropy
+        and objective in bits; errors; the prior; sizes and settings) and, where computed,
+        the PAC-Bayes bound with its confidences, as plain JSON values; NaN as None."""
         d = {k: getattr(self, k) for k in (
             "kl_bits", "expected_ce_bits", "objective_bits", "beta", "prior_scale",
             "prior_center", "learn_mean", "train_error", "test_error", "test_error_mean",
@@ -292,7 +300,24 @@ class WeightsInformation:
                      pac_bayes_train_error_upper=self.pac_bayes.train_error_upper,
                      pac_bayes_delta=self.pac_bayes.delta,
                      pac_bayes_delta_mc=self.pac_bayes.delta_mc)
-        return d
+        return _json_safe(d)
+
+    def _columns(self) -> list:
+        """One row per parameter: its number of weights, the mean, smallest and largest
+        fitted s, and the mean s the Fisher approximation predicts (NaN where not
+        computed)."""
+        rows = []
+        for name, s in self.sigma.items():
+            s = np.asarray(s, dtype=np.float64)
+            f = self.sigma_fisher.get(name)
+            rows.append({"parameter": name, "n_weights": int(s.size),
+                         "sigma_mean": float(s.mean()) if s.size else float("nan"),
+                         "sigma_min": float(s.min()) if s.size else float("nan"),
+                         "sigma_max": float(s.max()) if s.size else float("nan"),
+                         "sigma_fisher_mean": (float(np.mean(f)) if f is not None
+                                               and np.size(f) else float("nan")),
+                         "beta": self.beta, "prior_scale": self.prior_scale})
+        return rows
 
 
 def _sample_eval(model, mu, log_s, frozen, buffers, x, y, n_mc, gen, batch=4096):
@@ -738,9 +763,9 @@ def random_labels_experiment(betas: ArrayLike = (0.003, 0.01, 0.03, 0.1, 0.3, 1.
                     learn_mean=True, lr_mean=lr_mean, init_sigma=init_sigma, epochs=epochs,
                     lr=lr, batch_size=n_samples, n_mc=n_mc, x_test=x[te], y_test=y[te],
                     fisher=False, random_state=seed_from(g), progress=progress, device=dev)
-                fitted = res.summary()
+                bound = res.pac_bayes.bound if res.pac_bayes is not None else math.nan
                 for key, values in out.items():
-                    values[i, b, k] = fitted[key]
+                    values[i, b, k] = bound if key == "pac_bayes_bound" else getattr(res, key)
     settings = dict(hidden=list(hidden), train_epochs=train_epochs, epochs=epochs, lr=lr,
                     lr_mean=lr_mean, prior_scale=prior_scale, init_sigma=init_sigma, n_mc=n_mc,
                     task=task.name, labels="parity")

@@ -328,6 +328,18 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert main(argv + ["--resume"]) == 0
 
 
+def test_cli_without_a_test_split_prints_nan(tmp_path, capsys):
+    """--train-fraction 1 leaves no test accuracy: the summary holds None there (NaN in
+    JSON is None), and the printed report says nan instead of failing to format it."""
+    from ibsolver.cli import main
+
+    argv = ["infoplane", "--task", "tishby12", "--widths", "12,5,3,2", "--epochs", "2",
+            "--seeds", "1", "--records", "2", "--batch-size", "1024", "--train-fraction", "1",
+            "--out", str(tmp_path / "run"), "--quiet", "--device", "cpu"]
+    assert main(argv) == 0
+    assert "test accuracy nan" in capsys.readouterr().out
+
+
 def test_cli_module_does_not_import_torch():
     code = ("import sys, dnn, dnn.cli_infoplane, dnn.infoplane, dnn.estimators, ibsolver.cli; "
             "ibsolver.cli.build_parser(); "

@@ -215,6 +215,21 @@ def test_buffers_train_the_same_batched_and_one_by_one():
     np.testing.assert_allclose(runs[0].train_loss, runs[1].train_loss, rtol=1e-5)
 
 
+@pytest.mark.parametrize("batched", [True, False])
+def test_batchnorm1d_trains_and_every_seed_gets_the_same_updates(batched):
+    """The probe that finds the layers' order ran one row through seed 0 in training mode:
+    BatchNorm1d refused it (a ValueError), and BatchNorm2d counted one batch too many in
+    seed 0. One epoch of 90 rows in batches of 30: three updates in every seed."""
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 2))
+    x = torch.rand(120, 4, generator=torch.Generator().manual_seed(0))
+    y = (x.sum(dim=1) > 2).long()
+    rec = dnn.record_training(net, (x[:90], y[:90]), layers=["2", "3"], probe=(x[90:], y[90:]),
+                              epochs=1, batch_size=30, seeds=[0, 1], n_records=2,
+                              batched=batched)
+    assert rec.batched == batched
+    np.testing.assert_array_equal(rec.final_state["1.num_batches_tracked"], [3, 3])
+
+
 def test_auto_binning_gets_the_ranges_of_the_users_layers(data, tmp_path):
     """record_training's default binning: a Tanh module over (-1, 1), a ReLU at fixed width."""
     from dnn.estimators import Binning

@@ -139,3 +139,165 @@ def test_only_dnn_and_ibsolver_classes_are_rebuilt(recording, tmp_path):
     with pytest.raises(TypeError, match=r"cannot save a set \(at settings/s\)"):
         dataclasses.replace(recording, settings={"s": {1, 2}}).save(tmp_path / "s.npz")
     assert not (tmp_path / "s.npz").exists()  # nothing half-written
+
+
+# ----------------------------------------------------- the other public dnn results
+def check_table_and_summary(result, n_rows, columns):
+    """``summary()`` is strict JSON, equal after a round trip through it; the table has
+    ``n_rows`` rows and the ``columns``."""
+    summary = result.summary()
+    assert json.loads(json.dumps(summary, allow_nan=False)) == summary
+    pytest.importorskip("pandas")
+    df = result.to_dataframe()
+    assert df.shape == (n_rows, len(columns)) and list(df.columns) == list(columns)
+    return summary, df
+
+
+def test_a_fisher_info_round_trips(tmp_path):
+    from dnn.fisher import FisherInfo, fisher_diagonal
+
+    torch.manual_seed(0)
+    model = nn.Sequential(OrderedDict(fc1=nn.Linear(3, 4), act=nn.Tanh(), fc2=nn.Linear(4, 2)))
+    info = fisher_diagonal(model, torch.randn(10, 3, generator=torch.Generator().manual_seed(1)))
+    diagonal = {**info.diagonal, "fc2.bias": np.array([np.nan, 0.5])}  # NaN kept too
+    for result in (info, dataclasses.replace(info, diagonal=diagonal)):
+        back = reloaded(result, tmp_path)
+        assert isinstance(back, FisherInfo) and list(back.diagonal) == list(result.diagonal)
+    summary, df = check_table_and_summary(info, 4, ("kind", "parameter", "layer", "n_entries",
+                                                    "trace", "mean", "max"))
+    assert summary == {"kind": "model", "trace": info.trace, "layer_trace": info.layer_trace,
+                       "n_samples": 10, "n_params": 3 * 4 + 4 + 4 * 2 + 2}
+    assert list(df["parameter"]) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    assert list(df["layer"]) == ["fc1", "fc1", "fc2", "fc2"]
+    np.testing.assert_allclose(df["trace"].sum(), info.trace, rtol=1e-12)
+
+
+def test_a_task_embedding_round_trips_and_says_what_it_cannot_save(tmp_path):
+    from dnn.task2vec import TaskEmbedding, build_probe, digits_task_family, task2vec_embed
+
+    x, y, c = digits_task_family(n_samples=60, random_state=0)["parity"]
+    emb = task2vec_embed(x, y, probe=build_probe(hidden=(8,), pretrain=None), n_classes=c,
+                         name="parity", head_max_iter=20)
+    for result in (emb, dataclasses.replace(emb, head_accuracy=float("nan"))):
+        reloaded(result, tmp_path)
+    summary, df = check_table_and_summary(emb, 1, ("name", "n_classes", "fisher_trace",
+                                                   "head_accuracy", "n_entries"))
+    assert summary == {"name": "parity", "n_classes": 2, "fisher_trace": emb.fisher_trace,
+                       "head_accuracy": emb.head_accuracy, "n_entries": 8}
+    assert dataclasses.replace(emb, head_accuracy=float("nan")).summary()["head_accuracy"] is None
+    # a field that is no array or plain value is refused by name, and nothing is written
+    with pytest.raises(TypeError, match=r"cannot save a Tensor \(at vector\)"):
+        dataclasses.replace(emb, vector=torch.as_tensor(emb.vector)).save(tmp_path / "t.npz")
+    assert not (tmp_path / "t.npz").exists()
+    from dnn.fisher import FisherInfo
+
+    emb.save(tmp_path / "e.npz")
+    with pytest.raises(ValueError, match="holds a result of type TaskEmbedding, not FisherInfo"):
+        FisherInfo.load(tmp_path / "e.npz")
+    assert TaskEmbedding.load(tmp_path / "e.npz").name == "parity"
+
+
+def test_weights_information_round_trips(tmp_path):
+    from dnn.weights import WeightsInformation, fit_weight_posterior
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 3, generator=g)
+    y = (x[:, 0] > 0).long()
+    model = nn.Sequential(OrderedDict(fc1=nn.Linear(3, 4), act=nn.ReLU(), fc2=nn.Linear(4, 2)))
+    res = fit_weight_posterior(model, x, y, prior_center="zero", epochs=3, batch_size=20,
+                               n_mc=5, x_test=x[:10], y_test=y[:10])
+    assert res.pac_bayes is not None and res.sigma_fisher
+    without = fit_weight_posterior(model, x, y, prior_center="zero", epochs=2, n_mc=2,
+                                   fisher=False)  # None where no test set and no Fisher
+    assert without.test_error is None and without.kl_fisher_bits is None
+    for result in (res, without, dataclasses.replace(res, history={
+            **res.history, "kl_bits": [float("nan")] + res.history["kl_bits"][1:]})):
+        back = reloaded(result, tmp_path)
+        assert isinstance(back, WeightsInformation) and back.summary() == result.summary()
+    summary, df = check_table_and_summary(res, 4, (
+        "parameter", "n_weights", "sigma_mean", "sigma_min", "sigma_max", "sigma_fisher_mean",
+        "beta", "prior_scale"))
+    assert summary["kl_bits"] == res.kl_bits and summary["pac_bayes_bound"] == res.pac_bayes.bound
+    assert list(df["parameter"]) == list(res.sigma) and df["n_weights"].sum() == res.n_params
+    np.testing.assert_allclose(df["sigma_max"], [v.max() for v in res.sigma.values()], rtol=0)
+    assert without.summary()["test_error"] is None
+    assert without.to_dataframe()["sigma_fisher_mean"].isna().all()
+
+
+def test_estimates_and_sensitivities_round_trip(recording, tmp_path):
+    from dnn.estimators import KDE, Binning, InfoEstimate, Sensitivity, sensitivity
+
+    acts = {layer: recording.final_activations[layer][0] for layer in recording.layers}
+    estimates = Binning(5).estimate(acts, recording.p_xy) + KDE(0.1).estimate(acts,
+                                                                             recording.p_xy)
+    for est in estimates:
+        back = reloaded(est, tmp_path)
+        assert isinstance(back, InfoEstimate) and back.summary() == est.summary()
+        summary, df = check_table_and_summary(est, 2, (
+            "layer", "estimator", "i_xt_bits", "i_ty_bits", "n_clusters", "saturated", "exact",
+            "n_probe"))
+        assert summary["layers"] == ["act", "fc2"] and summary["estimator"] == est.estimator
+        np.testing.assert_array_equal(df["i_xt_bits"], est.i_xt)
+    sweeps = (sensitivity(acts, recording.p_xy, values=[4, 8, {"strategy": "width",
+                                                                 "bin_width": 0.5}])
+              + sensitivity(acts, recording.p_xy, estimator="kde", values=[0.01, 0.1]))
+    assert [s.knob for s in sweeps] == ["setting", "noise_var", "noise_var"]
+    for sweep in sweeps:
+        back = reloaded(sweep, tmp_path)
+        assert isinstance(back, Sensitivity) and back.summary() == sweep.summary()
+        summary, df = check_table_and_summary(sweep, len(sweep.values) * 2, (
+            "estimator", "knob", "setting", "value", "layer", "i_xt_bits", "i_ty_bits",
+            "spread_xt_bits", "spread_ty_bits"))
+        assert summary["values"] == list(sweep.values)
+        np.testing.assert_array_equal(df["i_ty_bits"], sweep.i_ty.ravel())
+    assert list(sweeps[0].to_dataframe()["value"][::2]) == [
+        "4", "8", '{"bin_width": 0.5, "strategy": "width"}']
+
+
+def test_a_bound_check_round_trips_with_its_violations(recording, tmp_path):
+    from dnn.infoplane import BoundCheck, check_below_bound
+
+    curve = ibsolver.ib_curve(recording.p_xy)
+    check = check_below_bound(recording, curve)
+    assert check.ok
+    columns = ("epoch", "seed", "layer", "i_xt_bits", "i_ty_bits", "bound_bits", "excess_bits")
+    check_table_and_summary(check, 0, columns)  # no violation: no row, the same columns
+    # a curve too low: every point with I(T;Y) > 0 is flagged
+    low = dataclasses.replace(curve, envelope_i_ty=np.zeros_like(curve.envelope_i_ty))
+    flagged = check_below_bound(recording, low, on_violation="flag")
+    assert not flagged.ok and flagged.violations
+    empty = BoundCheck(ok=True, n_points=0, max_excess=float("nan"), violations=[], tol=1e-6,
+                       kind="ib_curve")
+    for result in (check, flagged, empty):
+        back = reloaded(result, tmp_path)
+        assert back.summary() == result.summary()
+    summary, df = check_table_and_summary(flagged, len(flagged.violations), columns)
+    assert summary["n_violations"] == len(flagged.violations) and summary["ok"] is False
+    assert df.to_dict("records") == flagged.violations
+    assert empty.summary()["max_excess_bits"] is None
+
+
+def test_an_infoplane_experiment_round_trips(tmp_path):
+    from dnn.estimators import Sensitivity
+    from dnn.recipes import InfoplaneExperiment, infoplane_experiment
+    from dnn.tasks.base import Task
+    from dnn.tasks.tishby12 import all_patterns, tishby12
+    from dnn.train import TrainConfig
+
+    full = tishby12(0.0)
+    idx = np.flatnonzero(np.all(all_patterns()[:, :8] == (1, 0, 1, 0, 0, 1, 1, 0), axis=1))
+    task = Task(name="tiny", x=full.x[idx], labels=full.labels[idx], n_classes=2,
+                p_x=np.full(idx.size, 1.0 / idx.size), p_y_given_x=full.p_y_given_x[idx])
+    cfg = TrainConfig(widths=(12, 4, 2), epochs=3, batch_size=8, n_records=2, seeds=(0, 1))
+    run = infoplane_experiment(task, cfg, estimators=["binning", "kde"], sweep=(0.1,),
+                               device="cpu", n_threads=1)
+    assert run.curve is not None and run.check is not None and run.scores
+    assert any(isinstance(s, Sensitivity) for s in run.sweeps)  # the KDE's
+    back = reloaded(run, tmp_path)
+    assert isinstance(back, InfoplaneExperiment) and str(back.curve) == str(run.curve)
+    summary = run.summary()
+    assert back.summary() == summary and summary["bound_check"]["ok"] is True
+    rows = run.recording.to_rows(run.curve)
+    _, df = check_table_and_summary(run, len(rows), tuple(rows[0]))
+    assert len(df) == 3 * 2 * 2 * 2  # (binning, kde_upper, kde_lower) x records x seeds x layers
+    np.testing.assert_array_equal(df["gap_bits"], [r["gap_bits"] for r in rows])

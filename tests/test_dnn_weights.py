@@ -13,9 +13,10 @@ torch = pytest.importorskip("torch")
 
 from torch import nn  # noqa: E402
 
-from dnn.weights import (FIT_ERROR, PRIOR_SCALE_GRID, RandomLabels, binary_kl,  # noqa: E402
-                         fisher_kl_approximation, fit_weight_posterior, gaussian_kl,
-                         invert_binary_kl, pac_bayes_bound, random_labels_experiment)
+from dnn.weights import (FIT_ERROR, PRIOR_SCALE_GRID, RandomLabels,  # noqa: E402
+                         WeightsInformation, binary_kl, fisher_kl_approximation,
+                         fit_weight_posterior, gaussian_kl, invert_binary_kl, pac_bayes_bound,
+                         random_labels_experiment)
 
 LN2 = math.log(2)
 
@@ -297,8 +298,12 @@ def test_cli_weights_end_to_end(tmp_path, capsys):
     assert [r["kl_bits"] for r in back.to_rows()] == [float(r["kl_bits"]) for r in rows]
     printed = capsys.readouterr().out
     assert "true vs random labels" in printed and rl["verdict"] in printed
-    sig = np.load(out / "weights_sigma.npz")
-    assert "sigma_fc1_weight" in sig.files and np.all(sig["sigma_fc1_weight"] > 0)
+    # weights_sigma.npz is the fitted posterior, saved whole: its s per weight and numbers
+    fitted = WeightsInformation.load(out / "weights_sigma.npz")
+    assert list(fitted.sigma) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    assert fitted.sigma["fc1.weight"].shape == (8, 64) and np.all(fitted.sigma["fc1.weight"] > 0)
+    assert list(fitted.sigma_fisher) == list(fitted.sigma)
+    assert {k: v for k, v in meta.items() if k in fitted.summary()} == fitted.summary()
     import matplotlib.image as mpimg
     assert mpimg.imread(out / "random_labels.png").ndim == 3
 
