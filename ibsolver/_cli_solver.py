@@ -261,11 +261,12 @@ def _common(p, *, curve=True):
     p.add_argument("--backend", default="auto", choices=["auto", "cpp", "numba", "numpy"],
                    help="BA kernel (default: fastest available)")
     if curve:
-        p.add_argument("--betas", type=_betas_arg, default=None,
-                       help="comma-separated betas >= 0 (default: chosen and refined "
-                            "adaptively)")
-        p.add_argument("--n-betas", type=_int_arg(2), default=None,
-                       help="size of the initial log-spaced grid, >= 2 (default 60)")
+        grid = p.add_mutually_exclusive_group()  # (given betas have no grid to size)
+        grid.add_argument("--betas", type=_betas_arg, default=None,
+                          help="comma-separated betas >= 0 (default: chosen and refined "
+                               "adaptively)")
+        grid.add_argument("--n-betas", type=_int_arg(2), default=None,
+                          help="size of the initial log-spaced grid, >= 2 (default 60)")
         p.add_argument("--curve-tol", type=_real_arg(0.0), default=None,
                        help="accuracy (bits) the refinement aims for (default 1e-5)")
         p.add_argument("--max-points", type=_int_arg(2), default=None,

@@ -509,7 +509,7 @@ class IBCurve(_Result):
     @property
     def onset_agrees_with_s_star(self) -> bool | None:
         """Whether the onset, located or bracketed, agrees with 1/s* (relative 1e-6): the
-        two are one number (theory.md section 2) found independently. None where either is
+        two are one number (docs/theory.rst section 2) found independently. None where either is
         unknown (alpha != 1, an onset not known from the betas traced, none at all)."""
         if self.alpha != 1.0 or not (np.isfinite(self.onset_beta)
                                      and np.isfinite(self.onset_beta_s_star)):

@@ -148,6 +148,8 @@ def test_empty_npy_array_and_npz_keys(tmp_path, capsys):
     (["transitions", "T", "--betas", "nan"], ["argument --betas", "'nan'", "finite"]),
     (["demo", "--betas", "abc"], ["argument --betas", "'abc'"]),
     (["demo", "--n-betas", "0"], ["argument --n-betas", "'0'"]),
+    (["transitions", "T", "--betas", "1,2", "--n-betas", "5"],
+     ["argument --n-betas", "not allowed with argument --betas"]),
     (["solve", "T", "--beta", "inf"], ["argument --beta", "'inf'", "finite"]),
     (["solve", "T", "--beta", "-1"], ["argument --beta", "'-1'"]),
     (["solve", "T", "--beta", "2", "--alpha", "-1"], ["argument --alpha", "'-1'"]),
