@@ -761,6 +761,12 @@ def ib_curve(p_xy: ArrayLike | scipy.sparse.spmatrix, *, alpha: float = 1.0,
     # would lose it all); a split whose step was cut short has no point to belong to
     located = complete and locate_transitions
     fwd_transitions = [t for t in fwd_transitions if t.beta_bracket[1] in fwd]
+    if not complete:
+        # a split the forward pass located is continuous there (a cluster splitting into
+        # two equal children), so its values just after are those just before; what it
+        # holds as "after" is its bracket's end, whose limits _with_limits would solve for
+        fwd_transitions = [replace(t, i_xt_after=t.i_xt_before, i_ty_after=t.i_ty_before)
+                           if t.located else t for t in fwd_transitions]
     if ib:
         transitions = fwd_transitions + _reverse_transitions(tracer, rev, located)
         if located:

@@ -544,8 +544,9 @@ class IBCurve(_Result):
             done = (f"not traced: {gaps}" if gaps else
                     "every starting beta traced by a branch; the other branch, refinement "
                     "or cross-seeding cut short")
-            lines.append(f"  PARTIAL: interrupted ({done}); transitions known to their "
-                         "brackets only. Resume with `ibsolver curve ... --resume` or "
+            lines.append(f"  PARTIAL: interrupted ({done}); transitions other than the "
+                         "splits the forward pass located are known to their brackets only. "
+                         "Resume with `ibsolver curve ... --resume` or "
                          "ib_curve(..., resume=curve)")
         if self.capped:
             lines.append(f"  capped at max_clusters = {self.max_clusters}: points end at "

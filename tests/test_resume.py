@@ -146,6 +146,19 @@ def test_a_curve_cut_in_its_reverse_pass_says_what_it_lacks(monkeypatch):
     assert part.all_transitions and not any(t.located for t in part.all_transitions)
 
 
+def test_a_split_located_before_the_cut_shows_no_jump(monkeypatch):
+    """Cut in the forward pass after the DSBS split (beta 1.5625) was located there: the
+    split is continuous, so its values after equal those before (it held its bracket's
+    end, I(X;T) 0 -> 0.05, and read as a jump), while the transitions found later are
+    known to their brackets only."""
+    part = interrupted(dsbs(0.1), monkeypatch, at=90)
+    assert not part.complete and "forward" in part.branches
+    (split,) = [t for t in part.all_transitions if t.located]
+    assert split.kind == "split" and split.beta == pytest.approx(1.5625, rel=1e-6)
+    assert (split.i_xt_after, split.i_ty_after) == (split.i_xt_before, split.i_ty_before)
+    assert split.i_xt_before < 1e-6
+
+
 def test_the_figure_of_a_partial_curve_marks_the_untraced_part(monkeypatch):
     pytest.importorskip("matplotlib")
     from ibsolver.plotting import plot_curve, plot_summary
