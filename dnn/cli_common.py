@@ -107,8 +107,24 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> str:
     return path
 
 
-def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> str | None:
-    """Write a list of dicts as CSV (columns: the union, in first-seen order), atomically."""
+def write_csv(path: str | os.PathLike[str], table: Any, **options: Any) -> str | None:
+    """Write a table as CSV, atomically: the one writer of every CSV file the CLIs write.
+
+    ``table`` is a result (its ``to_dataframe`` table, ``_columns(**options)``: columns by
+    name or rows) or a list of dicts; the columns are the union of the rows' keys in
+    first-seen order and the values are written as the ``csv`` module writes them (floats as
+    ``repr``, NaN as ``nan``, None empty). Needs no pandas. Returns the path, or None (and
+    writes nothing) where the table has no rows.
+    """
+    if hasattr(table, "_columns"):
+        table = table._columns(**options)
+    elif options:
+        raise TypeError(f"write_csv takes options only with a result (got {sorted(options)})")
+    rows: Sequence[Mapping[str, Any]]
+    if isinstance(table, Mapping):  # columns of equal length
+        rows = [dict(zip(table, values)) for values in zip(*table.values())]
+    else:
+        rows = table
     if not rows:
         return None
     keys = list(rows[0].keys())

@@ -147,7 +147,7 @@ def _datasize(args) -> int:
                                  n_threads=args.threads, progress=not args.quiet)
     out = args.out
     result.save(os.path.join(out, "datasize.npz"))
-    write_csv(os.path.join(out, "datasize.csv"), result.to_rows())
+    write_csv(os.path.join(out, "datasize.csv"), result)
     summary = result.summary()
     write_json(os.path.join(out, "datasize.json"), summary)
     fig, axes = _figure((4.2 * len(sizes), 3.9), len(sizes))
@@ -201,7 +201,7 @@ def _critical(args) -> int:
                                   device=args.device, progress=bar.update)
     out = args.out
     result.save(os.path.join(out, "critical.npz"))
-    write_csv(os.path.join(out, "critical.csv"), result.to_rows())
+    write_csv(os.path.join(out, "critical.csv"), result)
     summary = result.summary()
     write_json(os.path.join(out, "critical.json"), summary)
     fig, axes = _figure((12, 4.2), 2)

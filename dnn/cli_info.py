@@ -238,7 +238,7 @@ def _usable(args) -> int:
             progress=bar.update, device=args.device)
     summary = {"task": args.task,
                "runs": usable_summary(runs, threshold_bits=args.rise_threshold)}
-    rows = [{"run": name, **r} for name, (_, ens) in runs.items() for r in ens.to_rows()]
+    rows = [{"run": name, **r} for name, (_, ens) in runs.items() for r in ens._columns()]
     write_csv(os.path.join(args.out, "usable.csv"), rows)
     write_csv(os.path.join(args.out, "training.csv"),
               [{"run": name, **r} for name, (rec, _) in runs.items() for r in rec.training_rows()])
@@ -379,7 +379,7 @@ def _weights(args) -> int:
                 hidden=parse_ints(args.rl_hidden, "--rl-hidden"), seeds=rl_seeds,
                 train_epochs=args.rl_train_epochs, epochs=args.rl_epochs,
                 random_state=seed_from(gen), progress=bar.update, device=args.device)
-        write_csv(os.path.join(args.out, "random_labels.csv"), rl.to_rows())
+        write_csv(os.path.join(args.out, "random_labels.csv"), rl)
         rl.save(os.path.join(args.out, "random_labels.npz"))
         fig, ax = plt.subplots(figsize=(6.5, 4))
         plot_random_labels(rl, ax=ax)

@@ -211,7 +211,7 @@ def _command(args) -> int:
     rec, curve, key = run.recording, run.curve, run.key
     npz = os.path.join(out, "records.npz")
     rec.save(npz)
-    paths = {"npz": npz, "csv": write_csv(os.path.join(out, "records.csv"), rec.to_rows(curve))}
+    paths = {"npz": npz, "csv": write_csv(os.path.join(out, "records.csv"), rec, curve=curve)}
     paths.update(save_figures(rec, out, curve, key=key,
                               sensitivity=run.sweeps[0] if key == "binning" else run.sweeps[1:],
                               extra_keys=() if key == "binning" else ("binning", "kde_lower")))

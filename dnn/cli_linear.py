@@ -106,7 +106,7 @@ def _command(args) -> int:
     from matplotlib.figure import Figure
 
     paths = {"npz": os.path.join(args.out, "linear.npz"),
-             "csv": write_csv(os.path.join(args.out, "linear.csv"), study.to_rows())}
+             "csv": write_csv(os.path.join(args.out, "linear.csv"), study)}
     study.save(paths["npz"])
     for name, draw, shape, size in (
             ("linear_infoplane.png", plot_conditions, (2, 2), (11.0, 8.5)),

@@ -106,22 +106,17 @@ class InfoEstimate(_Result):
     dpi_violations: tuple = field(default_factory=tuple)
     ceiling_violations: tuple = field(default_factory=tuple)
 
-    def as_dict(self) -> dict:
-        """Every field as JSON values (arrays as lists, NaN kept; :meth:`summary` is the
-        same with NaN as None)."""
-        return {"estimator": self.estimator, "knobs": dict(self.knobs),
-                "layers": list(self.layers), "i_xt_bits": self.i_xt.tolist(),
-                "i_ty_bits": self.i_ty.tolist(), "n_probe": self.n_probe,
-                "log2_n": self.log2_n, "h_x": self.h_x, "h_y": self.h_y, "exact": self.exact,
-                "n_clusters": self.n_clusters.tolist(), "saturated": self.saturated.tolist(),
-                "dpi_violations": list(self.dpi_violations),
-                "ceiling_violations": list(self.ceiling_violations)}
-
     def summary(self) -> dict:
         """The estimator, its knobs, per layer I(X;T) and I(T;Y) (bits), the cluster counts,
         the ceilings and the flags (saturation, data-processing and ceiling violations), as
         plain JSON values; NaN as None."""
-        return _json_safe(self.as_dict())
+        return _json_safe({"estimator": self.estimator, "knobs": dict(self.knobs),
+                           "layers": list(self.layers), "i_xt_bits": self.i_xt.tolist(),
+                           "i_ty_bits": self.i_ty.tolist(), "n_probe": self.n_probe,
+                           "log2_n": self.log2_n, "h_x": self.h_x, "h_y": self.h_y, "exact": self.exact,
+                           "n_clusters": self.n_clusters.tolist(), "saturated": self.saturated.tolist(),
+                           "dpi_violations": list(self.dpi_violations),
+                           "ceiling_violations": list(self.ceiling_violations)})
 
     def _columns(self) -> dict:
         """One row per layer: I(X;T), I(T;Y) (bits), the binned states, the saturation
@@ -792,20 +787,15 @@ class Sensitivity(_Result):
     spread_ty: np.ndarray
     estimates: tuple
 
-    def as_dict(self) -> dict:
-        """The sweep as JSON values (arrays as lists, NaN kept; :meth:`summary` is the same
-        with NaN as None), without the per-value estimates."""
-        return {"estimator": self.estimator, "knob": self.knob, "values": list(self.values),
-                "labels": list(self.labels), "layers": list(self.layers),
-                "i_xt_bits": self.i_xt.tolist(), "i_ty_bits": self.i_ty.tolist(),
-                "spread_xt_bits": self.spread_xt.tolist(),
-                "spread_ty_bits": self.spread_ty.tolist()}
-
     def summary(self) -> dict:
         """The estimator, the knob, the values swept and their labels, per value and layer
         I(X;T) and I(T;Y), per layer their spread over the values (bits), as plain JSON
         values; NaN as None."""
-        return _json_safe(self.as_dict())
+        return _json_safe({"estimator": self.estimator, "knob": self.knob, "values": list(self.values),
+                           "labels": list(self.labels), "layers": list(self.layers),
+                           "i_xt_bits": self.i_xt.tolist(), "i_ty_bits": self.i_ty.tolist(),
+                           "spread_xt_bits": self.spread_xt.tolist(),
+                           "spread_ty_bits": self.spread_ty.tolist()})
 
     def _columns(self) -> list:
         """One row per (value, layer): the setting in words, its value (the number, or for

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .usable import RISE_FALL_BITS
+from .usable import RISE_FALL_BITS, _budget_summary
 
 if TYPE_CHECKING:
     import torch
@@ -307,7 +307,7 @@ def usable_summary(runs: dict, *, threshold_bits: float = RISE_FALL_BITS) -> dic
                             for i, lab in enumerate(ens.label_sets)}
                      for stat, a in (("final", v[..., -1]), ("peak", v.max(axis=-1)))}
         out[name] = {"config": rec.settings, "seeds": list(ens.seeds),
-                     "decoder_budget": ens.budget.to_dict(), "h_y_bits": ens.curves[0].h_y,
+                     "decoder_budget": _budget_summary(ens.budget), "h_y_bits": ens.curves[0].h_y,
                      "max_bits": ens.max_bits, **per_layer,
                      "rise_then_fall": ens.rise_then_fall(threshold_bits=threshold_bits),
                      "rise_then_fall_bits": float(threshold_bits),

@@ -89,18 +89,13 @@ class BoundCheck(_Result):
     tol: float
     kind: str
 
-    def as_dict(self) -> dict:
-        """The check as JSON values (NaN kept; :meth:`summary` is the same with NaN as
-        None), with the first 20 violations."""
-        return {"ok": self.ok, "n_points": self.n_points, "max_excess_bits": self.max_excess,
-                "n_violations": len(self.violations), "violations": self.violations[:20],
-                "tol_bits": self.tol, "bound_kind": self.kind}
-
     def summary(self) -> dict:
         """Whether every point lies on or below the bound, the number of points and of
         violations, the largest excess and the tolerance (bits), the bound's kind and the
         first 20 violations, as plain JSON values; NaN as None."""
-        return _json_safe(self.as_dict())
+        return _json_safe({"ok": self.ok, "n_points": self.n_points, "max_excess_bits": self.max_excess,
+                           "n_violations": len(self.violations), "violations": self.violations[:20],
+                           "tol_bits": self.tol, "bound_kind": self.kind})
 
     def _columns(self) -> dict:
         """One row per point above the bound (epoch, seed, layer, I(X;T), I(T;Y), the bound
@@ -799,5 +794,5 @@ def summary(result: Recording, curve: IBCurve | None = None, key: str = "binning
         if curve.deterministic:
             out["bound"]["note"] = SELF_TEST_NOTE
     if check is not None:
-        out["bound_check"] = check.as_dict()
+        out["bound_check"] = check.summary()
     return out

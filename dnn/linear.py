@@ -383,7 +383,7 @@ class DeepLinearRun(_Result):
                                 "tol_bits": BOUND_TOL},
                 "layers": layers, "settings": dict(self.settings)}
 
-    def to_rows(self) -> list:
+    def _columns(self) -> list:
         """One dict per (epoch, seed, layer): information (bits), the bound there, losses."""
         bound = self.bound().bound(self.i_xt)
         rows = []
@@ -400,8 +400,6 @@ class DeepLinearRun(_Result):
                                  "train_loss": float(self.train_loss[e, s]),
                                  "test_loss": float(self.test_loss[e, s])})
         return rows
-
-    _columns = to_rows  # the rows of to_dataframe
 
 
 @dataclass(frozen=True)
@@ -450,11 +448,9 @@ class DeepLinearStudy(_Result):
                 "verdicts": verdicts, "irrelevant_verdicts": irrelevant,
                 "sgd_gd_agree": agree, "conditions": conditions}
 
-    def to_rows(self) -> list:
-        """Every run's :meth:`DeepLinearRun.to_rows`, concatenated."""
-        return [row for r in self.runs for row in r.to_rows()]
-
-    _columns = to_rows  # the rows of to_dataframe
+    def _columns(self) -> list:
+        """Every run's rows, concatenated."""
+        return [row for r in self.runs for row in r._columns()]
 
 
 # --------------------------------------------------------------------------- training

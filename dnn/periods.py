@@ -16,6 +16,7 @@ Information in bits.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,7 @@ class DatasizeSweep(_Result):
         return [{layer: compression(rec.info[self.key]["i_xt"][:, :, k])
                  for k, layer in enumerate(rec.layers)} for rec in self.recordings]
 
-    def to_rows(self) -> list:
+    def _columns(self) -> list:
         """One dict per (size, layer) at the last record, means over seeds (bits): I(X;T),
         I(T;Y), the bound at I(X;T) and the gap to it, the compression verdict and drop,
         the test accuracy."""
@@ -108,8 +109,6 @@ class DatasizeSweep(_Result):
                              "test_acc": float(rec.test_acc[-1].mean()),
                              "n_seeds": len(rec.seeds)})
         return rows
-
-    _columns = to_rows  # the rows of to_dataframe
 
     def summary(self) -> dict:
         """The JSON-ready summary (bits): per size the test accuracy, the last hidden
@@ -196,7 +195,7 @@ def datasize_experiment(sizes: Iterable[float] = DEFAULT_SIZES, config: TrainCon
     if len(cfg.widths) < 3:
         raise ValueError(f"config.widths must have a hidden layer (got {list(cfg.widths)})")
     noise = v.check_real(noise, name="noise", low=0.0)
-    settings = {k: value for k, value in cfg.to_dict().items() if k != "train_fraction"}
+    settings = {k: value for k, value in dataclasses.asdict(cfg).items() if k != "train_fraction"}
     sizes = sorted(sizes)
     sweep = record_sweep({"train_fraction": sizes}, task="tishby12",
                          task_options={"noise": noise}, out=out, n_workers=n_workers,
@@ -363,7 +362,7 @@ class CriticalPeriods(_Result):
         """The removal epochs of the runs (None: never removed)."""
         return [run.removal_epoch for run in self.runs]
 
-    def to_rows(self) -> list:
+    def _columns(self) -> list:
         """One dict per (run, recorded epoch, seed): accuracies, test loss (bits), Fisher
         traces (``fisher_trace`` and ``fisher_trace_<layer>``)."""
         rows = []
@@ -381,8 +380,6 @@ class CriticalPeriods(_Result):
                                for layer, t in run.fisher_layer_trace.items())
                     rows.append(row)
         return rows
-
-    _columns = to_rows  # the rows of to_dataframe
 
     def summary(self) -> dict:
         """The JSON-ready summary: per run the final test accuracy (mean, std and per seed),

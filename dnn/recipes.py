@@ -49,7 +49,7 @@ class InfoplaneExperiment(_Result):
     ``save``/``load`` (one .npz, no pickle, with the recording, the curve, the check and
     the sweeps), ``summary()`` (plain JSON values, NaN as None: what ``summary.json``
     holds) and ``to_dataframe()`` (one row per estimator key, record, seed and layer, with
-    the bound and the gap where there is a curve: :meth:`dnn.Recording.to_rows`) as every
+    the bound and the gap where there is a curve: :meth:`dnn.Recording.to_dataframe`) as every
     ``ibsolver`` result.
 
     recording : the run; curve : the ``ibsolver.IBCurve`` of ``recording.p_xy`` (None with
@@ -96,9 +96,9 @@ class InfoplaneExperiment(_Result):
         return _json_safe(out)
 
     def _columns(self) -> list:
-        """:meth:`dnn.Recording.to_rows` of the recording with the curve: one row per
-        (estimator key, record, seed, layer)."""
-        return self.recording.to_rows(self.curve)
+        """The rows of the recording's table with the curve: one row per (estimator key,
+        record, seed, layer)."""
+        return self.recording._columns(self.curve)
 
 
 def _sweep_summary(sweep, layers) -> dict:

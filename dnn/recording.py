@@ -155,13 +155,9 @@ class Recording(_Result):
                           {k: v[seed_index] for k, v in self.final_state.items()})
 
     # ---- tables
-    def to_rows(self, curve: IBCurve | None = None) -> list[dict[str, Any]]:
-        """One dict per (estimator key, epoch, seed, layer): the tidy table (bits).
-
-        The gradient columns (grad_mean_norm, grad_std_norm, grad_snr, grad_n_batches) are
-        those of ``grad_layer``, the parametrised module that last feeds the layer (NaN
-        where none does). With ``curve`` (the ``ibsolver.IBCurve`` of ``p_xy``) adds the
-        bound and the gap."""
+    def _columns(self, curve: IBCurve | None = None) -> list[dict[str, Any]]:
+        """The rows of :meth:`to_dataframe` (and of the CLI's records.csv): one dict per
+        (estimator key, epoch, seed, layer), bits; with ``curve`` the bound and the gap."""
         rows = []
         grad_index = {g: j for j, g in enumerate(self.grad_layers)}
         common = {"n_probe": self.n_probe, "log2_n": self.log2_n, "h_y_bits": self.h_y}
@@ -216,8 +212,24 @@ class Recording(_Result):
         return rows
 
     def to_dataframe(self, curve: IBCurve | None = None) -> pd.DataFrame:
-        """:meth:`to_rows` as a pandas DataFrame (needs pandas)."""
-        return _dataframe(self.to_rows(curve))
+        """The tidy table, one row per (estimator key, epoch, seed, layer); information in
+        bits.
+
+        The gradient columns (grad_mean_norm, grad_std_norm, grad_snr, grad_n_batches) are
+        those of ``grad_layer``, the parametrised module that last feeds the layer (NaN
+        where none does). With ``curve`` (the ``ibsolver.IBCurve`` of ``p_xy``) adds the
+        bound and the gap (``bound_bits``, ``gap_bits``).
+
+        Returns
+        -------
+        pandas.DataFrame
+
+        Raises
+        ------
+        ImportError
+            Where pandas is not installed (:meth:`summary` needs no pandas).
+        """
+        return _dataframe(self._columns(curve))
 
     def summary(self, curve: IBCurve | None = None, key: str | None = None) -> dict[str, Any]:
         """:func:`dnn.infoplane.summary` of the run for estimator ``key`` (default
@@ -240,7 +252,7 @@ class Recording(_Result):
             import xarray as xr
         except ImportError:
             raise ImportError("to_xarray needs xarray: pip install xarray "
-                              "(or use to_rows() for a list of dicts)") from None
+                              "(or use summary() for a dict)") from None
         esl, es, esg = ("epoch", "seed", "layer"), ("epoch", "seed"), ("epoch", "seed", "grad_layer")
         data: dict[str, tuple[tuple[str, ...], np.ndarray]] = {f"{q}_{key}": (esl, np.asarray(d[q]))
                 for key, d in self.info.items() for q in ("i_xt", "i_ty", "n_clusters")}

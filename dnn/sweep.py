@@ -11,6 +11,7 @@ This module imports without torch (``ibsolver sweep`` finds :func:`cli_spec` thr
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import inspect
@@ -26,6 +27,7 @@ from typing import Any
 
 from ibsolver import _validation as v
 from ibsolver.io import write_whole
+from ibsolver.results import _dataframe, _json_safe
 from ibsolver.sweep import SweepFailure, _map_tasks, _out_dir
 
 from .recording import Recording
@@ -73,14 +75,19 @@ class RecordingSweep:
         """The :class:`ibsolver.SweepFailure` of every run that raised."""
         return [r for r in self.results if isinstance(r, SweepFailure)]
 
-    def to_rows(self) -> list:
-        """One dict per (finished run, estimator key, seed, layer) at the run's last record.
+    def to_dataframe(self) -> Any:
+        """The table: one row per (finished run, estimator key, seed, layer) at the run's
+        last record (needs pandas).
 
         Each row holds the run's name, its task, its task options (as JSON) and its
         TrainConfig fields but the seeds (``widths`` a tuple), then the columns of
-        :meth:`dnn.Recording.to_rows`: I(X;T), I(T;Y) (bits), losses (bits), accuracies,
+        :meth:`dnn.Recording.to_dataframe`: I(X;T), I(T;Y) (bits), losses (bits), accuracies,
         gradient SNR. A failed run has no rows.
         """
+        return _dataframe(self._columns())
+
+    def _columns(self) -> list:
+        """The rows of :meth:`to_dataframe` (and of the CLI's runs.csv)."""
         rows = []
         for name, run, result in zip(self.names, self.runs, self.results):
             if isinstance(result, SweepFailure):
@@ -90,17 +97,8 @@ class RecordingSweep:
             settings.update((k, tuple(value) if isinstance(value, list) else value)
                             for k, value in run["config"].items() if k != "seeds")
             last = int(result.epochs[-1])
-            rows += [{**settings, **row} for row in result.to_rows() if row["epoch"] == last]
+            rows += [{**settings, **row} for row in result._columns() if row["epoch"] == last]
         return rows
-
-    def to_dataframe(self) -> Any:
-        """:meth:`to_rows` as a pandas DataFrame (needs pandas)."""
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError("to_dataframe needs pandas: pip install pandas "
-                              "(or use to_rows() for a list of dicts)") from None
-        return pd.DataFrame(self.to_rows())
 
 
 def record_sweep(configs: Mapping[str, Sequence] | Sequence[Mapping[str, Any]], *,
@@ -254,7 +252,7 @@ def _whole(given: dict) -> dict:
         raise ValueError(f"task_options {dict(options)} do not fit {task}(): {exc}") from None
     config = TrainConfig(**{k: value for k, value in given.items() if k not in _TASK_KEYS})
     return {"task": task, "task_options": {**_task_defaults(task), **options},
-            "config": config.to_dict()}
+            "config": _json_safe(dataclasses.asdict(config))}
 
 
 def _task_function(task: str) -> Callable:
@@ -275,7 +273,7 @@ def _names(runs: list) -> list:
     """Each run's name (see RecordingSweep.names); a ValueError where two runs share one."""
     from .train import TrainConfig
 
-    default_config = TrainConfig().to_dict()
+    default_config = _json_safe(dataclasses.asdict(TrainConfig()))
     names: list[str] = []
     for i, run in enumerate(runs):
         task_defaults = _task_defaults(run["task"])
@@ -363,7 +361,7 @@ def cli_spec(spec: Any, where: str) -> Callable[..., int]:
     Returns
     -------
     The run: a callable of ``out``, ``client``, ``n_workers`` and ``progress`` that calls
-    :func:`record_sweep`, writes ``out/runs.csv`` (:meth:`RecordingSweep.to_rows`), prints
+    :func:`record_sweep`, writes ``out/runs.csv`` (:meth:`RecordingSweep.to_dataframe`'s table), prints
     what happened and returns the exit status (1 where a run failed). A ValueError naming
     ``where``, the key and its value where ``spec`` is not a sweep, before any work.
     """
@@ -397,7 +395,7 @@ def cli_spec(spec: Any, where: str) -> Callable[..., int]:
                              estimators=estimators, progress=progress, **settings)
         for failure in sweep.failures:
             print(f"ibsolver sweep: failed: {failure}", file=sys.stderr)
-        table = write_csv(out / "runs.csv", sweep.to_rows())
+        table = write_csv(out / "runs.csv", sweep)
         n, n_failed, n_loaded = len(sweep.names), len(sweep.failures), len(sweep.loaded)
         print(f"of {n} runs: {n - n_loaded - n_failed} trained, {n_loaded} loaded (already in "
               f"{out}), {n_failed} failed; each run is in {out}/NAME.npz (its Recording) and "

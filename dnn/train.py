@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from ibsolver.results import _json_safe
 
 from ._info_utils import _hash_array, stratified_split
 from .estimators import joint_from_labels, probe_joint
@@ -120,12 +121,6 @@ class TrainConfig:
         if self.targets not in TARGETS:
             raise ValueError(f"targets must be one of {list(TARGETS)} (got {self.targets!r})")
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["widths"] = list(self.widths)
-        d["seeds"] = list(self.seeds)
-        return d
-
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
@@ -207,7 +202,7 @@ def train(task: Task, config: TrainConfig | None = None, *,
     x = np.asarray(task.x, dtype=np.float32)
     settings = {"task": task.name, "task_fingerprint": task_fingerprint(task),
                 "task_info": {"name": task.name, "n": task.n, "n_classes": task.n_classes},
-                "config": cfg.to_dict(), "train_index": train_idx.tolist(),
+                "config": _json_safe(dataclasses.asdict(cfg)), "train_index": train_idx.tolist(),
                 "probe_index": probe_idx.tolist()}
     return record_training(
         model, (x[train_idx], targets[train_idx]), layers=layers, probe=(x[probe_idx], p_xy),

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 from ibsolver import entropy
-from ibsolver.results import _Result
+from ibsolver.results import _json_safe, _Result
 from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:
@@ -82,17 +82,26 @@ class DecoderBudget:
     leaky_slope: float = 0.2
     batch_norm: bool = True
 
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["hidden"] = list(self.hidden)
-        if self.decoder == "linear":
-            d["batch_norm"] = False
-        return d
+
+def _budget_summary(budget: DecoderBudget) -> dict:
+    """The budget as JSON values (``hidden`` a list; a linear decoder has no batch norm)."""
+    d = dataclasses.asdict(budget)
+    d["hidden"] = list(budget.hidden)
+    if budget.decoder == "linear":
+        d["batch_norm"] = False
+    return d
+
+
+_SCALARS = ("value", "raw", "clipped", "h_y", "cross_entropy", "train_cross_entropy",
+            "test_accuracy", "n_train", "n_test")
 
 
 @dataclass(frozen=True)
-class UsableInformation:
+class UsableInformation(_Result):
     """Usable information of a representation about a label, in bits.
+
+    ``save``/``load`` (one .npz, no pickle), ``summary()`` and ``to_dataframe()`` (one row)
+    as every ``ibsolver`` result.
 
     Attributes
     ----------
@@ -118,12 +127,15 @@ class UsableInformation:
     n_test: int
     budget: DecoderBudget
 
-    def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("value", "raw", "clipped", "h_y", "cross_entropy",
-                                           "train_cross_entropy", "test_accuracy", "n_train",
-                                           "n_test")}
-        d["budget"] = self.budget.to_dict()
-        return d
+    def summary(self) -> dict:
+        """The values (bits), the accuracy, the split sizes and the decoder budget, as plain
+        JSON values; NaN as None."""
+        return _json_safe({**{k: getattr(self, k) for k in _SCALARS},
+                           "budget": _budget_summary(self.budget)})
+
+    def _columns(self) -> list:
+        """One row: the values (bits), the accuracy, the split sizes and the decoder."""
+        return [{**{k: getattr(self, k) for k in _SCALARS}, "decoder": self.budget.decoder}]
 
 
 def _resolve_budget(decoder, hidden, epochs, lr, weight_decay, dropout, batch_size, test_size,
@@ -409,13 +421,16 @@ def _result(h_y, ce_te, ce_tr, acc, split, budget) -> UsableInformation:
 
 
 @dataclass(frozen=True)
-class UsableCurves:
+class UsableCurves(_Result):
     """Usable information per label set, layer and recorded epoch, in bits.
 
     ``value[i, j, k]`` is the (clipped) usable information about ``label_sets[i]`` in layer
     ``layers[j]`` at ``epochs[k]``; ``raw`` and ``clipped`` alongside; ``h_y[label]`` and
     ``max_bits[label]`` = log2(number of classes). ``results`` holds every
     UsableInformation in the same (label, layer, epoch) order.
+
+    ``save``/``load`` (one .npz, no pickle), ``summary()`` and ``to_dataframe()`` (one row
+    per label set, layer and epoch) as every ``ibsolver`` result.
     """
 
     epochs: np.ndarray
@@ -430,8 +445,23 @@ class UsableCurves:
     budget: DecoderBudget
     results: tuple = field(repr=False, default=())
 
-    def to_rows(self) -> list:
-        """One dict per (label, layer, epoch), for CSV."""
+    def summary(self) -> dict:
+        """The epochs, H(Y) and the maximum per label set, the decoder budget, the "final"
+        and "peak" usable information per label set and layer and "n_clipped" (decoders
+        whose raw value was negative), bits, as plain JSON values; NaN as None."""
+        v = self.value
+        per_layer = {stat: {lab: {layer: float(a[i, j]) for j, layer in enumerate(self.layers)}
+                            for i, lab in enumerate(self.label_sets)}
+                     for stat, a in (("final", v[..., -1]), ("peak", v.max(axis=-1)))}
+        return _json_safe({"epochs": self.epochs, "layers": list(self.layers),
+                           "label_sets": list(self.label_sets), "h_y_bits": dict(self.h_y),
+                           "max_bits": dict(self.max_bits),
+                           "decoder_budget": _budget_summary(self.budget), **per_layer,
+                           "n_clipped": int(np.sum(self.clipped))})
+
+    def _columns(self) -> list:
+        """One dict per (label, layer, epoch): usable and raw information (bits), the
+        clipping flag, the accuracy, H(Y) (bits) and the decoder."""
         rows = []
         for i, lab in enumerate(self.label_sets):
             for j, layer in enumerate(self.layers):
@@ -718,11 +748,9 @@ class UsableEnsemble(_Result):
                       for j, layer in enumerate(self.layers)}
                 for i, lab in enumerate(self.label_sets)}
 
-    def to_rows(self) -> list:
+    def _columns(self) -> list:
         """One dict per (seed, label, layer, epoch), for CSV."""
-        return [{"seed": s, **r} for s, c in zip(self.seeds, self.curves) for r in c.to_rows()]
-
-    _columns = to_rows  # the rows of to_dataframe
+        return [{"seed": s, **r} for s, c in zip(self.seeds, self.curves) for r in c._columns()]
 
     def summary(self, *, threshold_bits: float = RISE_FALL_BITS) -> dict:
         """The JSON-ready summary, bits: the seeds, the decoder budget, H(Y) and the maximum
@@ -737,7 +765,7 @@ class UsableEnsemble(_Result):
                                   for j, layer in enumerate(self.layers)}
                             for i, lab in enumerate(self.label_sets)}
                      for stat, a in (("final", v[..., -1]), ("peak", v.max(axis=-1)))}
-        return {"seeds": list(self.seeds), "decoder_budget": self.budget.to_dict(),
+        return {"seeds": list(self.seeds), "decoder_budget": _budget_summary(self.budget),
                 "h_y_bits": self.curves[0].h_y, "max_bits": self.max_bits, **per_layer,
                 "rise_then_fall": self.rise_then_fall(threshold_bits=threshold_bits),
                 "rise_then_fall_bits": float(threshold_bits),

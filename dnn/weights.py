@@ -663,7 +663,7 @@ class RandomLabels(_Result):
                 "settings": self.settings, "fit_error": float(fit_error), "per_beta": per_beta,
                 "both_fit": both, "verdict": verdict}
 
-    def to_rows(self) -> list:
+    def _columns(self) -> list:
         """One dict per (labelling, beta, seed): KL (bits, and per example), E_q
         cross-entropy (bits per example), training and test error, the PAC-Bayes bound and
         the prior's scale."""
@@ -677,8 +677,6 @@ class RandomLabels(_Result):
                  "prior_scale": float(self.prior_scale[i, b, k]), "n_samples": self.n_samples}
                 for i, lab in enumerate(self.labels) for b, beta in enumerate(self.betas)
                 for k, seed in enumerate(self.seeds)]
-
-    _columns = to_rows  # the rows of to_dataframe
 
 
 def random_labels_experiment(betas: ArrayLike = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0), *,

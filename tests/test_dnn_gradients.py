@@ -135,7 +135,7 @@ def test_save_load_and_tables_keep_the_norms(tmp_path):
     for name in ("grad_mean_norm", "grad_std_norm", "grad_snr", "grad_n_batches"):
         np.testing.assert_array_equal(getattr(back, name), getattr(rec, name), err_msg=name)
     assert back.grad_n_batches.dtype == np.int64
-    rows = back.to_rows()
+    rows = back._columns()
     last = [r for r in rows if r["epoch"] == 2 and r["seed"] == 1 and r["layer"] == "fc2"][0]
     assert last["grad_layer"] == "fc2" and last["grad_n_batches"] == 3
     np.testing.assert_allclose([last["grad_mean_norm"], last["grad_std_norm"], last["grad_snr"]],

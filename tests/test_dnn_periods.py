@@ -205,7 +205,7 @@ def test_cli_datasize_end_to_end(tmp_path, capsys):
     np.testing.assert_allclose(summary["i_xy_bits"], 0.999157, atol=1e-6)  # H(Y), noise 0
     back = DatasizeSweep.load(out / "datasize.npz")
     assert json.loads(json.dumps(back.summary())) == summary
-    assert len(back.to_rows()) == 2 * 6
+    assert len(back._columns()) == 2 * 6
     assert "act5" in stdout and "5%" in stdout
 
 

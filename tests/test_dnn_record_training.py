@@ -101,7 +101,7 @@ def test_whole_pipeline_on_a_user_module(recording, tmp_path):
         np.testing.assert_array_equal(getattr(back, name), getattr(rec, name), err_msg=name)
     np.testing.assert_array_equal(back.info["binning"]["i_ty"], rec.info["binning"]["i_ty"])
     np.testing.assert_array_equal(back.activations["bottleneck"], rec.activations["bottleneck"])
-    rows = back.to_rows(curve)
+    rows = back._columns(curve)
     assert len(rows) == 3 * 2 * 3 and rows[0]["grad_snr"] != rows[0]["grad_snr"]  # NaN at 0
     assert all(r["gap_bits"] >= -1e-6 for r in rows)
 

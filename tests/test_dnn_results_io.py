@@ -101,7 +101,7 @@ def test_a_recording_round_trips_with_its_table_and_summary(recording, tmp_path)
     pytest.importorskip("pandas")
     df = back.to_dataframe()
     assert len(df) == 3 * 2 * 2  # (epoch, seed, layer)
-    np.testing.assert_array_equal(df["i_xt_bits"], [r["i_xt_bits"] for r in recording.to_rows()])
+    np.testing.assert_array_equal(df["i_xt_bits"], [r["i_xt_bits"] for r in recording._columns()])
 
 
 def test_a_result_holding_recordings_and_an_ib_curve_round_trips(recording, tmp_path):
@@ -297,7 +297,33 @@ def test_an_infoplane_experiment_round_trips(tmp_path):
     assert isinstance(back, InfoplaneExperiment) and str(back.curve) == str(run.curve)
     summary = run.summary()
     assert back.summary() == summary and summary["bound_check"]["ok"] is True
-    rows = run.recording.to_rows(run.curve)
+    rows = run.recording._columns(run.curve)
     _, df = check_table_and_summary(run, len(rows), tuple(rows[0]))
     assert len(df) == 3 * 2 * 2 * 2  # (binning, kde_upper, kde_lower) x records x seeds x layers
     np.testing.assert_array_equal(df["gap_bits"], [r["gap_bits"] for r in rows])
+
+
+# --- the one CSV writer of the command line ------------------------------------------------
+
+class _Table:
+    """A result's table as the CLI's writer reads it: ``_columns``, here with an option."""
+
+    def _columns(self, scale=1):
+        return {"epoch": [0, 5], "i_xt_bits": [0.1 * scale, float("nan")], "note": ["a", None]}
+
+
+def test_write_csv_writes_a_results_table_rows_or_columns_alike(tmp_path):
+    from dnn.cli_common import write_csv
+
+    path = write_csv(tmp_path / "t.csv", _Table(), scale=3)
+    assert path == str(tmp_path / "t.csv")
+    want = "epoch,i_xt_bits,note\r\n0,0.30000000000000004,a\r\n5,nan,\r\n"
+    assert Path(path).read_bytes() == want.encode()
+    rows = [{"epoch": 0, "i_xt_bits": 0.1 * 3, "note": "a"},
+            {"epoch": 5, "i_xt_bits": float("nan"), "note": None}]
+    assert Path(write_csv(tmp_path / "r.csv", rows)).read_bytes() == want.encode()
+    # no rows: no file
+    assert write_csv(tmp_path / "empty.csv", {"epoch": [], "note": []}) is None
+    assert not (tmp_path / "empty.csv").exists()
+    with pytest.raises(TypeError, match="options only with a result"):
+        write_csv(tmp_path / "x.csv", rows, curve=None)

@@ -2,6 +2,7 @@
 sequential dnn.train.train, in order, each run's error its own, finished runs saved and loaded
 (not trained) on restart; and `ibsolver sweep` with a {"dnn": ...} SPEC."""
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -82,7 +83,7 @@ def test_dask_cluster_matches_sequential_in_order_with_failure(first_sweep, sequ
         f"{NAMES[i]}{suffix}" for i in (0, 2) for suffix in (".json", ".npz"))
     assert_same_recording(Recording.load(out / f"{NAMES[2]}.npz"), sequential[1])
     saved = json.loads((out / f"{NAMES[2]}.json").read_text())
-    assert saved["config"] == {**TrainConfig().to_dict(), **CONFIG, **RUNS[2]}
+    assert saved["config"] == {**json.loads(json.dumps(dataclasses.asdict(TrainConfig()))), **CONFIG, **RUNS[2]}
     assert saved["task_options"]["random_state"] == 0  # a sampled task: the same every run
 
 
@@ -103,9 +104,9 @@ def test_restart_loads_finished_runs_without_training_them(first_sweep, dask_clu
         record_sweep(RUNS, out=out, estimators=[{"name": "binning", "n_bins": 10}], **SETTINGS)
 
 
-def test_to_rows_holds_each_finished_run_at_its_last_record(first_sweep):
+def test_the_table_holds_each_finished_run_at_its_last_record(first_sweep):
     _, sweep = first_sweep
-    rows = sweep.to_rows()
+    rows = sweep._columns()
     assert len(rows) == 2 * 2 * 2  # finished runs x seeds x layers (one estimator key)
     assert {r["run"] for r in rows} == {NAMES[0], NAMES[2]}
     for row in rows:

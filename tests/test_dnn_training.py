@@ -175,7 +175,7 @@ def test_result_round_trip(task, tmp_path):
         def bound(self, x):
             return np.minimum(x, res.h_y)
 
-    rows = res.to_rows(Deterministic())
+    rows = res._columns(Deterministic())
     assert len(rows) == 3 * 2 * 3
     assert {"epoch", "seed", "layer", "estimator", "knobs", "i_xt_bits", "i_ty_bits",
             "gap_bits", "grad_snr"} <= set(rows[0])

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from dnn.tasks.checkerboard import checkerboard  # noqa: E402
 from dnn.tasks.digits import digits  # noqa: E402
 from dnn.usable import (RISE_FALL_BITS, DecoderBudget, UsableCurves,  # noqa: E402
-                        UsableEnsemble, rise_and_drop, rises_then_falls, usable_information,
+                        UsableEnsemble, UsableInformation, rise_and_drop, rises_then_falls, usable_information,
                         usable_information_over_training)
 
 
@@ -125,8 +125,9 @@ def test_noise_is_near_zero_and_clipping_is_reported(seed):
     np.testing.assert_allclose(res.h_y - res.cross_entropy, res.raw, rtol=1e-12)
     assert res.clipped == (res.raw < 0)
     np.testing.assert_allclose(res.value, max(res.raw, 0.0))
-    d = res.to_dict()
+    d = res.summary()
     assert set(d) >= {"value", "raw", "clipped", "h_y", "cross_entropy", "budget"}
+    assert d["budget"]["batch_norm"] is False  # a linear decoder has none
 
 
 def test_explicit_h_y_and_split():
@@ -165,7 +166,7 @@ def test_over_training_shapes_determinism_and_grouping():
     assert c1.value.shape == (2, 2, 3) and sum(calls) == 12
     assert c1.layers == ("l1", "l2") and c1.label_sets == ("a", "b")
     assert c1.max_bits == {"a": 1.0, "b": math.log2(3)}
-    assert len(c1.to_rows()) == 12 and len(c1.results) == 12
+    assert len(c1._columns()) == 12 and len(c1.results) == 12
     assert np.all(c1.value >= 0) and np.all(c1.clipped == (c1.raw < 0))
     # more separation at later epochs -> more usable information about "a" in l1
     assert c1.value[0, 0, 2] > c1.value[0, 0, 0] + 0.3
@@ -238,6 +239,46 @@ def _curves(value, epochs=(0, 1, 2, 3), budget=None):
                         max_bits={"a": 1.0, "b": 1.0}, budget=budget or _budget())
 
 
+
+def test_usable_information_saves_loads_and_tabulates(tmp_path):
+    z, y = _encoded(0, n=200)
+    res = usable_information(z, y, epochs=3, random_state=0)
+    assert res.save(tmp_path / "ui.npz") is None
+    back = UsableInformation.load(tmp_path / "ui.npz")
+    assert back == res and back.summary() == res.summary()
+    assert json.loads(json.dumps(res.summary(), allow_nan=False)) == res.summary()
+    (row,) = res._columns()
+    assert row["value"] == res.value and row["decoder"] == "linear"
+    with pytest.raises(ValueError, match="UsableCurves"):
+        UsableCurves.load(tmp_path / "ui.npz")
+    pytest.importorskip("pandas")
+    assert back.to_dataframe().to_dict("records") == [row]
+
+
+def test_usable_curves_save_load_summary_and_table(tmp_path):
+    value = np.arange(24, dtype=np.float64).reshape(2, 3, 4) / 24
+    curves = _curves(value)
+    assert curves.save(tmp_path / "c.npz") is None
+    back = UsableCurves.load(tmp_path / "c.npz")
+    for name in ("epochs", "value", "raw", "clipped", "test_accuracy"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(curves, name), err_msg=name)
+    assert (back.layers, back.label_sets, back.h_y, back.max_bits, back.budget) == (
+        curves.layers, curves.label_sets, curves.h_y, curves.max_bits, curves.budget)
+    summary = curves.summary()
+    assert back.summary() == summary
+    assert json.loads(json.dumps(summary, allow_nan=False)) == summary
+    assert summary["final"]["b"]["l2"] == value[1, 1, -1] and summary["n_clipped"] == 0
+    assert summary["peak"]["a"]["l3"] == value[0, 2].max()
+    assert summary["decoder_budget"]["hidden"] == [128, 64, 32]
+    rows = curves._columns()
+    assert len(rows) == 2 * 3 * 4
+    assert rows[5] == {"label": "a", "layer": "l2", "epoch": 1, "usable_bits": value[0, 1, 1],
+                       "raw_bits": value[0, 1, 1], "clipped": False, "test_accuracy": 0.5,
+                       "h_y_bits": 1.0, "decoder": "mlp"}
+    pytest.importorskip("pandas")
+    assert back.to_dataframe().to_dict("records") == rows
+
+
 def _ensemble(seed=0):
     """Three seeds of synthetic curves; layer l1 of label set a rises then falls in the
     first two seeds only."""
@@ -272,7 +313,7 @@ def test_usable_ensemble_spread_fraction_and_round_trip(tmp_path):
                for layer in ("l1", "l2", "l3") if (lab, layer) != ("a", "l1"))
     # a larger threshold than the drop: no seed counts
     assert ens.rise_then_fall(threshold_bits=0.45)["a"]["l1"]["n_rise_fall"] == 0
-    rows = ens.to_rows()
+    rows = ens._columns()
     assert len(rows) == 3 * 2 * 3 * 4 and {r["seed"] for r in rows} == {0, 1, 2}
     assert ens.save(tmp_path / "ens.npz") is None
     back = UsableEnsemble.load(tmp_path / "ens.npz")

@@ -225,9 +225,9 @@ def test_true_vs_random_labels_on_the_same_network(tmp_path):
         np.testing.assert_array_equal(getattr(back, name), getattr(res, name), err_msg=name)
     assert (back.labels, back.seeds, back.n_samples) == (res.labels, res.seeds, res.n_samples)
     assert back.summary() == summ
-    assert len(res.to_rows()) == res.kl_bits.size  # one per (labelling, beta, seed)
+    assert len(res._columns()) == res.kl_bits.size  # one per (labelling, beta, seed)
     pytest.importorskip("pandas")
-    assert back.to_dataframe().to_dict("records") == res.to_rows()
+    assert back.to_dataframe().to_dict("records") == res._columns()
 
 
 def _synthetic_random_labels(kl_true, kl_random, err_true, err_random):
@@ -295,7 +295,7 @@ def test_cli_weights_end_to_end(tmp_path, capsys):
         (lab, b, s) for lab in ("true", "random") for b in (0.3, 3.0) for s in ("0", "1")}
     back = RandomLabels.load(out / "random_labels.npz")
     assert back.summary() == rl
-    assert [r["kl_bits"] for r in back.to_rows()] == [float(r["kl_bits"]) for r in rows]
+    assert [r["kl_bits"] for r in back._columns()] == [float(r["kl_bits"]) for r in rows]
     printed = capsys.readouterr().out
     assert "true vs random labels" in printed and rl["verdict"] in printed
     # weights_sigma.npz is the fitted posterior, saved whole: its s per weight and numbers
