@@ -4,9 +4,10 @@ A sparse table of counts
 
 Counts tables from data are sparse: documents x words, cells x genes, neurons x stimuli.
 :func:`ibsolver.ib_curve` takes a ``scipy.sparse`` table of counts with
-``normalize=True`` (it is made dense inside: the kernel does not yet work on the non-zeros
-only, and it is slow on large tables; this example is kept small so that it runs in
-seconds).
+``normalize=True``. The kernel works on the non-zeros, but the table is still made dense
+when it is checked, and whole curves of large tables take minutes or more (a 2000 x 1000
+version of this table did not finish in 5 minutes): this example is kept small so that it
+runs in seconds.
 
 The table: 200 documents, each 30 words drawn from one of 4 topics (sparse word
 distributions over a vocabulary of 200). The topic of a document is what its words say
@@ -33,7 +34,7 @@ counts = scipy.sparse.coo_array((np.ones(rows.size, dtype=np.int64), (rows, word
                                 shape=(n_docs, n_words)).tocsr()
 counts.sum_duplicates()
 
-# words no document used have p(y) = 0: drop them (ib_curve names such columns and stops)
+# words no document used have p(y) = 0 (ib_curve would drop them with a note)
 counts = counts[:, np.flatnonzero(counts.sum(axis=0))]
 print(f"{counts.shape[0]} x {counts.shape[1]} counts, {counts.nnz} non-zeros "
       f"({counts.nnz / np.prod(counts.shape):.1%}), {counts.sum()} words")
