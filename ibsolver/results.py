@@ -566,6 +566,11 @@ class IBCurve(_Result):
         kind = "cluster count" if self.alpha != 1.0 else self.onset_kind
         if self.onset_bracket is not None:
             lo, hi = self.onset_bracket
+            if self.alpha == 1.0 and hi >= self.first_instability * (1 - 1e-4):
+                # a bracket reaching 1/s2^2 holds a split or an earlier birth: the kind the
+                # bracket's ends suggest is a guess (a partial DSBS-like curve read "birth"
+                # for a split)
+                kind = f"{kind}, a guess from the bracket's ends"
             return "between beta = {} and {} ({})".format(*_distinct(lo, hi, 6), kind)
         if np.isnan(self.onset_beta):
             low = f"{self.beta.min():.6g}" if self.beta.size else "its lowest"

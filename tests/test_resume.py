@@ -159,6 +159,18 @@ def test_a_split_located_before_the_cut_shows_no_jump(monkeypatch):
     assert split.i_xt_before < 1e-6
 
 
+def test_an_onset_known_to_a_bracket_over_the_first_instability_says_its_kind_is_a_guess(
+        monkeypatch):
+    """Cut before the forward pass reaches the DSBS split: the onset is known from the
+    reverse branch to a bracket around 1/s2^2 = 1.5625, where the reverse branch's guess
+    reads "birth" for what is a split; the text says the kind is a guess."""
+    part = interrupted(dsbs(0.1), monkeypatch, at=61)
+    lo, hi = part.onset_bracket
+    assert lo < part.first_instability < hi
+    assert f"between beta = {lo:.6g} and {hi:.6g} (birth, a guess from the bracket's ends)" \
+        in str(part)
+
+
 def test_the_figure_of_a_partial_curve_marks_the_untraced_part(monkeypatch):
     pytest.importorskip("matplotlib")
     from ibsolver.plotting import plot_curve, plot_summary
