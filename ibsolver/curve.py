@@ -607,6 +607,8 @@ def ib_curve(p_xy: ArrayLike | scipy.sparse.spmatrix, *, alpha: float = 1.0,
     ``interruptible``, ``resume`` and ``return_encoders`` as above; the transition is the
     Lagrangian's exact jump at beta = 1 (``onset_beta``), and the points record
     backend "numpy" (a BA backend asked for by name warns that it did not run).
+    ``curve_tol``, ``max_points``, ``method`` and ``locate_transitions`` do not apply
+    there: the grid is not refined, and the one transition is known exactly.
     (alpha = 1 only: for alpha != 1 the generalised Lagrangian is traced as it is.)
 
     *The generalised IB (alpha != 1).*

@@ -152,7 +152,9 @@ def _trace(options: dict, table):
     """One task of ib_curves: the table's curve (a path is read here, where the task runs)."""
     if isinstance(table, (str, os.PathLike)):
         from .io import load_joint
-        table = load_joint(table, counts=True if options.get("normalize") else None)
+        table = load_joint(table, counts=True if options.get("normalize") else None,
+                           normalize_hint="pass normalize=True (ibsolver sweep: --normalize) "
+                                          "to rescale")
     return ib_curve(table, **options)
 
 
