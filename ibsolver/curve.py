@@ -30,8 +30,6 @@ import numpy as np
 import scipy.sparse
 from numpy.typing import ArrayLike
 from scipy.optimize import brentq
-from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
 
 from . import _validation as v
 from ._blas import single_threaded_blas
@@ -45,9 +43,9 @@ from .envelope import upper_concave_envelope
 from .exceptions import ConvergenceWarning, OptimalityWarning
 from .measures import conditional_entropy, entropy, mutual_information
 from .results import Branch, IBCurve, IBResult, Transition
-from .solve import (MAX_DEFAULT_CLUSTERS, Problem, State, _grow_invaders, _lower, _moves,
-                    encoder_and_lagrangian, in_user_rows, random_encoder, solve_from_state, unbarred,
-                    user_rows)
+from .solve import (MAX_DEFAULT_CLUSTERS, Problem, State, _coincident_groups, _grow_invaders,
+                    _lower, _moves, encoder_and_lagrangian, in_user_rows, random_encoder,
+                    solve_from_state, unbarred, user_rows)
 
 logger = logging.getLogger(__name__)
 
@@ -141,21 +139,8 @@ def n_distinct(result: IBResult, tol: float = DISTINCT_DECODER) -> int:
     and :func:`n_effective` counts each copy."""
     if result.i_xt <= TRIVIAL_BITS:
         return 1
-    label = _decoder_groups(result, tol)
+    label = _coincident_groups(np.asarray(result.p_y_given_t, dtype=np.float64), tol)
     return int(np.sum(np.bincount(label, weights=result.p_t) > BIRTH_MASS))
-
-
-def _decoder_groups(result: IBResult, tol: float = DISTINCT_DECODER) -> np.ndarray:
-    """Each cluster's group (0, 1, ...): clusters whose decoders p(y|t) lie within ``tol``
-    of each other (max-norm, chained) share one."""
-    decoders = np.asarray(result.p_y_given_t, dtype=np.float64)
-    k = decoders.shape[0]
-    if k < 2:
-        return np.zeros(k, dtype=np.intp)
-    pairs = cKDTree(decoders).query_pairs(tol, p=np.inf, output_type="ndarray")
-    adjacency = scipy.sparse.coo_matrix(
-        (np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(k, k))
-    return connected_components(adjacency, directed=False)[1]
 
 
 class _Tracer:
