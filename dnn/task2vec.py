@@ -48,13 +48,21 @@ class TaskEmbedding(_Result):
     several embeddings concatenate into one table of tasks. The probe is not part of the
     embedding and is not saved.
 
-    name : the task's name.
-    vector : the normalised embedding (non-negative, sums to 1).
-    raw : the Fisher diagonal it came from (per unit, or per parameter with reduce="none").
-    n_classes : the task's number of classes.
-    fisher_trace : trace of the probe's Fisher for this task (the embedding's scale;
-        natural-log likelihood, no unit of bits).
-    head_accuracy : training accuracy of the task's linear head on the frozen probe.
+    Attributes
+    ----------
+    name : str
+        The task's name.
+    vector : numpy.ndarray
+        The normalised embedding (non-negative, sums to 1).
+    raw : numpy.ndarray
+        The Fisher diagonal it came from (per unit, or per parameter with reduce="none").
+    n_classes : int
+        The task's number of classes.
+    fisher_trace : float
+        Trace of the probe's Fisher for this task (the embedding's scale; natural-log
+        likelihood, no unit of bits).
+    head_accuracy : float
+        Training accuracy of the task's linear head on the frozen probe.
     """
 
     name: str
