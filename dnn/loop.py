@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -610,6 +611,7 @@ class _Run:
         self.grad_names = list(grad_groups)
         self.grad_groups = [grad_groups[g] for g in self.grad_names]
         self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+        self.warned_one_batch = False
         states = [_initial_state(model, g, init) for g in self.gens]
         self.base = copy.deepcopy(model).to(dev)
         if batched == "auto":
@@ -644,6 +646,11 @@ class _Run:
             if record_grads:
                 self.stats.add(self.members.grads(self.grad_groups))
             self.members.step()
+        if record_grads and self.stats.count < 2 and not self.warned_one_batch:
+            self.warned_one_batch = True
+            warnings.warn("one minibatch per epoch: the gradient statistics (mean and spread "
+                          "over an epoch's minibatches) need two and are NaN; lower "
+                          "batch_size below the training rows", RuntimeWarning, stacklevel=2)
         if self.lr_decay != 1.0:
             for opt in self.members.opts:
                 for group in opt.param_groups:

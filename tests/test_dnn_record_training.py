@@ -1,5 +1,6 @@
 """dnn.record_training: a user's own module and DataLoader through the whole pipeline."""
 import json
+import warnings
 from collections import OrderedDict
 
 import pytest
@@ -296,3 +297,19 @@ def test_to_xarray_holds_the_recordings_arrays(recording):
                                         layer=layer)) \
         == recording.info["binning"]["i_ty"][-1, 0, 1]
     assert json.loads(ds.attrs["estimators"]) == [dict(e) for e in recording.estimators]
+
+
+def test_one_minibatch_per_epoch_warns_that_gradient_statistics_are_nan():
+    """Gradient statistics are a mean and a spread over an epoch's minibatches: with the
+    default batch of 256 and fewer training rows they were NaN, silently."""
+    net = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2))
+    x = torch.rand(120, 4, generator=torch.Generator().manual_seed(0))
+    y = (x.sum(dim=1) > 2).long()
+    kw = dict(layers=["1", "2"], probe=(x[100:], y[100:]), epochs=2, seeds=[0], n_records=2)
+    with pytest.warns(RuntimeWarning, match="one minibatch per epoch.*batch_size"):
+        rec = dnn.record_training(net, (x[:100], y[:100]), **kw)
+    assert np.all(np.isnan(rec.grad_snr))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        rec = dnn.record_training(net, (x[:100], y[:100]), batch_size=50, **kw)
+    assert np.all(np.isfinite(rec.grad_snr[1:]))
