@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse
 
-from ._validation import check_joint, densified
+from ._validation import _checked_joint, densified
 
 if TYPE_CHECKING:  # (results imports this module)
     from .results import IBCurve
@@ -110,17 +110,10 @@ def _load(path, *, counts=None, normalize=False, drop_empty=True, normalize_hint
             np.issubdtype(table.dtype, np.floating) and np.all(np.isfinite(table))
             and np.all(table == np.round(table)))
         counts = from_counts or bool(whole and abs(float(np.sum(table)) - 1.0) > 1e-9)
-    name = f"table in {path.name}"
-    hint = normalize_hint or "pass normalize=True to rescale"
-    # dtype, shape, finiteness and signs; logs the all-zero rows and columns it drops
-    check_joint(table, name=name, normalize=True, drop_empty=drop_empty)
-    full = np.asarray(table, dtype=np.float64)
-    rows, cols = np.arange(full.shape[0]), np.arange(full.shape[1])
-    if drop_empty:
-        rows, cols = np.flatnonzero(full.sum(axis=1) > 0), np.flatnonzero(full.sum(axis=0) > 0)
-    kept = full[np.ix_(rows, cols)]
-    return (check_joint(kept, name=name, normalize=bool(counts or normalize),
-                        normalize_hint=hint), rows, cols)
+    p_xy, rows, cols = _checked_joint(
+        table, name=f"table in {path.name}", normalize=bool(counts or normalize),
+        drop_empty=drop_empty, normalize_hint=normalize_hint or "pass normalize=True to rescale")
+    return p_xy, np.flatnonzero(rows), np.flatnonzero(cols)
 
 
 def write_whole(path: Path, write: Callable[[Path], object]) -> None:
