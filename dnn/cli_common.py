@@ -8,8 +8,11 @@ import csv
 import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+
+from ibsolver.io import write_whole
 
 if TYPE_CHECKING:
     import argparse
@@ -100,10 +103,8 @@ def _json_default(obj):
 def write_json(path: str | os.PathLike[str], obj: Any) -> str:
     """Write ``obj`` as indented JSON, atomically; numpy values become plain ones."""
     path = os.fspath(path)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2, default=_json_default)
-    os.replace(tmp, path)
+    text = json.dumps(obj, indent=2, default=_json_default)
+    write_whole(Path(path), lambda tmp: tmp.write_text(text))
     return path
 
 
@@ -127,14 +128,14 @@ def write_csv(path: str | os.PathLike[str], table: Any, **options: Any) -> str |
         rows = table
     if not rows:
         return None
-    keys = list(rows[0].keys())
-    for r in rows[1:]:
-        keys += [k for k in r if k not in keys]
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+
     path = os.fspath(path)
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    write_whole(Path(path), write)
     return path

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .usable import RISE_FALL_BITS, _budget_summary
+from .usable import RISE_FALL_BITS, _over_seeds
 
 if TYPE_CHECKING:
     import torch
@@ -270,13 +270,6 @@ def usable_experiment(task: str = "checkerboard", *, n_colors: int = 2, n_sample
     return sgd_regimes(n_colors, small=(batch_size or 32, lr), large=(256, lr / 5), **common)
 
 
-def _over_seeds(values) -> dict:
-    """{"mean", "std", "min", "max"} of a 1-D array of per-seed values."""
-    v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
-            "max": float(v.max())}
-
-
 def usable_summary(runs: dict, *, threshold_bits: float = RISE_FALL_BITS) -> dict:
     """The JSON-ready summary of :func:`usable_experiment`'s runs, in bits.
 
@@ -301,17 +294,7 @@ def usable_summary(runs: dict, *, threshold_bits: float = RISE_FALL_BITS) -> dic
     """
     out = {}
     for name, (rec, ens) in runs.items():
-        v = ens.value
-        per_layer = {stat: {lab: {layer: _over_seeds(a[:, i, j])
-                                  for j, layer in enumerate(ens.layers)}
-                            for i, lab in enumerate(ens.label_sets)}
-                     for stat, a in (("final", v[..., -1]), ("peak", v.max(axis=-1)))}
-        out[name] = {"config": rec.settings, "seeds": list(ens.seeds),
-                     "decoder_budget": _budget_summary(ens.budget), "h_y_bits": ens.curves[0].h_y,
-                     "max_bits": ens.max_bits, **per_layer,
-                     "rise_then_fall": ens.rise_then_fall(threshold_bits=threshold_bits),
-                     "rise_then_fall_bits": float(threshold_bits),
-                     "n_clipped": int(sum(c.clipped.sum() for c in ens.curves)),
+        out[name] = {"config": rec.settings, **ens.summary(threshold_bits=threshold_bits),
                      "final_test_accuracy": _over_seeds(rec.test_acc[-1])}
     return out
 

@@ -30,7 +30,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -40,11 +40,14 @@ from numpy.typing import ArrayLike
 from torch.func import functional_call, vmap
 
 from ._info_utils import _hash_array, seed_from, to_tensor, torch_threads
-from .estimators import (KDE, Binning, check_probe_joint, estimate_ensemble, joint_from_labels,
-                         layer_bounds, make_estimator)
+from .estimators import (Binning, check_probe_joint, estimate_ensemble, joint_from_labels, layer_bounds,
+                         make_estimator)
 from .models import resolve_device
 from .record import GradientStats, LayerRecorder, execution_order, log_epochs
 from .recording import Recording, load_state
+
+if TYPE_CHECKING:
+    from .estimators import KDE, EstimatorSpec
 
 logger = logging.getLogger(__name__)
 
@@ -409,8 +412,7 @@ def _check_seeds(seeds: int | Iterable[int]) -> tuple[int, ...]:
     return tuple(int(s) for s in seeds)
 
 
-def resolve_estimators(estimators: Binning | KDE | str | dict[str, Any]
-                       | Iterable[Binning | KDE | str | dict[str, Any]] | None) -> list[Binning | KDE]:
+def resolve_estimators(estimators: EstimatorSpec | Iterable[EstimatorSpec] | None) -> list[Binning | KDE]:
     """Estimator instances from instances, names or spec dicts (default ``[Binning(30)]``)."""
     if estimators is None:
         return [Binning(30)]
@@ -452,8 +454,7 @@ def record_training(model: nn.Module,
                     init: str | Callable[[nn.Module, torch.Generator], object] | None = "reset",
                     transforms: Mapping[str, str | Callable[[torch.Tensor], torch.Tensor]] | None = None,
                     test_data: torch.utils.data.DataLoader | Sequence[ArrayLike | torch.Tensor] | None = None,
-                    estimators: Binning | KDE | str | dict[str, Any]
-                    | Iterable[Binning | KDE | str | dict[str, Any]] | None = None,
+                    estimators: EstimatorSpec | Iterable[EstimatorSpec] | None = None,
                     n_records: int = 40, record_epochs: Sequence[int] | np.ndarray | None = None,
                     batched: bool | str = "auto", keep_activations: bool | int = False,
                     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import os
 import time
-import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from ibsolver.results import _json_safe, _Result
@@ -166,7 +165,7 @@ def infoplane_experiment(task: Task, config: TrainConfig | None = None, *,
                 callback=callback, n_threads=n_threads)
     timing["train_and_record"] = time.perf_counter() - t0
     # layer ranges filled; a "binning" spec makes a Binning
-    binning = typing.cast("Binning", make_estimator({"name": "binning", **rec.knobs("binning")}))
+    binning = cast("Binning", make_estimator({"name": "binning", **rec.knobs("binning")}))
 
     curve, check, scores = None, None, []
     t0 = time.perf_counter()
@@ -182,8 +181,8 @@ def infoplane_experiment(task: Task, config: TrainConfig | None = None, *,
     values = None if sweep is None else list(sweep)
     binning_values: list | None = None
     if key == "binning" and values is not None:
-        cast = float if binning.strategy == "width" else int
-        binning_values = [{}] + [cast(v) for v in values]
+        to_value = float if binning.strategy == "width" else int
+        binning_values = [{}] + [to_value(v) for v in values]
     traj = trajectory_sensitivity(rec, estimator="binning", values=binning_values,
                                   **binning.knobs)
     sweeps: list[dict[str, Any] | Sensitivity] = list(traj)
@@ -191,8 +190,8 @@ def infoplane_experiment(task: Task, config: TrainConfig | None = None, *,
         acts = {layer: rec.final_activations[layer][0] for layer in rec.layers}
         sweeps += sensitivity(acts, rec.p_xy, estimator="kde", values=values)
     timing["sensitivity"] = time.perf_counter() - t0
-    kept = rec.seeds[:traj[0]["i_xt"].shape[2]]   # every seed (train keeps them all)
-    kept_acts = typing.cast("dict[str, np.ndarray]", rec.activations)  # keep_activations=True
+    kept = traj[0]["seeds"]   # every seed (train keeps them all)
+    kept_acts = cast("dict[str, np.ndarray]", rec.activations)  # keep_activations=True
     return InfoplaneExperiment(recording=rec, curve=curve, check=check, key=key,
                                sweeps=sweeps, scores=scores, timing_s=timing,
                                range_changes=range_changes(kept_acts, seeds=kept))

@@ -11,7 +11,6 @@ This module imports without torch (``ibsolver sweep`` finds :func:`cli_spec` thr
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import inspect
@@ -27,7 +26,7 @@ from typing import Any
 
 from ibsolver import _validation as v
 from ibsolver.io import write_whole
-from ibsolver.results import _dataframe, _json_safe
+from ibsolver.results import _dataframe
 from ibsolver.sweep import SweepFailure, _map_tasks, _out_dir
 
 from .recording import Recording
@@ -252,7 +251,7 @@ def _whole(given: dict) -> dict:
         raise ValueError(f"task_options {dict(options)} do not fit {task}(): {exc}") from None
     config = TrainConfig(**{k: value for k, value in given.items() if k not in _TASK_KEYS})
     return {"task": task, "task_options": {**_task_defaults(task), **options},
-            "config": _json_safe(dataclasses.asdict(config))}
+            "config": config.settings()}
 
 
 def _task_function(task: str) -> Callable:
@@ -273,7 +272,7 @@ def _names(runs: list) -> list:
     """Each run's name (see RecordingSweep.names); a ValueError where two runs share one."""
     from .train import TrainConfig
 
-    default_config = _json_safe(dataclasses.asdict(TrainConfig()))
+    default_config = TrainConfig().settings()
     names: list[str] = []
     for i, run in enumerate(runs):
         task_defaults = _task_defaults(run["task"])

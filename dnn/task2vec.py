@@ -33,8 +33,7 @@ if TYPE_CHECKING:  # torch and matplotlib are imported where they are used
     from matplotlib.axes import Axes
     from torch import nn
 
-    # what a random_state may be (dnn._info_utils.make_generator)
-    _RandomState = int | np.random.Generator | torch.Generator | None
+    from .usable import RandomState
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ class TaskEmbedding(_Result):
 
 def build_probe(*, hidden: Iterable[int] = (64, 32), n_inputs: int = 64, pretrain: str | None = "digits",
                 epochs: int = 20, lr: float = 0.05, batch_size: int = 32,
-                random_state: _RandomState = 0) -> nn.Module:
+                random_state: RandomState = 0) -> nn.Module:
     """The fixed feature extractor shared by every task: Linear/ReLU layers ``hidden``.
 
     pretrain : "digits" trains it (with a temporary 10-way head, plain SGD) on the digit
@@ -151,7 +150,7 @@ def task2vec_embed(x: ArrayLike | torch.Tensor, y: ArrayLike | torch.Tensor, *, 
                    n_classes: int | None = None, name: str = "",
                    head_l2: float = 1e-3, head_max_iter: int = 500,
                    n_fisher: int | None = None, reduce: str = "unit",
-                   random_state: _RandomState = 0,
+                   random_state: RandomState = 0,
                    device: str | torch.device | None = None) -> TaskEmbedding:
     """Embed the task (x, y) with the Fisher of ``probe`` under a freshly trained head.
 
@@ -312,7 +311,7 @@ def digits_task_family(*, n_samples: int | None = None,
 
 
 def task2vec_experiment(tasks: dict | None = None, *, probe: nn.Module | None = None,
-                        metric: str = "normalized_cosine", random_state: _RandomState = 0,
+                        metric: str = "normalized_cosine", random_state: RandomState = 0,
                         progress: Callable[[int], object] | None = None,
                         device: str | torch.device | None = None,
                         **embed_options: Any) -> tuple[list[str], list[TaskEmbedding], np.ndarray]:

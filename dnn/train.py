@@ -129,6 +129,11 @@ class TrainConfig:
             raise ValueError(f"unknown TrainConfig fields {unknown} (known: {sorted(known)})")
         return cls(**d)
 
+    def settings(self) -> dict:
+        """Every field as plain JSON values (tuples as lists): what a Recording's
+        ``settings["config"]`` holds and :meth:`from_dict` reads back."""
+        return _json_safe(dataclasses.asdict(self))
+
     @property
     def record_epochs(self) -> np.ndarray:
         return log_epochs(self.epochs, self.n_records)
@@ -202,7 +207,7 @@ def train(task: Task, config: TrainConfig | None = None, *,
     x = np.asarray(task.x, dtype=np.float32)
     settings = {"task": task.name, "task_fingerprint": task_fingerprint(task),
                 "task_info": {"name": task.name, "n": task.n, "n_classes": task.n_classes},
-                "config": _json_safe(dataclasses.asdict(cfg)), "train_index": train_idx.tolist(),
+                "config": cfg.settings(), "train_index": train_idx.tolist(),
                 "probe_index": probe_idx.tolist()}
     return record_training(
         model, (x[train_idx], targets[train_idx]), layers=layers, probe=(x[probe_idx], p_xy),

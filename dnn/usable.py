@@ -83,6 +83,22 @@ class DecoderBudget:
     batch_norm: bool = True
 
 
+def _over_seeds(values) -> dict:
+    """{"mean", "std", "min", "max"} of a 1-D array of per-seed values."""
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
+            "max": float(v.max())}
+
+
+def _final_peak(value: np.ndarray, label_sets: Sequence[str], layers: Sequence[str],
+                f: Callable[[Any], Any]) -> dict:
+    """{"final" | "peak": {label set: {layer: f(values)}}}, the values being
+    ``value[..., i, j, -1]`` (last epoch) and the maximum over epochs of ``value[..., i, j, :]``."""
+    return {stat: {lab: {layer: f(a[..., i, j]) for j, layer in enumerate(layers)}
+                   for i, lab in enumerate(label_sets)}
+            for stat, a in (("final", value[..., -1]), ("peak", value.max(axis=-1)))}
+
+
 def _budget_summary(budget: DecoderBudget) -> dict:
     """The budget as JSON values (``hidden`` a list; a linear decoder has no batch norm)."""
     d = dataclasses.asdict(budget)
@@ -449,10 +465,7 @@ class UsableCurves(_Result):
         """The epochs, H(Y) and the maximum per label set, the decoder budget, the "final"
         and "peak" usable information per label set and layer and "n_clipped" (decoders
         whose raw value was negative), bits, as plain JSON values; NaN as None."""
-        v = self.value
-        per_layer = {stat: {lab: {layer: float(a[i, j]) for j, layer in enumerate(self.layers)}
-                            for i, lab in enumerate(self.label_sets)}
-                     for stat, a in (("final", v[..., -1]), ("peak", v.max(axis=-1)))}
+        per_layer = _final_peak(self.value, self.label_sets, self.layers, float)
         return _json_safe({"epochs": self.epochs, "layers": list(self.layers),
                            "label_sets": list(self.label_sets), "h_y_bits": dict(self.h_y),
                            "max_bits": dict(self.max_bits),
@@ -758,13 +771,7 @@ class UsableEnsemble(_Result):
         {"mean", "std", "min", "max"} over seeds; "rise_then_fall" (:meth:`rise_then_fall`
         at ``threshold_bits``, also given as "rise_then_fall_bits"); "n_clipped" (decoders
         whose raw value was negative, over all seeds)."""
-        from .experiments import _over_seeds
-
-        v = self.value
-        per_layer = {stat: {lab: {layer: _over_seeds(a[:, i, j])
-                                  for j, layer in enumerate(self.layers)}
-                            for i, lab in enumerate(self.label_sets)}
-                     for stat, a in (("final", v[..., -1]), ("peak", v.max(axis=-1)))}
+        per_layer = _final_peak(self.value, self.label_sets, self.layers, _over_seeds)
         return {"seeds": list(self.seeds), "decoder_budget": _budget_summary(self.budget),
                 "h_y_bits": self.curves[0].h_y, "max_bits": self.max_bits, **per_layer,
                 "rise_then_fall": self.rise_then_fall(threshold_bits=threshold_bits),

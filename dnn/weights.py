@@ -58,6 +58,8 @@ import numpy as np
 from ibsolver.results import _json_safe, _Result
 from numpy.typing import ArrayLike
 
+from .usable import _over_seeds
+
 if TYPE_CHECKING:
     import torch
     from matplotlib.axes import Axes
@@ -629,8 +631,6 @@ class RandomLabels(_Result):
             whether random labels take more KL in every seed (same seed = same initial
             network); "verdict": that comparison in words. With the sizes and settings.
         """
-        from .experiments import _over_seeds
-
         t, r = self.labels.index("true"), self.labels.index("random")
         fits = self.train_error.max(axis=2) <= fit_error          # (labelling, beta)
         per_beta, both = [], []
