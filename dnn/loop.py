@@ -15,9 +15,10 @@ tries vmap on a few probe rows and runs one by one where the model does not allo
 (dropout, batch statistics updated in place, data-dependent control flow); the Recording
 says which ran.
 
-:func:`fit` is the same minibatch step for a loss written by hand (the usable-information
-decoders, the weight posterior): the minibatch order of :func:`minibatches`, the optimizer
-of ``record_training``, one zero_grad/backward/step per minibatch.
+:func:`fit` runs the same loop for a loss written by hand (the usable-information
+decoders, the weight posterior, the deep linear networks): the minibatch order of
+:func:`minibatches`, the optimizer of ``record_training``, and the one step both share
+(zero_grad, backward, step per minibatch).
 """
 from __future__ import annotations
 
@@ -209,14 +210,6 @@ class _Members:
                     {k: v[s] for k, v in self.buffers[0].items()})
         return self.params[s], self.buffers[s]
 
-    def zero_grad(self):
-        for opt in self.opts:
-            opt.zero_grad(set_to_none=True)
-
-    def step(self):
-        for opt in self.opts:
-            opt.step()
-
     def grads(self, groups):
         """One (S, n_params) tensor per group of parameter names."""
         out = []
@@ -302,8 +295,8 @@ def fit(params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
 
     Every epoch draws a fresh order of the rows from ``generator`` (:func:`minibatches`),
     then takes one optimizer step on ``loss_of_batch(idx)`` per minibatch ``idx``
-    (zero_grad, backward, step). :func:`record_training` draws its minibatch orders and
-    builds its optimizers the same way.
+    (zero_grad, backward, step): the step of :func:`record_training`, which draws its
+    minibatch orders and builds its optimizers the same way.
 
     Parameters
     ----------
@@ -321,17 +314,29 @@ def fit(params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
     device : where the indices go.
     on_epoch : optional callable ``on_epoch(epoch)`` after every epoch (counted from 1).
     """
-    opt = _make_optimizer(optimizer, params, lr, momentum, weight_decay)
+    opts = [_make_optimizer(optimizer, params, lr, momentum, weight_decay)]
     for epoch in range(1, epochs + 1):
-        for idx in minibatches(n, batch_size, generator, device):
-            if len(idx) < min_rows:
-                continue
-            loss = loss_of_batch(idx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        batches = (idx for idx in minibatches(n, batch_size, generator, device)
+                   if len(idx) >= min_rows)
+        _descend(batches, loss_of_batch, opts)
         if on_epoch is not None:
             on_epoch(epoch)
+
+
+def _descend(batches: Iterable, loss_of_batch: Callable[[Any], torch.Tensor],
+             opts: Sequence[torch.optim.Optimizer],
+             after_backward: Callable[[], object] | None = None) -> None:
+    """The step of every training loop here: per minibatch, the loss, zero_grad, backward,
+    ``after_backward()`` (gradient statistics), then one step of every optimizer."""
+    for batch in batches:
+        loss = loss_of_batch(batch)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if after_backward is not None:
+            after_backward()
+        for opt in opts:
+            opt.step()
 
 
 # --------------------------------------------------------------------------- records
@@ -639,14 +644,15 @@ class _Run:
         if record_grads:
             self.stats.reset()
         self.base.train()
-        for xb, yb in self.train.train_batches(self.gens):
-            logits = self.members.forward(xb, self.train.shared)
-            loss = self._row_losses(logits, yb, self.train.shared).mean(dim=1).sum()
-            self.members.zero_grad()
-            loss.backward()
-            if record_grads:
-                self.stats.add(self.members.grads(self.grad_groups))
-            self.members.step()
+        shared = self.train.shared
+
+        def loss_of_batch(batch):
+            xb, yb = batch
+            return self._row_losses(self.members.forward(xb, shared), yb, shared).mean(dim=1).sum()
+
+        _descend(self.train.train_batches(self.gens), loss_of_batch, self.members.opts,
+                 (lambda: self.stats.add(self.members.grads(self.grad_groups)))
+                 if record_grads else None)
         if record_grads and self.stats.count < 2 and not self.warned_one_batch:
             self.warned_one_batch = True
             warnings.warn("one minibatch per epoch: the gradient statistics (mean and spread "
