@@ -80,7 +80,6 @@ import dataclasses
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
@@ -93,7 +92,7 @@ from torch import nn
 from ._info_utils import torch_threads
 from .infoplane import COMPRESSION_BITS, _epoch_x, compression
 from .loop import _check_int, _check_number, _check_seeds, fit
-from .models import resolve_device
+from .models import mlp, mlp_init, resolve_device
 from .record import log_epochs
 
 if TYPE_CHECKING:
@@ -261,27 +260,15 @@ def _layer_information(a: np.ndarray, teacher: GaussianTeacher, noise_var: float
 # --------------------------------------------------------------------------- the network
 def deep_linear_network(widths: Iterable[int]) -> nn.Sequential:
     """``nn.Sequential`` of bias-free ``nn.Linear`` layers fc1 .. fcL; ``widths`` lists every
-    size, input to output, e.g. (16, 8, 8, 4). (:func:`dnn.models.mlp` has biases and a
-    nonlinearity between layers.)"""
-    widths = [int(w) for w in widths]
-    if len(widths) < 2 or min(widths) < 1:
-        raise ValueError(f"widths must list at least two positive layer sizes (got {widths})")
-    layers: OrderedDict[str, nn.Module] = OrderedDict(
-        (f"fc{i}", nn.Linear(w_in, w_out, bias=False))
-        for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:]), start=1))
-    return nn.Sequential(layers)
+    size, input to output, e.g. (16, 8, 8, 4): :func:`dnn.models.mlp` without activation and
+    bias. :func:`train_deep_linear` initialises it with ``mlp_init("he", None, scale=...)``,
+    weights N(0, init_scale^2 / fan_in)."""
+    return mlp(widths, None, bias=False)
 
 
 def _linears(model: nn.Module) -> list[nn.Linear]:
     """The network's layers fc1 .. fcL, in order."""
     return [m for m in model.modules() if isinstance(m, nn.Linear)]
-
-
-@torch.no_grad()
-def _initialise(model: nn.Module, init_scale: float, gen: torch.Generator) -> None:
-    for lin in _linears(model):
-        w_out, w_in = lin.weight.shape
-        lin.weight.copy_(torch.randn((w_out, w_in), generator=gen) * (init_scale / math.sqrt(w_in)))
 
 
 def _record(model: nn.Module, teacher: GaussianTeacher, noise_var: float, covs,
@@ -510,7 +497,7 @@ def train_deep_linear(teacher: GaussianTeacher, *, widths: Iterable[int] = (8, 8
         y = torch.as_tensor(y_np, dtype=torch.float32, device=dev)
         gen = torch.Generator().manual_seed(seed)
         model = deep_linear_network((teacher.n_inputs, *widths, teacher.n_outputs))
-        _initialise(model, init_scale, gen)
+        mlp_init("he", None, scale=init_scale)(model, gen)
         model.to(dev)
         per_info, per_loss = [], []
 

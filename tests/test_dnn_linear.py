@@ -226,6 +226,23 @@ def test_validation_names_the_argument():
         deep_linear_network([3])
 
 
+def test_deep_linear_network_is_the_mlp_builder_without_bias_or_activation():
+    """One builder: fc1 .. fcL, bias-free, torch's global random state untouched; the
+    initialiser draws N(0, scale^2 / fan_in) weights from the seed's generator."""
+    from dnn.models import mlp_init
+
+    state = torch.get_rng_state()
+    net = deep_linear_network((400, 300, 2))
+    assert torch.equal(state, torch.get_rng_state())
+    assert [name for name, _ in net.named_children()] == ["fc1", "fc2"]
+    assert all(m.bias is None for m in net)
+    mlp_init("he", None, scale=0.5)(net, torch.Generator().manual_seed(0))
+    w = net.fc1.weight.detach().numpy()
+    np.testing.assert_allclose(w.std(), 0.5 / np.sqrt(400), rtol=0.02)
+    with pytest.raises(ValueError, match="scale"):
+        mlp_init("uniform", scale=2.0)
+
+
 # --------------------------------------------------------------------------- CLI
 def test_cli_end_to_end(tmp_path, capsys):
     import matplotlib
