@@ -17,6 +17,7 @@ import inspect
 import itertools
 import json
 import logging
+import numbers
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ibsolver import _validation as v
 from ibsolver.io import write_whole
 from ibsolver.results import _dataframe
 from ibsolver.sweep import SweepFailure, _map_tasks, _out_dir
@@ -102,8 +102,9 @@ class RecordingSweep:
 
 def record_sweep(configs: Mapping[str, Sequence] | Sequence[Mapping[str, Any]], *,
                  out: str | Path | None = None, client: Any = None,
-                 n_workers: int | None = None, n_threads: int = 1, estimators: Any = None,
-                 progress: bool = False, **settings: Any) -> RecordingSweep:
+                 n_workers: int | None = None, n_threads: int = 1, device: str = "auto",
+                 estimators: Any = None, progress: bool = False,
+                 **settings: Any) -> RecordingSweep:
     """Train and record the MLP of every run of a grid, in parallel. Information in bits.
 
     Parameters
@@ -130,6 +131,10 @@ def record_sweep(configs: Mapping[str, Sequence] | Sequence[Mapping[str, Any]], 
     n_threads : int, default 1
         Torch threads per run. One, so that the workers, one per core, do not oversubscribe
         the machine (these small networks run fastest on one thread anyway).
+    device : str, default "auto"
+        Where every run trains, as :func:`dnn.train.train` takes it: "auto" (CUDA where the
+        worker has it, else the CPU), "cpu", "cuda" or "cuda:N". Without a client, "cuda"
+        where this machine has no CUDA raises before any training.
     estimators : optional
         The estimators of every run, as :func:`dnn.record_training` takes them (default
         ``Binning(30)``).
@@ -148,7 +153,7 @@ def record_sweep(configs: Mapping[str, Sequence] | Sequence[Mapping[str, Any]], 
         go on). ``to_dataframe()`` tabulates the last record of every run.
 
     Each recording is the one :func:`dnn.train.train` gives in this process (with the
-    run's task and config, ``estimators`` and ``n_threads``). Settings are checked here, before any
+    run's task and config, ``estimators``, ``n_threads`` and ``device``). Settings are checked here, before any
     training (a ValueError naming the setting and its value); what only the task can tell
     (``widths`` that do not fit it, a bad task option value) fails that run alone.
     Ctrl-C cancels the runs not finished; with ``out``, every finished run is saved.
@@ -159,8 +164,9 @@ def record_sweep(configs: Mapping[str, Sequence] | Sequence[Mapping[str, Any]], 
 
     runs = _runs(configs, settings)
     names = _names(runs)
-    v.check_int(n_threads, name="n_threads", low=1)
-    v.check_int(n_workers, name="n_workers", low=1, allow_none=True)
+    _check_count(n_threads, "n_threads")
+    _check_count(n_workers, "n_workers", allow_none=True)
+    _check_device(device, local=client is None)
     if client is not None and n_workers is not None:
         raise ValueError(f"n_workers applies to local workers only; with a client the cluster "
                          f"has its own (got n_workers={n_workers!r})")
@@ -172,7 +178,8 @@ def record_sweep(configs: Mapping[str, Sequence] | Sequence[Mapping[str, Any]], 
         logger.info("%d of %d runs already in %s: loaded", len(done), len(runs), folder)
     save = None if folder is None else (
         lambda i, recording: _save(folder, names[i], saved[i], recording))
-    task = functools.partial(_train_run, {"estimators": ests, "n_threads": n_threads})
+    task = functools.partial(_train_run, {"estimators": ests, "n_threads": n_threads,
+                                          "device": device})
     results = _map_tasks(task, runs, names=names, client=client, n_workers=n_workers,
                          skip=set(done), on_done=save, progress=progress, desc="runs")
     for i, recording in done.items():
@@ -188,6 +195,34 @@ def _train_run(options: dict, run: dict) -> Recording:
 
     task = getattr(tasks, run["task"])(**run["task_options"])
     return train(task, TrainConfig.from_dict(run["config"]), **options)
+
+
+# --- the arguments: checked here, with dnn's own small checks (ibsolver's are private) ----
+
+def _check_count(value: Any, name: str, *, allow_none: bool = False) -> int | None:
+    """An integer >= 1 (or None where allowed); a ValueError naming ``name`` and the value."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1 (got {value!r})")
+    return int(value)
+
+
+def _check_device(device: Any, *, local: bool = True) -> None:
+    """"auto", or a device torch knows ("cpu", "cuda", "cuda:1", a torch.device); with
+    ``local``, CUDA must be there when asked for. A ValueError naming ``device``."""
+    import torch
+
+    if device == "auto":
+        return
+    try:
+        dev = torch.device(device)
+    except (TypeError, RuntimeError):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got {device!r})"
+                         ) from None
+    if local and dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for but CUDA is not available "
+                         "(torch.cuda.is_available() is False); use 'cpu' or 'auto'")
 
 
 # --- the runs: checked, whole, named ------------------------------------------------------

@@ -133,11 +133,53 @@ def test_the_table_holds_each_finished_run_at_its_last_record(first_sweep):
     ([{"task_options": {"nois": 1}}], {}, ValueError, r"do not fit tishby12\(\)"),
     ({"lr": [0.01, 0.01]}, {}, ValueError, "runs 0 and 1 have the same settings"),
     ([{}], {"client": object(), "n_workers": 2}, ValueError, "n_workers=2"),
+    ([{}], {"n_threads": 0}, ValueError, r"n_threads must be an integer >= 1 \(got 0\)"),
+    ([{}], {"n_workers": True}, ValueError, r"n_workers must be an integer >= 1 \(got True\)"),
+    ([{}], {"device": "gpu"}, ValueError, r"device must be 'auto', 'cpu', .* \(got 'gpu'\)"),
 ])
 def test_bad_arguments_raise_before_any_work(tmp_path, configs, settings, error, words):
     with pytest.raises(error, match=words):
         record_sweep(configs, out=tmp_path / "out", **settings)
     assert not (tmp_path / "out").exists()
+
+
+def test_cuda_without_cuda_raises_before_any_work(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device='cuda' was asked for but CUDA is not available"):
+        record_sweep([{}], out=tmp_path / "out", device="cuda")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_every_run_trains_on_the_device_asked_for(monkeypatch, device):
+    """The device reaches train() in the worker (here the runs are run in this process)."""
+    from dnn import sweep, train as train_module
+
+    seen = []
+
+    def spy(task, config, **options):
+        seen.append(options["device"])
+        return train(task, config, **options)
+
+    monkeypatch.setattr(train_module, "train", spy)
+    monkeypatch.setattr(sweep, "_map_tasks", lambda task, runs, **_: [task(r) for r in runs])
+    result = record_sweep({"activation": ["tanh", "relu"]}, widths=[6, 4, 2], device=device,
+                          **SETTINGS)
+    import torch
+
+    assert seen == [device, device]
+    where = "cuda" if device == "auto" and torch.cuda.is_available() else "cpu"
+    assert all(isinstance(r, Recording) and r.device.startswith(where) for r in result.results)
+
+
+def test_uses_no_private_ibsolver_module():
+    import inspect
+
+    from dnn import sweep
+
+    assert "_validation" not in inspect.getsource(sweep)
 
 
 def write_spec(folder, dnn):
