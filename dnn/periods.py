@@ -17,13 +17,14 @@ Information in bits.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ibsolver import _validation as v
 from ibsolver.results import _Result
 
 from .experiments import fisher_measures
@@ -50,6 +51,22 @@ DEFAULT_REMOVAL = (0, 10, 20, 40)
 def _mean_std(a) -> dict:
     a = np.asarray(a, dtype=np.float64)
     return {"mean": float(a.mean()), "std": float(a.std())}
+
+
+def _checked(value, name: str, *, low: float, high: float | None = None,
+             low_inclusive: bool = True, integer: bool = False) -> float:
+    """``value`` as a float, checked: a finite real (an integer if ``integer``) within
+    [low, high] ((low, high] without ``low_inclusive``); else a ValueError naming ``name``
+    and the value."""
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite {'integer' if integer else 'real number'} "
+                         f"(got {value!r})")
+    if value < low or (value == low and not low_inclusive):
+        raise ValueError(f"{name} must be {'>=' if low_inclusive else '>'} {low:g} (got {value!r})")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high:g} (got {value!r})")
+    return float(value)
 
 
 # --------------------------------------------------------------------------- data size
@@ -140,7 +157,7 @@ def datasize_experiment(sizes: Iterable[float] = DEFAULT_SIZES, config: TrainCon
                         estimators: EstimatorSpec | Iterable[EstimatorSpec] | None = None,
                         curve_kwargs: dict | None = None, out: str | Path | None = None,
                         n_workers: int | None = None, n_threads: int = 1,
-                        progress: bool = False) -> DatasizeSweep:
+                        device: str = "auto", progress: bool = False) -> DatasizeSweep:
     """Train the MLP on the 12-bit task with a growing share of the inputs. Bits.
 
     Parameters
@@ -155,8 +172,9 @@ def datasize_experiment(sizes: Iterable[float] = DEFAULT_SIZES, config: TrainCon
     noise : float
         The task's label noise (:func:`dnn.tasks.tishby12`); above 0 the bound is a true
         curve, at 0 it is min(I(X;T), H(Y)).
-    estimators, n_threads : as :func:`dnn.sweep.record_sweep` takes them (default
-        ``Binning(30)``, range "auto").
+    estimators, n_threads, device : as :func:`dnn.sweep.record_sweep` takes them (default
+        ``Binning(30)``, range "auto"; one thread per run; "auto": CUDA where the worker
+        has it, else the CPU).
     curve_kwargs : options of ``ibsolver.ib_curve``.
     out : folder, optional
         Each run saved there as it finishes (``NAME.npz``, ``NAME.json``); a later call
@@ -167,7 +185,6 @@ def datasize_experiment(sizes: Iterable[float] = DEFAULT_SIZES, config: TrainCon
     Returns
     -------
     DatasizeSweep
-        The workers train on CUDA where it is present (:func:`dnn.train.train`'s "auto").
         A script must call this under ``if __name__ == "__main__":`` (the workers are new
         processes that import it; see record_sweep).
 
@@ -181,8 +198,7 @@ def datasize_experiment(sizes: Iterable[float] = DEFAULT_SIZES, config: TrainCon
     from .recipes import DEFAULT_CONFIG
     from .sweep import record_sweep
 
-    sizes = [v.check_real(s, name="sizes", low=0.0, high=1.0, low_inclusive=False)
-             for s in sizes]
+    sizes = [_checked(s, "sizes", low=0.0, high=1.0, low_inclusive=False) for s in sizes]
     if not sizes or len(set(sizes)) != len(sizes) or max(sizes) == 1.0:
         raise ValueError(f"sizes must be distinct training fractions in (0, 1), at least one "
                          f"(got {sizes})")
@@ -194,12 +210,13 @@ def datasize_experiment(sizes: Iterable[float] = DEFAULT_SIZES, config: TrainCon
                          f"under one bound) (got {cfg.probe!r})")
     if len(cfg.widths) < 3:
         raise ValueError(f"config.widths must have a hidden layer (got {list(cfg.widths)})")
-    noise = v.check_real(noise, name="noise", low=0.0)
+    noise = _checked(noise, "noise", low=0.0)
     settings = {k: value for k, value in dataclasses.asdict(cfg).items() if k != "train_fraction"}
     sizes = sorted(sizes)
     sweep = record_sweep({"train_fraction": sizes}, task="tishby12",
                          task_options={"noise": noise}, out=out, n_workers=n_workers,
-                         n_threads=n_threads, estimators=estimators, progress=progress,
+                         n_threads=n_threads, device=device, estimators=estimators,
+                         progress=progress,
                          **settings)
     if sweep.failures:
         raise RuntimeError("training failed: " + "; ".join(map(str, sweep.failures)))
@@ -275,8 +292,8 @@ def blur(x: ArrayLike, factor: int = 4, *, image_shape: Sequence[int] = (8, 8)) 
     import torch
     import torch.nn.functional as F
 
-    h, w = (v.check_int(d, name="image_shape", low=1) for d in image_shape)
-    factor = v.check_int(factor, name="factor", low=2)
+    h, w = (int(_checked(d, "image_shape", low=1, integer=True)) for d in image_shape)
+    factor = int(_checked(factor, "factor", low=2, integer=True))
     if h % factor or w % factor:
         raise ValueError(f"factor must divide the image size {h} x {w} (got {factor})")
     x = np.asarray(x, dtype=np.float32)
@@ -482,18 +499,18 @@ def critical_periods(removal_epochs: Sequence[int] = DEFAULT_REMOVAL, *, epochs_
     task = digits("fine") if task is None else task
     if not isinstance(task, Task):
         raise TypeError(f"task must be a dnn.tasks.Task (got {type(task).__name__})")
-    removal = [v.check_int(e, name="removal_epochs", low=0) for e in removal_epochs]
+    removal = [int(_checked(e, "removal_epochs", low=0, integer=True)) for e in removal_epochs]
     if not removal or len(set(removal)) != len(removal):
         raise ValueError(f"removal_epochs must be distinct epochs >= 0, at least one "
                          f"(got {list(removal_epochs)})")
-    epochs_after = v.check_int(epochs_after, name="epochs_after", low=1)
-    lr_decay = v.check_real(lr_decay, name="lr_decay", low=0.0, high=1.0, low_inclusive=False)
+    epochs_after = int(_checked(epochs_after, "epochs_after", low=1, integer=True))
+    lr_decay = _checked(lr_decay, "lr_decay", low=0.0, high=1.0, low_inclusive=False)
     x_clean, y = np.asarray(task.x, dtype=np.float32), np.asarray(task.labels)
     x_blurred = blur(x_clean, blur_factor, image_shape=image_shape)
     train_idx, test_idx = stratified_split(y, train_fraction, split_seed)
     if test_idx.size == 0:
         raise ValueError(f"train_fraction must leave test images (got {train_fraction})")
-    fisher_rows = train_idx[:v.check_int(fisher_samples, name="fisher_samples", low=1)]
+    fisher_rows = train_idx[:int(_checked(fisher_samples, "fisher_samples", low=1, integer=True))]
     dev = resolve_device(device) if isinstance(device, str) else device
     model = mlp((x_clean.shape[1], *hidden, task.n_classes), activation)
     test = (x_clean[test_idx], y[test_idx])

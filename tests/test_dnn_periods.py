@@ -180,10 +180,25 @@ def test_critical_periods_round_trip_and_table(result, tmp_path):
     (lambda: datasize_experiment((0.5, 1.0)), "sizes must be distinct training fractions"),
     (lambda: datasize_experiment((0.5,), TrainConfig(probe="train")), "config.probe must"),
     (lambda: datasize_experiment((0.5,), noise=-1.0), "noise must be >= 0"),
+    (lambda: critical_periods((1,), epochs_after="3", **SMALL),
+     "epochs_after must be a finite integer \\(got '3'\\)"),
+    (lambda: datasize_experiment((0.5,), noise=float("nan")),
+     "noise must be a finite real number \\(got nan\\)"),
 ])
 def test_bad_arguments_name_themselves(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_periods_uses_only_public_ibsolver():
+    """dnn checks its own arguments: no import of ibsolver's private _validation (issue 13)."""
+    import ast
+
+    with open(periods.__file__, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    names = [f"{node.module}.{alias.name}" for node in ast.walk(tree)
+             if isinstance(node, ast.ImportFrom) for alias in node.names]
+    assert names and not [n for n in names if "_validation" in n]
 
 
 # --- the command line ----------------------------------------------------------------------
@@ -227,7 +242,8 @@ def test_cli_critical_end_to_end(tmp_path, capsys):
 @pytest.mark.parametrize("argv, flag", [
     (["datasize", "--sizes", "0.5,1.5"], "--sizes"),
     (["datasize", "--sizes", "0.1,x"], "--sizes"),
-    (["datasize", "--device", "cpu"], "--device"),
+    pytest.param(["datasize", "--device", "cuda"], "--device", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="CUDA is there: --device cuda is valid")),
     (["datasize", "--records", "1"], "--records"),
     (["datasize", "--epochs", "ten"], "--epochs"),
     (["critical", "--removal", "0,-3"], "--removal"),
