@@ -399,7 +399,9 @@ class IBCurve(_Result):
     is that bracket and ``onset_beta`` its midpoint; NaN where the betas traced do not
     show it: a partial curve, or one already non-trivial at its lowest beta; inf where the
     optimum stays trivial over the whole range); ``onset_beta_s_star`` = 1/s* from the
-    hypercontractivity coefficient (an independent estimate of the same number).
+    hypercontractivity coefficient (an independent estimate of the same number; s* is
+    ascended further where it disagrees with a located onset; against a bracketed onset
+    it may lie some 1e-5 (relative) below s*, inside the bracket).
     ``accuracy`` bounds (bits) how far the true curve may lie above ``bound``: between the
     computed points, the largest gap a concave piece with end slopes 1/beta can leave above
     its chord, plus the points' own Lagrangian tolerance over beta; past the last point,

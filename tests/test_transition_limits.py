@@ -127,6 +127,23 @@ def test_an_onset_that_disagrees_with_s_star_is_said(birth_curve, monkeypatch):
     assert "WARNING: the onset and 1/s* = 2.75803 disagree" in str(curve)
 
 
+def test_a_bracketed_onset_does_not_repeat_the_s_star_ascent(monkeypatch):
+    """Without located transitions the onset is a bracket of grid betas, and the first
+    non-trivial point's own ratio I(T;Y) / I(X;T) keeps 1/s* at or below its top: the
+    tight ascent is not run, 1/s* lies in the bracket, and agrees to 1e-4 (relative)
+    with the located run's, whose onset it was ascended to."""
+    calls = []
+    tight = curve_module.tilt_ratio_ascent
+    monkeypatch.setattr(curve_module, "tilt_ratio_ascent",
+                        lambda *a: calls.append(1) or tight(*a))
+    curve = ibsolver.ib_curve(birth_problem(), locate_transitions=False)
+    assert calls == []
+    assert curve.onset_bracket is not None and curve.onset_agrees_with_s_star is True
+    located = ibsolver.ib_curve(birth_problem())
+    np.testing.assert_allclose(curve.onset_beta_s_star, located.onset_beta_s_star, rtol=1e-4)
+    assert located.onset_beta == pytest.approx(located.onset_beta_s_star, rel=1e-6)
+
+
 def test_a_narrow_bracket_prints_as_two_different_betas():
     """Brackets refined to 1e-7 relative must not print as "between 2.717358 and
     2.717358": as many digits as tell the ends apart."""
