@@ -326,6 +326,15 @@ DEFAULT_BIN_WIDTH = 2.0 / 30.0
 #: here); Hardtanh and its subclass ReLU6 report their own ``min_val`` and ``max_val``
 MODULE_RANGES = {"Tanh": (-1.0, 1.0), "Softsign": (-1.0, 1.0), "Sigmoid": (0.0, 1.0),
                  "Hardsigmoid": (0.0, 1.0), "Softmax": (0.0, 1.0), "Softmin": (0.0, 1.0)}
+#: torch.nn modules that keep their input's range when recorded (in eval mode): a
+#: Sequential ending in a bounded module followed only by these is bounded by it
+RANGE_KEEPING = frozenset({"Identity", "Flatten", "Unflatten", "Dropout", "Dropout1d",
+                           "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout"})
+
+
+def _torch_nn_names(module: nn.Module) -> list[str]:
+    """The names of the ``torch.nn`` classes ``module`` is (its class and base classes)."""
+    return [cls.__name__ for cls in type(module).__mro__ if cls.__module__.startswith("torch.nn")]
 
 
 def module_range(module: nn.Module) -> tuple[float, float] | None:
@@ -336,21 +345,28 @@ def module_range(module: nn.Module) -> tuple[float, float] | None:
     module : torch.nn.Module
         Recognised by its class (or a base class) from ``torch.nn``: Tanh, Softsign (-1, 1);
         Sigmoid, Hardsigmoid, Softmax, Softmin (0, 1); Hardtanh and ReLU6 their own bounds.
+        An ``nn.Sequential`` has the range of its last module that is not one of
+        :data:`RANGE_KEEPING` (Identity, Flatten, Dropout, ...), e.g.
+        ``Sequential(Linear, Tanh)`` (-1, 1).
 
     Returns
     -------
     tuple of two floats or None
-        None for anything else: ReLU, Linear, GELU, a user's module that applies tanh inside
-        its forward, ... (:class:`Binning` then bins it with fixed-width bins).
+        None for anything else: ReLU, Linear, GELU, a Sequential ending in one of those, a
+        user's module that applies tanh inside its forward, ... (:class:`Binning` then bins
+        it with fixed-width bins).
     """
-    for cls in type(module).__mro__:
-        if not cls.__module__.startswith("torch.nn"):
-            continue
-        if cls.__name__ == "Hardtanh":
+    names = _torch_nn_names(module)
+    if "Sequential" in names:
+        inner = [m for m in cast("nn.Sequential", module)
+                 if not RANGE_KEEPING.intersection(_torch_nn_names(m))]
+        return module_range(inner[-1]) if inner else None
+    for name in names:
+        if name == "Hardtanh":
             hardtanh = cast("nn.Hardtanh", module)  # torch.nn's Hardtanh or a subclass (ReLU6)
             return float(hardtanh.min_val), float(hardtanh.max_val)
-        if cls.__name__ in MODULE_RANGES:
-            return MODULE_RANGES[cls.__name__]
+        if name in MODULE_RANGES:
+            return MODULE_RANGES[name]
     return None
 
 

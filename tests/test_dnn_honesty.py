@@ -58,6 +58,42 @@ def test_default_rule_fixed_range_for_tanh_fixed_width_for_relu():
     assert make_estimator(b.spec()).knobs == b.knobs
 
 
+def test_a_sequential_layer_has_the_range_of_its_last_module():
+    """Regression (issue 13 audit): a hooked nn.Sequential ending in Tanh was binned by
+    fixed width, as unbounded; range-keeping modules after the bounded one (Dropout, Flatten,
+    Identity) do not hide it, and anything unbounded at the end does."""
+    pytest.importorskip("torch")
+    from torch import nn
+
+    from dnn.loop import record_training
+
+    class Net(nn.Module):  # not a Sequential itself: the blocks are found by name
+        def __init__(self):
+            super().__init__()
+            self.block = nn.Sequential(nn.Linear(3, 4), nn.Tanh())
+            self.gate = nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Dropout(0.1),
+                                      nn.Flatten())
+            self.nested = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Hardtanh(-2.0, 3.0)))
+            self.relu = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+            self.then_linear = nn.Sequential(nn.Tanh(), nn.Linear(4, 2))
+
+        def forward(self, x):
+            return self.then_linear(self.relu(self.nested(self.gate(self.block(x)))))
+
+    layers = ["block", "gate", "nested", "relu", "then_linear"]
+    expected = {"block": (-1.0, 1.0), "gate": (0.0, 1.0), "nested": (-2.0, 3.0), "relu": None,
+                "then_linear": None}
+    assert layer_bounds(Net(), layers) == expected
+    assert module_range(nn.Sequential()) is None
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    rec = record_training(Net(), (x, y), layers=layers, probe=(x, y), epochs=1, batch_size=10,
+                          n_records=2)
+    assert rec.estimators[0]["bounds"] == {k: None if v is None else list(v)
+                                           for k, v in expected.items()}
+
+
 def test_explicit_settings_are_unchanged():
     a = {"T": np.array([0.0, 0.3, 0.6, 3.0])}
     # the layer's range 0..3 in 3 bins: [0, 1), [1, 2), [2, 3]
