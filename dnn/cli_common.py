@@ -4,9 +4,11 @@ Imports neither torch nor pyplot (``ibsolver --help`` works without them).
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -15,8 +17,6 @@ from typing import TYPE_CHECKING, Any
 from ibsolver.io import write_whole
 
 if TYPE_CHECKING:
-    import argparse
-
     from tqdm.auto import tqdm
 
 INSTALL = "pip install 'ibsolver[dnn]'"
@@ -56,28 +56,72 @@ def parse_seeds(text: str | int, name: str = "--seeds") -> list:
     return list(range(values[0]))
 
 
-def add_run_flags(parser: argparse.ArgumentParser, *, out_default: str | None = None,
-                  device_default: str = "auto", seeds_default: str | None = "1",
+#: --device of every subcommand: its values (cuda:N picks a GPU) and its one default
+DEVICES = "auto (CUDA if present, else the CPU), cpu, cuda or cuda:N"
+DEVICE_DEFAULT = "auto"
+
+
+def add_run_flags(parser: argparse.ArgumentParser, *, out_default: str, one_run: bool = False,
+                  seeds_default: str = "1",
                   seeds_help: str = "number of seeds (0..N-1) or a comma-separated list"
                   ) -> argparse._ArgumentGroup:
-    """The flags every subcommand takes: --out, --seeds (--seed where one run is made: with
-    ``seeds_default=None``), --device, --threads, --quiet."""
+    """The flags every subcommand takes, with the same meaning: --out, --seeds, --device,
+    --threads, --quiet.
+
+    ``one_run``: the command makes one run, so --seeds names one seed (:func:`one_seed`
+    reads it; ``--seed K`` is its deprecated spelling)."""
     g = parser.add_argument_group("run")
-    if out_default is None:
-        g.add_argument("--out", required=True, help="output directory, e.g. runs/NAME")
-    else:
-        g.add_argument("--out", default=out_default, help=f"output folder (default: {out_default})")
-    if seeds_default is None:
-        g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    g.add_argument("--out", default=out_default, help=f"output folder (default: {out_default})")
+    if one_run:
+        seeds = g.add_mutually_exclusive_group()
+        # default None, not "1": argparse takes a value equal to the default for no flag,
+        # and would let "--seed 5 --seeds 1" through
+        seeds.add_argument("--seeds", default=None,
+                           help="the seed of the one run, as every subcommand's --seeds: 1 is "
+                                "seed 0, 'K,' is seed K (default: 1)")
+        seeds.add_argument("--seed", type=int, default=None, metavar="K",
+                           help="deprecated: the same as --seeds K,")
     else:
         g.add_argument("--seeds", default=seeds_default,
                        help=f"{seeds_help} (default: {seeds_default})")
-    g.add_argument("--device", default=device_default,
-                   help=f"auto (CUDA if present), cpu, cuda (default: {device_default})")
+    g.add_argument("--device", default=DEVICE_DEFAULT, type=_device_text,
+                   help=f"{DEVICES}; these small networks, with few seeds, often train "
+                        f"faster on the CPU (default: {DEVICE_DEFAULT})")
     g.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads; these small networks run fastest on 1 (default: 1)")
     g.add_argument("--quiet", "-q", "--no-progress", action="store_true", help="no progress bars")
     return g
+
+
+def _device_text(text: str) -> str:
+    """--device's spelling (argparse type; needs no torch): auto, cpu, cuda or cuda:N."""
+    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"must be {DEVICES} (got {text!r})")
+
+
+def check_device(device: str, command: str) -> str:
+    """--device, checked where the command runs: CUDA must be there when asked for."""
+    torch = require_torch(command)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine "
+                         "(torch.cuda.is_available() is False); use --device cpu or auto")
+    return device
+
+
+def one_seed(args: argparse.Namespace, command: str) -> int:
+    """The seed of a command that makes one run: --seeds must name one (or the deprecated
+    --seed K)."""
+    if args.seed is not None:
+        print(f"ibsolver {command}: note: --seed is deprecated; use --seeds {args.seed},",
+              file=sys.stderr)
+        return int(args.seed)
+    seeds = parse_seeds("1" if args.seeds is None else args.seeds)
+    if len(seeds) != 1:
+        raise ValueError(f"--seeds must name one seed: {command} makes one run (got "
+                         f"{args.seeds!r}, seeds {', '.join(map(str, seeds))}); --seeds 1 is "
+                         f"seed 0, --seeds {seeds[-1]}, is seed {seeds[-1]}")
+    return seeds[0]
 
 
 def progress(total: int | None, desc: str, quiet: bool) -> tqdm:

@@ -12,8 +12,8 @@ import dataclasses
 import os
 import time
 
-from .cli_common import (add_run_flags, parse_floats, parse_ints, parse_seeds, progress,
-                         require_torch, write_csv, write_json)
+from .cli_common import (add_run_flags, check_device, parse_floats, parse_ints, parse_seeds,
+                         progress, require_torch, write_csv, write_json)
 from .cli_infoplane import DEFAULT_NOISE
 
 #: the defaults, kept here as text so that --help needs no torch (dnn.periods holds the
@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="log-spaced epochs recorded, 0 and the last included (default: 30)")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes (default: the usable cores, at most one per size)")
-    add_run_flags(p, out_default="runs/datasize", seeds_default="3", device_default="auto")
+    add_run_flags(p, out_default="runs/datasize", seeds_default="3")
     p.set_defaults(func=_datasize)
 
     # ---------------------------------------------------------------- critical
@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
     p.add_argument("--fisher-samples", type=int, default=100,
                    help="training inputs the Fisher trace is averaged over (default: 100)")
-    add_run_flags(p, out_default="runs/critical", seeds_default="3", device_default="cpu")
+    add_run_flags(p, out_default="runs/critical", seeds_default="3")
     p.set_defaults(func=_critical)
 
 
@@ -104,10 +104,11 @@ def _positive(value, flag: str, kind: str = "an integer >= 1"):
 
 
 def _setup(args, command: str):
-    """torch with --threads threads, and --out made."""
+    """torch with --threads threads, --device checked, and --out made."""
     torch = require_torch(command)
     _positive(args.threads, "--threads")
     torch.set_num_threads(args.threads)
+    check_device(args.device, command)
     os.makedirs(args.out, exist_ok=True)
     return torch
 
@@ -123,9 +124,6 @@ def _datasize(args) -> int:
     sizes = parse_floats(args.sizes, "--sizes")
     if not sizes or not all(0 < s < 1 for s in sizes) or len(set(sizes)) != len(sizes):
         raise ValueError(f"--sizes must be distinct fractions in (0, 1) (got {args.sizes!r})")
-    if args.device != "auto":
-        raise ValueError(f"--device must be auto for datasize (got {args.device!r}): its runs "
-                         "train in worker processes, which take CUDA where present")
     if args.noise < 0:
         raise ValueError(f"--noise must be >= 0 (got {args.noise})")
     _positive(args.epochs, "--epochs")
@@ -144,7 +142,8 @@ def _datasize(args) -> int:
     t0 = time.time()
     result = datasize_experiment(sizes, cfg, noise=args.noise,
                                  out=os.path.join(args.out, "runs"), n_workers=args.workers,
-                                 n_threads=args.threads, progress=not args.quiet)
+                                 n_threads=args.threads, device=args.device,
+                                 progress=not args.quiet)
     out = args.out
     result.save(os.path.join(out, "datasize.npz"))
     write_csv(os.path.join(out, "datasize.csv"), result)

@@ -11,8 +11,8 @@ import csv
 import os
 import time
 
-from .cli_common import (add_run_flags, parse_floats, parse_ints, parse_seeds, progress,
-                         require_torch, write_csv, write_json)
+from .cli_common import (add_run_flags, check_device, one_seed, parse_floats, parse_ints,
+                         parse_seeds, progress, require_torch, write_csv, write_json)
 from .usable import RISE_FALL_BITS
 
 #: log-spaced points of ``--record auto`` (epoch 0 added): about 15 records for fisher, and
@@ -36,7 +36,8 @@ def _record_epochs(text, epochs, n_points):
 
 
 def _common(p, out_default):
-    add_run_flags(p, out_default=out_default, device_default="cpu", seeds_default=None)
+    """The run flags of a command that makes one run (one seed)."""
+    add_run_flags(p, out_default=out_default, one_run=True)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "lr / 5")
     p.add_argument("--data-seed", type=int, default=0,
                    help="seed of the data, the splits and the decoders (default: 0)")
-    add_run_flags(p, out_default="runs/usable", device_default="cpu", seeds_default="5",
+    add_run_flags(p, out_default="runs/usable", seeds_default="5",
                   seeds_help="networks: a count (seeds 0..N-1) or a comma-separated list")
     p.set_defaults(func=_usable)
 
@@ -201,6 +202,7 @@ def _setup(args, command):
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1 (got {args.threads})")
     torch.set_num_threads(int(args.threads))
+    check_device(args.device, command)
     os.makedirs(args.out, exist_ok=True)
     import matplotlib
 
@@ -282,6 +284,7 @@ def _usable(args) -> int:
 
 
 def _fisher(args) -> int:
+    seed = one_seed(args, "fisher")
     _setup(args, "fisher")
     import matplotlib.pyplot as plt
     import numpy as np
@@ -294,7 +297,7 @@ def _fisher(args) -> int:
         raise ValueError(f"--epochs must be >= 1 (got {args.epochs})")
     hidden = parse_ints(args.hidden, "--hidden")
     rec_epochs = _record_epochs(args.record, args.epochs, AUTO_RECORDS["fisher"])
-    gen = make_generator(args.seed)
+    gen = make_generator(seed)
     if args.task == "digits":
         from .tasks.digits import digits
 
@@ -342,6 +345,7 @@ def _fisher(args) -> int:
 
 
 def _weights(args) -> int:
+    seed = one_seed(args, "weights")
     _setup(args, "weights")
     import matplotlib.pyplot as plt
 
@@ -357,7 +361,7 @@ def _weights(args) -> int:
     hidden = parse_ints(args.hidden, "--hidden")
     betas = parse_floats(args.betas, "--betas")
     rl_seeds = parse_seeds(args.rl_seeds, "--rl-seeds")
-    gen = make_generator(args.seed)
+    gen = make_generator(seed)
     t0 = time.time()
     with progress(args.epochs + args.posterior_epochs, "network, posterior", args.quiet) as bar:
         rec, res = weights_of_digits_mlp(
@@ -420,6 +424,7 @@ def _weights(args) -> int:
 
 
 def _task2vec(args) -> int:
+    seed = one_seed(args, "task2vec")
     _setup(args, "task2vec")
     import matplotlib.pyplot as plt
     import numpy as np
@@ -428,7 +433,7 @@ def _task2vec(args) -> int:
     from .task2vec import (build_probe, digits_task_family, plot_distance_matrix,
                            task2vec_experiment)
 
-    gen = make_generator(args.seed)
+    gen = make_generator(seed)
     fam = digits_task_family(n_samples=args.n_samples, random_state=seed_from(gen))
     if args.tasks != "all":
         names = [t.strip() for t in args.tasks.split(",") if t.strip()]

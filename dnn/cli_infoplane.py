@@ -10,8 +10,8 @@ import math
 import os
 import sys
 
-from .cli_common import (add_run_flags, parse_floats, parse_ints, parse_seeds, progress,
-                         require_torch, write_csv, write_json)
+from .cli_common import (add_run_flags, check_device, parse_floats, parse_ints, parse_seeds,
+                         progress, require_torch, write_csv, write_json)
 
 TASKS = ("tishby12", "var_u", "checkerboard", "digits")
 DEFAULT_VAR_U = os.path.join("shared", "data", "var_u.mat")
@@ -130,8 +130,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "layer at width 0.5 and 0.07, per-layer and all-layer ranges, "
                         "auto; s^2 "
                         "1e-3,1e-2,1e-1,1)")
-    g = add_run_flags(p, seeds_default="5", seeds_help="number of seeds (0..N-1) or a "
-                      "comma-separated list; all train as one batched ensemble")
+    g = add_run_flags(p, out_default="runs/infoplane", seeds_default="5",
+                      seeds_help="number of seeds (0..N-1) or a comma-separated list; all "
+                                 "train as one batched ensemble")
     g.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out (same arguments)")
     p.set_defaults(func=_command)
@@ -180,6 +181,7 @@ def _command(args) -> int:
     from .train import CHECKPOINT, TrainConfig
 
     seeds = parse_seeds(args.seeds)
+    check_device(args.device, "infoplane")
     if args.bound == "exact" and args.task == "tishby12" and args.noise is None:
         raise ValueError(f"--bound exact needs a deterministic rule, and the 12-bit task is "
                          f"noisy by default (--noise {DEFAULT_NOISE:g}): add --noise 0")

@@ -9,7 +9,8 @@ import argparse
 import os
 import sys
 
-from .cli_common import add_run_flags, parse_ints, parse_seeds, progress, require_torch, write_csv, write_json
+from .cli_common import (add_run_flags, check_device, parse_ints, parse_seeds, progress,
+                         require_torch, write_csv, write_json)
 
 _DESCRIPTION = """\
 Saxe et al. (2018): do deep linear networks compress? A random linear teacher
@@ -81,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="s^2 of the noise added to each recorded layer (default: 1)")
     g.add_argument("--records", type=_number(2, integer=True, strict=False), default=30,
                    help="log-spaced epochs recorded, 0 and the last included (default: 30)")
-    add_run_flags(p, out_default="runs/linear", device_default="cpu", seeds_default="3")
+    add_run_flags(p, out_default="runs/linear", seeds_default="3")
     p.set_defaults(func=_command)
 
 
@@ -90,6 +91,7 @@ def _command(args) -> int:
     from .linear import deep_linear_experiment, gaussian_teacher, plot_conditions, plot_irrelevant_information
 
     seeds = parse_seeds(args.seeds)
+    check_device(args.device, "linear")
     widths = parse_ints(args.widths, "--widths")
     if any(w < 1 for w in widths):
         raise ValueError(f"--widths must list positive hidden layer sizes (got {args.widths!r})")

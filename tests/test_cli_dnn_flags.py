@@ -1,0 +1,138 @@
+"""The run flags of every dnn subcommand: --seeds, --quiet, --out and --device, parsed by the
+real parser of `ibsolver`, with one syntax and one meaning (issue 13: thin CLIs, consistent
+flag names); --device honoured by datasize and refused clearly where CUDA is missing."""
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ibsolver.cli import build_parser, main  # noqa: E402
+
+from dnn.cli_common import one_seed, parse_seeds  # noqa: E402
+
+#: every dnn subcommand and the seeds it takes by default
+COMMANDS = {"infoplane": [0, 1, 2, 3, 4], "usable": [0, 1, 2, 3, 4], "fisher": [0],
+            "weights": [0], "task2vec": [0], "datasize": [0, 1, 2], "critical": [0, 1, 2],
+            "linear": [0, 1, 2]}
+#: the commands that make one run: --seeds names one seed
+ONE_RUN = ("fisher", "weights", "task2vec")
+
+
+def run_cli(argv, capsys):
+    """(exit status, stdout, stderr) of `ibsolver ARGV` run in this process."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_every_dnn_subcommand_is_registered():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert set(COMMANDS) <= set(sub.choices)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_the_run_flags_have_one_default_everywhere(command):
+    args = build_parser().parse_args([command])
+    assert args.out == f"runs/{command}"
+    assert args.device == "auto"
+    assert args.quiet is False
+    seeds = [one_seed(args, command)] if command in ONE_RUN else parse_seeds(args.seeds)
+    assert seeds == COMMANDS[command]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("quiet", ["--quiet", "-q", "--no-progress"])
+def test_the_run_flags_have_one_meaning_everywhere(command, quiet):
+    seeds = "1" if command in ONE_RUN else "4,2"
+    args = build_parser().parse_args([command, "--seeds", seeds, quiet, "--out", "elsewhere/x",
+                                      "--device", "cpu"])
+    assert (args.out, args.device, args.quiet) == ("elsewhere/x", "cpu", True)
+    if command in ONE_RUN:
+        assert one_seed(args, command) == 0
+    else:
+        assert parse_seeds(args.seeds) == [4, 2]
+    for device in ("cuda", "cuda:1", "auto"):
+        assert build_parser().parse_args([command, "--device", device]).device == device
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_unknown_device_is_a_usage_error_naming_the_flag(command, capsys):
+    code, _, err = run_cli([command, "--device", "gpu"], capsys)
+    assert code == 2
+    assert "--device" in err and "'gpu'" in err and "auto" in err
+
+
+@pytest.mark.parametrize("command", ONE_RUN)
+def test_a_one_run_command_takes_one_seed(command, tmp_path, capsys):
+    parse = build_parser().parse_args
+    assert one_seed(parse([command]), command) == 0
+    assert one_seed(parse([command, "--seeds", "7,"]), command) == 7
+    with pytest.raises(ValueError, match=rf"--seeds must name one seed: {command} makes one "
+                                         r"run \(got '3', seeds 0, 1, 2\)"):
+        one_seed(parse([command, "--seeds", "3"]), command)
+    # the old spelling still works, with a note
+    assert one_seed(parse([command, "--seed", "5"]), command) == 5
+    assert "--seed is deprecated; use --seeds 5," in capsys.readouterr().err
+    out = tmp_path / "o"
+    code, _, err = run_cli([command, "--seed", "5", "--seeds", "1", "--out", out], capsys)
+    assert code == 2 and "not allowed with argument" in err and not out.exists()
+
+
+@pytest.mark.parametrize("command", ONE_RUN)
+def test_several_seeds_to_a_one_run_command_exit_2_naming_seeds(command, tmp_path, capsys):
+    code, _, err = run_cli([command, "--seeds", "0,1", "--quiet", "--out", tmp_path / "o"],
+                           capsys)
+    assert code == 2
+    assert "--seeds must name one seed" in err and "'0,1'" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here")
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_cuda_without_cuda_exits_2_naming_device(command, device, tmp_path, capsys):
+    out = tmp_path / "o"
+    code, stdout, err = run_cli([command, "--device", device, "--quiet", "--out", out], capsys)
+    assert code == 2, err
+    assert err.startswith(f"ibsolver {command}: error: --device {device}: CUDA is not "
+                          "available")
+    assert "Traceback" not in err and stdout == "" and not out.exists()
+
+
+def test_datasize_trains_on_the_device_asked_for(tmp_path, capsys, monkeypatch):
+    """--device reaches every run's train() (the runs here in this process, to see it)."""
+    from dnn import sweep, train as train_module
+
+    seen = []
+    real = train_module.train
+
+    def spy(task, config, **options):
+        seen.append(options["device"])
+        return real(task, config, **options)
+
+    monkeypatch.setattr(train_module, "train", spy)
+    monkeypatch.setattr(sweep, "_map_tasks", lambda task, runs, **_: [task(r) for r in runs])
+    out = tmp_path / "ds"
+    code, stdout, err = run_cli(["datasize", "--sizes", "0.1,0.05", "--epochs", 2, "--records",
+                                 2, "--seeds", 1, "--noise", 0, "--device", "cpu", "--quiet",
+                                 "--out", out], capsys)
+    assert code == 0, err
+    assert seen == ["cpu", "cpu"]
+    summary = json.loads((out / "datasize.json").read_text())
+    assert [s["train_fraction"] for s in summary["sizes"]] == [0.05, 0.1]
+    assert "act5" in stdout
+
+
+def test_datasize_runs_on_cpu_in_worker_processes(tmp_path, capsys):
+    out = tmp_path / "ds"
+    code, _, err = run_cli(["datasize", "--sizes", "0.1", "--epochs", 2, "--records", 2,
+                            "--seeds", 1, "--workers", 1, "--noise", 0, "--device", "cpu",
+                            "--quiet", "--out", out], capsys)
+    assert code == 0, err
+    from dnn.periods import DatasizeSweep
+
+    (recording,) = DatasizeSweep.load(out / "datasize.npz").recordings
+    assert recording.device == "cpu"
