@@ -749,8 +749,13 @@ def summary(result: Recording, curve: IBCurve | None = None, key: str = "binning
     rules = _estimator(result, key).rules(result.layers)
 
     def ms(a):
+        """Mean and spread over the finite values (NaN where none: no test data)."""
         a = np.asarray(a, dtype=float)
-        return {"mean": float(np.nanmean(a)), "std": float(np.nanstd(a))} if a.size else {}
+        if not a.size:
+            return {}
+        a = a[~np.isnan(a)]
+        return ({"mean": float(a.mean()), "std": float(a.std())} if a.size
+                else {"mean": float("nan"), "std": float("nan")})
 
     layers = {}
     g = gaps(result, curve, key) if curve is not None else None

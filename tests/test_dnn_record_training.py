@@ -313,3 +313,25 @@ def test_one_minibatch_per_epoch_warns_that_gradient_statistics_are_nan():
         warnings.simplefilter("error", RuntimeWarning)
         rec = dnn.record_training(net, (x[:100], y[:100]), batch_size=50, **kw)
     assert np.all(np.isfinite(rec.grad_snr[1:]))
+
+
+def test_summary_without_test_data_or_gradient_statistics_warns_nothing():
+    """Regression (issue 13 audit): with no test data (test loss and accuracy NaN) and one
+    minibatch per epoch (gradient statistics NaN), summary() raised numpy's 'Mean of empty
+    slice'; its values are None (NaN) without a warning, with and without a curve."""
+    net = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2))
+    x = torch.rand(60, 4, generator=torch.Generator().manual_seed(0))
+    y = (x.sum(dim=1) > 2).long()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the one-minibatch warning
+        rec = dnn.record_training(net, (x, y), layers=["1", "2"], probe=(x, y), epochs=2,
+                                  seeds=[0, 1], n_records=2)
+    curve = ibsolver.ib_curve(rec.p_xy)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for s in (rec.summary(), rec.summary(curve)):
+            assert s["final"]["test_loss_bits"] == {"mean": None, "std": None}
+            assert s["final"]["test_acc"] == {"mean": None, "std": None}
+            assert s["final"]["train_acc"]["mean"] is not None
+            assert json.loads(json.dumps(s, allow_nan=False)) == s
+        assert rec.summary(curve)["layers"]["1"]["gap_bits"]["mean"] is not None
