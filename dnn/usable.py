@@ -196,6 +196,12 @@ class _DecoderStack:
     moments; the loss is the sum over groups of each group's mean cross-entropy, so the
     gradients of different decoders never mix. Linear layers are initialised as PyTorch's
     ``nn.Linear`` (U(-1/sqrt(fan_in), 1/sqrt(fan_in))) with each decoder's own fan-in.
+
+    Not the model builder's MLP stacked for ``torch.func.vmap`` as ``record_training`` stacks
+    seeds: the decoders differ in input and output width (padded here, a zero-feature Z
+    included) and each draws its dropout masks from its own generator (vmap draws from
+    torch's global one), which keeps a decoder's numbers independent of the decoders trained
+    beside it.
     """
 
     def __init__(self, d_in, n_classes, budget: DecoderBudget, gens, device):
