@@ -62,11 +62,12 @@ def _checked(value, name: str, *, low: float, high: float | None = None,
     if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite {'integer' if integer else 'real number'} "
                          f"(got {value!r})")
-    if value < low or (value == low and not low_inclusive):
+    v = float(value)
+    if v < low or (v == low and not low_inclusive):
         raise ValueError(f"{name} must be {'>=' if low_inclusive else '>'} {low:g} (got {value!r})")
-    if high is not None and value > high:
+    if high is not None and v > high:
         raise ValueError(f"{name} must be <= {high:g} (got {value!r})")
-    return float(value)
+    return v
 
 
 # --------------------------------------------------------------------------- data size
@@ -525,7 +526,8 @@ def critical_periods(removal_epochs: Sequence[int] = DEFAULT_REMOVAL, *, epochs_
             n_threads=n_threads, name=task.name,
             callback=None if progress is None else lambda _epoch: progress(1))
 
-    schedules = [(e, [(x_blurred, e), (x_clean, epochs_after)]) for e in sorted(removal)]
+    schedules: list[tuple[int | None, list]] = [
+        (e, [(x_blurred, e), (x_clean, epochs_after)]) for e in sorted(removal)]
     if never_removed:
         schedules.append((None, [(x_blurred, max(removal) + epochs_after)]))
     runs = []
