@@ -209,7 +209,8 @@ def task2vec_embed(x: ArrayLike | torch.Tensor, y: ArrayLike | torch.Tensor, *, 
         f_all = probe(xt)
     # the head solves a strictly convex problem (L2-regularised multinomial logistic
     # regression on frozen features): full-batch L-BFGS reaches its unique optimum, so the
-    # embedding does not depend on the head's initialisation
+    # embedding does not depend on the head's initialisation. Not dnn.loop.fit, the training
+    # loop: a fixed number of minibatch SGD/Adam epochs stops short of that optimum
     opt = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=int(head_max_iter),
                             tolerance_grad=1e-9, tolerance_change=1e-12,
                             line_search_fn="strong_wolfe")
