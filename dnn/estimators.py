@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Union, cast
 
 import numpy as np
 from ibsolver import entropy
-from ibsolver.results import _json_safe, _Result
+from ibsolver.results import json_safe, Result
 from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ DPI_TOL = 1e-9
 
 # --------------------------------------------------------------------------- results
 @dataclass(frozen=True)
-class InfoEstimate(_Result):
+class InfoEstimate(Result):
     """Information of each layer of one network at one moment, in bits.
 
     ``save``/``load`` (one .npz, no pickle), ``summary()`` (plain JSON values, NaN as None)
@@ -110,7 +110,7 @@ class InfoEstimate(_Result):
         """The estimator, its knobs, per layer I(X;T) and I(T;Y) (bits), the cluster counts,
         the ceilings and the flags (saturation, data-processing and ceiling violations), as
         plain JSON values; NaN as None."""
-        return _json_safe({"estimator": self.estimator, "knobs": dict(self.knobs),
+        return json_safe({"estimator": self.estimator, "knobs": dict(self.knobs),
                            "layers": list(self.layers), "i_xt_bits": self.i_xt.tolist(),
                            "i_ty_bits": self.i_ty.tolist(), "n_probe": self.n_probe,
                            "log2_n": self.log2_n, "h_x": self.h_x, "h_y": self.h_y, "exact": self.exact,
@@ -778,7 +778,7 @@ def estimate_ensemble(estimator: EstimatorSpec, activations: Mapping[str, np.nda
 
 # --------------------------------------------------------------------------- sensitivity
 @dataclass(frozen=True)
-class Sensitivity(_Result):
+class Sensitivity(Result):
     """How an estimate moves with the estimator's setting, in bits.
 
     ``save``/``load`` (one .npz, no pickle; the estimates are saved with it),
@@ -807,7 +807,7 @@ class Sensitivity(_Result):
         """The estimator, the knob, the values swept and their labels, per value and layer
         I(X;T) and I(T;Y), per layer their spread over the values (bits), as plain JSON
         values; NaN as None."""
-        return _json_safe({"estimator": self.estimator, "knob": self.knob, "values": list(self.values),
+        return json_safe({"estimator": self.estimator, "knob": self.knob, "values": list(self.values),
                            "labels": list(self.labels), "layers": list(self.layers),
                            "i_xt_bits": self.i_xt.tolist(), "i_ty_bits": self.i_ty.tolist(),
                            "spread_xt_bits": self.spread_xt.tolist(),

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ibsolver.results import _json_safe, _Result
+from ibsolver.results import json_safe, Result
 from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:  # torch and matplotlib are imported where they are used
@@ -48,7 +48,7 @@ _CHUNK_FLOATS = 2 ** 22
 
 
 @dataclass(frozen=True)
-class FisherInfo(_Result):
+class FisherInfo(Result):
     """Diagonal of the Fisher information matrix (natural-log likelihood, mean over inputs).
 
     The Fisher information is a curvature of the natural-log likelihood, not an amount of
@@ -79,7 +79,7 @@ class FisherInfo(_Result):
     def summary(self) -> dict:
         """The kind, the trace, the trace per layer, the number of inputs averaged over and
         of parameters (entries of the diagonal), as plain JSON values; NaN as None."""
-        return _json_safe({"kind": self.kind, "trace": self.trace,
+        return json_safe({"kind": self.kind, "trace": self.trace,
                            "layer_trace": dict(self.layer_trace),
                            "n_samples": self.n_samples,
                            "n_params": int(sum(np.size(v) for v in self.diagonal.values()))})

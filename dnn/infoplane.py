@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from ibsolver.results import _json_safe, _Result
+from ibsolver.results import json_safe, Result
 from numpy.typing import ArrayLike
 
 from .estimators import SATURATION
@@ -70,7 +70,7 @@ _VIOLATION_COLUMNS = ("epoch", "seed", "layer", "i_xt_bits", "i_ty_bits", "bound
 
 
 @dataclass(frozen=True)
-class BoundCheck(_Result):
+class BoundCheck(Result):
     """Result of checking achievable points against the bound (bits).
 
     ok : no point above bound + tol. n_points; max_excess : max of I(T;Y) - F(I(X;T))
@@ -93,7 +93,7 @@ class BoundCheck(_Result):
         """Whether every point lies on or below the bound, the number of points and of
         violations, the largest excess and the tolerance (bits), the bound's kind and the
         first 20 violations, as plain JSON values; NaN as None."""
-        return _json_safe({"ok": self.ok, "n_points": self.n_points, "max_excess_bits": self.max_excess,
+        return json_safe({"ok": self.ok, "n_points": self.n_points, "max_excess_bits": self.max_excess,
                            "n_violations": len(self.violations), "violations": self.violations[:20],
                            "tol_bits": self.tol, "bound_kind": self.kind})
 

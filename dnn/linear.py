@@ -86,7 +86,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
-from ibsolver.results import _Result
+from ibsolver.results import Result
 from torch import nn
 
 from ._info_utils import torch_threads
@@ -288,7 +288,7 @@ def _record(model: nn.Module, teacher: GaussianTeacher, noise_var: float, covs,
 
 # --------------------------------------------------------------------------- results
 @dataclass(frozen=True)
-class DeepLinearRun(_Result):
+class DeepLinearRun(Result):
     """One condition (task, method) trained over several seeds. Information in bits.
 
     Arrays are indexed (record E, seed S[, layer L]).
@@ -390,7 +390,7 @@ class DeepLinearRun(_Result):
 
 
 @dataclass(frozen=True)
-class DeepLinearStudy(_Result):
+class DeepLinearStudy(Result):
     """The conditions of :func:`deep_linear_experiment`, in the order (0 irrelevant, SGD),
     (0, GD), (k, SGD), (k, GD). Information in bits.
 

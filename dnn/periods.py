@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ibsolver.results import _Result
+from ibsolver.results import Result
 
 from .experiments import fisher_measures
 from .infoplane import compression, plot_infoplane
@@ -72,7 +72,7 @@ def _checked(value, name: str, *, low: float, high: float | None = None,
 
 # --------------------------------------------------------------------------- data size
 @dataclass(frozen=True)
-class DatasizeSweep(_Result):
+class DatasizeSweep(Result):
     """What :func:`datasize_experiment` found. Information in bits.
 
     Attributes
@@ -359,7 +359,7 @@ class DeficitRun:
 
 
 @dataclass(frozen=True)
-class CriticalPeriods(_Result):
+class CriticalPeriods(Result):
     """What :func:`critical_periods` found: one :class:`DeficitRun` per schedule.
 
     Attributes

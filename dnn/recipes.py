@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from ibsolver.results import _json_safe, _Result
+from ibsolver.results import json_safe, Result
 
 from .estimators import KDE, make_estimator, range_changes, sensitivity
 from .infoplane import (BoundCheck, check_below_bound, compression_robustness,
@@ -42,7 +42,7 @@ DEFAULT_CONFIG = TrainConfig()
 
 
 @dataclass(frozen=True)
-class InfoplaneExperiment(_Result):
+class InfoplaneExperiment(Result):
     """What :func:`infoplane_experiment` found. Information in bits.
 
     ``save``/``load`` (one .npz, no pickle, with the recording, the curve, the check and
@@ -92,7 +92,7 @@ class InfoplaneExperiment(_Result):
         out["range_warnings"] = [layer for layer, r in self.range_changes.items() if r["warn"]]
         out["timing_s"] = dict(self.timing_s)
         out["task_info"] = rec.settings["task_info"]
-        return _json_safe(out)
+        return json_safe(out)
 
     def _columns(self) -> list:
         """The rows of the recording's table with the curve: one row per (estimator key,

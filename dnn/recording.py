@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-from ibsolver.results import _dataframe, _json_safe, _Result
+from ibsolver.results import dataframe, json_safe, Result
 from numpy.typing import ArrayLike
 
 from .estimators import DPI_TOL, SATURATION
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 ModuleT = TypeVar("ModuleT", bound="nn.Module")
 
 @dataclass(frozen=True, repr=False)
-class Recording(_Result):
+class Recording(Result):
     """Layers of a network (one per seed) on the information plane over training. Bits.
 
     Arrays are indexed (epoch record E, seed S[, layer]):
@@ -229,7 +229,7 @@ class Recording(_Result):
         ImportError
             Where pandas is not installed (:meth:`summary` needs no pandas).
         """
-        return _dataframe(self._columns(curve))
+        return dataframe(self._columns(curve))
 
     def summary(self, curve: IBCurve | None = None, key: str | None = None) -> dict[str, Any]:
         """:func:`dnn.infoplane.summary` of the run for estimator ``key`` (default
@@ -240,7 +240,7 @@ class Recording(_Result):
 
         if key is None:
             key = "binning" if "binning" in self.info else next(iter(self.info))
-        return _json_safe(summary(self, curve, key))
+        return json_safe(summary(self, curve, key))
 
     def to_xarray(self) -> xr.Dataset:
         """The recording as an ``xarray.Dataset`` (needs xarray): per estimator key,

@@ -25,9 +25,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ibsolver.io import write_whole
-from ibsolver.results import _dataframe
-from ibsolver.sweep import SweepFailure, _map_tasks, _out_dir
+from ibsolver.io import output_folder, write_whole
+from ibsolver.results import dataframe
+from ibsolver.sweep import SweepFailure, map_tasks
 
 from .recording import Recording
 
@@ -83,7 +83,7 @@ class RecordingSweep:
         :meth:`dnn.Recording.to_dataframe`: I(X;T), I(T;Y) (bits), losses (bits), accuracies,
         gradient SNR. A failed run has no rows.
         """
-        return _dataframe(self._columns())
+        return dataframe(self._columns())
 
     def _columns(self) -> list:
         """The rows of :meth:`to_dataframe` (and of the CLI's runs.csv)."""
@@ -172,7 +172,7 @@ def record_sweep(configs: Mapping[str, Sequence] | Sequence[Mapping[str, Any]], 
                          f"has its own (got n_workers={n_workers!r})")
     ests = resolve_estimators(estimators)
     saved = [_as_json({**run, "estimators": [e.spec() for e in ests]}) for run in runs]
-    folder = _out_dir(out)
+    folder = None if out is None else output_folder(out)
     done = {} if folder is None else _finished(folder, names, saved)
     if done:
         logger.info("%d of %d runs already in %s: loaded", len(done), len(runs), folder)
@@ -180,7 +180,7 @@ def record_sweep(configs: Mapping[str, Sequence] | Sequence[Mapping[str, Any]], 
         lambda i, recording: _save(folder, names[i], saved[i], recording))
     task = functools.partial(_train_run, {"estimators": ests, "n_threads": n_threads,
                                           "device": device})
-    results = _map_tasks(task, runs, names=names, client=client, n_workers=n_workers,
+    results = map_tasks(task, runs, names=names, client=client, n_workers=n_workers,
                          skip=set(done), on_done=save, progress=progress, desc="runs")
     for i, recording in done.items():
         results[i] = recording

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ibsolver.results import _json_safe, _Result
+from ibsolver.results import json_safe, Result
 from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:  # torch and matplotlib are imported where they are used
@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class TaskEmbedding(_Result):
+class TaskEmbedding(Result):
     """A Task2Vec embedding.
 
     ``save``/``load`` (one .npz, no pickle), ``summary()`` (plain JSON values, NaN as None)
@@ -74,7 +74,7 @@ class TaskEmbedding(_Result):
     def summary(self) -> dict:
         """The task's name, its number of classes, the Fisher trace, the head's accuracy
         and the embedding's length, as plain JSON values; NaN as None."""
-        return _json_safe({"name": self.name, "n_classes": self.n_classes,
+        return json_safe({"name": self.name, "n_classes": self.n_classes,
                            "fisher_trace": self.fisher_trace,
                            "head_accuracy": self.head_accuracy,
                            "n_entries": int(np.size(self.vector))})

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ibsolver.results import _json_safe
+from ibsolver.results import json_safe
 
 from ._info_utils import _hash_array, stratified_split
 from .estimators import joint_from_labels, probe_joint
@@ -132,7 +132,7 @@ class TrainConfig:
     def settings(self) -> dict:
         """Every field as plain JSON values (tuples as lists): what a Recording's
         ``settings["config"]`` holds and :meth:`from_dict` reads back."""
-        return _json_safe(dataclasses.asdict(self))
+        return json_safe(dataclasses.asdict(self))
 
     @property
     def record_epochs(self) -> np.ndarray:

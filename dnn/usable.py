@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 from ibsolver import entropy
-from ibsolver.results import _json_safe, _Result
+from ibsolver.results import json_safe, Result
 from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ _SCALARS = ("value", "raw", "clipped", "h_y", "cross_entropy", "train_cross_entr
 
 
 @dataclass(frozen=True)
-class UsableInformation(_Result):
+class UsableInformation(Result):
     """Usable information of a representation about a label, in bits.
 
     ``save``/``load`` (one .npz, no pickle), ``summary()`` and ``to_dataframe()`` (one row)
@@ -146,7 +146,7 @@ class UsableInformation(_Result):
     def summary(self) -> dict:
         """The values (bits), the accuracy, the split sizes and the decoder budget, as plain
         JSON values; NaN as None."""
-        return _json_safe({**{k: getattr(self, k) for k in _SCALARS},
+        return json_safe({**{k: getattr(self, k) for k in _SCALARS},
                            "budget": _budget_summary(self.budget)})
 
     def _columns(self) -> list:
@@ -443,7 +443,7 @@ def _result(h_y, ce_te, ce_tr, acc, split, budget) -> UsableInformation:
 
 
 @dataclass(frozen=True)
-class UsableCurves(_Result):
+class UsableCurves(Result):
     """Usable information per label set, layer and recorded epoch, in bits.
 
     ``value[i, j, k]`` is the (clipped) usable information about ``label_sets[i]`` in layer
@@ -472,7 +472,7 @@ class UsableCurves(_Result):
         and "peak" usable information per label set and layer and "n_clipped" (decoders
         whose raw value was negative), bits, as plain JSON values; NaN as None."""
         per_layer = _final_peak(self.value, self.label_sets, self.layers, float)
-        return _json_safe({"epochs": self.epochs, "layers": list(self.layers),
+        return json_safe({"epochs": self.epochs, "layers": list(self.layers),
                            "label_sets": list(self.label_sets), "h_y_bits": dict(self.h_y),
                            "max_bits": dict(self.max_bits),
                            "decoder_budget": _budget_summary(self.budget), **per_layer,
@@ -689,7 +689,7 @@ def rises_then_falls(values: ArrayLike, *, threshold_bits: float = RISE_FALL_BIT
 
 
 @dataclass(frozen=True)
-class UsableEnsemble(_Result):
+class UsableEnsemble(Result):
     """Usable information over training of networks that differ only in their seed, in bits.
 
     ``save``/``load`` (one .npz, no pickle), ``summary()`` and ``to_dataframe()`` as every

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ibsolver.results import _json_safe, _Result
+from ibsolver.results import json_safe, Result
 from numpy.typing import ArrayLike
 
 from .usable import _over_seeds
@@ -241,7 +241,7 @@ def fisher_kl_approximation(fisher_diag: Mapping[str, ArrayLike], w_star: Mappin
 # ----------------------------------------------------------------- posterior fitting
 
 @dataclass(frozen=True)
-class WeightsInformation(_Result):
+class WeightsInformation(Result):
     """A fitted Gaussian posterior q = N(mu, diag s^2) against the prior N(w0, l^2 I).
 
     ``save``/``load`` (one .npz, no pickle; ``sigma`` and ``sigma_fisher`` under
@@ -302,7 +302,7 @@ class WeightsInformation(_Result):
                      pac_bayes_train_error_upper=self.pac_bayes.train_error_upper,
                      pac_bayes_delta=self.pac_bayes.delta,
                      pac_bayes_delta_mc=self.pac_bayes.delta_mc)
-        return _json_safe(d)
+        return json_safe(d)
 
     def _columns(self) -> list:
         """One row per parameter: its number of weights, the mean, smallest and largest
@@ -572,7 +572,7 @@ FIT_ERROR = 0.1
 
 
 @dataclass(frozen=True)
-class RandomLabels(_Result):
+class RandomLabels(Result):
     """Information in the weights of one network fitted to true and to random labels.
 
     ``save``/``load`` (one .npz, no pickle), ``summary()`` and ``to_dataframe()`` as every

@@ -5,12 +5,13 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from .io import output_folder, probe_writable
 
 #: built-in problems for `ibsolver demo`
 DEMO_PROBLEMS = ("birth", "dsbs", "gaussian")
@@ -37,28 +38,6 @@ def demo_problem(name: str):
 NORMALIZE_HINT = "pass --normalize to rescale it (a table of counts, say)"
 
 
-def _prepare_out_dir(out: Path, arg: str = "--out") -> Path:
-    """Create the output folder and check it takes files, before any work is done."""
-    shown = repr(str(out))
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{arg} {shown} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"{arg} {shown}: cannot create the folder ({exc.strerror or exc})") from exc
-    _probe_writable(out, out, arg)
-    return out
-
-
-def _probe_writable(folder: Path, out: Path, arg: str) -> None:
-    try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise ValueError(f"{arg} {str(out)!r}: cannot write in folder {str(folder)!r} "
-                         f"({exc.strerror or exc})") from exc
-
-
 def _check_out_file(out: Path, arg: str = "--out") -> Path:
     """An .npz path we can write, checked before any work is done."""
     shown = repr(str(out))
@@ -72,7 +51,7 @@ def _check_out_file(out: Path, arg: str = "--out") -> Path:
         raise ValueError(f"{arg} {shown}: folder {str(parent)!r} {what}")
     if out.exists() and not os.access(out, os.W_OK):
         raise ValueError(f"{arg} {shown} exists and is not writable")
-    _probe_writable(parent, out, arg)
+    probe_writable(parent, out, arg)
     return out
 
 
@@ -204,7 +183,7 @@ def _real_arg(low: float):
 
 def cmd_demo(args) -> int:
     p_xy, text = demo_problem(args.problem)
-    out = _prepare_out_dir(Path(args.out))
+    out = output_folder(args.out, "--out")
     print(f"ibsolver demo: {text}")
     t0 = time.perf_counter()
     curve = _trace(p_xy, out, args)
@@ -220,7 +199,7 @@ def cmd_demo(args) -> int:
 
 def cmd_curve(args) -> int:
     p_xy, _, _ = _load(args)
-    out = _prepare_out_dir(Path(args.out))
+    out = output_folder(args.out, "--out")
     curve = _trace(p_xy, out, args)
     if curve is None:
         return 0

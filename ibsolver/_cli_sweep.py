@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from ._cli_solver import _betas_arg, _int_arg, _prepare_out_dir
-from .io import FORMATS
+from ._cli_solver import _betas_arg, _int_arg
+from .io import FORMATS, output_folder
 
 # a reStructuredText literal, as in the docstrings: the CLI page renders this help (a bare * would
 # open emphasis there)
@@ -136,7 +136,7 @@ def cmd_sweep(args) -> int:
                                  f"with its curve: write the curves to another folder")
     client = _connect(args.scheduler) if args.scheduler else None
     try:
-        out = _prepare_out_dir(Path(args.out))
+        out = output_folder(args.out, "--out")
         results = ib_curves([str(f) for f in files], client=client, n_workers=args.workers,
                             out=out, progress=not args.quiet, **options)
     finally:
@@ -164,7 +164,7 @@ def _cmd_kind(args, kind: str, value) -> int:
     run = _sweep_kinds()[kind].load()(value, where)
     client = _connect(args.scheduler) if args.scheduler else None
     try:
-        out = _prepare_out_dir(Path(args.out))
+        out = output_folder(args.out, "--out")
         return int(run(out=out, client=client, n_workers=args.workers,
                        progress=not args.quiet))
     finally:

@@ -59,7 +59,7 @@ from scipy import special
 
 from . import _validation as v
 from .measures import LN2
-from .results import _json_safe, _Result
+from .results import json_safe, Result
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def _check_covariance(cov, *, name: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class GaussianIB(_Result):
+class GaussianIB(Result):
     """The analytic IB of jointly Gaussian X, Y (Chechik et al. 2005). Information in bits.
 
     Build it with :func:`gaussian_ib`. ``summary()`` gives I(X;Y), the eigenvalues and the
@@ -212,7 +212,7 @@ class GaussianIB(_Result):
     def summary(self) -> dict:
         """I(X;Y) (bits), the eigenvalues and the critical betas as plain JSON values (an
         infinite critical beta, of a direction that carries no information, as None)."""
-        return _json_safe({"mutual_information": self.mutual_information,
+        return json_safe({"mutual_information": self.mutual_information,
                            "eigenvalues": self.eigenvalues,
                            "critical_betas": self.critical_betas})
 

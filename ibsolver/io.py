@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -114,6 +115,33 @@ def _load(path, *, counts=None, normalize=False, drop_empty=True, normalize_hint
         table, name=f"table in {path.name}", normalize=bool(counts or normalize),
         drop_empty=drop_empty, normalize_hint=normalize_hint or "pass normalize=True to rescale")
     return p_xy, np.flatnonzero(rows), np.flatnonzero(cols)
+
+
+def output_folder(out: str | os.PathLike[str], arg: str = "out") -> Path:
+    """The folder ``out``, created, and checked to take files before any work is done: the
+    one check of every output folder (``ibsolver`` and ``dnn`` commands and sweeps). A
+    ValueError names ``arg`` (the argument or flag) and the value."""
+    out = Path(out)
+    shown = repr(str(out))
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{arg} {shown} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{arg} {shown}: cannot create the folder ({exc.strerror or exc})") from exc
+    probe_writable(out, out, arg)
+    return out
+
+
+def probe_writable(folder: Path, out: Path, arg: str) -> None:
+    """Raise a ValueError naming ``arg`` and ``out`` unless a file can be created in
+    ``folder``."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{arg} {str(out)!r}: cannot write in folder {str(folder)!r} "
+                         f"({exc.strerror or exc})") from exc
 
 
 def write_whole(path: Path, write: Callable[[Path], object]) -> None:

@@ -1,7 +1,7 @@
 """Result objects returned by the solvers, and the one way results are saved and read.
 
 Every result class (:class:`IBResult`, :class:`IBCurve`, :class:`~ibsolver.GaussianIB`,
-:class:`~ibsolver.EncoderScore`, and ``dnn``'s results through the same :class:`_Result`)
+:class:`~ibsolver.EncoderScore`, and ``dnn``'s results through the same :class:`Result`)
 has ``save(path)`` and ``load(path)``: one ``.npz`` file holding the result's arrays under
 their names and everything else as JSON text in the entry ``meta`` (with the result's type
 and the file format); no pickle. ``summary()`` is a dict of plain JSON values,
@@ -30,11 +30,12 @@ from .io import write_whole
 #: saved this way)
 FORMAT = 2
 
-_R = TypeVar("_R", bound="_Result")
+_R = TypeVar("_R", bound="Result")
 
 
-class _Result:
-    """``save``, ``load`` and ``to_dataframe`` of a result dataclass. By default the
+class Result:
+    """The base of every frozen result (ibsolver's and dnn's): ``save``, ``load`` and
+    ``to_dataframe`` of a result dataclass. By default the
     dataclass fields that are numpy arrays are saved as arrays and the others as JSON, where
     nested dataclasses, dicts, tuples and lists keep their types and their arrays are saved
     as arrays too (:func:`_encode`); a class overrides ``_payload`` and ``_from_payload``
@@ -95,7 +96,7 @@ class _Result:
         ImportError
             Where pandas is not installed (:meth:`summary` needs no pandas).
         """
-        return _dataframe(self._columns())
+        return dataframe(self._columns())
 
     def _columns(self) -> dict | list:
         """The table of :meth:`to_dataframe`: its columns by name, equal in length, or its
@@ -118,7 +119,7 @@ class _Result:
                       if f.init and (f.name in meta or f.name in arrays)})
 
 
-def _dataframe(table):
+def dataframe(table):
     """``pandas.DataFrame(table)``, or an ImportError saying how to get pandas."""
     try:
         import pandas as pd
@@ -128,7 +129,7 @@ def _dataframe(table):
     return pd.DataFrame(table)
 
 
-def _write(path, result: _Result, **extra: np.ndarray) -> None:
+def _write(path, result: Result, **extra: np.ndarray) -> None:
     """``result.save(path)``, with the ``extra`` arrays beside it (``load`` skips them)."""
     meta, arrays = result._payload()
     meta = {"type": type(result).__name__, "format": FORMAT, **meta}
@@ -239,7 +240,7 @@ def _decode(node, arrays: dict, packages: set):
 
 
 @dataclass(frozen=True)
-class IBResult(_Result):
+class IBResult(Result):
     """The solution of the (generalised) IB at one beta.
 
     All information quantities are in bits. ``summary()`` gives the numbers as plain JSON
@@ -287,7 +288,7 @@ class IBResult(_Result):
     def summary(self) -> dict:
         """The numbers of the solution (beta, alpha, information in bits, cluster count,
         iterations, convergence, backend) as plain JSON values; NaN as None."""
-        return _json_safe({k: getattr(self, k) for k in _RESULT_SUMMARY})
+        return json_safe({k: getattr(self, k) for k in _RESULT_SUMMARY})
 
     def _columns(self) -> dict:
         """One row: the numbers of :meth:`summary`."""
@@ -346,7 +347,7 @@ class Transition:
     def summary(self) -> dict:
         """Every field as plain JSON values (bits; NaN and inf as None, the bracket and the
         direction as lists)."""
-        return _json_safe(self._record())
+        return json_safe(self._record())
 
     def _record(self) -> dict:
         """Every field as JSON values, NaN kept (for a file: Python's json writes it)."""
@@ -381,7 +382,7 @@ class Branch:
 
 
 @dataclass(frozen=True)
-class IBCurve(_Result):
+class IBCurve(Result):
     """The IB curve of p(x, y). All information in bits.
 
     Per-beta arrays (ascending beta) describe the optimal solution found at each beta:
@@ -588,7 +589,7 @@ class IBCurve(_Result):
         was found, completeness, the cluster cap, the accuracy and the transitions (each as
         :meth:`Transition.summary`). A NaN or infinite number, e.g. an onset not known, is
         None: strict JSON has neither."""
-        return _json_safe({
+        return json_safe({
             "alpha": self.alpha, "i_xy": self.i_xy, "h_y": self.h_y,
             "first_instability": self.first_instability,
             "onset_beta": self.onset_beta, "onset_kind": self.onset_kind,
@@ -662,15 +663,15 @@ _RESULT_SCALARS = ("beta", "i_xt", "i_ty", "h_t", "lagrangian", "alpha", "n_iter
                    "converged", "residual")
 
 
-def _json_safe(value):
+def json_safe(value):
     """``value`` as plain JSON values: numpy scalars and arrays as Python numbers and
     lists, tuples as lists, and every NaN or infinite float (at any depth) as None."""
     if isinstance(value, (np.ndarray, np.generic)):
         value = value.tolist()
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

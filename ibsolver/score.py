@@ -8,11 +8,11 @@ from numpy.typing import ArrayLike
 
 from . import _validation as v
 from .measures import _encoder_information
-from .results import IBCurve, _json_safe, _Result
+from .results import IBCurve, json_safe, Result
 
 
 @dataclass(frozen=True)
-class EncoderScore(_Result):
+class EncoderScore(Result):
     """Where an encoder sits relative to the IB curve. Information in bits.
 
     ``summary()`` gives the numbers (and ``above_bound``) as plain JSON values,
@@ -52,7 +52,7 @@ class EncoderScore(_Result):
 
     def summary(self) -> dict:
         """Every field and ``above_bound`` as plain JSON values (bits; NaN as None)."""
-        return _json_safe({k: getattr(self, k) for k in _SUMMARY})
+        return json_safe({k: getattr(self, k) for k in _SUMMARY})
 
     def _columns(self) -> dict:
         """One row: the numbers of :meth:`summary`."""

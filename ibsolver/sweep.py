@@ -1,6 +1,6 @@
 """Many IB curves at once: in local worker processes, or on a Dask cluster.
 
-``ib_curves`` maps :func:`ibsolver.ib_curve` over tables with ``_map_tasks``, a generic
+``ib_curves`` maps :func:`ibsolver.ib_curve` over tables with ``map_tasks``, a generic
 runner: a picklable callable over items, on a local process pool or a
 ``dask.distributed.Client``, results in input order, each item's error recorded without
 stopping the rest, a progress bar, and a callback in the calling process as each item
@@ -31,7 +31,7 @@ from numpy.typing import ArrayLike
 
 from . import _validation as v
 from .curve import ib_curve
-from .io import transitions_json, write_whole
+from .io import output_folder, transitions_json, write_whole
 
 if TYPE_CHECKING:  # dask is optional
     from distributed import Client
@@ -123,14 +123,14 @@ def ib_curves(tables: Iterable[ArrayLike | str | os.PathLike[str]], *, client: C
     if client is not None and n_workers is not None:
         raise ValueError(f"n_workers applies to local workers only; with a client the cluster "
                          f"has its own (got n_workers={n_workers!r})")
-    out = _out_dir(out)
+    out = None if out is None else output_folder(out)
     skip = set() if out is None else {i for i, name in enumerate(names)
                                       if (out / f"{name}.npz").exists()}
     if skip:
         logger.info("%d of %d curves already in %s: skipped", len(skip), len(items), out)
     save = None if out is None else (lambda i, curve: _save(curve, out, names[i]))
     task = functools.partial(_trace, {**options, "n_threads": n_threads})
-    return _map_tasks(task, items, names=names, client=client, n_workers=n_workers,
+    return map_tasks(task, items, names=names, client=client, n_workers=n_workers,
                       skip=skip, on_done=save, progress=progress, desc="curves")
 
 
@@ -197,16 +197,6 @@ def _names(items: list, names) -> list:
     return names
 
 
-def _out_dir(out: str | os.PathLike[str] | None) -> Path | None:
-    if out is None:
-        return None
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out must be a folder (got {str(out)!r}, a file)")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def _save(curve, out: Path, name: str) -> None:
     """``name.json`` (the transitions), then ``name.npz``, each through a temporary file:
     the .npz is what marks the table done, and it only appears whole."""
@@ -216,7 +206,7 @@ def _save(curve, out: Path, name: str) -> None:
 
 # --- the generic runner ------------------------------------------------------------------
 
-def _map_tasks(func, items, *, names, client=None, n_workers=None, skip=(), on_done=None,
+def map_tasks(func, items, *, names, client=None, n_workers=None, skip=(), on_done=None,
                progress=False, desc="tasks") -> list:
     """``[func(item) for item in items]``, the calls run in parallel.
 

@@ -114,7 +114,7 @@ def test_datasize_trains_on_the_device_asked_for(tmp_path, capsys, monkeypatch):
         return real(task, config, **options)
 
     monkeypatch.setattr(train_module, "train", spy)
-    monkeypatch.setattr(sweep, "_map_tasks", lambda task, runs, **_: [task(r) for r in runs])
+    monkeypatch.setattr(sweep, "map_tasks", lambda task, runs, **_: [task(r) for r in runs])
     out = tmp_path / "ds"
     code, stdout, err = run_cli(["datasize", "--sizes", "0.1,0.05", "--epochs", 2, "--records",
                                  2, "--seeds", 1, "--noise", 0, "--device", "cpu", "--quiet",

@@ -190,17 +190,6 @@ def test_bad_arguments_name_themselves(call, match):
         call()
 
 
-def test_periods_uses_only_public_ibsolver():
-    """dnn checks its own arguments: no import of ibsolver's private _validation (issue 13)."""
-    import ast
-
-    with open(periods.__file__, encoding="utf-8") as f:
-        tree = ast.parse(f.read())
-    names = [f"{node.module}.{alias.name}" for node in ast.walk(tree)
-             if isinstance(node, ast.ImportFrom) for alias in node.names]
-    assert names and not [n for n in names if "_validation" in n]
-
-
 # --- the command line ----------------------------------------------------------------------
 
 def test_cli_datasize_end_to_end(tmp_path, capsys):

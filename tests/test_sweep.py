@@ -12,7 +12,7 @@ from conftest import birth_problem, dsbs
 
 import ibsolver
 from ibsolver.cli import main
-from ibsolver.sweep import SweepFailure, _map_tasks, ib_curves
+from ibsolver.sweep import SweepFailure, map_tasks, ib_curves
 
 #: explicit betas: no refinement, so each curve takes a fraction of a second
 BETAS = np.linspace(0.5, 30.0, 12)
@@ -103,7 +103,7 @@ def _tenfold_or_die(x):
 
 
 def test_a_dying_worker_fails_only_its_own_item():
-    results = _map_tasks(_tenfold_or_die, [1, -1, 2, 3], names=list("abcd"), n_workers=2)
+    results = map_tasks(_tenfold_or_die, [1, -1, 2, 3], names=list("abcd"), n_workers=2)
     assert [results[i] for i in (0, 2, 3)] == [10, 20, 30]
     assert isinstance(results[1], SweepFailure)
     assert (results[1].index, results[1].name, results[1].error) == (1, "b", "BrokenProcessPool")
@@ -138,7 +138,7 @@ def test_interrupt_stops_the_running_workers(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _map_tasks(_sleep_or_return, [(0, pid_file), (600, pid_file)], names=["short", "long"],
+        map_tasks(_sleep_or_return, [(0, pid_file), (600, pid_file)], names=["short", "long"],
                    n_workers=2, on_done=interrupt)
     assert _process_ended(int(pid_file.read_text()))
 
