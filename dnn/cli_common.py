@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ibsolver.io import write_whole
+from ibsolver.io import output_folder, write_whole
 
 if TYPE_CHECKING:
     from tqdm.auto import tqdm
@@ -87,10 +87,35 @@ def add_run_flags(parser: argparse.ArgumentParser, *, out_default: str, one_run:
     g.add_argument("--device", default=DEVICE_DEFAULT, type=_device_text,
                    help=f"{DEVICES}; these small networks, with few seeds, often train "
                         f"faster on the CPU (default: {DEVICE_DEFAULT})")
-    g.add_argument("--threads", type=int, default=1,
+    g.add_argument("--threads", type=_threads_count, default=1,
                    help="torch CPU threads; these small networks run fastest on 1 (default: 1)")
     g.add_argument("--quiet", "-q", "--no-progress", action="store_true", help="no progress bars")
     return g
+
+
+def _threads_count(text: str) -> int:
+    """--threads (argparse type): an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {text!r})")
+    return value
+
+
+def prepare_run(args: argparse.Namespace, command: str) -> ModuleType:
+    """What every dnn subcommand does before any work: torch (or the install hint) with
+    --threads CPU threads, --device checked, the --out folder made and checked to take
+    files, figures drawn off screen (Agg). Returns torch."""
+    torch = require_torch(command)
+    torch.set_num_threads(args.threads)
+    check_device(args.device, command)
+    output_folder(args.out, "--out")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    return torch
 
 
 def _device_text(text: str) -> str:

@@ -12,8 +12,8 @@ import dataclasses
 import os
 import time
 
-from .cli_common import (add_run_flags, check_device, parse_floats, parse_ints, parse_seeds,
-                         progress, require_torch, write_csv, write_json)
+from .cli_common import (add_run_flags, parse_floats, parse_ints, parse_seeds, prepare_run,
+                         progress, write_csv, write_json)
 from .cli_infoplane import DEFAULT_NOISE
 
 #: the defaults, kept here as text so that --help needs no torch (dnn.periods holds the
@@ -103,16 +103,6 @@ def _positive(value, flag: str, kind: str = "an integer >= 1"):
         raise ValueError(f"{flag} must be {kind} (got {value})")
 
 
-def _setup(args, command: str):
-    """torch with --threads threads, --device checked, and --out made."""
-    torch = require_torch(command)
-    _positive(args.threads, "--threads")
-    torch.set_num_threads(args.threads)
-    check_device(args.device, command)
-    os.makedirs(args.out, exist_ok=True)
-    return torch
-
-
 def _figure(figsize, ncols):
     from matplotlib.figure import Figure
 
@@ -133,7 +123,7 @@ def _datasize(args) -> int:
         _positive(args.workers, "--workers")
     _positive(args.lr, "--lr", "a number > 0")
     seeds = parse_seeds(args.seeds)
-    _setup(args, "datasize")
+    prepare_run(args, "datasize")
     from .periods import datasize_experiment, plot_datasize_grid, plot_datasize_summary
     from .recipes import DEFAULT_CONFIG
 
@@ -187,7 +177,7 @@ def _critical(args) -> int:
     _positive(args.batch_size, "--batch-size")
     _positive(args.fisher_samples, "--fisher-samples")
     seeds = parse_seeds(args.seeds)
-    _setup(args, "critical")
+    prepare_run(args, "critical")
     from .periods import critical_periods, plot_critical_accuracy, plot_critical_fisher
 
     n_epochs = sum(removal) + len(removal) * args.epochs + max(removal) + args.epochs

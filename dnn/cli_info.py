@@ -11,8 +11,8 @@ import csv
 import os
 import time
 
-from .cli_common import (add_run_flags, check_device, one_seed, parse_floats, parse_ints,
-                         parse_seeds, progress, require_torch, write_csv, write_json)
+from .cli_common import (add_run_flags, one_seed, parse_floats, parse_ints, parse_seeds,
+                         prepare_run, progress, write_csv, write_json)
 from .usable import RISE_FALL_BITS
 
 #: log-spaced points of ``--record auto`` (epoch 0 added): about 15 records for fisher, and
@@ -197,21 +197,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 # --------------------------------------------------------------------- commands
 
-def _setup(args, command):
-    torch = require_torch(command)
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be >= 1 (got {args.threads})")
-    torch.set_num_threads(int(args.threads))
-    check_device(args.device, command)
-    os.makedirs(args.out, exist_ok=True)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    return torch
-
-
 def _usable(args) -> int:
-    _setup(args, "usable")
+    prepare_run(args, "usable")
     import matplotlib.pyplot as plt
 
     from .experiments import plot_accuracy, usable_experiment, usable_summary
@@ -285,7 +272,7 @@ def _usable(args) -> int:
 
 def _fisher(args) -> int:
     seed = one_seed(args, "fisher")
-    _setup(args, "fisher")
+    prepare_run(args, "fisher")
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -346,7 +333,7 @@ def _fisher(args) -> int:
 
 def _weights(args) -> int:
     seed = one_seed(args, "weights")
-    _setup(args, "weights")
+    prepare_run(args, "weights")
     import matplotlib.pyplot as plt
 
     from ._info_utils import make_generator, seed_from
@@ -425,7 +412,7 @@ def _weights(args) -> int:
 
 def _task2vec(args) -> int:
     seed = one_seed(args, "task2vec")
-    _setup(args, "task2vec")
+    prepare_run(args, "task2vec")
     import matplotlib.pyplot as plt
     import numpy as np
 

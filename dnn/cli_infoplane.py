@@ -10,7 +10,7 @@ import math
 import os
 import sys
 
-from .cli_common import (add_run_flags, check_device, parse_floats, parse_ints, parse_seeds,
+from .cli_common import (add_run_flags, parse_floats, parse_ints, parse_seeds, prepare_run,
                          progress, require_torch, write_csv, write_json)
 
 TASKS = ("tishby12", "var_u", "checkerboard", "digits")
@@ -181,7 +181,6 @@ def _command(args) -> int:
     from .train import CHECKPOINT, TrainConfig
 
     seeds = parse_seeds(args.seeds)
-    check_device(args.device, "infoplane")
     if args.bound == "exact" and args.task == "tishby12" and args.noise is None:
         raise ValueError(f"--bound exact needs a deterministic rule, and the 12-bit task is "
                          f"noisy by default (--noise {DEFAULT_NOISE:g}): add --noise 0")
@@ -198,7 +197,7 @@ def _command(args) -> int:
                       split_seed=args.split_seed, init=args.init, n_records=args.records,
                       probe=args.probe)
     out = args.out
-    os.makedirs(out, exist_ok=True)
+    prepare_run(args, "infoplane")
     if os.path.exists(os.path.join(out, CHECKPOINT)) and not args.resume:
         raise ValueError(f"--out {out!r} already holds a run; add --resume to continue it or "
                          "choose another --out")

@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from .cli_common import (add_run_flags, check_device, parse_ints, parse_seeds, progress,
+from .cli_common import (add_run_flags, parse_ints, parse_seeds, prepare_run, progress,
                          require_torch, write_csv, write_json)
 
 _DESCRIPTION = """\
@@ -91,13 +91,12 @@ def _command(args) -> int:
     from .linear import deep_linear_experiment, gaussian_teacher, plot_conditions, plot_irrelevant_information
 
     seeds = parse_seeds(args.seeds)
-    check_device(args.device, "linear")
     widths = parse_ints(args.widths, "--widths")
     if any(w < 1 for w in widths):
         raise ValueError(f"--widths must list positive hidden layer sizes (got {args.widths!r})")
     teacher = gaussian_teacher(args.relevant, args.irrelevant, args.outputs,
                                output_noise=args.output_noise, random_state=args.teacher_seed)
-    os.makedirs(args.out, exist_ok=True)
+    prepare_run(args, "linear")
     with progress(4 * len(seeds) * args.epochs, "linear: 4 conditions", args.quiet) as bar:
         study = deep_linear_experiment(
             teacher, widths=widths, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
