@@ -66,6 +66,20 @@ def test_an_unknown_device_is_a_usage_error_naming_the_flag(command, capsys):
     assert "--device" in err and "'gpu'" in err and "auto" in err
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_an_out_that_is_a_file_exits_2_naming_out(command, tmp_path, capsys):
+    """Every subcommand checks --out through the one output-folder check before training
+    (a file there was a FileExistsError traceback in four of them)."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    argv = [command, "--out", afile, "--device", "cpu"]
+    if command == "infoplane":  # (its checks of the task come first; these pass them)
+        argv += ["--epochs", "1"]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 2 and "--out" in err and "exists and is not a folder" in err
+    assert afile.read_text() == ""
+
+
 @pytest.mark.parametrize("command", ONE_RUN)
 def test_a_one_run_command_takes_one_seed(command, tmp_path, capsys):
     parse = build_parser().parse_args
