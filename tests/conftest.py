@@ -90,3 +90,15 @@ def gerber(i_x, eps):
 def birth_problem():
     """docs/theory.rst's 8x3 example: its optimum leaves zero by a birth before 1/s2^2."""
     return np.random.default_rng(1).dirichlet(np.ones(24)).reshape(8, 3)
+
+
+def run_cli(argv, capsys):
+    """(exit status, stdout, stderr) of `ibsolver ARGV` run in this process."""
+    from ibsolver.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err

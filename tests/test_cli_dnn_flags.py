@@ -7,7 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ibsolver.cli import build_parser, main  # noqa: E402
+from conftest import run_cli  # noqa: E402
+from ibsolver.cli import build_parser  # noqa: E402
 
 from dnn.cli_common import one_seed, parse_seeds  # noqa: E402
 
@@ -17,16 +18,6 @@ COMMANDS = {"infoplane": [0, 1, 2, 3, 4], "usable": [0, 1, 2, 3, 4], "fisher": [
             "linear": [0, 1, 2]}
 #: the commands that make one run: --seeds names one seed
 ONE_RUN = ("fisher", "weights", "task2vec")
-
-
-def run_cli(argv, capsys):
-    """(exit status, stdout, stderr) of `ibsolver ARGV` run in this process."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_every_dnn_subcommand_is_registered():

@@ -9,23 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import dsbs
+from conftest import dsbs, run_cli
 
 from ibsolver.cli import EXIT_BROKEN_PIPE, main
 
 REPO = Path(__file__).resolve().parents[1]
 #: a 3x2 table with no special structure
 P = np.array([[0.30, 0.05], [0.10, 0.25], [0.12, 0.18]])
-
-
-def run(argv, capsys):
-    """(exit status, stdout, stderr) of `ibsolver ARGV` run in this process."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_subprocess(argv, **kw):
@@ -46,9 +36,9 @@ def assert_clear_error(code, err, *words):
 def test_float32_npy_and_6_digit_csv_are_accepted(tmp_path, capsys):
     np.save(tmp_path / "f32.npy", P.astype(np.float32))
     np.savetxt(tmp_path / "g6.csv", P / 3 * 3 + 1e-8, delimiter=",", fmt="%.6g")
-    ref = run(["solve", tmp_path / "f32.npy", "--beta", 3], capsys)
+    ref = run_cli(["solve", tmp_path / "f32.npy", "--beta", 3], capsys)
     assert ref[0] == 0 and "I(X;T)" in ref[1], ref[2]
-    code, out, err = run(["solve", tmp_path / "g6.csv", "--beta", 3], capsys)
+    code, out, err = run_cli(["solve", tmp_path / "g6.csv", "--beta", 3], capsys)
     assert code == 0 and "I(X;T)" in out, err
 
 
@@ -59,15 +49,15 @@ def test_table_off_1_names_normalize_and_prints_its_sum(tmp_path, capsys, cmd):
     argv = [cmd[0], tmp_path / "off.csv", *cmd[1:]]
     if cmd[0] == "curve":
         argv[-1] = tmp_path / "o"
-    code, _, err = run(argv, capsys)
+    code, _, err = run_cli(argv, capsys)
     assert_clear_error(code, err, "--normalize", "off.csv", "got 0.9999)")
-    code, out, err = run(argv + ["--normalize"], capsys)
+    code, out, err = run_cli(argv + ["--normalize"], capsys)
     assert code == 0, err
 
 
 def test_table_off_1_by_1e_7_is_accepted(tmp_path, capsys):
     np.savetxt(tmp_path / "near.csv", P * (1 + 1e-7), delimiter=",", fmt="%.17g")
-    code, out, err = run(["solve", tmp_path / "near.csv", "--beta", 3], capsys)
+    code, out, err = run_cli(["solve", tmp_path / "near.csv", "--beta", 3], capsys)
     assert code == 0 and "I(X;T)" in out, err
 
 
@@ -77,7 +67,7 @@ def test_all_zero_rows_and_columns_are_dropped_with_a_note(tmp_path, capsys):
     table = np.zeros((4, 3))
     table[[0, 2, 3], :2] = P
     np.save(tmp_path / "z.npy", table)
-    code, out, err = run(["solve", tmp_path / "z.npy", "--beta", 3, "--seed", 1,
+    code, out, err = run_cli(["solve", tmp_path / "z.npy", "--beta", 3, "--seed", 1,
                           "--out", tmp_path / "r.npz"], capsys)
     assert code == 0, err
     assert "note: table in z.npy: dropped 1 all-zero rows (probability 0) at indices [1]" in err
@@ -90,7 +80,7 @@ def test_all_zero_rows_and_columns_are_dropped_with_a_note(tmp_path, capsys):
     assert np.all(np.isfinite(res.encoder)) and res.encoder.shape[0] == 3
     ref = ibsolver.solve(P, 3.0, random_state=1, accelerate=True)
     np.testing.assert_allclose(res.i_ty, ref.i_ty, rtol=1e-9, atol=1e-12)
-    code, out, err = run(["transitions", tmp_path / "z.npy", "--betas", "1,2,4", "-q"], capsys)
+    code, out, err = run_cli(["transitions", tmp_path / "z.npy", "--betas", "1,2,4", "-q"], capsys)
     assert code == 0 and "nan" not in out.lower(), err
 
 
@@ -98,7 +88,7 @@ def test_all_zero_rows_and_columns_are_dropped_with_a_note(tmp_path, capsys):
 def test_an_all_zero_table_is_a_clear_error(tmp_path, capsys):
     # (a table with one row or column is good input: see test_cli_trivial_tables.py)
     np.save(tmp_path / "small.npy", np.zeros((2, 2)))
-    code, _, err = run(["transitions", tmp_path / "small.npy"], capsys)
+    code, _, err = run_cli(["transitions", tmp_path / "small.npy"], capsys)
     assert_clear_error(code, err, "small.npy", "all zeros")
 
 
@@ -115,24 +105,24 @@ def test_an_all_zero_table_is_a_clear_error(tmp_path, capsys):
 ])
 def test_unreadable_files_name_the_file(tmp_path, capsys, name, content, words):
     (tmp_path / name).write_bytes(content)
-    code, _, err = run(["solve", tmp_path / name, "--beta", 2], capsys)
+    code, _, err = run_cli(["solve", tmp_path / name, "--beta", 2], capsys)
     assert_clear_error(code, err, *words)
 
 
 def test_empty_npy_array_and_npz_keys(tmp_path, capsys):
     np.save(tmp_path / "zero.npy", np.zeros((0, 2)))
-    code, _, err = run(["solve", tmp_path / "zero.npy", "--beta", 2], capsys)
+    code, _, err = run_cli(["solve", tmp_path / "zero.npy", "--beta", 2], capsys)
     assert_clear_error(code, err, "zero.npy", "holds no numbers", "(0, 2)")
     np.savez(tmp_path / "k.npz", weights=P)
-    code, _, err = run(["solve", tmp_path / "k.npz", "--beta", 2], capsys)
+    code, _, err = run_cli(["solve", tmp_path / "k.npz", "--beta", 2], capsys)
     assert_clear_error(code, err, "k.npz", "'p_xy'", "'counts'", "found ['weights']")
     np.savez(tmp_path / "two.npz", P, P)
-    code, _, err = run(["solve", tmp_path / "two.npz", "--beta", 2], capsys)
+    code, _, err = run_cli(["solve", tmp_path / "two.npz", "--beta", 2], capsys)
     assert_clear_error(code, err, "two.npz", "['arr_0', 'arr_1']")
     np.savez(tmp_path / "one.npz", P)  # a single unnamed array is the table
-    code, out, err = run(["solve", tmp_path / "one.npz", "--beta", 2], capsys)
+    code, out, err = run_cli(["solve", tmp_path / "one.npz", "--beta", 2], capsys)
     assert code == 0, err
-    code, _, err = run(["solve", tmp_path, "--beta", 2], capsys)
+    code, _, err = run_cli(["solve", tmp_path, "--beta", 2], capsys)
     assert_clear_error(code, err, str(tmp_path), "not a regular file")
 
 
@@ -158,12 +148,12 @@ def test_bad_option_values_name_the_option_and_value(tmp_path, capsys, argv, wor
     np.save(tmp_path / "t.npy", P)
     argv = [str(tmp_path / "t.npy") if a == "T" else a for a in argv]
     argv = [str(tmp_path / "o") if a == "o" else a for a in argv]
-    code, _, err = run(argv, capsys)
+    code, _, err = run_cli(argv, capsys)
     assert_clear_error(code, err, *words)
 
 
 def test_demo_honours_betas(tmp_path, capsys):
-    code, _, err = run(["demo", "--problem", "dsbs", "--betas", "1,2,3", "-q",
+    code, _, err = run_cli(["demo", "--problem", "dsbs", "--betas", "1,2,3", "-q",
                         "--out", tmp_path / "d"], capsys)
     assert code == 0, err
     with np.load(tmp_path / "d" / "curve.npz") as data:
@@ -174,11 +164,11 @@ def test_demo_honours_betas(tmp_path, capsys):
 
 def test_solve_out_writes_exactly_the_path_asked(tmp_path, capsys):
     np.save(tmp_path / "t.npy", P)
-    code, out, err = run(["solve", tmp_path / "t.npy", "--beta", 3, "--out", tmp_path / "r.npz"],
+    code, out, err = run_cli(["solve", tmp_path / "t.npy", "--beta", 3, "--out", tmp_path / "r.npz"],
                          capsys)
     assert code == 0 and f"wrote {tmp_path / 'r.npz'}" in out, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.npz", "t.npy"]
-    code, _, err = run(["solve", tmp_path / "t.npy", "--beta", 3, "--out", tmp_path / "r.txt"],
+    code, _, err = run_cli(["solve", tmp_path / "t.npy", "--beta", 3, "--out", tmp_path / "r.txt"],
                        capsys)
     assert_clear_error(code, err, "--out", "r.txt", ".npz")
     assert not (tmp_path / "r.txt").exists() and not (tmp_path / "r.txt.npz").exists()
@@ -212,7 +202,7 @@ def test_out_errors_come_before_any_work(tmp_path, capsys, no_work):
          ["--out", ".npz"]),
     ]
     for argv, words in cases:
-        code, _, err = run(argv, capsys)
+        code, _, err = run_cli(argv, capsys)
         assert_clear_error(code, err, *words)
 
 
@@ -224,9 +214,9 @@ def test_read_only_out_folder_is_found_before_any_work(tmp_path, capsys, no_work
     ro.mkdir()
     ro.chmod(0o555)
     try:
-        code, _, err = run(["curve", tmp_path / "t.npy", "--out", ro / "o"], capsys)
+        code, _, err = run_cli(["curve", tmp_path / "t.npy", "--out", ro / "o"], capsys)
         assert_clear_error(code, err, "--out", "ro")
-        code, _, err = run(["solve", tmp_path / "t.npy", "--beta", 2, "--out", ro / "r.npz"],
+        code, _, err = run_cli(["solve", tmp_path / "t.npy", "--beta", 2, "--out", ro / "r.npz"],
                            capsys)
         assert_clear_error(code, err, "--out", "r.npz")
     finally:
@@ -276,7 +266,7 @@ def test_broken_pipe_in_process(tmp_path, capsys, monkeypatch):
 
 def test_transitions_json_still_parses(tmp_path, capsys):
     np.save(tmp_path / "p.npy", dsbs(0.2))
-    code, out, err = run(["transitions", tmp_path / "p.npy", "--json", "-q", "--betas", "1,2,3"],
+    code, out, err = run_cli(["transitions", tmp_path / "p.npy", "--json", "-q", "--betas", "1,2,3"],
                          capsys)
     assert code == 0, err
     assert json.loads(out)["first_instability"] > 0
@@ -356,7 +346,7 @@ def test_a_tolerance_not_reached_is_one_line_naming_the_cli_option(tmp_path, cap
     ConvergenceWarning names is an option of the command: --max-points."""
     table = tmp_path / "dsbs.npy"
     np.save(table, dsbs(0.1))
-    code, _, err = run(["curve", table, "--out", tmp_path / "o", "--curve-tol", "1e-9",
+    code, _, err = run_cli(["curve", table, "--out", tmp_path / "o", "--curve-tol", "1e-9",
                         "--max-points", "20", "-q"], capsys)
     assert code == 0, err
     lines = [line for line in err.splitlines() if "ConvergenceWarning" in line]

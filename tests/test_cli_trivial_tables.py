@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ibsolver
-from ibsolver.cli import main
+from conftest import run_cli
 
 TABLES = {
     "1x1": np.array([[1.0]]),
@@ -23,12 +23,6 @@ H_Y = {"1x1": 0.0, "1x3": float(-np.sum([p * np.log2(p) for p in (0.2, 0.3, 0.5)
 
 pytestmark = [pytest.mark.filterwarnings("error"),
               pytest.mark.parametrize("name", sorted(TABLES))]
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def table_file(tmp_path, name):
@@ -61,12 +55,12 @@ def assert_trivial_summary(summary, name):
 
 def test_transitions_prints_the_trivial_curve(tmp_path, capsys, name):
     path = table_file(tmp_path, name)
-    code, out, err = run(["transitions", path, "-q"], capsys)
+    code, out, err = run_cli(["transitions", path, "-q"], capsys)
     assert code == 0, err
     assert_clean(err)
     assert_trivial_text(out, name)
     assert out.strip() == str(ibsolver.ib_curve(TABLES[name])).strip()
-    code, out, err = run(["transitions", path, "-q", "--json"], capsys)
+    code, out, err = run_cli(["transitions", path, "-q", "--json"], capsys)
     assert code == 0, err
     assert_clean(err)
     assert_trivial_summary(json.loads(out), name)
@@ -75,7 +69,7 @@ def test_transitions_prints_the_trivial_curve(tmp_path, capsys, name):
 def test_curve_writes_the_trivial_curve(tmp_path, capsys, name):
     path = table_file(tmp_path, name)
     out_dir = tmp_path / "out"
-    code, out, err = run(["curve", path, "-q", "--betas", "0,1,5,50", "--out", out_dir], capsys)
+    code, out, err = run_cli(["curve", path, "-q", "--betas", "0,1,5,50", "--out", out_dir], capsys)
     assert code == 0, err
     assert_clean(err)
     assert_trivial_text(out, name)
@@ -94,7 +88,7 @@ def test_curve_writes_the_trivial_curve(tmp_path, capsys, name):
 def test_solve_prints_and_writes_the_trivial_solution(tmp_path, capsys, name):
     path = table_file(tmp_path, name)
     out_file = tmp_path / "r.npz"
-    code, out, err = run(["solve", path, "--beta", 4, "--out", out_file], capsys)
+    code, out, err = run_cli(["solve", path, "--beta", 4, "--out", out_file], capsys)
     assert code == 0, err
     assert_clean(err)
     assert "I(X;T)=0.000000 bit, I(T;Y)=0.000000 bit" in out and "n_clusters=1" in out, out

@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from ibsolver.cli import main  # noqa: E402
+from conftest import run_cli  # noqa: E402
 
 from dnn import periods  # noqa: E402
 from dnn.experiments import fisher_measures  # noqa: E402
@@ -23,16 +23,6 @@ from dnn.train import TrainConfig, stratified_split  # noqa: E402
 #: a small digits task and network: a critical_periods run takes a fraction of a second
 TASK = digits("fine", n_samples=150, random_state=0)
 SMALL = dict(task=TASK, hidden=(8,), batch_size=16, fisher_samples=6, train_fraction=0.7)
-
-
-def run_cli(argv, capsys):
-    """(exit status, stdout, stderr) of `ibsolver ARGV` run in this process."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --- the deficit ---------------------------------------------------------------------------
