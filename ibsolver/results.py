@@ -25,9 +25,7 @@ from .envelope import interpolate_envelope
 from .io import write_whole
 
 #: version of the file layout that ``save`` writes; ``IBCurve.load`` also reads format 1,
-#: written by ``IBCurve.to_npz`` (the name of ``IBCurve.save`` before it), and ``load`` the
-#: files of ``dnn.results_io.save_result`` (format "dnn.result/1", before ``dnn``'s results
-#: saved this way)
+#: written by ``IBCurve.to_npz`` (the name of ``IBCurve.save`` before it)
 FORMAT = 2
 
 _R = TypeVar("_R", bound="Result")
@@ -154,24 +152,16 @@ def _read(path, kind: str) -> tuple[dict, dict]:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError) as exc:
         raise ValueError(f"{shown} is not a readable .npz file ({exc})") from exc
-    entry = "__meta__" if "__meta__" in arrays and "meta" not in arrays else "meta"
-    if entry not in arrays:
+    if "meta" not in arrays:
         raise ValueError(f"{shown} was not written by {kind}.save (it has no 'meta' entry)")
     try:
-        meta = json.loads(str(arrays.pop(entry)))
+        meta = json.loads(str(arrays.pop("meta")))
     except ValueError as exc:
         raise ValueError(f"{shown} was not written by {kind}.save (its 'meta' entry is not "
                          f"JSON: {exc})") from exc
     if not isinstance(meta, dict):
         raise ValueError(f"{shown} was not written by {kind}.save (its 'meta' entry is not "
                          "a JSON object)")
-    if entry == "__meta__":  # dnn.results_io's: {"format", "tree": the result's dataclass}
-        tree = meta.get("tree")
-        if meta.get("format") != "dnn.result/1" or not (isinstance(tree, dict)
-                                                         and "dataclass" in tree):
-            raise ValueError(f"{shown} holds no result that {kind}.load reads")
-        meta = {"type": tree["dataclass"].rpartition(":")[2], "format": FORMAT,
-                **tree["fields"]}
     # format 1 was IBCurve.to_npz's, which did not record the type
     saved = meta.pop("type", "IBCurve" if meta.get("format") == 1 else None)
     if saved != kind:

@@ -1,7 +1,6 @@
 """dnn's results save and load as ibsolver's do (``save(path)`` returns None, ``load(path)``;
-one .npz of arrays plus JSON, no pickle), nested results included, to the last bit; files of
-the former ``dnn.results_io.save_result`` still load; only dnn and ibsolver classes are
-rebuilt."""
+one .npz of arrays plus JSON, no pickle), nested results included, to the last bit; only
+dnn and ibsolver classes are rebuilt."""
 import dataclasses
 import json
 from collections import OrderedDict
@@ -18,11 +17,6 @@ import dnn  # noqa: E402
 import ibsolver  # noqa: E402
 from dnn.periods import DatasizeSweep  # noqa: E402
 from dnn.recording import Recording  # noqa: E402
-from dnn.weights import RandomLabels  # noqa: E402
-
-#: a Recording of ``tiny_recording(n=16, batch_size=8)`` written by
-#: ``dnn.results_io.save_result`` (file format "dnn.result/1") before that module was removed
-RESULTS_IO_RECORDING = Path(__file__).parent / "data" / "dnn_recording_results_io.npz"
 
 
 def assert_same(a, b, where="result"):
@@ -110,21 +104,6 @@ def test_a_result_holding_recordings_and_an_ib_curve_round_trips(recording, tmp_
                           curve=curve)
     back = reloaded(sweep, tmp_path)
     assert str(back.curve) == str(curve) and back.curve.bound(0.3) == curve.bound(0.3)
-
-
-def test_a_file_of_the_former_results_io_still_loads(tmp_path):
-    rec = Recording.load(RESULTS_IO_RECORDING)
-    with np.load(RESULTS_IO_RECORDING, allow_pickle=False) as data:
-        old = {k: data[k] for k in data.files}
-    assert json.loads(str(old["__meta__"]))["format"] == "dnn.result/1"
-    for name in ("epochs", "train_loss", "grad_snr", "p_xy"):
-        np.testing.assert_array_equal(getattr(rec, name), old[name], err_msg=name)
-    np.testing.assert_array_equal(rec.info["binning"]["i_ty"], old["info/binning/i_ty"])
-    assert rec.layers == ("act", "fc2") and rec.seeds == (0, 1) and rec.n_probe == 16
-    assert rec.settings["optimizer"] == "sgd" and rec.settings["batch_size"] == 8
-    reloaded(rec, tmp_path)  # and it saves anew in today's format
-    with pytest.raises(ValueError, match=r"holds a result of type Recording, not RandomLabels"):
-        RandomLabels.load(RESULTS_IO_RECORDING)
 
 
 def test_only_dnn_and_ibsolver_classes_are_rebuilt(recording, tmp_path):
