@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from ibsolver.results import json_safe, Result
+from ibsolver.io import output_folder
+from ibsolver.results import Result, json_safe
 from numpy.typing import ArrayLike
 
 from .estimators import SATURATION
@@ -61,6 +62,27 @@ def _estimator(result, key):
 
     name = "kde" if key.startswith("kde") else key
     return make_estimator({"name": name, **result.knobs(key)})
+
+
+def _checked_curve(result: Recording, curve: IBCurve | None, *, optional: bool = False):
+    """``curve``, checked to be the IB curve of ``result.p_xy``: an ``ibsolver.IBCurve``
+    whose I(X;Y) and H(Y) are the probe joint's (to 1e-9 bit). A curve of other data would
+    put the points against the wrong bound, and a point above it would be blamed on the
+    solver. None passes where ``optional``."""
+    from ibsolver import IBCurve, mutual_information
+
+    if curve is None and optional:
+        return None
+    if not isinstance(curve, IBCurve):
+        raise TypeError(f"curve must be the ibsolver.IBCurve of the recording's p_xy, e.g. "
+                        f"ibsolver.ib_curve(recording.p_xy) (got {type(curve).__name__})")
+    i_xy = float(mutual_information(result.p_xy))
+    if not (abs(curve.i_xy - i_xy) <= 1e-9 and abs(curve.h_y - result.h_y) <= 1e-9):
+        raise ValueError(f"curve is not the IB curve of this recording's p_xy: its I(X;Y) = "
+                         f"{curve.i_xy:.9g} and H(Y) = {curve.h_y:.9g} bit, the probe joint's "
+                         f"{i_xy:.9g} and {result.h_y:.9g}; compute it with "
+                         "ibsolver.ib_curve(recording.p_xy)")
+    return curve
 
 
 # --------------------------------------------------------------------------- checks
@@ -107,7 +129,7 @@ def gaps(result: Recording, curve: IBCurve, key: str = "binning") -> np.ndarray:
     """(E, S, L) array: F(I(X;T)) - I(T;Y) of every recorded point, bits (F = the curve)."""
     result._check_key(key)
     d = result.info[key]
-    return _bound_values(curve, d["i_xt"]) - d["i_ty"]
+    return _bound_values(_checked_curve(result, curve), d["i_xt"]) - d["i_ty"]
 
 
 def check_below_bound(result: Recording, curve: IBCurve, key: str = "binning", *, tol: float = BOUND_TOL,
@@ -124,7 +146,7 @@ def check_below_bound(result: Recording, curve: IBCurve, key: str = "binning", *
     if key not in result.exact_keys:
         raise ValueError(f"key {key!r} holds bounds, not achievable points; only exact "
                          "(binning) estimates can be checked against the IB bound")
-    f = _bound_values(curve, d["i_xt"])
+    f = _bound_values(_checked_curve(result, curve), d["i_xt"])
     excess = d["i_ty"] - f
     bad = np.argwhere(excess > tol)
     violations = [{"epoch": int(result.epochs[e]), "seed": int(result.seeds[s]),
@@ -157,6 +179,8 @@ def score_final_layers(result: Recording, curve: IBCurve | None, estimator: Esti
     import ibsolver
 
     from .estimators import Binning, hard_encoder, make_estimator
+
+    curve = _checked_curve(result, curve, optional=True)
 
     est = make_estimator(estimator if estimator is not None
                          else {"name": "binning", **result.knobs("binning")})
@@ -216,6 +240,7 @@ def plot_infoplane(result: Recording, curve: IBCurve | None = None, key: str = "
     from matplotlib.colors import LogNorm
 
     result._check_key(key)
+    curve = _checked_curve(result, curve, optional=True)
     ax = _new_ax(ax)
     d = result.info[key]
     layers = list(result.layers) if layers is None else list(layers)
@@ -268,18 +293,25 @@ def plot_gap(result: Recording, curve: IBCurve, key: str = "binning", ax: Axes |
 
 def plot_grad_snr(result: Recording, ax: Axes | None = None) -> Axes:
     """Per layer, the gradient signal-to-noise ratio over each recorded epoch's minibatches
-    (geometric mean over seeds, band = min..max)."""
+    (geometric mean over seeds, band = min..max), at the epochs where it is finite and
+    positive in every seed; a layer with none is named in the legend ("no gradient
+    signal")."""
     ax = _new_ax(ax)
     snr = np.asarray(result.grad_snr, dtype=float)
-    keep = np.all(np.isfinite(snr) & (snr > 0), axis=(1, 2))
-    x = _epoch_x(result.epochs)[keep]
+    # per layer, the epochs where its SNR is finite and positive in every seed (a layer
+    # without gradient, e.g. an unused or frozen one, has none; it must not blank the rest)
+    usable = np.all(np.isfinite(snr) & (snr > 0), axis=1)
+    x_all = _epoch_x(result.epochs)
     for j, layer in enumerate(result.grad_layers):
-        v = snr[keep, :, j]
-        if v.size == 0:
+        keep = usable[:, j]
+        if not keep.any():
+            ax.plot([], [], ls="none", label=f"{layer}: no gradient signal")
             continue
+        v = snr[keep, :, j]
         gm = np.exp(np.log(v).mean(axis=1))
-        (line,) = ax.plot(x, gm, label=layer)
-        ax.fill_between(x, v.min(axis=1), v.max(axis=1), color=line.get_color(), alpha=0.15, lw=0)
+        (line,) = ax.plot(x_all[keep], gm, label=layer)
+        ax.fill_between(x_all[keep], v.min(axis=1), v.max(axis=1), color=line.get_color(),
+                        alpha=0.15, lw=0)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
@@ -490,8 +522,8 @@ def save_figures(result: Recording, out_dir: str | os.PathLike[str], curve: IBCu
 
     ``curve``: the ``ibsolver.IBCurve`` of ``result.p_xy``, or None (no bound drawn).
     Returns {name: path}."""
-    out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    curve = _checked_curve(result, curve, optional=True)
+    out_dir = os.fspath(output_folder(out_dir, "out_dir"))
     paths = {}
 
     def save(fig, name):

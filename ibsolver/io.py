@@ -148,6 +148,10 @@ def write_whole(path: Path, write: Callable[[Path], object]) -> None:
     """``write(tmp)`` to a temporary file beside ``path``, then moved onto ``path``, so that
     an interruption while writing leaves the previous file whole (the temporary is removed
     whatever happens)."""
+    if not path.parent.is_dir():  # (else the error would name the temporary file)
+        what = "is a file, not a folder" if path.parent.exists() else "does not exist"
+        raise FileNotFoundError(f"cannot write {str(path)!r}: its folder "
+                                f"{str(path.parent)!r} {what}")
     # (same suffix, so that each writer picks its format; created with the umask's mode)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.part{path.suffix}")
     try:

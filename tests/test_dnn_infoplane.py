@@ -95,6 +95,47 @@ def test_a_point_above_the_bound_is_an_error(run, curve):
     assert summary(tampered, None, "binning", flagged)["bound_check"]["n_violations"] >= 1
 
 
+def test_a_curve_of_other_data_is_refused_not_blamed_on_the_solver(run, curve, tmp_path):
+    """A curve of another joint would put the points against the wrong bound, and
+    check_below_bound would blame a point above it on the solver: every function taking a
+    curve checks its I(X;Y) and H(Y) against the recording's probe joint."""
+    tilted = run.p_xy * [1.5, 0.5]
+    other = ibsolver.ib_curve(tilted / tilted.sum())
+    for call in (lambda c: gaps(run, c), lambda c: check_below_bound(run, c),
+                 lambda c: plot_infoplane(run, c), lambda c: summary(run, c),
+                 lambda c: save_figures(run, tmp_path / "figs", c)):
+        with pytest.raises(ValueError, match="curve is not the IB curve of this recording"):
+            call(other)
+        call(curve)  # (the right one passes)
+    with pytest.raises(TypeError, match="curve must be the ibsolver.IBCurve"):
+        check_below_bound(run, None)
+    with pytest.raises(TypeError, match="got ndarray"):
+        gaps(run, run.p_xy)
+
+
+def test_a_layer_without_gradient_does_not_blank_the_snr_plot(run):
+    """An unused or frozen parametrised layer has SNR 0/0 at every record; the other
+    layers are still drawn, and the legend names the silent one."""
+    import dataclasses
+
+    snr = np.array(run.grad_snr, dtype=float)
+    snr[:, :, 0] = np.nan
+    silent = dataclasses.replace(run, grad_snr=snr)
+    ax = plot_grad_snr(silent)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0] == f"{run.grad_layers[0]}: no gradient signal"
+    drawn = [line for line in ax.get_lines() if line.get_xdata().size]
+    assert len(drawn) == len(run.grad_layers) - 1
+    matplotlib.pyplot.close("all")
+
+
+def test_save_figures_into_a_file_names_out_dir(run, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(ValueError, match="out_dir .* exists and is not a folder"):
+        save_figures(run, afile)
+
+
 def test_dpi_violations_are_counted_per_layer_pair(run):
     """Information that falls layer by layer everywhere, then three planted violations."""
     shape = (len(run.epochs), 3, 3)  # records, seeds, layers

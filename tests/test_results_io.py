@@ -143,6 +143,14 @@ def test_save_writes_the_path_given_and_takes_an_open_file(result, tmp_path):
     assert_same(result, IBResult.load(buf))
 
 
+def test_save_into_a_missing_folder_names_the_folder(result, tmp_path):
+    """(The error named the temporary file ``.r.<pid>.part.npz`` it could not create.)"""
+    with pytest.raises(FileNotFoundError, match=r"cannot write .*r\.npz.*its folder .*nowhere.* "
+                                               r"does not exist"):
+        result.save(tmp_path / "nowhere" / "r.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_nothing_needs_pickle(curve, tmp_path):
     curve.save(tmp_path / "c.npz")
     with np.load(tmp_path / "c.npz", allow_pickle=False) as data:
