@@ -12,8 +12,12 @@ sets run one after the other (``batched=False``). The loss is the sum of the mem
 losses, so each member's gradient and its SGD or Adam update (both elementwise) are those it
 would get alone: the two modes give the same numbers up to round-off. ``batched="auto"``
 tries vmap on a few probe rows and runs one by one where the model does not allow it
-(dropout, batch statistics updated in place, data-dependent control flow); the Recording
-says which ran.
+(random layers such as dropout, data-dependent control flow); the Recording says which ran.
+
+Random layers draw from torch's global generator; seed s's forward passes in training run
+with that generator set to s's own stream (seeded from s alone, saved in the checkpoint), so
+a seed draws the same dropout masks alone or in any ensemble, in any call. The run works
+inside ``torch.random.fork_rng``: the caller's global state is never advanced.
 
 :func:`fit` runs the same loop for a loss written by hand (the usable-information
 decoders, the weight posterior, the deep linear networks): the minibatch order of
@@ -30,7 +34,8 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -55,7 +60,7 @@ logger = logging.getLogger(__name__)
 LN2 = math.log(2.0)
 OPTIMIZERS = ("sgd", "adam")
 CHECKPOINT = "checkpoint.pt"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: each seed's stream for random layers (dropout)
 #: rows per forward pass when recording or evaluating (bounds the memory of large probes)
 EVAL_CHUNK = 8192
 
@@ -176,11 +181,72 @@ def _make_optimizer(optimizer, params, lr, momentum, weight_decay):
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
+def _stream_seed(seed: int, purpose: str) -> int:
+    """A 63-bit seed for seed ``seed``'s stream named ``purpose``, independent of (and
+    drawing nothing from) the generator of its weights and minibatch order."""
+    digest = hashlib.sha256(f"dnn.loop/{purpose}/{int(seed)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class _ModelStreams:
+    """Each seed's own random stream for the random layers of its model (dropout).
+
+    Torch's random layers draw from the global generator (the CUDA one on a GPU). Member s's
+    forward in training runs with that generator set to s's saved state, which is saved
+    back after: s draws the same masks alone, in any ensemble, in any call, and resumed
+    (the states travel in the checkpoint). The global state in between (the run's scratch
+    inside its ``fork_rng``) is put back, so nothing else shifts the members' streams.
+    """
+
+    def __init__(self, seeds: Sequence[int], device: torch.device):
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.states: list[list[torch.Tensor]] = []
+        scratch = self._get()
+        for s in seeds:
+            torch.manual_seed(_stream_seed(s, "model"))
+            self.states.append(self._get())
+        self._set(scratch)
+
+    def _get(self) -> list[torch.Tensor]:
+        state = [torch.get_rng_state()]
+        if self.cuda:
+            state.append(torch.cuda.get_rng_state(self.device))
+        return state
+
+    def _set(self, state: Sequence[torch.Tensor]) -> None:
+        torch.set_rng_state(state[0])
+        if self.cuda:
+            torch.cuda.set_rng_state(state[1], self.device)
+
+    @contextmanager
+    def member(self, s: int) -> Iterator[None]:
+        scratch = self._get()
+        self._set(self.states[s])
+        try:
+            yield
+        finally:
+            self.states[s] = self._get()
+            self._set(scratch)
+
+    @contextmanager
+    def fixed(self, seed: int) -> Iterator[None]:
+        """The global generator seeded with ``seed`` inside (records, measures), the
+        scratch state restored after."""
+        scratch = self._get()
+        torch.manual_seed(seed)
+        try:
+            yield
+        finally:
+            self._set(scratch)
+
+
 class _Members:
     """The seeds' parameters, stacked for vmap (``batched``) or one set per seed."""
 
-    def __init__(self, base, states, batched, make_opt, device):
+    def __init__(self, base, states, batched, make_opt, device, streams=None):
         self.base, self.batched, self.n = base, batched, len(states)
+        self.streams = streams
         if batched:
             self.params = [{k: torch.stack([p[k] for p, _ in states]).to(device).requires_grad_()
                             for k in states[0][0]}]
@@ -195,13 +261,24 @@ class _Members:
     def _call(self, params, buffers, x):
         return functional_call(self.base, (params, buffers), (x,))
 
-    def forward(self, x, shared):
-        """Logits (S, B, C) of every member; ``x`` is (B, ...) if shared, else (S, B, ...)."""
+    def forward(self, x, shared, own_streams=False):
+        """Logits (S, B, C) of every member; ``x`` is (B, ...) if shared, else (S, B, ...).
+
+        ``own_streams``: each member draws its random layers from its own stream (training).
+        Batched runs have none: vmap refuses random operations ("error"), and such models
+        run one by one.
+        """
         if self.batched:
             run = vmap(self._call, in_dims=(0, 0, None if shared else 0), randomness="error")
             return run(self.params[0], self.buffers[0], x)
-        return torch.stack([self._call(p, b, x if shared else x[s])
-                            for s, (p, b) in enumerate(zip(self.params, self.buffers))])
+        out = []
+        for s, (p, b) in enumerate(zip(self.params, self.buffers)):
+            if own_streams and self.streams is not None:
+                with self.streams.member(s):
+                    out.append(self._call(p, b, x if shared else x[s]))
+            else:
+                out.append(self._call(p, b, x if shared else x[s]))
+        return torch.stack(out)
 
     def member(self, s):
         """(params, buffers) of member ``s`` (views, for recording)."""
@@ -246,19 +323,18 @@ class _Members:
             opt.load_state_dict(saved)
 
 
-def _vmap_works(base, states, x) -> bool:
-    """Whether a vmapped training step runs on this model (tried on copies, in train mode)."""
+def _vmap_refuses(base, states, x) -> Exception | None:
+    """Why a vmapped training step fails on this model (tried on copies, in train mode), or
+    None where it runs. Random layers (dropout) fail: vmap runs with randomness="error"."""
     # batched=True stacks the states into new tensors: the trial leaves ``states`` untouched
     trial = _Members(base, states, True, lambda params: None, x.device)
     try:
         base.train()
         out = trial.forward(x, shared=True)
         out.float().sum().backward()
-        return True
+        return None
     except Exception as exc:  # vmap refuses many model features; each raises its own type
-        logger.info("the seeds run one by one: this model cannot be vmapped (%s: %s)",
-                    type(exc).__name__, exc)
-        return False
+        return exc
 
 
 # --------------------------------------------------------------------------- the step
@@ -491,7 +567,9 @@ def record_training(model: nn.Module,
         rate lives in the optimizer's state, so a resumed run continues the schedule.
     batch_size : minibatch size for (X, y) data (a DataLoader has its own).
     seeds : one network per seed; each seed's generator draws its initial weights and
-        minibatch order.
+        minibatch order, and a stream of its own its random layers (dropout). A seed trains
+        the same alone or in any list of seeds. Torch's global random state is left as it
+        was.
     init : "reset" (every submodule's ``reset_parameters``, drawn from the seed), None (the
         model's own weights for every seed) or a callable ``(module, generator)``.
     transforms : {layer: "softmax" or callable} applied to a layer's output before it is
@@ -506,7 +584,8 @@ def record_training(model: nn.Module,
         state the rule per layer.
     n_records, record_epochs : record ``n_records`` log-spaced epochs (0 and the last
         included), or exactly the epochs listed in ``record_epochs``.
-    batched : True (vmap the seeds), False (one by one) or "auto" (vmap where it works).
+    batched : True (vmap the seeds; a ValueError where the model cannot be vmapped, e.g.
+        dropout), False (one by one) or "auto" (vmap where it works).
     keep_activations : also keep the probe activations at every record (float32): True for
         every seed, an int k for the first k. The last record's are always kept.
     loss : a callable ``(logits, targets) -> per-row loss`` in nats (default: the
@@ -598,7 +677,10 @@ def record_training(model: nn.Module,
               "data_fingerprint": h.hexdigest()[:16], "seeds": list(seeds),
               "estimators": [e.spec() for e in ests], "layers": layers,
               "keep_activations": keep_activations}
-    with torch_threads(n_threads):
+    # the caller's global random state is read (a DataLoader without its own generator
+    # shuffles from it) but never advanced: every seed draws from its own streams
+    with torch_threads(n_threads), \
+            torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         run = _Run(model, train, test, x_probe, p_xy, layers, transforms, ests, seeds, init,
                    optimizer, (lr, momentum, weight_decay), batched, keep_activations,
                    loss_fn, grad_groups, dict(measures or {}), dev, lr_decay)
@@ -617,13 +699,24 @@ class _Run:
         self.grad_names = list(grad_groups)
         self.grad_groups = [grad_groups[g] for g in self.grad_names]
         self.gens = [torch.Generator().manual_seed(s) for s in seeds]
+        self.streams = _ModelStreams(seeds, dev)
         self.warned_one_batch = False
         states = [_initial_state(model, g, init) for g in self.gens]
         self.base = copy.deepcopy(model).to(dev)
-        if batched == "auto":
-            batched = _vmap_works(self.base, states, x_probe[:8])
+        if batched in ("auto", True):
+            refused = _vmap_refuses(self.base, states, x_probe[:8])
+            if refused is not None and batched is True:
+                raise ValueError("batched=True but this model cannot be vmapped "
+                                 f"({type(refused).__name__}: {refused}); random layers such "
+                                 "as dropout and data-dependent control flow run one by one: "
+                                 "pass batched='auto' or False") from refused
+            if refused is not None:
+                logger.info("the seeds run one by one: this model cannot be vmapped (%s: %s)",
+                            type(refused).__name__, refused)
+            batched = refused is None
         self.members = _Members(self.base, states, batched,
-                                lambda params: _make_optimizer(optimizer, params, *hyper), dev)
+                                lambda params: _make_optimizer(optimizer, params, *hyper), dev,
+                                self.streams)
         self.recorder = LayerRecorder(self.base, layers, transforms)
         self.stats = GradientStats(len(self.grad_groups))
         self.keys = [k for e in ests for k in e.keys]
@@ -648,7 +741,8 @@ class _Run:
 
         def loss_of_batch(batch):
             xb, yb = batch
-            return self._row_losses(self.members.forward(xb, shared), yb, shared).mean(dim=1).sum()
+            logits = self.members.forward(xb, shared, own_streams=True)
+            return self._row_losses(logits, yb, shared).mean(dim=1).sum()
 
         _descend(self.train.train_batches(self.gens), loss_of_batch, self.members.opts,
                  (lambda: self.stats.add(self.members.grads(self.grad_groups)))
@@ -711,7 +805,14 @@ class _Run:
 
     def record(self):
         """Measure every seed's network now: losses, the statistics of the gradients of the
-        minibatches of the epoch just trained (none at epoch 0), the layers' information."""
+        minibatches of the epoch just trained (none at epoch 0), the layers' information.
+        Anything random in here (a model random in eval mode, a measure that samples) draws
+        from streams fixed by the epoch (a measure: by its seed and the epoch), never from
+        the members' training streams."""
+        with self.streams.fixed(_stream_seed(self.epoch, "record")):
+            self._record()
+
+    def _record(self):
         self.base.eval()
         scalars = dict(zip(("grad_mean_norm", "grad_std_norm", "grad_snr"),
                            self.stats.result(len(self.seeds))))
@@ -744,7 +845,8 @@ class _Run:
         for s in range(len(self.seeds)):
             module = self._member_module(s)
             for name, fn in self.measures.items():
-                value = fn(module)
+                with self.streams.fixed(_stream_seed(self.seeds[s], f"measures/{self.epoch}")):
+                    value = fn(module)
                 items = value.items() if isinstance(value, dict) else [(None, value)]
                 for key, v in items:
                     out.setdefault(name if key is None else f"{name}_{key}", []).append(float(v))
@@ -754,6 +856,7 @@ class _Run:
     def state(self) -> dict:
         return {"epoch": self.epoch, "members": self.members.state(),
                 "generators": [g.get_state() for g in self.gens],
+                "model_streams": self.streams.states,
                 "records": self.records.state()}
 
     def load_state(self, st):
@@ -761,6 +864,7 @@ class _Run:
         self.members.load_state(st["members"])
         for g, s in zip(self.gens, st["generators"]):
             g.set_state(s)
+        self.streams.states = [list(s) for s in st["model_streams"]]
         self.records.load_state(st["records"])
 
     def go(self, epochs, rec_epochs, out_dir, resume, header, callback, name, settings,
