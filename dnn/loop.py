@@ -244,19 +244,22 @@ class _ModelStreams:
 class _Members:
     """The seeds' parameters, stacked for vmap (``batched``) or one set per seed."""
 
-    def __init__(self, base, states, batched, make_opt, device, streams=None):
+    def __init__(self, base, states, batched, make_opt, device, streams=None, trainable=None):
+        """``trainable``: the names of the parameters to train (None: all); the others (the
+        user's ``requires_grad=False``) stay as initialised, without gradients."""
         self.base, self.batched, self.n = base, batched, len(states)
         self.streams = streams
+        train = set(states[0][0]) if trainable is None else set(trainable)
         if batched:
-            self.params = [{k: torch.stack([p[k] for p, _ in states]).to(device).requires_grad_()
-                            for k in states[0][0]}]
+            self.params = [{k: torch.stack([p[k] for p, _ in states]).to(device)
+                            .requires_grad_(k in train) for k in states[0][0]}]
             self.buffers = [{k: torch.stack([b[k] for _, b in states]).to(device)
                              for k in states[0][1]}]
         else:
-            self.params = [{k: v.to(device).requires_grad_() for k, v in p.items()}
+            self.params = [{k: v.to(device).requires_grad_(k in train) for k, v in p.items()}
                            for p, _ in states]
             self.buffers = [{k: v.to(device) for k, v in b.items()} for _, b in states]
-        self.opts = [make_opt(list(p.values())) for p in self.params]
+        self.opts = [make_opt([v for k, v in p.items() if k in train]) for p in self.params]
 
     def _call(self, params, buffers, x):
         return functional_call(self.base, (params, buffers), (x,))
@@ -323,11 +326,11 @@ class _Members:
             opt.load_state_dict(saved)
 
 
-def _vmap_refuses(base, states, x) -> Exception | None:
+def _vmap_refuses(base, states, x, trainable) -> Exception | None:
     """Why a vmapped training step fails on this model (tried on copies, in train mode), or
     None where it runs. Random layers (dropout) fail: vmap runs with randomness="error"."""
     # batched=True stacks the states into new tensors: the trial leaves ``states`` untouched
-    trial = _Members(base, states, True, lambda params: None, x.device)
+    trial = _Members(base, states, True, lambda params: None, x.device, trainable=trainable)
     try:
         base.train()
         out = trial.forward(x, shared=True)
@@ -572,6 +575,9 @@ def record_training(model: nn.Module,
         was.
     init : "reset" (every submodule's ``reset_parameters``, drawn from the seed), None (the
         model's own weights for every seed) or a callable ``(module, generator)``.
+        Parameters with ``requires_grad=False`` stay frozen: not optimised, and absent from
+        the gradient statistics (a module with no trainable parameter is not one of
+        ``grad_layers``). "reset" redraws them too: pass None to keep given frozen weights.
     transforms : {layer: "softmax" or callable} applied to a layer's output before it is
         measured (a softmax on logits).
     test_data : like ``train_data``, for the test loss and accuracy (NaN without it).
@@ -652,9 +658,12 @@ def record_training(model: nn.Module,
     x_probe, p_xy = _as_probe(probe, dev)
     loss_fn = loss if loss is not None else (
         lambda logits, y: F.cross_entropy(logits, y, reduction="none"))
-    grad_groups = {}
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("model has no parameter to train (every parameter has "
+                         "requires_grad=False)")
+    grad_groups = {}  # per module, its parameters that train (frozen ones have no gradient)
     for mod_name, mod in model.named_modules():
-        own = [p for p, _ in mod.named_parameters(recurse=False)]
+        own = [p for p, t in mod.named_parameters(recurse=False) if t.requires_grad]
         if own:
             grad_groups[mod_name or "model"] = [f"{mod_name}.{p}" if mod_name else p for p in own]
     settings = dict(settings or {})
@@ -700,11 +709,12 @@ class _Run:
         self.grad_groups = [grad_groups[g] for g in self.grad_names]
         self.gens = [torch.Generator().manual_seed(s) for s in seeds]
         self.streams = _ModelStreams(seeds, dev)
+        trainable = {k for k, p in model.named_parameters() if p.requires_grad}
         self.warned_one_batch = False
         states = [_initial_state(model, g, init) for g in self.gens]
         self.base = copy.deepcopy(model).to(dev)
         if batched in ("auto", True):
-            refused = _vmap_refuses(self.base, states, x_probe[:8])
+            refused = _vmap_refuses(self.base, states, x_probe[:8], trainable)
             if refused is not None and batched is True:
                 raise ValueError("batched=True but this model cannot be vmapped "
                                  f"({type(refused).__name__}: {refused}); random layers such "
@@ -716,7 +726,7 @@ class _Run:
             batched = refused is None
         self.members = _Members(self.base, states, batched,
                                 lambda params: _make_optimizer(optimizer, params, *hyper), dev,
-                                self.streams)
+                                self.streams, trainable)
         self.recorder = LayerRecorder(self.base, layers, transforms)
         self.stats = GradientStats(len(self.grad_groups))
         self.keys = [k for e in ests for k in e.keys]

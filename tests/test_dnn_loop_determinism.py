@@ -100,3 +100,47 @@ def test_without_random_layers_the_global_generator_is_left_alone():
     before = torch.get_rng_state()
     run(net, seeds=(0, 1))
     assert torch.equal(before, torch.get_rng_state())
+
+
+# --------------------------------------------------------------------------- frozen
+class TwoLayers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer_a, self.act, self.layer_b = nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.layer_b(self.act(self.layer_a(x)))
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_frozen_parameters_stay_as_given(batched):
+    """The loop called requires_grad_() on every parameter: layer_a's weights moved."""
+    model = TwoLayers()
+    model.layer_a.requires_grad_(False)
+    given = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+    rec = run(model, seeds=(0, 1), layers=["act"], init=None, batched=batched)
+    assert rec.batched == batched
+    for name in ("layer_a.weight", "layer_a.bias"):
+        for s in range(2):
+            np.testing.assert_array_equal(rec.final_state[name][s], given[name], err_msg=name)
+    assert not np.allclose(rec.final_state["layer_b.weight"][0], given["layer_b.weight"])
+    # frozen parameters have no gradient statistics: layer_a is no gradient layer
+    assert rec.grad_layers == ("layer_b",) and rec.grad_layer_of == ("",)
+    assert np.all(np.isfinite(rec.grad_snr[1:]))
+    assert all(p.requires_grad is False for p in model.layer_a.parameters())  # left as given
+
+
+def test_frozen_batched_and_one_by_one_agree():
+    runs = []
+    for batched in (True, False):
+        model = TwoLayers()
+        model.layer_b.weight.requires_grad_(False)
+        runs.append(run(model, seeds=(0, 1), layers=["act"], batched=batched))
+    assert_same_state(runs[0].final_state, runs[1].final_state, atol=1e-6)
+    assert runs[0].grad_layers == ("layer_a", "layer_b")  # layer_b still trains its bias
+
+
+def test_a_model_with_nothing_to_train_is_refused():
+    model = TwoLayers().requires_grad_(False)
+    with pytest.raises(ValueError, match="requires_grad=False"):
+        run(model, layers=["act"])
