@@ -96,37 +96,90 @@ class _Tensors:
 
 
 class _Loader:
-    """A DataLoader: every seed sees its minibatches, in its order."""
+    """A DataLoader: every seed sees its minibatches, in its order.
+
+    Only training iterates the loader itself. Evaluation and the data fingerprint make a
+    sequential pass over ``loader.dataset`` (same batch size, collate_fn and workers, a
+    generator of its own), so neither draws from the loader's sampler or generator: what is
+    recorded never changes the minibatch order. The generators that order the minibatches
+    (the loader's and its sampler's) travel in the checkpoint.
+    """
 
     shared = True
 
-    def __init__(self, loader, device):
-        self.loader = loader
-        self.device = device
+    def __init__(self, loader, device, name):
+        self.loader, self.device, self.name = loader, device, name
+        self._sequential = None
+
+    @property
+    def sequential(self) -> torch.utils.data.DataLoader:
+        if self._sequential is None:
+            ld = self.loader
+            batch_size = ld.batch_size
+            if batch_size is None and ld.batch_sampler is not None:  # a batch_sampler of its own
+                batch_size = EVAL_CHUNK
+            self._sequential = torch.utils.data.DataLoader(
+                ld.dataset, batch_size=batch_size, shuffle=False, collate_fn=ld.collate_fn,
+                num_workers=ld.num_workers, pin_memory=ld.pin_memory,
+                worker_init_fn=ld.worker_init_fn, generator=torch.Generator().manual_seed(0))
+        return self._sequential
+
+    def generators(self) -> list[torch.Generator]:
+        """The torch.Generators the training order draws from (loader, sampler, the batch
+        sampler's sampler), each once."""
+        ld = self.loader
+        found = [ld.generator, getattr(ld.sampler, "generator", None),
+                 getattr(getattr(ld.batch_sampler, "sampler", None), "generator", None)]
+        out: list[torch.Generator] = []
+        for g in found:
+            if isinstance(g, torch.Generator) and all(g is not o for o in out):
+                out.append(g)
+        return out
+
+    def order_from_global_state(self) -> bool:
+        """Whether the training order is random and drawn from torch's global state (a
+        shuffling loader without a generator): then a resumed run cannot repeat it."""
+        ld = self.loader
+        if isinstance(ld.dataset, torch.utils.data.IterableDataset):
+            return False
+        sampler = getattr(ld.batch_sampler, "sampler", ld.sampler)
+        sequential = isinstance(sampler, torch.utils.data.SequentialSampler)
+        return not sequential and not self.generators()
 
     def fingerprint(self, h):
-        h.update(f"DataLoader of {len(self.loader.dataset)} rows".encode())
+        """The data's content: a TensorDataset's tensors, else the batches of one pass."""
+        ds = self.loader.dataset
+        h.update(f"DataLoader of {type(ds).__name__}".encode())
+        if isinstance(ds, torch.utils.data.TensorDataset):
+            for t in ds.tensors:
+                _hash_array(h, t.detach().cpu().numpy())
+            return
+        for x, y in self._batches(self.sequential, to_device=False):
+            for t in (x, y):
+                _hash_array(h, t.detach().cpu().numpy())
 
-    def _batches(self):
-        for batch in self.loader:
+    def _batches(self, loader, to_device=True):
+        for batch in loader:
             if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                raise ValueError("train_data's DataLoader must yield (inputs, targets) batches "
-                                 f"(got {type(batch).__name__})")
-            x, y = batch[0].to(self.device), batch[1].to(self.device)
+                raise ValueError(f"{self.name}'s DataLoader must yield (inputs, targets) "
+                                 f"batches (got {type(batch).__name__})")
+            x, y = batch[0], batch[1]
+            if to_device:
+                x, y = x.to(self.device), y.to(self.device)
             yield x.float() if not x.is_floating_point() else x, y
 
     def train_batches(self, gens):
-        return self._batches()
+        return self._batches(self.loader)
 
     def eval_batches(self):
-        return self._batches()
+        return self._batches(self.sequential)
 
 
 def _as_data(data, name, batch_size, device):
     if data is None:
         return None
     if isinstance(data, torch.utils.data.DataLoader):
-        return _Loader(data, device)
+        return _Loader(data, device, name)
     if isinstance(data, (tuple, list)) and len(data) == 2:
         return _Tensors(data[0], data[1], batch_size, device, name)
     raise TypeError(f"{name} must be a torch DataLoader or an (X, y) pair "
@@ -555,7 +608,11 @@ def record_training(model: nn.Module,
     model : any ``nn.Module`` whose forward takes a batch of inputs and returns class
         logits (B, C). It is copied, never trained in place.
     train_data : a ``DataLoader`` yielding (inputs, targets), or an (X, y) pair of tensors or
-        arrays; targets are class indices (N,) or class probabilities (N, C).
+        arrays; targets are class indices (N,) or class probabilities (N, C). Training
+        iterates the DataLoader (every seed the same minibatches); the losses and accuracies
+        come from a sequential pass over its dataset, which leaves its sampler and generator
+        alone. A DataLoader that shuffles without a generator draws from torch's global
+        state (read as the caller left it, never advanced).
     layers : names of the submodules to record (see ``model.named_modules()``), in
         feed-forward order, or a callable ``model -> names``. Hooked with forward hooks.
     probe : (x, p_xy) or (x, labels): the inputs the information is measured on and their
@@ -601,8 +658,13 @@ def record_training(model: nn.Module,
         as (E, S) arrays named ``name`` or ``name_key``.
     out_dir : directory for ``checkpoint.pt``, written atomically at every recorded epoch
         and at least every ``checkpoint_interval_s`` seconds; ``resume=True`` continues the
-        run there and gives the same Recording as an uninterrupted one. An existing run
-        with resume=False is an error.
+        run there and gives the same Recording as an uninterrupted one: for (X, y) data, and
+        for a DataLoader that is sequential or shuffles with a ``torch.Generator`` (its state
+        is in the checkpoint). A DataLoader that shuffles from torch's global random state
+        cannot be repeated: resuming it warns. The checkpoint holds a fingerprint of the data
+        (a TensorDataset's tensors, else the batches of one sequential pass): resuming with
+        other data, or other settings, is a ValueError. An existing run with resume=False is
+        an error.
     device : "cpu", "cuda", "auto", ...; callback : ``callback(epoch)`` after every epoch
         (an exception it raises stops the run, which can then be resumed).
     n_threads : torch intra-op threads during the run (None leaves torch's setting).
@@ -677,13 +739,16 @@ def record_training(model: nn.Module,
         "model": type(model).__name__})
     if lr_decay != 1.0:  # absent at 1: the settings (and checkpoint headers) of before
         settings["lr_decay"] = lr_decay
-    h = hashlib.sha256()
-    for part in (train, test):
-        if part is not None:
-            part.fingerprint(h)
-    h.update(np.ascontiguousarray(p_xy).tobytes())
+    fingerprint = None
+    if out_dir is not None:  # only a checkpoint's header needs it (a DataLoader: one pass)
+        h = hashlib.sha256()
+        for part in (train, test):
+            if part is not None:
+                part.fingerprint(h)
+        h.update(np.ascontiguousarray(p_xy).tobytes())
+        fingerprint = h.hexdigest()[:16]
     header = {"format_version": FORMAT_VERSION, "settings": settings,
-              "data_fingerprint": h.hexdigest()[:16], "seeds": list(seeds),
+              "data_fingerprint": fingerprint, "seeds": list(seeds),
               "estimators": [e.spec() for e in ests], "layers": layers,
               "keep_activations": keep_activations}
     # the caller's global random state is read (a DataLoader without its own generator
@@ -867,6 +932,7 @@ class _Run:
         return {"epoch": self.epoch, "members": self.members.state(),
                 "generators": [g.get_state() for g in self.gens],
                 "model_streams": self.streams.states,
+                "loader_generators": [g.get_state() for g in self._loader_generators()],
                 "records": self.records.state()}
 
     def load_state(self, st):
@@ -875,7 +941,17 @@ class _Run:
         for g, s in zip(self.gens, st["generators"]):
             g.set_state(s)
         self.streams.states = [list(s) for s in st["model_streams"]]
+        mine = self._loader_generators()
+        if len(mine) != len(st["loader_generators"]):
+            raise ValueError(f"cannot resume: the checkpoint holds the state of "
+                             f"{len(st['loader_generators'])} generators of train_data's "
+                             f"DataLoader, which now has {len(mine)}")
+        for g, saved in zip(mine, st["loader_generators"]):
+            g.set_state(saved)
         self.records.load_state(st["records"])
+
+    def _loader_generators(self) -> list[torch.Generator]:
+        return self.train.generators() if isinstance(self.train, _Loader) else []
 
     def go(self, epochs, rec_epochs, out_dir, resume, header, callback, name, settings,
            checkpoint_interval_s):
@@ -886,6 +962,14 @@ class _Run:
             _check_header(st["header"], header, ckpt)
             self.load_state(st["run"])
             logger.info("resumed %s at epoch %d", ckpt, self.epoch)
+            if isinstance(self.train, _Loader) and self.train.order_from_global_state() \
+                    and self.epoch < epochs:
+                warnings.warn("train_data's DataLoader shuffles without a torch.Generator: "
+                              "its order comes from torch's global random state, which the "
+                              "checkpoint does not hold, so the resumed epochs differ from "
+                              "an uninterrupted run; give the DataLoader "
+                              "generator=torch.Generator().manual_seed(...) for an exact "
+                              "resume", RuntimeWarning, stacklevel=3)
         record_set = set(int(e) for e in rec_epochs)
         if self.epoch == 0 and not self.records.epochs and 0 in record_set:
             # no minibatch yet (count 0): the statistics are all NaN
@@ -970,4 +1054,6 @@ def _check_header(saved, current, path):
     if diff:
         detail = ", ".join(f"{k}: saved {saved_flat.get(k)!r}, now {now_flat.get(k)!r}"
                            for k in diff)
-        raise ValueError(f"cannot resume {path!r}: the run differs ({detail})")
+        data = ("; data_fingerprint: train_data, test_data or the probe hold other data "
+                "than the saved run's") if "data_fingerprint" in diff else ""
+        raise ValueError(f"cannot resume {path!r}: the run differs ({detail}){data}")
