@@ -81,6 +81,10 @@ class _Tensors:
                              f"(got {self.x.shape[0]} and {self.y.shape[0]})")
         self.batch_size = batch_size
         self.device = device
+        self.name = name
+
+    def check_targets(self, n_classes):
+        _check_targets(self.y, n_classes, self.name)
 
     def fingerprint(self, h):
         for t in (self.x, self.y):
@@ -110,6 +114,10 @@ class _Loader:
     def __init__(self, loader, device, name):
         self.loader, self.device, self.name = loader, device, name
         self._sequential = None
+        self.n_classes: int | None = None  # checked in every batch once known
+
+    def check_targets(self, n_classes):
+        self.n_classes = n_classes
 
     @property
     def sequential(self) -> torch.utils.data.DataLoader:
@@ -164,6 +172,7 @@ class _Loader:
                 raise ValueError(f"{self.name}'s DataLoader must yield (inputs, targets) "
                                  f"batches (got {type(batch).__name__})")
             x, y = batch[0], batch[1]
+            _check_targets(torch.as_tensor(y), self.n_classes, self.name)
             if to_device:
                 x, y = x.to(self.device), y.to(self.device)
             yield x.float() if not x.is_floating_point() else x, y
@@ -194,6 +203,10 @@ def _as_probe(probe, device):
     x = to_tensor(probe[0], device=device)
     table = np.asarray(probe[1].detach().cpu() if isinstance(probe[1], torch.Tensor) else probe[1])
     if table.ndim == 1:
+        if not np.issubdtype(table.dtype, np.integer) or (table.size and table.min() < 0):
+            bad = table.min() if np.issubdtype(table.dtype, np.number) and table.size else None
+            raise ValueError("probe labels must be integers >= 0 (got dtype "
+                             f"{table.dtype}, smallest {bad!r})")
         table = joint_from_labels(np.arange(table.size), table)
     return x, check_probe_joint(table, x.shape[0])
 
@@ -571,6 +584,69 @@ def _with_layer_bounds(estimator, bounds):
     return make_estimator({**estimator.spec(), "bounds": {**bounds, **estimator.bounds}})
 
 
+def _check_layers(layers) -> list[str]:
+    """A list of layer names from one name or an iterable of them."""
+    if isinstance(layers, str):
+        return [layers]  # one name, not its characters
+    try:
+        out = list(layers)
+    except TypeError:
+        raise TypeError("layers must be a submodule name, a list of them or a callable "
+                        f"model -> names (got {type(layers).__name__})") from None
+    if not out:
+        raise ValueError("layers must name at least one submodule to record (got [])")
+    bad = [n for n in out if not isinstance(n, str)]
+    if bad:
+        raise TypeError(f"layers must be submodule names (str) (got {bad!r})")
+    return out
+
+
+def _check_output(base, state, x, default_loss) -> int | None:
+    """The number of outputs of the model on a few probe rows (eval mode, no gradient,
+    each submodule's mode restored), checked to be class logits (B, C); None where a
+    custom loss takes other outputs."""
+    training = {m: m.training for m in base.modules()}
+    params, buffers = ({k: v.to(x.device) for k, v in part.items()} for part in state)
+    base.eval()
+    try:
+        with torch.no_grad():
+            out = functional_call(base, (params, buffers), (x,))
+    finally:
+        for m, mode in training.items():
+            m.training = mode
+    if not isinstance(out, torch.Tensor):
+        raise TypeError("model's forward must return one tensor of class logits (B, C) "
+                        f"(got {type(out).__name__}); wrap a model that returns several "
+                        "outputs in a module that returns the logits")
+    if out.ndim < 1 or out.shape[0] != x.shape[0]:
+        raise ValueError(f"model's forward must return (B, C) logits for B={x.shape[0]} "
+                         f"inputs (got shape {tuple(out.shape)})")
+    if not default_loss:
+        return None
+    if out.ndim != 2:
+        raise ValueError(f"model's forward must return (B, C) class logits for the "
+                         f"cross-entropy (got shape {tuple(out.shape)}); pass loss= for "
+                         "other outputs")
+    return int(out.shape[1])
+
+
+def _check_targets(y: torch.Tensor, n_classes: int | None, name: str) -> None:
+    """Class indices in [0, n_classes), or probabilities (N, n_classes); ``n_classes`` None
+    (a custom loss) checks nothing."""
+    if n_classes is None or y.numel() == 0:
+        return
+    if y.is_floating_point():
+        if y.ndim != 2 or y.shape[1] != n_classes:
+            raise ValueError(f"{name}'s targets must be class indices (N,) or class "
+                             f"probabilities (N, {n_classes}) for the model's {n_classes} "
+                             f"outputs (got float targets of shape {tuple(y.shape)})")
+        return
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= n_classes:
+        raise ValueError(f"{name}'s targets must be class indices in [0, {n_classes}) for "
+                         f"the model's {n_classes} outputs (got {lo if lo < 0 else hi})")
+
+
 def _transform(fn, layer):
     if fn == "softmax":
         return lambda t: torch.softmax(t, dim=-1)
@@ -698,9 +774,9 @@ def record_training(model: nn.Module,
         keep_activations = len(seeds)
     keep_activations = min(_check_int("keep_activations", int(keep_activations or 0), 0),
                            len(seeds))
-    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    dev = resolve_device(device)
     names = dict(model.named_modules())
-    layers = list(layers(model) if callable(layers) else layers)
+    layers = _check_layers(layers(model) if callable(layers) else layers)
     missing = [n for n in layers if n not in names]
     if missing:
         raise ValueError(f"layers {missing} are not submodules of the model "
@@ -757,7 +833,7 @@ def record_training(model: nn.Module,
             torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         run = _Run(model, train, test, x_probe, p_xy, layers, transforms, ests, seeds, init,
                    optimizer, (lr, momentum, weight_decay), batched, keep_activations,
-                   loss_fn, grad_groups, dict(measures or {}), dev, lr_decay)
+                   loss_fn, grad_groups, dict(measures or {}), dev, lr_decay, loss is None)
         return run.go(epochs, rec_epochs, out_dir, resume, header, callback, name, settings,
                       float(checkpoint_interval_s))
 
@@ -765,7 +841,7 @@ def record_training(model: nn.Module,
 class _Run:
     def __init__(self, model, train, test, x_probe, p_xy, layers, transforms, ests, seeds,
                  init, optimizer, hyper, batched, keep_activations, loss_fn, grad_groups,
-                 measures, dev, lr_decay):
+                 measures, dev, lr_decay, default_loss):
         self.train, self.test, self.x_probe, self.p_xy = train, test, x_probe, p_xy
         self.lr_decay = lr_decay
         self.measures = measures
@@ -778,6 +854,10 @@ class _Run:
         self.warned_one_batch = False
         states = [_initial_state(model, g, init) for g in self.gens]
         self.base = copy.deepcopy(model).to(dev)
+        n_classes = _check_output(self.base, states[0], x_probe[:8], default_loss)
+        for data in (train, test):
+            if data is not None:
+                data.check_targets(n_classes)
         if batched in ("auto", True):
             refused = _vmap_refuses(self.base, states, x_probe[:8], trainable)
             if refused is not None and batched is True:

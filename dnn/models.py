@@ -94,10 +94,15 @@ def mlp_init(scheme: str = "uniform", activation: str | None = "tanh", *,
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> CUDA when available, else CPU; anything else is passed to torch.device."""
+    """"auto" -> CUDA when available, else CPU; anything else is passed to torch.device
+    (a ValueError naming ``device`` where torch does not know it)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError("device must be 'auto', 'cpu', 'cuda', 'cuda:N' or another torch "
+                         f"device (got {device!r})") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was asked for but CUDA is not available")
     return dev

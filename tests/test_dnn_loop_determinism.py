@@ -245,3 +245,49 @@ def test_a_loader_over_any_dataset_is_fingerprinted_by_its_content(tmp_path):
     with pytest.raises(ValueError, match="data_fingerprint"):
         run(net(), data=loader(1), out_dir=tmp_path, epochs=1, record_epochs=[0, 1],
             resume=True)
+
+
+# --------------------------------------------------------------------------- errors
+def test_layers_given_as_one_name_or_none():
+    """layers="act" was split into ['a', 'c', 't']; layers=[] raised a bare IndexError."""
+    model = TwoLayers()
+    rec = run(model, layers="act", epochs=1)
+    assert rec.layers == ("act",)
+    with pytest.raises(ValueError, match="layers must name at least one"):
+        run(model, layers=[], epochs=1)
+    with pytest.raises(ValueError, match="layers must name at least one"):
+        run(model, layers=lambda m: [], epochs=1)
+    with pytest.raises(TypeError, match="layers must be"):
+        run(model, layers=3, epochs=1)
+
+
+def test_an_unknown_device_names_device():
+    with pytest.raises(ValueError, match="device must be .*'gpu'"):
+        run(TwoLayers(), layers=["act"], device="gpu")
+
+
+def test_a_model_returning_a_tuple_is_refused_by_name():
+    class Pair(TwoLayers):
+        def forward(self, x):
+            return super().forward(x), x
+
+    for batched in ("auto", False):
+        with pytest.raises(TypeError, match="model's forward must return one tensor.*tuple"):
+            run(Pair(), layers=["act"], batched=batched)
+
+
+def test_labels_out_of_range_name_the_data_and_the_value():
+    from torch.utils.data import DataLoader, TensorDataset
+    x, y = task()
+    bad = y.clone()
+    bad[7] = 5
+    with pytest.raises(ValueError, match=r"train_data's targets .* \[0, 2\) .*got 5"):
+        run(TwoLayers(), layers=["act"], data=(x, bad))
+    with pytest.raises(ValueError, match=r"test_data's targets .*got -1"):
+        run(TwoLayers(), layers=["act"], test_data=(x, y - 1))
+    with pytest.raises(ValueError, match=r"train_data's targets .*got 5"):
+        run(TwoLayers(), layers=["act"], data=DataLoader(TensorDataset(x, bad), batch_size=32))
+    with pytest.raises(ValueError, match=r"probabilities \(N, 2\).*\(160, 3\)"):
+        run(TwoLayers(), layers=["act"], data=(x, torch.full((160, 3), 1 / 3)))
+    with pytest.raises(ValueError, match="probe labels must be integers >= 0 .*-1"):
+        run(TwoLayers(), layers=["act"], probe=(x[:4], np.array([0, 1, -1, 0])))
