@@ -186,10 +186,12 @@ def joint_from_labels(x_ids: ArrayLike, y: ArrayLike | None = None, *, n_classes
             raise ValueError("p_y_given_x must have non-negative rows that sum to 1")
         return (counts / ids.size)[:, None] * cond
     labels = np.asarray(y)
-    if labels.shape != ids.shape or not np.issubdtype(labels.dtype, np.integer) \
-            or labels.min() < 0:
+    if labels.shape != ids.shape or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"y must be non-negative integer labels, one per x_id (got dtype "
                          f"{labels.dtype}, shape {labels.shape}; x_ids {ids.shape})")
+    if labels.min() < 0:
+        raise ValueError(f"y must be non-negative integer labels (got {int(labels.min())} at "
+                         f"index {int(np.argmin(labels))})")
     n_classes = int(labels.max()) + 1 if n_classes is None else int(n_classes)
     if labels.max() >= n_classes:
         raise ValueError(f"n_classes must exceed every label (got {n_classes}, max label "

@@ -279,3 +279,10 @@ def test_layer_recorder_on_any_module():
     assert all(not m._forward_hooks for m in net.modules())
     with pytest.raises(ValueError, match="nope"):
         LayerRecorder(net, ["nope"])
+
+
+def test_joint_from_labels_names_a_negative_label():
+    from dnn.estimators import joint_from_labels
+
+    with pytest.raises(ValueError, match=r"non-negative integer labels \(got -3 at index 2\)"):
+        joint_from_labels([0, 1, 2], [1, 0, -3])
