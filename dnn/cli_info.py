@@ -56,6 +56,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "fraction of seeds in which it rises then falls (its peak exceeds both "
                     "its first and its last record by more than --rise-threshold bits).\n\n"
                     "Writes usable.csv (every seed), training.csv, usable.json (the summary), "
+                    "usable.npz (the whole result, with every network's record: "
+                    "dnn.experiments.UsableExperiment.load reads it), "
                     "usable_main.npz (the curves; with --compare-sgd usable_small_batch_high_lr.npz "
                     "and usable_large_batch_low_lr.npz; dnn.usable.UsableEnsemble.load reads "
                     "them) and "
@@ -105,8 +107,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Trace (and per-layer trace) of the Fisher information of the weights at "
                     "every recorded epoch: the model Fisher (exact sum over classes, "
                     "per-sample gradients) and the empirical Fisher (observed labels).\n\n"
-                    "Writes fisher.csv, fisher_diag.npz (final per-parameter diagonal), "
-                    "fisher.json and fisher.png to --out.",
+                    "Writes fisher.csv, fisher_diag.npz (final per-parameter diagonal, one "
+                    "array per parameter), fisher.json, fisher.npz (the whole result: "
+                    "dnn.experiments.FisherOverTraining.load reads it) and fisher.png to "
+                    "--out.",
         epilog="example:\n  ibsolver fisher --task digits --epochs 60 --out runs/fisher")
     p.add_argument("--task", choices=("digits", "checkerboard"), default="digits",
                    help="digits: train on the 10-way digit; checkerboard: n=2 (default: digits)")
@@ -135,7 +139,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "trained to each labelling, and the posterior fitted at every beta of "
                     "--betas. Prints KL (bits), training error and PAC-Bayes bound per beta "
                     "and labelling (mean over seeds), and how much more information random "
-                    "labels take where both fit.\n\nWrites weights.json, weights_sigma.npz (the "
+                    "labels take where both fit.\n\nWrites weights.json, weights.npz (the whole "
+                    "result: dnn.weights.WeightsExperiment.load reads it), weights_sigma.npz (the "
                     "fitted posterior with its s per weight: dnn.weights."
                     "WeightsInformation.load reads it), random_labels.csv, "
                     "random_labels.npz (dnn.weights.RandomLabels.load reads it) and "
@@ -177,7 +182,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Embed binary and multi-class tasks on scikit-learn's digits by the "
                     "Fisher diagonal of a fixed probe network (Task2Vec), and show the "
                     "normalised cosine distances.\n\nWrites task2vec_distances.csv, "
-                    "task2vec_embeddings.npz, task2vec.json and task2vec.png to --out.",
+                    "task2vec_embeddings.npz (names, embeddings, distances: plain arrays), "
+                    "task2vec.npz (the whole result: dnn.task2vec.Task2VecExperiment.load "
+                    "reads it), task2vec.json and task2vec.png to --out.",
         epilog="example:\n  ibsolver task2vec --out runs/task2vec\n"
                "  ibsolver task2vec --tasks fine,parity,high,0_vs_rest --out runs/t2v")
     p.add_argument("--tasks", default="all",
@@ -201,7 +208,7 @@ def _usable(args) -> int:
     prepare_run(args, "usable")
     import matplotlib.pyplot as plt
 
-    from .experiments import plot_accuracy, usable_experiment, usable_summary
+    from .experiments import plot_accuracy, usable_experiment
     from .usable import plot_usable_curves
 
     if args.epochs < 1:
@@ -218,36 +225,35 @@ def _usable(args) -> int:
     n_decoders = n_runs * len(seeds) * 2 * n_layers * len(rec_epochs)
     with progress(n_runs * args.epochs + n_decoders, f"{args.task} x{len(seeds)} seeds",
                   args.quiet) as bar:
-        runs = usable_experiment(
+        result = usable_experiment(
             args.task, n_colors=args.n_colors, n_samples=args.n_samples, n_probe=args.n_probe,
             epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
             record_epochs=rec_epochs, decoder=args.decoder,
             decoder_options={} if args.decoder_epochs is None else {"epochs": args.decoder_epochs},
             compare_sgd=args.compare_sgd, seeds=seeds, random_state=args.data_seed,
             progress=bar.update, device=args.device)
-    summary = {"task": args.task,
-               "runs": usable_summary(runs, threshold_bits=args.rise_threshold)}
-    rows = [{"run": name, **r} for name, (_, ens) in runs.items() for r in ens._columns()]
-    write_csv(os.path.join(args.out, "usable.csv"), rows)
-    write_csv(os.path.join(args.out, "training.csv"),
-              [{"run": name, **r} for name, (rec, _) in runs.items() for r in rec.training_rows()])
+    summary = result.summary(threshold_bits=args.rise_threshold)
+    write_csv(os.path.join(args.out, "usable.csv"), result)
+    write_csv(os.path.join(args.out, "training.csv"), result.training_rows())
     write_json(os.path.join(args.out, "usable.json"), summary)
-    for name, (_, ens) in runs.items():
-        ens.save(os.path.join(args.out, f"usable_{name}.npz"))
+    for name, run in result.runs.items():
+        run.ensemble.save(os.path.join(args.out, f"usable_{name}.npz"))
+    result.save(os.path.join(args.out, "usable.npz"))
     if args.compare_sgd:
-        write_csv(os.path.join(args.out, "sgd_regimes.csv"), rows)
+        write_csv(os.path.join(args.out, "sgd_regimes.csv"), result)
 
     title = f"checkerboard n={args.n_colors}" if args.task == "checkerboard" else \
         "digits: trained on parity"
-    label_sets = next(iter(runs.values()))[1].label_sets
+    label_sets = result.label_sets
+    runs = result.runs
     fig, axes = plt.subplots(len(runs), len(label_sets), squeeze=False,
                              figsize=(5.5 * len(label_sets), 4.2 * len(runs)))
-    for row, (name, (rec, ens)) in zip(axes, runs.items()):
+    for row, (name, run) in zip(axes, runs.items()):
         for ax, lab in zip(row, label_sets):
-            plot_usable_curves(ens, ax=ax, label_sets=[lab],
+            plot_usable_curves(run.ensemble, ax=ax, label_sets=[lab],
                                title=f"{title}: {lab}" + ("" if name == "main" else f" ({name})"))
-            ax.set_ylim(-0.05, ens.max_bits[lab] * 1.08)
-            plot_accuracy(rec, ax)
+            ax.set_ylim(-0.05, run.ensemble.max_bits[lab] * 1.08)
+            plot_accuracy(run.recording, ax)
     fig.tight_layout()
     fig.savefig(os.path.join(args.out, "sgd_regimes.png" if args.compare_sgd else "usable.png"),
                 dpi=120)
@@ -295,34 +301,28 @@ def _fisher(args) -> int:
         task = checkerboard(2, 5000, random_state=seed_from(gen))
     t0 = time.time()
     with progress(args.epochs, "training", args.quiet) as bar:
-        rec, final = fisher_over_training(
+        result = fisher_over_training(
             task, hidden=hidden, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
             fisher_samples=args.fisher_samples, record_epochs=rec_epochs,
             random_state=seed_from(gen), progress=bar.update, device=args.device)
-    write_csv(os.path.join(args.out, "fisher.csv"), rec.training_rows())
-    np.savez(os.path.join(args.out, "fisher_diag.npz"), **{k.replace(".", "_"): v
-                                                           for k, v in final.diagonal.items()})
-    epochs = [int(e) for e in rec.epochs]
-    trace = rec.measures["fisher_trace"][:, 0]
-    empirical = rec.measures["fisher_empirical_trace"][:, 0]
-    layer_tr = {k[len("fisher_trace_"):]: v[:, 0] for k, v in rec.measures.items()
-                if k.startswith("fisher_trace_")}
-    peak = int(np.argmax(trace))
-    write_json(os.path.join(args.out, "fisher.json"), {
-        "task": task.name, "hidden": hidden, "config": rec.settings,
-        "fisher_samples": int(final.n_samples), "epochs": epochs, "trace": trace,
-        "empirical_trace": empirical, "peak_epoch": epochs[peak],
-        "final_layer_trace": final.layer_trace, "test_accuracy": rec.test_acc[:, 0]})
+    rec = result.recording
+    write_csv(os.path.join(args.out, "fisher.csv"), result)
+    np.savez(os.path.join(args.out, "fisher_diag.npz"),
+             **{k.replace(".", "_"): v for k, v in result.final.diagonal.items()})
+    write_json(os.path.join(args.out, "fisher.json"), result.summary())
+    result.save(os.path.join(args.out, "fisher.npz"))
+    epochs, trace = result.epochs, result.trace
     fig, ax = plt.subplots(figsize=(6, 4))
     ep = [max(e, 0.5) for e in epochs]
-    plot_fisher_trace(ep, trace, ax=ax, layer_traces=layer_tr)
-    ax.plot(ep, empirical, "k:", lw=1.2, label="empirical Fisher")
+    plot_fisher_trace(ep, trace, ax=ax, layer_traces=result.layer_traces)
+    ax.plot(ep, result.empirical_trace, "k:", lw=1.2, label="empirical Fisher")
     ax.set_xscale("log")
     ax.legend(fontsize=7)
     ax.set_title(f"Fisher trace during training ({task.name})", fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(args.out, "fisher.png"), dpi=120)
     plt.close(fig)
+    peak = int(np.argmax(trace))
     print(f"ibsolver fisher: {task.name}, {len(epochs)} recorded epochs in "
           f"{time.time() - t0:.1f} s -> {args.out}")
     print(f"  model Fisher trace: epoch 0 {trace[0]:.3g}, peak {trace[peak]:.3g} at epoch "
@@ -336,8 +336,7 @@ def _weights(args) -> int:
     prepare_run(args, "weights")
     import matplotlib.pyplot as plt
 
-    from ._info_utils import make_generator, seed_from
-    from .weights import plot_random_labels, random_labels_experiment, weights_of_digits_mlp
+    from .weights import plot_random_labels, weights_experiment
 
     prior_scale = args.prior_scale
     if prior_scale != "optimize":
@@ -348,28 +347,25 @@ def _weights(args) -> int:
     hidden = parse_ints(args.hidden, "--hidden")
     betas = parse_floats(args.betas, "--betas")
     rl_seeds = parse_seeds(args.rl_seeds, "--rl-seeds")
-    gen = make_generator(seed)
+    rl_hidden = parse_ints(args.rl_hidden, "--rl-hidden")
     t0 = time.time()
-    with progress(args.epochs + args.posterior_epochs, "network, posterior", args.quiet) as bar:
-        rec, res = weights_of_digits_mlp(
+    n_steps = args.epochs + args.posterior_epochs
+    if betas:
+        n_steps += 2 * len(rl_seeds) * (args.rl_train_epochs + len(betas) * args.rl_epochs)
+    with progress(n_steps, "network, posterior" + (", true vs random labels" if betas else ""),
+                  args.quiet) as bar:
+        result = weights_experiment(
             hidden=hidden, epochs=args.epochs, beta=args.beta, prior_center=args.prior_center,
             prior_scale=prior_scale, learn_mean=args.learn_mean,
             posterior_epochs=args.posterior_epochs, n_mc=args.n_mc, delta=args.delta,
-            random_state=seed_from(gen), progress=bar.update, device=args.device)
-    summary = res.summary()
-    summary.update(network_test_error=1 - float(rec.test_acc[-1, 0]),
-                   network_train_error=1 - float(rec.train_acc[-1, 0]), hidden=hidden,
-                   network_epochs=args.epochs, task=rec.name)
+            betas=betas, random_labels={"n_samples": args.rl_samples, "hidden": rl_hidden,
+                                        "seeds": rl_seeds, "train_epochs": args.rl_train_epochs,
+                                        "epochs": args.rl_epochs},
+            random_state=seed, progress=bar.update, device=args.device)
+    res, rl = result.network.posterior, result.random_labels
+    summary = result.summary()
     res.save(os.path.join(args.out, "weights_sigma.npz"))
-    rl = None
-    if betas:
-        n_steps = 2 * len(rl_seeds) * (args.rl_train_epochs + len(betas) * args.rl_epochs)
-        with progress(n_steps, "true vs random labels", args.quiet) as bar:
-            rl = random_labels_experiment(
-                betas, n_samples=args.rl_samples,
-                hidden=parse_ints(args.rl_hidden, "--rl-hidden"), seeds=rl_seeds,
-                train_epochs=args.rl_train_epochs, epochs=args.rl_epochs,
-                random_state=seed_from(gen), progress=bar.update, device=args.device)
+    if rl is not None:
         write_csv(os.path.join(args.out, "random_labels.csv"), rl)
         rl.save(os.path.join(args.out, "random_labels.npz"))
         fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -379,8 +375,8 @@ def _weights(args) -> int:
         fig.tight_layout()
         fig.savefig(os.path.join(args.out, "random_labels.png"), dpi=120)
         plt.close(fig)
-        summary["random_labels"] = rl.summary()
     write_json(os.path.join(args.out, "weights.json"), summary)
+    result.save(os.path.join(args.out, "weights.npz"))
     pb = res.pac_bayes
     print(f"ibsolver weights: digits, {res.n_params} weights, N={res.n_samples}, beta={res.beta:g}"
           f" ({time.time() - t0:.1f} s) -> {args.out}")
@@ -434,21 +430,20 @@ def _task2vec(args) -> int:
                         pretrain="digits" if args.probe_epochs > 0 else None,
                         epochs=args.probe_epochs, random_state=seed_from(gen))
     with progress(len(fam), "tasks", args.quiet) as bar:
-        names, embs, dist = task2vec_experiment(fam, probe=probe, metric=args.metric,
-                                                random_state=seed_from(gen), progress=bar.update,
-                                                device=args.device)
+        result = task2vec_experiment(fam, probe=probe, metric=args.metric,
+                                     random_state=seed_from(gen), progress=bar.update,
+                                     device=args.device)
+    names, dist = list(result.names), result.distances
     with open(os.path.join(args.out, "task2vec_distances.csv"), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["task"] + names)
         for n, row in zip(names, dist):
             w.writerow([n] + [f"{v:.6f}" for v in row])
     np.savez(os.path.join(args.out, "task2vec_embeddings.npz"), names=np.array(names),
-             embeddings=np.stack([e.vector for e in embs]), distances=dist)
-    nearest = {n: names[int(np.argsort(dist[i])[1])] for i, n in enumerate(names)}
-    write_json(os.path.join(args.out, "task2vec.json"), {
-        "tasks": names, "metric": args.metric, "nearest": nearest,
-        "head_accuracy": {e.name: e.head_accuracy for e in embs},
-        "fisher_trace": {e.name: e.fisher_trace for e in embs}})
+             embeddings=np.stack([e.vector for e in result.embeddings]), distances=dist)
+    result.save(os.path.join(args.out, "task2vec.npz"))
+    summary = result.summary()
+    write_json(os.path.join(args.out, "task2vec.json"), summary)
     fig, ax = plt.subplots(figsize=(0.45 * len(names) + 2.5, 0.45 * len(names) + 2))
     plot_distance_matrix(dist, names, ax=ax)
     fig.tight_layout()
@@ -456,5 +451,5 @@ def _task2vec(args) -> int:
     plt.close(fig)
     print(f"ibsolver task2vec: {len(names)} tasks in {time.time() - t0:.1f} s -> {args.out}")
     for n in names:
-        print(f"  {n:10s} nearest: {nearest[n]}")
+        print(f"  {n:10s} nearest: {summary['nearest'][n]}")
     return 0

@@ -14,8 +14,11 @@ exact Fisher trace (model and empirical) on a fixed subset of the training input
   batch / low learning rate;
 * :func:`digits_coarse_fine` -- train on the parity of a digit, track the usable information
   about the digit itself (the CIFAR-10 even/odd experiment, on scikit-learn's digits);
-* :func:`fisher_over_training` -- the Fisher trace of an MLP over training.
+* :func:`fisher_over_training` -- the Fisher trace of an MLP over training;
+* :func:`usable_experiment` -- what ``ibsolver usable`` runs (one of the above by name).
 
+Each returns one frozen result (:class:`UsableRun`, :class:`UsableExperiment`,
+:class:`FisherOverTraining`) that saves whole to one .npz (``save``/``load``, no pickle).
 The networks are seeded by ``seeds``, the data, splits and decoders by ``random_state``;
 nothing touches the global RNG. Information is in bits.
 """
@@ -23,9 +26,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from ibsolver.results import Result, json_safe
 from numpy.typing import ArrayLike
 
 from .usable import RISE_FALL_BITS, _over_seeds
@@ -41,6 +46,158 @@ if TYPE_CHECKING:
     from .usable import RandomState, UsableEnsemble
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UsableRun(Result):
+    """One run of :func:`checkerboard_experiment` or :func:`digits_coarse_fine`: the
+    networks' training record and the usable information decoded from their layers, bits.
+
+    ``save``/``load`` (one .npz, no pickle, both parts whole), ``summary()`` and
+    ``to_dataframe()`` (one row per seed, label set, layer and record: the ensemble's
+    table) as every ``ibsolver`` result.
+
+    Attributes
+    ----------
+    recording : dnn.Recording
+        The training of one network per seed, with every seed's probe activations at the
+        recorded epochs (and the Fisher traces in ``measures`` where asked for).
+    ensemble : dnn.usable.UsableEnsemble
+        The usable information per seed, label set, layer and recorded epoch.
+    """
+
+    recording: Recording
+    ensemble: UsableEnsemble
+
+    def summary(self, *, threshold_bits: float = RISE_FALL_BITS) -> dict:
+        """The settings, :meth:`dnn.usable.UsableEnsemble.summary` at ``threshold_bits``
+        and "final_test_accuracy" over seeds, as plain JSON values (bits); NaN as None."""
+        rec = self.recording
+        return json_safe({"config": rec.settings,
+                          **self.ensemble.summary(threshold_bits=threshold_bits),
+                          "final_test_accuracy": _over_seeds(rec.test_acc[-1])})
+
+    def _columns(self) -> list:
+        """The ensemble's rows: one per (seed, label set, layer, epoch)."""
+        return self.ensemble._columns()
+
+
+@dataclass(frozen=True)
+class UsableExperiment(Result):
+    """What :func:`usable_experiment` (and :func:`sgd_regimes`) ran: one or more
+    :class:`UsableRun` by name, bits.
+
+    ``save``/``load`` (one .npz, no pickle), ``summary()`` (what ``usable.json`` holds)
+    and ``to_dataframe()`` (one row per run, seed, label set, layer and record: what
+    ``usable.csv`` holds) as every ``ibsolver`` result; :meth:`training_rows` is
+    ``training.csv``.
+
+    Attributes
+    ----------
+    task : str
+        "checkerboard" or "digits".
+    runs : dict
+        {run name: UsableRun}: "main", or with ``compare_sgd`` "small_batch_high_lr" and
+        "large_batch_low_lr".
+    """
+
+    task: str
+    runs: dict
+
+    @property
+    def label_sets(self) -> tuple:
+        return next(iter(self.runs.values())).ensemble.label_sets
+
+    def summary(self, *, threshold_bits: float = RISE_FALL_BITS) -> dict:
+        """{"task", "runs": {run name: :meth:`UsableRun.summary`}}: per run the settings,
+        the seeds, the decoder budget, H(Y) and the maximum per label set; "final" and
+        "peak" usable information per label set and layer, each {"mean", "std", "min",
+        "max"} over seeds; "rise_then_fall": per label set and layer the fraction of seeds
+        whose curve rises then falls by more than ``threshold_bits`` (with each seed's rise
+        and drop, :meth:`dnn.usable.UsableEnsemble.rise_then_fall`) and
+        "rise_then_fall_bits", the threshold; "n_clipped" (decoders whose raw value was
+        negative, over all seeds); "final_test_accuracy" over seeds. Plain JSON values,
+        bits; NaN as None."""
+        return {"task": self.task,
+                "runs": {name: run.summary(threshold_bits=threshold_bits)
+                         for name, run in self.runs.items()}}
+
+    def _columns(self) -> list:
+        """One row per (run, seed, label set, layer, epoch)."""
+        return [{"run": name, **r} for name, run in self.runs.items() for r in run._columns()]
+
+    def training_rows(self) -> list:
+        """One row per (run, epoch, seed): :meth:`dnn.Recording.training_rows` of every
+        run."""
+        return [{"run": name, **r} for name, run in self.runs.items()
+                for r in run.recording.training_rows()]
+
+
+@dataclass(frozen=True)
+class FisherOverTraining(Result):
+    """What :func:`fisher_over_training` found: the Fisher trace over training and the
+    final diagonal.
+
+    The Fisher information is a curvature of the natural-log likelihood and has no unit
+    of bits (the losses of the recording are in bits). ``save``/``load`` (one .npz, no
+    pickle), ``summary()`` (what ``fisher.json`` holds) and ``to_dataframe()`` (one row
+    per recorded epoch: :meth:`dnn.Recording.training_rows`, what ``fisher.csv`` holds)
+    as every ``ibsolver`` result.
+
+    Attributes
+    ----------
+    recording : dnn.Recording
+        The run, one seed, with ``measures["fisher_trace"]``,
+        ``measures["fisher_empirical_trace"]`` and ``measures["fisher_trace_<layer>"]``
+        (:func:`fisher_measures`) at every recorded epoch.
+    final : dnn.fisher.FisherInfo
+        The model Fisher diagonal of the trained network.
+    """
+
+    recording: Recording
+    final: FisherInfo
+
+    @property
+    def epochs(self) -> list:
+        return [int(e) for e in self.recording.epochs]
+
+    @property
+    def trace(self) -> np.ndarray:
+        """The model Fisher trace at every recorded epoch."""
+        return self.recording.measures["fisher_trace"][:, 0]
+
+    @property
+    def empirical_trace(self) -> np.ndarray:
+        """The empirical Fisher trace (observed labels) at every recorded epoch."""
+        return self.recording.measures["fisher_empirical_trace"][:, 0]
+
+    @property
+    def layer_traces(self) -> dict:
+        """{layer: the model Fisher trace of its parameters at every recorded epoch}."""
+        return {k[len("fisher_trace_"):]: v[:, 0] for k, v in self.recording.measures.items()
+                if k.startswith("fisher_trace_")}
+
+    @property
+    def peak_epoch(self) -> int:
+        """The recorded epoch of the largest model Fisher trace."""
+        return self.epochs[int(np.argmax(self.trace))]
+
+    def summary(self) -> dict:
+        """The task, the hidden widths, the settings, the number of inputs the Fisher is
+        averaged over, the recorded epochs with the model and empirical trace at each, the
+        epoch of the peak, the final trace per layer and the test accuracy at each
+        record; plain JSON values, NaN as None."""
+        rec = self.recording
+        return json_safe({
+            "task": rec.name, "hidden": rec.settings["hidden"], "config": rec.settings,
+            "fisher_samples": int(self.final.n_samples), "epochs": self.epochs,
+            "trace": self.trace, "empirical_trace": self.empirical_trace,
+            "peak_epoch": self.peak_epoch, "final_layer_trace": self.final.layer_trace,
+            "test_accuracy": rec.test_acc[:, 0]})
+
+    def _columns(self) -> list:
+        """One row per recorded epoch: :meth:`dnn.Recording.training_rows`."""
+        return self.recording.training_rows()
 
 #: the paper's architectures (appendix B.5), hidden widths only
 SMALL_FC = (10, 7, 5, 4, 3)
@@ -126,7 +283,7 @@ def checkerboard_experiment(n_colors: int = 2, *, hidden: Sequence[int] | None =
                             decoder: str = "mlp", decoder_options: dict | None = None,
                             fisher_samples: int = 0, seeds: int | Iterable[int] = (0,),
                             random_state: RandomState = 0, progress: Callable[[int], object] | None = None,
-                            device: str | torch.device = "cpu") -> tuple[Recording, UsableEnsemble]:
+                            device: str | torch.device = "cpu") -> UsableRun:
     """Usable direction (relevant) and colour (irrelevant) information per layer over training.
 
     Defaults follow the paper's appendix B.5: Small FC (10-7-5-4-3), batch 32, lr 0.05 and
@@ -142,8 +299,8 @@ def checkerboard_experiment(n_colors: int = 2, *, hidden: Sequence[int] | None =
     one train/test split across seeds. The decoder is by default an MLP of the paper's
     architecture (128-64-32; budget ``dnn.usable.DEFAULT_BUDGETS["mlp"]``).
 
-    Returns (Recording, UsableEnsemble); the curves have label sets "direction" and
-    "color", each with max log2(n_colors) bits.
+    Returns a :class:`UsableRun` (the Recording and the UsableEnsemble); the curves have
+    label sets "direction" and "color", each with max log2(n_colors) bits.
     """
     from ._info_utils import make_generator, seed_from, stratified_split
     from .tasks.checkerboard import checkerboard
@@ -176,7 +333,7 @@ def _train_then_decode(x, y, train, probe, test, label_sets, n_classes, gen, *, 
                        fisher_samples, decoder, decoder_options, seeds, progress, device):
     """Train one MLP per seed on the ``train`` rows recording the activations of the
     ``probe`` rows, then decode every label set from each seed's activations over training
-    (the same decoder split and seeds for every network). Returns (record, ensemble)."""
+    (the same decoder split and seeds for every network). Returns a UsableRun."""
     from ._info_utils import seed_from
     from .usable import UsableEnsemble, usable_information_over_training
 
@@ -189,20 +346,21 @@ def _train_then_decode(x, y, train, probe, test, label_sets, n_classes, gen, *, 
         probe_activations(rec, s), label_sets, epochs=list(rec.epochs), decoder=decoder,
         n_classes=n_classes, random_state=decoder_seed, progress=progress, device=device,
         **_decoder_opts(decoder_options)) for s in range(len(rec.seeds)))
-    return rec, UsableEnsemble(seeds=tuple(rec.seeds), curves=curves)
+    return UsableRun(recording=rec, ensemble=UsableEnsemble(seeds=tuple(rec.seeds),
+                                                            curves=curves))
 
 
 def fisher_over_training(task: Task, *, hidden: Sequence[int] = (64, 32), epochs: int = 40,
                          batch_size: int = 32, lr: float = 0.05, fisher_samples: int = 300,
                          record_epochs: Sequence[int] | np.ndarray | None = None, train_fraction: float = 0.7,
                          random_state: RandomState = 0, progress: Callable[[int], object] | None = None,
-                         device: str | torch.device = "cpu") -> tuple[Recording, FisherInfo]:
+                         device: str | torch.device = "cpu") -> FisherOverTraining:
     """The exact Fisher trace (model, empirical, per layer) of a ReLU MLP over SGD training
     on ``task`` (a :class:`dnn.tasks.Task`), on ``fisher_samples`` training inputs.
 
-    Returns (Recording with ``measures["fisher_trace"]`` and the others of
-    :func:`fisher_measures`, the final model Fisher diagonal as a
-    :class:`dnn.fisher.FisherInfo`)."""
+    Returns a :class:`FisherOverTraining`: the Recording with ``measures["fisher_trace"]``
+    and the others of :func:`fisher_measures`, and the final model Fisher diagonal as a
+    :class:`dnn.fisher.FisherInfo`."""
     from ._info_utils import make_generator, seed_from, stratified_split
     from .fisher import fisher_diagonal
     from .models import mlp
@@ -217,24 +375,25 @@ def fisher_over_training(task: Task, *, hidden: Sequence[int] = (64, 32), epochs
                     fisher_samples=fisher_samples, seeds=[seed_from(gen)],
                     progress=progress, device=device, name=task.name)
     model = rec.network(mlp((task.x.shape[1],) + tuple(hidden) + (task.n_classes,), "relu"))
-    return rec, fisher_diagonal(model, task.x[tr[:fisher_samples]], kind="model")
+    return FisherOverTraining(recording=rec, final=fisher_diagonal(
+        model, task.x[tr[:fisher_samples]], kind="model"))
 
 
 def sgd_regimes(n_colors: int = 2, *, small: tuple[int, float] = (32, 0.05),
                 large: tuple[int, float] = (256, 0.01),
-                **kw: Any) -> dict[str, tuple[Recording, UsableEnsemble]]:
+                **kw: Any) -> UsableExperiment:
     """Checkerboard usable information under two SGD regimes, same data and initialisation.
 
     ``small`` and ``large`` are (batch_size, lr): small batch / high learning rate against
     large batch / low learning rate (defaults for n = 2; for n = 10 use (64, 0.5) and
     (256, 0.1)). A much larger batch (1024 at lr / 10) does not learn the task within the
-    same number of epochs, which confounds the comparison. Returns {"small_batch_high_lr":
-    (record, ensemble), "large_batch_low_lr": (record, ensemble)}.
+    same number of epochs, which confounds the comparison. Returns a
+    :class:`UsableExperiment` with the runs "small_batch_high_lr" and "large_batch_low_lr".
     """
     out = {}
     for name, (bs, lr) in (("small_batch_high_lr", small), ("large_batch_low_lr", large)):
         out[name] = checkerboard_experiment(n_colors, batch_size=bs, lr=lr, **kw)
-    return out
+    return UsableExperiment(task="checkerboard", runs=out)
 
 
 def usable_experiment(task: str = "checkerboard", *, n_colors: int = 2, n_samples: int | None = None,
@@ -243,8 +402,8 @@ def usable_experiment(task: str = "checkerboard", *, n_colors: int = 2, n_sample
                       decoder: str = "mlp", decoder_options: dict | None = None,
                       compare_sgd: bool = False, seeds: int | Iterable[int] = (0, 1, 2, 3, 4),
                       random_state: RandomState = 0, progress: Callable[[int], object] | None = None,
-                      device: str | torch.device = "cpu") -> dict[str, tuple[Recording, UsableEnsemble]]:
-    """What ``ibsolver usable`` runs: {run name: (Recording, UsableEnsemble)}.
+                      device: str | torch.device = "cpu") -> UsableExperiment:
+    """What ``ibsolver usable`` runs: a :class:`UsableExperiment`, {run name: UsableRun}.
 
     task "checkerboard": :func:`checkerboard_experiment` with ``n_colors`` (the paper's
     batch size and learning rate where None), or with ``compare_sgd`` the two regimes of
@@ -257,46 +416,17 @@ def usable_experiment(task: str = "checkerboard", *, n_colors: int = 2, n_sample
                   progress=progress, device=device)
     if task == "digits":
         kw = {k: v for k, v in (("batch_size", batch_size), ("lr", lr)) if v}
-        return {"main": digits_coarse_fine(**common, **kw)}
+        return UsableExperiment(task=task, runs={"main": digits_coarse_fine(**common, **kw)})
     if task != "checkerboard":
         raise ValueError(f"task must be 'checkerboard' or 'digits' (got {task!r})")
     if isinstance(n_colors, bool) or int(n_colors) != n_colors or n_colors < 2:
         raise ValueError(f"n_colors must be an integer >= 2 (got {n_colors!r})")
     common.update(n_samples=n_samples, n_probe=n_probe)
     if not compare_sgd:
-        return {"main": checkerboard_experiment(n_colors, batch_size=batch_size, lr=lr,
-                                                **common)}
+        return UsableExperiment(task=task, runs={"main": checkerboard_experiment(
+            n_colors, batch_size=batch_size, lr=lr, **common)})
     lr = lr or (0.05 if n_colors == 2 else 0.5)
     return sgd_regimes(n_colors, small=(batch_size or 32, lr), large=(256, lr / 5), **common)
-
-
-def usable_summary(runs: dict, *, threshold_bits: float = RISE_FALL_BITS) -> dict:
-    """The JSON-ready summary of :func:`usable_experiment`'s runs, in bits.
-
-    Parameters
-    ----------
-    runs : dict
-        {run name: (Recording, UsableEnsemble)}.
-    threshold_bits : float
-        The rise and the drop a curve must both exceed to count as rising then falling
-        (default :data:`dnn.usable.RISE_FALL_BITS`).
-
-    Returns
-    -------
-    dict
-        Per run: the settings, the seeds, the decoder budget, H(Y) and the maximum per
-        label set; "final" and "peak" usable information per label set and layer, each
-        {"mean", "std", "min", "max"} over seeds; "rise_then_fall": per label set and layer
-        the fraction of seeds whose curve rises then falls (with each seed's rise and drop,
-        :meth:`dnn.usable.UsableEnsemble.rise_then_fall`) and "rise_then_fall_bits", the
-        threshold; "n_clipped" (decoders whose raw value was negative, over all seeds);
-        "final_test_accuracy" over seeds.
-    """
-    out = {}
-    for name, (rec, ens) in runs.items():
-        out[name] = {"config": rec.settings, **ens.summary(threshold_bits=threshold_bits),
-                     "final_test_accuracy": _over_seeds(rec.test_acc[-1])}
-    return out
 
 
 def digits_coarse_fine(*, hidden: Sequence[int] = (64, 32, 16), activation: str = "relu",
@@ -305,7 +435,7 @@ def digits_coarse_fine(*, hidden: Sequence[int] = (64, 32, 16), activation: str 
                        decoder: str = "mlp", decoder_options: dict | None = None,
                        fisher_samples: int = 0, seeds: int | Iterable[int] = (0,),
                        random_state: RandomState = 0, progress: Callable[[int], object] | None = None,
-                       device: str | torch.device = "cpu") -> tuple[Recording, UsableEnsemble]:
+                       device: str | torch.device = "cpu") -> UsableRun:
     """Train on the parity of scikit-learn digits, track usable fine (digit) and coarse info.
 
     The network sees only the parity label (1 bit); a minimal representation carries no
@@ -313,7 +443,8 @@ def digits_coarse_fine(*, hidden: Sequence[int] = (64, 32, 16), activation: str 
     of the 1797 images train the network; the decoders read the activations of the other
     half (their own train/test split inside it). One network per seed of ``seeds``.
 
-    Returns (Recording, UsableEnsemble) with label sets "fine" and "coarse".
+    Returns a :class:`UsableRun` (the Recording and the UsableEnsemble) with label sets
+    "fine" and "coarse".
     """
     from ._info_utils import make_generator, seed_from, stratified_split
     from .tasks.digits import digits

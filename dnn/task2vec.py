@@ -311,17 +311,77 @@ def digits_task_family(*, n_samples: int | None = None,
     return fam
 
 
+@dataclass(frozen=True)
+class Task2VecExperiment(Result):
+    """What :func:`task2vec_experiment` found: every task's embedding and their distances.
+
+    ``save``/``load`` (one .npz, no pickle; the embeddings under ``embeddings/<i>/``),
+    ``summary()`` (plain JSON values, NaN as None: what ``task2vec.json`` holds) and
+    ``to_dataframe()`` (one row per task, with its distance to every task) as every
+    ``ibsolver`` result. The probe is not part of the result and is not saved. The Fisher
+    information has no unit of bits (natural-log likelihood); the distances have none.
+
+    Attributes
+    ----------
+    names : tuple of str
+        The tasks, in the order of ``embeddings`` and of the rows of ``distances``.
+    embeddings : tuple of TaskEmbedding
+        One per task.
+    distances : numpy.ndarray
+        (tasks, tasks) symmetric, with an exactly zero diagonal (:func:`distance_matrix`).
+    metric : str
+        The distance: "normalized_cosine" or "cosine" (:func:`task_distance`).
+    """
+
+    names: tuple
+    embeddings: tuple = field(repr=False)
+    distances: np.ndarray = field(repr=False)
+    metric: str = "normalized_cosine"
+
+    def __post_init__(self):
+        n = len(self.names)
+        if len(self.embeddings) != n or np.shape(self.distances) != (n, n):
+            raise ValueError(f"embeddings and distances must hold one entry per task (got "
+                             f"{n} names, {len(self.embeddings)} embeddings, distances of "
+                             f"shape {np.shape(self.distances)})")
+
+    def nearest(self) -> dict:
+        """{task: its nearest other task} (None for a task alone)."""
+        return {name: (self.names[int(np.argsort(self.distances[i])[1])]
+                       if len(self.names) > 1 else None)
+                for i, name in enumerate(self.names)}
+
+    def summary(self) -> dict:
+        """The tasks, the metric, each task's nearest other task, and per task the head's
+        accuracy and the Fisher trace, as plain JSON values; NaN as None."""
+        return json_safe({"tasks": list(self.names), "metric": self.metric,
+                          "nearest": self.nearest(),
+                          "head_accuracy": {e.name: e.head_accuracy for e in self.embeddings},
+                          "fisher_trace": {e.name: e.fisher_trace for e in self.embeddings}})
+
+    def _columns(self) -> list:
+        """One row per task: the numbers of its embedding's row, its nearest task and its
+        distance to every task (``distance_<task>``)."""
+        nearest = self.nearest()
+        return [{"task": name, **{k: v[0] for k, v in emb._columns().items() if k != "name"},
+                 "nearest": nearest[name],
+                 **{f"distance_{other}": float(self.distances[i, j])
+                    for j, other in enumerate(self.names)}}
+                for i, (name, emb) in enumerate(zip(self.names, self.embeddings))]
+
+
 def task2vec_experiment(tasks: dict | None = None, *, probe: nn.Module | None = None,
                         metric: str = "normalized_cosine", random_state: RandomState = 0,
                         progress: Callable[[int], object] | None = None,
                         device: str | torch.device | None = None,
-                        **embed_options: Any) -> tuple[list[str], list[TaskEmbedding], np.ndarray]:
+                        **embed_options: Any) -> Task2VecExperiment:
     """Embed every task of ``tasks`` (default: ``digits_task_family()``) with one probe.
 
     device : where every task is embedded, as in :func:`task2vec_embed` (default: the probe's
         device; a probe built here is trained on the CPU).
 
-    Returns (names, embeddings, distance matrix).
+    Returns a :class:`Task2VecExperiment`: the names, the embeddings and their distance
+    matrix under ``metric``.
     """
     from ._info_utils import make_generator, seed_from
 
@@ -336,7 +396,8 @@ def task2vec_experiment(tasks: dict | None = None, *, probe: nn.Module | None = 
         names.append(name)
         if progress is not None:
             progress(1)
-    return names, embs, distance_matrix(embs, metric=metric)
+    return Task2VecExperiment(names=tuple(names), embeddings=tuple(embs),
+                              distances=distance_matrix(embs, metric=metric), metric=metric)
 
 
 def plot_distance_matrix(d: ArrayLike, names: Sequence[str], *, ax: Axes | None = None,

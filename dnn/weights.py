@@ -529,15 +529,53 @@ def fit_weight_posterior(model: nn.Module, x: ArrayLike | torch.Tensor, y: Array
 
 # ------------------------------------------------------------ one trained network
 
+@dataclass(frozen=True)
+class NetworkWeights(Result):
+    """What :func:`weights_of_digits_mlp` found: a trained network and the information in
+    its weights, in bits.
+
+    ``save``/``load`` (one .npz, no pickle, both parts whole), ``summary()`` and
+    ``to_dataframe()`` (one row per parameter tensor: the posterior's table) as every
+    ``ibsolver`` result.
+
+    Attributes
+    ----------
+    recording : dnn.Recording
+        The network's training (one seed; its final weights are w*).
+    posterior : WeightsInformation
+        The Gaussian posterior fitted around w* against the prior centred at the network's
+        initialisation, with the PAC-Bayes bound on its test error.
+    """
+
+    recording: Recording
+    posterior: WeightsInformation
+
+    def summary(self) -> dict:
+        """:meth:`WeightsInformation.summary` of the posterior, then the network's own test
+        and training error (its final record), its hidden widths, its training epochs and
+        the task: plain JSON values, bits, NaN as None."""
+        rec = self.recording
+        return json_safe({**self.posterior.summary(),
+                          "network_test_error": 1 - float(rec.test_acc[-1, 0]),
+                          "network_train_error": 1 - float(rec.train_acc[-1, 0]),
+                          "hidden": rec.settings["hidden"],
+                          "network_epochs": rec.settings["epochs"], "task": rec.name})
+
+    def _columns(self) -> list:
+        """One row per parameter tensor of the posterior."""
+        return self.posterior._columns()
+
+
 def weights_of_digits_mlp(*, hidden: Sequence[int] = (64,), epochs: int = 30, n_train: int = 1000,
                           random_state: RandomState = 0,
                           progress: Callable[[int], object] | None = None,
                           device: str | torch.device = "cpu",
-                          **posterior: Any) -> tuple[Recording, WeightsInformation]:
+                          **posterior: Any) -> NetworkWeights:
     """Train a ReLU MLP on ``n_train`` of scikit-learn's digits (plain SGD, batch 32, lr 0.05),
     then fit its weight posterior on them (:func:`fit_weight_posterior`, prior centred at the
     network's initialisation; ``posterior`` holds its options, ``posterior_epochs`` its
-    epochs), with the other digits as the test set. Returns (Recording, WeightsInformation).
+    epochs), with the other digits as the test set. Returns a :class:`NetworkWeights`
+    (the Recording and the WeightsInformation).
     """
     from ._info_utils import make_generator, seed_from, stratified_split
     from .experiments import train_mlp
@@ -561,7 +599,7 @@ def weights_of_digits_mlp(*, hidden: Sequence[int] = (64,), epochs: int = 30, n_
         epochs=posterior.pop("posterior_epochs", 100),
         x_test=task.x[te], y_test=task.labels[te], random_state=seed_from(gen),
         progress=progress, device=device, **posterior)
-    return rec, res
+    return NetworkWeights(recording=rec, posterior=res)
 
 
 # -------------------------------------------------------------- true and random labels
@@ -771,6 +809,85 @@ def random_labels_experiment(betas: ArrayLike = (0.003, 0.01, 0.03, 0.1, 0.3, 1.
                         network_train_error=net_err, n_samples=int(n_samples),
                         n_test=int(n_test), n_params=int(sum(v.numel() for v in init.values())),
                         settings=settings, **out)
+
+
+#: the betas of the true against random labels comparison (``ibsolver weights --betas``)
+RANDOM_LABEL_BETAS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+
+
+@dataclass(frozen=True)
+class WeightsExperiment(Result):
+    """What :func:`weights_experiment` (``ibsolver weights``) found, in bits.
+
+    ``save``/``load`` (one .npz, no pickle, every part whole), ``summary()`` (what
+    ``weights.json`` holds) and ``to_dataframe()`` (one row per parameter tensor of the
+    network's posterior; ``random_labels.to_dataframe()`` is the other table) as every
+    ``ibsolver`` result.
+
+    Attributes
+    ----------
+    network : NetworkWeights
+        The digits MLP and the information in its weights.
+    random_labels : RandomLabels or None
+        True against random labels on one network over beta (None where no beta was
+        asked for).
+    """
+
+    network: NetworkWeights
+    random_labels: RandomLabels | None = None
+
+    def summary(self) -> dict:
+        """:meth:`NetworkWeights.summary`, with the comparison of true and random labels
+        (:meth:`RandomLabels.summary`) under "random_labels" where it ran: plain JSON
+        values, bits, NaN as None."""
+        out = self.network.summary()
+        if self.random_labels is not None:
+            out["random_labels"] = json_safe(self.random_labels.summary())
+        return out
+
+    def _columns(self) -> list:
+        """One row per parameter tensor of the network's posterior."""
+        return self.network._columns()
+
+
+def weights_experiment(*, hidden: Sequence[int] = (64,), epochs: int = 30, beta: float = 1.0,
+                       prior_scale: float | str = "optimize", prior_center: str = "init",
+                       learn_mean: bool = False, posterior_epochs: int = 200, n_mc: int = 500,
+                       delta: float = 0.05, betas: ArrayLike = RANDOM_LABEL_BETAS,
+                       random_labels: Mapping[str, Any] | None = None,
+                       random_state: RandomState = 0,
+                       progress: Callable[[int], object] | None = None,
+                       device: str | torch.device = "cpu") -> WeightsExperiment:
+    """What ``ibsolver weights`` runs: the information in the weights of a digits MLP, then
+    true against random labels on one network.
+
+    First :func:`weights_of_digits_mlp` (``hidden``, ``epochs`` of SGD, then the
+    posterior fitted at ``beta`` for ``posterior_epochs`` with the prior's ``prior_scale``
+    and ``prior_center``, ``learn_mean``, ``n_mc`` weight samples and the PAC-Bayes
+    confidence ``delta``); then, unless ``betas`` is empty,
+    :func:`random_labels_experiment` at ``betas`` with the options ``random_labels``
+    (``n_samples``, ``hidden``, ``seeds``, ``train_epochs``, ``epochs``, ...). Both draw
+    their data and seeds from ``random_state``. ``progress`` is called with the number of
+    steps done: ``epochs + posterior_epochs``, then ``2 x seeds x (train_epochs +
+    len(betas) x epochs)`` of the random labels. Information in bits.
+
+    Returns
+    -------
+    WeightsExperiment
+    """
+    from ._info_utils import make_generator, seed_from
+
+    gen = make_generator(random_state)
+    network = weights_of_digits_mlp(
+        hidden=hidden, epochs=epochs, beta=beta, prior_center=prior_center,
+        prior_scale=prior_scale, learn_mean=learn_mean, posterior_epochs=posterior_epochs,
+        n_mc=n_mc, delta=delta, random_state=seed_from(gen), progress=progress, device=device)
+    betas = [float(b) for b in np.atleast_1d(np.asarray(betas, dtype=np.float64))]
+    rl = None
+    if betas:
+        rl = random_labels_experiment(betas, random_state=seed_from(gen), progress=progress,
+                                      device=device, **dict(random_labels or {}))
+    return WeightsExperiment(network=network, random_labels=rl)
 
 
 def plot_random_labels(result: RandomLabels, *, ax: Axes | None = None) -> Axes:

@@ -35,9 +35,10 @@ from dnn.fisher import plot_fisher_trace
 # (ten times slower on a busy two-core machine)
 torch.set_num_threads(1)
 
-record, ensemble = experiments.checkerboard_experiment(
+run = experiments.checkerboard_experiment(
     2, epochs=30, record_epochs=range(0, 31, 3), n_probe=2000, decoder="linear",
     fisher_samples=200, seeds=(0, 1, 2), random_state=0)
+record, ensemble = run.recording, run.ensemble  # a UsableRun: run.save(path) keeps both
 print(f"validation accuracy by epoch {record.epochs}, mean over seeds: "
       + " ".join(f"{a:.2f}" for a in record.test_acc.mean(axis=1)))
 final = ensemble.spread()["mean"][..., -1]

@@ -164,6 +164,14 @@ def test_cli_fisher_end_to_end(tmp_path):
     assert "fc1_weight" in diag.files
     np.testing.assert_allclose(sum(diag[k].sum() for k in diag.files), meta["trace"][-1],
                                rtol=1e-5)
+    # fisher.npz is the whole result: the numbers of fisher.json and of fisher_diag.npz
+    from dnn.experiments import FisherOverTraining
+
+    result = FisherOverTraining.load(out / "fisher.npz")
+    assert result.summary() == meta
+    for name, v in result.final.diagonal.items():
+        np.testing.assert_array_equal(diag[name.replace(".", "_")], v)
+    assert result.recording.settings["record_epochs"] == [0, 1, 2]
     import matplotlib.image as mpimg
     assert mpimg.imread(out / "fisher.png").ndim == 3
 

@@ -282,6 +282,150 @@ def test_an_infoplane_experiment_round_trips(tmp_path):
     np.testing.assert_array_equal(df["gap_bits"], [r["gap_bits"] for r in rows])
 
 
+# --- every recipe's result: one frozen result, saved and loaded to the last bit ------------
+
+def _task2vec():
+    from dnn.task2vec import build_probe, digits_task_family, task2vec_experiment
+
+    fam = digits_task_family(n_samples=60, random_state=0)
+    fam = {k: fam[k] for k in ("parity", "mod3", "3_vs_rest")}
+    return task2vec_experiment(fam, probe=build_probe(hidden=(8,), pretrain=None),
+                               random_state=0, head_max_iter=20)
+
+
+def _fisher():
+    from dnn.experiments import fisher_over_training
+    from dnn.tasks.digits import digits
+
+    return fisher_over_training(digits("fine", n_samples=200, random_state=0), hidden=(4,),
+                                epochs=1, fisher_samples=10, record_epochs=[0, 1])
+
+
+def _usable(compare_sgd=False):
+    from dnn.experiments import usable_experiment
+
+    return usable_experiment("checkerboard", n_samples=200, n_probe=60, epochs=1,
+                             record_epochs=[0, 1], decoder="linear",
+                             decoder_options={"epochs": 2}, compare_sgd=compare_sgd,
+                             seeds=(0, 1))
+
+
+def _weights(betas=(1.0,)):
+    from dnn.weights import weights_experiment
+
+    return weights_experiment(hidden=(4,), epochs=1, posterior_epochs=2, n_mc=4, betas=betas,
+                              random_labels={"n_samples": 10, "n_test": 10, "hidden": (3,),
+                                             "seeds": (0,), "train_epochs": 2, "epochs": 2,
+                                             "n_mc": 4})
+
+
+def _critical():
+    from dnn.periods import critical_periods
+    from dnn.tasks.digits import digits
+
+    return critical_periods((0, 1), epochs_after=1, seeds=(0,), hidden=(4,), batch_size=32,
+                            fisher_samples=4, task=digits("fine", n_samples=120,
+                                                          random_state=0))
+
+
+def _linear():
+    from dnn.linear import deep_linear_experiment, gaussian_teacher
+
+    return deep_linear_experiment(gaussian_teacher(2, 2, 2, random_state=1), widths=(3,),
+                                  epochs=3, n_train=32, batch_size=16, seeds=(0,), n_records=2,
+                                  n_threads=1)
+
+
+#: every recipe that ``ibsolver`` runs, tiny (infoplane_experiment and the data-size sweep
+#: have their own tests above), and the result type it returns
+RECIPES = {"task2vec_experiment": (_task2vec, "Task2VecExperiment"),
+           "fisher_over_training": (_fisher, "FisherOverTraining"),
+           "usable_experiment": (_usable, "UsableExperiment"),
+           "sgd_regimes": (lambda: _usable(compare_sgd=True), "UsableExperiment"),
+           "weights_experiment": (_weights, "WeightsExperiment"),
+           "weights_experiment without random labels": (lambda: _weights(betas=()),
+                                                        "WeightsExperiment"),
+           "critical_periods": (_critical, "CriticalPeriods"),
+           "deep_linear_experiment": (_linear, "DeepLinearStudy")}
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_returns_one_result_that_round_trips(recipe, tmp_path):
+    make, kind = RECIPES[recipe]
+    result = make()
+    assert isinstance(result, ibsolver.results.Result) and type(result).__name__ == kind
+    assert dataclasses.is_dataclass(result)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.extra = 1
+    back = reloaded(result, tmp_path)
+    summary = result.summary()
+    assert back.summary() == summary
+    assert json.loads(json.dumps(summary, allow_nan=False)) == summary  # strict JSON
+    with np.load(tmp_path / "result.npz", allow_pickle=False) as data:
+        assert all(data[k].dtype != object for k in data.files)
+    pytest.importorskip("pandas")
+    df = result.to_dataframe()
+    assert len(df) > 0
+    assert back.to_dataframe().equals(df)
+
+
+def test_the_parts_of_a_recipe_result_round_trip_alone(tmp_path):
+    """A UsableRun and a NetworkWeights (what checkerboard_experiment, digits_coarse_fine
+    and weights_of_digits_mlp return) save and load whole, nested in their experiment or
+    alone; the tables and summaries are those the CLI writes."""
+    from dnn.experiments import UsableRun
+    from dnn.usable import RISE_FALL_BITS
+    from dnn.weights import NetworkWeights
+
+    usable = _usable()
+    run = usable.runs["main"]
+    assert isinstance(run, UsableRun) and set(usable.runs) == {"main"}
+    back = reloaded(run, tmp_path)
+    assert back.summary(threshold_bits=0.2) == run.summary(threshold_bits=0.2)
+    summary = usable.summary()
+    assert summary["task"] == "checkerboard"
+    assert summary["runs"]["main"]["rise_then_fall_bits"] == RISE_FALL_BITS
+    assert summary["runs"]["main"]["final_test_accuracy"]["mean"] == pytest.approx(
+        float(run.recording.test_acc[-1].mean()), rel=1e-12)
+    rows = usable._columns()
+    assert len(rows) == 2 * 2 * 6 * 2 and {r["run"] for r in rows} == {"main"}
+    assert [r["run"] for r in usable.training_rows()] == ["main"] * 2 * 2
+
+    weights = _weights()
+    network = weights.network
+    assert isinstance(network, NetworkWeights)
+    reloaded(network, tmp_path)
+    summary = weights.summary()
+    assert summary["kl_bits"] == network.posterior.kl_bits
+    assert summary["hidden"] == [4] and summary["network_epochs"] == 1
+    assert summary["random_labels"]["seeds"] == [0]
+    assert "random_labels" not in _weights(betas=()).summary()
+
+
+def test_task2vec_and_fisher_results_hold_what_the_cli_writes():
+    t2v = _task2vec()
+    assert t2v.names == ("parity", "mod3", "3_vs_rest") and t2v.distances.shape == (3, 3)
+    np.testing.assert_array_equal(np.diag(t2v.distances), 0.0)
+    nearest = t2v.summary()["nearest"]
+    for i, name in enumerate(t2v.names):
+        others = [j for j in range(3) if j != i]
+        assert nearest[name] == t2v.names[min(others, key=lambda j: t2v.distances[i, j])]
+    rows = t2v._columns()
+    assert [r["task"] for r in rows] == list(t2v.names)
+    np.testing.assert_array_equal([[r[f"distance_{n}"] for n in t2v.names] for r in rows],
+                                  t2v.distances)
+    with pytest.raises(ValueError, match="one entry per task"):
+        dataclasses.replace(t2v, names=t2v.names[:2])
+
+    fisher = _fisher()
+    assert fisher.epochs == [0, 1] and fisher.trace.shape == (2,)
+    summary = fisher.summary()
+    assert summary["trace"] == fisher.trace.tolist()
+    assert summary["peak_epoch"] in (0, 1) and summary["fisher_samples"] == 10
+    np.testing.assert_allclose(sum(fisher.layer_traces.values()), fisher.trace, rtol=1e-6)
+    assert_same(fisher._columns(), fisher.recording.training_rows())
+
+
 # --- the one CSV writer of the command line ------------------------------------------------
 
 class _Table:

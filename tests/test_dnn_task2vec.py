@@ -7,8 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dnn.task2vec import (TaskEmbedding, build_probe, digits_task_family,  # noqa: E402
-                          distance_matrix, task2vec_embed, task2vec_experiment, task_distance)
+from dnn.task2vec import (Task2VecExperiment, TaskEmbedding, build_probe,  # noqa: E402
+                          digits_task_family, distance_matrix, task2vec_embed,
+                          task2vec_experiment, task_distance)
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +66,10 @@ def test_per_parameter_embedding(probe, family):
 
 def test_experiment_matrix(probe, family):
     fam = {k: family[k] for k in ("fine", "low5", "parity", "3_vs_rest")}
-    names, embs, d = task2vec_experiment(fam, probe=probe, random_state=0)
-    assert names == list(fam) and d.shape == (4, 4)
+    result = task2vec_experiment(fam, probe=probe, random_state=0)
+    names, embs, d = result.names, result.embeddings, result.distances
+    assert names == tuple(fam) and d.shape == (4, 4) and len(embs) == 4
+    np.testing.assert_array_equal(d, distance_matrix(embs))
     np.testing.assert_array_equal(np.diag(d), 0.0)
     np.testing.assert_array_equal(d, d.T)
 
@@ -97,6 +100,13 @@ def test_cli_task2vec_end_to_end(tmp_path):
     assert npz["embeddings"].shape == (3, 8)
     meta = json.loads((out / "task2vec.json").read_text())
     assert set(meta["nearest"]) == {"fine", "parity", "high"}
+    # task2vec.npz is the whole result, the same numbers as the other files
+    result = Task2VecExperiment.load(out / "task2vec.npz")
+    assert result.summary() == meta
+    np.testing.assert_array_equal(npz["distances"], result.distances)
+    np.testing.assert_array_equal(npz["embeddings"], [e.vector for e in result.embeddings])
+    assert npz["names"].tolist() == list(result.names)
+    np.testing.assert_allclose(d, result.distances, rtol=0, atol=5e-7)  # the CSV's 6 digits
     import matplotlib.image as mpimg
     assert mpimg.imread(out / "task2vec.png").ndim == 3
     assert main(["task2vec", "--tasks", "fine,nope", "--quiet", "--out", str(out)]) == 2
@@ -133,8 +143,9 @@ def test_explicit_cpu_device_is_the_default(probe, family, monkeypatch):
         assert (e.fisher_trace, e.head_accuracy) == (base.fisher_trace, base.head_accuracy)
     assert [(m.type, xd.type, str(d)) for m, xd, d in seen] == [("cpu", "cpu", "cpu")] * 3
     fam = {k: family[k] for k in ("parity", "low5", "7_vs_rest")}
-    _, embs, d = task2vec_experiment(fam, probe=probe, random_state=2)
-    _, embs_cpu, d_cpu = task2vec_experiment(fam, probe=probe, random_state=2, device="cpu")
+    run = task2vec_experiment(fam, probe=probe, random_state=2)
+    run_cpu = task2vec_experiment(fam, probe=probe, random_state=2, device="cpu")
+    embs, d, embs_cpu, d_cpu = run.embeddings, run.distances, run_cpu.embeddings, run_cpu.distances
     np.testing.assert_array_equal(d_cpu, d)
     for a, b in zip(embs_cpu, embs):
         np.testing.assert_array_equal(a.vector, b.vector)
@@ -158,12 +169,12 @@ def test_cuda_embeddings_and_distances_match_cpu(family, monkeypatch):
     probe = build_probe(hidden=(16, 8), pretrain=None, random_state=0)
     fam = {k: family[k] for k in ("fine", "low5", "parity", "3_vs_rest")}
     seen = _spy_fisher_devices(monkeypatch)
-    _, gpu, d_gpu = task2vec_experiment(fam, probe=probe, random_state=0, device="cuda",
-                                        n_fisher=250)
+    run_gpu = task2vec_experiment(fam, probe=probe, random_state=0, device="cuda", n_fisher=250)
+    gpu, d_gpu = run_gpu.embeddings, run_gpu.distances
     assert [(m.type, xd.type) for m, xd, _ in seen] == [("cuda", "cuda")] * len(fam)
     assert next(probe.parameters()).device.type == "cpu"   # the probe is left where it was
-    _, cpu, d_cpu = task2vec_experiment(fam, probe=probe, random_state=0, device="cpu",
-                                        n_fisher=250)
+    run_cpu = task2vec_experiment(fam, probe=probe, random_state=0, device="cpu", n_fisher=250)
+    cpu, d_cpu = run_cpu.embeddings, run_cpu.distances
     for g, c in zip(gpu, cpu):
         assert isinstance(g.vector, np.ndarray) and g.vector.dtype == np.float64
         np.testing.assert_allclose(g.vector.sum(), 1.0, rtol=1e-12)

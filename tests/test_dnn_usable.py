@@ -373,9 +373,10 @@ def test_plot_usable_curves():
 def test_checkerboard_experiment_tiny():
     from dnn.experiments import checkerboard_experiment
 
-    rec, ens = checkerboard_experiment(2, n_samples=600, n_probe=200, epochs=2,
-                                       record_epochs=[0, 2], decoder_options={"epochs": 3},
-                                       fisher_samples=16, seeds=(0, 1), random_state=0)
+    run = checkerboard_experiment(2, n_samples=600, n_probe=200, epochs=2,
+                                  record_epochs=[0, 2], decoder_options={"epochs": 3},
+                                  fisher_samples=16, seeds=(0, 1), random_state=0)
+    rec, ens = run.recording, run.ensemble
     assert isinstance(ens, UsableEnsemble) and ens.seeds == (0, 1) == rec.seeds
     assert rec.epochs.tolist() == [0, 2] and ens.value.shape == (2, 2, 6, 2)
     assert ens.layers == ("act1", "act2", "act3", "act4", "act5", "output")
@@ -413,7 +414,7 @@ def test_experiment_decodes_on_its_device(experiment, monkeypatch):
         kw.update(n_colors=2, n_samples=300, n_probe=100)
     else:
         kw.update(hidden=(8,))
-    _, ens = getattr(experiments, experiment)(**kw)
+    ens = getattr(experiments, experiment)(**kw).ensemble
     assert seen == [dev]
     assert np.all(np.isfinite(ens.curves[0].raw))
 
@@ -451,6 +452,14 @@ def test_cli_usable_end_to_end(tmp_path, capsys):
         assert [int(r["epoch"]) for r in csv.DictReader(fh)] == [0, 0, 1, 1, 3, 3]
     import matplotlib.image as mpimg
     assert mpimg.imread(out / "usable.png").ndim == 3
+    # usable.npz is the whole result: usable.json's summary, usable.csv's rows
+    from dnn.experiments import UsableExperiment
+
+    result = UsableExperiment.load(out / "usable.npz")
+    assert result.summary() == json.loads((out / "usable.json").read_text())
+    assert [r["usable_bits"] for r in result._columns()] == [float(r["usable_bits"])
+                                                             for r in rows]
+    np.testing.assert_array_equal(result.runs["main"].ensemble.value, ens.value)
 
 
 def test_cli_module_imports_without_torch(tmp_path):
@@ -561,7 +570,8 @@ def test_cuda_checkerboard_experiment_tiny(monkeypatch):
     kw = dict(n_samples=600, n_probe=200, epochs=2, record_epochs=[0, 2],
               decoder_options={"epochs": 3}, fisher_samples=16, random_state=0)
     seen = _spy_decoder_devices(monkeypatch)
-    rec, ens = checkerboard_experiment(2, device="cuda", **kw)
+    run = checkerboard_experiment(2, device="cuda", **kw)
+    rec, ens = run.recording, run.ensemble
     curves = ens.curves[0]
     assert seen and all(d.type == "cuda" for d in seen)   # they used to stay on the CPU
     assert rec.epochs.tolist() == [0, 2] and curves.value.shape == (2, 6, 2)
@@ -571,7 +581,8 @@ def test_cuda_checkerboard_experiment_tiny(monkeypatch):
     for layer, a in rec.activations.items():
         assert a.dtype == np.float32 and a.shape[2] == 200 and np.all(np.isfinite(a)), layer
     assert np.all(np.isfinite(curves.raw)) and np.all(curves.value >= 0)
-    cpu_rec, cpu_ens = checkerboard_experiment(2, device="cpu", **kw)
+    cpu_run = checkerboard_experiment(2, device="cpu", **kw)
+    cpu_rec, cpu_ens = cpu_run.recording, cpu_run.ensemble
     np.testing.assert_allclose(rec.train_loss, cpu_rec.train_loss, rtol=1e-4)
     for name in ("fisher_trace", "fisher_empirical_trace"):
         np.testing.assert_allclose(rec.measures[name], cpu_rec.measures[name], rtol=1e-3)

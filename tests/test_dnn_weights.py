@@ -306,6 +306,14 @@ def test_cli_weights_end_to_end(tmp_path, capsys):
     assert {k: v for k, v in meta.items() if k in fitted.summary()} == fitted.summary()
     import matplotlib.image as mpimg
     assert mpimg.imread(out / "random_labels.png").ndim == 3
+    # weights.npz is the whole result: weights.json's summary, both parts whole
+    from dnn.weights import WeightsExperiment
+
+    result = WeightsExperiment.load(out / "weights.npz")
+    assert result.summary() == meta
+    assert result.random_labels.summary() == back.summary()
+    np.testing.assert_array_equal(result.network.posterior.sigma["fc1.weight"],
+                                  fitted.sigma["fc1.weight"])
 
 
 # --------------------------------------------------------------------------- CUDA
