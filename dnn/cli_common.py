@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -47,13 +48,63 @@ def parse_floats(text: str | float, name: str) -> list:
 
 
 def parse_seeds(text: str | int, name: str = "--seeds") -> list:
-    """"N" -> seeds 0 .. N-1; "a,b,c" -> those seeds."""
+    """"N" -> seeds 0 .. N-1; "a,b,c" -> those seeds, distinct."""
     if "," in str(text):
-        return parse_ints(text, name)
+        seeds = parse_ints(text, name)
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"{name} must be distinct (got {text!r})")
+        return seeds
     values = parse_ints(text, name)
     if len(values) != 1 or values[0] < 1:
         raise ValueError(f"{name} must be a count >= 1 or a comma-separated list (got {text!r})")
     return list(range(values[0]))
+
+
+def parse_widths(text: str, name: str) -> list:
+    """Layer sizes, comma-separated: at least one, each an integer >= 1."""
+    widths = parse_ints(text, name)
+    if not widths or min(widths) < 1:
+        raise ValueError(f"{name} must list layer sizes >= 1, comma-separated (got {text!r})")
+    return widths
+
+
+def int_at_least(low: int):
+    """An argparse type: an integer >= ``low``. Every integer flag of the dnn subcommands
+    takes one, so that a bad value reads the same everywhere, before any work and before
+    --out is made: "argument --epochs: must be an integer >= 1 (got '0')"."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low} (got {text!r})")
+        return value
+
+    return parse
+
+
+def number_at_least(low: float, *, strict: bool = False, below: float | None = None):
+    """An argparse type: a finite number >= ``low`` (> ``low`` where ``strict``), and <
+    ``below`` where given: "argument --lr: must be a number > 0 (got '-1')"."""
+    what = f"{'>' if strict else '>='} {low:g}" + ("" if below is None else f" and < {below:g}")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and (value > low if strict else value >= low)
+                and (below is None or value < below)):
+            raise argparse.ArgumentTypeError(f"must be a number {what} (got {text!r})")
+        return value
+
+    return parse
+
+
+#: the types of the flags that every subcommand spells alike
+POSITIVE_INT = int_at_least(1)
+POSITIVE = number_at_least(0.0, strict=True)
 
 
 #: --device of every subcommand: its values (cuda:N picks a GPU) and its one default
@@ -87,27 +138,19 @@ def add_run_flags(parser: argparse.ArgumentParser, *, out_default: str, one_run:
     g.add_argument("--device", default=DEVICE_DEFAULT, type=_device_text,
                    help=f"{DEVICES}; these small networks, with few seeds, often train "
                         f"faster on the CPU (default: {DEVICE_DEFAULT})")
-    g.add_argument("--threads", type=_threads_count, default=1,
+    g.add_argument("--threads", type=POSITIVE_INT, default=1,
                    help="torch CPU threads; these small networks run fastest on 1 (default: 1)")
     g.add_argument("--quiet", "-q", "--no-progress", action="store_true", help="no progress bars")
     return g
 
 
-def _threads_count(text: str) -> int:
-    """--threads (argparse type): an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1 (got {text!r})")
-    return value
-
-
 def prepare_run(args: argparse.Namespace, command: str) -> ModuleType:
     """What every dnn subcommand does before any work: torch (or the install hint) with
     --threads CPU threads, --device checked, the --out folder made and checked to take
-    files, figures drawn off screen (Agg). Returns torch."""
+    files, figures drawn off screen (Agg). Returns torch.
+
+    The folder is the first thing a command leaves behind: a command checks all its own
+    arguments before it calls this, so that a usage error (exit 2) creates nothing."""
     torch = require_torch(command)
     torch.set_num_threads(args.threads)
     check_device(args.device, command)

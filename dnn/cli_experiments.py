@@ -12,7 +12,8 @@ import dataclasses
 import os
 import time
 
-from .cli_common import (add_run_flags, parse_floats, parse_ints, parse_seeds, prepare_run,
+from .cli_common import (POSITIVE, POSITIVE_INT, add_run_flags, int_at_least, number_at_least,
+                         parse_floats, parse_ints, parse_seeds, parse_widths, prepare_run,
                          progress, write_csv, write_json)
 from .cli_infoplane import DEFAULT_NOISE
 
@@ -47,15 +48,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                "--out runs/datasize")
     p.add_argument("--sizes", default=SIZES,
                    help=f"training fractions in (0, 1), comma-separated (default: {SIZES})")
-    p.add_argument("--noise", type=float, default=DEFAULT_NOISE,
+    p.add_argument("--noise", type=number_at_least(0.0), default=DEFAULT_NOISE,
                    help="label noise of the 12-bit task, as in `ibsolver infoplane`; 0 = the "
                         f"canonical deterministic labels (default: {DEFAULT_NOISE:g})")
     p.add_argument("--activation", default="tanh", help="tanh, relu, ... (default: tanh)")
-    p.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default: 0.1)")
-    p.add_argument("--epochs", type=int, default=500, help="(default: 500)")
-    p.add_argument("--records", type=int, default=30,
-                   help="log-spaced epochs recorded, 0 and the last included (default: 30)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--lr", type=POSITIVE, default=0.1, help="SGD learning rate (default: 0.1)")
+    p.add_argument("--epochs", type=POSITIVE_INT, default=500, help="(default: 500)")
+    p.add_argument("--records", type=int_at_least(2), default=30,
+                   help="the number of log-spaced epochs recorded, 0 and the last included "
+                        "(usable and fisher take the epochs themselves: --record-epochs) "
+                        "(default: 30)")
+    p.add_argument("--workers", type=POSITIVE_INT, default=None,
                    help="worker processes (default: the usable cores, at most one per size)")
     add_run_flags(p, out_default="runs/datasize", seeds_default="3")
     p.set_defaults(func=_datasize)
@@ -81,26 +84,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                "--out runs/critical")
     p.add_argument("--removal", default=REMOVAL,
                    help=f"deficit removal epochs e, comma-separated (default: {REMOVAL})")
-    p.add_argument("--epochs", type=int, default=30,
+    p.add_argument("--epochs", type=POSITIVE_INT, default=30,
                    help="epochs on clean images after the removal, the same for every e "
                         "(default: 30)")
-    p.add_argument("--blur-factor", type=int, default=4,
+    p.add_argument("--blur-factor", type=int, choices=(2, 4), default=4,
                    help="block size of the blur: 2 or 4 (8x8 through 4x4 or 2x2; the paper's "
                         "factor is 4) (default: 4)")
-    p.add_argument("--hidden", default="64,32", help="hidden widths (default: 64,32)")
-    p.add_argument("--lr", type=float, default=0.05, help="initial SGD learning rate (default: 0.05)")
+    p.add_argument("--hidden", default="64,32",
+                   help="hidden layer sizes, comma-separated (default: 64,32)")
+    p.add_argument("--lr", type=POSITIVE, default=0.05,
+                   help="initial SGD learning rate (default: 0.05)")
     p.add_argument("--lr-decay", type=float, default=0.97,
                    help="learning-rate factor per epoch, in (0, 1] (default: 0.97)")
-    p.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
-    p.add_argument("--fisher-samples", type=int, default=100,
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="(default: 32)")
+    p.add_argument("--fisher-samples", type=POSITIVE_INT, default=100,
                    help="training inputs the Fisher trace is averaged over (default: 100)")
     add_run_flags(p, out_default="runs/critical", seeds_default="3")
     p.set_defaults(func=_critical)
-
-
-def _positive(value, flag: str, kind: str = "an integer >= 1"):
-    if not value > 0:
-        raise ValueError(f"{flag} must be {kind} (got {value})")
 
 
 def _figure(figsize, ncols):
@@ -114,14 +114,6 @@ def _datasize(args) -> int:
     sizes = parse_floats(args.sizes, "--sizes")
     if not sizes or not all(0 < s < 1 for s in sizes) or len(set(sizes)) != len(sizes):
         raise ValueError(f"--sizes must be distinct fractions in (0, 1) (got {args.sizes!r})")
-    if args.noise < 0:
-        raise ValueError(f"--noise must be >= 0 (got {args.noise})")
-    _positive(args.epochs, "--epochs")
-    if args.records < 2:
-        raise ValueError(f"--records must be an integer >= 2 (got {args.records})")
-    if args.workers is not None:
-        _positive(args.workers, "--workers")
-    _positive(args.lr, "--lr", "a number > 0")
     seeds = parse_seeds(args.seeds)
     prepare_run(args, "datasize")
     from .periods import datasize_experiment, plot_datasize_grid, plot_datasize_summary
@@ -165,17 +157,9 @@ def _critical(args) -> int:
     removal = parse_ints(args.removal, "--removal")
     if not removal or min(removal) < 0 or len(set(removal)) != len(removal):
         raise ValueError(f"--removal must be distinct epochs >= 0 (got {args.removal!r})")
-    _positive(args.epochs, "--epochs")
-    if args.blur_factor not in (2, 4):
-        raise ValueError(f"--blur-factor must be 2 or 4 (got {args.blur_factor})")
-    hidden = parse_ints(args.hidden, "--hidden")
-    if not hidden or min(hidden) < 1:
-        raise ValueError(f"--hidden must be positive widths (got {args.hidden!r})")
-    _positive(args.lr, "--lr", "a number > 0")
+    hidden = parse_widths(args.hidden, "--hidden")
     if not 0 < args.lr_decay <= 1:
         raise ValueError(f"--lr-decay must be in (0, 1] (got {args.lr_decay})")
-    _positive(args.batch_size, "--batch-size")
-    _positive(args.fisher_samples, "--fisher-samples")
     seeds = parse_seeds(args.seeds)
     prepare_run(args, "critical")
     from .periods import critical_periods, plot_critical_accuracy, plot_critical_fisher

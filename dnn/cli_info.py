@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import os
 import time
 
-from .cli_common import (add_run_flags, one_seed, parse_floats, parse_ints, parse_seeds,
+from .cli_common import (POSITIVE, POSITIVE_INT, add_run_flags, int_at_least, number_at_least,
+                         one_seed, parse_floats, parse_ints, parse_seeds, parse_widths,
                          prepare_run, progress, write_csv, write_json)
 from .usable import RISE_FALL_BITS
 
-#: log-spaced points of ``--record auto`` (epoch 0 added): about 15 records for fisher, and
-#: about 9 for usable, where every record costs 2 x layers x seeds MLP decoders
+#: log-spaced points of ``--record-epochs auto`` (epoch 0 added): about 15 records for
+#: fisher, and about 9 for usable, where every record costs 2 x layers x seeds MLP decoders
 AUTO_RECORDS = {"fisher": 14, "usable": 8}
 
 
@@ -28,11 +30,22 @@ def _record_epochs(text, epochs, n_points):
 
         pts = np.unique(np.round(np.geomspace(1, max(epochs, 1), n_points)).astype(int))
         return sorted({0, *[int(p) for p in pts if p <= epochs]})
-    eps = parse_ints(text, "--record")
+    eps = parse_ints(text, "--record-epochs")
     bad = [e for e in eps if e < 0 or e > epochs]
-    if bad:
-        raise ValueError(f"--record epochs must lie in [0, --epochs={epochs}] (got {bad})")
+    if not eps or bad:
+        raise ValueError(f"--record-epochs must be epochs in [0, --epochs={epochs}], "
+                         f"comma-separated, or auto (got {text!r})")
     return sorted(set(eps))
+
+
+def _add_record_epochs(p, n_auto: int) -> None:
+    """--record-epochs (formerly --record): the epochs themselves, not a count."""
+    p.add_argument("--record-epochs", "--record", dest="record", default="auto",
+                   metavar="EPOCHS",
+                   help=f"epochs to record, comma-separated, or auto (0 and about {n_auto} "
+                        "log-spaced; default). The epochs themselves: --records of "
+                        "infoplane, datasize and linear is a number of log-spaced epochs. "
+                        "--record is its former name")
 
 
 def _common(p, out_default):
@@ -70,24 +83,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                "  ibsolver usable --decoder linear --seeds 10 --out runs/linear")
     p.add_argument("--task", choices=("checkerboard", "digits"), default="checkerboard",
                    help="(default: checkerboard)")
-    p.add_argument("--n-colors", type=int, default=2, help="checkerboard colours (default: 2)")
-    p.add_argument("--n-samples", type=int, default=None,
+    p.add_argument("--n-colors", type=int_at_least(2), default=2,
+                   help="checkerboard colours (default: 2)")
+    p.add_argument("--n-samples", type=POSITIVE_INT, default=None,
                    help="checkerboard training trials (default: the paper's, 10000 for n=2)")
-    p.add_argument("--n-probe", type=int, default=2000,
+    p.add_argument("--n-probe", type=POSITIVE_INT, default=2000,
                    help="checkerboard: fresh trials whose activations are decoded (default: 2000)")
-    p.add_argument("--epochs", type=int, default=30, help="(default: 30)")
-    p.add_argument("--batch-size", type=int, default=None, help="(default: the paper's)")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--epochs", type=POSITIVE_INT, default=30, help="(default: 30)")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=None,
+                   help="(default: the paper's)")
+    p.add_argument("--lr", type=POSITIVE, default=None,
                    help="SGD learning rate (default: the paper's)")
-    p.add_argument("--record", default="auto",
-                   help="epochs to record, comma-separated, or auto (0 and about 8 "
-                        "log-spaced; default)")
+    _add_record_epochs(p, AUTO_RECORDS["usable"])
     p.add_argument("--decoder", choices=("linear", "mlp"), default="mlp",
                    help="mlp: the paper's 128-64-32, LeakyReLU 0.2, batch-norm, dropout; or "
                         "linear (default: mlp)")
-    p.add_argument("--decoder-epochs", type=int, default=None,
+    p.add_argument("--decoder-epochs", type=POSITIVE_INT, default=None,
                    help="decoder training epochs (default: 40)")
-    p.add_argument("--rise-threshold", type=float, default=RISE_FALL_BITS,
+    p.add_argument("--rise-threshold", type=number_at_least(0.0), default=RISE_FALL_BITS,
                    help="bits a curve must rise from its first record to its peak and fall "
                         f"from there to its last to count as rising then falling (default: "
                         f"{RISE_FALL_BITS:g})")
@@ -114,13 +127,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog="example:\n  ibsolver fisher --task digits --epochs 60 --out runs/fisher")
     p.add_argument("--task", choices=("digits", "checkerboard"), default="digits",
                    help="digits: train on the 10-way digit; checkerboard: n=2 (default: digits)")
-    p.add_argument("--epochs", type=int, default=40, help="(default: 40)")
-    p.add_argument("--batch-size", type=int, default=32, help="(default: 32)")
-    p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate (default: 0.05)")
-    p.add_argument("--hidden", default="64,32", help="hidden widths (default: 64,32)")
-    p.add_argument("--fisher-samples", type=int, default=300,
+    p.add_argument("--epochs", type=POSITIVE_INT, default=40, help="(default: 40)")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="(default: 32)")
+    p.add_argument("--lr", type=POSITIVE, default=0.05, help="SGD learning rate (default: 0.05)")
+    p.add_argument("--hidden", default="64,32",
+                   help="hidden layer sizes, comma-separated, as every subcommand's --hidden "
+                        "(infoplane's --widths also names the input and output) "
+                        "(default: 64,32)")
+    p.add_argument("--fisher-samples", type=POSITIVE_INT, default=300,
                    help="training inputs the Fisher is averaged over (default: 300)")
-    p.add_argument("--record", default="auto", help="epochs to record (default: auto)")
+    _add_record_epochs(p, AUTO_RECORDS["fisher"])
     _common(p, "runs/fisher")
     p.set_defaults(func=_fisher)
 
@@ -147,30 +163,33 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "random_labels.png to --out. The defaults finish in about a "
                     "minute on 2 CPU cores.",
         epilog="example:\n  ibsolver weights --beta 1 --out runs/weights")
-    p.add_argument("--epochs", type=int, default=30, help="network training epochs (default: 30)")
-    p.add_argument("--hidden", default="64", help="hidden widths (default: 64)")
-    p.add_argument("--beta", type=float, default=1.0, help="trade-off beta (default: 1)")
+    p.add_argument("--epochs", type=POSITIVE_INT, default=30,
+                   help="network training epochs (default: 30)")
+    p.add_argument("--hidden", default="64",
+                   help="hidden layer sizes, comma-separated (default: 64)")
+    p.add_argument("--beta", type=POSITIVE, default=1.0, help="trade-off beta (default: 1)")
     p.add_argument("--prior-scale", default="optimize",
                    help="prior standard deviation l, or optimize (grid + union bound; default)")
     p.add_argument("--prior-center", choices=("init", "zero"), default="init",
                    help="(default: init)")
     p.add_argument("--learn-mean", action="store_true", help="also learn the posterior mean")
-    p.add_argument("--posterior-epochs", type=int, default=200, help="(default: 200)")
-    p.add_argument("--n-mc", type=int, default=500,
+    p.add_argument("--posterior-epochs", type=POSITIVE_INT, default=200, help="(default: 200)")
+    p.add_argument("--n-mc", type=POSITIVE_INT, default=500,
                    help="weight samples for the errors and the bound (default: 500)")
-    p.add_argument("--delta", type=float, default=0.05, help="PAC-Bayes confidence (default: 0.05)")
+    p.add_argument("--delta", type=number_at_least(0.0, strict=True, below=1.0), default=0.05,
+                   help="PAC-Bayes confidence, in (0, 1) (default: 0.05)")
     p.add_argument("--betas", default="0.003,0.01,0.03,0.1,0.3,1,3",
                    help="true vs random labels: the betas (default: "
                         "0.003,0.01,0.03,0.1,0.3,1,3); empty to skip")
-    p.add_argument("--rl-samples", type=int, default=100,
+    p.add_argument("--rl-samples", type=POSITIVE_INT, default=100,
                    help="true vs random labels: training images (default: 100)")
-    p.add_argument("--rl-hidden", default="32", help="its hidden widths (default: 32)")
+    p.add_argument("--rl-hidden", default="32", help="its hidden layer sizes (default: 32)")
     p.add_argument("--rl-seeds", default="3",
                    help="its networks: a count (seeds 0..N-1) or a comma-separated list "
                         "(default: 3)")
-    p.add_argument("--rl-train-epochs", type=int, default=100,
+    p.add_argument("--rl-train-epochs", type=POSITIVE_INT, default=100,
                    help="full-batch Adam epochs to w* (default: 100)")
-    p.add_argument("--rl-epochs", type=int, default=300,
+    p.add_argument("--rl-epochs", type=POSITIVE_INT, default=300,
                    help="posterior epochs per beta (default: 300)")
     _common(p, "runs/weights")
     p.set_defaults(func=_weights)
@@ -190,11 +209,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--tasks", default="all",
                    help="comma-separated subset of: fine, parity, high, mod3, low5, high5, "
                         "0_vs_rest..9_vs_rest (default: all)")
-    p.add_argument("--probe-hidden", default="64,32", help="probe widths (default: 64,32)")
-    p.add_argument("--probe-epochs", type=int, default=20,
+    p.add_argument("--probe-hidden", default="64,32",
+                   help="the probe's hidden layer sizes (default: 64,32)")
+    p.add_argument("--probe-epochs", type=int_at_least(0), default=20,
                    help="probe pre-training epochs on the digit labels; 0 = random probe "
                         "(default: 20)")
-    p.add_argument("--n-samples", type=int, default=None,
+    p.add_argument("--n-samples", type=int_at_least(2), default=None,
                    help="use a random subset of the 1797 digits (default: all)")
     p.add_argument("--metric", choices=("normalized_cosine", "cosine"),
                    default="normalized_cosine", help="(default: normalized_cosine)")
@@ -203,22 +223,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 # --------------------------------------------------------------------- commands
+# Each command checks all its flags first, then prepare_run makes --out: a usage error
+# (exit 2) leaves no folder behind.
 
 def _usable(args) -> int:
+    seeds = parse_seeds(args.seeds)
+    rec_epochs = _record_epochs(args.record, args.epochs, AUTO_RECORDS["usable"])
     prepare_run(args, "usable")
     import matplotlib.pyplot as plt
 
     from .experiments import plot_accuracy, usable_experiment
     from .usable import plot_usable_curves
 
-    if args.epochs < 1:
-        raise ValueError(f"--epochs must be >= 1 (got {args.epochs})")
-    if args.task == "checkerboard" and args.n_colors < 2:
-        raise ValueError(f"--n-colors must be >= 2 (got {args.n_colors})")
-    if not args.rise_threshold >= 0:
-        raise ValueError(f"--rise-threshold must be >= 0 bits (got {args.rise_threshold})")
-    seeds = parse_seeds(args.seeds)
-    rec_epochs = _record_epochs(args.record, args.epochs, AUTO_RECORDS["usable"])
     t0 = time.time()
     n_layers = {True: 6, False: 5}[args.n_colors == 2] if args.task == "checkerboard" else 4
     n_runs = 2 if args.compare_sgd and args.task == "checkerboard" else 1
@@ -278,6 +294,8 @@ def _usable(args) -> int:
 
 def _fisher(args) -> int:
     seed = one_seed(args, "fisher")
+    hidden = parse_widths(args.hidden, "--hidden")
+    rec_epochs = _record_epochs(args.record, args.epochs, AUTO_RECORDS["fisher"])
     prepare_run(args, "fisher")
     import matplotlib.pyplot as plt
     import numpy as np
@@ -286,10 +304,6 @@ def _fisher(args) -> int:
     from .experiments import fisher_over_training
     from .fisher import plot_fisher_trace
 
-    if args.epochs < 1:
-        raise ValueError(f"--epochs must be >= 1 (got {args.epochs})")
-    hidden = parse_ints(args.hidden, "--hidden")
-    rec_epochs = _record_epochs(args.record, args.epochs, AUTO_RECORDS["fisher"])
     gen = make_generator(seed)
     if args.task == "digits":
         from .tasks.digits import digits
@@ -333,21 +347,26 @@ def _fisher(args) -> int:
 
 def _weights(args) -> int:
     seed = one_seed(args, "weights")
+    prior_scale = args.prior_scale
+    if prior_scale != "optimize":
+        try:
+            prior_scale = float(prior_scale)
+        except ValueError:
+            prior_scale = math.nan
+        if not (prior_scale > 0 and math.isfinite(prior_scale)):
+            raise ValueError("--prior-scale must be a number > 0 or 'optimize' "
+                             f"(got {args.prior_scale!r})")
+    hidden = parse_widths(args.hidden, "--hidden")
+    betas = parse_floats(args.betas, "--betas")
+    if not all(b > 0 and math.isfinite(b) for b in betas):
+        raise ValueError(f"--betas must be numbers > 0, comma-separated (got {args.betas!r})")
+    rl_seeds = parse_seeds(args.rl_seeds, "--rl-seeds")
+    rl_hidden = parse_widths(args.rl_hidden, "--rl-hidden")
     prepare_run(args, "weights")
     import matplotlib.pyplot as plt
 
     from .weights import plot_random_labels, weights_experiment
 
-    prior_scale = args.prior_scale
-    if prior_scale != "optimize":
-        prior_scale = float(prior_scale)
-        if not prior_scale > 0:
-            raise ValueError("--prior-scale must be positive or 'optimize' "
-                             f"(got {args.prior_scale})")
-    hidden = parse_ints(args.hidden, "--hidden")
-    betas = parse_floats(args.betas, "--betas")
-    rl_seeds = parse_seeds(args.rl_seeds, "--rl-seeds")
-    rl_hidden = parse_ints(args.rl_hidden, "--rl-hidden")
     t0 = time.time()
     n_steps = args.epochs + args.posterior_epochs
     if betas:
@@ -408,25 +427,27 @@ def _weights(args) -> int:
 
 def _task2vec(args) -> int:
     seed = one_seed(args, "task2vec")
-    prepare_run(args, "task2vec")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+    probe_hidden = parse_widths(args.probe_hidden, "--probe-hidden")
     from ._info_utils import make_generator, seed_from
-    from .task2vec import (build_probe, digits_task_family, plot_distance_matrix,
-                           task2vec_experiment)
+    from .task2vec import digits_task_family
 
     gen = make_generator(seed)
     fam = digits_task_family(n_samples=args.n_samples, random_state=seed_from(gen))
     if args.tasks != "all":
         names = [t.strip() for t in args.tasks.split(",") if t.strip()]
         unknown = [t for t in names if t not in fam]
-        if unknown or len(names) < 2:
-            raise ValueError(f"--tasks must name at least two of {sorted(fam)} "
+        if unknown or len(names) < 2 or len(set(names)) != len(names):
+            raise ValueError(f"--tasks must name at least two distinct tasks of {sorted(fam)} "
                              f"(got {args.tasks!r})")
         fam = {t: fam[t] for t in names}
+    prepare_run(args, "task2vec")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .task2vec import build_probe, plot_distance_matrix, task2vec_experiment
+
     t0 = time.time()
-    probe = build_probe(hidden=parse_ints(args.probe_hidden, "--probe-hidden"),
+    probe = build_probe(hidden=probe_hidden,
                         pretrain="digits" if args.probe_epochs > 0 else None,
                         epochs=args.probe_epochs, random_state=seed_from(gen))
     with progress(len(fam), "tasks", args.quiet) as bar:

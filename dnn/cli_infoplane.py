@@ -10,8 +10,9 @@ import math
 import os
 import sys
 
-from .cli_common import (add_run_flags, parse_floats, parse_ints, parse_seeds, prepare_run,
-                         progress, require_torch, write_csv, write_json)
+from .cli_common import (POSITIVE, POSITIVE_INT, add_run_flags, int_at_least, number_at_least,
+                         parse_floats, parse_seeds, parse_widths, prepare_run, progress,
+                         require_torch, write_csv, write_json)
 
 TASKS = ("tishby12", "var_u", "checkerboard", "digits")
 DEFAULT_VAR_U = os.path.join("shared", "data", "var_u.mat")
@@ -71,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="tishby12: the 12-bit icosahedral rule (4096 patterns); var_u: the "
                         "original var_u.mat (--data); checkerboard, digits: sampled tasks "
                         "(default: tishby12)")
-    g.add_argument("--noise", type=float, default=None,
+    g.add_argument("--noise", type=number_at_least(0.0), default=None,
                    help="tishby12 only: p(y=1|x) = sigmoid(margin / noise); 0 = the canonical "
                         f"deterministic labels (default: {DEFAULT_NOISE:g})")
     g.add_argument("--data", default=None,
@@ -80,31 +81,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     g.add_argument("--widths", default=None,
                    help="layer sizes, input to output, comma-separated; the first and last must "
                         "match the task (default: the task's input size, 10,7,5,4,3, its number "
-                        "of classes: 12,10,7,5,4,3,2 for tishby12)")
+                        "of classes: 12,10,7,5,4,3,2 for tishby12). All the layers, unlike the "
+                        "--hidden of the other subcommands, which names the hidden ones only")
     g.add_argument("--activation", default="tanh", help="tanh, relu, ... (default: tanh)")
     g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                    help="plain SGD (with --momentum 0) or Adam (default: sgd)")
-    g.add_argument("--lr", type=float, default=None,
+    g.add_argument("--lr", type=POSITIVE, default=None,
                    help="learning rate (default: " + ", ".join(
                        f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ")")
-    g.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default: 0)")
-    g.add_argument("--batch-size", type=int, default=256, help="(default: 256)")
-    g.add_argument("--epochs", type=int, default=1000, help="(default: 1000)")
-    g.add_argument("--train-fraction", type=float, default=0.85,
+    g.add_argument("--momentum", type=number_at_least(0.0), default=0.0,
+                   help="SGD momentum (default: 0)")
+    g.add_argument("--batch-size", type=POSITIVE_INT, default=256, help="(default: 256)")
+    g.add_argument("--epochs", type=POSITIVE_INT, default=1000, help="(default: 1000)")
+    g.add_argument("--train-fraction", type=number_at_least(0.0, strict=True), default=0.85,
                    help="stratified, shuffled train split (default: 0.85)")
     g.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split (default: 0)")
     g.add_argument("--init", choices=("uniform", "normal"), default="uniform",
                    help="uniform: PyTorch default; normal: truncated N(0, 1/fan_in), as in "
                         "Shwartz-Ziv & Tishby (default: uniform)")
     g = p.add_argument_group("recording and estimators")
-    g.add_argument("--records", type=int, default=40,
-                   help="number of log-spaced epochs recorded, 0 and the last included (default: 40)")
+    g.add_argument("--records", type=int_at_least(2), default=40,
+                   help="the number of log-spaced epochs recorded, 0 and the last included "
+                        "(usable and fisher take the epochs themselves: --record-epochs) "
+                        "(default: 40)")
     g.add_argument("--probe", choices=("full", "train", "test"), default="full",
                    help="rows the layers are measured on (default: full)")
     g.add_argument("--estimator", choices=("binning", "kde"), default="binning",
                    help="binning (exact for the binned layer; always run) or kde (adds the "
                         "Kolchinsky-Tracey upper and lower bounds) (default: binning)")
-    g.add_argument("--bins", type=int, default=30, help="bins per unit (default: 30)")
+    g.add_argument("--bins", type=POSITIVE_INT, default=30, help="bins per unit (default: 30)")
     g.add_argument("--bin-range", default="auto",
                    help="'auto' (--bins over the fixed range of a bounded layer: tanh, "
                         "sigmoid, the softmax output; bins of --bin-width for the others), "
@@ -113,10 +118,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     g.add_argument("--bin-strategy", choices=("count", "width", "mass"), default="count",
                    help="count: --bins equal bins over the range; width: bins of --bin-width; "
                         "mass: equal-mass bins (default: count)")
-    g.add_argument("--bin-width", type=float, default=None,
+    g.add_argument("--bin-width", type=POSITIVE, default=None,
                    help="for --bin-strategy width, and for the unbounded layers of "
                         "--bin-range auto (default there: 2/30)")
-    g.add_argument("--noise-var", type=float, default=0.1,
+    g.add_argument("--noise-var", type=POSITIVE, default=0.1,
                    help="KDE noise variance s^2 (default: 0.1)")
     g.add_argument("--bound", choices=("auto", "solver", "exact", "none"), default="auto",
                    help="the IB bound: auto or solver (ibsolver.ib_curve of the probe's "
@@ -186,7 +191,7 @@ def _command(args) -> int:
                          f"noisy by default (--noise {DEFAULT_NOISE:g}): add --noise 0")
     task = _make_task(args)
     widths = ([int(task.x.shape[1]), 10, 7, 5, 4, 3, int(task.n_classes)] if args.widths is None
-              else parse_ints(args.widths, "--widths"))
+              else parse_widths(args.widths, "--widths"))
     estimators = _estimators(args)
     cfg = TrainConfig(widths=tuple(widths), activation=args.activation,
                       optimizer=args.optimizer,
@@ -197,11 +202,11 @@ def _command(args) -> int:
                       split_seed=args.split_seed, init=args.init, n_records=args.records,
                       probe=args.probe)
     out = args.out
-    prepare_run(args, "infoplane")
     if os.path.exists(os.path.join(out, CHECKPOINT)) and not args.resume:
         raise ValueError(f"--out {out!r} already holds a run; add --resume to continue it or "
                          "choose another --out")
     sweep = parse_floats(args.sweep, "--sweep") if args.sweep else None
+    prepare_run(args, "infoplane")  # after every check: a usage error makes no --out
 
     with progress(cfg.epochs, f"{task.name} x{len(seeds)} seeds", args.quiet) as bar:
         run = infoplane_experiment(task, cfg, estimators=estimators, bound=args.bound,

@@ -9,7 +9,8 @@ import argparse
 import os
 import sys
 
-from .cli_common import (add_run_flags, parse_ints, parse_seeds, prepare_run, progress,
+from .cli_common import (POSITIVE, POSITIVE_INT, add_run_flags, int_at_least, parse_seeds,
+                         parse_widths, prepare_run, progress,
                          require_torch, write_csv, write_json)
 
 _DESCRIPTION = """\
@@ -32,27 +33,8 @@ The defaults finish in about 10 to 20 seconds on one CPU core.
 _EPILOG = """\
 example:
   ibsolver linear --out runs/linear
-  ibsolver linear --init-scale 1 --widths 16,16 --out runs/linear-large-init
+  ibsolver linear --init-scale 1 --hidden 16,16 --out runs/linear-large-init
 """
-
-
-def _number(low: float, *, integer: bool, strict: bool):
-    """An argparse type: an int or float >= low (> low when strict)."""
-    def parse(text: str):
-        try:
-            value = int(text) if integer else float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {'an integer' if integer else 'a number'} "
-                                             f"(got {text!r})") from None
-        if value != value or value < low or (strict and value == low):
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low:g} (got {text})")
-        return value
-
-    return parse
-
-
-_POS_INT = _number(1, integer=True, strict=False)
-_POS = _number(0.0, integer=False, strict=True)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,28 +42,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "linear", help="deep linear networks on Gaussian data: exact layer information (torch)",
         description=_DESCRIPTION, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("task")
-    g.add_argument("--relevant", type=_POS_INT, default=4, help="relevant input dimensions (default: 4)")
-    g.add_argument("--irrelevant", type=_POS_INT, default=12,
+    g.add_argument("--relevant", type=POSITIVE_INT, default=4, help="relevant input dimensions (default: 4)")
+    g.add_argument("--irrelevant", type=POSITIVE_INT, default=12,
                    help="irrelevant input dimensions, appended (default: 12)")
-    g.add_argument("--outputs", type=_POS_INT, default=4, help="output dimensions (default: 4)")
-    g.add_argument("--output-noise", type=_POS, default=0.1,
+    g.add_argument("--outputs", type=POSITIVE_INT, default=4, help="output dimensions (default: 4)")
+    g.add_argument("--output-noise", type=POSITIVE, default=0.1,
                    help="variance of each output's noise (default: 0.1)")
     g.add_argument("--teacher-seed", type=int, default=0, help="seed of the teacher W (default: 0)")
     g = p.add_argument_group("network and training")
-    g.add_argument("--widths", default="8,8",
-                   help="hidden layer sizes, comma-separated (default: 8,8; the input and "
-                        "output sizes come from the task)")
-    g.add_argument("--init-scale", type=_POS, default=0.5,
+    g.add_argument("--hidden", "--widths", dest="hidden", default="8,8",
+                   help="hidden layer sizes, comma-separated, as every subcommand's --hidden "
+                        "(default: 8,8; the input and output sizes come from the task; "
+                        "--widths is its former name)")
+    g.add_argument("--init-scale", type=POSITIVE, default=0.5,
                    help="initial weights N(0, scale^2 / fan_in) (default: 0.5)")
-    g.add_argument("--lr", type=_POS, default=0.05, help="learning rate, SGD and GD (default: 0.05)")
-    g.add_argument("--batch-size", type=_POS_INT, default=32, help="SGD minibatch rows (default: 32)")
-    g.add_argument("--epochs", type=_POS_INT, default=300, help="(default: 300)")
-    g.add_argument("--n-train", type=_POS_INT, default=256, help="training rows per seed (default: 256)")
+    g.add_argument("--lr", type=POSITIVE, default=0.05, help="learning rate, SGD and GD (default: 0.05)")
+    g.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="SGD minibatch rows (default: 32)")
+    g.add_argument("--epochs", type=POSITIVE_INT, default=300, help="(default: 300)")
+    g.add_argument("--n-train", type=POSITIVE_INT, default=256, help="training rows per seed (default: 256)")
     g = p.add_argument_group("recording")
-    g.add_argument("--noise-var", type=_POS, default=1.0,
+    g.add_argument("--noise-var", type=POSITIVE, default=1.0,
                    help="s^2 of the noise added to each recorded layer (default: 1)")
-    g.add_argument("--records", type=_number(2, integer=True, strict=False), default=30,
-                   help="log-spaced epochs recorded, 0 and the last included (default: 30)")
+    g.add_argument("--records", type=int_at_least(2), default=30,
+                   help="the number of log-spaced epochs recorded, 0 and the last included "
+                        "(usable and fisher take the epochs themselves: --record-epochs) "
+                        "(default: 30)")
     add_run_flags(p, out_default="runs/linear", seeds_default="3")
     p.set_defaults(func=_command)
 
@@ -91,9 +76,7 @@ def _command(args) -> int:
     from .linear import deep_linear_experiment, gaussian_teacher, plot_conditions, plot_irrelevant_information
 
     seeds = parse_seeds(args.seeds)
-    widths = parse_ints(args.widths, "--widths")
-    if any(w < 1 for w in widths):
-        raise ValueError(f"--widths must list positive hidden layer sizes (got {args.widths!r})")
+    widths = parse_widths(args.hidden, "--hidden")
     teacher = gaussian_teacher(args.relevant, args.irrelevant, args.outputs,
                                output_noise=args.output_noise, random_state=args.teacher_seed)
     prepare_run(args, "linear")

@@ -141,3 +141,116 @@ def test_datasize_runs_on_cpu_in_worker_processes(tmp_path, capsys):
 
     (recording,) = DatasizeSweep.load(out / "datasize.npz").recordings
     assert recording.device == "cpu"
+
+
+# --- a usage error creates nothing; one message per mistake in every subcommand ----------
+
+#: a bad value of each kind, per subcommand: every one exits 2 before --out is made
+#: the subcommands with an --epochs flag (task2vec's is --probe-epochs)
+WITH_EPOCHS = [c for c in COMMANDS if c != "task2vec"]
+USAGE_ERRORS = [(command, argv) for command in COMMANDS for argv in (
+    ["--seeds", "1,1"] if command not in ONE_RUN else ["--seeds", "0,1"],
+    ["--threads", "0"])] + [(command, ["--epochs", "0"]) for command in WITH_EPOCHS] + [
+    ("usable", ["--record-epochs", "0,99"]), ("usable", ["--n-colors", "1"]),
+    ("usable", ["--rise-threshold", "-1"]), ("usable", ["--lr", "0"]),
+    ("fisher", ["--hidden", "8,0"]), ("fisher", ["--record", "x"]),
+    ("fisher", ["--fisher-samples", "0"]),
+    ("weights", ["--hidden", ""]), ("weights", ["--betas", "1,-1"]),
+    ("weights", ["--rl-seeds", "2,2"]), ("weights", ["--prior-scale", "0"]),
+    ("weights", ["--delta", "1"]), ("weights", ["--rl-hidden", "x"]),
+    ("task2vec", ["--tasks", "fine,nope"]), ("task2vec", ["--probe-hidden", "0"]),
+    ("task2vec", ["--probe-epochs", "-1"]),
+    ("datasize", ["--sizes", "0.5,0.5"]), ("datasize", ["--records", "1"]),
+    ("critical", ["--removal", "0,0"]), ("critical", ["--hidden", "0"]),
+    ("critical", ["--lr-decay", "2"]),
+    ("linear", ["--hidden", "4,0"]), ("linear", ["--noise-var", "0"]),
+    ("infoplane", ["--widths", "12,0,2"]), ("infoplane", ["--sweep", "a"]),
+    ("infoplane", ["--records", "1"]), ("infoplane", ["--noise", "-1"])]
+
+
+@pytest.mark.parametrize("command, argv", USAGE_ERRORS,
+                         ids=[f"{c} {' '.join(a)}" for c, a in USAGE_ERRORS])
+def test_a_usage_error_exits_2_and_creates_no_out_folder(command, argv, tmp_path, capsys):
+    """Regression: `ibsolver critical --seeds 1,1` (and usable, fisher, weights, linear,
+    datasize with a duplicate seed or --epochs 0) exited 2 but left an empty --out behind:
+    every command now checks its flags before it makes the folder."""
+    out = tmp_path / "runs" / command
+    code, stdout, err = run_cli([command, *argv, "--quiet", "--device", "cpu", "--out", out],
+                                capsys)
+    assert code == 2, err
+    # (argparse's usage errors print the usage first; none is an unknown flag)
+    assert f"ibsolver {command}: error: " in err and "unrecognized arguments" not in err, err
+    assert "Traceback" not in err and stdout == ""
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("command", WITH_EPOCHS)
+def test_epochs_0_reads_the_same_in_every_subcommand(command, capsys):
+    """One argparse type (cli_common.int_at_least) for every integer flag: the same
+    sentence everywhere (there were three: '--epochs must be >= 1 (got 0)', '--epochs must
+    be an integer >= 1 (got 0)' and 'epochs must be an integer >= 1 (got 0)')."""
+    code, _, err = run_cli([command, "--epochs", "0"], capsys)
+    assert code == 2
+    assert err.splitlines()[-1] == (f"ibsolver {command}: error: argument --epochs: must be an "
+                                    "integer >= 1 (got '0')")
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c not in ONE_RUN])
+def test_duplicate_seeds_name_the_flag(command, tmp_path, capsys):
+    code, _, err = run_cli([command, "--seeds", "1,1", "--out", tmp_path / "o"], capsys)
+    assert code == 2
+    assert err.splitlines()[-1] == f"ibsolver {command}: error: --seeds must be distinct (got '1,1')"
+
+
+def test_parse_seeds_refuses_duplicates_by_the_flags_name():
+    assert parse_seeds("3,1") == [3, 1] and parse_seeds("2") == [0, 1]
+    with pytest.raises(ValueError, match=r"^--rl-seeds must be distinct \(got '0,0'\)$"):
+        parse_seeds("0,0", "--rl-seeds")
+
+
+def test_the_shared_argparse_types_name_what_they_want():
+    import argparse
+
+    from dnn.cli_common import POSITIVE, POSITIVE_INT, int_at_least, number_at_least
+
+    assert POSITIVE_INT("3") == 3 and int_at_least(0)("0") == 0 and POSITIVE("0.5") == 0.5
+    assert number_at_least(0.0, strict=True, below=1.0)("0.99") == 0.99
+    for parse, text, message in (
+            (POSITIVE_INT, "0", "must be an integer >= 1 (got '0')"),
+            (POSITIVE_INT, "1.5", "must be an integer >= 1 (got '1.5')"),
+            (int_at_least(2), "x", "must be an integer >= 2 (got 'x')"),
+            (POSITIVE, "0", "must be a number > 0 (got '0')"),
+            (POSITIVE, "nan", "must be a number > 0 (got 'nan')"),
+            (POSITIVE, "inf", "must be a number > 0 (got 'inf')"),
+            (number_at_least(0.0), "-1", "must be a number >= 0 (got '-1')"),
+            (number_at_least(0.0, strict=True, below=1.0), "1",
+             "must be a number > 0 and < 1 (got '1')")):
+        with pytest.raises(argparse.ArgumentTypeError) as exc:
+            parse(text)
+        assert str(exc.value) == message
+
+
+@pytest.mark.parametrize("command", ["usable", "fisher"])
+def test_record_epochs_are_epochs_and_record_is_its_former_name(command):
+    """usable and fisher take the recorded epochs themselves (--record-epochs); infoplane,
+    datasize and linear take a number of log-spaced epochs (--records). The help of each
+    says which; --record still works."""
+    parse = build_parser().parse_args
+    assert parse([command, "--record-epochs", "0,2"]).record == "0,2"
+    assert parse([command, "--record", "0,2"]).record == "0,2"
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    helps = {c: " ".join(sub.choices[c].format_help().split()) for c in COMMANDS}
+    assert "The epochs themselves: --records of infoplane, datasize and linear is a number" \
+        in helps[command]
+    for other in ("infoplane", "datasize", "linear"):
+        assert "usable and fisher take the epochs themselves: --record-epochs" in helps[other]
+
+
+def test_hidden_names_the_hidden_layers_everywhere_and_widths_all_layers():
+    parse = build_parser().parse_args
+    for command in ("fisher", "weights", "critical", "linear"):
+        assert parse([command, "--hidden", "5,3"]).hidden == "5,3"
+    assert parse(["linear", "--widths", "5,3"]).hidden == "5,3"  # its former name
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert "unlike the --hidden of the other subcommands" in " ".join(
+        sub.choices["infoplane"].format_help().split())

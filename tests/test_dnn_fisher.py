@@ -152,7 +152,7 @@ def test_cli_fisher_end_to_end(tmp_path):
 
     out = tmp_path / "fisher"
     rc = main(["fisher", "--epochs", "2", "--fisher-samples", "20", "--hidden", "8",
-               "--record", "0,1,2", "--quiet", "--out", str(out)])
+               "--record-epochs", "0,1,2", "--quiet", "--out", str(out)])
     assert rc == 0
     with open(out / "fisher.csv") as fh:
         rows = list(csv.DictReader(fh))

@@ -252,7 +252,7 @@ def test_cli_end_to_end(tmp_path, capsys):
     backend = matplotlib.get_backend()
 
     out = tmp_path / "lin"
-    argv = ["linear", "--relevant", "2", "--irrelevant", "3", "--outputs", "2", "--widths", "4",
+    argv = ["linear", "--relevant", "2", "--irrelevant", "3", "--outputs", "2", "--hidden", "4",
             "--epochs", "8", "--n-train", "32", "--batch-size", "8", "--records", "4",
             "--seeds", "2", "--out", str(out), "--quiet"]
     assert main(argv) == 0
@@ -285,10 +285,11 @@ def test_cli_bad_flags_exit_2_naming_the_flag(flag, value, tmp_path, capsys):
 def test_cli_bad_widths_exit_2(tmp_path, capsys):
     from ibsolver.cli import main
 
-    assert main(["linear", "--widths", "4,x", "--out", str(tmp_path)]) == 2
-    assert "--widths" in capsys.readouterr().err
-    assert main(["linear", "--widths", "4,0", "--out", str(tmp_path)]) == 2
-    assert "--widths" in capsys.readouterr().err
+    for flag in ("--hidden", "--widths"):  # --widths: its former name
+        assert main(["linear", flag, "4,x", "--out", str(tmp_path)]) == 2
+        assert "--hidden" in capsys.readouterr().err
+        assert main(["linear", flag, "4,0", "--out", str(tmp_path)]) == 2
+        assert "--hidden must list layer sizes >= 1" in capsys.readouterr().err
 
 
 def test_cli_module_does_not_import_torch():

@@ -426,7 +426,7 @@ def test_cli_usable_end_to_end(tmp_path, capsys):
 
     out = tmp_path / "usable"
     rc = main(["usable", "--n-samples", "400", "--n-probe", "200", "--epochs", "3",
-               "--record", "0,1,3", "--decoder-epochs", "3", "--seeds", "2", "--quiet",
+               "--record-epochs", "0,1,3", "--decoder-epochs", "3", "--seeds", "2", "--quiet",
                "--out", str(out)])
     assert rc == 0
     with open(out / "usable.csv") as fh:
