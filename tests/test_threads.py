@@ -58,6 +58,22 @@ def test_load_changes_are_followed():
     assert used[-100:].count(2) >= 95
 
 
+def test_tables_of_other_widths_do_not_share_estimates():
+    """1024 x 256 x 64 and 4096 x 256 x 2 fall in the same log2 of work but cost 2.3x apart
+    per work unit (bench_threads.py, one thread). Sharing a class, the narrow table
+    inherited the wide one's estimates on a busy machine and stayed on two threads, 1.3x
+    slower than one; per width, each decides on its own timings."""
+    wide, narrow = (1024, 256, 64), BIG
+    assert int(np.log2(work_units(*wide))) == int(np.log2(work_units(*narrow)))
+    policy = ThreadPolicy(lambda: 2)
+    per_unit = {wide: {1: 97e-12, 2: 54e-12}, narrow: {1: 43e-12, 2: 56e-12}}  # busy
+    seconds = {size: {t: c * work_units(*size) for t, c in cost.items()}
+               for size, cost in per_unit.items()}
+    feed(policy, narrow, seconds[narrow], 3)
+    feed(policy, wide, seconds[wide], 20)
+    assert feed(policy, narrow, seconds[narrow], 12)[-9:] == [1] * 9
+
+
 @pytest.fixture
 def low_gate(monkeypatch):
     monkeypatch.setattr(_threads, "MIN_WORK_PER_THREAD", 1)

@@ -12,7 +12,7 @@ fixed work threshold is right on both, so the default decides in two steps:
    ``MIN_WORK_PER_THREAD`` work units (about 0.1 ms on one core: n (k + 24) (|Y| + 16)
    units, some 20 per ns) are considered for more than one thread. Everything smaller
    (every 1024 x 2 curve problem, k <= 32) runs on one thread without measuring.
-2. For the rest, the calls measure themselves: per size class (log2 of the work) the
+2. For the rest, the calls measure themselves: per size class (log2 of the work, and |Y|) the
    policy keeps a running estimate of the seconds per iteration per work unit on one
    thread and on all threads, uses the faster, and re-measures the other after the calls
    of the chosen one have taken ``EXPLORE_RATIO`` times as long as the other's last call,
@@ -75,7 +75,11 @@ class ThreadPolicy:
         top = self.candidates(n, k, m)
         if top <= 1:
             return 1, None
-        key = (int(math.log2(work_units(n, k, m))), top)
+        # (per |Y| too: the work units weigh a row's clusters and columns well within one
+        # table but not across widths. 1024 x 256 x 64 costs 2.3x more per unit than
+        # 4096 x 256 x 2 on one thread; sharing a class, the second inherited the first's
+        # estimates and stayed on two threads, 1.3x slower than one with the other core busy)
+        key = (int(math.log2(work_units(n, k, m))), m, top)
         with self._lock:
             c = self._classes.get(key)
             if c is None:
@@ -101,7 +105,7 @@ class ThreadPolicy:
                 c.est[threads] = sample
                 c.since_other = 0.0
             c.last_call[threads] = seconds
-            top = key[1]
+            top = key[-1]
             e1, et = c.est.get(1), c.est.get(top)
             if e1 is not None and et is not None:
                 new_mode = top if et < e1 else 1
