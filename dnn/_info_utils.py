@@ -90,3 +90,4 @@ class torch_threads:
         if self.old is not None:
             torch.set_num_threads(self.old)
         return False
+

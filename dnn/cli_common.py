@@ -10,7 +10,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -68,7 +68,7 @@ def parse_widths(text: str, name: str) -> list:
     return widths
 
 
-def int_at_least(low: int):
+def int_at_least(low: int) -> Callable[[str], int]:
     """An argparse type: an integer >= ``low``. Every integer flag of the dnn subcommands
     takes one, so that a bad value reads the same everywhere, before any work and before
     --out is made: "argument --epochs: must be an integer >= 1 (got '0')"."""
@@ -84,7 +84,8 @@ def int_at_least(low: int):
     return parse
 
 
-def number_at_least(low: float, *, strict: bool = False, below: float | None = None):
+def number_at_least(low: float, *, strict: bool = False, below: float | None = None
+                    ) -> Callable[[str], float]:
     """An argparse type: a finite number >= ``low`` (> ``low`` where ``strict``), and <
     ``below`` where given: "argument --lr: must be a number > 0 (got '-1')"."""
     what = f"{'>' if strict else '>='} {low:g}" + ("" if below is None else f" and < {below:g}")
@@ -147,7 +148,7 @@ def add_run_flags(parser: argparse.ArgumentParser, *, out_default: str, one_run:
 def prepare_run(args: argparse.Namespace, command: str) -> ModuleType:
     """What every dnn subcommand does before any work: torch (or the install hint) with
     --threads CPU threads, --device checked, the --out folder made and checked to take
-    files, figures drawn off screen (Agg). Returns torch.
+    files. Returns torch.
 
     The folder is the first thing a command leaves behind: a command checks all its own
     arguments before it calls this, so that a usage error (exit 2) creates nothing."""
@@ -155,9 +156,6 @@ def prepare_run(args: argparse.Namespace, command: str) -> ModuleType:
     torch.set_num_threads(args.threads)
     check_device(args.device, command)
     output_folder(args.out, "--out")
-    import matplotlib
-
-    matplotlib.use("Agg")
     return torch
 
 

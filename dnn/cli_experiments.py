@@ -103,19 +103,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=_critical)
 
 
-def _figure(figsize, ncols):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig, fig.subplots(1, ncols, squeeze=False)[0]
-
-
 def _datasize(args) -> int:
     sizes = parse_floats(args.sizes, "--sizes")
     if not sizes or not all(0 < s < 1 for s in sizes) or len(set(sizes)) != len(sizes):
         raise ValueError(f"--sizes must be distinct fractions in (0, 1) (got {args.sizes!r})")
     seeds = parse_seeds(args.seeds)
     prepare_run(args, "datasize")
+    from .infoplane import agg_figure
     from .periods import datasize_experiment, plot_datasize_grid, plot_datasize_summary
     from .recipes import DEFAULT_CONFIG
 
@@ -131,10 +125,10 @@ def _datasize(args) -> int:
     write_csv(os.path.join(out, "datasize.csv"), result)
     summary = result.summary()
     write_json(os.path.join(out, "datasize.json"), summary)
-    fig, axes = _figure((4.2 * len(sizes), 3.9), len(sizes))
+    fig, (axes,) = agg_figure((4.2 * len(sizes), 3.9), 1, len(sizes), squeeze=False)
     plot_datasize_grid(result, axes=axes)
     fig.savefig(os.path.join(out, "datasize_grid.png"), dpi=110)
-    fig, axes = _figure((6.4, 4.2), 1)
+    fig, (axes,) = agg_figure((6.4, 4.2), 1, 1, squeeze=False)
     plot_datasize_summary(result, ax=axes[0])
     fig.savefig(os.path.join(out, "datasize.png"), dpi=120)
 
@@ -162,6 +156,7 @@ def _critical(args) -> int:
         raise ValueError(f"--lr-decay must be in (0, 1] (got {args.lr_decay})")
     seeds = parse_seeds(args.seeds)
     prepare_run(args, "critical")
+    from .infoplane import agg_figure
     from .periods import critical_periods, plot_critical_accuracy, plot_critical_fisher
 
     n_epochs = sum(removal) + len(removal) * args.epochs + max(removal) + args.epochs
@@ -177,7 +172,7 @@ def _critical(args) -> int:
     write_csv(os.path.join(out, "critical.csv"), result)
     summary = result.summary()
     write_json(os.path.join(out, "critical.json"), summary)
-    fig, axes = _figure((12, 4.2), 2)
+    fig, (axes,) = agg_figure((12, 4.2), 1, 2, squeeze=False)
     plot_critical_accuracy(result, ax=axes[0])
     plot_critical_fisher(result, ax=axes[1])
     fig.savefig(os.path.join(out, "critical.png"), dpi=120)

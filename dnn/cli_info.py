@@ -230,7 +230,7 @@ def _usable(args) -> int:
     seeds = parse_seeds(args.seeds)
     rec_epochs = _record_epochs(args.record, args.epochs, AUTO_RECORDS["usable"])
     prepare_run(args, "usable")
-    import matplotlib.pyplot as plt
+    from .infoplane import agg_figure
 
     from .experiments import plot_accuracy, usable_experiment
     from .usable import plot_usable_curves
@@ -262,18 +262,16 @@ def _usable(args) -> int:
         "digits: trained on parity"
     label_sets = result.label_sets
     runs = result.runs
-    fig, axes = plt.subplots(len(runs), len(label_sets), squeeze=False,
-                             figsize=(5.5 * len(label_sets), 4.2 * len(runs)))
+    fig, axes = agg_figure((5.5 * len(label_sets), 4.2 * len(runs)), len(runs),
+                           len(label_sets), squeeze=False)
     for row, (name, run) in zip(axes, runs.items()):
         for ax, lab in zip(row, label_sets):
             plot_usable_curves(run.ensemble, ax=ax, label_sets=[lab],
                                title=f"{title}: {lab}" + ("" if name == "main" else f" ({name})"))
             ax.set_ylim(-0.05, run.ensemble.max_bits[lab] * 1.08)
             plot_accuracy(run.recording, ax)
-    fig.tight_layout()
     fig.savefig(os.path.join(args.out, "sgd_regimes.png" if args.compare_sgd else "usable.png"),
                 dpi=120)
-    plt.close(fig)
 
     print(f"ibsolver usable: {args.task}, {len(seeds)} seeds, {n_decoders} decoders "
           f"({args.decoder}) in {time.time() - t0:.1f} s -> {args.out}")
@@ -297,7 +295,7 @@ def _fisher(args) -> int:
     hidden = parse_widths(args.hidden, "--hidden")
     rec_epochs = _record_epochs(args.record, args.epochs, AUTO_RECORDS["fisher"])
     prepare_run(args, "fisher")
-    import matplotlib.pyplot as plt
+    from .infoplane import agg_figure
     import numpy as np
 
     from ._info_utils import make_generator, seed_from
@@ -326,16 +324,14 @@ def _fisher(args) -> int:
     write_json(os.path.join(args.out, "fisher.json"), result.summary())
     result.save(os.path.join(args.out, "fisher.npz"))
     epochs, trace = result.epochs, result.trace
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = agg_figure((6, 4))
     ep = [max(e, 0.5) for e in epochs]
     plot_fisher_trace(ep, trace, ax=ax, layer_traces=result.layer_traces)
     ax.plot(ep, result.empirical_trace, "k:", lw=1.2, label="empirical Fisher")
     ax.set_xscale("log")
     ax.legend(fontsize=7)
     ax.set_title(f"Fisher trace during training ({task.name})", fontsize=9)
-    fig.tight_layout()
     fig.savefig(os.path.join(args.out, "fisher.png"), dpi=120)
-    plt.close(fig)
     peak = int(np.argmax(trace))
     print(f"ibsolver fisher: {task.name}, {len(epochs)} recorded epochs in "
           f"{time.time() - t0:.1f} s -> {args.out}")
@@ -363,7 +359,7 @@ def _weights(args) -> int:
     rl_seeds = parse_seeds(args.rl_seeds, "--rl-seeds")
     rl_hidden = parse_widths(args.rl_hidden, "--rl-hidden")
     prepare_run(args, "weights")
-    import matplotlib.pyplot as plt
+    from .infoplane import agg_figure
 
     from .weights import plot_random_labels, weights_experiment
 
@@ -387,13 +383,11 @@ def _weights(args) -> int:
     if rl is not None:
         write_csv(os.path.join(args.out, "random_labels.csv"), rl)
         rl.save(os.path.join(args.out, "random_labels.npz"))
-        fig, ax = plt.subplots(figsize=(6.5, 4))
+        fig, ax = agg_figure((6.5, 4))
         plot_random_labels(rl, ax=ax)
         ax.set_title(f"true vs random labels (digits parity, N={rl.n_samples}, "
                      f"{len(rl.seeds)} seeds): E_q[sum CE] + beta KL", fontsize=9)
-        fig.tight_layout()
         fig.savefig(os.path.join(args.out, "random_labels.png"), dpi=120)
-        plt.close(fig)
     write_json(os.path.join(args.out, "weights.json"), summary)
     result.save(os.path.join(args.out, "weights.npz"))
     pb = res.pac_bayes
@@ -441,7 +435,7 @@ def _task2vec(args) -> int:
                              f"(got {args.tasks!r})")
         fam = {t: fam[t] for t in names}
     prepare_run(args, "task2vec")
-    import matplotlib.pyplot as plt
+    from .infoplane import agg_figure
     import numpy as np
 
     from .task2vec import build_probe, plot_distance_matrix, task2vec_experiment
@@ -465,11 +459,9 @@ def _task2vec(args) -> int:
     result.save(os.path.join(args.out, "task2vec.npz"))
     summary = result.summary()
     write_json(os.path.join(args.out, "task2vec.json"), summary)
-    fig, ax = plt.subplots(figsize=(0.45 * len(names) + 2.5, 0.45 * len(names) + 2))
+    fig, ax = agg_figure((0.45 * len(names) + 2.5, 0.45 * len(names) + 2))
     plot_distance_matrix(dist, names, ax=ax)
-    fig.tight_layout()
     fig.savefig(os.path.join(args.out, "task2vec.png"), dpi=120)
-    plt.close(fig)
     print(f"ibsolver task2vec: {len(names)} tasks in {time.time() - t0:.1f} s -> {args.out}")
     for n in names:
         print(f"  {n:10s} nearest: {summary['nearest'][n]}")

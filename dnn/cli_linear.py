@@ -89,9 +89,9 @@ def _command(args) -> int:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    paths = {"npz": os.path.join(args.out, "linear.npz"),
-             "csv": write_csv(os.path.join(args.out, "linear.csv"), study)}
-    study.save(paths["npz"])
+    npz = os.path.join(args.out, "linear.npz")
+    study.save(npz)
+    paths = {"npz": npz, "csv": write_csv(os.path.join(args.out, "linear.csv"), study)}
     for name, draw, shape, size in (
             ("linear_infoplane.png", plot_conditions, (2, 2), (11.0, 8.5)),
             ("linear_irrelevant.png", plot_irrelevant_information, (1, 2), (11.0, 4.0))):

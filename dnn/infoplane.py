@@ -501,14 +501,17 @@ def plot_trajectory_sensitivity(result: Recording, sweep: Mapping[str, Any], ax:
     return ax
 
 
-def _figure(figsize=(6.4, 4.8), ncols=1):
+def agg_figure(figsize: tuple[float, float] = (6.4, 4.8), nrows: int = 1, ncols: int = 1,
+               **subplots: Any) -> tuple[Any, Any]:
+    """``(figure, axes)`` on an Agg canvas (constrained layout), as ``plt.subplots`` gives
+    them but without pyplot: every figure dnn writes to a file is drawn this way, so that
+    neither the caller's matplotlib backend nor pyplot's figure list is touched."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, ncols)
-    return fig, axes
+    return fig, fig.subplots(nrows, ncols, **subplots)
 
 
 def save_figures(result: Recording, out_dir: str | os.PathLike[str], curve: IBCurve | None = None, *,
@@ -532,25 +535,25 @@ def save_figures(result: Recording, out_dir: str | os.PathLike[str], curve: IBCu
         paths[name.rsplit(".", 1)[0]] = path
 
     for k, name in [(key, "infoplane.png")] + [(k, f"infoplane_{k}.png") for k in extra_keys]:
-        fig, ax = _figure((7.5, 5.2))
+        fig, ax = agg_figure((7.5, 5.2))
         plot_infoplane(result, curve, k, ax=ax)
         save(fig, name)
     if curve is not None:
-        fig, ax = _figure()
+        fig, ax = agg_figure()
         plot_gap(result, curve, key, ax=ax)
         save(fig, "gap.png")
-    fig, ax = _figure()
+    fig, ax = agg_figure()
     plot_grad_snr(result, ax=ax)
     save(fig, "grad_snr.png")
-    fig, ax = _figure()
+    fig, ax = agg_figure()
     plot_gradient_stats(result, ax=ax)
     save(fig, "grad_stats.png")
-    fig, axes = _figure((10, 4), ncols=2)
+    fig, axes = agg_figure((10, 4), ncols=2)
     plot_loss(result, ax=axes[0])
     plot_accuracy(result, ax=axes[1])
     save(fig, "loss.png")
     if sensitivity is not None:
-        fig, ax = _figure()
+        fig, ax = agg_figure()
         if isinstance(sensitivity, dict):
             plot_trajectory_sensitivity(result, sensitivity, ax=ax, curve=curve)
         else:

@@ -16,7 +16,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, BinaryIO, ClassVar, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -41,7 +41,7 @@ class Result:
 
     __dataclass_fields__: ClassVar[dict[str, Any]]  # (set by @dataclass on the subclass)
 
-    def save(self, path) -> None:
+    def save(self, path: str | os.PathLike[str] | BinaryIO) -> None:
         """Write the result to one ``.npz`` file; no pickle.
 
         Parameters
@@ -56,7 +56,7 @@ class Result:
         _write(path, self)
 
     @classmethod
-    def load(cls: type[_R], path) -> _R:
+    def load(cls: type[_R], path: str | os.PathLike[str] | BinaryIO) -> _R:
         """Read a result of this class that :meth:`save` wrote.
 
         Parameters
@@ -80,7 +80,7 @@ class Result:
             raise ValueError(f"{str(path)!r} is not a complete {cls.__name__} file "
                              f"({type(exc).__name__}: {exc})") from exc
 
-    def to_dataframe(self):
+    def to_dataframe(self) -> Any:
         """The result as a table (information in bits).
 
         Returns
@@ -117,7 +117,7 @@ class Result:
                       if f.init and (f.name in meta or f.name in arrays)})
 
 
-def dataframe(table):
+def dataframe(table: Any) -> Any:
     """``pandas.DataFrame(table)``, or an ImportError saying how to get pandas."""
     try:
         import pandas as pd
@@ -653,7 +653,7 @@ _RESULT_SCALARS = ("beta", "i_xt", "i_ty", "h_t", "lagrangian", "alpha", "n_iter
                    "converged", "residual")
 
 
-def json_safe(value):
+def json_safe(value: Any) -> Any:
     """``value`` as plain JSON values: numpy scalars and arrays as Python numbers and
     lists, tuples as lists, and every NaN or infinite float (at any depth) as None."""
     if isinstance(value, (np.ndarray, np.generic)):

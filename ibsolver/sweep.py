@@ -19,7 +19,7 @@ import re
 import signal
 import traceback
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -206,8 +206,10 @@ def _save(curve, out: Path, name: str) -> None:
 
 # --- the generic runner ------------------------------------------------------------------
 
-def map_tasks(func, items, *, names, client=None, n_workers=None, skip=(), on_done=None,
-               progress=False, desc="tasks") -> list:
+def map_tasks(func: Callable[[Any], Any], items: Sequence[Any], *, names: Sequence[str],
+              client: Client | None = None, n_workers: int | None = None,
+              skip: Iterable[int] = (), on_done: Callable[[int, Any], object] | None = None,
+              progress: bool = False, desc: str = "tasks") -> list:
     """``[func(item) for item in items]``, the calls run in parallel.
 
     ``func`` and the items must pickle (``func`` a module-level function or a
