@@ -90,4 +90,3 @@ class torch_threads:
         if self.old is not None:
             torch.set_num_threads(self.old)
         return False
-
