@@ -148,6 +148,8 @@ def _make_task(args):
 
     if args.noise not in (None, 0) and args.task != "tishby12":
         raise ValueError(f"--noise applies to --task tishby12 only (got --task {args.task})")
+    if args.data is not None and args.task != "var_u":
+        raise ValueError(f"--data applies to --task var_u only (got --task {args.task})")
     if args.task == "tishby12":
         return tishby12(noise=DEFAULT_NOISE if args.noise is None else args.noise)
     if args.task == "var_u":

@@ -335,8 +335,9 @@ def _train_then_decode(x, y, train, probe, test, label_sets, n_classes, gen, *, 
     ``probe`` rows, then decode every label set from each seed's activations over training
     (the same decoder split and seeds for every network). Returns a UsableRun."""
     from ._info_utils import seed_from
-    from .usable import UsableEnsemble, usable_information_over_training
+    from .usable import UsableEnsemble, decoder_budget, usable_information_over_training
 
+    decoder_budget(decoder, **_decoder_opts(decoder_options))  # (checked before training)
     rec = train_mlp(x, y, train, probe, test, hidden=hidden, activation=activation,
                     epochs=epochs, batch_size=batch_size, lr=lr, record_epochs=record_epochs,
                     fisher_samples=fisher_samples, seeds=seeds, progress=progress,

@@ -26,7 +26,7 @@ from ibsolver.results import Result, json_safe
 from numpy.typing import ArrayLike
 
 from .estimators import SATURATION
-from .recording import _bound_values
+from .recording import _bound_values, _checked_curve
 
 if TYPE_CHECKING:
     from ibsolver import IBCurve
@@ -62,27 +62,6 @@ def _estimator(result, key):
 
     name = "kde" if key.startswith("kde") else key
     return make_estimator({"name": name, **result.knobs(key)})
-
-
-def _checked_curve(result: Recording, curve: IBCurve | None, *, optional: bool = False):
-    """``curve``, checked to be the IB curve of ``result.p_xy``: an ``ibsolver.IBCurve``
-    whose I(X;Y) and H(Y) are the probe joint's (to 1e-9 bit). A curve of other data would
-    put the points against the wrong bound, and a point above it would be blamed on the
-    solver. None passes where ``optional``."""
-    from ibsolver import IBCurve, mutual_information
-
-    if curve is None and optional:
-        return None
-    if not isinstance(curve, IBCurve):
-        raise TypeError(f"curve must be the ibsolver.IBCurve of the recording's p_xy, e.g. "
-                        f"ibsolver.ib_curve(recording.p_xy) (got {type(curve).__name__})")
-    i_xy = float(mutual_information(result.p_xy))
-    if not (abs(curve.i_xy - i_xy) <= 1e-9 and abs(curve.h_y - result.h_y) <= 1e-9):
-        raise ValueError(f"curve is not the IB curve of this recording's p_xy: its I(X;Y) = "
-                         f"{curve.i_xy:.9g} and H(Y) = {curve.h_y:.9g} bit, the probe joint's "
-                         f"{i_xy:.9g} and {result.h_y:.9g}; compute it with "
-                         "ibsolver.ib_curve(recording.p_xy)")
-    return curve
 
 
 # --------------------------------------------------------------------------- checks
@@ -125,6 +104,20 @@ class BoundCheck(Result):
         return {k: [v[k] for v in self.violations] for k in _VIOLATION_COLUMNS}
 
 
+def _blame(result: Recording, curve: IBCurve) -> str:
+    """Whom a point above the bound accuses: the solver where the curve was traced for the
+    recording's own table; otherwise the curve may belong to other data with the same
+    I(X;Y) and H(Y) (what :func:`_checked_curve` compares)."""
+    traced = curve.traced_for(result.p_xy)
+    if traced:
+        return ("Binned layers are real encoders of X, so the computed IB bound is wrong (an "
+                "error of the solver).")
+    why = ("its table digest differs" if traced is False else "it records no table digest")
+    return ("The curve was not traced for this recording's p_xy (" + why + "), so the "
+            "excess may come from the curve's data, not the solver: compute it with "
+            "ibsolver.ib_curve(recording.p_xy).")
+
+
 def gaps(result: Recording, curve: IBCurve, key: str = "binning") -> np.ndarray:
     """(E, S, L) array: F(I(X;T)) - I(T;Y) of every recorded point, bits (F = the curve)."""
     result._check_key(key)
@@ -162,8 +155,7 @@ def check_below_bound(result: Recording, curve: IBCurve, key: str = "binning", *
                f"({_kind(curve)}) by up to {worst['excess_bits']:.3g} bit (tol {tol:g}); e.g. "
                f"epoch {worst['epoch']}, seed {worst['seed']}, layer {worst['layer']}: "
                f"I(X;T) = {worst['i_xt_bits']:.6f}, I(T;Y) = {worst['i_ty_bits']:.6f} > "
-               f"bound {worst['bound_bits']:.6f} bit. Binned layers are real encoders of X, "
-               "so the computed IB bound is wrong (an error of the solver).")
+               f"bound {worst['bound_bits']:.6f} bit. " + _blame(result, curve))
         if on_violation == "raise":
             raise BoundViolationError(msg, violations)
         logger.error("BOUND VIOLATION: %s", msg)

@@ -164,7 +164,8 @@ class Recording(Result):
         for key, d in self.info.items():
             knobs = json.dumps(self.knobs(key), sort_keys=True)
             sat = self.saturated(key)
-            bound = _bound_values(curve, d["i_xt"]) if curve is not None else None
+            bound = (None if curve is None
+                     else _bound_values(_checked_curve(self, curve), d["i_xt"]))
             for e, epoch in enumerate(self.epochs):
                 for s, seed in enumerate(self.seeds):
                     for k, layer in enumerate(self.layers):
@@ -268,6 +269,27 @@ class Recording(Result):
                  "estimators": json.dumps(list(self.estimators)),
                  "settings": json.dumps(self.settings, default=str)}
         return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _checked_curve(result: Recording, curve: IBCurve | None, *, optional: bool = False):
+    """``curve``, checked to be the IB curve of ``result.p_xy``: an ``ibsolver.IBCurve``
+    whose I(X;Y) and H(Y) are the probe joint's (to 1e-9 bit). A curve of other data would
+    put the points against the wrong bound, and a point above it would be blamed on the
+    solver. None passes where ``optional``."""
+    from ibsolver import IBCurve, mutual_information
+
+    if curve is None and optional:
+        return None
+    if not isinstance(curve, IBCurve):
+        raise TypeError(f"curve must be the ibsolver.IBCurve of the recording's p_xy, e.g. "
+                        f"ibsolver.ib_curve(recording.p_xy) (got {type(curve).__name__})")
+    i_xy = float(mutual_information(result.p_xy))
+    if not (abs(curve.i_xy - i_xy) <= 1e-9 and abs(curve.h_y - result.h_y) <= 1e-9):
+        raise ValueError(f"curve is not the IB curve of this recording's p_xy: its I(X;Y) = "
+                         f"{curve.i_xy:.9g} and H(Y) = {curve.h_y:.9g} bit, the probe joint's "
+                         f"{i_xy:.9g} and {result.h_y:.9g}; compute it with "
+                         "ibsolver.ib_curve(recording.p_xy)")
+    return curve
 
 
 def _bound_values(curve, i_xt):

@@ -154,6 +154,23 @@ class UsableInformation(Result):
         return [{**{k: getattr(self, k) for k in _SCALARS}, "decoder": self.budget.decoder}]
 
 
+def decoder_budget(decoder: str, test_size: float = 0.5, **decoder_options: Any) -> DecoderBudget:
+    """The decoders' budget that :func:`usable_information_over_training` uses for
+    ``decoder`` and its ``decoder_options`` (hidden, epochs or decoder_epochs, lr,
+    weight_decay, dropout, batch_size, standardize), checked: recipes call it before they
+    train, so that a bad decoder setting fails at once, not after the training."""
+    options = dict(decoder_options)
+    if "decoder_epochs" in options:
+        options["epochs"] = options.pop("decoder_epochs")
+    budget = _resolve_budget(decoder, options.pop("hidden", None), options.pop("epochs", None),
+                             options.pop("lr", None), options.pop("weight_decay", None),
+                             options.pop("dropout", None), options.pop("batch_size", None),
+                             test_size, options.pop("standardize", True))
+    if options:
+        raise TypeError(f"unknown decoder options {sorted(options)}")
+    return budget
+
+
 def _resolve_budget(decoder, hidden, epochs, lr, weight_decay, dropout, batch_size, test_size,
                     standardize) -> DecoderBudget:
     if decoder not in DEFAULT_BUDGETS:
@@ -550,16 +567,7 @@ def usable_information_over_training(activations: Iterable[LayerActivations] | d
                          f"(got {len(ep)} for {len(entries)})")
     if not isinstance(labels, dict) or not labels:
         raise ValueError(f"labels must be a non-empty dict {{name: (n,) labels}} (got {labels!r})")
-    if "decoder_epochs" in decoder_options:
-        decoder_options["epochs"] = decoder_options.pop("decoder_epochs")
-    budget = _resolve_budget(decoder, decoder_options.pop("hidden", None),
-                             decoder_options.pop("epochs", None), decoder_options.pop("lr", None),
-                             decoder_options.pop("weight_decay", None),
-                             decoder_options.pop("dropout", None),
-                             decoder_options.pop("batch_size", None), test_size,
-                             decoder_options.pop("standardize", True))
-    if decoder_options:
-        raise TypeError(f"unknown decoder options {sorted(decoder_options)}")
+    budget = decoder_budget(decoder, test_size, **decoder_options)
     if int(max_group) != max_group or max_group < 1:
         raise ValueError(f"max_group must be a positive integer (got {max_group!r})")
     layers = tuple(entries[0].keys()) if layers is None else tuple(layers)

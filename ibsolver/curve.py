@@ -869,6 +869,12 @@ def _table_digest(p_xy: np.ndarray) -> str:
     return hashlib.sha256(repr(table.shape).encode() + table.tobytes()).hexdigest()
 
 
+def reduced_table_digest(p_xy: ArrayLike | scipy.sparse.spmatrix) -> str:
+    """The ``table_digest`` that ``ib_curve(p_xy)`` records (see :meth:`IBCurve.traced_for`)."""
+    table, _, _ = v.check_joint_kept(p_xy)
+    return _table_digest(Problem.from_joint(table).compressed()[0].p_xy)
+
+
 def _check_resume(resume, settings: dict, digest: str) -> None:
     """A ValueError naming what differs between ``resume`` and this call, if anything."""
     if not isinstance(resume, IBCurve):

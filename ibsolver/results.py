@@ -454,6 +454,17 @@ class IBCurve(Result):
     settings: dict = field(default_factory=dict)
     table_digest: str = ""
 
+    def traced_for(self, p_xy: ArrayLike) -> bool | None:
+        """Whether this curve was traced for the table ``p_xy`` (a distribution, as
+        ``ib_curve`` takes it without ``normalize``): the SHA-256 of its reduced table is
+        ``table_digest``. Bit for bit: the same distribution computed another way can differ
+        in its last bits and answer False. None where the curve records no digest."""
+        if not self.table_digest:
+            return None
+        from .curve import reduced_table_digest
+
+        return reduced_table_digest(p_xy) == self.table_digest
+
     def bound(self, i_xt: ArrayLike) -> float | np.ndarray:
         """The best I(T;Y) achievable at the given I(X;T) (bits), on the concave envelope.
 

@@ -113,6 +113,25 @@ def test_a_curve_of_other_data_is_refused_not_blamed_on_the_solver(run, curve, t
         gaps(run, run.p_xy)
 
 
+def test_a_violation_blames_the_solver_only_for_the_recordings_own_curve(run, curve):
+    """The I(X;Y) and H(Y) check cannot tell every other table apart (swapping the labels
+    keeps both): a point above the bound accuses the solver only where the curve was
+    traced for the recording's own table (its digest), else the curve's data."""
+    assert curve.traced_for(run.p_xy) is True
+    permuted = ibsolver.ib_curve(run.p_xy[:, ::-1].copy())
+    assert permuted.traced_for(run.p_xy) is False
+    bad = run.info["binning"]
+    tampered = type(run)(**{**run.__dict__, "info": {"binning": {**bad, "i_ty": bad["i_ty"].copy()}}})
+    tampered.info["binning"]["i_ty"][2, 1, 0] = tampered.info["binning"]["i_xt"][2, 1, 0] + 0.5
+    with pytest.raises(BoundViolationError, match="an error of the solver"):
+        check_below_bound(tampered, curve)
+    with pytest.raises(BoundViolationError, match="not traced for this recording's p_xy"):
+        check_below_bound(tampered, permuted)
+    with pytest.raises(ValueError, match="curve is not the IB curve of this recording"):
+        tilted = run.p_xy * [1.5, 0.5]
+        run.to_dataframe(ibsolver.ib_curve(tilted / tilted.sum()))
+
+
 def test_a_layer_without_gradient_does_not_blank_the_snr_plot(run):
     """An unused or frozen parametrised layer has SNR 0/0 at every record; the other
     layers are still drawn, and the legend names the silent one."""
@@ -423,6 +442,16 @@ def test_cli_rejects_noise_for_other_tasks(tmp_path, capsys):
     code = main(["infoplane", "--task", "var_u", "--noise", "1", "--out", str(tmp_path)])
     assert code == 2
     assert "--noise" in capsys.readouterr().err
+
+
+def test_cli_rejects_data_for_other_tasks(tmp_path, capsys):
+    """(--data was ignored silently unless --task var_u; the run went ahead.)"""
+    from ibsolver.cli import main
+
+    out = tmp_path / "x"
+    code = main(["infoplane", "--task", "digits", "--data", "nope.npz", "--out", str(out)])
+    assert code == 2 and "--data applies to --task var_u only" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_dnn_subcommands_come_from_the_entry_point_group():

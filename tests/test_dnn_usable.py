@@ -587,3 +587,20 @@ def test_cuda_checkerboard_experiment_tiny(monkeypatch):
     for name in ("fisher_trace", "fisher_empirical_trace"):
         np.testing.assert_allclose(rec.measures[name], cpu_rec.measures[name], rtol=1e-3)
     np.testing.assert_allclose(curves.raw, cpu_ens.curves[0].raw, rtol=0, atol=1e-2)
+
+
+@pytest.mark.parametrize("options", [{"decoder": "logistic"},
+                                     {"decoder_options": {"epochs": 0}},
+                                     {"decoder_options": {"depth": 3}}])
+def test_a_bad_decoder_setting_fails_before_training(options, monkeypatch):
+    """(It failed only after the networks' training: 28 s of digits_coarse_fine.)"""
+    from dnn import experiments
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking the decoder")
+
+    monkeypatch.setattr(experiments, "train_mlp", no_training)
+    with pytest.raises((ValueError, TypeError), match="decoder|epochs"):
+        experiments.digits_coarse_fine(epochs=2, **options)
+    with pytest.raises((ValueError, TypeError), match="decoder|epochs"):
+        experiments.checkerboard_experiment(2, epochs=2, n_samples=200, **options)

@@ -143,6 +143,14 @@ def test_save_writes_the_path_given_and_takes_an_open_file(result, tmp_path):
     assert_same(result, IBResult.load(buf))
 
 
+def test_a_curve_knows_the_table_it_was_traced_for(curve):
+    p = dsbs(0.1)
+    traced = ibsolver.ib_curve(p, betas=[1.0, 5.0])
+    assert traced.traced_for(p) is True
+    assert traced.traced_for(dsbs(0.2)) is False
+    assert dataclasses.replace(traced, table_digest="").traced_for(p) is None
+
+
 def test_save_into_a_missing_folder_names_the_folder(result, tmp_path):
     """(The error named the temporary file ``.r.<pid>.part.npz`` it could not create.)"""
     with pytest.raises(FileNotFoundError, match=r"cannot write .*r\.npz.*its folder .*nowhere.* "
