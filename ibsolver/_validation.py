@@ -42,7 +42,8 @@ def densified(table, *, name: str) -> np.ndarray:
         raise ValueError(
             f"{name} is a sparse table of shape {table.shape} with {table.nnz} non-zeros; "
             f"its dense form ({n_x * n_y * 8 / 2**30:.1f} GiB) exceeds the {MAX_DENSE_ENTRIES} "
-            "entries the solver works on (sparse tables are made dense: no sparse kernel yet)")
+            "entries the solver takes (a sparse table is checked and reduced in dense form "
+            "before the kernel works on its non-zeros)")
     logger.info("%s: sparse table of shape %s (%d non-zeros) made dense", name, table.shape,
                 table.nnz)
     return table.toarray()
