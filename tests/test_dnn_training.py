@@ -7,6 +7,8 @@ torch = pytest.importorskip("torch")
 
 import numpy as np  # noqa: E402
 
+import ibsolver  # noqa: E402
+
 from dnn.estimators import KDE, Binning  # noqa: E402
 from dnn.record import GradientStats, log_epochs  # noqa: E402
 from dnn.recording import Recording  # noqa: E402
@@ -171,11 +173,8 @@ def test_result_round_trip(task, tmp_path):
     assert_same_record(res, back, atol=0)
     assert back.activations["act1"].shape == (3, 2, 4096, 6)
 
-    class Deterministic:  # the bound of a deterministic rule, min(I(X;T), H(Y))
-        def bound(self, x):
-            return np.minimum(x, res.h_y)
-
-    rows = res._columns(Deterministic())
+    curve = ibsolver.ib_curve(res.p_xy)  # (a deterministic rule: min(I(X;T), H(Y)))
+    rows = res._columns(curve)
     assert len(rows) == 3 * 2 * 3
     assert {"epoch", "seed", "layer", "estimator", "knobs", "i_xt_bits", "i_ty_bits",
             "gap_bits", "grad_snr"} <= set(rows[0])
