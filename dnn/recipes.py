@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-from ibsolver.results import json_safe, Result
+from ibsolver.results import Result, json_safe
 
 from .estimators import KDE, make_estimator, range_changes, sensitivity
 from .infoplane import (BoundCheck, check_below_bound, compression_robustness,

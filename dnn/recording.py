@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-from ibsolver.results import dataframe, json_safe, Result
+from ibsolver.results import Result, dataframe, json_safe
 from numpy.typing import ArrayLike
 
 from .estimators import DPI_TOL, SATURATION

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ibsolver.results import json_safe, Result
+from ibsolver.results import Result, json_safe
 from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:  # torch and matplotlib are imported where they are used

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 from ibsolver import entropy
-from ibsolver.results import json_safe, Result
+from ibsolver.results import Result, json_safe
 from numpy.typing import ArrayLike
 
 if TYPE_CHECKING:

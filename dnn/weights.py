@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from ibsolver.results import json_safe, Result
+from ibsolver.results import Result, json_safe
 from numpy.typing import ArrayLike
 
 from .usable import _over_seeds

@@ -59,7 +59,7 @@ from scipy import special
 
 from . import _validation as v
 from .measures import LN2
-from .results import json_safe, Result
+from .results import Result, json_safe
 
 logger = logging.getLogger(__name__)
 

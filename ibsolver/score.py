@@ -8,7 +8,7 @@ from numpy.typing import ArrayLike
 
 from . import _validation as v
 from .measures import _encoder_information
-from .results import IBCurve, json_safe, Result
+from .results import IBCurve, Result, json_safe
 
 
 @dataclass(frozen=True)
