@@ -38,6 +38,8 @@ import numpy as np
 from scipy.linalg.lapack import dgetrf, dgetrs
 from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
+from .measures import _arpack_start
+
 logger = logging.getLogger(__name__)
 
 #: largest k * m handled (a dense (k m)^2 Jacobian and its LU factorisation)
@@ -245,12 +247,11 @@ def _top_eigenpair(jac):
     eigenvector: all eigenvalues where J is small, else Arnoldi iteration (ARPACK; a full
     eigendecomposition of a 500 x 500 J costs 80 ms, Arnoldi 3 ms)."""
     if jac.shape[0] > EIG_MAX_DIM:
-        # (a seeded start: ARPACK's own random one differs from call to call, and the
-        # step off the saddle with it, so the same curve traced twice in one process
-        # diverged in the last bits and then in its refinement; 256 or 220 points)
-        start = np.random.default_rng(0).normal(size=jac.shape[0])
+        # (seeded: with ARPACK's own start the step off a saddle, and then a whole
+        # 256 x 4 curve, differed between two runs in one process: 256 or 220 points)
         try:
-            values, vectors = eigs(jac, k=1, which="LR", tol=1e-8, v0=start)
+            values, vectors = eigs(jac, k=1, which="LR", tol=1e-8,
+                                   v0=_arpack_start(jac.shape[0]))
             return float(values[0].real), np.real(vectors[:, 0])
         except ArpackNoConvergence:
             pass
