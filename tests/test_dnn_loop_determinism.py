@@ -44,6 +44,16 @@ def assert_same_state(a, b, atol=0.0, index_a=slice(None), index_b=slice(None)):
 
 
 # --------------------------------------------------------------------------- dropout
+def interrupted(model, at, **kw):
+    """A run stopped by an interruption after epoch ``at`` (checkpointing every epoch)."""
+    def stop(epoch):
+        if epoch == at:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(model, callback=stop, checkpoint_interval_s=0.0, **kw)
+
+
 def test_dropout_draws_from_the_seed_not_the_global_generator():
     """Two identical calls ended with weights up to 0.074 apart; each advanced torch's
     global generator. Now the global state neither matters nor moves."""
@@ -77,13 +87,8 @@ def test_dropout_resumed_equals_uninterrupted(tmp_path):
     full = run(dropout_net(), seeds=(0, 1), epochs=5, record_epochs=[0, 5],
                out_dir=tmp_path / "a")
 
-    def stop(epoch):
-        if epoch == 3:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        run(dropout_net(), seeds=(0, 1), epochs=5, record_epochs=[0, 5], out_dir=tmp_path / "b",
-            checkpoint_interval_s=0.0, callback=stop)
+    interrupted(dropout_net(), 3, seeds=(0, 1), epochs=5, record_epochs=[0, 5],
+                out_dir=tmp_path / "b")
     resumed = run(dropout_net(), seeds=(0, 1), epochs=5, record_epochs=[0, 5],
                   out_dir=tmp_path / "b", resume=True)
     assert_same_state(full.final_state, resumed.final_state)
@@ -182,13 +187,7 @@ def test_resume_with_a_seeded_shuffling_loader_equals_uninterrupted(tmp_path):
     kw = dict(epochs=6, seeds=(0, 1), record_epochs=[0, 2, 6])
     full = run(net(), data=shuffling_loader(), out_dir=tmp_path / "a", **kw)
 
-    def stop(epoch):
-        if epoch == 4:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        run(net(), data=shuffling_loader(), out_dir=tmp_path / "b", callback=stop,
-            checkpoint_interval_s=0.0, **kw)
+    interrupted(net(), 4, data=shuffling_loader(), out_dir=tmp_path / "b", **kw)
     resumed = run(net(), data=shuffling_loader(), out_dir=tmp_path / "b", resume=True, **kw)
     assert_same_state(full.final_state, resumed.final_state)
     np.testing.assert_array_equal(full.info["binning"]["i_xt"], resumed.info["binning"]["i_xt"])
@@ -197,13 +196,7 @@ def test_resume_with_a_seeded_shuffling_loader_equals_uninterrupted(tmp_path):
 def test_resume_with_an_unseeded_shuffling_loader_warns(tmp_path):
     kw = dict(epochs=4, record_epochs=[0, 4])
 
-    def stop(epoch):
-        if epoch == 2:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        run(net(), data=shuffling_loader(generator=False), out_dir=tmp_path, callback=stop,
-            checkpoint_interval_s=0.0, **kw)
+    interrupted(net(), 2, data=shuffling_loader(generator=False), out_dir=tmp_path, **kw)
     with pytest.warns(RuntimeWarning, match="without a torch.Generator.*differ"):
         run(net(), data=shuffling_loader(generator=False), out_dir=tmp_path, resume=True, **kw)
 
@@ -212,13 +205,7 @@ def test_resume_refuses_other_data_of_the_same_size(tmp_path):
     """The fingerprint was only 'DataLoader of N rows': other data resumed silently."""
     kw = dict(epochs=3, record_epochs=[0, 3])
 
-    def stop(epoch):
-        if epoch == 1:
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        run(net(), data=shuffling_loader(), out_dir=tmp_path, callback=stop,
-            checkpoint_interval_s=0.0, **kw)
+    interrupted(net(), 1, data=shuffling_loader(), out_dir=tmp_path, **kw)
     with pytest.raises(ValueError, match="data_fingerprint.*other data"):
         run(net(), data=shuffling_loader(data=task(seed=1)), out_dir=tmp_path, resume=True,
             **kw)
