@@ -14,7 +14,7 @@ import time
 
 from .cli_common import (POSITIVE, POSITIVE_INT, add_run_flags, int_at_least, number_at_least,
                          one_seed, parse_floats, parse_ints, parse_seeds, parse_widths,
-                         prepare_run, progress, write_csv, write_json)
+                         prepare_run, progress, require_torch, write_csv, write_json)
 from .usable import RISE_FALL_BITS
 
 #: log-spaced points of ``--record-epochs auto`` (epoch 0 added): about 15 records for
@@ -420,6 +420,7 @@ def _weights(args) -> int:
 
 
 def _task2vec(args) -> int:
+    require_torch("task2vec")  # (before ._info_utils, which imports torch)
     seed = one_seed(args, "task2vec")
     probe_hidden = parse_widths(args.probe_hidden, "--probe-hidden")
     from ._info_utils import make_generator, seed_from

@@ -86,8 +86,7 @@ def _command(args) -> int:
             n_train=args.n_train, init_scale=args.init_scale, noise_var=args.noise_var,
             seeds=seeds, n_records=args.records, device=args.device, n_threads=args.threads,
             callback=lambda epoch: bar.update(1))
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .infoplane import agg_figure
 
     npz = os.path.join(args.out, "linear.npz")
     study.save(npz)
@@ -95,9 +94,8 @@ def _command(args) -> int:
     for name, draw, shape, size in (
             ("linear_infoplane.png", plot_conditions, (2, 2), (11.0, 8.5)),
             ("linear_irrelevant.png", plot_irrelevant_information, (1, 2), (11.0, 4.0))):
-        fig = Figure(figsize=size, layout="constrained")  # an Agg canvas: pyplot untouched
-        FigureCanvasAgg(fig)
-        draw(study, axes=fig.subplots(*shape))
+        fig, axes = agg_figure(size, *shape)  # an Agg canvas: pyplot untouched
+        draw(study, axes=axes)
         path = os.path.join(args.out, name)
         fig.savefig(path, dpi=110)
         paths[name] = path

@@ -122,7 +122,7 @@ def gaps(result: Recording, curve: IBCurve, key: str = "binning") -> np.ndarray:
     """(E, S, L) array: F(I(X;T)) - I(T;Y) of every recorded point, bits (F = the curve)."""
     result._check_key(key)
     d = result.info[key]
-    return _bound_values(_checked_curve(result, curve), d["i_xt"]) - d["i_ty"]
+    return _bound_values(result, curve, d["i_xt"]) - d["i_ty"]
 
 
 def check_below_bound(result: Recording, curve: IBCurve, key: str = "binning", *, tol: float = BOUND_TOL,
@@ -139,7 +139,7 @@ def check_below_bound(result: Recording, curve: IBCurve, key: str = "binning", *
     if key not in result.exact_keys:
         raise ValueError(f"key {key!r} holds bounds, not achievable points; only exact "
                          "(binning) estimates can be checked against the IB bound")
-    f = _bound_values(_checked_curve(result, curve), d["i_xt"])
+    f = _bound_values(result, curve, d["i_xt"])
     excess = d["i_ty"] - f
     bad = np.argwhere(excess > tol)
     violations = [{"epoch": int(result.epochs[e]), "seed": int(result.seeds[s]),
@@ -517,7 +517,7 @@ def save_figures(result: Recording, out_dir: str | os.PathLike[str], curve: IBCu
 
     ``curve``: the ``ibsolver.IBCurve`` of ``result.p_xy``, or None (no bound drawn).
     Returns {name: path}."""
-    curve = _checked_curve(result, curve, optional=True)
+    _checked_curve(result, curve, optional=True)  # (before the folder is made)
     out_dir = os.fspath(output_folder(out_dir, "out_dir"))
     paths = {}
 

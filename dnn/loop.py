@@ -299,12 +299,9 @@ class _ModelStreams:
     def fixed(self, seed: int) -> Iterator[None]:
         """The global generator seeded with ``seed`` inside (records, measures), the
         scratch state restored after."""
-        scratch = self._get()
-        torch.manual_seed(seed)
-        try:
+        with torch.random.fork_rng(devices=[self.device] if self.cuda else []):
+            torch.manual_seed(seed)
             yield
-        finally:
-            self._set(scratch)
 
 
 class _Members:

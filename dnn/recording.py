@@ -165,7 +165,7 @@ class Recording(Result):
             knobs = json.dumps(self.knobs(key), sort_keys=True)
             sat = self.saturated(key)
             bound = (None if curve is None
-                     else _bound_values(_checked_curve(self, curve), d["i_xt"]))
+                     else _bound_values(self, curve, d["i_xt"]))
             for e, epoch in enumerate(self.epochs):
                 for s, seed in enumerate(self.seeds):
                     for k, layer in enumerate(self.layers):
@@ -292,10 +292,12 @@ def _checked_curve(result: Recording, curve: IBCurve | None, *, optional: bool =
     return curve
 
 
-def _bound_values(curve, i_xt):
-    """The IB bound at every I(X;T) of an array, same shape (bits)."""
+def _bound_values(result: Recording, curve: IBCurve, i_xt: np.ndarray) -> np.ndarray:
+    """The bound of ``curve``, checked to be ``result``'s (:func:`_checked_curve`), at
+    every I(X;T) of an array, same shape (bits)."""
     x = np.asarray(i_xt, dtype=np.float64)
-    return np.asarray(curve.bound(x.ravel()), dtype=np.float64).reshape(x.shape)
+    bound = _checked_curve(result, curve).bound(x.ravel())
+    return np.asarray(bound, dtype=np.float64).reshape(x.shape)
 
 
 def load_state(module: ModuleT, state: Mapping[str, ArrayLike | torch.Tensor]) -> ModuleT:

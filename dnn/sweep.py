@@ -17,7 +17,6 @@ import inspect
 import itertools
 import json
 import logging
-import numbers
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -160,12 +159,13 @@ def record_sweep(configs: Mapping[str, Sequence] | Sequence[Mapping[str, Any]], 
     Without a client, a script must call this under ``if __name__ == "__main__":`` (the
     workers are new processes that import it).
     """
-    from .loop import resolve_estimators
+    from .loop import _check_int, resolve_estimators
 
     runs = _runs(configs, settings)
     names = _names(runs)
-    _check_count(n_threads, "n_threads")
-    _check_count(n_workers, "n_workers", allow_none=True)
+    _check_int("n_threads", n_threads, 1)
+    if n_workers is not None:
+        _check_int("n_workers", n_workers, 1)
     _check_device(device, local=client is None)
     if client is not None and n_workers is not None:
         raise ValueError(f"n_workers applies to local workers only; with a client the cluster "
@@ -197,32 +197,24 @@ def _train_run(options: dict, run: dict) -> Recording:
     return train(task, TrainConfig.from_dict(run["config"]), **options)
 
 
-# --- the arguments: checked here, with dnn's own small checks (ibsolver's are private) ----
-
-def _check_count(value: Any, name: str, *, allow_none: bool = False) -> int | None:
-    """An integer >= 1 (or None where allowed); a ValueError naming ``name`` and the value."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1 (got {value!r})")
-    return int(value)
-
+# --- the arguments -------------------------------------------------------------------------
 
 def _check_device(device: Any, *, local: bool = True) -> None:
-    """"auto", or a device torch knows ("cpu", "cuda", "cuda:1", a torch.device); with
-    ``local``, CUDA must be there when asked for. A ValueError naming ``device``."""
+    """``device`` as record_training takes it (:func:`dnn.models.resolve_device`, which
+    also wants CUDA where asked for); for a cluster's workers (not ``local``) only its
+    spelling, since CUDA is theirs to have. A ValueError naming ``device``."""
     import torch
 
-    if device == "auto":
-        return
-    try:
-        dev = torch.device(device)
-    except (TypeError, RuntimeError):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got {device!r})"
-                         ) from None
-    if local and dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for but CUDA is not available "
-                         "(torch.cuda.is_available() is False); use 'cpu' or 'auto'")
+    from .models import resolve_device
+
+    if local:
+        resolve_device(device)
+    elif device != "auto":
+        try:
+            torch.device(device)
+        except (TypeError, RuntimeError):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got "
+                             f"{device!r})") from None
 
 
 # --- the runs: checked, whole, named ------------------------------------------------------
