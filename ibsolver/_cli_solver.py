@@ -134,7 +134,7 @@ def _curve_kwargs(args) -> dict:
         kw["betas"] = args.betas
     if args.n_betas is not None:
         kw["n_betas"] = args.n_betas
-    for name in ("max_points", "curve_tol"):
+    for name in ("max_points", "curve_tol", "max_clusters"):
         if getattr(args, name) is not None:
             kw[name] = getattr(args, name)
     return kw
@@ -250,6 +250,9 @@ def _common(p, *, curve=True):
                        help="accuracy (bits) the refinement aims for (default 1e-5)")
         p.add_argument("--max-points", type=_int_arg(2), default=None,
                        help="most betas the refinement may reach (default 300)")
+        p.add_argument("--max-clusters", type=_int_arg(1), default=None,
+                       help="most clusters an encoder may use; the curve ends where they "
+                            "bind (default: the distinct rows, at most 1024 and 2**23 / rows)")
         p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 

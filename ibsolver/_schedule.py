@@ -36,6 +36,9 @@ POLISH_GAP_BITS = 1e-6
 #: 512 x 4 curve, whose solves at large beta have hundreds of clusters, the median solve
 #: there went from 400 to 200 iterations)
 OBJECTIVE_MIN_ITER = 5 * CHUNK
+#: a solve given a ``ceiling`` is abandoned once its Lagrangian's limit, estimated as the
+#: last value less this many times the estimated gap (see _lagrangian_gap), lies above it
+ABANDON_GAP_FACTOR = 10.0
 
 #: the kinds of step
 PLAIN, SQUAREM, NEWTON, POLISH = "plain", "squarem", "newton", "polish"
@@ -71,27 +74,34 @@ class Schedule:
         shortcut's own trial solves, so each count is tried once in all (nested trials
         once tried counts k, k - 1, ... again at every level: 6937 solves for 22 points
         of a capped 1024 x 4 curve).
+    ceiling : a Lagrangian (the kernel's units, as its history) the caller already has at
+        this beta, where only a lower solution is of use (a restart, a cross-seed): the
+        solve stops, unconverged, once plain or SQUAREM steps show its limit above it
+        (see :meth:`after`).
 
     Attributes
     ----------
     n_iter : map evaluations so far.
     residual : the last step's residual (inf while a pruned state has not been iterated).
     converged : whether the solve stopped by ``tol`` or by ``lagrangian_tol``.
+    abandoned : whether it stopped because its limit lies above ``ceiling``.
     guarded : whether Newton met a saddle: from then on no Newton step from where
         det(I - J) <= 0 (see :func:`ibsolver.newton.newton_iterations`).
     """
 
     def __init__(self, shape, *, alpha: float, accelerate: bool, tol: float, max_iter: int,
                  lagrangian_tol: float = 0.0, squarem_min_work: int = 0,
-                 shortcut_tried: set | None = None):
+                 shortcut_tried: set | None = None, ceiling: float = np.inf):
         self.n_x, self.n_y = shape
         self.alpha, self.accelerate = alpha, accelerate
         self.tol, self.max_iter, self.lagrangian_tol = tol, max_iter, lagrangian_tol
         self.squarem_min_work = squarem_min_work
         self.shortcut_tried = set() if shortcut_tried is None else shortcut_tried
+        self.ceiling = ceiling
         self.n_iter = 0
         self.residual = np.inf
         self.guarded = False
+        self.abandoned = False
         self._objective_stop = False
         self._newton_ok = False  # whether Newton could run at the current step's start
         self._refused = False  # the last chunk was Newton's, ended short of the fixed point
@@ -163,8 +173,12 @@ class Schedule:
         if out.residual <= self.tol and not changed:
             return STOP
         # (after pruning, the history is not the state's)
-        measured = self.lagrangian_tol > 0 and not changed
-        gap = _lagrangian_gap(out.history) if measured else np.inf
+        measured = (self.lagrangian_tol > 0 or np.isfinite(self.ceiling)) and not changed
+        estimated = _lagrangian_gap(out.history) if measured else np.inf
+        if self._above_ceiling(step, out.history, estimated):
+            self.abandoned = True
+            return STOP
+        gap = estimated if self.lagrangian_tol > 0 else np.inf
         objective_met = (self.n_iter >= (OBJECTIVE_MIN_ITER if self._newton_ok else CHUNK)
                          and gap <= self.lagrangian_tol * LN2)
         self._polish = (step.kind == SQUAREM and gap <= self._polish_below
@@ -187,6 +201,18 @@ class Schedule:
             self.shortcut_tried.add(n_clusters)
             return SHORTCUT
         return GO_ON
+
+    def _above_ceiling(self, step: Step, history: np.ndarray, gap: float) -> bool:
+        """Whether the Lagrangian's limit lies above the ceiling beyond doubt: the gap is
+        estimated (BA's decrease is geometric there) and ABANDON_GAP_FACTOR of it still
+        leaves the limit higher. Only after plain or SQUAREM steps (Newton's history says
+        nothing of the rate), and not before a CHUNK (a random start's first iterations
+        are not yet geometric)."""
+        if not (np.isfinite(self.ceiling) and np.isfinite(gap) and history.size
+                and step.kind in (PLAIN, SQUAREM) and self.n_iter >= CHUNK):
+            return False
+        margin = 1e-12 * (1.0 + abs(self.ceiling))
+        return bool(history[-1] - ABANDON_GAP_FACTOR * gap > self.ceiling + margin)
 
 
 def _lagrangian_gap(history: np.ndarray) -> float:

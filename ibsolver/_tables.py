@@ -61,3 +61,13 @@ def row_distances(p, row: int) -> np.ndarray:
     r = dense(p[row]).ravel()
     sq = np.asarray(squared(p).sum(axis=1)).ravel()
     return np.sqrt(np.maximum(sq - 2.0 * (p @ r) + r @ r, 0.0))
+
+
+def rows_divided(p, totals: np.ndarray):
+    """Each row of ``p`` divided by its entry of ``totals``, in ``p``'s own form (CSR for a
+    sparse ``p``)."""
+    if scipy.sparse.issparse(p):
+        out = scipy.sparse.csr_matrix(scipy.sparse.diags(1.0 / totals) @ p)
+        out.sort_indices()  # (the kernel reads each row's columns in order)
+        return out
+    return p / totals[:, None]

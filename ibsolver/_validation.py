@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+from typing import Literal, overload
 
 import numpy as np
 import scipy.sparse
@@ -29,8 +30,8 @@ def _format_sum(total: float) -> str:
     return f"{total:.{min(digits, 17)}g}"
 
 
-#: the most entries (n_x * n_y) of a scipy.sparse table that is made dense (512 MB): the
-#: solver's kernel works on dense rows; a sparse kernel is not built yet
+#: the most entries (n_x * n_y) of a scipy.sparse table that is made dense (512 MB), where a
+#: function needs the dense form (the IB solvers keep a sparse table sparse)
 MAX_DENSE_ENTRIES = 2 ** 26
 
 
@@ -42,15 +43,27 @@ def densified(table, *, name: str) -> np.ndarray:
         raise ValueError(
             f"{name} is a sparse table of shape {table.shape} with {table.nnz} non-zeros; "
             f"its dense form ({n_x * n_y * 8 / 2**30:.1f} GiB) exceeds the {MAX_DENSE_ENTRIES} "
-            "entries the solver takes (a sparse table is checked and reduced in dense form "
-            "before the kernel works on its non-zeros)")
+            "entries this function makes dense (ibsolver.solve and ib_curve keep a sparse "
+            "table sparse)")
     logger.info("%s: sparse table of shape %s (%d non-zeros) made dense", name, table.shape,
                 table.nnz)
     return table.toarray()
 
 
+@overload
+def check_joint(p_xy, *, name: str = ..., normalize: bool = ..., drop_empty: bool = ...,
+                normalize_hint: str = ..., keep_sparse: Literal[False] = ...) -> np.ndarray: ...
+
+
+@overload
+def check_joint(p_xy, *, name: str = ..., normalize: bool = ..., drop_empty: bool = ...,
+                normalize_hint: str = ..., keep_sparse: Literal[True]
+                ) -> np.ndarray | scipy.sparse.csr_matrix: ...
+
+
 def check_joint(p_xy, *, name: str = "p_xy", normalize: bool = False, drop_empty: bool = False,
-                normalize_hint: str = "pass normalize=True to rescale") -> np.ndarray:
+                normalize_hint: str = "pass normalize=True to rescale",
+                keep_sparse: bool = False) -> np.ndarray | scipy.sparse.csr_matrix:
     """Return p_xy as a C-contiguous float64 2-D array that sums to 1.
 
     Integer and non-contiguous arrays are converted. Negative, NaN or infinite entries
@@ -58,57 +71,38 @@ def check_joint(p_xy, *, name: str = "p_xy", normalize: bool = False, drop_empty
     at debug level); a total further off raises unless ``normalize``. All-zero rows or
     columns (x or y of probability 0) raise, unless ``drop_empty``: then they are dropped
     (logged at info level), which changes the table's shape. ``normalize_hint`` is the fix
-    the error message names (the CLI names its ``--normalize``).
+    the error message names (the CLI names its ``--normalize``). A scipy.sparse table is
+    made dense (see :func:`densified`), unless ``keep_sparse``: then it is returned as a
+    float64 CSR matrix without explicit zeros, checked the same way.
     """
     return _checked_joint(p_xy, name=name, normalize=normalize, drop_empty=drop_empty,
-                          normalize_hint=normalize_hint)[0]
+                          normalize_hint=normalize_hint, keep_sparse=keep_sparse)[0]
 
 
-def _checked_joint(p_xy, *, name, normalize, drop_empty, normalize_hint):
+def _checked_joint(p_xy, *, name, normalize, drop_empty, normalize_hint, keep_sparse=False):
     """check_joint's work: ``(table, kept_rows, kept_cols)``, masks over the given rows and
     columns (all True unless ``drop_empty`` dropped some)."""
     if hasattr(p_xy, "detach"):  # a torch tensor: leave torch out of ibsolver
         p_xy = p_xy.detach().cpu().numpy()
-    if scipy.sparse.issparse(p_xy):
-        p_xy = densified(p_xy, name=name)
-    arr = np.asarray(p_xy)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
-    ):
-        raise TypeError(f"{name} must be a numeric array (got dtype {arr.dtype})")
-    if np.iscomplexobj(arr):
-        raise TypeError(f"{name} must be real (got dtype {arr.dtype})")
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be a 2-D table p(x, y) of shape (n_x, n_y) (got shape {arr.shape})"
-        )
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one row and one column (got shape {arr.shape})")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(
-            f"{name} must be finite (got {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)})"
-        )
-    if np.any(arr < 0):
-        bad = np.argwhere(arr < 0)[0]
-        raise ValueError(
-            f"{name} must be non-negative (got {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)})"
-        )
+    if scipy.sparse.issparse(p_xy) and keep_sparse:
+        arr = _checked_sparse(p_xy, name=name)
+    else:
+        arr = _checked_dense(densified(p_xy, name=name) if scipy.sparse.issparse(p_xy)
+                             else p_xy, name=name)
     kept_rows, kept_cols = np.ones(arr.shape[0], dtype=bool), np.ones(arr.shape[1], dtype=bool)
     if drop_empty:
         arr, rows, cols = drop_empty_margins(arr, name=name)
-        if arr.size == 0:
+        if arr.shape[0] * arr.shape[1] == 0:
             raise ValueError(f"{name} must have some non-zero entry (got all zeros)")
         kept_rows[:], kept_cols[:] = False, False
         kept_rows[rows], kept_cols[cols] = True, True
-    zero_rows = np.flatnonzero(arr.sum(axis=1) == 0)
+    zero_rows = np.flatnonzero(row_sums(arr) == 0)
     if zero_rows.size:
         raise ValueError(
             f"{name} has all-zero rows (x with p(x) = 0) at indices {zero_rows[:10].tolist()}; "
             "drop them before solving"
         )
-    zero_cols = np.flatnonzero(arr.sum(axis=0) == 0)
+    zero_cols = np.flatnonzero(column_sums(arr) == 0)
     if zero_cols.size:
         raise ValueError(
             f"{name} has all-zero columns (y with p(y) = 0) at indices {zero_cols[:10].tolist()}; "
@@ -127,23 +121,81 @@ def _checked_joint(p_xy, *, name, normalize, drop_empty, normalize_hint):
     return arr, kept_rows, kept_cols
 
 
+def _check_dtype(dtype, *, name: str) -> None:
+    if dtype.kind == "O" or not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        raise TypeError(f"{name} must be a numeric array (got dtype {dtype})")
+    if np.issubdtype(dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real (got dtype {dtype})")
+
+
+def _check_entries(values: np.ndarray, index, *, name: str) -> None:
+    """Finite and non-negative ``values``; ``index(i)`` is the table index of values[i]."""
+    for bad, what in ((~np.isfinite(values), "finite"), (values < 0, "non-negative")):
+        if np.any(bad):
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{name} must be {what} (got {values[i]} at index "
+                             f"{tuple(int(j) for j in index(i))})")
+
+
+def _checked_dense(p_xy, *, name: str) -> np.ndarray:
+    """A numeric 2-D table as C-contiguous float64, its entries finite and non-negative."""
+    arr = np.asarray(p_xy)
+    _check_dtype(arr.dtype, name=name)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D table p(x, y) of shape (n_x, n_y) (got shape {arr.shape})"
+        )
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one row and one column (got shape {arr.shape})")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    _check_entries(arr.ravel(), lambda i: np.unravel_index(i, arr.shape), name=name)
+    return arr
+
+
+def _checked_sparse(p_xy, *, name: str) -> scipy.sparse.csr_matrix:
+    """A scipy.sparse table as a float64 CSR matrix (a copy: duplicates summed, explicit
+    zeros removed), its entries finite and non-negative."""
+    _check_dtype(p_xy.dtype, name=name)
+    if p_xy.shape[0] < 1 or p_xy.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one row and one column (got shape "
+                         f"{p_xy.shape})")
+    csr = scipy.sparse.csr_matrix(p_xy, dtype=np.float64, copy=True)
+    csr.sum_duplicates()
+    _check_entries(csr.data, lambda i: (np.searchsorted(csr.indptr, i, side="right") - 1,
+                                        csr.indices[i]), name=name)
+    csr.eliminate_zeros()
+    return csr
+
+
+def row_sums(table) -> np.ndarray:
+    """The row sums of a dense or scipy.sparse table, as a 1-D array."""
+    return np.asarray(table.sum(axis=1)).ravel()
+
+
+def column_sums(table) -> np.ndarray:
+    """The column sums of a dense or scipy.sparse table, as a 1-D array."""
+    return np.asarray(table.sum(axis=0)).ravel()
+
+
 def check_joint_kept(p_xy, *, name: str = "p_xy", normalize: bool = False,
                      normalize_hint: str = "pass normalize=True to rescale"):
     """:func:`check_joint` with all-zero rows and columns dropped (logged at info level):
     ``(table, kept_rows, kept_cols)``, the last two boolean masks over the given rows and
     columns, so results can be put back in the user's shape. A table left with one row or
-    one column is fine (its IB is trivial: I(X;Y) = 0)."""
+    one column is fine (its IB is trivial: I(X;Y) = 0). A scipy.sparse table stays sparse
+    (CSR)."""
     return _checked_joint(p_xy, name=name, normalize=normalize, drop_empty=True,
-                          normalize_hint=normalize_hint)
+                          normalize_hint=normalize_hint, keep_sparse=True)
 
 
-def drop_empty_margins(arr: np.ndarray, *, name: str = "p_xy"):
-    """(table without its all-zero rows and columns, kept row indices, kept column indices).
+def drop_empty_margins(arr, *, name: str = "p_xy"):
+    """(table without its all-zero rows and columns, kept row indices, kept column indices);
+    the table dense or CSR.
 
     x or y of probability 0 take no part in the IB; each drop is logged at info level.
     """
-    rows = np.flatnonzero(arr.sum(axis=1) > 0)
-    cols = np.flatnonzero(arr.sum(axis=0) > 0)
+    rows = np.flatnonzero(row_sums(arr) > 0)
+    cols = np.flatnonzero(column_sums(arr) > 0)
     for what, kept, n in (("rows", rows, arr.shape[0]), ("columns", cols, arr.shape[1])):
         if kept.size < n:
             dropped = np.setdiff1d(np.arange(n), kept)
@@ -151,7 +203,8 @@ def drop_empty_margins(arr: np.ndarray, *, name: str = "p_xy"):
             logger.info("%s: dropped %d all-zero %s (probability 0) at indices %s%s", name,
                         dropped.size, what, dropped[:10].tolist(), more)
     if rows.size < arr.shape[0] or cols.size < arr.shape[1]:
-        arr = np.ascontiguousarray(arr[np.ix_(rows, cols)])
+        arr = (arr[rows][:, cols] if scipy.sparse.issparse(arr)
+               else np.ascontiguousarray(arr[np.ix_(rows, cols)]))
     return arr, rows, cols
 
 

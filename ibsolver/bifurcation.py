@@ -21,8 +21,8 @@ from scipy.optimize import minimize
 from scipy.sparse.linalg import LinearOperator, eigsh
 
 from . import _validation as v
-from ._tables import dense, pattern, squared
-from .measures import _arpack_start, _maximal_correlation, maximal_correlation
+from ._tables import dense, pattern, rows_divided, squared
+from .measures import _arpack_start, _maximal_correlation, second_singular
 
 
 @dataclass(frozen=True)
@@ -195,9 +195,11 @@ def _tilt_ratio_and_grad(lam, log_p_x, p_y_given_x, p_y):
     den = float(r[pos] @ (log_r[pos] - log_p_x[pos]))
     if den <= TILT_MIN_DIVERGENCE:  # r ~ p_X: both O(|lam|^2), the ratio is round-off
         return 0.0, np.zeros_like(lam)
-    centred = p_y_given_x - r_y
-    cov = centred.T @ (r[:, None] * centred)
-    return num / den, cov @ (log_ratio * den - num * lam) / den**2
+    w = (log_ratio * den - num * lam) / den**2
+    # Cov_r(f) w = sum_x r(x) (f(x) - r_Y) ((f(x) - r_Y) . w), as two products with p(y|x)
+    # (no |Y| x |Y| matrix: for a wide table that cost n |Y|^2 per gradient)
+    u = r * (p_y_given_x @ w - r_y @ w)
+    return num / den, np.asarray(p_y_given_x.T @ u).ravel()
 
 
 def hypercontractivity(p_xy: ArrayLike, *, n_starts: int = 8,
@@ -218,36 +220,42 @@ def hypercontractivity(p_xy: ArrayLike, *, n_starts: int = 8,
 
     Returns ``(s_star, r)``.
     """
-    p_xy = v.check_joint(p_xy, normalize=normalize)
+    p_xy = v.check_joint(p_xy, normalize=normalize, keep_sparse=True)
     rng = v.check_random_state(random_state)
-    p_x = p_xy.sum(axis=1)
-    p_y = p_xy.sum(axis=0)
-    p_y_given_x = p_xy / p_x[:, None]
+    p_x, p_y = v.row_sums(p_xy), v.column_sums(p_xy)
+    p_y_given_x = rows_divided(p_xy, p_x)
     log_p_x = np.log(p_x)
     n, m = p_xy.shape
     if n < 2 or m < 2:
         return 0.0, p_x.copy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl = np.sum(np.where(p_y_given_x > 0, p_y_given_x * np.log(p_y_given_x / p_y), 0.0),
-                    axis=1)
-    point = np.where(p_x < 1.0, kl / -log_p_x, 0.0)  # point mass at x
+    point = np.where(p_x < 1.0, _row_divergences(p_y_given_x, p_y) / -log_p_x, 0.0)  # at x
     best_x = int(np.argmax(point))
     best, best_r = float(point[best_x]), np.zeros(n)
     best_r[best_x] = 1.0  # the point mass (not a row of an n x n identity)
     # the eigen-direction: lam = h, the top non-trivial singular function of Y (the s2^2 limit)
-    _, _, vt = np.linalg.svd(p_xy / np.sqrt(np.outer(p_x, p_y)), full_matrices=False)
-    h = vt[1] / np.sqrt(p_y)
+    s2, vt1 = second_singular(p_xy)
+    h = vt1 / np.sqrt(p_y)
     starts = [sign * c * h / np.max(np.abs(h)) for sign in (1.0, -1.0) for c in (0.5, 3.0)]
     for x in np.argsort(point)[::-1][: min(n, 8)]:  # towards the best point masses
-        d = np.log(np.maximum(p_y_given_x[x], 1e-300) / p_y)
+        d = np.log(np.maximum(dense(p_y_given_x[x]).ravel(), 1e-300) / p_y)
         if np.max(np.abs(d)) > 0:  # (p(y|x) = p(y): the point mass at x has ratio 0)
             starts += [c * d / np.max(np.abs(d)) for c in (1.0, 5.0)]
     starts += [rng.normal(scale=3.0, size=m) for _ in range(n_starts)]
     val, r = _ascend(starts, BROAD_ASCENT, log_p_x, p_y_given_x, p_y)
     if val > best:
         best, best_r = val, r
-    s2 = maximal_correlation(p_xy)
-    return max(best, s2**2), best_r
+    return max(best, min(s2, 1.0)**2), best_r
+
+
+def _row_divergences(p_y_given_x, p_y: np.ndarray) -> np.ndarray:
+    """D(p(.|x) || p_Y) in nats for every x; for a CSR p(y|x) from its non-zeros."""
+    if scipy.sparse.issparse(p_y_given_x):
+        coo = p_y_given_x.tocoo()
+        return np.bincount(coo.row, coo.data * np.log(coo.data / p_y[coo.col]),
+                           minlength=p_y_given_x.shape[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sum(np.where(p_y_given_x > 0, p_y_given_x * np.log(p_y_given_x / p_y), 0.0),
+                      axis=1)
 
 
 def tilt_ratio_ascent(p_xy: ArrayLike, directions: ArrayLike) -> float:
@@ -257,10 +265,11 @@ def tilt_ratio_ascent(p_xy: ArrayLike, directions: ArrayLike) -> float:
     tolerances, some ten times the cost of one of hypercontractivity's starts; for every
     start of that search they cost 30 s on a 24 x 24 table). A lower bound on s*; 0 where
     no ascent scores."""
-    p_xy = v.check_joint(p_xy)
-    p_x = p_xy.sum(axis=1)
+    p_xy = v.check_joint(p_xy, keep_sparse=True)
+    p_x = v.row_sums(p_xy)
     starts = [np.where(np.isfinite(d), d, -MAX_TILT) for d in np.atleast_2d(directions)]
-    return _ascend(starts, TIGHT_ASCENT, np.log(p_x), p_xy / p_x[:, None], p_xy.sum(axis=0))[0]
+    return _ascend(starts, TIGHT_ASCENT, np.log(p_x), rows_divided(p_xy, p_x),
+                   v.column_sums(p_xy))[0]
 
 
 def _ascend(starts, options, log_p_x, p_y_given_x, p_y):
@@ -289,6 +298,10 @@ def _log_partition(p_y_given_x, base_p_t, base_p_y_given_t, beta):
     return top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
 
 
+#: candidate decoders scored at a time by invasion_starts (rows x this many logits)
+INVASION_BLOCK = 32
+
+
 def invasion_starts(p_x: np.ndarray, p_y_given_x: np.ndarray | scipy.sparse.csr_matrix, base_p_t: np.ndarray,
                     base_p_y_given_t: np.ndarray, beta: float, *, count: int = 3,
                     min_distance: float = 1e-3, max_rows: int = 256) -> list[np.ndarray]:
@@ -309,9 +322,12 @@ def invasion_starts(p_x: np.ndarray, p_y_given_x: np.ndarray | scipy.sparse.csr_
     log_z = _log_partition(p_y_given_x, base_p_t, base_p_y_given_t, beta)
     with np.errstate(divide="ignore"):
         log_cand = np.maximum(np.log(cand), -1e300)  # p(y|x) = 0 terms stay 0, not NaN
-    logits = np.log(p_x)[:, None] - log_z[:, None] + beta * (p_y_given_x @ log_cand.T)
-    top = logits.max(axis=0)
-    log_g = top + np.log(np.exp(logits - top).sum(axis=0))
+    log_g = np.empty(rows.size)
+    for lo in range(0, rows.size, INVASION_BLOCK):  # (not all n x max_rows logits at once)
+        block = slice(lo, lo + INVASION_BLOCK)
+        logits = np.log(p_x)[:, None] - log_z[:, None] + beta * (p_y_given_x @ log_cand[block].T)
+        top = logits.max(axis=0)
+        log_g[block] = top + np.log(np.exp(logits - top).sum(axis=0))
     return [cand[i] for i in np.argsort(log_g)[::-1][:count]]
 
 

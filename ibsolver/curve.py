@@ -103,6 +103,8 @@ TWIN_RTOL = 1e-3
 LIMIT_RTOL = 1e-5
 #: Newton steps that locate a jump between branches (see _locate_jump)
 JUMP_STEPS = 8
+#: entries of a sparse table made dense at a time for its digest (512 kB)
+DIGEST_BLOCK = 2 ** 16
 
 
 def _heavy_decoder(result: IBResult, t: int) -> np.ndarray:
@@ -157,13 +159,17 @@ class _Tracer:
                          warn=False, lagrangian_tol=lagrangian_tol)
         self.n_solves = 0
 
-    def solve(self, state: State, beta: float, grow: bool = True) -> IBResult:
+    def solve(self, state: State, beta: float, grow: bool = True,
+              ceiling: float | None = None) -> IBResult:
         """Solve from ``state`` at ``beta``. Where the solve lost clusters or ends with one
         of vanishing mass, a cluster that would grow (invasion rate > 1) is added
         (``grow``; see _grow_invaders). The invasion rate is alpha = 1 theory: for alpha < 1
-        a cluster of vanishing mass never grows, and nothing is added."""
+        a cluster of vanishing mass never grows, and nothing is added. A solve that is of
+        use only if it ends below a Lagrangian already found there (bits) gets it as its
+        ``ceiling``: it is abandoned, unconverged, once it is sure to end above."""
         self.n_solves += 1
-        res = solve_from_state(self.problem, unbarred(self.problem, state), beta, **self.opts)
+        res = solve_from_state(self.problem, unbarred(self.problem, state), beta,
+                               ceiling=ceiling, **self.opts)
         lost = res.n_clusters < state.n_clusters or np.min(res.p_t) < BIRTH_MASS
         if (grow and self.alpha == 1.0 and self.opts["accelerate"] and lost
                 and res.n_clusters < self.max_clusters):
@@ -236,10 +242,22 @@ class _Tracer:
         res = self.solve(grouped, beta)
         n_rows = self.problem.p_x.size
         if grouped.n_clusters < n_rows <= self.max_clusters:
-            rows = self.solve(State.from_joint(self.problem.p_x, self.problem.p_xy), beta)
+            rows = self.solve(State.from_joint(self.problem.p_x, dense(self.problem.p_xy)),
+                              beta)
             if _lower(rows.lagrangian, res.lagrangian):
                 res = rows
         return res
+
+    def cap_end(self, fwd: dict, rev: dict) -> float:
+        """The lowest beta whose optimal point uses every cluster ``max_clusters`` allows
+        (inf where none does, or the cap is all the rows): the curve ends before it (see
+        ib_curve), so refinement and cross-seeding above it would be thrown away (on a
+        capped 4096 x 4 curve, a quarter of its time)."""
+        if self.max_clusters >= self.problem.p_x.size:
+            return np.inf
+        best = _best_points(fwd, rev)
+        return min((b for b, (r, _) in best.items() if r.n_clusters >= self.max_clusters),
+                   default=np.inf)
 
     def trivial_state(self) -> State:
         return State.from_joint(np.ones(1), self.problem.p_y[None, :])
@@ -322,7 +340,7 @@ class _Tracer:
         than MAX_MOVES of them (as in ``solve``)."""
         problem = self.problem
         n_rows = problem.p_x.size
-        finest = (State.from_joint(problem.p_x, problem.p_xy) if n_rows <= self.max_clusters
+        finest = (State.from_joint(problem.p_x, dense(problem.p_xy)) if n_rows <= self.max_clusters
                   else self.finest_state(beta))
         starts = [finest] + [
             State.from_encoder(problem, random_encoder(n_rows, min(n_rows, self.max_clusters),
@@ -863,10 +881,20 @@ def _deterministic_curve(problem, group, *, betas, n_betas, max_iter, backend, p
                             settings=settings, table_digest=digest)
 
 
-def _table_digest(p_xy: np.ndarray) -> str:
-    """SHA-256 of the (reduced) table's shape and float64 bytes: what a resumed run must match."""
-    table = np.ascontiguousarray(p_xy, dtype=np.float64)
-    return hashlib.sha256(repr(table.shape).encode() + table.tobytes()).hexdigest()
+def _table_digest(p_xy: np.ndarray | scipy.sparse.csr_matrix) -> str:
+    """SHA-256 of the (reduced) table's shape and of its rows' float64 bytes, the rows taken
+    in the order of their own SHA-256: what a resumed run must match. Row order does not
+    change the IB, and the reduced table's rows come in another order for a CSR table
+    (see _tables.row_groups); a CSR table is made dense a block of rows at a time."""
+    block = max(1, DIGEST_BLOCK // max(p_xy.shape[1], 1))
+    rows = []
+    for start in range(0, p_xy.shape[0], block):
+        chunk = np.ascontiguousarray(dense(p_xy[start:start + block]), dtype=np.float64)
+        rows += [hashlib.sha256(row.tobytes()).digest() for row in chunk]
+    digest = hashlib.sha256(repr(p_xy.shape).encode())
+    for row in sorted(rows):
+        digest.update(row)
+    return digest.hexdigest()
 
 
 def reduced_table_digest(p_xy: ArrayLike | scipy.sparse.spmatrix) -> str:
@@ -970,8 +998,11 @@ def _refine(tracer, fwd, rev, method, curve_tol, max_points, bar, locate):
         if len(bs) >= max_points:
             logger.info("refinement stopped at max_points=%d", max_points)
             return
+        end = tracer.cap_end(fwd, rev)
         todo = []
         for lo, hi in zip(bs[:-1], bs[1:]):
+            if lo >= end:
+                break
             (r0, br0), (r1, br1) = best[lo], best[hi]
             gap = (hi - lo) / lo
             # a concave piece with end slopes 1/lo and 1/hi lies at most this far above
@@ -1066,13 +1097,14 @@ def _random_restarts(tracer, fwd: dict, rev: dict, betas) -> bool:
     problem = tracer.problem
     n_rows = problem.p_x.size
     improved = False
-    for b in betas:
+    end = tracer.cap_end(fwd, rev)  # (the curve ends before it)
+    for b in (b for b in betas if b <= end):
         own = [d for d in (fwd, rev) if b in d]
         worst = max(own, key=lambda d: d[b].lagrangian)
         best = min(d[b].lagrangian for d in own)
         for _ in range(RESTARTS):
             q = random_encoder(n_rows, min(n_rows, tracer.max_clusters), tracer.rng)
-            cand = tracer.solve(State.from_encoder(problem, q), b)
+            cand = tracer.solve(State.from_encoder(problem, q), b, ceiling=best)
             if _lower(cand.lagrangian, best):
                 worst[b], best, improved = cand, cand.lagrangian, True
     return improved
@@ -1088,9 +1120,12 @@ def _cross_seed(tracer, fwd: dict, rev: dict) -> bool:
     # larger tables the count changes at almost every beta: re-solving there took a
     # 512 x 4 curve from 538 to 1344 solves (29.5 -> 101.8 s), so only small tables get it
     across_counts = tracer.problem.p_x.size <= RESTART_MAX_ROWS
+    end = tracer.cap_end(fwd, rev)  # (the curve ends before it)
     for d, order, step in ((rev, sorted(rev, reverse=True), "down"), (fwd, sorted(fwd), "up")):
         prev_changed = False
         for prev_b, b in zip(order[:-1], order[1:]):
+            if b > end:
+                continue
             seeds = [r for r in (rev.get(prev_b), fwd.get(prev_b)) if r is not None]
             seed = min(seeds, key=lambda r: r.lagrangian)
             own = d[prev_b].lagrangian
@@ -1103,7 +1138,7 @@ def _cross_seed(tracer, fwd: dict, rev: dict) -> bool:
                 # can end below d[b] although its encoder, unsolved, does not (a 35 x 7
                 # stress problem: 22 clusters 3.2e-5 bit below the 21 refinement had)
                 continue
-            cand = tracer.solve(tracer.state(seed), b)
+            cand = tracer.solve(tracer.state(seed), b, ceiling=d[b].lagrangian)
             prev_changed = cand.lagrangian < d[b].lagrangian - 1e-10 * (1 + abs(d[b].lagrangian))
             if prev_changed:
                 d[b] = cand

@@ -69,7 +69,8 @@ def solve_squared_ib(p_xy: ArrayLike, beta: float, *, n_clusters: int | None = N
     ``alpha`` is NaN (not a generalised-IB solution); ``backend`` is "numpy" (numpy computes
     the objective and its gradient, scipy's L-BFGS-B minimises it).
     """
-    problem = Problem.from_joint(p_xy, normalize=normalize)
+    # (dense: the squared IB's objective and gradient work on the dense table)
+    problem = Problem.from_joint(v.check_joint(p_xy, normalize=normalize))
     beta = v.check_real(beta, name="beta", low=0.0)
     n_x, n_y = problem.p_xy.shape
     if init is not None:
@@ -143,7 +144,7 @@ def squared_ib_curve(p_xy: ArrayLike, *, betas: ArrayLike | None = None, n_betas
     """
     from .bifurcation import hypercontractivity
 
-    problem = Problem.from_joint(p_xy)
+    problem = Problem.from_joint(v.check_joint(p_xy))  # (dense, as in solve_squared_ib)
     h_y = problem.h_y
     betas = squared_grid(h_y, betas, n_betas)
     rng = v.check_random_state(random_state)

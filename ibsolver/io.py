@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse
 
-from ._validation import _checked_joint, densified
+from ._validation import _checked_joint
 
 if TYPE_CHECKING:  # (results imports this module)
     from .results import IBCurve
@@ -28,8 +28,9 @@ FORMATS = (".npy", ".npz", ".csv")
 NPZ_KEYS = ("p_xy", "counts", "arr_0")
 
 
-def read_table(path: str | os.PathLike[str]) -> tuple[np.ndarray, bool]:
-    """(the raw numeric table in ``path``, whether an .npz stored it as ``counts``).
+def read_table(path: str | os.PathLike[str]) -> tuple[np.ndarray | scipy.sparse.spmatrix, bool]:
+    """(the raw numeric table in ``path``, whether an .npz stored it as ``counts``); a
+    ``scipy.sparse.save_npz`` file gives a sparse matrix.
 
     Raises FileNotFoundError or ValueError naming the file and what was wrong with it.
     """
@@ -54,7 +55,7 @@ def read_table(path: str | os.PathLike[str]) -> tuple[np.ndarray, bool]:
                 keys = list(data.keys())
                 if {"format", "shape", "data"} <= set(keys):  # scipy.sparse.save_npz
                     # (counts or not is told as for any table: whole numbers not summing to 1)
-                    return densified(scipy.sparse.load_npz(path), name=f"input file {shown}"), False
+                    return scipy.sparse.load_npz(path), False
                 key = next((k for k in ("p_xy", "counts") if k in keys), None)
                 if key is None and keys == ["arr_0"]:
                     key = "arr_0"
@@ -84,7 +85,8 @@ def read_table(path: str | os.PathLike[str]) -> tuple[np.ndarray, bool]:
 
 
 def load_joint(path: str | os.PathLike[str], *, counts: bool | None = None, normalize: bool = False,
-               drop_empty: bool = True, normalize_hint: str | None = None) -> np.ndarray:
+               drop_empty: bool = True, normalize_hint: str | None = None
+               ) -> np.ndarray | scipy.sparse.csr_matrix:
     """Load p(x, y) (rows x, columns y) from .npy, .npz (a ``scipy.sparse.save_npz`` file, an
     array named ``p_xy`` or ``counts``, or a single unnamed array ``arr_0``) or .csv (comma
     separated, no header).
@@ -95,7 +97,8 @@ def load_joint(path: str | os.PathLike[str], *, counts: bool | None = None, norm
     rounding (relative 1e-6; such a table is renormalised exactly). With ``drop_empty``
     (the default) all-zero rows and columns (probability 0) are dropped and logged at info
     level. A table left with one row or one column is fine: its IB is trivial (I(X;Y) = 0,
-    one cluster), as ``ib_curve`` and ``solve`` return it.
+    one cluster), as ``ib_curve`` and ``solve`` return it. A ``save_npz`` table is returned
+    as a CSR matrix (never made dense here: ``ib_curve`` and ``solve`` take it as it is).
     """
     return _load(path, counts=counts, normalize=normalize, drop_empty=drop_empty,
                  normalize_hint=normalize_hint)[0]
@@ -107,13 +110,15 @@ def _load(path, *, counts=None, normalize=False, drop_empty=True, normalize_hint
     path = Path(path)
     table, from_counts = read_table(path)
     if counts is None:
-        whole = np.issubdtype(table.dtype, np.integer) or (
-            np.issubdtype(table.dtype, np.floating) and np.all(np.isfinite(table))
-            and np.all(table == np.round(table)))
-        counts = from_counts or bool(whole and abs(float(np.sum(table)) - 1.0) > 1e-9)
+        values = table.data if scipy.sparse.issparse(table) else table
+        whole = np.issubdtype(values.dtype, np.integer) or (
+            np.issubdtype(values.dtype, np.floating) and np.all(np.isfinite(values))
+            and np.all(values == np.round(values)))
+        counts = from_counts or bool(whole and abs(float(np.sum(values)) - 1.0) > 1e-9)
     p_xy, rows, cols = _checked_joint(
         table, name=f"table in {path.name}", normalize=bool(counts or normalize),
-        drop_empty=drop_empty, normalize_hint=normalize_hint or "pass normalize=True to rescale")
+        drop_empty=drop_empty, normalize_hint=normalize_hint or "pass normalize=True to rescale",
+        keep_sparse=True)
     return p_xy, np.flatnonzero(rows), np.flatnonzero(cols)
 
 

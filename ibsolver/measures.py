@@ -9,7 +9,8 @@ import scipy.sparse
 from numpy.typing import ArrayLike
 from scipy.sparse.linalg import svds
 
-from ._validation import check_joint
+from ._tables import dense
+from ._validation import check_joint, column_sums, row_sums
 
 LN2 = np.log(2.0)
 
@@ -45,8 +46,13 @@ def kl_divergence(p: ArrayLike, q: ArrayLike) -> float:
 
 
 def mutual_information(p_xy: ArrayLike, *, normalize: bool = False) -> float:
-    """I(X;Y) in bits of a joint table p(x, y)."""
-    p_xy = check_joint(p_xy, normalize=normalize)
+    """I(X;Y) in bits of a joint table p(x, y) (dense, or scipy.sparse: its non-zeros)."""
+    p_xy = check_joint(p_xy, normalize=normalize, keep_sparse=True)
+    if scipy.sparse.issparse(p_xy):
+        coo = scipy.sparse.coo_matrix(p_xy)
+        p_x, p_y = row_sums(p_xy), column_sums(p_xy)
+        val = (_xlogy(coo.data, coo.data) - _xlogy(coo.data, p_x[coo.row] * p_y[coo.col])).sum()
+        return float(max(val / LN2, 0.0))
     p_x = p_xy.sum(axis=1, keepdims=True)
     p_y = p_xy.sum(axis=0, keepdims=True)
     val = (_xlogy(p_xy, p_xy) - _xlogy(p_xy, p_x * p_y)).sum() / LN2
@@ -54,8 +60,13 @@ def mutual_information(p_xy: ArrayLike, *, normalize: bool = False) -> float:
 
 
 def conditional_entropy(p_xy: ArrayLike, *, normalize: bool = False) -> float:
-    """H(Y|X) in bits of a joint table p(x, y)."""
-    p_xy = check_joint(p_xy, normalize=normalize)
+    """H(Y|X) in bits of a joint table p(x, y) (dense, or scipy.sparse: its non-zeros)."""
+    p_xy = check_joint(p_xy, normalize=normalize, keep_sparse=True)
+    if scipy.sparse.issparse(p_xy):
+        coo = scipy.sparse.coo_matrix(p_xy)
+        p_x = row_sums(p_xy)
+        val = -(_xlogy(coo.data, coo.data) - _xlogy(coo.data, p_x[coo.row])).sum()
+        return float(max(val / LN2, 0.0))
     p_x = p_xy.sum(axis=1, keepdims=True)
     return float(max(-(_xlogy(p_xy, p_xy) - _xlogy(p_xy, p_x)).sum() / LN2, 0.0))
 
@@ -87,15 +98,33 @@ def _maximal_correlation(p_xy) -> float:
     """maximal_correlation of a checked table, dense or scipy sparse."""
     if min(p_xy.shape) < 2:
         return 0.0
-    scale_x = 1.0 / np.sqrt(np.asarray(p_xy.sum(axis=1)).ravel())
-    scale_y = 1.0 / np.sqrt(np.asarray(p_xy.sum(axis=0)).ravel())
-    if min(p_xy.shape) <= DENSE_SVD_MAX:
-        b = np.asarray(p_xy.toarray() if scipy.sparse.issparse(p_xy) else p_xy)
-        s = np.linalg.svd(scale_x[:, None] * b * scale_y[None, :], compute_uv=False)
-        return float(min(s[1], 1.0))
+    return float(min(second_singular(p_xy, vector=False)[0], 1.0))
+
+
+def second_singular(p_xy: np.ndarray | scipy.sparse.spmatrix, *, vector: bool = True
+                    ) -> tuple[float, np.ndarray | None]:
+    """(s2, its right singular vector or None) of B[x, y] = p(x, y) / sqrt(p(x) p(y)) for
+    a checked table with at least two rows and columns, dense or scipy sparse: by a full
+    SVD up to DENSE_SVD_MAX rows or columns where the table is dense, else by Lanczos (a
+    sparse table is never made dense, except with two rows or columns)."""
+    scale_x = 1.0 / np.sqrt(row_sums(p_xy))
+    scale_y = 1.0 / np.sqrt(column_sums(p_xy))
+    if min(p_xy.shape) == 2 or (min(p_xy.shape) <= DENSE_SVD_MAX
+                                and not scipy.sparse.issparse(p_xy)):
+        b = dense(p_xy)
+        if not vector:
+            return float(np.linalg.svd(scale_x[:, None] * b * scale_y[None, :],
+                                       compute_uv=False)[1]), None
+        _, s, vt = np.linalg.svd(scale_x[:, None] * b * scale_y[None, :], full_matrices=False)
+        return float(s[1]), vt[1]
     b = scipy.sparse.diags(scale_x) @ scipy.sparse.csr_matrix(p_xy) @ scipy.sparse.diags(scale_y)
-    s = svds(b, k=2, v0=_arpack_start(min(p_xy.shape)), tol=0, return_singular_vectors=False)
-    return float(min(np.sort(s)[0], 1.0))
+    if not vector:
+        s = svds(b, k=2, v0=_arpack_start(min(p_xy.shape)), tol=0,
+                 return_singular_vectors=False)
+        return float(np.sort(s)[0]), None
+    _, s, vt = svds(b, k=2, v0=_arpack_start(min(p_xy.shape)), tol=0)
+    second = int(np.argmin(s))
+    return float(s[second]), vt[second]
 
 
 def joint_from_counts(counts: ArrayLike) -> np.ndarray:

@@ -16,7 +16,7 @@ from . import _validation as v
 from ._blas import single_threaded_blas
 from . import newton
 from ._schedule import CHUNK, NEWTON, POLISH, SHORTCUT, SQUAREM, STOP, Outcome, Schedule
-from ._tables import dense, group_sums, pattern, row_groups
+from ._tables import dense, group_sums, pattern, row_groups, rows_divided
 from .accelerate import squarem_iterations
 from .backends import Iterated, get_backend
 from .bifurcation import _first_instability, invasion_rate, invasion_starts, split_cluster, unstable_clusters
@@ -65,24 +65,31 @@ SHORTCUT_MAX_ITER = 5 * CHUNK
 MAX_MOVES = 256
 
 
+def _worth_sparse(size: int, nnz: int) -> bool:
+    """Whether a table of ``size`` entries, ``nnz`` of them non-zero, is kept as CSR."""
+    return size >= SPARSE_MIN_ENTRIES and nnz <= SPARSE_DENSITY * size
+
+
 @dataclass(frozen=True)
 class Problem:
     """A validated joint distribution with the derived quantities every solver needs.
 
+    ``p_xy`` and ``p_y_given_x`` are dense arrays, or CSR matrices where the table came
+    sparse and is sparse enough (see :meth:`from_joint`); p(x) and p(y) are always dense.
     ``joint`` and ``rows`` are p(x, y) and p(y|x) in the form products with them are
-    fastest in: CSR matrices where at most SPARSE_DENSITY of the entries are non-zero (a
-    product with k columns then costs nnz * k, not n_x * n_y * k), else the dense arrays.
+    fastest in: CSR where at most SPARSE_DENSITY of the entries are non-zero (a product
+    with k columns then costs nnz * k, not n_x * n_y * k), else dense.
     """
 
-    p_xy: np.ndarray
+    p_xy: np.ndarray | scipy.sparse.csr_matrix
     p_x: np.ndarray
-    p_y_given_x: np.ndarray
+    p_y_given_x: np.ndarray | scipy.sparse.csr_matrix
     p_y: np.ndarray
 
     @cached_property
     def sparse(self) -> bool:
-        return bool(self.p_xy.size >= SPARSE_MIN_ENTRIES
-                    and np.count_nonzero(self.p_xy) <= SPARSE_DENSITY * self.p_xy.size)
+        return scipy.sparse.issparse(self.p_xy) or _worth_sparse(self.p_xy.size,
+                                                                 np.count_nonzero(self.p_xy))
 
     @cached_property
     def joint(self) -> np.ndarray | scipy.sparse.csr_matrix:
@@ -93,19 +100,39 @@ class Problem:
         return scipy.sparse.csr_matrix(self.p_y_given_x) if self.sparse else self.p_y_given_x
 
     @cached_property
+    def dense_rows(self) -> np.ndarray:
+        """p(y|x) dense, for what reads no CSR (Newton, whose cost bounds the table's size;
+        a backend without a CSR kernel)."""
+        return dense(self.p_y_given_x)
+
+    @cached_property
     def first_instability(self) -> float:
         """1 / s2^2, where the one-cluster solution loses local stability."""
         return _first_instability(self.joint)
 
     def kernel_rows(self, kernel: ModuleType) -> np.ndarray | scipy.sparse.csr_matrix:
         """p(y|x) as ``kernel`` takes it: ``rows`` where the backend reads CSR."""
-        return self.rows if kernel.READS_CSR else self.p_y_given_x
+        return self.rows if kernel.READS_CSR else self.dense_rows
 
     @classmethod
     def from_joint(cls, p_xy: ArrayLike, *, normalize: bool = False) -> "Problem":
-        p_xy = v.check_joint(p_xy, normalize=normalize)
-        p_x = p_xy.sum(axis=1)
-        return cls(p_xy, p_x, p_xy / p_x[:, None], p_xy.sum(axis=0))
+        """The problem of a table p(x, y), checked. A scipy.sparse table stays sparse where
+        :func:`_worth_sparse` (else it is made dense): memory then grows with its
+        non-zeros, not with n_x * n_y."""
+        p_xy = v.check_joint(p_xy, normalize=normalize, keep_sparse=True)
+        if scipy.sparse.issparse(p_xy):
+            csr = scipy.sparse.csr_matrix(p_xy)
+            if not _worth_sparse(csr.shape[0] * csr.shape[1], csr.nnz):
+                p_xy = v.densified(csr, name="p_xy")
+        return cls._of(p_xy, v.column_sums(p_xy))
+
+    @classmethod
+    def _of(cls, p_xy, p_y: np.ndarray) -> "Problem":
+        if scipy.sparse.issparse(p_xy):
+            p_xy = scipy.sparse.csr_matrix(p_xy)
+            p_xy.sort_indices()  # (the kernel reads each row's columns in order)
+        p_x = v.row_sums(p_xy)
+        return cls(p_xy, p_x, rows_divided(p_xy, p_x), p_y)
 
     @property
     def h_y(self) -> float:
@@ -132,9 +159,10 @@ class Problem:
         encoder depends on x only through p(y|x). An encoder of S maps back by q(t|s(x)).
         """
         group = self.sufficient_classes()
-        p_sy = dense(group_sums(self.joint, group))
-        p_s = p_sy.sum(axis=1)
-        return Problem(p_sy, p_s, p_sy / p_s[:, None], self.p_y), group
+        p_sy = group_sums(self.joint, group)
+        if not scipy.sparse.issparse(self.p_xy):
+            p_sy = dense(p_sy)
+        return Problem._of(p_sy, self.p_y), group
 
 
 def user_rows(group: np.ndarray, kept: np.ndarray) -> np.ndarray:
@@ -164,8 +192,8 @@ class State:
     def from_encoder(cls, problem: Problem, q: np.ndarray) -> "State":
         p_t = problem.p_x @ q
         keep = p_t > 0
-        p_ty = q[:, keep].T @ problem.p_xy
-        return cls.from_joint(p_t[keep], p_ty)
+        p_ty = q[:, keep].T @ problem.joint
+        return cls.from_joint(p_t[keep], np.asarray(p_ty))
 
     @classmethod
     def from_joint(cls, p_t: np.ndarray, p_ty: np.ndarray) -> "State":
@@ -531,7 +559,8 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
                      kernel: ModuleType, tol: float, max_iter: int, n_threads: int | None,
                      merge_tol: float,
                      accelerate: bool = False, warn: bool = True,
-                     lagrangian_tol: float = 0.0, shortcut_tried: set | None = None) -> IBResult:
+                     lagrangian_tol: float = 0.0, shortcut_tried: set | None = None,
+                     ceiling: float | None = None) -> IBResult:
     """Iterate a validated problem from ``state`` (modified in place) to a fixed point.
 
     A :class:`ibsolver._schedule.Schedule` says which step runs when and when the
@@ -539,12 +568,15 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
     shortcuts the schedule calls for. With ``lagrangian_tol`` > 0 the iteration also
     stops, converged, once the Lagrangian is estimated to lie within that many bits of its
     limit. ``shortcut_tried`` holds the cluster counts at which :func:`_shortcut` was tried
-    (shared with its trial solves: see the schedule)."""
+    (shared with its trial solves: see the schedule). Given a ``ceiling`` (a Lagrangian,
+    bits, that the caller already has at ``beta``), the solve is abandoned, unconverged,
+    once its limit is estimated to lie above it (see the schedule)."""
     compiled_squarem = hasattr(kernel, "squarem_iterations")  # no per-step overhead
     schedule = Schedule(problem.p_y_given_x.shape, alpha=alpha, accelerate=accelerate,
                         tol=tol, max_iter=max_iter, lagrangian_tol=lagrangian_tol,
                         squarem_min_work=0 if compiled_squarem else ACCELERATE_MIN_WORK,
-                        shortcut_tried=shortcut_tried)
+                        shortcut_tried=shortcut_tried,
+                        ceiling=np.inf if ceiling is None else (ceiling + beta * problem.h_y) * LN2)
     histories = []
     state.prune(merge_tol)
     while (step := schedule.next_step(state.n_clusters)) is not None:
@@ -575,7 +607,7 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
     q, info, lagrangian = encoder_and_lagrangian(problem, state, beta, alpha=alpha,
                                                  kernel=kernel, n_threads=n_threads)
     history_bits = _lagrangian_bits(np.concatenate(histories), problem, beta)
-    if not schedule.converged and warn:
+    if not schedule.converged and warn and not schedule.abandoned:
         _warn_not_converged(beta, max_iter, schedule.residual, tol, stacklevel=3)
     p_t = problem.p_x @ q
     return IBResult(
@@ -594,7 +626,7 @@ def _take(step, problem: Problem, state: State, beta: float, *, alpha: float, ke
             beta, alpha, step.length, tol, n_threads)
     if step.kind in (NEWTON, POLISH):  # (Iterated's five values, then the saddle flag)
         *iterated, saddle = newton.newton_iterations(
-            kernel, problem.p_x, problem.p_y_given_x, *args[2:], guarded=guarded)
+            kernel, problem.p_x, problem.dense_rows, *args[2:], guarded=guarded)
         return Outcome(Iterated(*iterated), saddle)
     if step.kind == SQUAREM:
         compiled = getattr(kernel, "squarem_iterations", None)

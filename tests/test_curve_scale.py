@@ -27,6 +27,29 @@ def test_capped_curve_ends_before_the_cap_and_its_accuracy_covers_the_rest():
     assert capped.summary()["capped"] is True
 
 
+def test_nothing_is_refined_restarted_or_cross_seeded_beyond_where_the_cap_ends_the_curve(
+        monkeypatch):
+    """Points past the first one that uses every cluster the cap allows are dropped, so no
+    solve is spent there after the two passes over the grid: each grid beta there is solved
+    by the reverse pass once (the top one twice: two starts) and by the forward pass at most
+    twice (continued, then split), and no beta is inserted."""
+    from collections import Counter
+    from ibsolver import curve as curve_module
+    from ibsolver.solve import Problem
+    solved = Counter()
+    solve = curve_module._Tracer.solve
+    monkeypatch.setattr(curve_module._Tracer, "solve", lambda self, state, beta, *a, **kw:
+                        solved.update([beta]) or solve(self, state, beta, *a, **kw))
+    p = _random_joint(40, 3, 0)
+    with pytest.warns(ibsolver.ConvergenceWarning, match="max_clusters=4 bound"):
+        capped = ibsolver.ib_curve(p, locate_transitions=False, max_clusters=4, n_betas=20)
+    grid = curve_module._default_grid(Problem.from_joint(p).compressed()[0], 20)
+    end = min(b for b in grid if b > capped.beta[-1])  # the first capped point
+    beyond = {b: n for b, n in solved.items() if b > end}
+    assert beyond and set(beyond) <= set(grid)
+    assert all(n <= 3 for b, n in beyond.items() if b < grid[-1]) and beyond[grid[-1]] <= 4
+
+
 def test_max_clusters_is_validated():
     with pytest.raises(ValueError, match="max_clusters"):
         ibsolver.ib_curve(_random_joint(6, 2, 1), max_clusters=0)

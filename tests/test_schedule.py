@@ -7,7 +7,8 @@ import pytest
 
 import ibsolver
 from ibsolver import newton
-from ibsolver._schedule import (CHUNK, FIRST_CHUNK, GO_ON, NEWTON, OBJECTIVE_MIN_ITER, PLAIN,
+from ibsolver._schedule import (ABANDON_GAP_FACTOR, CHUNK, FIRST_CHUNK, GO_ON, NEWTON,
+                                OBJECTIVE_MIN_ITER, PLAIN,
                                 POLISH, POLISH_CHUNK, POLISH_GAP_BITS, REFUSED_CHUNK, SHORTCUT,
                                 SQUAREM, STOP, VERIFY_CHUNK, Outcome, Schedule, Step,
                                 _lagrangian_gap)
@@ -220,6 +221,58 @@ def test_a_polish_is_not_a_refusal():
     assert take(sched, k)[0] == Step(POLISH, POLISH_CHUNK)
     assert take(sched, k) == (Step(SQUAREM, CHUNK), GO_ON)  # no shortcut, no refused chunk
     assert not sched.shortcut_tried
+
+
+def test_a_solve_sure_to_end_above_its_ceiling_is_abandoned():
+    """The limit is estimated as the last value less ABANDON_GAP_FACTOR estimated gaps: a
+    ceiling below that abandons the solve (unconverged), one above it does not."""
+    gap = 1e-6
+    last = history(gap)[-1]
+    for margin, verdict in [(2.0, STOP), (0.5, GO_ON)]:
+        ceiling = last - margin * ABANDON_GAP_FACTOR * gap
+        sched = schedule(SQUAREM_CASE, ceiling=ceiling)
+        assert take(sched, SQUAREM_CASE[1], gap=gap) == (Step(SQUAREM, CHUNK), verdict)
+        assert sched.abandoned == (verdict == STOP) and not sched.converged
+
+
+def test_no_abandoning_without_a_geometric_rate_or_after_newton_or_early():
+    low = -1.0  # far below every history here
+    sched = schedule(SQUAREM_CASE, ceiling=low)
+    assert take(sched, SQUAREM_CASE[1], gap=None)[1] == GO_ON  # no rate estimated
+    assert take(sched, SQUAREM_CASE[1], gap=1e-6, changed=True)[1] == GO_ON  # pruned
+    sched = schedule(NEWTON_CASE, ceiling=low)
+    assert take(sched, NEWTON_CASE[1], gap=1e-6) == (Step(PLAIN, FIRST_CHUNK), GO_ON)  # early
+    assert take(sched, NEWTON_CASE[1], gap=1e-6) == (Step(NEWTON, CHUNK), GO_ON)
+    assert not sched.abandoned
+
+
+def test_a_ceiling_abandons_a_solve_and_changes_nothing_else():
+    """solve_from_state with a ceiling below its optimum stops early, unconverged and without
+    a warning; with one above, it returns what it returns without one. (Plain BA from two
+    clusters just past the first instability of a 30 x 4 table: 3800 iterations unhindered,
+    the slow tail a ceiling cuts short.)"""
+    import warnings
+    from ibsolver.backends import get_backend
+    from ibsolver.solve import Problem, State, random_encoder, solve_from_state
+    p = np.random.default_rng(1).dirichlet(np.ones(30 * 4)).reshape(30, 4)
+    problem = Problem.from_joint(p)
+    opts = dict(alpha=1.0, kernel=get_backend("auto"), tol=1e-11, max_iter=50_000,
+                n_threads=1, merge_tol=1e-7, accelerate=False, lagrangian_tol=1e-8)
+
+    def run(ceiling):
+        q = random_encoder(30, 2, np.random.default_rng(0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return solve_from_state(problem, State.from_encoder(problem, q),
+                                    1.02 * problem.first_instability, ceiling=ceiling, **opts)
+
+    free = run(None)
+    assert free.converged and free.n_iter > 10 * CHUNK
+    above = run(free.lagrangian + 1e-3)
+    assert above.lagrangian == free.lagrangian and above.n_iter == free.n_iter
+    below = run(free.lagrangian - 1e-3)
+    assert not below.converged and below.lagrangian > free.lagrangian - 1e-3
+    assert below.n_iter <= 2 * CHUNK
 
 
 def test_solve_follows_the_schedule(monkeypatch):
