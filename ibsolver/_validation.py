@@ -156,6 +156,9 @@ def _checked_sparse(p_xy, *, name: str) -> scipy.sparse.csr_matrix:
     """A scipy.sparse table as a float64 CSR matrix (a copy: duplicates summed, explicit
     zeros removed), its entries finite and non-negative."""
     _check_dtype(p_xy.dtype, name=name)
+    if len(p_xy.shape) != 2:
+        raise ValueError(f"{name} must be a 2-D table p(x, y) of shape (n_x, n_y) (got shape "
+                         f"{p_xy.shape})")
     if p_xy.shape[0] < 1 or p_xy.shape[1] < 1:
         raise ValueError(f"{name} must have at least one row and one column (got shape "
                          f"{p_xy.shape})")

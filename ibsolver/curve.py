@@ -91,8 +91,9 @@ MAX_ENCODER_ENTRIES = 2 ** 23
 #: alpha != 1: random starts (solve's: Dirichlet rows, one cluster per row up to the cap)
 #: tried at each forward step besides the finite moves (see _Tracer.improve)
 RANDOM_STARTS = 2
-#: alpha = 1: each beta of the first grid is also solved from RESTARTS random encoders on
-#: problems with at most RESTART_MAX_ROWS rows (compressed; see _random_restarts)
+#: alpha = 1: each beta of the first grid is also solved from RESTARTS random encoders and
+#: the identity encoder on problems with at most RESTART_MAX_ROWS rows (compressed; see
+#: _random_restarts)
 RESTARTS = 1
 RESTART_MAX_ROWS = 100
 #: two branches whose I(X;T) differ by more than this are distinct solutions
@@ -251,8 +252,8 @@ class _Tracer:
     def cap_end(self, fwd: dict, rev: dict) -> float:
         """The lowest beta whose optimal point uses every cluster ``max_clusters`` allows
         (inf where none does, or the cap is all the rows): the curve ends before it (see
-        ib_curve), so refinement and cross-seeding above it would be thrown away (on a
-        capped 4096 x 4 curve, a quarter of its time)."""
+        ib_curve), so refinement, restarts and cross-seeding above it would be thrown away
+        (on a capped 4096 x 4 curve, a quarter of its time)."""
         if self.max_clusters >= self.problem.p_x.size:
             return np.inf
         best = _best_points(fwd, rev)
@@ -1086,14 +1087,18 @@ def _random_restarts(tracer, fwd: dict, rev: dict, betas) -> bool:
     """Solve each of ``betas`` (the first grid, the user's or the default, then the betas
     beside count changes; ib_curve calls this on problems of at most RESTART_MAX_ROWS rows)
     again from RESTARTS random encoders (one cluster per row, Dirichlet(1) rows, as
-    :func:`ibsolver.solve` starts), and put a lower
-    result in place of the worse branch's point there; cross-seeding then carries it to
-    the neighbours. Annealing both ways passes by optima that neither branch reaches (a
-    5 x 4 table at beta = 5.15: 6.6e-3 bit lower than both). On 40 random problems of
-    benchmarks/stress.py (seed 0, 8 points each) this halved the points worse than plain
-    BA from 9 random starts (8 -> 4), at 1.1 to 2 times the curve's time on problems of
-    12 to 64 rows; two restarts at every beta, refined ones too, cost 5 to 9 times.
-    Returns whether anything improved."""
+    :func:`ibsolver.solve` starts) and from the identity encoder (one cluster per row,
+    where the cap allows), and put a lower result in place of the worse branch's point
+    there; cross-seeding then carries it to the neighbours. Each restart has the point
+    there as its ceiling: it stops once it is sure to end above it. Annealing both ways
+    passes by optima that neither branch reaches (a 5 x 4 table at beta = 5.15: 6.6e-3 bit
+    lower than both). On 40 random problems of benchmarks/stress.py (seed 0, 8 points
+    each) the random restart halved the points worse than plain BA from 9 random starts
+    (8 -> 4), at 1.1 to 2 times the curve's time on problems of 12 to 64 rows; two restarts
+    at every beta, refined ones too, cost 5 to 9 times. The identity start took the 200
+    problems' failing points from 17 to 2 (the plain BA that beat the curve at 15 of them
+    had started from the identity), at 1.1 to 2 times the curve's CPU time (with the
+    ceilings). Returns whether anything improved."""
     problem = tracer.problem
     n_rows = problem.p_x.size
     improved = False
@@ -1102,9 +1107,12 @@ def _random_restarts(tracer, fwd: dict, rev: dict, betas) -> bool:
         own = [d for d in (fwd, rev) if b in d]
         worst = max(own, key=lambda d: d[b].lagrangian)
         best = min(d[b].lagrangian for d in own)
-        for _ in range(RESTARTS):
-            q = random_encoder(n_rows, min(n_rows, tracer.max_clusters), tracer.rng)
-            cand = tracer.solve(State.from_encoder(problem, q), b, ceiling=best)
+        starts = [State.from_encoder(problem, random_encoder(
+            n_rows, min(n_rows, tracer.max_clusters), tracer.rng)) for _ in range(RESTARTS)]
+        if n_rows <= tracer.max_clusters:
+            starts.append(State.from_joint(problem.p_x, dense(problem.p_xy)))
+        for start in starts:
+            cand = tracer.solve(start, b, ceiling=best)
             if _lower(cand.lagrangian, best):
                 worst[b], best, improved = cand, cand.lagrangian, True
     return improved

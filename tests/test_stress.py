@@ -38,14 +38,15 @@ POINTS = 3
 STARTS = 4
 
 
-#: problems whose curves are known to miss the optimum somewhere (issue 11, open): checked
-#: at that beta by test_known_defects, left out of the sampled check (its three betas
-#: depend on the curve's length, so whether they hit the defect is chance)
-KNOWN_DEFECTS = {
+#: problems whose curves missed the optimum at a beta, checked there by
+#: test_points_once_missed_are_optimal (the sampled check's three betas depend on the
+#: curve's length, so whether they hit it is chance)
+ONCE_MISSED = {
     # 22 x 6: a 13-cluster branch over beta 8.74 .. 8.9 that neither annealing direction
     # nor cross-seeding reaches (a first-order birth: the 11-cluster points there are
     # stable to splits and invaders). The curve was up to 2.6e-4 bit above it at beta
-    # 8.8524; with restarts beside count changes (curve._restart_betas), 9.9e-6
+    # 8.8524; 9.9e-6 with restarts beside count changes; on it since restarts also start
+    # from the identity encoder (curve._random_restarts)
     10: 8.8524,
 }
 
@@ -53,12 +54,11 @@ KNOWN_DEFECTS = {
 def test_no_curve_point_is_worse_than_plain_ba_from_random_starts():
     """20 random problems (n_x 2..24, n_y 2..8, every third with a third of p(x, y) zero):
     at 3 betas spread over each curve, the curve's Lagrangian is within 1e-9 bit of the
-    lowest that plain BA reaches from the identity encoder and 4 random ones (KNOWN_DEFECTS
-    aside). Problem 12, 23 x 3, failed by 8.2e-6 bit at beta 5.666 until starts were
-    unbarred (see ibsolver.solve.unbarred)."""
+    lowest that plain BA reaches from the identity encoder and 4 random ones. Problem 12,
+    23 x 3, failed by 8.2e-6 bit at beta 5.666 until starts were unbarred (see
+    ibsolver.solve.unbarred)."""
     reports = [stress.stress_problem(7, i, starts=STARTS, points=POINTS, max_x=MAX_X,
-                                     max_y=MAX_Y) for i in range(N_PROBLEMS)
-               if i not in KNOWN_DEFECTS]
+                                     max_y=MAX_Y) for i in range(N_PROBLEMS)]
     crashes = [(r.index, r.shape, r.error) for r in reports if r.error]
     assert not crashes, crashes
     assert sum(r.zeros > 0 for r in reports) == (N_PROBLEMS + 2) // 3
@@ -70,15 +70,13 @@ def test_no_curve_point_is_worse_than_plain_ba_from_random_starts():
     assert sum(len(r.checks) for r in reports) >= 2 * len(reports)
 
 
-@pytest.mark.xfail(strict=True, reason="known defect (issue 11, open): see KNOWN_DEFECTS; "
-                   "strict, so a fix shows as XPASS and the entry must go")
-@pytest.mark.parametrize("index", sorted(KNOWN_DEFECTS))
-def test_known_defects(index):
-    """The curve's point nearest the known beta is within 1e-9 bit of plain BA's best from
-    the identity encoder and 4 random starts."""
+@pytest.mark.parametrize("index", sorted(ONCE_MISSED))
+def test_points_once_missed_are_optimal(index):
+    """The curve's point nearest the beta where it missed the optimum is within 1e-9 bit of
+    plain BA's best from the identity encoder and 4 random starts."""
     p_xy = stress.make_problem(7, index, max_x=MAX_X, max_y=MAX_Y)
     curve = ibsolver.ib_curve(p_xy, locate_transitions=False, n_threads=1)
-    i = int(np.argmin(np.abs(curve.beta - KNOWN_DEFECTS[index])))
+    i = int(np.argmin(np.abs(curve.beta - ONCE_MISSED[index])))
     problem = Problem.from_joint(p_xy).compressed()[0]
     runs = stress.reference_runs(problem, float(curve.beta[i]), np.random.default_rng(0),
                                  kernel=get_backend("cpp"), starts=STARTS)
