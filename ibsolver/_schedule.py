@@ -74,6 +74,8 @@ class Schedule:
         shortcut's own trial solves, so each count is tried once in all (nested trials
         once tried counts k, k - 1, ... again at every level: 6937 solves for 22 points
         of a capped 1024 x 4 curve).
+    newton : whether Newton may run at all (it reads p(y|x) dense: not on a sparse table
+        too large to be made dense).
     ceiling : a Lagrangian (the kernel's units, as its history) the caller already has at
         this beta, where only a lower solution is of use (a restart, a cross-seed): the
         solve stops, unconverged, once plain or SQUAREM steps show its limit above it
@@ -91,8 +93,10 @@ class Schedule:
 
     def __init__(self, shape, *, alpha: float, accelerate: bool, tol: float, max_iter: int,
                  lagrangian_tol: float = 0.0, squarem_min_work: int = 0,
-                 shortcut_tried: set | None = None, ceiling: float = np.inf):
+                 shortcut_tried: set | None = None, newton: bool = True,
+                 ceiling: float = np.inf):
         self.n_x, self.n_y = shape
+        self.newton = newton
         self.alpha, self.accelerate = alpha, accelerate
         self.tol, self.max_iter, self.lagrangian_tol = tol, max_iter, lagrangian_tol
         self.squarem_min_work = squarem_min_work
@@ -129,7 +133,7 @@ class Schedule:
         left = self.max_iter - self.n_iter
         if left <= 0:
             return None
-        self._newton_ok = self.accelerate and newton.applicable(self.n_x, n_clusters,
+        self._newton_ok = self.accelerate and self.newton and newton.applicable(self.n_x, n_clusters,
                                                                 self.n_y, self.alpha)
         squarem = (SQUAREM if self.accelerate
                    and self.n_x * self.n_y * n_clusters >= self.squarem_min_work else PLAIN)
@@ -181,7 +185,7 @@ class Schedule:
         gap = estimated if self.lagrangian_tol > 0 else np.inf
         objective_met = (self.n_iter >= (OBJECTIVE_MIN_ITER if self._newton_ok else CHUNK)
                          and gap <= self.lagrangian_tol * LN2)
-        self._polish = (step.kind == SQUAREM and gap <= self._polish_below
+        self._polish = (step.kind == SQUAREM and gap <= self._polish_below and self.newton
                         and newton.applicable(self.n_x, n_clusters, self.n_y, self.alpha,
                                               max_cost=newton.POLISH_MAX_COST))
         if step.kind == POLISH:

@@ -101,9 +101,15 @@ class Problem:
 
     @cached_property
     def dense_rows(self) -> np.ndarray:
-        """p(y|x) dense, for what reads no CSR (Newton, whose cost bounds the table's size;
-        a backend without a CSR kernel)."""
+        """p(y|x) dense, for what reads no CSR (Newton; a backend without a CSR kernel)."""
         return dense(self.p_y_given_x)
+
+    @property
+    def dense_rows_allowed(self) -> bool:
+        """Whether :attr:`dense_rows` may be made: a table that came sparse only up to
+        MAX_DENSE_ENTRIES entries (Newton runs only then)."""
+        return not scipy.sparse.issparse(self.p_y_given_x) or \
+            self.p_xy.shape[0] * self.p_xy.shape[1] <= v.MAX_DENSE_ENTRIES
 
     @cached_property
     def first_instability(self) -> float:
@@ -111,8 +117,16 @@ class Problem:
         return _first_instability(self.joint)
 
     def kernel_rows(self, kernel: ModuleType) -> np.ndarray | scipy.sparse.csr_matrix:
-        """p(y|x) as ``kernel`` takes it: ``rows`` where the backend reads CSR."""
-        return self.rows if kernel.READS_CSR else self.dense_rows
+        """p(y|x) as ``kernel`` takes it: ``rows`` where the backend reads CSR, else dense
+        (a ValueError naming the backend where a sparse table is too large for that)."""
+        if kernel.READS_CSR:
+            return self.rows
+        if not self.dense_rows_allowed:
+            raise ValueError(
+                f"backend={kernel.NAME!r} reads p(y|x) dense, and this sparse table of shape "
+                f"{self.p_xy.shape} would exceed {v.MAX_DENSE_ENTRIES} entries dense; "
+                "backend='cpp' works on its non-zeros")
+        return self.dense_rows
 
     @classmethod
     def from_joint(cls, p_xy: ArrayLike, *, normalize: bool = False) -> "Problem":
@@ -575,7 +589,7 @@ def solve_from_state(problem: Problem, state: State, beta: float, *, alpha: floa
     schedule = Schedule(problem.p_y_given_x.shape, alpha=alpha, accelerate=accelerate,
                         tol=tol, max_iter=max_iter, lagrangian_tol=lagrangian_tol,
                         squarem_min_work=0 if compiled_squarem else ACCELERATE_MIN_WORK,
-                        shortcut_tried=shortcut_tried,
+                        shortcut_tried=shortcut_tried, newton=problem.dense_rows_allowed,
                         ceiling=np.inf if ceiling is None else (ceiling + beta * problem.h_y) * LN2)
     histories = []
     state.prune(merge_tol)

@@ -68,6 +68,14 @@ def test_a_large_sparse_table_is_never_made_dense(monkeypatch):
     assert np.isfinite(curve.onset_beta_s_star) and curve.transitions
 
 
+def test_a_backend_without_a_csr_kernel_names_itself_where_the_table_is_too_large(
+        monkeypatch):
+    monkeypatch.setattr(_validation, "MAX_DENSE_ENTRIES", 1000)
+    with pytest.raises(ValueError, match="backend='numpy' reads p\\(y\\|x\\) dense"):
+        ibsolver.ib_curve(_wide_sparse_joint(n=2000, m=300), betas=[2.0], max_clusters=3,
+                          backend="numpy")
+
+
 def test_solve_on_a_table_kept_sparse_is_solve_on_the_dense_table(monkeypatch):
     """(SPARSE_MIN_ENTRIES and SPARSE_DENSITY moved: the 20 x 3 table, half of it zeros,
     stays CSR from the check to the end.)"""
