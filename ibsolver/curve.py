@@ -735,7 +735,7 @@ def ib_curve(p_xy: ArrayLike | scipy.sparse.spmatrix, *, alpha: float = 1.0,
         # the branches learn from each other before refinement: where they then agree on
         # both sides of a new beta, one solve serves both (see _refine)
         rounds = 3 if method == "both" or not ib else 0
-        restarted_at: set = set()
+        restarted_at: dict = {"identity": set(), "random": set()}
         for round_ in range(rounds):
             pooled = not ib and _pool_seed(tracer, fwd, rev)
             # (only where restarts are affordable: the count changes are not even looked for
@@ -1063,53 +1063,60 @@ def _leading_branch(fwd: dict, rev: dict, below, above, lagrangian_tol: float,
     return None
 
 
-def _restart_betas(fwd: dict, rev: dict, grid: np.ndarray, done: set) -> list:
-    """Where the next random restarts go (see _random_restarts): the first grid, then the
-    betas on both sides of each change of the optimal count of distinct decoders (near-copies
-    come and go without a transition: see n_distinct), each beta once
-    (``done`` records them). Local analysis (splits, invaders) cannot see a first-order
-    birth: on a 22 x 6 stress problem an 11-cluster point at beta 8.77 was stable to both
-    while a 12-cluster solution lay 1.8e-5 bit lower, and the curve was 2.6e-4 bit high at
-    8.85, next to where the count changed."""
-    if not done:
-        betas = list(grid)
+def _restart_betas(fwd: dict, rev: dict, grid: np.ndarray, done: dict) -> tuple[list, list]:
+    """Where the next restarts go (see _random_restarts): (betas to restart from the identity
+    encoder, betas to restart from random encoders). Both start with the first grid; then
+    the identity start goes to every beta of the curve not restarted yet (refinement
+    inserts them), the random ones to the betas on both sides of each change of the optimal
+    count of distinct decoders (near-copies come and go without a transition: see
+    n_distinct). Each beta once per kind (``done`` records them, by kind). Local analysis
+    (splits, invaders) cannot see a first-order birth: on a 22 x 6 stress problem an
+    11-cluster point at beta 8.77 was stable to both while a 12-cluster solution lay 1.8e-5
+    bit lower, and the curve was 2.6e-4 bit high at 8.85, next to where the count changed."""
+    if not done["identity"]:
+        identity, random = list(grid), list(grid)
     else:
         best = _best_points(fwd, rev)
-        bs = sorted(best)
-        betas = [b for lo, hi in zip(bs[:-1], bs[1:])
-                 if n_distinct(best[lo][0]) != n_distinct(best[hi][0]) for b in (lo, hi)]
-    betas = [b for b in dict.fromkeys(betas) if b not in done]
-    done.update(betas)
-    return betas
+        identity = sorted(best)
+        random = [b for lo, hi in zip(identity[:-1], identity[1:])
+                  if n_distinct(best[lo][0]) != n_distinct(best[hi][0]) for b in (lo, hi)]
+    chosen = []
+    for kind, betas in (("identity", identity), ("random", random)):
+        betas = [b for b in dict.fromkeys(betas) if b not in done[kind]]
+        done[kind].update(betas)
+        chosen.append(betas)
+    return chosen[0], chosen[1]
 
 
-def _random_restarts(tracer, fwd: dict, rev: dict, betas) -> bool:
-    """Solve each of ``betas`` (the first grid, the user's or the default, then the betas
-    beside count changes; ib_curve calls this on problems of at most RESTART_MAX_ROWS rows)
-    again from RESTARTS random encoders (one cluster per row, Dirichlet(1) rows, as
-    :func:`ibsolver.solve` starts) and from the identity encoder (one cluster per row,
-    where the cap allows), and put a lower result in place of the worse branch's point
-    there; cross-seeding then carries it to the neighbours. Each restart has the point
+def _random_restarts(tracer, fwd: dict, rev: dict, betas: tuple[list, list]) -> bool:
+    """Solve the ``betas`` of _restart_betas again (ib_curve calls this on problems of at
+    most RESTART_MAX_ROWS rows): the first from the identity encoder (one cluster per row,
+    where the cap allows), the second from RESTARTS random encoders (one cluster per row,
+    Dirichlet(1) rows, as :func:`ibsolver.solve` starts), and put a lower result in place
+    of the worse branch's point there; cross-seeding then carries it to the neighbours. Each restart has the point
     there as its ceiling: it stops once it is sure to end above it. Annealing both ways
     passes by optima that neither branch reaches (a 5 x 4 table at beta = 5.15: 6.6e-3 bit
     lower than both). On 40 random problems of benchmarks/stress.py (seed 0, 8 points
     each) the random restart halved the points worse than plain BA from 9 random starts
     (8 -> 4), at 1.1 to 2 times the curve's time on problems of 12 to 64 rows; two restarts
-    at every beta, refined ones too, cost 5 to 9 times. The identity start took the 200
-    problems' failing points from 17 to 2 (the plain BA that beat the curve at 15 of them
-    had started from the identity), at 1.1 to 2 times the curve's CPU time (with the
-    ceilings). Returns whether anything improved."""
+    at every beta, refined ones too, cost 5 to 9 times. The identity start at the same
+    betas took the 200 problems' failing points from 17 to 2 (the plain BA that beat the
+    curve at 15 of them had started from the identity), at 1.1 to 2 times the curve's CPU
+    time (with the ceilings); at every beta, refined ones too, it leaves none.
+    Returns whether anything improved."""
     problem = tracer.problem
     n_rows = problem.p_x.size
     improved = False
     end = tracer.cap_end(fwd, rev)  # (the curve ends before it)
-    for b in (b for b in betas if b <= end):
+    identity, random = (set(b) for b in betas)
+    for b in sorted(b for b in identity | random if b <= end):
         own = [d for d in (fwd, rev) if b in d]
         worst = max(own, key=lambda d: d[b].lagrangian)
         best = min(d[b].lagrangian for d in own)
         starts = [State.from_encoder(problem, random_encoder(
-            n_rows, min(n_rows, tracer.max_clusters), tracer.rng)) for _ in range(RESTARTS)]
-        if n_rows <= tracer.max_clusters:
+            n_rows, min(n_rows, tracer.max_clusters), tracer.rng))
+            for _ in range(RESTARTS if b in random else 0)]
+        if b in identity and n_rows <= tracer.max_clusters:
             starts.append(State.from_joint(problem.p_x, dense(problem.p_xy)))
         for start in starts:
             cand = tracer.solve(start, b, ceiling=best)
