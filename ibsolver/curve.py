@@ -1102,7 +1102,7 @@ def _random_restarts(tracer, fwd: dict, rev: dict, betas: tuple[list, list]) -> 
     at every beta, refined ones too, cost 5 to 9 times. The identity start at the same
     betas took the 200 problems' failing points from 17 to 2 (the plain BA that beat the
     curve at 15 of them had started from the identity), at 1.1 to 2 times the curve's CPU
-    time (with the ceilings); at every beta, refined ones too, it leaves none.
+    time (with the ceilings); at every beta, refined ones too, it leaves none of 1600.
     Returns whether anything improved."""
     problem = tracer.problem
     n_rows = problem.p_x.size
