@@ -243,8 +243,7 @@ class _Tracer:
         res = self.solve(grouped, beta)
         n_rows = self.problem.p_x.size
         if grouped.n_clusters < n_rows <= self.max_clusters:
-            rows = self.solve(State.from_joint(self.problem.p_x, dense(self.problem.p_xy)),
-                              beta)
+            rows = self.solve(self.identity_state(), beta)
             if _lower(rows.lagrangian, res.lagrangian):
                 res = rows
         return res
@@ -259,6 +258,10 @@ class _Tracer:
         best = _best_points(fwd, rev)
         return min((b for b, (r, _) in best.items() if r.n_clusters >= self.max_clusters),
                    default=np.inf)
+
+    def identity_state(self) -> State:
+        """One cluster per row of the (compressed) problem: the encoder T = X."""
+        return State.from_joint(self.problem.p_x, dense(self.problem.p_xy))
 
     def trivial_state(self) -> State:
         return State.from_joint(np.ones(1), self.problem.p_y[None, :])
@@ -341,7 +344,7 @@ class _Tracer:
         than MAX_MOVES of them (as in ``solve``)."""
         problem = self.problem
         n_rows = problem.p_x.size
-        finest = (State.from_joint(problem.p_x, dense(problem.p_xy)) if n_rows <= self.max_clusters
+        finest = (self.identity_state() if n_rows <= self.max_clusters
                   else self.finest_state(beta))
         starts = [finest] + [
             State.from_encoder(problem, random_encoder(n_rows, min(n_rows, self.max_clusters),
@@ -1117,7 +1120,7 @@ def _random_restarts(tracer, fwd: dict, rev: dict, betas: tuple[list, list]) -> 
             n_rows, min(n_rows, tracer.max_clusters), tracer.rng))
             for _ in range(RESTARTS if b in random else 0)]
         if b in identity and n_rows <= tracer.max_clusters:
-            starts.append(State.from_joint(problem.p_x, dense(problem.p_xy)))
+            starts.append(tracer.identity_state())
         for start in starts:
             cand = tracer.solve(start, b, ceiling=best)
             if _lower(cand.lagrangian, best):
