@@ -13,7 +13,8 @@
 //   C  acc_t[t] += sum_x p(x) e_x[t]/s_x,  acc_ty[y][t] += sum_x p(x, y) e_x[t]/s_x.
 // alpha = 0 replaces B and C by a one-hot at the first maximum. After a barrier each
 // thread reduces the accumulators of a slice of clusters (threads in a fixed order),
-// takes logs, the residual and its share of the entropies; after a second barrier every
+// takes logs (vectorised: there are k m of them, as many as the exponentials of B where
+// |Y| ~ |X|), the residual and its share of the entropies; after a second barrier every
 // thread combines the per-thread partials, thread 0 writes history[it], and all stop
 // together once the residual is <= tol.
 //
@@ -575,8 +576,32 @@ IBS_INLINE void exp2_array(const double* x, double* y, int64_t n) {
     }
 }
 
+/// y[i] = f(x[i]) for a vector function f of W; x, y may alias.
+template <class W, typename W::vd (*f)(typename W::vd)>
+IBS_INLINE void map_array(const double* x, double* y, int64_t n) {
+    constexpr int64_t L = W::lanes;
+    int64_t i = 0;
+    for (; i + L <= n; i += L) simd::store<W>(y + i, f(simd::load<W>(x + i)));
+    if (i < n) {  // tail through a padded copy
+        double buf[L] = {};
+        std::copy(x + i, x + n, buf);
+        simd::store<W>(buf, f(simd::load<W>(buf)));
+        std::copy(buf, buf + (n - i), y + i);
+    }
+}
+
+template <class W>
+IBS_INLINE void log_array(const double* x, double* y, int64_t n) {
+    map_array<W, simd::log_nonnegative<W>>(x, y, n);
+}
+
+template <class W>
+IBS_INLINE void exp_array(const double* x, double* y, int64_t n) {
+    map_array<W, simd::exp_clamped<W>>(x, y, n);
+}
+
 using RowFn = bool (*)(const Shared&, Workspace&, int64_t, int64_t, double*);
-using Exp2Fn = void (*)(const double*, double*, int64_t);
+using ArrayFn = void (*)(const double*, double*, int64_t);  // y = f(x), elementwise
 
 /// process_rows for the block size of the state (s.block).
 template <class W>
@@ -590,6 +615,8 @@ bool rows_baseline(const Shared& s, Workspace& w, int64_t first, int64_t last, d
     return rows_any_block<simd::W2>(s, w, first, last, q);
 }
 void exp2_baseline(const double* x, double* y, int64_t n) { exp2_array<simd::W2>(x, y, n); }
+void log_baseline(const double* x, double* y, int64_t n) { log_array<simd::W2>(x, y, n); }
+void exp_baseline(const double* x, double* y, int64_t n) { exp_array<simd::W2>(x, y, n); }
 
 #if defined(__x86_64__) || defined(__i386__)
 #define IBS_X86 1
@@ -600,6 +627,8 @@ IBS_AVX2 bool rows_avx2(const Shared& s, Workspace& w, int64_t first, int64_t la
     return rows_any_block<simd::W4>(s, w, first, last, q);
 }
 IBS_AVX2 void exp2_avx2(const double* x, double* y, int64_t n) { exp2_array<simd::W4>(x, y, n); }
+IBS_AVX2 void log_avx2(const double* x, double* y, int64_t n) { log_array<simd::W4>(x, y, n); }
+IBS_AVX2 void exp_avx2(const double* x, double* y, int64_t n) { exp_array<simd::W4>(x, y, n); }
 
 IBS_AVX512 bool rows_avx512(const Shared& s, Workspace& w, int64_t first, int64_t last,
                             double* q) {
@@ -608,12 +637,20 @@ IBS_AVX512 bool rows_avx512(const Shared& s, Workspace& w, int64_t first, int64_
 IBS_AVX512 void exp2_avx512(const double* x, double* y, int64_t n) {
     exp2_array<simd::W8>(x, y, n);
 }
+IBS_AVX512 void log_avx512(const double* x, double* y, int64_t n) {
+    log_array<simd::W8>(x, y, n);
+}
+IBS_AVX512 void exp_avx512(const double* x, double* y, int64_t n) {
+    exp_array<simd::W8>(x, y, n);
+}
 #endif
 
 struct Target {
     const char* name;
     RowFn rows;
-    Exp2Fn exp2;
+    ArrayFn exp2;
+    ArrayFn log;
+    ArrayFn exp;
     bool (*supported)();
 };
 
@@ -632,11 +669,11 @@ bool always() { return true; }
 /// Best first.
 const Target kTargets[] = {
 #ifdef IBS_X86
-    {"avx512", rows_avx512, exp2_avx512, cpu_has_avx512},
-    {"avx2+fma", rows_avx2, exp2_avx2, cpu_has_avx2},
-    {"sse2", rows_baseline, exp2_baseline, always},
+    {"avx512", rows_avx512, exp2_avx512, log_avx512, exp_avx512, cpu_has_avx512},
+    {"avx2+fma", rows_avx2, exp2_avx2, log_avx2, exp_avx2, cpu_has_avx2},
+    {"sse2", rows_baseline, exp2_baseline, log_baseline, exp_baseline, always},
 #else
-    {"generic", rows_baseline, exp2_baseline, always},
+    {"generic", rows_baseline, exp2_baseline, log_baseline, exp_baseline, always},
 #endif
 };
 
@@ -879,6 +916,14 @@ IterationResult BaMap::Impl::run(double* log_p_t, double* log_p_y_given_t, int64
     int64_t n_iter = 0;
     double residual = kInf;
     Barrier barrier;
+    // p(t, y) of the state, which the residual compares the next one with; after the first
+    // iteration it is the last one's accumulated p(t, y), not exp(log p(t) + log p(y|t)):
+    // the same up to round-off, without k m exponentials per iteration
+    std::vector<double> p_ty(k * m);
+    for (int64_t t = 0; t < k; ++t)
+        for (int64_t y = 0; y < m; ++y) p_ty[t * m + y] = log_p_t[t] + log_p_y_given_t[t * m + y];
+    const Target* target = current_target().load();
+    target->exp(p_ty.data(), p_ty.data(), k * m);
 
 IBS_OMP(parallel num_threads(nth))
     {
@@ -889,6 +934,7 @@ IBS_OMP(single)
         Workspace& w = ws[tid];
         const int64_t x0 = n * tid / team, x1 = n * (tid + 1) / team;
         const int64_t t0 = k * tid / team, t1 = k * (tid + 1) / team;
+        std::vector<double> log_pty(m);
 
         for (int64_t it = 0; it < max_iter; ++it) {
             std::fill(w.acc_t.get(), w.acc_t.get() + kp, 0.0);
@@ -910,18 +956,22 @@ IBS_OMP(atomic read)
             for (int64_t t = t0; t < t1; ++t) {
                 double pt = 0.0;
                 for (int th = 0; th < team; ++th) pt += ws[th].acc_t[t];
-                const double lpt_old = log_p_t[t];
                 const double lpt_new = std::log(pt);  // -inf for an empty cluster
+                double* pty = p_ty.data() + t * m;
+                for (int64_t y = 0; y < m; ++y) {
+                    double v = 0.0;
+                    for (int th = 0; th < team; ++th) v += ws[th].acc_ty[y * kp + t];
+                    const double diff = std::fabs(v - pty[y]);
+                    if (diff > p.residual || diff != diff) p.residual = diff;  // keeps NaN
+                    pty[y] = v;
+                }
+                target->log(pty, log_pty.data(), m);
                 double* dec = log_p_y_given_t + t * m;
                 for (int64_t y = 0; y < m; ++y) {
-                    double pty = 0.0;
-                    for (int th = 0; th < team; ++th) pty += ws[th].acc_ty[y * kp + t];
-                    const double diff = std::fabs(pty - std::exp(lpt_old + dec[y]));
-                    if (diff > p.residual || diff != diff) p.residual = diff;  // keeps NaN
-                    const double v = pt > 0.0 ? std::log(pty) - lpt_new : -kInf;
+                    const double v = pt > 0.0 ? log_pty[y] - lpt_new : -kInf;
                     dec[y] = v;
                     state.set_log_dec(t, y, v);
-                    if (pty > 0.0) p.h_y_given_t -= pty * v;
+                    if (pty[y] > 0.0) p.h_y_given_t -= pty[y] * v;
                 }
                 if (pt > 0.0) p.h_t -= pt * lpt_new;
                 log_p_t[t] = lpt_new;
@@ -1011,6 +1061,10 @@ int max_threads() {
 const char* simd_target() { return current_target().load()->name; }
 
 void exp2(const double* x, double* y, int64_t n) { current_target().load()->exp2(x, y, n); }
+
+void vector_log(const double* x, double* y, int64_t n) { current_target().load()->log(x, y, n); }
+
+void vector_exp(const double* x, double* y, int64_t n) { current_target().load()->exp(x, y, n); }
 
 std::vector<std::string> simd_targets() {
     std::vector<std::string> names;

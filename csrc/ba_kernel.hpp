@@ -122,6 +122,12 @@ std::vector<std::string> simd_targets();
 /// y[i] = 2^x[i] (x <= 900) with the vectorised exp2 of the hot loop (for tests).
 void exp2(const double* x, double* y, std::int64_t n);
 
+/// y[i] = log(x[i]) (x >= 0) with the vectorised log of the decoder update; x, y may alias.
+void vector_log(const double* x, double* y, std::int64_t n);
+
+/// y[i] = e^x[i] (x <= 600; -inf -> 0) with the vectorised exp; x, y may alias.
+void vector_exp(const double* x, double* y, std::int64_t n);
+
 /// Forces one of simd_targets() ("" or "best": the best); false if unknown or unsupported.
 /// For tests and benchmarks; not thread-safe with respect to running kernels.
 bool set_simd_target(const std::string& name);

@@ -280,6 +280,22 @@ PYBIND11_MODULE(_core, mod) {
         },
         py::arg("x"), "2^x with the kernel's vectorised exp2 (x <= 900); for tests only.");
     mod.def(
+        "_log",
+        [](Array x) {
+            Array y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+            ibsolver::vector_log(x.data(), y.mutable_data(), x.size());
+            return y;
+        },
+        py::arg("x"), "log(x) with the kernel's vectorised log (x >= 0); for tests only.");
+    mod.def(
+        "_exp",
+        [](Array x) {
+            Array y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+            ibsolver::vector_exp(x.data(), y.mutable_data(), x.size());
+            return y;
+        },
+        py::arg("x"), "e^x with the kernel's vectorised exp (x <= 600); for tests only.");
+    mod.def(
         "_set_simd_target",
         [](const std::string& name) {
             if (!ibsolver::set_simd_target(name)) {

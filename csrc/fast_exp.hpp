@@ -1,4 +1,4 @@
-// Portable SIMD helpers and a vectorised double-precision exp2 for the BA kernel.
+// Portable SIMD helpers and a vectorised double-precision exp2 and log for the BA kernel.
 //
 // The vector types are GCC/clang vector extensions: the same source becomes SSE2, AVX2 or
 // AVX-512 code depending on the __attribute__((target(...))) of the function it is
@@ -95,29 +95,16 @@ IBS_INLINE double hmax(typename W::vd v) {
     return m;
 }
 
-/// 2^x, element-wise, for -1080 <= x <= 900 (see exp2_nonpositive for any x <= 0).
-///
-/// The kernel keeps its logits in base 2 (scaled by log2(e) once, up front), so the
-/// range reduction is exact: x = n + f with n = round(x), |f| <= 1/2, f = x - n computed
-/// without rounding error. 2^f comes from a degree-11 polynomial (near-minimax Chebyshev
-/// fit on [-1/2, 1/2], relative error 2e-17 with the coefficients rounded to double;
-/// Horner, with FMA where the target has it) and 2^n is built from exponent bits. The
-/// coefficients carry a factor 2^-64 and the scale is 2^(n+64), so results in the
-/// subnormal range are rounded once, correctly.
-/// Accuracy: at most 0.9 ulp (1.2 ulp without FMA), checked against long double exp2
-/// over [-1080, 0], subnormal results included (tests/test_backend_cpp.py).
-/// 2^x = 0 exactly for x < -1075; 2^0 = 1. No branches, no table look-ups, no division.
-/// (A 16-entry table with a degree-6 polynomial was tried for AVX-512: no faster on Zen 4
-/// and less accurate.)
+/// Adding it to x rounds x to an integer held in the low bits (|x| < 2^51).
+constexpr double kShifter = 0x1.8p52;
+
+/// 2^(n + f) for |f| <= 1/2 (a little more is fine), n held in the low bits of
+/// kd = n + kShifter, -1080 <= n <= 900: the polynomial and scale of exp2_clamped.
 template <class W>
-IBS_INLINE typename W::vd exp2_clamped(typename W::vd x) {
+IBS_INLINE typename W::vd exp2_reduced(typename W::vd kd, typename W::vd f) {
     using vd = typename W::vd;
     using vi = typename W::vi;
-    const double shifter = 0x1.8p52;  // adding it rounds to an integer held in the low bits
-    const double s = 0x1p-64;         // folded into the coefficients, undone by the scale
-
-    const vd kd = x + shifter;
-    const vd f = x - (kd - shifter);  // exact, |f| <= 1/2
+    const double s = 0x1p-64;  // folded into the coefficients, undone by the scale
 
     vd p = splat<W>(s * 0x1.e9ec22c2bcbfap-32);
     p = p * f + s * 0x1.e6228e477a299p-28;
@@ -136,6 +123,26 @@ IBS_INLINE typename W::vd exp2_clamped(typename W::vd x) {
     // adding the bits of 2^64 (exponent 1023 + 64) gives 2^(n + 64), n >= -1080.
     const vi scale = ((vi)kd << 52) + 0x43f0000000000000LL;
     return p * (vd)scale;
+}
+
+/// 2^x, element-wise, for -1080 <= x <= 900 (see exp2_nonpositive for any x <= 0).
+///
+/// The kernel keeps its logits in base 2 (scaled by log2(e) once, up front), so the
+/// range reduction is exact: x = n + f with n = round(x), |f| <= 1/2, f = x - n computed
+/// without rounding error. 2^f comes from a degree-11 polynomial (near-minimax Chebyshev
+/// fit on [-1/2, 1/2], relative error 2e-17 with the coefficients rounded to double;
+/// Horner, with FMA where the target has it) and 2^n is built from exponent bits. The
+/// coefficients carry a factor 2^-64 and the scale is 2^(n+64), so results in the
+/// subnormal range are rounded once, correctly.
+/// Accuracy: at most 0.9 ulp (1.2 ulp without FMA), checked against long double exp2
+/// over [-1080, 0], subnormal results included (tests/test_backend_cpp.py).
+/// 2^x = 0 exactly for x < -1075; 2^0 = 1. No branches, no table look-ups, no division.
+/// (A 16-entry table with a degree-6 polynomial was tried for AVX-512: no faster on Zen 4
+/// and less accurate.)
+template <class W>
+IBS_INLINE typename W::vd exp2_clamped(typename W::vd x) {
+    const typename W::vd kd = x + kShifter;
+    return exp2_reduced<W>(kd, x - (kd - kShifter));  // f exact, |f| <= 1/2
 }
 
 /// The lower bound exp2_clamped needs: 2^-1080 rounds to 0, like 2^x for any x below.
@@ -168,6 +175,67 @@ IBS_INLINE typename W::vd exp2_normal_or_zero(typename W::vd raw, typename W::vd
 template <class W>
 IBS_INLINE typename W::vd exp2_nonpositive(typename W::vd x) {
     return exp2_clamped<W>(clamp_exp2_arg<W>(x, opaque<W>(splat<W>(kExp2Floor))));
+}
+
+/// log(x), element-wise, for x >= 0 (0 -> -inf, subnormals included; NaN -> NaN, +inf
+/// -> +inf). The decoder update takes k x m logs per iteration, as many as the row kernel
+/// takes exponentials where |Y| ~ |X|; libm's scalar log made it the larger part of an
+/// iteration there.
+///
+/// fdlibm's __ieee754_log, without branches: x = 2^e (1 + f) with 1 + f in
+/// [sqrt(2)/2, sqrt(2)), f exact (Sterbenz); log(1 + f) = 2 atanh(s), s = f / (2 + f),
+/// = f - f^2/2 + s (f^2/2 + R(s^2)) with fdlibm's degree-14 R (error below 2^-58.45),
+/// and e ln 2 split in two so that e ln2_hi is exact. Accuracy: below 1 ulp, checked
+/// against long double log (tests/test_backend_cpp.py).
+template <class W>
+IBS_INLINE typename W::vd log_nonnegative(typename W::vd x) {
+    using vd = typename W::vd;
+    using vi = typename W::vi;
+    const vd zero = {};
+    const vi subnormal = x < 0x1p-1022;  // (and 0: scaled, still 0, fixed below)
+    const vd xs = subnormal ? x * 0x1p54 : x;
+    const vi bits = (vi)xs;
+    // the biased exponent as a double, exactly: its bits put in the mantissa of 2^52
+    const vd biased = (vd)(((bits >> 52) & 0x7ff) | 0x4330000000000000LL) - 0x1p52;
+    vd mant = (vd)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);  // [1, 2)
+    const vi high = mant > 0x1.6a09e667f3bcdp0;  // above sqrt(2): halve, next exponent
+    mant = high ? mant * 0.5 : mant;
+    const vd e = biased - 1023.0 + (high ? splat<W>(1.0) : zero)
+                 - (subnormal ? splat<W>(54.0) : zero);
+    const vd f = mant - 1.0;
+    const vd s = f / (2.0 + f);
+    const vd z = s * s;
+    const vd w = z * z;
+    const vd t1 = w * (0x1.999999997fa04p-2 + w * (0x1.c71c51d8e78afp-3
+                                                    + w * 0x1.39a09d078c69fp-3));
+    const vd t2 = z * (0x1.5555555555593p-1 + w * (0x1.2492494229359p-2
+                                                    + w * (0x1.7466496cb03dep-3
+                                                           + w * 0x1.2f112df3e5244p-3)));
+    const vd hfsq = 0.5 * f * f;
+    const vd r = e * 0x1.62e42feep-1
+                 - ((hfsq - (s * (hfsq + t1 + t2) + e * 0x1.a39ef35793c76p-33)) - f);
+    const vd inf = splat<W>(__builtin_inf());
+    vd out = x == zero ? -inf : r;
+    out = x == inf ? inf : out;
+    return x != x ? x : out;
+}
+
+/// e^x for x <= 600, including x = -inf (-> 0; NaN also gives 0). For the state's
+/// p(t, y) = e^(log p(t) + log p(y|t)) and SQUAREM's log-sum-exp, which libm's scalar exp
+/// made a sixth of a small problem's curve. Cody-Waite reduction: x = n ln 2 + r with
+/// n = round(x / ln 2) and r = (x - n ln2_hi) - n ln2_lo (n ln2_hi exact: ln2_hi has 21
+/// trailing zero bits), then 2^(r / ln 2) from exp2's polynomial; r / ln 2 is rounded
+/// once, some 0.4 ulp more than exp2's error. Accuracy: below 1.5 ulp, checked against
+/// long double exp (tests/test_backend_cpp.py).
+template <class W>
+IBS_INLINE typename W::vd exp_clamped(typename W::vd x) {
+    using vd = typename W::vd;
+    const double log2e = 0x1.71547652b82fep0;
+    x = vmax<W>(x, opaque<W>(splat<W>(-746.0)));  // e^-746 < 2^-1076: rounds to 0
+    const vd kd = x * log2e + kShifter;
+    const vd n = kd - kShifter;
+    const vd r = (x - n * 0x1.62e42feep-1) - n * 0x1.a39ef35793c76p-33;
+    return exp2_reduced<W>(kd, r * log2e);
 }
 
 }  // namespace simd

@@ -15,23 +15,27 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kMaxStep = 64.0;  // accelerate.MAX_STEP
 
-double log_sum_exp(const double* v, std::int64_t size) {
+// log sum_i e^v[i]; work holds size doubles (the vectorised exp needs somewhere to write)
+double log_sum_exp(const double* v, std::int64_t size, double* work) {
     double top = -kInf;
     for (std::int64_t i = 0; i < size; ++i) top = std::max(top, v[i]);
     if (top == -kInf) return -kInf;
+    for (std::int64_t i = 0; i < size; ++i) work[i] = v[i] - top;
+    vector_exp(work, work, size);
     double s = 0.0;
-    for (std::int64_t i = 0; i < size; ++i) s += std::exp(v[i] - top);
+    for (std::int64_t i = 0; i < size; ++i) s += work[i];
     return top + std::log(s);
 }
 
 // (log p(t), log p(y|t)) of the joint log theta + const, in the log domain.
 void state_from_joint_log(const std::vector<double>& theta, std::int64_t k, std::int64_t m,
-                          std::vector<double>& log_p_t, std::vector<double>& log_p_y_given_t) {
-    const double total = log_sum_exp(theta.data(), k * m);
+                          std::vector<double>& log_p_t, std::vector<double>& log_p_y_given_t,
+                          std::vector<double>& work) {
+    const double total = log_sum_exp(theta.data(), k * m, work.data());
     std::vector<double> row(static_cast<std::size_t>(m));
     for (std::int64_t t = 0; t < k; ++t) {
         for (std::int64_t y = 0; y < m; ++y) row[y] = theta[t * m + y] - total;
-        log_p_t[t] = log_sum_exp(row.data(), m);
+        log_p_t[t] = log_sum_exp(row.data(), m, work.data());
         for (std::int64_t y = 0; y < m; ++y) log_p_y_given_t[t * m + y] = row[y] - log_p_t[t];
     }
 }
@@ -48,7 +52,7 @@ IterationResult run_squarem(const double* p_x, const Rows& rows, double* log_p_t
     const std::size_t km = static_cast<std::size_t>(k * m);
     std::vector<double> lp1(log_p_t, log_p_t + k), lpy1(log_p_y_given_t, log_p_y_given_t + km);
     std::vector<double> lp2(k), lpy2(km), lp3(k), lpy3(km), lpx(k), lpyx(km), th(km), th0(km),
-        th2(km), r(km), v(km);
+        th2(km), r(km), v(km), work(km);
     std::vector<char> finite(km);
     std::int64_t n_eval = 0, n_hist = 0;
     double step_max = 4.0;
@@ -111,7 +115,7 @@ IterationResult run_squarem(const double* p_x, const Rows& rows, double* log_p_t
             const double a = -std::min(std::max(nr / nv, 1.0), step_max);
             for (std::size_t i = 0; i < km; ++i)
                 th[i] = finite[i] ? th0[i] - 2.0 * a * r[i] + a * a * v[i] : th2[i];
-            state_from_joint_log(th, k, m, lpx, lpyx);  // the extrapolated point
+            state_from_joint_log(th, k, m, lpx, lpyx, work);  // the extrapolated point
             bool ok = true;
             for (std::int64_t t = 0; t < k; ++t)
                 ok = ok && (std::isfinite(lpx[t]) || lpx[t] == -kInf);

@@ -77,5 +77,11 @@ def simd_targets() -> list[str]:
 def _exp2(x: ArrayLike) -> NDArray[np.float64]:
     """2^x with the kernel's vectorised exp2 (x <= 900); for tests only."""
 
+def _log(x: ArrayLike) -> NDArray[np.float64]:
+    """log(x) with the kernel's vectorised log (x >= 0); for tests only."""
+
+def _exp(x: ArrayLike) -> NDArray[np.float64]:
+    """e^x with the kernel's vectorised exp (x <= 600); for tests only."""
+
 def _set_simd_target(name: str) -> None:
     """Force an instruction set for the hot loops ('best' restores); for tests only."""

@@ -2,8 +2,9 @@
 
 Agreement to 1e-10 on random problems (zeros in p(y|x), -inf in log p(y|t), several |Y|,
 alpha and beta), independence of the thread count, input conversion, the error for an x
-with no admissible cluster, the vectorised exp2 and the introspection functions. Every
-SIMD version the CPU supports is checked, not just the one picked at run time.
+with no admissible cluster, the vectorised exp2, exp and log, and the introspection
+functions. Every SIMD version the CPU supports is checked, not just the one picked at run
+time.
 
 Skipped when the extension is not built, except test_extension_is_built_in_ci: with CI
 set, the extension must import (so CI cannot pass by silently skipping these tests).
@@ -318,7 +319,7 @@ def test_jacobian_rejects_bad_input(cpp):
 
 
 # --------------------------------------------------------------------------------------
-# the vectorised exp2 and the introspection functions
+# the vectorised exp2, exp and log, and the introspection functions
 # --------------------------------------------------------------------------------------
 def test_exp2_is_accurate(cpp, simd):
     x = np.concatenate([-np.random.default_rng(0).random(20001) * 1080.0,
@@ -334,6 +335,35 @@ def test_exp2_is_accurate(cpp, simd):
     special = np.array([-np.inf, 0.0, -1074.0, -1075.5, -1080.0, -2000.0, -1e300, -1e-300])
     np.testing.assert_array_equal(_core._exp2(special),
                                   [0.0, 1.0, 5e-324, 0.0, 0.0, 0.0, 0.0, 1.0])
+
+
+def test_log_is_accurate(cpp, simd):
+    rng = np.random.default_rng(2)
+    x = np.concatenate([10.0 ** rng.uniform(-323, 308, 20001),  # subnormals included
+                        1.0 + rng.standard_normal(2001) * 1e-6,  # near 1, where f is small
+                        np.sqrt(2.0) * (1.0 + rng.standard_normal(2001) * 1e-12)])
+    got = _core._log(x)
+    exact = np.log(x.astype(np.longdouble))
+    ulps = np.abs(got - exact) / np.spacing(np.abs(exact).astype(np.float64))
+    assert np.max(ulps) <= 1.0
+    special = np.array([0.0, 1.0, 2.0, 0.5, 5e-324, np.inf, np.nan])
+    np.testing.assert_array_equal(_core._log(special),
+                                  [-np.inf, 0.0, np.log(2.0), -np.log(2.0), np.log(5e-324),
+                                   np.inf, np.nan])
+
+
+def test_exp_is_accurate(cpp, simd):
+    rng = np.random.default_rng(3)
+    x = np.concatenate([-rng.random(20001) * 746.0, -rng.random(2001), rng.random(201) * 600.0])
+    got = _core._exp(x)
+    exact = np.exp(x.astype(np.longdouble))
+    normal = exact > np.finfo(np.float64).tiny
+    ulps = np.abs(got - exact) / np.spacing(exact.astype(np.float64))
+    assert np.max(ulps[normal]) <= 1.5
+    np.testing.assert_allclose(got[~normal], exact[~normal].astype(np.float64), rtol=0,
+                               atol=5e-324)
+    special = np.array([-np.inf, 0.0, -746.0, -1e300, 1.0])
+    np.testing.assert_array_equal(_core._exp(special), [0.0, 1.0, 0.0, 0.0, np.exp(1.0)])
 
 
 def test_introspection(cpp, tmp_path):
