@@ -426,10 +426,10 @@ IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64
             continue;
         }
 
-        if (accumulate) {
-            std::fill(gw_t, gw_t + kRows, 0.0);
-            std::fill(gw_ty, gw_ty + m * kRows, 0.0);
-        }
+        // (gw_ty is all zero here: allocated so, and pass C clears what the group used;
+        // zeroing all m of it per group cost more than the rest on sparse tables of
+        // thousands of columns)
+        if (accumulate) std::fill(gw_t, gw_t + kRows, 0.0);
         int64_t ngy = 0;  // number of y active in the group
         const int64_t group = ++w.groups;
 
@@ -551,6 +551,7 @@ IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64
                                      gw_ty + yb * kRows, e, kp, t0, t1);
             }
         }
+        for (int64_t j = 0; j < ngy; ++j) std::fill_n(gw_ty + gys[j] * kRows, kRows, 0.0);
     }
     return true;
 }
@@ -934,7 +935,9 @@ IBS_OMP(single)
         Workspace& w = ws[tid];
         const int64_t x0 = n * tid / team, x1 = n * (tid + 1) / team;
         const int64_t t0 = k * tid / team, t1 = k * (tid + 1) / team;
-        std::vector<double> log_pty(m);
+        // logs of p(t) and of p(t, y) from the same function: where the two are equal
+        // (|Y| = 1, or p(y|t) = 1) log p(y|t) is exactly 0, whatever beta multiplies it
+        std::vector<double> log_pty(m), pt_of(t1 - t0), lpt_of(t1 - t0);
 
         for (int64_t it = 0; it < max_iter; ++it) {
             std::fill(w.acc_t.get(), w.acc_t.get() + kp, 0.0);
@@ -956,7 +959,11 @@ IBS_OMP(atomic read)
             for (int64_t t = t0; t < t1; ++t) {
                 double pt = 0.0;
                 for (int th = 0; th < team; ++th) pt += ws[th].acc_t[t];
-                const double lpt_new = std::log(pt);  // -inf for an empty cluster
+                pt_of[t - t0] = pt;
+            }
+            target->log(pt_of.data(), lpt_of.data(), t1 - t0);  // -inf for an empty cluster
+            for (int64_t t = t0; t < t1; ++t) {
+                const double pt = pt_of[t - t0], lpt_new = lpt_of[t - t0];
                 double* pty = p_ty.data() + t * m;
                 for (int64_t y = 0; y < m; ++y) {
                     double v = 0.0;
