@@ -394,8 +394,9 @@ class IBCurve(Result):
     ascended further where it disagrees with a located onset; against a bracketed onset
     it may lie some 1e-5 (relative) below s*, inside the bracket).
     ``accuracy`` bounds (bits) how far the true curve may lie above ``bound``: between the
-    computed points, the largest gap a concave piece with end slopes 1/beta can leave above
-    its chord, plus the points' own Lagrangian tolerance over beta; past the last point,
+    computed points, the largest gap a concave piece through both points with slopes 1/beta
+    there can leave above their chord (the height of the triangle their tangents make with
+    it), plus the points' own Lagrangian tolerance over beta; past the last point,
     where the envelope follows the chord to (H(X), I(X;Y)), the gap below the last tangent
     and I(X;Y). ``capped``: the cluster cap ``max_clusters`` bound, so the points end
     before it did (``accuracy`` then covers the rest of the curve).

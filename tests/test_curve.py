@@ -233,6 +233,32 @@ def test_accuracy_bounds_the_gap_to_a_finer_curve(birth_curve):
     assert score.above_bound == (score.gap < -coarse.accuracy)
 
 
+@pytest.mark.parametrize("power", [0.5, 0.2])
+def test_chord_gap_is_the_tangent_triangle_over_the_chord(power):
+    """Between two points of a concave curve y = x^power (slopes 1/beta there) the gap is
+    at least the curve's largest distance above the chord, at most the worst case over
+    all chord slopes, dx (s_lo - s_hi) / 4, and 0 on a straight piece."""
+    from types import SimpleNamespace
+    from ibsolver.curve import _chord_gap
+
+    def point(x):
+        slope = power * x ** (power - 1.0)
+        return SimpleNamespace(i_xt=x, i_ty=x ** power, beta=1.0 / slope)
+
+    for x0, x1 in [(0.1, 0.3), (0.5, 0.9), (0.01, 2.0)]:
+        lo, hi = point(x0), point(x1)
+        xs = np.linspace(x0, x1, 20001)
+        chord = lo.i_ty + (xs - x0) * (hi.i_ty - lo.i_ty) / (x1 - x0)
+        true_gap = np.max(xs ** power - chord)
+        gap = _chord_gap(lo, hi, 1.0)
+        assert true_gap - 1e-12 <= gap <= (x1 - x0) * (1 / lo.beta - 1 / hi.beta) / 4 + 1e-15
+    # a straight piece from a point of slope 1 (a first-order transition's time-sharing
+    # segment) to one of slope 1/2: no gap, where the worst case would be 1/8
+    straight = (SimpleNamespace(i_xt=0.0, i_ty=0.0, beta=1.0),
+                SimpleNamespace(i_xt=1.0, i_ty=1.0, beta=2.0))
+    assert _chord_gap(*straight, 1.0) == 0.0
+
+
 def test_birth_and_split_twins_count_once():
     """A birth (reverse branch) and a split (forward) between the same cluster counts within
     1e-3 of each other are one first-order transition: the earlier stays optimal, the
