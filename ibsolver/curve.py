@@ -1133,7 +1133,7 @@ def _random_restarts(tracer, fwd: dict, rev: dict, betas: tuple[list, list]) -> 
             branch_below = best - _same_point(tracer, best)
             cand = tracer.solve(start, b, ceiling=branch_below)
             improved = improved or cand.lagrangian < branch_below
-            if _lower(cand.lagrangian, best):
+            if _kept(cand, best, branch_below):
                 worst[b], best = cand, cand.lagrangian
     return improved
 
@@ -1146,6 +1146,14 @@ def _same_point(tracer, lagrangian: float) -> float:
     noise went from beta to beta on a 24 x 24 Gaussian: 413 of 698 cross-seeds "improved",
     by 3e-8 bit at the median, and each one made its neighbour solve again.)"""
     return 2 * tracer.opts["lagrangian_tol"] + 1e-10 * (1 + abs(lagrangian))
+
+
+def _kept(cand: IBResult, incumbent: float, branch_below: float) -> bool:
+    """Whether a restart or cross-seed replaces the point it was solved against (Lagrangian
+    ``incumbent``): where it found a lower branch, or converged lower at all. (One abandoned
+    at its ceiling, ``branch_below``, can be lower than the point but is not converged.)"""
+    return cand.lagrangian < branch_below or (cand.converged
+                                               and _lower(cand.lagrangian, incumbent))
 
 
 def _cross_seed(tracer, fwd: dict, rev: dict) -> bool:
@@ -1180,7 +1188,7 @@ def _cross_seed(tracer, fwd: dict, rev: dict) -> bool:
             cand = tracer.solve(tracer.state(seed), b, ceiling=branch_below)
             prev_changed = cand.lagrangian < branch_below
             improved = improved or prev_changed
-            if _lower(cand.lagrangian, here):
+            if _kept(cand, here, branch_below):
                 d[b] = cand
         logger.debug("cross-seeding sweep %s done", step)
     return improved
