@@ -1130,30 +1130,10 @@ def _random_restarts(tracer, fwd: dict, rev: dict, betas: tuple[list, list]) -> 
         if b in identity and n_rows <= tracer.max_clusters:
             starts.append(tracer.identity_state())
         for start in starts:
-            branch_below = best - _same_point(tracer, best)
-            cand = tracer.solve(start, b, ceiling=branch_below)
-            improved = improved or cand.lagrangian < branch_below
-            if _kept(cand, best, branch_below):
-                worst[b], best = cand, cand.lagrangian
+            cand = tracer.solve(start, b, ceiling=best)
+            if _lower(cand.lagrangian, best):
+                worst[b], best, improved = cand, cand.lagrangian, True
     return improved
-
-
-def _same_point(tracer, lagrangian: float) -> float:
-    """How far apart (bits) two solves of one point at this Lagrangian can end, each
-    stopped by lagrangian_tol: a restart or cross-seed that ends lower by less found the
-    same point (it is kept, being lower), not a branch the others should learn from, and
-    one sure to end above the point less this is abandoned. (With 1e-10 alone, such solve
-    noise went from beta to beta on a 24 x 24 Gaussian: 413 of 698 cross-seeds "improved",
-    by 3e-8 bit at the median, and each one made its neighbour solve again.)"""
-    return 2 * tracer.opts["lagrangian_tol"] + 1e-10 * (1 + abs(lagrangian))
-
-
-def _kept(cand: IBResult, incumbent: float, branch_below: float) -> bool:
-    """Whether a restart or cross-seed replaces the point it was solved against (Lagrangian
-    ``incumbent``): where it found a lower branch, or converged lower at all. (One abandoned
-    at its ceiling, ``branch_below``, can be lower than the point but is not converged.)"""
-    return cand.lagrangian < branch_below or (cand.converged
-                                               and _lower(cand.lagrangian, incumbent))
 
 
 def _cross_seed(tracer, fwd: dict, rev: dict) -> bool:
@@ -1174,9 +1154,9 @@ def _cross_seed(tracer, fwd: dict, rev: dict) -> bool:
                 continue
             seeds = [r for r in (rev.get(prev_b), fwd.get(prev_b)) if r is not None]
             seed = min(seeds, key=lambda r: r.lagrangian)
-            own, here = d[prev_b].lagrangian, d[b].lagrangian
-            if (not prev_changed and seed.lagrangian >= own - _same_point(tracer, own)
-                    and here <= _tangent_bound(seed, beta=b) + _same_point(tracer, here)
+            own = d[prev_b].lagrangian
+            if (not prev_changed and seed.lagrangian >= own - 1e-10 * (1 + abs(own))
+                    and d[b].lagrangian <= _tangent_bound(seed, beta=b) + 1e-10
                     and not (across_counts and n_effective(seed) != n_effective(d[b]))):
                 # d[b] was continued from a point as good as any seed here (or from
                 # elsewhere: refinement inserts betas), and the seed's own encoder does no
@@ -1184,12 +1164,11 @@ def _cross_seed(tracer, fwd: dict, rev: dict) -> bool:
                 # can end below d[b] although its encoder, unsolved, does not (a 35 x 7
                 # stress problem: 22 clusters 3.2e-5 bit below the 21 refinement had)
                 continue
-            branch_below = here - _same_point(tracer, here)
-            cand = tracer.solve(tracer.state(seed), b, ceiling=branch_below)
-            prev_changed = cand.lagrangian < branch_below
-            improved = improved or prev_changed
-            if _kept(cand, here, branch_below):
+            cand = tracer.solve(tracer.state(seed), b, ceiling=d[b].lagrangian)
+            prev_changed = cand.lagrangian < d[b].lagrangian - 1e-10 * (1 + abs(d[b].lagrangian))
+            if prev_changed:
                 d[b] = cand
+                improved = True
         logger.debug("cross-seeding sweep %s done", step)
     return improved
 
