@@ -294,7 +294,15 @@ def _new_pool(n_workers: int) -> ProcessPoolExecutor:
     context: multiprocessing.context.BaseContext
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["__main__", __name__])
+        # The fork server imports with the current directory first on sys.path (the
+        # workers get this process's sys.path only after the fork). From a source checkout
+        # whose ibsolver is not the one running here (tests of an installed wheel, run from
+        # the checkout) the preload took the checkout's, without the compiled kernel: the
+        # workers ran numba and their curves differed from this process's in the 11th
+        # digit. There each worker imports after the fork, from this process's sys.path.
+        local = Path.cwd() / __package__
+        if not local.is_dir() or local.resolve() == Path(__file__).parent.resolve():
+            context.set_forkserver_preload(["__main__", __name__])
     else:
         context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker)
