@@ -993,8 +993,10 @@ def _chord_gap(r_lo: IBResult, r_hi: IBResult, alpha: float) -> float:
     dx = _cost(r_hi, alpha) - _cost(r_lo, alpha)
     if dx <= 0.0 or r_lo.beta <= 0.0:  # (the same point, up to round-off)
         return 0.0
-    s_lo, s_hi = 1.0 / r_lo.beta, 1.0 / r_hi.beta
+    s_lo, s_hi = 1.0 / float(r_lo.beta), 1.0 / float(r_hi.beta)
     m = (r_hi.i_ty - r_lo.i_ty) / dx
+    if np.isinf(s_lo):  # (a subnormal beta_lo: the triangle's limit, not inf / inf)
+        return float(dx * max(m - s_hi, 0.0))
     return float(dx * max(s_lo - m, 0.0) * max(m - s_hi, 0.0) / (s_lo - s_hi))
 
 

@@ -257,6 +257,10 @@ def test_chord_gap_is_the_tangent_triangle_over_the_chord(power):
     straight = (SimpleNamespace(i_xt=0.0, i_ty=0.0, beta=1.0),
                 SimpleNamespace(i_xt=1.0, i_ty=1.0, beta=2.0))
     assert _chord_gap(*straight, 1.0) == 0.0
+    # a subnormal beta_lo (a vertical tangent there): the triangle's limit, dx (m - s_hi)
+    steep = (SimpleNamespace(i_xt=0.0, i_ty=0.0, beta=5e-324),
+             SimpleNamespace(i_xt=1.0, i_ty=1.0, beta=2.0))
+    assert _chord_gap(*steep, 1.0) == 0.5
 
 
 def test_birth_and_split_twins_count_once():
