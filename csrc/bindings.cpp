@@ -271,30 +271,20 @@ PYBIND11_MODULE(_core, mod) {
             "run time, unless the environment variable IBSOLVER_SIMD names another one.");
     mod.def("simd_targets", &ibsolver::simd_targets,
             "Instruction sets this CPU supports for the hot loops, best first.");
-    mod.def(
-        "_exp2",
-        [](Array x) {
+    // the kernel's vectorised elementwise functions, for tests of their accuracy
+    const auto elementwise = [](void (*f)(const double*, double*, std::int64_t)) {
+        return [f](Array x) {
             Array y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-            ibsolver::exp2(x.data(), y.mutable_data(), x.size());
+            f(x.data(), y.mutable_data(), x.size());
             return y;
-        },
-        py::arg("x"), "2^x with the kernel's vectorised exp2 (x <= 900); for tests only.");
-    mod.def(
-        "_log",
-        [](Array x) {
-            Array y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-            ibsolver::vector_log(x.data(), y.mutable_data(), x.size());
-            return y;
-        },
-        py::arg("x"), "log(x) with the kernel's vectorised log (x >= 0); for tests only.");
-    mod.def(
-        "_exp",
-        [](Array x) {
-            Array y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-            ibsolver::vector_exp(x.data(), y.mutable_data(), x.size());
-            return y;
-        },
-        py::arg("x"), "e^x with the kernel's vectorised exp (x <= 600); for tests only.");
+        };
+    };
+    mod.def("_exp2", elementwise(&ibsolver::exp2), py::arg("x"),
+            "2^x with the kernel's vectorised exp2 (x <= 900); for tests only.");
+    mod.def("_log", elementwise(&ibsolver::vector_log), py::arg("x"),
+            "log(x) with the kernel's vectorised log (x >= 0); for tests only.");
+    mod.def("_exp", elementwise(&ibsolver::vector_exp), py::arg("x"),
+            "e^x with the kernel's vectorised exp (x <= 600); for tests only.");
     mod.def(
         "_set_simd_target",
         [](const std::string& name) {
