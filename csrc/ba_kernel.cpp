@@ -556,27 +556,6 @@ IBS_INLINE bool process_rows(const Shared& s, Workspace& w, int64_t first, int64
     return true;
 }
 
-/// y = 2^x for one vector of W (x, y may alias).
-template <class W>
-IBS_INLINE void exp2_vector(const double* x, double* y, typename W::vd floor) {
-    simd::store<W>(y, simd::exp2_clamped<W>(simd::clamp_exp2_arg<W>(simd::load<W>(x), floor)));
-}
-
-/// y[i] = 2^x[i] with the kernel's vectorised exp2 (for tests of its accuracy).
-template <class W>
-IBS_INLINE void exp2_array(const double* x, double* y, int64_t n) {
-    constexpr int64_t L = W::lanes;
-    const typename W::vd floor = simd::opaque<W>(simd::splat<W>(simd::kExp2Floor));
-    int64_t i = 0;
-    for (; i + L <= n; i += L) exp2_vector<W>(x + i, y + i, floor);
-    if (i < n) {  // tail through a padded copy
-        double buf[L] = {};
-        std::copy(x + i, x + n, buf);
-        exp2_vector<W>(buf, buf, floor);
-        std::copy(buf, buf + (n - i), y + i);
-    }
-}
-
 /// y[i] = f(x[i]) for a vector function f of W; x, y may alias.
 template <class W, typename W::vd (*f)(typename W::vd)>
 IBS_INLINE void map_array(const double* x, double* y, int64_t n) {
@@ -589,6 +568,12 @@ IBS_INLINE void map_array(const double* x, double* y, int64_t n) {
         simd::store<W>(buf, f(simd::load<W>(buf)));
         std::copy(buf, buf + (n - i), y + i);
     }
+}
+
+/// y[i] = 2^x[i] with the kernel's vectorised exp2 (for tests of its accuracy).
+template <class W>
+IBS_INLINE void exp2_array(const double* x, double* y, int64_t n) {
+    map_array<W, simd::exp2_nonpositive<W>>(x, y, n);
 }
 
 template <class W>

@@ -1093,12 +1093,12 @@ def _restart_betas(fwd: dict, rev: dict, grid: np.ndarray, done: dict) -> tuple[
         identity = sorted(best)
         random = [b for lo, hi in zip(identity[:-1], identity[1:])
                   if n_distinct(best[lo][0]) != n_distinct(best[hi][0]) for b in (lo, hi)]
-    chosen = []
-    for kind, betas in (("identity", identity), ("random", random)):
+    def not_done(kind, betas):
         betas = [b for b in dict.fromkeys(betas) if b not in done[kind]]
         done[kind].update(betas)
-        chosen.append(betas)
-    return chosen[0], chosen[1]
+        return betas
+
+    return not_done("identity", identity), not_done("random", random)
 
 
 def _random_restarts(tracer, fwd: dict, rev: dict, betas: tuple[list, list]) -> bool:
