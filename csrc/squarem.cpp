@@ -13,7 +13,6 @@ namespace ibsolver {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr double kMaxStep = 64.0;  // accelerate.MAX_STEP
 
 // log sum_i e^v[i]; work holds size doubles (the vectorised exp needs somewhere to write)
 double log_sum_exp(const double* v, std::int64_t size, double* work) {
@@ -127,7 +126,7 @@ IterationResult run_squarem(const double* p_x, const Rows& rows, double* log_p_t
                     keep(lp3, lpy3);
                     result.residual = res3;
                     accepted = true;
-                    step_max = std::min(step_max * 2.0, kMaxStep);
+                    step_max *= 2.0;  // (no upper bound: see accelerate.py)
                 }
             }
         }

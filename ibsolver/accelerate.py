@@ -5,6 +5,12 @@ needs thousands of steps. SQUAREM takes two map steps, extrapolates along the sq
 polynomial in the log of the joint p(t, y), then one more map step from the extrapolated
 point. A step is kept only if it lowers the Lagrangian below the plain two-step result,
 so the iteration stays monotone and converges to a fixed point of the same map.
+
+The extrapolation length is SqS3's own, |alpha| = |r| / |v| (at least 1), under a cap
+that halves after a rejected step and doubles after an accepted one, without bound. Near
+a transition the slowest mode contracts at a rate 1 - 1e-5 or closer, which needs steps
+of thousands: a fixed cap of 64 left solves on a 24 x 24 Gaussian creeping for thousands
+of map evaluations (its curve took 1.14M evaluations in all; 0.60M without the cap).
 """
 from __future__ import annotations
 
@@ -17,9 +23,6 @@ from .backends import Iterated
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
-
-#: the largest extrapolation length tried (|alpha| grows geometrically on success)
-MAX_STEP = 64.0
 
 
 def _joint_log(log_p_t, log_p_y_given_t):
@@ -87,7 +90,7 @@ def squarem_iterations(kernel: ModuleType, p_x: np.ndarray, p_y_given_x: np.ndar
                     history.append(l3)
                     log_p_t, log_p_y_given_t, residual = lp3, lpy3, res3
                     accepted = True
-                    step_max = min(step_max * 2.0, MAX_STEP)
+                    step_max *= 2.0
         if not accepted:
             log_p_t, log_p_y_given_t = lp2, lpy2
             step_max = max(step_max / 2.0, 1.0)
