@@ -254,6 +254,12 @@ def _coincident_groups(points: np.ndarray, tol: float) -> np.ndarray:
     parent = np.arange(k)
     if k <= 1:
         return parent
+    # the usual case, every row its own group, is settled on the column that spreads the
+    # rows most: rows within tol in max-norm are within tol there too (a sort is O(k log k);
+    # the pair search below took 0.1 to 0.6 ms even where it found nothing, at every prune)
+    column = np.sort(points[:, np.argmax(points.max(axis=0) - points.min(axis=0))])
+    if (column[1:] - column[:-1]).min() > tol:
+        return parent
     # a k x k table is cheaper than a tree for few rows, or many columns (where a tree
     # degrades to comparing everything)
     if k <= 64 or (m > SCREEN_COLUMNS and k * k * SCREEN_COLUMNS <= 2 ** 22):
