@@ -95,6 +95,22 @@ def test_table_helpers_agree_between_forms():
                                np.linalg.norm(p - p[5], axis=1), atol=1e-12)
 
 
+@pytest.mark.parametrize("k, m", [(24, 24), (300, 4), (8, 2)])
+def test_coincident_groups_without_close_pairs(k, m):
+    """The one-column screen: rows apart in max-norm are their own groups, also where two of
+    them agree on the column that spreads the rows most (the screen then defers to the pair
+    search) and where all but one column agree within the tolerance."""
+    rng = np.random.default_rng(k)
+    points = rng.dirichlet(np.ones(m), size=k)
+    assert np.array_equal(solve._coincident_groups(points, 1e-7), np.arange(k))
+    widest = np.argmax(points.max(axis=0) - points.min(axis=0))
+    points[1, widest] = points[0, widest]  # the same there, apart elsewhere
+    assert np.array_equal(solve._coincident_groups(points, 1e-7), np.arange(k))
+    points[2] = points[0] + 1e-8
+    points[2, (widest + 1) % m] += 1e-3   # within tol in every column but one
+    assert np.array_equal(solve._coincident_groups(points, 1e-7), np.arange(k))
+
+
 @pytest.mark.parametrize("k, m", [(64, 1000), (200, 300), (60, 4), (500, 4), (64, 16)])
 def test_coincident_groups_match_brute_force(k, m):
     """Decoders within merge_tol (max-norm, chained) share a group, whichever way the pairs
