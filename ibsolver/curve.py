@@ -93,7 +93,7 @@ MAX_ENCODER_ENTRIES = 2 ** 23
 RANDOM_STARTS = 2
 #: alpha = 1: each beta of the first grid is also solved from RESTARTS random encoders and
 #: the identity encoder on problems with at most RESTART_MAX_ROWS rows (compressed; see
-#: _random_restarts)
+#: _restarts)
 RESTARTS = 1
 RESTART_MAX_ROWS = 100
 #: two branches whose I(X;T) differ by more than this are distinct solutions
@@ -743,7 +743,7 @@ def ib_curve(p_xy: ArrayLike | scipy.sparse.spmatrix, *, alpha: float = 1.0,
             pooled = not ib and _pool_seed(tracer, fwd, rev)
             # (only where restarts are affordable: the count changes are not even looked for
             # on larger tables)
-            restarted = ib and n_rows <= RESTART_MAX_ROWS and _random_restarts(
+            restarted = ib and n_rows <= RESTART_MAX_ROWS and _restarts(
                 tracer, fwd, rev, _restart_betas(fwd, rev, grid, restarted_at))
             improved = _cross_seed(tracer, fwd, rev) or pooled or restarted
             if round_ > 0 and not improved:
@@ -1077,7 +1077,7 @@ def _leading_branch(fwd: dict, rev: dict, below, above, lagrangian_tol: float,
 
 
 def _restart_betas(fwd: dict, rev: dict, grid: np.ndarray, done: dict) -> tuple[list, list]:
-    """Where the next restarts go (see _random_restarts): (betas to restart from the identity
+    """Where the next restarts go (see _restarts): (betas to restart from the identity
     encoder, betas to restart from random encoders). Both start with the first grid; then
     the identity start goes to every beta of the curve not restarted yet (refinement
     inserts them), the random ones to the betas on both sides of each change of the optimal
@@ -1101,7 +1101,7 @@ def _restart_betas(fwd: dict, rev: dict, grid: np.ndarray, done: dict) -> tuple[
     return not_done("identity", identity), not_done("random", random)
 
 
-def _random_restarts(tracer, fwd: dict, rev: dict, betas: tuple[list, list]) -> bool:
+def _restarts(tracer, fwd: dict, rev: dict, betas: tuple[list, list]) -> bool:
     """Solve the ``betas`` of _restart_betas again (ib_curve calls this on problems of at
     most RESTART_MAX_ROWS rows): the first from the identity encoder (one cluster per row,
     where the cap allows), the second from RESTARTS random encoders (one cluster per row,

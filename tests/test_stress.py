@@ -46,7 +46,7 @@ ONCE_MISSED = {
     # nor cross-seeding reaches (a first-order birth: the 11-cluster points there are
     # stable to splits and invaders). The curve was up to 2.6e-4 bit above it at beta
     # 8.8524; 9.9e-6 with restarts beside count changes; on it since restarts also start
-    # from the identity encoder (curve._random_restarts)
+    # from the identity encoder (curve._restarts)
     10: 8.8524,
 }
 
