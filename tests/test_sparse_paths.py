@@ -98,8 +98,8 @@ def test_table_helpers_agree_between_forms():
 @pytest.mark.parametrize("k, m", [(24, 24), (300, 4), (8, 2)])
 def test_coincident_groups_without_close_pairs(k, m):
     """The one-column screen: rows apart in max-norm are their own groups, also where two of
-    them agree on the column that spreads the rows most (the screen then defers to the pair
-    search) and where all but one column agree within the tolerance."""
+    them agree on the column that spreads the rows most (the screen cannot decide there)
+    and where two agree within the tolerance in all columns but one."""
     rng = np.random.default_rng(k)
     points = rng.dirichlet(np.ones(m), size=k)
     assert np.array_equal(solve._coincident_groups(points, 1e-7), np.arange(k))
