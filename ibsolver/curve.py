@@ -1093,6 +1093,7 @@ def _restart_betas(fwd: dict, rev: dict, grid: np.ndarray, done: dict) -> tuple[
         identity = sorted(best)
         random = [b for lo, hi in zip(identity[:-1], identity[1:])
                   if n_distinct(best[lo][0]) != n_distinct(best[hi][0]) for b in (lo, hi)]
+
     def not_done(kind, betas):
         betas = [b for b in dict.fromkeys(betas) if b not in done[kind]]
         done[kind].update(betas)
